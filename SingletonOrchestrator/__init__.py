@@ -1,0 +1,11 @@
+"""SingletonOrchestrator: the guarded background job (see :mod:`singleton.job`).
+
+Input ``{"items": [...], "repeatEverySeconds": n, "maxPasses": m}``: each item goes
+through SingletonActivity in order; with ``repeatEverySeconds`` the job runs again
+after that pause, as a new execution, until ``maxPasses`` or a ``Stop`` event.
+"""
+import azure.durable_functions as df
+
+from singleton.job import run_job
+
+main = df.Orchestrator.create(run_job)

@@ -1,0 +1,123 @@
+"""Every rule of the singleton guarantee, as pure functions.
+
+The starter reads the instance's status, asks :func:`decide` what to do, and carries
+the answer out. Nothing here talks to the Durable runtime or to storage.
+"""
+from __future__ import annotations
+
+import enum
+from typing import Optional
+
+from azure.durable_functions import OrchestrationRuntimeStatus as Status
+
+#: An instance in one of these states holds its id: a second start would run the job
+#: twice at once.
+ACTIVE = frozenset({Status.Pending, Status.Running, Status.ContinuedAsNew, Status.Suspended})
+
+#: An instance in one of these states has ended; the Durable runtime lets a new
+#: execution reuse the id.
+FINISHED = frozenset({Status.Completed, Status.Failed, Status.Terminated, Status.Canceled})
+
+#: Finished, but not successfully: what ``reuse=allowDuplicateFailedOnly`` restarts.
+UNSUCCESSFUL = frozenset({Status.Failed, Status.Terminated, Status.Canceled})
+
+
+class OnConflict(str, enum.Enum):
+    """What to do when an instance with the id is active (query ``onConflict``)."""
+
+    REJECT = "reject"
+    USE_EXISTING = "useExisting"
+    TERMINATE_EXISTING = "terminateExisting"
+
+
+class Reuse(str, enum.Enum):
+    """Whether a finished instance's id may be started again (query ``reuse``)."""
+
+    ALLOW_DUPLICATE = "allowDuplicate"
+    ALLOW_DUPLICATE_FAILED_ONLY = "allowDuplicateFailedOnly"
+    REJECT_DUPLICATE = "rejectDuplicate"
+
+
+class Action(str, enum.Enum):
+    """What the starter does; the value is the word the request log line uses."""
+
+    START = "started"
+    REJECT_ACTIVE = "rejected-active"
+    USE_EXISTING = "used-existing"
+    TERMINATE_THEN_START = "replaced-existing"
+    REJECT_FINISHED = "rejected-finished"
+
+    @property
+    def starts(self) -> bool:
+        """Whether carrying this action out starts an instance (and so takes the lock)."""
+        return self in (Action.START, Action.TERMINATE_THEN_START)
+
+
+def decide(status: Optional[Status], on_conflict: OnConflict, reuse: Reuse) -> Action:
+    """Choose what to do about a start request.
+
+    Parameters
+    ----------
+    status : Optional[OrchestrationRuntimeStatus]
+        The runtime status of the instance with the requested id; None when no
+        instance has that id.
+    on_conflict : OnConflict
+        The caller's choice for an active instance.
+    reuse : Reuse
+        The caller's choice for a finished instance.
+
+    Returns
+    -------
+    Action
+        The action the starter must carry out.
+    """
+    if status is None:
+        return Action.START
+    if status in ACTIVE:
+        return {
+            OnConflict.REJECT: Action.REJECT_ACTIVE,
+            OnConflict.USE_EXISTING: Action.USE_EXISTING,
+            OnConflict.TERMINATE_EXISTING: Action.TERMINATE_THEN_START,
+        }[on_conflict]
+    if reuse is Reuse.ALLOW_DUPLICATE:
+        return Action.START
+    if reuse is Reuse.ALLOW_DUPLICATE_FAILED_ONLY and status in UNSUCCESSFUL:
+        return Action.START
+    return Action.REJECT_FINISHED
+
+
+def must_recheck_under_lock(action: Action, on_conflict: OnConflict, reuse: Reuse) -> bool:
+    """Whether the starter must read the status again once it holds the lock.
+
+    Between the first status read and taking the lock, another caller may have
+    started (and even finished) an instance with the id. The lock serializes every
+    start this app makes for the id, and host.json keeps the Durable extension's own
+    duplicate refusal on (``overridableExistingInstanceStates: NonRunningStates``):
+    with starts serialized, the extension's check sees the previous start's instance
+    and refuses a start over an active one. That refusal is exactly
+    :func:`decide`'s answer when the caller asked for ``reuse=allowDuplicate`` and an
+    ``onConflict`` that does not start anything (``reject`` or ``useExisting``): every
+    finished state or no instance means start, every active state means do not. So in
+    that case, the default one, the second read buys nothing and is skipped.
+
+    Every other combination needs the fresh status: ``terminateExisting`` must know
+    what it terminates, and the other ``reuse`` choices tell finished states apart,
+    which the extension does not (it overwrites any finished instance).
+
+    Parameters
+    ----------
+    action : Action
+        The decision taken on the status read before the lock.
+    on_conflict : OnConflict
+        The caller's choice for an active instance.
+    reuse : Reuse
+        The caller's choice for a finished instance.
+
+    Returns
+    -------
+    bool
+        True when the status must be read again under the lock.
+    """
+    return not (action is Action.START
+                and reuse is Reuse.ALLOW_DUPLICATE
+                and on_conflict is not OnConflict.TERMINATE_EXISTING)

@@ -1,0 +1,189 @@
+"""RFC 9457 problem details: every non-2xx answer of HttpStartSingle.
+
+One constructor per kind of problem. The ``type`` of each is
+``urn:singleton-starter:problem:<kind>``; README.md lists the kinds. Details are the
+app's own sentences: never a traceback, never a library's exception text.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Dict, Iterable, Mapping, Optional
+
+import azure.functions as func
+
+TYPE_PREFIX = "urn:singleton-starter:problem:"
+MEDIA_TYPE = "application/problem+json"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem: its kind, HTTP status, words for people, and members for programs."""
+
+    kind: str
+    status: int
+    title: str
+    detail: str
+    members: Mapping[str, Any] = field(default_factory=dict)
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    def body(self) -> Dict[str, Any]:
+        """Return the problem+json document as a dict."""
+        document: Dict[str, Any] = {
+            "type": TYPE_PREFIX + self.kind,
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+        }
+        document.update(self.members)
+        return document
+
+    def response(self) -> func.HttpResponse:
+        """Return the problem as an HTTP response."""
+        return func.HttpResponse(
+            body=json.dumps(self.body()),
+            status_code=self.status,
+            headers={"Content-Type": MEDIA_TYPE, **self.headers},
+        )
+
+
+class ProblemError(Exception):
+    """Raised anywhere in a request to answer with ``problem`` and stop."""
+
+    def __init__(self, problem: Problem):
+        super().__init__(problem.detail)
+        self.problem = problem
+
+
+def invalid_instance_id(rule: str) -> Problem:
+    """400: the instance id breaks ``rule``."""
+    return Problem("invalid-instance-id", 400, "Invalid instance id", rule)
+
+
+def unknown_orchestrator(name: str, orchestrators: Iterable[str]) -> Problem:
+    """404: ``name`` is not an orchestrator function of this app."""
+    known = sorted(orchestrators)
+    return Problem(
+        "unknown-orchestrator", 404, "No such orchestrator",
+        f"'{_printable(name)}' is not an orchestrator function of this app. "
+        f"Orchestrators: {', '.join(known) or 'none'}.",
+        {"orchestrators": known})
+
+
+def invalid_query(name: str, allowed: Iterable[str]) -> Problem:
+    """400: query parameter ``name`` holds a value outside ``allowed``."""
+    choices = list(allowed)
+    return Problem(
+        "invalid-query-parameter", 400, "Invalid query parameter",
+        f"Query parameter {name} must be given once, as one of: {', '.join(choices)} "
+        "(case-sensitive).",
+        {"parameter": name, "allowed": choices})
+
+
+def invalid_body(detail: str) -> Problem:
+    """400: the body is not UTF-8 JSON."""
+    return Problem("invalid-body", 400, "Request body is not JSON", detail)
+
+
+def body_too_large(limit: int) -> Problem:
+    """413: the body is longer than the configured limit."""
+    return Problem(
+        "body-too-large", 413, "Request body too large",
+        f"The request body must be at most {limit} bytes.", {"limitBytes": limit})
+
+
+def invalid_input(detail: str) -> Problem:
+    """400: the body is JSON but not an input the orchestrator accepts."""
+    return Problem("invalid-input", 400, "Invalid orchestrator input", detail)
+
+
+def instance_active(instance: Mapping[str, Any], location: Optional[str]) -> Problem:
+    """409: an instance with the id is active; ``instance`` describes it."""
+    return Problem(
+        "instance-active", 409, "Instance already active",
+        f"An instance with id '{instance['instanceId']}' is {instance['runtimeStatus']}; "
+        "nothing was started. Follow statusQueryGetUri, or stop it with terminatePostUri.",
+        instance, _location(location))
+
+
+def instance_finished(instance: Mapping[str, Any], location: Optional[str],
+                      reuse: str) -> Problem:
+    """409: the id belongs to a finished instance and ``reuse`` forbids reusing it."""
+    return Problem(
+        "instance-finished", 409, "Instance id may not be reused",
+        f"An instance with id '{instance['instanceId']}' ended {instance['runtimeStatus']} "
+        f"and reuse={reuse} does not start it again; nothing was started.",
+        instance, _location(location))
+
+
+def termination_timeout(instance: Mapping[str, Any], location: Optional[str],
+                        waited_seconds: float) -> Problem:
+    """409: ``onConflict=terminateExisting`` asked the old instance to stop; it did not in time."""
+    return Problem(
+        "termination-timeout", 409, "Existing instance did not stop in time",
+        f"Termination of instance '{instance['instanceId']}' was requested but it was still "
+        f"{instance['runtimeStatus']} after {waited_seconds:g} s; nothing was started. "
+        "Retry once it has ended.",
+        instance, _location(location))
+
+
+def start_refused(instance_id: str) -> Problem:
+    """409: the runtime refused the start as a duplicate, but the instance could not be read."""
+    return Problem(
+        "instance-active", 409, "Instance already active",
+        f"The Durable runtime refused to start '{instance_id}' because an instance with that "
+        "id is active; nothing was started.", {"instanceId": instance_id})
+
+
+def lock_busy(retry_after: int) -> Problem:
+    """503: another start for the id held the lock for longer than this caller may wait."""
+    return Problem(
+        "lock-busy", 503, "Another start for this id is in progress",
+        "Another request is starting or replacing this instance and did not finish in "
+        "time; nothing was started. Retry after the number of seconds in Retry-After.",
+        {}, {"Retry-After": str(retry_after)})
+
+
+def storage_unavailable(retry_after: int) -> Problem:
+    """503: the storage account that holds the locks cannot be reached."""
+    return Problem(
+        "storage-unavailable", 503, "Lock storage unavailable",
+        "The storage account that holds the start locks could not be reached; nothing "
+        "was started.", {}, {"Retry-After": str(retry_after)})
+
+
+def durable_unavailable(retry_after: int) -> Problem:
+    """503: the Durable Functions API cannot be reached."""
+    return Problem(
+        "durable-unavailable", 503, "Durable Functions API unavailable",
+        "The Durable Functions API could not be reached; nothing was started.",
+        {}, {"Retry-After": str(retry_after)})
+
+
+def durable_error(stage: str) -> Problem:
+    """502: the Durable Functions API answered with an error the app did not expect."""
+    return Problem(
+        "durable-error", 502, "Durable Functions API error",
+        f"The Durable Functions API answered with an unexpected error while {stage}. "
+        "Check the instance's status before retrying.")
+
+
+def misconfigured(detail: str) -> Problem:
+    """500: an app setting is wrong; ``detail`` names it, never its value."""
+    return Problem("misconfigured", 500, "App misconfigured", detail)
+
+
+def internal_error() -> Problem:
+    """500: a fault in the app itself."""
+    return Problem("internal-error", 500, "Internal error",
+                   "The request failed inside the app; nothing is known to have started.")
+
+
+def _location(url: Optional[str]) -> Dict[str, str]:
+    return {"Location": url} if url else {}
+
+
+def _printable(value: str, limit: int = 120) -> str:
+    """Echo caller input safely: printable ASCII only, bounded."""
+    text = value[:limit].encode("ascii", "backslashreplace").decode("ascii")
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)

@@ -1,0 +1,196 @@
+"""The one place that reads app settings.
+
+Azure Functions hands app settings (and local.settings.json ``Values`` under
+``func start``) to the worker as environment variables. Every setting the app reads
+is named in this module and documented in README.md; ``infra/`` sets each of them.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from typing import Mapping, Optional
+
+from .policy import OnConflict, Reuse
+
+MAX_BODY_BYTES = "SINGLETON_MAX_BODY_BYTES"
+DEFAULT_ON_CONFLICT = "SINGLETON_DEFAULT_ON_CONFLICT"
+DEFAULT_REUSE = "SINGLETON_DEFAULT_REUSE"
+TERMINATE_TIMEOUT_SECONDS = "SINGLETON_TERMINATE_TIMEOUT_SECONDS"
+LOCK_WAIT_SECONDS = "SINGLETON_LOCK_WAIT_SECONDS"
+LOCK_CONTAINER = "SINGLETON_LOCK_CONTAINER"
+
+#: Prefix of the storage connection, as the Functions host names it. The host keeps the
+#: Durable task hub in this account; the lock blobs live beside it.
+STORAGE_CONNECTION = "AzureWebJobsStorage"
+
+#: Every setting above, for the test that checks infra/ sets them all.
+APP_SETTINGS = (
+    MAX_BODY_BYTES,
+    DEFAULT_ON_CONFLICT,
+    DEFAULT_REUSE,
+    TERMINATE_TIMEOUT_SECONDS,
+    LOCK_WAIT_SECONDS,
+    LOCK_CONTAINER,
+)
+
+
+class ConfigurationError(Exception):
+    """An app setting holds a value the app cannot use.
+
+    The message names the setting and the rule; it never repeats the value, which
+    may be a connection string.
+    """
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The starter's tunables, each from an app setting with a default."""
+
+    max_body_bytes: int = 1024 * 1024
+    on_conflict: OnConflict = OnConflict.REJECT
+    reuse: Reuse = Reuse.ALLOW_DUPLICATE
+    terminate_timeout_seconds: float = 60.0
+    lock_wait_seconds: float = 10.0
+    lock_container: str = "singleton-locks"
+
+
+@dataclass(frozen=True)
+class StorageConnection:
+    """How to reach the app's storage account for Blob Storage.
+
+    Exactly one of ``connection_string`` and ``account_url`` is set. With an account
+    URL the client authenticates with Microsoft Entra ID: a managed identity when
+    ``credential`` is ``managedidentity`` (``client_id`` picks a user-assigned one),
+    otherwise the default credential chain.
+    """
+
+    connection_string: Optional[str] = None
+    account_url: Optional[str] = None
+    credential: Optional[str] = None
+    client_id: Optional[str] = None
+
+
+def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
+    """Read the starter's settings.
+
+    Parameters
+    ----------
+    environ : Mapping[str, str]
+        Where the settings live; the process environment by default.
+
+    Returns
+    -------
+    Settings
+        The values, with defaults for the settings that are not set.
+
+    Raises
+    ------
+    ConfigurationError
+        When a setting is set to a value outside its range.
+    """
+    defaults = Settings()
+    return Settings(
+        max_body_bytes=_int(environ, MAX_BODY_BYTES, defaults.max_body_bytes, 1, 100 * 1024**2),
+        on_conflict=_choice(environ, DEFAULT_ON_CONFLICT, OnConflict, defaults.on_conflict),
+        reuse=_choice(environ, DEFAULT_REUSE, Reuse, defaults.reuse),
+        terminate_timeout_seconds=_number(
+            environ, TERMINATE_TIMEOUT_SECONDS, defaults.terminate_timeout_seconds, 1, 600),
+        lock_wait_seconds=_number(
+            environ, LOCK_WAIT_SECONDS, defaults.lock_wait_seconds, 0.1, 120),
+        lock_container=_container_name(environ, defaults.lock_container),
+    )
+
+
+def load_storage_connection(environ: Mapping[str, str] = os.environ) -> StorageConnection:
+    """Read the storage connection the way the Functions host does.
+
+    ``AzureWebJobsStorage`` holds a connection string; identity-based connections use
+    ``AzureWebJobsStorage__blobServiceUri`` or ``AzureWebJobsStorage__accountName``,
+    with ``__credential`` and ``__clientId`` for a managed identity.
+
+    Parameters
+    ----------
+    environ : Mapping[str, str]
+        Where the settings live; the process environment by default.
+
+    Returns
+    -------
+    StorageConnection
+        The connection to build a Blob Storage client from.
+
+    Raises
+    ------
+    ConfigurationError
+        When no storage connection is configured.
+    """
+    prefix = STORAGE_CONNECTION
+    connection_string = environ.get(prefix, "").strip()
+    if connection_string:
+        return StorageConnection(connection_string=connection_string)
+    service_uri = environ.get(f"{prefix}__blobServiceUri", "").strip()
+    account_name = environ.get(f"{prefix}__accountName", "").strip()
+    if not service_uri and account_name:
+        service_uri = f"https://{account_name}.blob.core.windows.net"
+    if not service_uri:
+        raise ConfigurationError(
+            f"No storage connection: set {prefix} to a connection string, or "
+            f"{prefix}__blobServiceUri or {prefix}__accountName for an identity-based "
+            "connection.")
+    return StorageConnection(
+        account_url=service_uri,
+        credential=environ.get(f"{prefix}__credential", "").strip().lower() or None,
+        client_id=environ.get(f"{prefix}__clientId", "").strip() or None,
+    )
+
+
+def _raw(environ: Mapping[str, str], name: str) -> Optional[str]:
+    value = environ.get(name, "").strip()
+    return value or None
+
+
+def _number(environ: Mapping[str, str], name: str, default: float,
+            low: float, high: float) -> float:
+    raw = _raw(environ, name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not low <= value <= high:  # also refuses NaN
+        raise ConfigurationError(f"App setting {name} must be a number from {low} to {high}.")
+    return value
+
+
+def _int(environ: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = _raw(environ, name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise ConfigurationError(
+            f"App setting {name} must be a whole number from {low} to {high}.")
+    return int(raw)
+
+
+def _choice(environ: Mapping[str, str], name: str, kind, default):
+    raw = _raw(environ, name)
+    if raw is None:
+        return default
+    try:
+        return kind(raw)
+    except ValueError:
+        allowed = ", ".join(member.value for member in kind)
+        raise ConfigurationError(f"App setting {name} must be one of: {allowed}.") from None
+
+
+def _container_name(environ: Mapping[str, str], default: str) -> str:
+    raw = _raw(environ, LOCK_CONTAINER)
+    if raw is None:
+        return default
+    # Blob container rules: 3-63 lowercase letters, digits and single hyphens.
+    if not (3 <= len(raw) <= 63 and re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", raw)):
+        raise ConfigurationError(
+            f"App setting {LOCK_CONTAINER} must be a blob container name: 3 to 63 "
+            "lowercase letters, digits and single hyphens.")
+    return raw

@@ -1,0 +1,212 @@
+"""HttpStartSingle's work: validate -> status -> decide -> lock -> start -> respond.
+
+The starter carries out what :mod:`singleton.policy` decides and never decides
+itself. Every answer, errors included, is an HTTP response: nothing escapes
+:func:`handle_start_request`.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from typing import Any, Optional, Tuple
+
+import azure.functions as func
+from azure.durable_functions.models.DurableOrchestrationStatus import DurableOrchestrationStatus
+
+from . import problems
+from .catalog import orchestrator_names
+from .durable import DurableApi, DurableFailure, DurableUnavailable, StartOutcome
+from .lock import LockUnavailable, StartLocks
+from .policy import FINISHED, Action, decide, must_recheck_under_lock
+from .problems import ProblemError
+from .settings import ConfigurationError, Settings, load_settings, load_storage_connection
+from .storage import shared_container
+from .validation import StartRequest, parse_start_request
+
+logger = logging.getLogger("singleton.starter")
+
+#: Retry-After (seconds) for the 503 answers.
+RETRY_AFTER_UNAVAILABLE = 5
+RETRY_AFTER_LOCK_BUSY = 2
+
+#: A caller that finds the lock taken checks again after a jittered pause that starts
+#: short (the holder usually finishes within one Durable API call) and doubles up to
+#: a cap, so waiting callers neither hammer the APIs nor queue behind one another.
+FIRST_PAUSE_SECONDS = 0.02
+MAX_PAUSE_SECONDS = 0.5
+
+#: While the old instance of onConflict=terminateExisting winds down.
+FIRST_POLL_SECONDS = 0.25
+MAX_POLL_SECONDS = 2.0
+
+
+async def handle_start_request(req: func.HttpRequest, starter: str) -> func.HttpResponse:
+    """Answer one HttpStartSingle request.
+
+    Parameters
+    ----------
+    req : func.HttpRequest
+        The request, with route parameters ``functionName`` and ``instanceId``.
+    starter : str
+        The ``durableClient`` binding's JSON.
+
+    Returns
+    -------
+    func.HttpResponse
+        202 started, 200 existing instance used, or a problem+json answer.
+    """
+    began = time.perf_counter()
+    outcome = "internal-error"
+    try:
+        response, outcome = await _answer(req, starter)
+    except ProblemError as error:
+        response, outcome = error.problem.response(), error.problem.kind
+    except Exception as error:  # the last line of defence: never a traceback to the caller
+        logger.error("HttpStartSingle failed unexpectedly: %s", type(error).__name__)
+        response = problems.internal_error().response()
+    logger.info(
+        "HttpStartSingle instance=%s function=%s decision=%s status=%d duration_ms=%.1f",
+        _loggable(req.route_params.get("instanceId", "")),
+        _loggable(req.route_params.get("functionName", "")),
+        outcome, response.status_code, (time.perf_counter() - began) * 1000)
+    return response
+
+
+async def _answer(req: func.HttpRequest, starter: str) -> Tuple[func.HttpResponse, str]:
+    """Run the request; sort the failures of the services it calls into problems."""
+    try:
+        settings = load_settings()
+        request = parse_start_request(req, settings, orchestrator_names())
+        run = _StartRun(req, request, DurableApi(starter), settings)
+        response, action = await run.execute()
+        return response, action.value
+    except ConfigurationError as error:
+        problem = problems.misconfigured(str(error))
+    except DurableUnavailable:
+        problem = problems.durable_unavailable(RETRY_AFTER_UNAVAILABLE)
+    except DurableFailure as failure:
+        problem = problems.durable_error(failure.stage)
+    except LockUnavailable as error:
+        logger.warning("Start lock storage unavailable: %s", error)
+        problem = problems.storage_unavailable(RETRY_AFTER_UNAVAILABLE)
+    raise ProblemError(problem)
+
+
+class _StartRun:
+    """One validated start request, carried out."""
+
+    def __init__(self, req: func.HttpRequest, request: StartRequest, durable: DurableApi,
+                 settings: Settings):
+        self.req = req
+        self.request = request
+        self.durable = durable
+        self.settings = settings
+        self.id = request.instance_id
+
+    async def execute(self) -> Tuple[func.HttpResponse, Action]:
+        """Decide on the current status; take the lock only for a start."""
+        status = await self.durable.status(self.id)
+        action = self._decide(status)
+        if not action.starts:
+            # Fast path: refusing or pointing at the running instance needs no lock.
+            return self._answer(action, status), action
+
+        locks = StartLocks(shared_container(load_storage_connection(),
+                                            self.settings.lock_container))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.lock_wait_seconds
+        pause = FIRST_PAUSE_SECONDS
+        while action.starts:
+            held = await locks.try_acquire(self.durable.task_hub, self.id)
+            if held is not None:
+                try:
+                    return await self._under_lock(status, action)
+                finally:
+                    await held.release()
+            # Another caller is starting this id. Rather than queue for the lock, look
+            # again at the instance: once the holder's start shows, the decision is a
+            # refusal (or useExisting) and this caller is answered without the lock.
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise ProblemError(problems.lock_busy(RETRY_AFTER_LOCK_BUSY))
+            await asyncio.sleep(min(remaining, pause * random.uniform(0.5, 1.5)))
+            pause = min(pause * 2, MAX_PAUSE_SECONDS)
+            status = await self.durable.status(self.id)
+            action = self._decide(status)
+        return self._answer(action, status), action
+
+    async def _under_lock(self, status: Optional[DurableOrchestrationStatus],
+                          action: Action) -> Tuple[func.HttpResponse, Action]:
+        request = self.request
+        if must_recheck_under_lock(action, request.on_conflict, request.reuse):
+            status = await self.durable.status(self.id)
+            action = self._decide(status)
+            if not action.starts:
+                return self._answer(action, status), action
+        if action is Action.TERMINATE_THEN_START:
+            await self._terminate_and_wait()
+        outcome = await self.durable.start(request.function_name, self.id, request.input)
+        if outcome is StartOutcome.STARTED:
+            return self.durable.started_response(self.req, self.id), action
+        # The extension refused: an instance with the id is active after all (started
+        # outside this app's lock, for example). Answer as the policy says for it.
+        status = await self.durable.status(self.id)
+        refused = self._decide(status)
+        if refused.starts:
+            refused = Action.REJECT_ACTIVE
+        return self._answer(refused, status), refused
+
+    async def _terminate_and_wait(self) -> None:
+        """Terminate the active instance and wait, bounded, until it has finished."""
+        await self.durable.terminate(
+            self.id, "Replaced by a start request with onConflict=terminateExisting.")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.terminate_timeout_seconds
+        poll = FIRST_POLL_SECONDS
+        while True:
+            status = await self.durable.status(self.id)
+            if status is None or status.runtime_status in FINISHED:
+                return
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                instance = self._describe(status)
+                raise ProblemError(problems.termination_timeout(
+                    instance, instance.get("statusQueryGetUri"),
+                    self.settings.terminate_timeout_seconds))
+            await asyncio.sleep(min(poll, remaining))
+            poll = min(poll * 2, MAX_POLL_SECONDS)
+
+    def _decide(self, status: Optional[DurableOrchestrationStatus]) -> Action:
+        runtime_status = status.runtime_status if status is not None else None
+        return decide(runtime_status, self.request.on_conflict, self.request.reuse)
+
+    def _answer(self, action: Action,
+                status: Optional[DurableOrchestrationStatus]) -> func.HttpResponse:
+        """The answer for an action that starts nothing, about the existing ``status``."""
+        if status is None:
+            # Only reachable if the instance vanished (purged) between two reads.
+            return problems.start_refused(self.id).response()
+        instance = self._describe(status)
+        location = instance.get("statusQueryGetUri")
+        if action is Action.USE_EXISTING:
+            return func.HttpResponse(
+                body=json.dumps(instance), status_code=200,
+                headers={"Content-Type": "application/json",
+                         "Location": location})
+        if action is Action.REJECT_FINISHED:
+            problem = problems.instance_finished(instance, location, self.request.reuse.value)
+        else:
+            problem = problems.instance_active(instance, location)
+        return problem.response()
+
+    def _describe(self, status: DurableOrchestrationStatus) -> dict:
+        return self.durable.describe(self.req, self.id, status)
+
+
+def _loggable(value: Any, limit: int = 120) -> str:
+    """Route values as a log may show them: bounded, printable, no line breaks."""
+    text = str(value)[:limit]
+    return text.encode("unicode_escape").decode("ascii") or "-"

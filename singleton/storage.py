@@ -1,0 +1,111 @@
+"""Blob Storage clients for the app's storage account, built once and shared.
+
+The client follows the storage connection the Functions host uses (see
+:func:`singleton.settings.load_storage_connection`): a connection string (Azurite
+locally), or an account URL with a Microsoft Entra ID credential.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Dict, Optional, Tuple
+
+from azure.identity.aio import DefaultAzureCredential, ManagedIdentityCredential
+from azure.storage.blob.aio import BlobServiceClient, ContainerClient, LinearRetry
+
+from .settings import StorageConnection
+
+#: Fail fast when storage is unreachable: two quick retries, short timeouts. The SDK's
+#: default (exponential from 15 s) would hold a caller for most of a minute before
+#: the 503 it gets anyway.
+_CLIENT_OPTIONS: Dict[str, Any] = {"connection_timeout": 5, "read_timeout": 10}
+
+# The Azure SDK logs every request at INFO; under the Functions host that floods the
+# app's logs with storage URLs, so only its warnings and errors are kept.
+logging.getLogger("azure.core.pipeline.policies.http_logging_policy").setLevel(logging.WARNING)
+logging.getLogger("azure.identity").setLevel(logging.WARNING)
+
+_shared: Dict[StorageConnection, Tuple[asyncio.AbstractEventLoop, BlobServiceClient]] = {}
+
+
+def credential_for(connection: StorageConnection) -> Optional[Any]:
+    """Return the Entra ID credential an identity-based connection asks for.
+
+    Parameters
+    ----------
+    connection : StorageConnection
+        The storage connection from the app settings.
+
+    Returns
+    -------
+    Optional[AsyncTokenCredential]
+        None for a connection string; a ManagedIdentityCredential (user-assigned when
+        ``client_id`` is set) when ``credential`` is ``managedidentity``; otherwise a
+        DefaultAzureCredential, which finds a developer's login locally.
+    """
+    if connection.connection_string:
+        return None
+    if connection.credential == "managedidentity":
+        if connection.client_id:
+            return ManagedIdentityCredential(client_id=connection.client_id)
+        return ManagedIdentityCredential()
+    return DefaultAzureCredential(managed_identity_client_id=connection.client_id)
+
+
+def blob_service_client(connection: StorageConnection) -> BlobServiceClient:
+    """Build an async Blob Storage client for ``connection``.
+
+    Parameters
+    ----------
+    connection : StorageConnection
+        The storage connection from the app settings.
+
+    Returns
+    -------
+    BlobServiceClient
+        A client with short timeouts and few retries.
+    """
+    retry = LinearRetry(backoff=0.2, retry_total=2, random_jitter_range=0.1)
+    if connection.connection_string:
+        return BlobServiceClient.from_connection_string(
+            connection.connection_string, retry_policy=retry, **_CLIENT_OPTIONS)
+    return BlobServiceClient(connection.account_url, credential=credential_for(connection),
+                             retry_policy=retry, **_CLIENT_OPTIONS)
+
+
+def shared_container(connection: StorageConnection, name: str) -> ContainerClient:
+    """Return a client for container ``name`` on the account's shared service client.
+
+    The service client is built once per connection and event loop; reusing it keeps
+    its connection pool (and token cache) across invocations. Its HTTP session belongs
+    to the event loop that first used it, so a new loop (a new worker, or a test's
+    loop) gets a new client. Container clients share the service client's pipeline
+    and cost no I/O to make.
+
+    Parameters
+    ----------
+    connection : StorageConnection
+        The storage connection from the app settings.
+    name : str
+        The container name.
+
+    Returns
+    -------
+    ContainerClient
+        A client for the container.
+    """
+    loop = asyncio.get_running_loop()
+    cached = _shared.get(connection)
+    if cached is None or cached[0] is not loop:
+        cached = (loop, blob_service_client(connection))
+        _shared[connection] = cached
+    return cached[1].get_container_client(name)
+
+
+async def close_shared() -> None:
+    """Close the shared clients of the running event loop (at shutdown, in tests)."""
+    loop = asyncio.get_running_loop()
+    for connection, (owner, client) in list(_shared.items()):
+        if owner is loop:
+            del _shared[connection]
+            await client.close()

@@ -1,0 +1,92 @@
+"""Fixtures: Azurite and the Durable double for the session, clean app settings per test."""
+from __future__ import annotations
+
+import uuid
+from typing import Any, Awaitable, Callable, Iterator, Optional
+
+import azure.functions as func
+import pytest
+from hypothesis import settings as hypothesis_settings
+
+import HttpStartSingle
+from singleton import settings as app_settings
+from singleton.storage import close_shared
+from tests.support.azurite import Azurite
+from tests.support.durable_double import DurableDouble
+from tests.support.report import LINES
+from tests.support.requests import start_request
+
+# Contract tests run real HTTP per example; keep hypothesis' budgets to that.
+hypothesis_settings.register_profile("app", deadline=None, max_examples=60)
+hypothesis_settings.load_profile("app")
+
+StartCall = Callable[..., Awaitable[func.HttpResponse]]
+
+
+@pytest.fixture(scope="session", autouse=True)
+async def close_clients_at_the_end() -> Any:
+    """Close the shared HTTP clients, the app's and the Durable SDK's, after the session."""
+    yield
+    from azure.durable_functions.models.utils import http_utils
+    await close_shared()
+    await http_utils._close_session()
+
+
+@pytest.fixture(scope="session")
+def azurite() -> Iterator[Azurite]:
+    """An Azurite Blob service of this test session's own, on a free port."""
+    emulator = Azurite().start()
+    yield emulator
+    emulator.stop()
+
+
+@pytest.fixture(scope="session")
+def durable_server() -> Iterator[DurableDouble]:
+    """The Durable API double, serving for the whole session."""
+    double = DurableDouble().start()
+    yield double
+    double.stop()
+
+
+@pytest.fixture
+def durable(durable_server: DurableDouble) -> DurableDouble:
+    """The Durable double, emptied and with default behaviour."""
+    durable_server.reset()
+    return durable_server
+
+
+@pytest.fixture
+def app_env(monkeypatch: pytest.MonkeyPatch, azurite: Azurite) -> str:
+    """App settings as a fresh app has them, storage on the test Azurite.
+
+    Each test gets its own lock container, so no lock outlives its test. Returns the
+    container's name.
+    """
+    for name in app_settings.APP_SETTINGS:
+        monkeypatch.delenv(name, raising=False)
+    for suffix in ("", "__blobServiceUri", "__accountName", "__credential", "__clientId"):
+        monkeypatch.delenv(app_settings.STORAGE_CONNECTION + suffix, raising=False)
+    monkeypatch.setenv(app_settings.STORAGE_CONNECTION, azurite.connection_string)
+    container = f"locks-{uuid.uuid4().hex[:16]}"
+    monkeypatch.setenv(app_settings.LOCK_CONTAINER, container)
+    return container
+
+
+@pytest.fixture
+def start(durable: DurableDouble, app_env: str) -> StartCall:
+    """Call ``HttpStartSingle.main`` as the host does, against the double."""
+    async def call(instance_id: str, body: Any = None, query: str = "",
+                   function_name: str = "SingletonOrchestrator",
+                   raw_body: Optional[bytes] = None,
+                   starter: Optional[str] = None) -> func.HttpResponse:
+        request = start_request(function_name, instance_id, body, query, raw_body)
+        return await HttpStartSingle.main(request, starter or durable.starter())
+    return call
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Print what the race tests reported (see tests/support/report.py)."""
+    if LINES:
+        terminalreporter.section("singleton race report")
+        for line in LINES:
+            terminalreporter.write_line(line)

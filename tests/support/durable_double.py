@@ -1,0 +1,330 @@
+"""A loopback HTTP double of the Durable extension's API, as the Python SDK calls it.
+
+It answers the way shared/durable-http-api.md describes the real extension:
+- ``GET instances/{id}``: 404 with an empty body for an unknown id; 202 for an active
+  instance; 200 for a finished one.
+- ``POST orchestrators/{fn}/{id}``: 400 for an unknown orchestrator; a duplicate
+  refusal for an active instance (500 ``{Message, ExceptionMessage, ExceptionType}``
+  like older builds, or 409 ``{Message}`` like the newest); otherwise 202. The
+  refusal is not atomic, as on the Azure Storage provider: the handler reads the
+  instance, waits ``start_check_delay``, then writes, so racing starts all get 202;
+  all but the first are recorded in ``dropped_starts`` (the runtime later drops
+  their start messages: one instance runs, every caller was told "started").
+- ``POST instances/{id}/terminate``: 202 and the instance turns Terminated after
+  ``terminate_delay`` (never, when None); 410 when finished; 404 when unknown.
+- ``POST instances/{id}/raiseEvent/{name}``: 202, 410 or 404.
+
+It runs its own event loop in a thread so that tests, and other processes, can call
+it whatever loop they run on. ``latency`` delays every answer, like a storage round
+trip on the real host.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import datetime
+import json
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Deque, Dict, List, Optional, Set, Tuple
+
+from aiohttp import web
+
+ACTIVE = {"Pending", "Running", "ContinuedAsNew", "Suspended"}
+FINISHED = {"Completed", "Failed", "Terminated", "Canceled"}
+
+#: The Durable extension's system key in the management URLs the double hands out.
+#: Tests check that it never reaches a log line.
+SYSTEM_KEY = "double-system-key-4f1d"
+
+
+@dataclass
+class Instance:
+    """One orchestration instance as the double stores it."""
+
+    name: str
+    status: str
+    input: Any = None
+    output: Any = None
+    custom_status: Any = None
+    created: str = ""
+    updated: str = ""
+
+    def body(self, instance_id: str) -> Dict[str, Any]:
+        """The status document the extension returns."""
+        return {"name": self.name, "instanceId": instance_id, "runtimeStatus": self.status,
+                "input": self.input, "customStatus": self.custom_status,
+                "output": self.output, "createdTime": self.created,
+                "lastUpdatedTime": self.updated}
+
+
+@dataclass
+class Fault:
+    """The next ``times`` calls of one kind answer ``status`` with ``body``."""
+
+    status: int
+    body: Any
+    times: int
+
+
+@dataclass
+class DurableDouble:
+    """The double's behaviour knobs and what it has seen."""
+
+    orchestrators: Set[str] = field(default_factory=lambda: {"SingletonOrchestrator"})
+    latency: float = 0.0
+    start_check_delay: float = 0.0
+    duplicate_answer: str = "legacy"  # "legacy" (500), "modern" (409) or "replace"
+    terminate_delay: Optional[float] = 0.05
+
+    def __post_init__(self) -> None:
+        self.instances: Dict[str, Instance] = {}
+        self.calls: collections.Counter = collections.Counter()
+        self.accepted_starts: List[Tuple[str, str]] = []
+        self.refused_starts: List[Tuple[str, str]] = []
+        self.dropped_starts: List[Tuple[str, str]] = []
+        self.terminations: List[Tuple[str, str]] = []
+        self.events: List[Tuple[str, str, Any]] = []
+        self.faults: Dict[str, Deque[Fault]] = collections.defaultdict(collections.deque)
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._thread: Optional[threading.Thread] = None
+        self._runner: Optional[web.AppRunner] = None
+        self.port = 0
+
+    # -- control from tests ------------------------------------------------------------
+
+    @property
+    def rpc_base_url(self) -> str:
+        """The ``rpcBaseUrl`` of the starter binding pointing at this double."""
+        return f"http://127.0.0.1:{self.port}/durabletask/"
+
+    def starter(self, task_hub: str = "TestHubName",
+                origin: str = "http://localhost:7071") -> str:
+        """The ``durableClient`` binding JSON the host would pass, aimed at this double."""
+        return starter_binding(self.rpc_base_url, task_hub, origin)
+
+    def reset(self, **knobs: Any) -> None:
+        """Forget every instance and call, and set the knobs given (others to defaults)."""
+        defaults = DurableDouble()
+        for name in ("orchestrators", "latency", "start_check_delay", "duplicate_answer",
+                     "terminate_delay"):
+            setattr(self, name, knobs.pop(name, getattr(defaults, name)))
+        if knobs:
+            raise TypeError(f"unknown knobs: {sorted(knobs)}")
+        self.instances.clear()
+        self.calls.clear()
+        self.accepted_starts.clear()
+        self.refused_starts.clear()
+        self.dropped_starts.clear()
+        self.terminations.clear()
+        self.events.clear()
+        self.faults.clear()
+
+    def put(self, instance_id: str, status: str, name: str = "SingletonOrchestrator") -> None:
+        """Create or overwrite an instance with ``status``."""
+        now = _now()
+        self.instances[instance_id] = Instance(name, status, created=now, updated=now)
+
+    def set_status(self, instance_id: str, status: str) -> None:
+        """Move an existing instance to ``status``."""
+        instance = self.instances[instance_id]
+        instance.status = status
+        instance.updated = _now()
+
+    def fail_next(self, kind: str, status: int, body: Any = None, times: int = 1) -> None:
+        """Make the next ``times`` calls of ``kind`` (status, start, terminate, raiseEvent)
+        answer ``status`` with ``body``."""
+        self.faults[kind].append(Fault(status, body, times))
+
+    def active_instances(self) -> List[str]:
+        """Ids of the instances that are active now."""
+        return [i for i, instance in self.instances.items() if instance.status in ACTIVE]
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> "DurableDouble":
+        """Serve on a free loopback port from a background thread."""
+        ready = threading.Event()
+        self._loop = asyncio.new_event_loop()
+
+        def serve() -> None:
+            asyncio.set_event_loop(self._loop)
+            self._loop.run_until_complete(self._open())
+            ready.set()
+            self._loop.run_forever()
+
+        self._thread = threading.Thread(target=serve, name="durable-double", daemon=True)
+        self._thread.start()
+        if not ready.wait(10):
+            raise RuntimeError("the Durable double did not start")
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and end the thread."""
+        if self._loop is None:
+            return
+        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+        self._loop = None
+
+    async def _open(self) -> None:
+        app = web.Application()
+        app.add_routes([
+            web.get("/durabletask/instances/{id}", self._get_status),
+            web.post("/durabletask/orchestrators/{fn}/{id}", self._start),
+            web.post("/durabletask/instances/{id}/terminate", self._terminate),
+            web.post("/durabletask/instances/{id}/raiseEvent/{event}", self._raise_event),
+        ])
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]
+
+    # -- handlers ----------------------------------------------------------------------
+
+    async def _enter(self, kind: str) -> Optional[web.Response]:
+        """Count the call, wait the latency, and answer a planned fault if there is one."""
+        self.calls[kind] += 1
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        queue = self.faults.get(kind)
+        if queue:
+            fault = queue[0]
+            fault.times -= 1
+            if fault.times <= 0:
+                queue.popleft()
+            return _json(fault.status, fault.body)
+        return None
+
+    async def _get_status(self, request: web.Request) -> web.Response:
+        fault = await self._enter("status")
+        if fault is not None:
+            return fault
+        instance_id = request.match_info["id"]
+        instance = self.instances.get(instance_id)
+        if instance is None:
+            return web.Response(status=404)  # empty body, as the extension sends
+        if instance.status in ACTIVE:
+            return _json(202, instance.body(instance_id), {"Retry-After": "10"})
+        return _json(200, instance.body(instance_id))
+
+    async def _start(self, request: web.Request) -> web.Response:
+        fault = await self._enter("start")
+        if fault is not None:
+            return fault
+        function_name, instance_id = request.match_info["fn"], request.match_info["id"]
+        if function_name not in self.orchestrators:
+            message = (f"The function '{function_name}' doesn't exist, is disabled, or is "
+                       "not an orchestrator function. Additional info: ...")
+            return _json(400, {"Message": "One or more of the arguments submitted is incorrect",
+                               "ExceptionMessage": message,
+                               "ExceptionType": "System.ArgumentException"})
+        raw = await request.read()
+        # The non-atomic check: read, let time pass, then write.
+        existing = self.instances.get(instance_id)
+        if self.start_check_delay:
+            await asyncio.sleep(self.start_check_delay)
+        refuses = self.duplicate_answer != "replace"
+        if existing is not None and existing.status in ACTIVE and refuses:
+            self.refused_starts.append((function_name, instance_id))
+            message = (f"An Orchestration instance with the status {existing.status} "
+                       "already exists.")
+            if self.duplicate_answer == "modern":
+                return _json(409, {"Message": message})
+            return _json(500, {"Message": "An error has occurred.", "ExceptionMessage": message,
+                               "ExceptionType": "System.InvalidOperationException"})
+        self.accepted_starts.append((function_name, instance_id))
+        current = self.instances.get(instance_id)
+        if current is not None and current.status in ACTIVE and refuses:
+            # The check passed on a stale read: the caller hears 202, but the runtime
+            # drops this start message because an execution is already active.
+            self.dropped_starts.append((function_name, instance_id))
+            return _json(202, {"id": instance_id})
+        now = _now()
+        # The SDK sends the input JSON-encoded twice: a JSON string holding JSON.
+        given = json.loads(raw) if raw else None
+        self.instances[instance_id] = Instance(
+            function_name, "Pending", input=json.loads(given) if isinstance(given, str) else given,
+            created=now, updated=now)
+        return _json(202, {"id": instance_id})
+
+    async def _terminate(self, request: web.Request) -> web.Response:
+        fault = await self._enter("terminate")
+        if fault is not None:
+            return fault
+        instance_id = request.match_info["id"]
+        instance = self.instances.get(instance_id)
+        if instance is None:
+            return web.Response(status=404)
+        if instance.status in FINISHED:
+            return web.Response(status=410)
+        self.terminations.append((instance_id, request.query.get("reason", "")))
+        if self.terminate_delay is not None:
+            asyncio.get_running_loop().call_later(self.terminate_delay, self._finish_termination,
+                                                  instance_id, instance)
+        return web.Response(status=202)
+
+    def _finish_termination(self, instance_id: str, instance: Instance) -> None:
+        # Only the execution that was asked to stop: a newer one under the id runs on.
+        if self.instances.get(instance_id) is instance and instance.status in ACTIVE:
+            instance.status = "Terminated"
+            instance.updated = _now()
+
+    async def _raise_event(self, request: web.Request) -> web.Response:
+        fault = await self._enter("raiseEvent")
+        if fault is not None:
+            return fault
+        instance_id = request.match_info["id"]
+        instance = self.instances.get(instance_id)
+        if instance is None:
+            return web.Response(status=404)
+        if instance.status in FINISHED:
+            return web.Response(status=410)
+        self.events.append((instance_id, request.match_info["event"], await request.text()))
+        return web.Response(status=202)
+
+
+def starter_binding(rpc_base_url: str, task_hub: str = "TestHubName",
+                    origin: str = "http://localhost:7071") -> str:
+    """The ``durableClient`` binding JSON as the Functions host builds it."""
+    base = f"{origin}/runtime/webhooks/durabletask"
+    query = f"taskHub={task_hub}&connection=Storage&code={SYSTEM_KEY}"
+    instance = f"{base}/instances/INSTANCEID"
+    return json.dumps({
+        "taskHubName": task_hub,
+        "creationUrls": {
+            "createNewInstancePostUri":
+                f"{base}/orchestrators/{{functionName}}[/{{instanceId}}]?code={SYSTEM_KEY}",
+            "createAndWaitOnNewInstancePostUri":
+                f"{base}/orchestrators/{{functionName}}[/{{instanceId}}]"
+                f"?timeout={{timeoutInSeconds}}&pollingInterval={{intervalInSeconds}}"
+                f"&code={SYSTEM_KEY}",
+        },
+        "managementUrls": {
+            "id": "INSTANCEID",
+            "statusQueryGetUri": f"{instance}?{query}",
+            "sendEventPostUri": f"{instance}/raiseEvent/{{eventName}}?{query}",
+            "terminatePostUri": f"{instance}/terminate?reason={{text}}&{query}",
+            "rewindPostUri": f"{instance}/rewind?reason={{text}}&{query}",
+            "purgeHistoryDeleteUri": f"{instance}?{query}",
+            "restartPostUri": f"{instance}/restart?{query}",
+            "suspendPostUri": f"{instance}/suspend?reason={{text}}&{query}",
+            "resumePostUri": f"{instance}/resume?reason={{text}}&{query}",
+        },
+        "baseUrl": base,
+        "requiredQueryStringParameters": f"code={SYSTEM_KEY}",
+        "rpcBaseUrl": rpc_base_url,
+    })
+
+
+def _json(status: int, body: Any, headers: Optional[Dict[str, str]] = None) -> web.Response:
+    text = "" if body is None else json.dumps(body)
+    return web.Response(status=status, text=text, content_type="application/json",
+                        headers=headers)
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

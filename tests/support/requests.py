@@ -1,0 +1,29 @@
+"""Requests to HttpStartSingle built the way the Functions host builds them."""
+from __future__ import annotations
+
+import json
+from typing import Any, Optional
+from urllib.parse import parse_qsl
+
+import azure.functions as func
+
+ORIGIN = "http://localhost:7071"
+
+
+def start_request(function_name: str, instance_id: str, body: Any = None,
+                  query: str = "", raw_body: Optional[bytes] = None) -> func.HttpRequest:
+    """A POST to /api/orchestrators/{functionName}/{instanceId}.
+
+    ``body`` is sent as JSON; ``raw_body`` is sent as it is. ``query`` is the query
+    string without ``?``; the host passes it both in the URL and as ``params``.
+    """
+    if raw_body is None:
+        raw_body = b"" if body is None else json.dumps(body).encode("utf-8")
+    url = f"{ORIGIN}/api/orchestrators/{function_name}/{instance_id}"
+    if query:
+        url += f"?{query}"
+    return func.HttpRequest(
+        method="POST", url=url, body=raw_body,
+        headers={"Content-Type": "application/json"},
+        params=dict(parse_qsl(query, keep_blank_values=True)),
+        route_params={"functionName": function_name, "instanceId": instance_id})

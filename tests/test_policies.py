@@ -1,0 +1,128 @@
+"""onConflict and reuse, each end to end through HttpStartSingle.main."""
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from tests.test_http_start import MANAGEMENT_KEYS, problem
+
+
+# -- onConflict ----------------------------------------------------------------------
+
+async def test_use_existing_answers_200_with_the_running_instance(start, durable) -> None:
+    durable.put("report", "Running")
+    response = await start("report", query="onConflict=useExisting")
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "application/json"
+    body = json.loads(response.get_body())
+    assert MANAGEMENT_KEYS <= set(body)
+    assert (body["id"], body["runtimeStatus"]) == ("report", "Running")
+    assert response.headers["Location"] == body["statusQueryGetUri"]
+    assert durable.accepted_starts == [] and durable.calls == {"status": 1}
+
+
+async def test_use_existing_starts_when_nothing_runs(start, durable) -> None:
+    assert (await start("report", query="onConflict=useExisting")).status_code == 202
+
+
+async def test_terminate_existing_replaces_the_running_instance(start, durable) -> None:
+    durable.reset(terminate_delay=0.3)  # termination finishes asynchronously
+    durable.put("report", "Running")
+    response = await start("report", {"items": ["new"]}, query="onConflict=terminateExisting")
+    assert response.status_code == 202
+    [(terminated, reason)] = durable.terminations
+    assert terminated == "report" and "terminateExisting" in reason
+    assert durable.accepted_starts == [("SingletonOrchestrator", "report")]
+    assert durable.dropped_starts == []  # the start came after the old one ended
+    assert durable.instances["report"].input == {"items": ["new"]}
+
+
+async def test_terminate_existing_gives_up_when_the_instance_never_stops(
+        start, durable, monkeypatch) -> None:
+    monkeypatch.setenv("SINGLETON_TERMINATE_TIMEOUT_SECONDS", "1")
+    durable.reset(terminate_delay=None)
+    durable.put("stuck", "Running")
+    began = time.monotonic()
+    response = await start("stuck", query="onConflict=terminateExisting")
+    body = problem(response, 409, "termination-timeout")
+    assert 1 <= time.monotonic() - began < 4
+    assert (body["instanceId"], body["runtimeStatus"]) == ("stuck", "Running")
+    assert response.headers["Location"] == body["statusQueryGetUri"]
+    assert durable.accepted_starts == []
+    # The lock was released: a later request is not blocked by it.
+    durable.set_status("stuck", "Terminated")
+    assert (await start("stuck")).status_code == 202
+
+
+@pytest.mark.parametrize("status", ["Completed", "Failed"])
+async def test_terminate_existing_on_a_finished_instance_just_starts(
+        start, durable, status: str) -> None:
+    durable.put("report", status)
+    assert (await start("report", query="onConflict=terminateExisting")).status_code == 202
+    assert durable.terminations == []
+
+
+async def test_reject_is_the_default(start, durable) -> None:
+    durable.put("report", "Suspended")
+    problem(await start("report", query="onConflict=reject"), 409, "instance-active")
+
+
+# -- reuse ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("status,code", [("Completed", 409), ("Failed", 202),
+                                         ("Terminated", 202), ("Canceled", 202)])
+async def test_allow_duplicate_failed_only(start, durable, status: str, code: int) -> None:
+    durable.put("report", status)
+    response = await start("report", query="reuse=allowDuplicateFailedOnly")
+    assert response.status_code == code
+    if code == 409:
+        body = problem(response, 409, "instance-finished")
+        assert body["runtimeStatus"] == "Completed"
+        assert "allowDuplicateFailedOnly" in body["detail"]
+        assert durable.accepted_starts == []
+
+
+@pytest.mark.parametrize("status", ["Completed", "Failed", "Terminated", "Canceled"])
+async def test_reject_duplicate_never_reuses_a_finished_id(start, durable, status: str) -> None:
+    durable.put("report", status)
+    body = problem(await start("report", query="reuse=rejectDuplicate"), 409, "instance-finished")
+    assert body["runtimeStatus"] == status
+    assert durable.accepted_starts == []
+
+
+async def test_reject_duplicate_starts_a_new_id(start, durable) -> None:
+    assert (await start("fresh", query="reuse=rejectDuplicate")).status_code == 202
+
+
+async def test_reuse_rules_are_checked_again_under_the_lock(start, durable) -> None:
+    """The first read missed an instance that finished meanwhile; the extension would
+    overwrite it, so the read under the lock is what keeps rejectDuplicate true."""
+    durable.put("report", "Completed")
+    durable.fail_next("status", 404)
+    problem(await start("report", query="reuse=rejectDuplicate"), 409, "instance-finished")
+    assert durable.accepted_starts == []
+    assert durable.calls["status"] == 2
+
+
+# -- app-wide defaults ---------------------------------------------------------------
+
+async def test_app_settings_set_the_defaults_and_the_query_overrides(
+        start, durable, monkeypatch) -> None:
+    monkeypatch.setenv("SINGLETON_DEFAULT_ON_CONFLICT", "useExisting")
+    monkeypatch.setenv("SINGLETON_DEFAULT_REUSE", "rejectDuplicate")
+    durable.put("running", "Running")
+    durable.put("done", "Completed")
+    assert (await start("running")).status_code == 200
+    assert (await start("running", query="onConflict=reject")).status_code == 409
+    assert (await start("done")).status_code == 409
+    assert (await start("done", query="reuse=allowDuplicate")).status_code == 202
+
+
+@pytest.mark.parametrize("query", ["onConflict=Reject", "reuse=allowduplicate",
+                                   "onConflict=reject&onConflict=useExisting"])
+async def test_bad_policy_values_are_400_and_start_nothing(start, durable, query: str) -> None:
+    body = problem(await start("report", query=query), 400, "invalid-query-parameter")
+    assert body["allowed"]
+    assert sum(durable.calls.values()) == 0

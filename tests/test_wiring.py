@@ -1,0 +1,126 @@
+"""What the Functions host reads: function.json against each main, host.json, settings."""
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import inspect
+import json
+import re
+import typing
+from pathlib import Path
+
+import azure.functions as func
+import pytest
+from azure.functions import meta
+
+from singleton import settings as app_settings
+from singleton.catalog import APP_ROOT, orchestrator_names
+
+FUNCTIONS = sorted(p.parent.name for p in APP_ROOT.glob("*/function.json"))
+
+
+def bindings(function: str) -> list:
+    return json.loads((APP_ROOT / function / "function.json").read_text())["bindings"]
+
+
+def test_the_app_has_the_three_functions() -> None:
+    assert FUNCTIONS == ["HttpStartSingle", "SingletonActivity", "SingletonOrchestrator"]
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_function_json_matches_main(function: str) -> None:
+    """Every input binding is a parameter of main with a type its converter accepts,
+    and every parameter is bound, as the Python worker checks when it loads the app."""
+    module = importlib.import_module(function)
+    main = module.main
+    target = getattr(main, "orchestrator_function", main)  # df.Orchestrator.create wraps it
+    hints = typing.get_type_hints(main) if target is main else {}
+    parameters = inspect.signature(main).parameters
+    registry = meta.get_binding_registry()
+    declared = {b["name"] for b in bindings(function)} - {"$return"}
+    assert set(parameters) == declared
+    for binding in bindings(function):
+        converter = registry.get(binding["type"])
+        assert converter is not None, binding["type"]
+        if binding["name"] == "$return":
+            assert converter.check_output_type_annotation(hints["return"])
+        elif binding["name"] in hints:
+            assert converter.check_input_type_annotation(hints[binding["name"]])
+
+
+def test_http_start_single_binding() -> None:
+    trigger, client, out = bindings("HttpStartSingle")
+    assert trigger == {"authLevel": "function", "name": "req", "type": "httpTrigger",
+                       "direction": "in", "route": "orchestrators/{functionName}/{instanceId}",
+                       "methods": ["post"]}
+    assert client == {"name": "starter", "type": "durableClient", "direction": "in"}
+    assert out == {"name": "$return", "type": "http", "direction": "out"}
+    import HttpStartSingle
+    assert inspect.iscoroutinefunction(HttpStartSingle.main)
+    hints = typing.get_type_hints(HttpStartSingle.main)
+    assert hints == {"req": func.HttpRequest, "starter": str, "return": func.HttpResponse}
+
+
+def test_orchestrator_and_activity_bindings() -> None:
+    assert bindings("SingletonOrchestrator") == [
+        {"name": "context", "type": "orchestrationTrigger", "direction": "in"}]
+    assert bindings("SingletonActivity") == [
+        {"name": "work", "type": "activityTrigger", "direction": "in"}]
+    import SingletonOrchestrator
+    from singleton.job import run_job
+    assert SingletonOrchestrator.main.orchestrator_function is run_job
+
+
+def test_orchestrators_are_read_from_function_json() -> None:
+    assert orchestrator_names() == {"SingletonOrchestrator"}
+
+
+def test_a_new_orchestrator_folder_is_startable_without_code(tmp_path: Path) -> None:
+    for name, trigger in [("Nightly", "orchestrationTrigger"), ("Step", "activityTrigger"),
+                          ("Off", "orchestrationTrigger")]:
+        (tmp_path / name).mkdir()
+        config = {"bindings": [{"name": "context", "type": trigger, "direction": "in"}]}
+        if name == "Off":
+            config["disabled"] = True
+        (tmp_path / name / "function.json").write_text(json.dumps(config))
+    (tmp_path / "Broken").mkdir()
+    (tmp_path / "Broken" / "function.json").write_text("{not json")
+    assert orchestrator_names(tmp_path) == {"Nightly"}
+
+
+def test_host_json() -> None:
+    host = json.loads((APP_ROOT / "host.json").read_text())
+    assert host["version"] == "2.0"
+    assert host["extensionBundle"] == {"id": "Microsoft.Azure.Functions.ExtensionBundle",
+                                       "version": "[4.*, 5.0.0)"}
+    durable = host["extensions"]["durableTask"]
+    # The lock relies on this refusal (see singleton.policy.must_recheck_under_lock).
+    assert durable["overridableExistingInstanceStates"] == "NonRunningStates"
+    assert host["logging"]["logLevel"]["default"] in ("Information", "Warning")
+
+
+def test_local_settings_has_what_func_start_needs_and_no_secret() -> None:
+    text = (APP_ROOT / "local.settings.json").read_text()
+    values = json.loads(text)["Values"]
+    assert values["AzureWebJobsStorage"] == "UseDevelopmentStorage=true"
+    assert values["FUNCTIONS_WORKER_RUNTIME"] == "python"
+    assert set(app_settings.APP_SETTINGS) <= set(values)
+    assert app_settings.load_settings(values) == app_settings.Settings()  # documented defaults
+    assert not re.search(r"AccountKey|SharedAccessSignature|code=|InstrumentationKey", text)
+
+
+def test_runtime_requirements_are_pinned_to_what_is_installed() -> None:
+    lines = [line.strip() for line in (APP_ROOT / "requirements.txt").read_text().splitlines()
+             if line.strip() and not line.startswith("#")]
+    assert lines
+    for line in lines:
+        name, _, version = line.partition("==")
+        assert version, f"{line} is not pinned"
+        assert importlib.metadata.version(name) == version
+
+
+def test_funcignore_keeps_tests_and_tools_out_of_the_deployment() -> None:
+    ignored = set((APP_ROOT / ".funcignore").read_text().split())
+    assert {".venv", "tests", "local.settings.json", "node_modules", "requirements-dev.txt",
+            "scripts"} <= ignored
+    assert not {"singleton", "host.json", "requirements.txt"} & ignored
