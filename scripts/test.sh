@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 source scripts/setup.sh requirements-dev.txt
 
 echo "Linting (flake8) ..."
-.venv/bin/flake8 singleton HttpStartSingle SingletonOrchestrator SingletonActivity tests scripts
+.venv/bin/flake8 singleton HttpStartSingle SingletonOrchestrator SingletonActivity tests benchmarks
 
 echo "Testing (pytest; the tests start their own Azurite) ..."
 .venv/bin/python -m pytest "$@"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import json
 from typing import Any, Dict, Optional
 
@@ -48,7 +49,15 @@ class DurableApi:
     def __init__(self, starter: str):
         """Wrap the binding's JSON ``starter`` in the SDK's client."""
         self.client = df.DurableOrchestrationClient(starter)
-        self.task_hub: str = json.loads(starter)["taskHubName"]
+        self._starter = starter
+
+    @functools.cached_property
+    def task_hub(self) -> str:
+        """The task hub's name, from the binding (the SDK client does not expose it).
+
+        Read only when the lock needs it: the conflict path never does.
+        """
+        return json.loads(self._starter)["taskHubName"]
 
     async def status(self, instance_id: str) -> Optional[DurableOrchestrationStatus]:
         """Return the instance's status, or None when no instance has the id.

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Optional
+from typing import Callable, Dict, Optional, Set
 
 from azure.core.exceptions import (AzureError, HttpResponseError, ResourceExistsError,
                                    ResourceNotFoundError)
@@ -24,6 +24,15 @@ LEASE_SECONDS = 15
 RENEW_EVERY_SECONDS = LEASE_SECONDS / 3
 
 logger = logging.getLogger(__name__)
+
+#: Releases running in the background; held here because asyncio keeps only weak
+#: references to tasks.
+_releasing: Set["asyncio.Task[None]"] = set()
+
+#: Locks this process is taking or holds, by container and blob name. A burst of
+#: requests for one id in one worker makes one storage attempt; the others wait for
+#: this event instead of each sending their own doomed lease requests.
+_local: Dict[str, asyncio.Event] = {}
 
 
 class LockUnavailable(Exception):
@@ -51,45 +60,108 @@ class StartLocks:
         self._lease_seconds = lease_seconds
         self._renew_every = renew_every
 
-    async def try_acquire(self, task_hub: str, instance_id: str) -> Optional["HeldLock"]:
+    async def try_acquire(self, task_hub: str, instance_id: str,
+                          first_use: bool = False) -> Optional["HeldLock"]:
         """Take the lease for the id, or return None at once when someone else holds it.
+
+        Parameters
+        ----------
+        task_hub : str
+            The Durable task hub the instance lives in.
+        instance_id : str
+            The instance id to lock.
+        first_use : bool
+            The caller expects the id to be new (no instance has it), so its lock blob
+            probably does not exist yet: create it before the first attempt instead
+            of after a failed one. Either way the outcome is the same.
 
         Raises
         ------
         LockUnavailable
             When storage cannot be reached or refuses the request.
         """
-        blob = self._container.get_blob_client(lock_blob_name(task_hub, instance_id))
+        name = lock_blob_name(task_hub, instance_id)
+        key = f"{self._container.container_name}/{name}"
+        if key in _local:
+            return None  # taken (or being taken) in this process: no storage call needed
+        done = _local[key] = asyncio.Event()
+
+        def finished() -> None:
+            if _local.get(key) is done:  # not a later caller's registration
+                del _local[key]
+            done.set()
+
         try:
+            lease = await self._acquire(self._container.get_blob_client(name), first_use)
+        except BaseException:
+            finished()
+            raise
+        if lease is None:
+            finished()
+            return None
+        return HeldLock(lease, self._renew_every, finished)
+
+    async def wait_for_local_holder(self, task_hub: str, instance_id: str,
+                                    timeout: float) -> bool:
+        """Wait, at most ``timeout`` seconds, until this process's holder of the id's
+        lock is done with it.
+
+        Returns False at once when no caller in this process has the lock (it is held
+        elsewhere, or free), so the caller knows to poll instead.
+        """
+        key = f"{self._container.container_name}/{lock_blob_name(task_hub, instance_id)}"
+        event = _local.get(key)
+        if event is None:
+            return False
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(event.wait(), timeout)
+        return True
+
+    async def _acquire(self, blob: BlobClient, first_use: bool) -> Optional[BlobLeaseClient]:
+        try:
+            if first_use:
+                await self._create(blob)
             try:
-                lease = await blob.acquire_lease(lease_duration=self._lease_seconds)
-            except ResourceNotFoundError as missing:
+                return await blob.acquire_lease(lease_duration=self._lease_seconds)
+            except ResourceNotFoundError:
                 # First use of this id (or of the container): create, then try once more.
-                await self._create(blob, missing.error_code)
-                lease = await blob.acquire_lease(lease_duration=self._lease_seconds)
+                await self._create(blob)
+                return await blob.acquire_lease(lease_duration=self._lease_seconds)
         except HttpResponseError as error:
             if error.status_code == 409 and error.error_code == "LeaseAlreadyPresent":
                 return None
             raise LockUnavailable(_describe(error)) from error
         except AzureError as error:
             raise LockUnavailable(_describe(error)) from error
-        return HeldLock(lease, self._renew_every)
 
-    async def _create(self, blob: BlobClient, error_code: Optional[str]) -> None:
-        if error_code == "ContainerNotFound":
+    async def _create(self, blob: BlobClient) -> None:
+        """Create the empty lock blob (and its container) unless it exists.
+
+        "Already exists" is success: another caller's blob serves as well, and an
+        existing blob answers so even while leased.
+        """
+        try:
+            with contextlib.suppress(ResourceExistsError):
+                await blob.upload_blob(b"", overwrite=False)
+        except ResourceNotFoundError:  # the container is missing: first use of the app
             with contextlib.suppress(ResourceExistsError):
                 await self._container.create_container()
-        # An empty blob; if another caller created it first, that one serves as well.
-        with contextlib.suppress(ResourceExistsError):
-            await blob.upload_blob(b"", overwrite=False)
+            with contextlib.suppress(ResourceExistsError):
+                await blob.upload_blob(b"", overwrite=False)
 
 
 class HeldLock:
     """A lease this caller holds, renewed in the background until released."""
 
-    def __init__(self, lease: BlobLeaseClient, renew_every: float):
-        """Start renewing ``lease`` every ``renew_every`` seconds."""
+    def __init__(self, lease: BlobLeaseClient, renew_every: float,
+                 on_done: Callable[[], None] = lambda: None):
+        """Start renewing ``lease`` every ``renew_every`` seconds.
+
+        ``on_done`` runs as soon as the holder lets go, before the release reaches
+        storage: it wakes the callers in this process that wait for the lock.
+        """
         self._lease = lease
+        self._on_done = on_done
         self._renewer = asyncio.create_task(self._keep_renewing(renew_every))
 
     async def release(self) -> None:
@@ -98,23 +170,41 @@ class HeldLock:
         Never raises: if the release cannot reach storage, the lease simply expires
         within its 15 s, and the answer the caller gets must not depend on it.
         """
+        self._let_go()
         self._renewer.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._renewer
         try:
             await self._lease.release()
-        except AzureError as error:
+        except Exception as error:  # any failure: the lease expires on its own anyway
             logger.warning("Start lock release failed (%s); it expires on its own.",
                            type(error).__name__)
+
+    def release_in_background(self) -> None:
+        """Release without making the caller wait; see :func:`wait_for_releases`."""
+        self._let_go()
+        task = asyncio.create_task(self.release())
+        _releasing.add(task)
+        task.add_done_callback(_releasing.discard)
+
+    def _let_go(self) -> None:
+        on_done, self._on_done = self._on_done, lambda: None
+        on_done()
 
     async def _keep_renewing(self, every: float) -> None:
         while True:
             await asyncio.sleep(every)
             try:
                 await self._lease.renew()
-            except AzureError as error:
+            except Exception as error:  # stop renewing; the lease then expires on its own
                 logger.warning("Start lock renewal failed (%s).", type(error).__name__)
                 return
+
+
+async def wait_for_releases() -> None:
+    """Wait until the releases handed to the background are done (shutdown, tests)."""
+    while _releasing:
+        await asyncio.gather(*list(_releasing))
 
 
 def _describe(error: AzureError) -> str:

@@ -120,20 +120,32 @@ class _StartRun:
         deadline = loop.time() + self.settings.lock_wait_seconds
         pause = FIRST_PAUSE_SECONDS
         while action.starts:
-            held = await locks.try_acquire(self.durable.task_hub, self.id)
+            held = await locks.try_acquire(self.durable.task_hub, self.id,
+                                           first_use=status is None)
             if held is not None:
                 try:
-                    return await self._under_lock(status, action)
-                finally:
+                    answer = await self._under_lock(status, action)
+                except BaseException:
+                    # Released before the error answer, so an immediate retry is
+                    # never blocked by this request's lease.
                     await held.release()
+                    raise
+                # The caller need not wait for the release: the start (or the status
+                # that refused it) is visible now, so later callers are answered from
+                # the instance's status without needing this lock.
+                held.release_in_background()
+                return answer
             # Another caller is starting this id. Rather than queue for the lock, look
-            # again at the instance: once the holder's start shows, the decision is a
-            # refusal (or useExisting) and this caller is answered without the lock.
+            # again at the instance once the holder is likely done: when its start
+            # shows, the decision is a refusal (or useExisting) and this caller is
+            # answered without the lock. A holder in this process says when it is
+            # done; one elsewhere is polled for, with jittered, growing pauses.
             remaining = deadline - loop.time()
             if remaining <= 0:
                 raise ProblemError(problems.lock_busy(RETRY_AFTER_LOCK_BUSY))
-            await asyncio.sleep(min(remaining, pause * random.uniform(0.5, 1.5)))
-            pause = min(pause * 2, MAX_PAUSE_SECONDS)
+            if not await locks.wait_for_local_holder(self.durable.task_hub, self.id, remaining):
+                await asyncio.sleep(min(remaining, pause * random.uniform(0.5, 1.5)))
+                pause = min(pause * 2, MAX_PAUSE_SECONDS)
             status = await self.durable.status(self.id)
             action = self._decide(status)
         return self._answer(action, status), action

@@ -52,13 +52,16 @@ def credential_for(connection: StorageConnection) -> Optional[Any]:
     return DefaultAzureCredential(managed_identity_client_id=connection.client_id)
 
 
-def blob_service_client(connection: StorageConnection) -> BlobServiceClient:
+def blob_service_client(connection: StorageConnection, **options: Any) -> BlobServiceClient:
     """Build an async Blob Storage client for ``connection``.
 
     Parameters
     ----------
     connection : StorageConnection
         The storage connection from the app settings.
+    **options : Any
+        More keyword arguments for the SDK client (the benchmark adds a hook that
+        counts requests).
 
     Returns
     -------
@@ -68,9 +71,9 @@ def blob_service_client(connection: StorageConnection) -> BlobServiceClient:
     retry = LinearRetry(backoff=0.2, retry_total=2, random_jitter_range=0.1)
     if connection.connection_string:
         return BlobServiceClient.from_connection_string(
-            connection.connection_string, retry_policy=retry, **_CLIENT_OPTIONS)
+            connection.connection_string, retry_policy=retry, **_CLIENT_OPTIONS, **options)
     return BlobServiceClient(connection.account_url, credential=credential_for(connection),
-                             retry_policy=retry, **_CLIENT_OPTIONS)
+                             retry_policy=retry, **_CLIENT_OPTIONS, **options)
 
 
 def shared_container(connection: StorageConnection, name: str) -> ContainerClient:

@@ -8,7 +8,8 @@ import time
 import pytest
 from azure.storage.blob.aio import BlobServiceClient
 
-from singleton.lock import LEASE_SECONDS, LockUnavailable, StartLocks, lock_blob_name
+from singleton.lock import (LEASE_SECONDS, LockUnavailable, StartLocks, lock_blob_name,
+                            wait_for_releases)
 from singleton.settings import StorageConnection
 from singleton.storage import blob_service_client, shared_container
 from tests.support.azurite import connection_string, free_port
@@ -38,7 +39,9 @@ async def test_first_use_creates_container_and_blob_then_excludes(locks) -> None
     held = await locks.try_acquire("TestHubName", "job")
     assert held is not None
     assert await locks.try_acquire("testhubname", "job") is None  # same hub, any case
-    assert await locks.try_acquire("TestHubName", "other-job") is not None
+    other = await locks.try_acquire("TestHubName", "other-job")
+    assert other is not None
+    await other.release()
     await held.release()
     again = await locks.try_acquire("TestHubName", "job")
     assert again is not None
@@ -111,3 +114,62 @@ async def test_crashed_holders_lease_expires_and_a_live_holder_keeps_renewing(
         await held.release()
         await service.close()
     assert (await start("held")).status_code == 202
+
+
+@pytest.fixture
+async def blob_requests(monkeypatch):
+    """Count the app's Blob Storage requests from here on."""
+    from singleton.storage import close_shared
+    from tests.support.blob_counter import RequestCounter, count_app_requests
+    await close_shared()
+    counter = RequestCounter()
+    undo = count_app_requests(counter)
+    yield counter
+    undo()
+    await wait_for_releases()
+    await close_shared()
+
+
+async def test_callers_in_one_process_share_one_storage_attempt(
+        azurite, app_env, blob_requests) -> None:
+    locks = StartLocks(shared_container(StorageConnection(azurite.connection_string), app_env))
+    first = await locks.try_acquire("hub", "shared", first_use=True)
+    assert first is not None
+    sent = blob_requests.requests
+    assert await locks.try_acquire("hub", "shared") is None  # decided locally
+    assert blob_requests.requests == sent
+    waiter = asyncio.create_task(locks.wait_for_local_holder("hub", "shared", timeout=5))
+    await asyncio.sleep(0.05)
+    assert not waiter.done()
+    first.release_in_background()
+    assert await asyncio.wait_for(waiter, 1) is True  # woken when the holder let go
+    assert await locks.wait_for_local_holder("hub", "shared", timeout=5) is False
+    await wait_for_releases()
+    again = await locks.try_acquire("hub", "shared")
+    assert again is not None  # released in storage too
+    await again.release()
+
+
+async def test_a_burst_in_one_process_costs_a_few_storage_requests(
+        start, durable, blob_requests) -> None:
+    durable.reset(start_check_delay=0.05)
+    responses = await asyncio.gather(*[start("burst") for _ in range(40)])
+    assert sorted(r.status_code for r in responses) == [202] + [409] * 39
+    await wait_for_releases()
+    # The container, the blob, the lease and its release: not one request per caller.
+    assert blob_requests.requests <= 5
+
+
+async def test_local_waiters_retry_when_the_lock_is_held_elsewhere(
+        start, durable, azurite, app_env, monkeypatch, blob_requests) -> None:
+    monkeypatch.setenv("SINGLETON_LOCK_WAIT_SECONDS", "0.6")
+    await start("warm-up")
+    service, lease = await raw_lease(azurite, app_env, lock_blob_name("TestHubName", "remote"))
+    try:
+        responses = await asyncio.gather(*[start("remote") for _ in range(5)])
+        assert [r.status_code for r in responses] == [503] * 5
+        assert durable.accepted_starts == [("SingletonOrchestrator", "warm-up")]
+    finally:
+        await lease.release()
+        await service.close()
+    assert (await start("remote")).status_code == 202

@@ -1,0 +1,354 @@
+"""What the singleton guarantee costs: HttpStartSingle next to the seed's check-then-start.
+
+Both starters are driven in-process, as the host calls them, against the same Durable
+double and the same Azurite. Durable API calls are counted by the double; Blob Storage
+calls by a policy in the storage SDK's own pipeline. Run ``bash scripts/benchmark.sh``
+(``--quick`` for the small run CI uses); see ``--help``.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import os
+import platform
+import resource
+import statistics
+import time
+import tracemalloc
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Awaitable, Callable, Dict, List, Optional
+
+import azure.functions as func
+from azure.durable_functions.models.utils import http_utils
+
+import HttpStartSingle
+from singleton import storage
+from singleton.lock import wait_for_releases
+from tests.support import seed_starter
+from tests.support.azurite import Azurite
+from tests.support.blob_counter import RequestCounter, count_app_requests
+from tests.support.durable_double import DurableDouble
+from tests.support.requests import start_request
+
+ROOT = Path(__file__).resolve().parent.parent
+Starter = Callable[[func.HttpRequest, str], Awaitable[func.HttpResponse]]
+STARTERS: Dict[str, Starter] = {"ours": HttpStartSingle.main, "seed": seed_starter.main}
+PATHS = ("fresh start", "conflict", "restart after Completed")
+
+
+@dataclass
+class PathResult:
+    """Latencies and calls per request of one path through one starter."""
+
+    latencies_ms: List[float]
+    durable_calls: float
+    blob_calls: float
+    errors: int = 0
+
+    def percentile(self, p: int) -> float:
+        """The p-th percentile latency, in milliseconds."""
+        return statistics.quantiles(self.latencies_ms, n=100, method="inclusive")[p - 1]
+
+
+@dataclass
+class RaceResult:
+    """N callers for one id at once, through one starter."""
+
+    told_started: int
+    refused: int
+    errors: int
+    starts_accepted: int
+    starts_dropped: int
+    wall_ms: float
+
+
+@dataclass
+class Run:
+    """Everything measured at one Durable latency."""
+
+    latency_ms: float
+    paths: Dict[str, Dict[str, PathResult]] = field(default_factory=dict)
+    races: Dict[int, Dict[str, RaceResult]] = field(default_factory=dict)
+    throughput: Dict[int, Dict[str, float]] = field(default_factory=dict)
+
+
+class Bench:
+    """The shared double, Azurite and counters, and the measurements on them."""
+
+    def __init__(self, durable: DurableDouble, counter: RequestCounter):
+        """Measure against ``durable`` with Blob calls counted by ``counter``."""
+        self.durable = durable
+        self.counter = counter
+        self.starter = durable.starter()
+        self._serial = 0
+
+    def fresh_id(self, label: str) -> str:
+        """An id no instance and no lock blob has had."""
+        self._serial += 1
+        return f"{label}-{self._serial}"
+
+    @staticmethod
+    def request(instance_id: str) -> func.HttpRequest:
+        """A start request, built before any clock starts: the host builds it, not the
+        starter."""
+        return start_request("SingletonOrchestrator", instance_id, {"items": ["x"]})
+
+    async def call(self, starter: Starter, request: func.HttpRequest) -> Optional[int]:
+        """One request; the status code, or None where the starter raised (the host's 500)."""
+        try:
+            return (await starter(request, self.starter)).status_code
+        except Exception:
+            return None
+
+    async def path(self, name: str, starter: Starter, path: str, count: int) -> PathResult:
+        """Time ``count`` sequential requests down ``path``."""
+        ids = [self.fresh_id(f"{name}-{path[:5]}") for _ in range(count)]
+        if path == "conflict":
+            ids = [ids[0]] * count
+            self.durable.put(ids[0], "Running")
+        elif path == "restart after Completed":
+            for instance_id in set(ids):  # a first start makes the instance (and lock blob)
+                await self.call(STARTERS["ours"], self.request(instance_id))
+                self.durable.set_status(instance_id, "Completed")
+            await wait_for_releases()
+        requests = [self.request(i) for i in ids]
+        durable_before = sum(self.durable.calls.values())
+        blob_before = self.counter.requests
+        latencies, errors = [], 0
+        for request in requests:
+            began = time.perf_counter()
+            code = await self.call(starter, request)
+            latencies.append((time.perf_counter() - began) * 1000)
+            errors += code not in (202, 409)
+        await wait_for_releases()  # their storage calls belong to these requests
+        return PathResult(latencies, (sum(self.durable.calls.values()) - durable_before) / count,
+                          (self.counter.requests - blob_before) / count, errors)
+
+    async def race(self, name: str, starter: Starter, callers: int) -> RaceResult:
+        """``callers`` requests for one fresh id at once."""
+        instance_id = self.fresh_id(f"race-{name}-{callers}")
+        accepted = len(self.durable.accepted_starts)
+        dropped = len(self.durable.dropped_starts)
+        requests = [self.request(instance_id) for _ in range(callers)]
+        began = time.perf_counter()
+        codes = await asyncio.gather(*[self.call(starter, r) for r in requests])
+        wall = (time.perf_counter() - began) * 1000
+        return RaceResult(codes.count(202), codes.count(409),
+                          sum(c not in (202, 409) for c in codes),
+                          len(self.durable.accepted_starts) - accepted,
+                          len(self.durable.dropped_starts) - dropped, wall)
+
+    async def throughput(self, name: str, starter: Starter, callers: int) -> float:
+        """Requests per second for ``callers`` distinct fresh ids at once."""
+        requests = [self.request(self.fresh_id(f"many-{name}")) for _ in range(callers)]
+        began = time.perf_counter()
+        await asyncio.gather(*[self.call(starter, r) for r in requests])
+        return callers / (time.perf_counter() - began)
+
+    async def memory(self, requests: int, ids: int = 200, batch: int = 50) -> Dict[str, float]:
+        """Traced memory after a warm-up and after ``requests`` restarts (lock + start)."""
+        pool = [self.fresh_id("mem") for _ in range(ids)]
+        self.durable.latency = self.durable.start_check_delay = 0.0
+
+        async def one_batch(offset: int) -> None:
+            chunk = [pool[(offset + i) % ids] for i in range(batch)]
+            for instance_id in chunk:  # finished, so every request takes the full path
+                self.durable.put(instance_id, "Completed")
+            await asyncio.gather(*[self.call(STARTERS["ours"], self.request(i)) for i in chunk])
+            await wait_for_releases()
+            # Keep the double's own logs from growing: only the app is measured.
+            self.durable.accepted_starts.clear()
+            self.durable.calls.clear()
+
+        warm_up = min(1000, requests // 5)
+        tracemalloc.start()
+        for offset in range(0, warm_up, batch):
+            await one_batch(offset)
+        gc.collect()
+        after_warm_up = tracemalloc.get_traced_memory()[0]
+        for offset in range(warm_up, requests, batch):
+            await one_batch(offset)
+        gc.collect()
+        at_end, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        return {"requests": requests, "warm_up": warm_up,
+                "growth_mib": (at_end - after_warm_up) / 2**20, "peak_mib": peak / 2**20,
+                "maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+async def measure(bench: Bench, latency_ms: float, count: int, races: List[int]) -> Run:
+    """Every path, race and throughput figure at one Durable latency."""
+    # The Azure Storage provider's duplicate check spans storage round trips, so
+    # the double's read-to-write window is one call's latency.
+    bench.durable.reset(latency=latency_ms / 1000, start_check_delay=latency_ms / 1000)
+    run = Run(latency_ms)
+    for name, starter in STARTERS.items():
+        run.paths[name] = {path: await bench.path(name, starter, path, count) for path in PATHS}
+    for callers in races:
+        run.races[callers] = {name: await bench.race(name, s, callers)
+                              for name, s in STARTERS.items()}
+        run.throughput[callers] = {name: await bench.throughput(name, s, callers)
+                                   for name, s in STARTERS.items()}
+    return run
+
+
+def machine() -> str:
+    """One line about where the figures come from."""
+    model = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores ({model}), "
+            f"Python {platform.python_version()}, Azurite for Blob Storage on loopback")
+
+
+def tables(runs: List[Run], memory: Dict[str, float], target_latency: float) -> str:
+    """The Markdown tables the command prints and the README shows."""
+    out: List[str] = []
+    for run in runs:
+        out.append(f"\n### Durable double answering in {run.latency_ms:g} ms per call\n")
+        out.append("| path | starter | p50 ms | p95 ms | p99 ms | Durable calls/req | "
+                   "Blob calls/req | ours/seed p50 | p95 | p99 |")
+        out.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for path in PATHS:
+            ours, seed = run.paths["ours"][path], run.paths["seed"][path]
+            for name, result in (("ours", ours), ("seed", seed)):
+                ratios = ("| " + " | ".join(
+                    f"{ours.percentile(p) / seed.percentile(p):.2f}x" for p in (50, 95, 99))
+                    if name == "ours" else "| | |")
+                out.append(f"| {path} | {name} | {result.percentile(50):.1f} | "
+                           f"{result.percentile(95):.1f} | {result.percentile(99):.1f} | "
+                           f"{result.durable_calls:.2f} | {result.blob_calls:.2f} {ratios} |")
+        out.append("\n| N callers, one id | starter | told started | 409 | errors | "
+                   "starts accepted by Durable API | of which dropped | wall ms | "
+                   "throughput, N distinct ids (req/s) |")
+        out.append("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+        for callers, by_name in run.races.items():
+            for name, race in by_name.items():
+                out.append(f"| {callers} | {name} | {race.told_started} | {race.refused} | "
+                           f"{race.errors} | {race.starts_accepted} | {race.starts_dropped} | "
+                           f"{race.wall_ms:.0f} | {run.throughput[callers][name]:.0f} |")
+    out.append(targets(next(r for r in runs if r.latency_ms == target_latency), memory))
+    return "\n".join(out)
+
+
+def targets(run: Run, memory: Dict[str, float]) -> str:
+    """Each target next to its figure, at the target latency."""
+    ours, seed = run.paths["ours"], run.paths["seed"]
+
+    def ratio(path: str) -> float:
+        return ours[path].percentile(50) / seed[path].percentile(50)
+
+    conflict = ours["conflict"]
+    rows = [
+        ("Conflict: 1 Durable call, 0 Blob calls, p50 <= 1.05x seed",
+         f"{conflict.durable_calls:.2f} / {conflict.blob_calls:.2f} / {ratio('conflict'):.2f}x",
+         conflict.durable_calls == 1 and conflict.blob_calls == 0 and ratio("conflict") <= 1.05),
+        ("Fresh start: p50 <= 1.8x seed", f"{ratio('fresh start'):.2f}x",
+         ratio("fresh start") <= 1.8),
+        ("Restart after Completed: p50 <= 1.8x seed", f"{ratio('restart after Completed'):.2f}x",
+         ratio("restart after Completed") <= 1.8),
+    ]
+    started = {n: (r["ours"].told_started, r["seed"].told_started) for n, r in run.races.items()}
+    rows.append(("Exactly one told started at every N (seed's count in brackets)",
+                 ", ".join(f"N={n}: {o} ({s})" for n, (o, s) in started.items()),
+                 all(o == 1 for o, _ in started.values())))
+    if 50 in run.races:
+        wall = run.races[50]["ours"].wall_ms
+        one = ours["fresh start"].percentile(50)
+        rows.append(("50 racing callers all answered within 8x one fresh start",
+                     f"{wall:.0f} ms = {wall / one:.1f}x of {one:.1f} ms", wall <= 8 * one))
+    rows.append((f"Memory growth over {memory['requests']:,} requests: a few MiB at most (< 4)",
+                 f"{memory['growth_mib']:+.2f} MiB after a {memory['warm_up']:,}-request "
+                 f"warm-up (peak traced {memory['peak_mib']:.1f} MiB, max RSS "
+                 f"{memory['maxrss_mib']:.0f} MiB)", memory["growth_mib"] < 4))
+    lines = [f"\n### Targets (Durable double at {run.latency_ms:g} ms per call)\n",
+             "| target | figure | met |", "|---|---|---|"]
+    lines += [f"| {t} | {f} | {'yes' if ok else '**no**'} |" for t, f, ok in rows]
+    return "\n".join(lines)
+
+
+def chart(runs: List[Run], path: Path) -> None:
+    """p50/p99 by path for both starters, and race wall time by N, per latency."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(len(runs), 2, figsize=(12, 4 * len(runs)), squeeze=False)
+    for row, run in zip(axes, runs):
+        left, right = row
+        width = 0.2
+        for k, (name, p) in enumerate([(n, p) for n in STARTERS for p in (50, 99)]):
+            values = [run.paths[name][path].percentile(p) for path in PATHS]
+            left.bar([i + (k - 1.5) * width for i in range(len(PATHS))], values, width,
+                     label=f"{name} p{p}")
+        left.set_xticks(range(len(PATHS)), PATHS)
+        left.set_ylabel("latency (ms)")
+        left.set_title(f"Latency by path, Durable double {run.latency_ms:g} ms/call")
+        left.legend()
+        for name in STARTERS:
+            ns = sorted(run.races)
+            right.plot(ns, [run.races[n][name].wall_ms for n in ns], marker="o", label=name)
+        right.set_xlabel("callers for one id at once (N)")
+        right.set_ylabel("wall time until all answered (ms)")
+        right.set_title(f"Race wall time, Durable double {run.latency_ms:g} ms/call")
+        right.legend()
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=90)
+
+
+async def main(args: argparse.Namespace) -> str:
+    """Run the benchmark and return its report."""
+    counter = RequestCounter()
+    count_app_requests(counter)
+    azurite = Azurite().start()
+    durable = DurableDouble().start()
+    os.environ["AzureWebJobsStorage"] = azurite.connection_string
+    try:
+        bench = Bench(durable, counter)
+        runs = [await measure(bench, latency, args.requests, args.races)
+                for latency in args.latency_ms]
+        memory = await bench.memory(args.memory_requests)
+        chart(runs, args.out / "benchmark.png")
+        await wait_for_releases()
+        await storage.close_shared()
+        await http_utils._close_session()  # the Durable SDK's shared session
+    finally:
+        durable.stop()
+        azurite.stop()
+    report = (f"Machine: {machine()}.\n{args.requests} sequential requests per path and "
+              f"starter.\n" + tables(runs, memory, args.target_latency))
+    (args.out / "benchmark.md").write_text(report + "\n")
+    return report
+
+
+def arguments() -> argparse.Namespace:
+    """The command line."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true",
+                        help="a small run that checks the benchmark works (CI)")
+    parser.add_argument("--latency-ms", type=float, nargs="+", default=[0.0, 10.0],
+                        help="Durable double latencies per call to measure at")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="where benchmark.md and benchmark.png go "
+                             "(docs/, or benchmarks/out/ with --quick)")
+    args = parser.parse_args()
+    args.target_latency = 10.0 if 10.0 in args.latency_ms else args.latency_ms[-1]
+    if args.quick:
+        args.requests, args.races, args.memory_requests = 20, [10, 50], 1000
+        args.out = args.out or ROOT / "benchmarks" / "out"
+    else:
+        args.requests, args.races, args.memory_requests = 200, [10, 50, 200], 10_000
+        args.out = args.out or ROOT / "docs"
+    return args
+
+
+if __name__ == "__main__":
+    print(asyncio.run(main(arguments())))

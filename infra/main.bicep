@@ -1,0 +1,77 @@
+// Everything the singleton starter needs in Azure, in a resource group of its own.
+// `azd up` deploys this with infra/main.parameters.json, then publishes the app.
+targetScope = 'subscription'
+
+@minLength(1)
+@maxLength(64)
+@description('Name of the azd environment; names and tags every resource.')
+param environmentName string
+
+@minLength(1)
+@description('Azure region. Must offer the Flex Consumption plan (az functionapp list-flexconsumption-locations).')
+param location string
+
+@description('Object id of the deploying user, granted Blob Data Owner to inspect locks; empty for none.')
+param principalId string = ''
+
+@allowed([ 'reject', 'useExisting', 'terminateExisting' ])
+@description('App setting SINGLETON_DEFAULT_ON_CONFLICT: onConflict when the request gives none.')
+param defaultOnConflict string = 'reject'
+
+@allowed([ 'allowDuplicate', 'allowDuplicateFailedOnly', 'rejectDuplicate' ])
+@description('App setting SINGLETON_DEFAULT_REUSE: reuse when the request gives none.')
+param defaultReuse string = 'allowDuplicate'
+
+@minValue(1)
+@maxValue(104857600)
+@description('App setting SINGLETON_MAX_BODY_BYTES: the largest request body (orchestrator input).')
+param maxBodyBytes int = 1048576
+
+@minValue(1)
+@maxValue(600)
+@description('App setting SINGLETON_TERMINATE_TIMEOUT_SECONDS: how long terminateExisting waits.')
+param terminateTimeoutSeconds int = 60
+
+@minValue(1)
+@maxValue(120)
+@description('App setting SINGLETON_LOCK_WAIT_SECONDS: how long a caller waits for a busy lock.')
+param lockWaitSeconds int = 10
+
+@description('App setting SINGLETON_LOCK_CONTAINER: the blob container that holds the locks.')
+param lockContainer string = 'singleton-locks'
+
+@minValue(40)
+@maxValue(1000)
+@description('Flex Consumption: the most instances the app scales out to.')
+param maximumInstanceCount int = 100
+
+var tags = { 'azd-env-name': environmentName }
+
+resource resourceGroup 'Microsoft.Resources/resourceGroups@2024-03-01' = {
+  name: 'rg-${environmentName}'
+  location: location
+  tags: tags
+}
+
+module resources 'resources.bicep' = {
+  name: 'resources'
+  scope: resourceGroup
+  params: {
+    environmentName: environmentName
+    location: location
+    tags: tags
+    principalId: principalId
+    defaultOnConflict: defaultOnConflict
+    defaultReuse: defaultReuse
+    maxBodyBytes: maxBodyBytes
+    terminateTimeoutSeconds: terminateTimeoutSeconds
+    lockWaitSeconds: lockWaitSeconds
+    lockContainer: lockContainer
+    maximumInstanceCount: maximumInstanceCount
+  }
+}
+
+output AZURE_LOCATION string = location
+output AZURE_RESOURCE_GROUP string = resourceGroup.name
+output AZURE_FUNCTION_APP_NAME string = resources.outputs.functionAppName
+output FUNCTION_APP_URL string = resources.outputs.functionAppUrl
