@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, Mapping, Optional
+from typing import Any, Dict, Iterable, Mapping
 
 import azure.functions as func
 
@@ -97,34 +97,32 @@ def invalid_input(detail: str) -> Problem:
     return Problem("invalid-input", 400, "Invalid orchestrator input", detail)
 
 
-def instance_active(instance: Mapping[str, Any], location: Optional[str]) -> Problem:
+def instance_active(instance: Mapping[str, Any]) -> Problem:
     """409: an instance with the id is active; ``instance`` describes it."""
     return Problem(
         "instance-active", 409, "Instance already active",
         f"An instance with id '{instance['instanceId']}' is {instance['runtimeStatus']}; "
         "nothing was started. Follow statusQueryGetUri, or stop it with terminatePostUri.",
-        instance, _location(location))
+        instance, _location(instance))
 
 
-def instance_finished(instance: Mapping[str, Any], location: Optional[str],
-                      reuse: str) -> Problem:
+def instance_finished(instance: Mapping[str, Any], reuse: str) -> Problem:
     """409: the id belongs to a finished instance and ``reuse`` forbids reusing it."""
     return Problem(
         "instance-finished", 409, "Instance id may not be reused",
         f"An instance with id '{instance['instanceId']}' ended {instance['runtimeStatus']} "
         f"and reuse={reuse} does not start it again; nothing was started.",
-        instance, _location(location))
+        instance, _location(instance))
 
 
-def termination_timeout(instance: Mapping[str, Any], location: Optional[str],
-                        waited_seconds: float) -> Problem:
+def termination_timeout(instance: Mapping[str, Any], waited_seconds: float) -> Problem:
     """409: ``onConflict=terminateExisting`` asked the old instance to stop; it did not in time."""
     return Problem(
         "termination-timeout", 409, "Existing instance did not stop in time",
         f"Termination of instance '{instance['instanceId']}' was requested but it was still "
         f"{instance['runtimeStatus']} after {waited_seconds:g} s; nothing was started. "
         "Retry once it has ended.",
-        instance, _location(location))
+        instance, _location(instance))
 
 
 def start_refused(instance_id: str) -> Problem:
@@ -179,7 +177,9 @@ def internal_error() -> Problem:
                    "The request failed inside the app; nothing is known to have started.")
 
 
-def _location(url: Optional[str]) -> Dict[str, str]:
+def _location(instance: Mapping[str, Any]) -> Dict[str, str]:
+    """``Location`` points at the described instance's status URL."""
+    url = instance.get("statusQueryGetUri")
     return {"Location": url} if url else {}
 
 

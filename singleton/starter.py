@@ -184,10 +184,8 @@ class _StartRun:
                 return
             remaining = deadline - loop.time()
             if remaining <= 0:
-                instance = self._describe(status)
                 raise ProblemError(problems.termination_timeout(
-                    instance, instance.get("statusQueryGetUri"),
-                    self.settings.terminate_timeout_seconds))
+                    self._describe(status), self.settings.terminate_timeout_seconds))
             await asyncio.sleep(min(poll, remaining))
             poll = min(poll * 2, MAX_POLL_SECONDS)
 
@@ -202,16 +200,15 @@ class _StartRun:
             # Only reachable if the instance vanished (purged) between two reads.
             return problems.start_refused(self.id).response()
         instance = self._describe(status)
-        location = instance.get("statusQueryGetUri")
         if action is Action.USE_EXISTING:
             return func.HttpResponse(
                 body=json.dumps(instance), status_code=200,
                 headers={"Content-Type": "application/json",
-                         "Location": location})
+                         "Location": instance["statusQueryGetUri"]})
         if action is Action.REJECT_FINISHED:
-            problem = problems.instance_finished(instance, location, self.request.reuse.value)
+            problem = problems.instance_finished(instance, self.request.reuse.value)
         else:
-            problem = problems.instance_active(instance, location)
+            problem = problems.instance_active(instance)
         return problem.response()
 
     def _describe(self, status: DurableOrchestrationStatus) -> dict:

@@ -26,7 +26,7 @@ import datetime
 import json
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Deque, Dict, List, Optional, Set, Tuple
+from typing import Any, Deque, Dict, List, Optional, Set, Tuple, Union
 
 from aiohttp import web
 
@@ -251,8 +251,11 @@ class DurableDouble:
             created=now, updated=now)
         return _json(202, {"id": instance_id})
 
-    async def _terminate(self, request: web.Request) -> web.Response:
-        fault = await self._enter("terminate")
+    async def _active_instance(self, kind: str, request: web.Request
+                               ) -> Union[web.Response, Tuple[str, Instance]]:
+        """The id and instance a management call targets, or the answer when there is
+        none to act on: a planned fault, 404 for an unknown id, 410 once finished."""
+        fault = await self._enter(kind)
         if fault is not None:
             return fault
         instance_id = request.match_info["id"]
@@ -261,6 +264,13 @@ class DurableDouble:
             return web.Response(status=404)
         if instance.status in FINISHED:
             return web.Response(status=410)
+        return instance_id, instance
+
+    async def _terminate(self, request: web.Request) -> web.Response:
+        found = await self._active_instance("terminate", request)
+        if isinstance(found, web.Response):
+            return found
+        instance_id, instance = found
         self.terminations.append((instance_id, request.query.get("reason", "")))
         if self.terminate_delay is not None:
             asyncio.get_running_loop().call_later(self.terminate_delay, self._finish_termination,
@@ -274,15 +284,10 @@ class DurableDouble:
             instance.updated = _now()
 
     async def _raise_event(self, request: web.Request) -> web.Response:
-        fault = await self._enter("raiseEvent")
-        if fault is not None:
-            return fault
-        instance_id = request.match_info["id"]
-        instance = self.instances.get(instance_id)
-        if instance is None:
-            return web.Response(status=404)
-        if instance.status in FINISHED:
-            return web.Response(status=410)
+        found = await self._active_instance("raiseEvent", request)
+        if isinstance(found, web.Response):
+            return found
+        instance_id, _ = found
         self.events.append((instance_id, request.match_info["event"], await request.text()))
         return web.Response(status=202)
 
