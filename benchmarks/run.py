@@ -21,14 +21,13 @@ from pathlib import Path
 from typing import Awaitable, Callable, Dict, List, Optional
 
 import azure.functions as func
-from azure.durable_functions.models.utils import http_utils
 
 import HttpStartSingle
-from singleton import storage
 from singleton.lock import wait_for_releases
 from tests.support import seed_starter
 from tests.support.azurite import Azurite
 from tests.support.blob_counter import RequestCounter, count_app_requests
+from tests.support.clients import close_app_clients
 from tests.support.durable_double import DurableDouble
 from tests.support.requests import start_request
 
@@ -317,9 +316,7 @@ async def main(args: argparse.Namespace) -> str:
                 for latency in args.latency_ms]
         memory = await bench.memory(args.memory_requests)
         chart(runs, args.out / "benchmark.png")
-        await wait_for_releases()
-        await storage.close_shared()
-        await http_utils._close_session()  # the Durable SDK's shared session
+        await close_app_clients()
     finally:
         durable.stop()
         azurite.stop()

@@ -81,7 +81,7 @@ class StartLocks:
             When storage cannot be reached or refuses the request.
         """
         name = lock_blob_name(task_hub, instance_id)
-        key = f"{self._container.container_name}/{name}"
+        key = self._local_key(name)
         if key in _local:
             return None  # taken (or being taken) in this process: no storage call needed
         done = _local[key] = asyncio.Event()
@@ -109,13 +109,16 @@ class StartLocks:
         Returns False at once when no caller in this process has the lock (it is held
         elsewhere, or free), so the caller knows to poll instead.
         """
-        key = f"{self._container.container_name}/{lock_blob_name(task_hub, instance_id)}"
-        event = _local.get(key)
+        event = _local.get(self._local_key(lock_blob_name(task_hub, instance_id)))
         if event is None:
             return False
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(event.wait(), timeout)
         return True
+
+    def _local_key(self, blob_name: str) -> str:
+        """The lock's key in this process: container and blob, as storage names it."""
+        return f"{self._container.container_name}/{blob_name}"
 
     async def _acquire(self, blob: BlobClient, first_use: bool) -> Optional[BlobLeaseClient]:
         try:

@@ -10,9 +10,8 @@ from hypothesis import settings as hypothesis_settings
 
 import HttpStartSingle
 from singleton import settings as app_settings
-from singleton.lock import wait_for_releases
-from singleton.storage import close_shared
 from tests.support.azurite import Azurite
+from tests.support.clients import close_app_clients
 from tests.support.durable_double import DurableDouble
 from tests.support.report import LINES
 from tests.support.requests import start_request
@@ -28,10 +27,7 @@ StartCall = Callable[..., Awaitable[func.HttpResponse]]
 async def close_clients_at_the_end() -> Any:
     """Close the shared HTTP clients, the app's and the Durable SDK's, after the session."""
     yield
-    from azure.durable_functions.models.utils import http_utils
-    await wait_for_releases()
-    await close_shared()
-    await http_utils._close_session()
+    await close_app_clients()
 
 
 @pytest.fixture(scope="session")
