@@ -23,7 +23,7 @@ from typing import Awaitable, Callable, Dict, List, Optional
 import azure.functions as func
 
 import HttpStartSingle
-from singleton.lock import wait_for_releases
+from singleton.storage import wait_for_releases
 from tests.support import seed_starter
 from tests.support.azurite import Azurite
 from tests.support.blob_counter import RequestCounter, count_app_requests

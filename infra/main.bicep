@@ -14,7 +14,7 @@ param location string
 @description('Object id of the deploying user, granted Blob Data Owner to inspect locks; empty for none.')
 param principalId string = ''
 
-@allowed([ 'reject', 'useExisting', 'terminateExisting' ])
+@allowed([ 'reject', 'useExisting', 'terminateExisting', 'stopExisting' ])
 @description('App setting SINGLETON_DEFAULT_ON_CONFLICT: onConflict when the request gives none.')
 param defaultOnConflict string = 'reject'
 
@@ -29,7 +29,7 @@ param maxBodyBytes int = 1048576
 
 @minValue(1)
 @maxValue(600)
-@description('App setting SINGLETON_TERMINATE_TIMEOUT_SECONDS: how long terminateExisting waits.')
+@description('App setting SINGLETON_TERMINATE_TIMEOUT_SECONDS: how long terminateExisting and stopExisting wait.')
 param terminateTimeoutSeconds int = 60
 
 @minValue(1)
@@ -39,6 +39,16 @@ param lockWaitSeconds int = 10
 
 @description('App setting SINGLETON_LOCK_CONTAINER: the blob container that holds the locks.')
 param lockContainer string = 'singleton-locks'
+
+@minValue(1)
+@maxValue(10)
+@description('App setting SINGLETON_STORAGE_TIMEOUT_SECONDS: the longest one lock storage request may take.')
+param storageTimeoutSeconds int = 5
+
+@minValue(1)
+@maxValue(10)
+@description('App setting SINGLETON_DURABLE_TIMEOUT_SECONDS: the longest one Durable API call may take.')
+param durableTimeoutSeconds int = 5
 
 @minValue(40)
 @maxValue(1000)
@@ -66,6 +76,8 @@ module resources 'resources.bicep' = {
     maxBodyBytes: maxBodyBytes
     terminateTimeoutSeconds: terminateTimeoutSeconds
     lockWaitSeconds: lockWaitSeconds
+    storageTimeoutSeconds: storageTimeoutSeconds
+    durableTimeoutSeconds: durableTimeoutSeconds
     lockContainer: lockContainer
     maximumInstanceCount: maximumInstanceCount
   }

@@ -11,6 +11,8 @@ param defaultReuse string
 param maxBodyBytes int
 param terminateTimeoutSeconds int
 param lockWaitSeconds int
+param storageTimeoutSeconds int
+param durableTimeoutSeconds int
 param lockContainer string
 param maximumInstanceCount int
 
@@ -156,6 +158,8 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       SINGLETON_MAX_BODY_BYTES: string(maxBodyBytes)
       SINGLETON_TERMINATE_TIMEOUT_SECONDS: string(terminateTimeoutSeconds)
       SINGLETON_LOCK_WAIT_SECONDS: string(lockWaitSeconds)
+      SINGLETON_STORAGE_TIMEOUT_SECONDS: string(storageTimeoutSeconds)
+      SINGLETON_DURABLE_TIMEOUT_SECONDS: string(durableTimeoutSeconds)
       SINGLETON_LOCK_CONTAINER: lockContainer
     }
   }

@@ -2,7 +2,11 @@
 
 The SDK reports every failure as a plain ``Exception`` (or aiohttp's errors); this
 module sorts them into what the starter answers: unreachable (503), unexpected error
-(502), and the extension's refusal to start over an active instance (409).
+(502), the extension's refusal to start over an active instance (409), and a start
+whose answer was lost after it was sent (the start may have happened).
+
+Every call is bounded in time: the SDK's own limit is four minutes, far longer than a
+caller waits, and longer than the start lock's lease.
 """
 from __future__ import annotations
 
@@ -17,12 +21,25 @@ import azure.durable_functions as df
 import azure.functions as func
 from azure.durable_functions.models.DurableOrchestrationStatus import DurableOrchestrationStatus
 
+from . import durable_transport
+
 #: Members of a status the 409 and 200 answers repeat for the caller.
 _STATUS_MEMBERS = ("instanceId", "name", "runtimeStatus", "createdTime", "lastUpdatedTime")
 
 
 class DurableUnavailable(Exception):
-    """The Durable API could not be reached (connection refused, reset or timed out)."""
+    """The Durable API could not be reached (connection refused, reset or timed out).
+
+    For a start, raised only when the request is known not to have been sent.
+    """
+
+
+class StartOutcomeUnknown(Exception):
+    """A start request was sent, but its answer was lost (reset or timed out).
+
+    The Durable extension carries out a start whose caller disconnected, so the
+    instance may exist now or appear a little later.
+    """
 
 
 class DurableFailure(Exception):
@@ -46,9 +63,16 @@ class StartOutcome(enum.Enum):
 class DurableApi:
     """The calls the starter makes, for one invocation's ``durableClient`` binding."""
 
-    def __init__(self, starter: str):
-        """Wrap the binding's JSON ``starter`` in the SDK's client."""
+    def __init__(self, starter: str, timeout: float):
+        """Wrap the binding's JSON ``starter`` in the SDK's client; every call made
+        through this object ends within ``timeout`` seconds unless given less."""
         self.client = df.DurableOrchestrationClient(starter)
+        # The SDK's client takes its request functions from these attributes; the
+        # app's transport keeps one caller's failure from closing others' session.
+        self.client._post_async_request = durable_transport.post
+        self.client._get_async_request = durable_transport.get
+        self.client._delete_async_request = durable_transport.delete
+        self.timeout = timeout
         self._starter = starter
 
     @functools.cached_property
@@ -66,31 +90,57 @@ class DurableApi:
         whose ``runtime_status`` is None.
         """
         status = await self._call("reading the instance status",
-                                  self.client.get_status(instance_id))
+                                  self.client.get_status(instance_id), self.timeout)
         if not status or status.runtime_status is None:
             return None
         return status
 
-    async def start(self, function_name: str, instance_id: str, input_: Any) -> StartOutcome:
-        """Start ``function_name`` under ``instance_id``.
+    async def start(self, function_name: str, instance_id: str, input_: Any,
+                    timeout: float) -> StartOutcome:
+        """Start ``function_name`` under ``instance_id``, giving up after ``timeout`` s.
 
         Returns REFUSED_AS_DUPLICATE when the extension refuses because an instance
         with the id is active: older extension builds answer 500 and newer ones 409,
         both saying the instance "already exists".
+
+        Raises
+        ------
+        DurableUnavailable
+            The request was never sent: the connection could not be opened.
+        StartOutcomeUnknown
+            The request may have been sent and its answer was lost.
+        DurableFailure
+            The Durable API answered with an error other than a duplicate refusal.
         """
         try:
             await self._call("starting the instance",
-                             self.client.start_new(function_name, instance_id, input_))
+                             self.client.start_new(function_name, instance_id, input_),
+                             min(timeout, self.timeout))
+        except DurableUnavailable as unavailable:
+            if isinstance(unavailable.__cause__, aiohttp.ClientConnectorError):
+                raise  # refused before anything was sent: nothing was started
+            raise StartOutcomeUnknown() from unavailable.__cause__
         except DurableFailure as failure:
             if _is_duplicate_refusal(failure.__cause__):
                 return StartOutcome.REFUSED_AS_DUPLICATE
             raise
         return StartOutcome.STARTED
 
-    async def terminate(self, instance_id: str, reason: str) -> None:
+    async def terminate(self, instance_id: str, reason: str, timeout: float) -> None:
         """Ask the runtime to terminate the instance; termination finishes later."""
         await self._call("terminating the existing instance",
-                         self.client.terminate(instance_id, reason))
+                         self.client.terminate(instance_id, reason), min(timeout, self.timeout))
+
+    async def raise_event(self, instance_id: str, event: str, data: Any,
+                          timeout: float) -> None:
+        """Send the instance the external event ``event`` (the job's ``Stop``).
+
+        Raises DurableFailure (with the SDK's message) for 404 and 410 too: the caller
+        reads the status to tell "already ended" from a real failure.
+        """
+        await self._call(f"sending {event} to the existing instance",
+                         self.client.raise_event(instance_id, event, data),
+                         min(timeout, self.timeout))
 
     def links(self, req: func.HttpRequest, instance_id: str) -> Dict[str, str]:
         """Return the instance's management URLs, on the origin the caller used."""
@@ -110,9 +160,9 @@ class DurableApi:
         return described
 
     @staticmethod
-    async def _call(stage: str, call: Any) -> Any:
+    async def _call(stage: str, call: Any, timeout: float) -> Any:
         try:
-            return await call
+            return await asyncio.wait_for(call, timeout)
         except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as error:
             raise DurableUnavailable(stage) from error
         except Exception as error:  # the SDK raises bare Exception for every failure

@@ -4,17 +4,39 @@ A blob lease is a mutex that every app instance shares through the storage accou
 so it holds across processes and scaled-out hosts, not only inside one worker.
 
 Lease length: 15 s, the shortest fixed lease Blob Storage grants (15 to 60 s, or
-infinite). While held, the lease is renewed every 5 s, so a long hold (replacing an
-instance, which may wait a minute for termination) keeps it; a holder that dies stops
-renewing and loses it at most 15 s after its last renewal, never later. An infinite
-lease would outlive a crashed holder forever.
+infinite). While held it is renewed every 5 s; a renewal that fails is retried every
+second for as long as the lease may still be valid. A holder that dies stops renewing
+and loses the lease at most 15 s after its last renewal. An infinite lease would
+outlive a crashed holder forever.
+
+Fencing. A lease can be lost while its holder still runs (renewals cut off by the
+network for longer than the lease lasts). So the holder never trusts that it holds
+the lease; it knows until when it certainly does: from the moment it *sent* its last
+successful acquire or renew, for the lease's length less a safety margin, on the
+monotonic clock. Before each call it makes under the lock (start, terminate, raise
+Stop) it asks :meth:`HeldLock.fence` for at least that call's time limit, renewing
+first when less remains; it gets the time left, and bounds the call by it. A holder
+that cannot prove enough time raises :class:`LockLost` and makes no call.
+
+What remains, and why it is safe: the Durable extension may act on a start request
+a little after the app's call to it timed out (it carries out a start whose caller
+disconnected). The starter therefore never releases the lease after a start whose
+answer was lost: it renews once more and lets the lease run out
+(:meth:`HeldLock.abandon`), so a start still in flight inside the extension has that
+call's limit plus 15 s to land before another caller can take the lock. A start
+that takes the extension longer than that is the window left.
+
+Lease ids are proposed by the app (a new UUID per attempt), so every path that may
+have acquired a lease, cancellation and time-outs included, can release it.
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from typing import Callable, Dict, Optional, Set
+import time
+import uuid
+from typing import Any, Callable, Coroutine, Dict, Optional, Set
 
 from azure.core.exceptions import (AzureError, HttpResponseError, ResourceExistsError,
                                    ResourceNotFoundError)
@@ -22,21 +44,29 @@ from azure.storage.blob.aio import BlobClient, BlobLeaseClient, ContainerClient
 
 LEASE_SECONDS = 15
 RENEW_EVERY_SECONDS = LEASE_SECONDS / 3
+#: A renewal that failed is tried again this often while the lease may be valid.
+RENEW_RETRY_SECONDS = 1.0
+#: Taken off the lease's length when reckoning how long it is certainly held: storage
+#: starts the lease when it receives the request, after the app sent it, so counting
+#: from the send is already safe; the margin covers clock-rate differences.
+SAFETY_MARGIN_SECONDS = 1.0
+#: The least time a call under the lock is given; with less left, the holder stops.
+MIN_FENCED_SECONDS = 1.0
+
+#: Appended to every lock blob's name. Azure Storage trims trailing dots from blob
+#: names (Azurite does not), so "job." and "job" would share one blob there; with a
+#: suffix no name ends in a dot, and distinct ids keep distinct names.
+LOCK_SUFFIX = ".lock"
 
 logger = logging.getLogger(__name__)
 
-#: Releases running in the background; held here because asyncio keeps only weak
-#: references to tasks.
-_releasing: Set["asyncio.Task[None]"] = set()
-
-#: Locks this process is taking or holds, by container and blob name. A burst of
-#: requests for one id in one worker makes one storage attempt; the others wait for
-#: this event instead of each sending their own doomed lease requests.
-_local: Dict[str, asyncio.Event] = {}
-
 
 class LockUnavailable(Exception):
-    """The storage account that holds the locks could not be used."""
+    """The storage account that holds the locks could not be used (in time)."""
+
+
+class LockLost(Exception):
+    """The holder can no longer prove it holds the lease; it must act no further."""
 
 
 def lock_blob_name(task_hub: str, instance_id: str) -> str:
@@ -45,23 +75,44 @@ def lock_blob_name(task_hub: str, instance_id: str) -> str:
     Instance ids are unique per task hub, not per function, so the function name is
     not part of the name: two function names must not both win one id. Task hub names
     are case-insensitive in Azure Storage, so the hub is lowercased; instance ids are
-    case-sensitive and kept as they are (validation allows only URL-safe characters).
+    case-sensitive and kept as they are (validation allows only URL-safe characters
+    and no "/"), followed by :data:`LOCK_SUFFIX`: readable in the container, never
+    ending in a dot, one blob per id.
     """
-    return f"{task_hub.lower()}/{instance_id}"
+    return f"{task_hub.lower()}/{instance_id}{LOCK_SUFFIX}"
+
+
+class _Attempt:
+    """One process-local attempt at a lock, which other local callers may wait on."""
+
+    def __init__(self) -> None:
+        self.done = asyncio.Event()
+        self.error: Optional[LockUnavailable] = None
 
 
 class StartLocks:
-    """Hands out the lease on an instance id's lock blob."""
+    """The start locks of one lock container, and this process's state about them.
 
-    def __init__(self, container: ContainerClient, lease_seconds: int = LEASE_SECONDS,
-                 renew_every: float = RENEW_EVERY_SECONDS):
-        """Keep locks as blobs in ``container``, created on first use."""
+    One object per container and event loop (see :func:`singleton.storage.shared_locks`):
+    it knows which locks callers in this process are taking or hold, so a burst of
+    requests for one id makes one storage attempt and the others wait for it, and it
+    keeps the background releases until :meth:`close`.
+    """
+
+    def __init__(self, container: ContainerClient, storage_timeout: float,
+                 lease_seconds: int = LEASE_SECONDS,
+                 renew_every: float = RENEW_EVERY_SECONDS) -> None:
+        """Keep locks as blobs in ``container``, created on first use; every storage
+        request (with its retries) ends within ``storage_timeout`` seconds."""
         self._container = container
+        self.storage_timeout = storage_timeout
         self._lease_seconds = lease_seconds
         self._renew_every = renew_every
+        self._attempts: Dict[str, _Attempt] = {}
+        self._background: Set["asyncio.Task[None]"] = set()
 
     async def try_acquire(self, task_hub: str, instance_id: str,
-                          first_use: bool = False) -> Optional["HeldLock"]:
+                          expect_new: bool = False) -> Optional["HeldLock"]:
         """Take the lease for the id, or return None at once when someone else holds it.
 
         Parameters
@@ -70,36 +121,50 @@ class StartLocks:
             The Durable task hub the instance lives in.
         instance_id : str
             The instance id to lock.
-        first_use : bool
-            The caller expects the id to be new (no instance has it), so its lock blob
-            probably does not exist yet: create it before the first attempt instead
-            of after a failed one. Either way the outcome is the same.
+        expect_new : bool
+            No instance has the id yet, so its lock blob probably does not exist:
+            create it before the first attempt instead of after a failed one.
 
         Raises
         ------
         LockUnavailable
-            When storage cannot be reached or refuses the request.
+            When storage cannot be reached, refuses, or does not answer in time. The
+            callers in this process waiting on this attempt get the same error.
         """
         name = lock_blob_name(task_hub, instance_id)
-        key = self._local_key(name)
-        if key in _local:
+        if name in self._attempts:
             return None  # taken (or being taken) in this process: no storage call needed
-        done = _local[key] = asyncio.Event()
+        attempt = self._attempts[name] = _Attempt()
 
         def finished() -> None:
-            if _local.get(key) is done:  # not a later caller's registration
-                del _local[key]
-            done.set()
+            if self._attempts.get(name) is attempt:  # not a later caller's attempt
+                del self._attempts[name]
+            attempt.done.set()
 
+        blob = self._container.get_blob_client(name)
+        lease = BlobLeaseClient(blob, lease_id=str(uuid.uuid4()))
+        sent = time.monotonic()
         try:
-            lease = await self._acquire(self._container.get_blob_client(name), first_use)
-        except BaseException:
+            acquired = await asyncio.wait_for(self._acquire(blob, lease, expect_new),
+                                              self.storage_timeout)
+        except asyncio.TimeoutError:
+            attempt.error = LockUnavailable("storage did not answer in time")
+            self._release_later(lease, finished)
+            raise attempt.error from None
+        except LockUnavailable as error:
+            attempt.error = error
             finished()
             raise
-        if lease is None:
+        except BaseException:
+            # Cancelled while the lease request was in flight: it may have been
+            # granted. The proposed id lets the release undo it; local waiters go on
+            # once that is done.
+            self._release_later(lease, finished)
+            raise
+        if not acquired:
             finished()
             return None
-        return HeldLock(lease, self._renew_every, finished)
+        return HeldLock(lease, self, sent, finished)
 
     async def wait_for_local_holder(self, task_hub: str, instance_id: str,
                                     timeout: float) -> bool:
@@ -108,31 +173,43 @@ class StartLocks:
 
         Returns False at once when no caller in this process has the lock (it is held
         elsewhere, or free), so the caller knows to poll instead.
+
+        Raises
+        ------
+        LockUnavailable
+            When the attempt waited on failed on storage: its callers all get the
+            answer at the same time.
         """
-        event = _local.get(self._local_key(lock_blob_name(task_hub, instance_id)))
-        if event is None:
+        attempt = self._attempts.get(lock_blob_name(task_hub, instance_id))
+        if attempt is None:
             return False
         with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(event.wait(), timeout)
+            await asyncio.wait_for(attempt.done.wait(), timeout)
+        if attempt.error is not None:
+            raise attempt.error
         return True
 
-    def _local_key(self, blob_name: str) -> str:
-        """The lock's key in this process: container and blob, as storage names it."""
-        return f"{self._container.container_name}/{blob_name}"
+    async def close(self) -> None:
+        """Wait for the releases handed to the background (shutdown, tests)."""
+        while self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)
 
-    async def _acquire(self, blob: BlobClient, first_use: bool) -> Optional[BlobLeaseClient]:
+    # -- storage calls -----------------------------------------------------------------
+
+    async def _acquire(self, blob: BlobClient, lease: BlobLeaseClient, expect_new: bool) -> bool:
         try:
-            if first_use:
+            if expect_new:
                 await self._create(blob)
             try:
-                return await blob.acquire_lease(lease_duration=self._lease_seconds)
+                await lease.acquire(lease_duration=self._lease_seconds)
             except ResourceNotFoundError:
                 # First use of this id (or of the container): create, then try once more.
                 await self._create(blob)
-                return await blob.acquire_lease(lease_duration=self._lease_seconds)
+                await lease.acquire(lease_duration=self._lease_seconds)
+            return True
         except HttpResponseError as error:
             if error.status_code == 409 and error.error_code == "LeaseAlreadyPresent":
-                return None
+                return False
             raise LockUnavailable(_describe(error)) from error
         except AzureError as error:
             raise LockUnavailable(_describe(error)) from error
@@ -152,62 +229,162 @@ class StartLocks:
             with contextlib.suppress(ResourceExistsError):
                 await blob.upload_blob(b"", overwrite=False)
 
+    async def release(self, lease: BlobLeaseClient) -> None:
+        """Release ``lease``; never raises (an unreleased lease expires on its own)."""
+        try:
+            await asyncio.wait_for(lease.release(), self.storage_timeout)
+        except (Exception, asyncio.TimeoutError) as error:
+            logger.warning("Start lock release failed (%s); it expires on its own.",
+                           type(error).__name__)
+
+    def _release_later(self, lease: BlobLeaseClient,
+                       then: Callable[[], None] = lambda: None) -> None:
+        """Release in the background, then run ``then``."""
+        async def run() -> None:
+            try:
+                await self.release(lease)
+            finally:
+                then()
+        self.in_background(run())
+
+    def in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` without a caller waiting; kept until :meth:`close`."""
+        task = asyncio.create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def renew(self, lease: BlobLeaseClient) -> float:
+        """Renew ``lease``; return the monotonic time until which it is certainly held.
+
+        Raises LockLost when storage says the lease is gone, LockUnavailable when
+        storage cannot be reached in time.
+        """
+        sent = time.monotonic()
+        try:
+            await asyncio.wait_for(lease.renew(), self.storage_timeout)
+        except asyncio.TimeoutError:
+            raise LockUnavailable("storage did not answer in time") from None
+        except HttpResponseError as error:
+            if error.status_code == 409:  # LeaseIdMismatch, LeaseLost, LeaseNotPresent
+                raise LockLost(_describe(error)) from error
+            raise LockUnavailable(_describe(error)) from error
+        except AzureError as error:
+            raise LockUnavailable(_describe(error)) from error
+        return self.valid_until(sent)
+
+    def valid_until(self, sent: float) -> float:
+        """Until when a lease acquired or renewed by a request sent at ``sent`` holds."""
+        return sent + self._lease_seconds - SAFETY_MARGIN_SECONDS
+
+    @property
+    def renew_every(self) -> float:
+        """Seconds between background renewals."""
+        return self._renew_every
+
 
 class HeldLock:
-    """A lease this caller holds, renewed in the background until released."""
+    """A lease this caller holds, renewed in the background until let go."""
 
-    def __init__(self, lease: BlobLeaseClient, renew_every: float,
-                 on_done: Callable[[], None] = lambda: None):
-        """Start renewing ``lease`` every ``renew_every`` seconds.
+    def __init__(self, lease: BlobLeaseClient, locks: StartLocks, sent: float,
+                 on_done: Callable[[], None]) -> None:
+        """Hold ``lease``, acquired by a request sent at monotonic time ``sent``.
 
         ``on_done`` runs as soon as the holder lets go, before the release reaches
         storage: it wakes the callers in this process that wait for the lock.
         """
         self._lease = lease
+        self._locks = locks
+        self._valid_until = locks.valid_until(sent)
         self._on_done = on_done
-        self._renewer = asyncio.create_task(self._keep_renewing(renew_every))
+        self._renewing = asyncio.Lock()
+        self._renewer = asyncio.create_task(self._keep_renewing())
+
+    def remaining(self) -> float:
+        """Seconds for which the lease is certainly still held (negative once not)."""
+        return self._valid_until - time.monotonic()
+
+    async def fence(self, needed: float) -> float:
+        """Make sure the lease is held for ``needed`` more seconds; return the time left.
+
+        A lease just acquired or renewed has enough and costs no storage call.
+        Otherwise it is renewed now (retried while the lease may still be valid); a
+        slow renewal can leave less than ``needed``, so the caller must bound its call
+        by the time returned, never by ``needed``.
+
+        Raises
+        ------
+        LockLost
+            When less than :data:`MIN_FENCED_SECONDS` can be proven: the caller must
+            not act under the lock.
+        """
+        if self.remaining() < needed:
+            while self.remaining() > 0:
+                try:
+                    await self._renew()
+                    break
+                except LockUnavailable:
+                    await asyncio.sleep(min(RENEW_RETRY_SECONDS, max(self.remaining(), 0)))
+        left = self.remaining()
+        if left < MIN_FENCED_SECONDS:
+            raise LockLost("the lease could not be renewed while it was valid")
+        return left
 
     async def release(self) -> None:
-        """Stop renewing and release the lease.
+        """Stop renewing and release the lease. Never raises."""
+        await self._stop()
+        await self._locks.release(self._lease)
 
-        Never raises: if the release cannot reach storage, the lease simply expires
-        within its 15 s, and the answer the caller gets must not depend on it.
+    def release_in_background(self) -> None:
+        """Release without making the caller wait; see :meth:`StartLocks.close`."""
+        self._let_go()
+        self._locks.in_background(self.release())
+
+    def abandon(self) -> None:
+        """Keep the lease until it runs out: after a start whose answer was lost.
+
+        One more renewal (in the background, best effort) gives a start still inside
+        the Durable extension a full lease to land before anyone else can start the id.
         """
+        self._let_go()
+
+        async def last_renewal() -> None:
+            await self._stop()
+            with contextlib.suppress(LockLost, LockUnavailable):
+                await self._renew()
+        self._locks.in_background(last_renewal())
+
+    async def _stop(self) -> None:
         self._let_go()
         self._renewer.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._renewer
-        try:
-            await self._lease.release()
-        except Exception as error:  # any failure: the lease expires on its own anyway
-            logger.warning("Start lock release failed (%s); it expires on its own.",
-                           type(error).__name__)
-
-    def release_in_background(self) -> None:
-        """Release without making the caller wait; see :func:`wait_for_releases`."""
-        self._let_go()
-        task = asyncio.create_task(self.release())
-        _releasing.add(task)
-        task.add_done_callback(_releasing.discard)
 
     def _let_go(self) -> None:
         on_done, self._on_done = self._on_done, lambda: None
         on_done()
 
-    async def _keep_renewing(self, every: float) -> None:
+    async def _renew(self) -> None:
+        async with self._renewing:
+            self._valid_until = max(self._valid_until, await self._locks.renew(self._lease))
+
+    async def _keep_renewing(self) -> None:
+        """Renew every few seconds; retry a failed renewal while the lease may hold."""
+        pause = self._locks.renew_every
         while True:
-            await asyncio.sleep(every)
+            await asyncio.sleep(pause)
             try:
-                await self._lease.renew()
-            except Exception as error:  # stop renewing; the lease then expires on its own
-                logger.warning("Start lock renewal failed (%s).", type(error).__name__)
+                await self._renew()
+                pause = self._locks.renew_every
+            except LockLost as error:
+                logger.warning("Start lock lost (%s).", error)
                 return
-
-
-async def wait_for_releases() -> None:
-    """Wait until the releases handed to the background are done (shutdown, tests)."""
-    while _releasing:
-        await asyncio.gather(*list(_releasing))
+            except LockUnavailable as error:
+                if self.remaining() <= 0:
+                    logger.warning("Start lock renewal failed until the lease ran out (%s).",
+                                   error)
+                    return
+                logger.warning("Start lock renewal failed (%s); retrying.", error)
+                pause = RENEW_RETRY_SECONDS
 
 
 def _describe(error: AzureError) -> str:

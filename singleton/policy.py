@@ -28,6 +28,7 @@ class OnConflict(str, enum.Enum):
     REJECT = "reject"
     USE_EXISTING = "useExisting"
     TERMINATE_EXISTING = "terminateExisting"
+    STOP_EXISTING = "stopExisting"
 
 
 class Reuse(str, enum.Enum):
@@ -45,12 +46,19 @@ class Action(str, enum.Enum):
     REJECT_ACTIVE = "rejected-active"
     USE_EXISTING = "used-existing"
     TERMINATE_THEN_START = "replaced-existing"
+    STOP_THEN_START = "stopped-existing"
     REJECT_FINISHED = "rejected-finished"
 
     @property
     def starts(self) -> bool:
         """Whether carrying this action out starts an instance (and so takes the lock)."""
-        return self in (Action.START, Action.TERMINATE_THEN_START)
+        return self is Action.START or self in REPLACES
+
+
+#: Actions that end the active instance before starting a new one. ``terminate`` does
+#: not stop an activity already running, so the old instance's work may overlap the
+#: new one's first item; ``Stop`` lets the job finish its item and complete first.
+REPLACES = frozenset({Action.TERMINATE_THEN_START, Action.STOP_THEN_START})
 
 
 def decide(status: Optional[Status], on_conflict: OnConflict, reuse: Reuse) -> Action:
@@ -78,6 +86,7 @@ def decide(status: Optional[Status], on_conflict: OnConflict, reuse: Reuse) -> A
             OnConflict.REJECT: Action.REJECT_ACTIVE,
             OnConflict.USE_EXISTING: Action.USE_EXISTING,
             OnConflict.TERMINATE_EXISTING: Action.TERMINATE_THEN_START,
+            OnConflict.STOP_EXISTING: Action.STOP_THEN_START,
         }[on_conflict]
     if reuse is Reuse.ALLOW_DUPLICATE:
         return Action.START
@@ -100,9 +109,10 @@ def must_recheck_under_lock(action: Action, on_conflict: OnConflict, reuse: Reus
     finished state or no instance means start, every active state means do not. So in
     that case, the default one, the second read buys nothing and is skipped.
 
-    Every other combination needs the fresh status: ``terminateExisting`` must know
-    what it terminates, and the other ``reuse`` choices tell finished states apart,
-    which the extension does not (it overwrites any finished instance).
+    Every other combination needs the fresh status: ``terminateExisting`` and
+    ``stopExisting`` must know what they replace, and the other ``reuse`` choices
+    tell finished states apart, which the extension does not (it overwrites any
+    finished instance).
 
     Parameters
     ----------
@@ -120,4 +130,4 @@ def must_recheck_under_lock(action: Action, on_conflict: OnConflict, reuse: Reus
     """
     return not (action is Action.START
                 and reuse is Reuse.ALLOW_DUPLICATE
-                and on_conflict is not OnConflict.TERMINATE_EXISTING)
+                and on_conflict in (OnConflict.REJECT, OnConflict.USE_EXISTING))

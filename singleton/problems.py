@@ -125,6 +125,17 @@ def termination_timeout(instance: Mapping[str, Any], waited_seconds: float) -> P
         instance, _location(instance))
 
 
+def stop_timeout(instance: Mapping[str, Any], waited_seconds: float) -> Problem:
+    """409: ``onConflict=stopExisting`` sent the old instance Stop; it did not end in time."""
+    return Problem(
+        "stop-timeout", 409, "Existing instance did not stop in time",
+        f"Stop was sent to instance '{instance['instanceId']}' but it was still "
+        f"{instance['runtimeStatus']} after {waited_seconds:g} s; nothing was started. "
+        "The Stop stays requested: retry once it has ended. An orchestrator that does not "
+        "handle Stop never ends this way; use onConflict=terminateExisting for it.",
+        instance, _location(instance))
+
+
 def start_refused(instance_id: str) -> Problem:
     """409: the runtime refused the start as a duplicate, but the instance could not be read."""
     return Problem(
@@ -135,27 +146,52 @@ def start_refused(instance_id: str) -> Problem:
 
 def lock_busy(retry_after: int) -> Problem:
     """503: another start for the id held the lock for longer than this caller may wait."""
-    return Problem(
-        "lock-busy", 503, "Another start for this id is in progress",
+    return _unavailable(
+        "lock-busy", "Another start for this id is in progress",
         "Another request is starting or replacing this instance and did not finish in "
         "time; nothing was started. Retry after the number of seconds in Retry-After.",
-        {}, {"Retry-After": str(retry_after)})
+        retry_after)
 
 
 def storage_unavailable(retry_after: int) -> Problem:
     """503: the storage account that holds the locks cannot be reached."""
+    return _unavailable(
+        "storage-unavailable", "Lock storage unavailable",
+        "The storage account that holds the start locks could not be reached in time; "
+        "nothing was started.", retry_after)
+
+
+def lock_lost(retry_after: int) -> Problem:
+    """503: the start lock's lease could not be kept, so the start was not attempted."""
+    return _unavailable(
+        "lock-lost", "Start lock lost",
+        "The lease on this id's start lock could not be renewed in time (the storage "
+        "account did not answer); nothing was started.", retry_after)
+
+
+def start_outcome_unknown(links: Mapping[str, Any], retry_after: int) -> Problem:
+    """503: the start was sent but its answer was lost; it may have happened."""
     return Problem(
-        "storage-unavailable", 503, "Lock storage unavailable",
-        "The storage account that holds the start locks could not be reached; nothing "
-        "was started.", {}, {"Retry-After": str(retry_after)})
+        "start-outcome-unknown", 503, "Start outcome unknown",
+        f"The start of instance '{links['id']}' was sent to the Durable Functions API but "
+        "its answer was lost, and the instance's status does not show it yet: it may have "
+        "started. Check statusQueryGetUri; a retry after Retry-After seconds is answered "
+        "409 if it did.",
+        {"instanceId": links["id"], "statusQueryGetUri": links["statusQueryGetUri"]},
+        {"Retry-After": str(retry_after), "Location": links["statusQueryGetUri"]})
 
 
 def durable_unavailable(retry_after: int) -> Problem:
-    """503: the Durable Functions API cannot be reached."""
-    return Problem(
-        "durable-unavailable", 503, "Durable Functions API unavailable",
-        "The Durable Functions API could not be reached; nothing was started.",
-        {}, {"Retry-After": str(retry_after)})
+    """503: the Durable Functions API cannot be reached; no start was sent."""
+    return _unavailable(
+        "durable-unavailable", "Durable Functions API unavailable",
+        "The Durable Functions API could not be reached in time; nothing was started.",
+        retry_after)
+
+
+def _unavailable(kind: str, title: str, detail: str, retry_after: int) -> Problem:
+    """A 503 that says when to retry."""
+    return Problem(kind, 503, title, detail, {}, {"Retry-After": str(retry_after)})
 
 
 def durable_error(stage: str) -> Problem:

@@ -19,6 +19,12 @@ DEFAULT_REUSE = "SINGLETON_DEFAULT_REUSE"
 TERMINATE_TIMEOUT_SECONDS = "SINGLETON_TERMINATE_TIMEOUT_SECONDS"
 LOCK_WAIT_SECONDS = "SINGLETON_LOCK_WAIT_SECONDS"
 LOCK_CONTAINER = "SINGLETON_LOCK_CONTAINER"
+STORAGE_TIMEOUT_SECONDS = "SINGLETON_STORAGE_TIMEOUT_SECONDS"
+DURABLE_TIMEOUT_SECONDS = "SINGLETON_DURABLE_TIMEOUT_SECONDS"
+
+#: The longest a Durable API call may be given: a call made under the start lock must
+#: end well inside the lock's 15 s lease (see :mod:`singleton.lock`).
+MAX_DURABLE_TIMEOUT_SECONDS = 10.0
 
 #: Prefix of the storage connection, as the Functions host names it. The host keeps the
 #: Durable task hub in this account; the lock blobs live beside it.
@@ -32,6 +38,8 @@ APP_SETTINGS = (
     TERMINATE_TIMEOUT_SECONDS,
     LOCK_WAIT_SECONDS,
     LOCK_CONTAINER,
+    STORAGE_TIMEOUT_SECONDS,
+    DURABLE_TIMEOUT_SECONDS,
 )
 
 
@@ -53,6 +61,8 @@ class Settings:
     terminate_timeout_seconds: float = 60.0
     lock_wait_seconds: float = 10.0
     lock_container: str = "singleton-locks"
+    storage_timeout_seconds: float = 5.0
+    durable_timeout_seconds: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -99,6 +109,11 @@ def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
         lock_wait_seconds=_number(
             environ, LOCK_WAIT_SECONDS, defaults.lock_wait_seconds, 0.1, 120),
         lock_container=_container_name(environ, defaults.lock_container),
+        storage_timeout_seconds=_number(
+            environ, STORAGE_TIMEOUT_SECONDS, defaults.storage_timeout_seconds, 0.5, 10),
+        durable_timeout_seconds=_number(
+            environ, DURABLE_TIMEOUT_SECONDS, defaults.durable_timeout_seconds, 0.5,
+            MAX_DURABLE_TIMEOUT_SECONDS),
     )
 
 
@@ -167,7 +182,8 @@ def _int(environ: Mapping[str, str], name: str, default: int, low: int, high: in
     raw = _raw(environ, name)
     if raw is None:
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    # str.isdigit() also accepts digits int() refuses, such as "²".
+    if not re.fullmatch(r"[0-9]{1,12}", raw) or not low <= int(raw) <= high:
         raise ConfigurationError(
             f"App setting {name} must be a whole number from {low} to {high}.")
     return int(raw)

@@ -7,6 +7,7 @@ itself. Every answer, errors included, is an HTTP response: nothing escapes
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
 import logging
 import random
@@ -18,12 +19,14 @@ from azure.durable_functions.models.DurableOrchestrationStatus import DurableOrc
 
 from . import problems
 from .catalog import orchestrator_names
-from .durable import DurableApi, DurableFailure, DurableUnavailable, StartOutcome
-from .lock import LockUnavailable, StartLocks
-from .policy import FINISHED, Action, decide, must_recheck_under_lock
+from .durable import (DurableApi, DurableFailure, DurableUnavailable, StartOutcome,
+                      StartOutcomeUnknown)
+from .job import STOP_EVENT
+from .lock import HeldLock, LockLost, LockUnavailable
+from .policy import FINISHED, REPLACES, Action, decide, must_recheck_under_lock
 from .problems import ProblemError
 from .settings import ConfigurationError, Settings, load_settings, load_storage_connection
-from .storage import shared_container
+from .storage import shared_locks
 from .validation import StartRequest, parse_start_request
 
 logger = logging.getLogger("singleton.starter")
@@ -38,7 +41,7 @@ RETRY_AFTER_LOCK_BUSY = 2
 FIRST_PAUSE_SECONDS = 0.02
 MAX_PAUSE_SECONDS = 0.5
 
-#: While the old instance of onConflict=terminateExisting winds down.
+#: While the old instance of onConflict=terminateExisting or stopExisting winds down.
 FIRST_POLL_SECONDS = 0.25
 MAX_POLL_SECONDS = 2.0
 
@@ -80,7 +83,8 @@ async def _answer(req: func.HttpRequest, starter: str) -> Tuple[func.HttpRespons
     try:
         settings = load_settings()
         request = parse_start_request(req, settings, orchestrator_names())
-        run = _StartRun(req, request, DurableApi(starter), settings)
+        durable = DurableApi(starter, settings.durable_timeout_seconds)
+        run = _StartRun(req, request, durable, settings)
         response, action = await run.execute()
         return response, action.value
     except ConfigurationError as error:
@@ -92,6 +96,9 @@ async def _answer(req: func.HttpRequest, starter: str) -> Tuple[func.HttpRespons
     except LockUnavailable as error:
         logger.warning("Start lock storage unavailable: %s", error)
         problem = problems.storage_unavailable(RETRY_AFTER_UNAVAILABLE)
+    except LockLost as error:
+        logger.warning("Start lock lost before acting: %s", error)
+        problem = problems.lock_lost(RETRY_AFTER_UNAVAILABLE)
     raise ProblemError(problem)
 
 
@@ -114,27 +121,16 @@ class _StartRun:
             # Fast path: refusing or pointing at the running instance needs no lock.
             return self._answer(action, status), action
 
-        locks = StartLocks(shared_container(load_storage_connection(),
-                                            self.settings.lock_container))
+        locks = shared_locks(load_storage_connection(), self.settings.lock_container,
+                             self.settings.storage_timeout_seconds)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.lock_wait_seconds
         pause = FIRST_PAUSE_SECONDS
         while action.starts:
             held = await locks.try_acquire(self.durable.task_hub, self.id,
-                                           first_use=status is None)
+                                           expect_new=status is None)
             if held is not None:
-                try:
-                    answer = await self._under_lock(status, action)
-                except BaseException:
-                    # Released before the error answer, so an immediate retry is
-                    # never blocked by this request's lease.
-                    await held.release()
-                    raise
-                # The caller need not wait for the release: the start (or the status
-                # that refused it) is visible now, so later callers are answered from
-                # the instance's status without needing this lock.
-                held.release_in_background()
-                return answer
+                return await self._holding(held, status, action)
             # Another caller is starting this id. Rather than queue for the lock, look
             # again at the instance once the holder is likely done: when its start
             # shows, the decision is a refusal (or useExisting) and this caller is
@@ -150,7 +146,29 @@ class _StartRun:
             action = self._decide(status)
         return self._answer(action, status), action
 
-    async def _under_lock(self, status: Optional[DurableOrchestrationStatus],
+    async def _holding(self, held: HeldLock, status: Optional[DurableOrchestrationStatus],
+                       action: Action) -> Tuple[func.HttpResponse, Action]:
+        """Carry the start out under ``held``, and let go of the lease as is safe."""
+        acquired_at = _utc_now()
+        try:
+            answer = await self._under_lock(held, status, action)
+        except _Ambiguous as ambiguous:
+            # The start may still land: keep the lease until it runs out so no other
+            # caller can start over it (see singleton.lock).
+            held.abandon()
+            return await self._settle(ambiguous.before, acquired_at)
+        except BaseException:
+            # Released before the error answer, so an immediate retry is never
+            # blocked by this request's lease.
+            await held.release()
+            raise
+        # The caller need not wait for the release: the start (or the status that
+        # refused it) is visible now, so later callers are answered from the
+        # instance's status without needing this lock.
+        held.release_in_background()
+        return answer
+
+    async def _under_lock(self, held: HeldLock, status: Optional[DurableOrchestrationStatus],
                           action: Action) -> Tuple[func.HttpResponse, Action]:
         request = self.request
         if must_recheck_under_lock(action, request.on_conflict, request.reuse):
@@ -158,9 +176,14 @@ class _StartRun:
             action = self._decide(status)
             if not action.starts:
                 return self._answer(action, status), action
-        if action is Action.TERMINATE_THEN_START:
-            await self._terminate_and_wait()
-        outcome = await self.durable.start(request.function_name, self.id, request.input)
+        if action in REPLACES:
+            assert status is not None  # only an existing instance is replaced
+            await self._replace_and_wait(held, action, status)
+        try:
+            outcome = await self.durable.start(request.function_name, self.id, request.input,
+                                               await held.fence(self.durable.timeout))
+        except (StartOutcomeUnknown, asyncio.CancelledError) as error:
+            raise _Ambiguous(status) from error
         if outcome is StartOutcome.STARTED:
             return self.durable.started_response(self.req, self.id), action
         # The extension refused: an instance with the id is active after all (started
@@ -171,12 +194,45 @@ class _StartRun:
             refused = Action.REJECT_ACTIVE
         return self._answer(refused, status), refused
 
-    async def _terminate_and_wait(self) -> None:
-        """Terminate the active instance and wait, bounded, until it has finished."""
-        await self.durable.terminate(
-            self.id, "Replaced by a start request with onConflict=terminateExisting.")
+    async def _settle(self, before: Optional[DurableOrchestrationStatus],
+                      acquired_at: datetime.datetime) -> Tuple[func.HttpResponse, Action]:
+        """Answer a start whose answer was lost from the instance's status.
+
+        An instance created while this request held the lock can only be this
+        request's start (or a newer one): 202. Otherwise the outcome is unknown and
+        the answer says so, never that nothing was started.
+        """
+        try:
+            status = await self.durable.status(self.id)
+        except (DurableUnavailable, DurableFailure):
+            status = None
+        if status is not None and _created_since(status, before, acquired_at):
+            logger.info("Start of %s was answered late; its status shows it started.",
+                        _loggable(self.id))
+            return self.durable.started_response(self.req, self.id), Action.START
+        raise ProblemError(problems.start_outcome_unknown(
+            self.durable.links(self.req, self.id), RETRY_AFTER_UNAVAILABLE))
+
+    async def _replace_and_wait(self, held: HeldLock, action: Action,
+                                status: DurableOrchestrationStatus) -> None:
+        """Ask the active instance to end (Stop or terminate) and wait, bounded, until
+        it has; on time-out answer 409 with nothing started."""
+        try:
+            budget = await held.fence(self.durable.timeout)
+            if action is Action.STOP_THEN_START:
+                await self.durable.raise_event(self.id, STOP_EVENT, None, budget)
+            else:
+                await self.durable.terminate(
+                    self.id, "Replaced by a start request with onConflict=terminateExisting.",
+                    budget)
+        except DurableFailure:
+            # 404/410: the instance ended (or vanished) before the request reached it.
+            status = await self.durable.status(self.id)
+            if status is not None and status.runtime_status not in FINISHED:
+                raise
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.settings.terminate_timeout_seconds
+        waited = self.settings.terminate_timeout_seconds
+        deadline = loop.time() + waited
         poll = FIRST_POLL_SECONDS
         while True:
             status = await self.durable.status(self.id)
@@ -184,8 +240,9 @@ class _StartRun:
                 return
             remaining = deadline - loop.time()
             if remaining <= 0:
-                raise ProblemError(problems.termination_timeout(
-                    self._describe(status), self.settings.terminate_timeout_seconds))
+                timeout_problem = (problems.stop_timeout if action is Action.STOP_THEN_START
+                                   else problems.termination_timeout)
+                raise ProblemError(timeout_problem(self._describe(status), waited))
             await asyncio.sleep(min(poll, remaining))
             poll = min(poll * 2, MAX_POLL_SECONDS)
 
@@ -213,6 +270,38 @@ class _StartRun:
 
     def _describe(self, status: DurableOrchestrationStatus) -> dict:
         return self.durable.describe(self.req, self.id, status)
+
+
+class _Ambiguous(Exception):
+    """A start was sent under the lock and its answer was lost; ``before`` is the
+    status the start was decided on."""
+
+    def __init__(self, before: Optional[DurableOrchestrationStatus]):
+        super().__init__()
+        self.before = before
+
+
+def _utc_now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def _created_since(status: DurableOrchestrationStatus,
+                   before: Optional[DurableOrchestrationStatus],
+                   acquired_at: datetime.datetime) -> bool:
+    """Whether ``status`` describes an instance created after the lock was taken.
+
+    The extension stamps ``createdTime`` with the host's clock, the same machine's
+    clock as this worker's. An instance that differs from ``before`` and was created
+    after the lock was acquired was started while this request held the lock.
+    """
+    created = status.created_time
+    if created is None:
+        return False
+    if created.tzinfo is None:
+        created = created.replace(tzinfo=datetime.timezone.utc)
+    if before is not None and before.created_time == status.created_time:
+        return False
+    return created >= acquired_at
 
 
 def _loggable(value: Any, limit: int = 120) -> str:

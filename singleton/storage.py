@@ -13,7 +13,8 @@ from typing import Any, Dict, Optional, Tuple
 from azure.identity.aio import DefaultAzureCredential, ManagedIdentityCredential
 from azure.storage.blob.aio import BlobServiceClient, ContainerClient, LinearRetry
 
-from .settings import StorageConnection
+from .lock import StartLocks
+from .settings import STORAGE_CONNECTION, ConfigurationError, StorageConnection
 
 #: Fail fast when storage is unreachable: two quick retries, short timeouts. The SDK's
 #: default (exponential from 15 s) would hold a caller for most of a minute before
@@ -26,6 +27,8 @@ logging.getLogger("azure.core.pipeline.policies.http_logging_policy").setLevel(l
 logging.getLogger("azure.identity").setLevel(logging.WARNING)
 
 _shared: Dict[StorageConnection, Tuple[asyncio.AbstractEventLoop, BlobServiceClient]] = {}
+_LocksKey = Tuple[StorageConnection, str, float]
+_locks: Dict[_LocksKey, Tuple[asyncio.AbstractEventLoop, StartLocks]] = {}
 
 
 def credential_for(connection: StorageConnection) -> Optional[Any]:
@@ -67,11 +70,21 @@ def blob_service_client(connection: StorageConnection, **options: Any) -> BlobSe
     -------
     BlobServiceClient
         A client with short timeouts and few retries.
+
+    Raises
+    ------
+    ConfigurationError
+        When the connection string cannot be read as one.
     """
     retry = LinearRetry(backoff=0.2, retry_total=2, random_jitter_range=0.1)
     if connection.connection_string:
-        return BlobServiceClient.from_connection_string(
-            connection.connection_string, retry_policy=retry, **_CLIENT_OPTIONS, **options)
+        try:
+            return BlobServiceClient.from_connection_string(
+                connection.connection_string, retry_policy=retry, **_CLIENT_OPTIONS, **options)
+        except ValueError:  # the SDK's message may quote the string: never repeat it
+            raise ConfigurationError(
+                f"App setting {STORAGE_CONNECTION} is not a valid storage connection "
+                "string.") from None
     return BlobServiceClient(connection.account_url, credential=credential_for(connection),
                              retry_policy=retry, **_CLIENT_OPTIONS, **options)
 
@@ -105,9 +118,38 @@ def shared_container(connection: StorageConnection, name: str) -> ContainerClien
     return cached[1].get_container_client(name)
 
 
-async def close_shared() -> None:
-    """Close the shared clients of the running event loop (at shutdown, in tests)."""
+def shared_locks(connection: StorageConnection, container: str,
+                 storage_timeout: float) -> StartLocks:
+    """Return this process's :class:`StartLocks` for the lock container ``container``.
+
+    One per connection, container, time limit and event loop, so that every request
+    in the process shares what it knows about the locks being taken.
+    """
     loop = asyncio.get_running_loop()
+    key = (connection, container, storage_timeout)
+    cached = _locks.get(key)
+    if cached is None or cached[0] is not loop:
+        cached = (loop, StartLocks(shared_container(connection, container), storage_timeout))
+        _locks[key] = cached
+    return cached[1]
+
+
+async def wait_for_releases() -> None:
+    """Wait until the lock releases of the running loop's requests are done."""
+    loop = asyncio.get_running_loop()
+    for owner, locks in list(_locks.values()):
+        if owner is loop:
+            await locks.close()
+
+
+async def close_shared() -> None:
+    """Finish the lock releases in the background, then close the shared clients of
+    the running event loop (at shutdown, in tests)."""
+    await wait_for_releases()
+    loop = asyncio.get_running_loop()
+    for key, (owner, _) in list(_locks.items()):
+        if owner is loop:
+            del _locks[key]
     for connection, (owner, client) in list(_shared.items()):
         if owner is loop:
             del _shared[connection]

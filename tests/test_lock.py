@@ -8,17 +8,16 @@ import time
 import pytest
 from azure.storage.blob.aio import BlobServiceClient
 
-from singleton.lock import (LEASE_SECONDS, LockUnavailable, StartLocks, lock_blob_name,
-                            wait_for_releases)
+from singleton.lock import LEASE_SECONDS, LockUnavailable, StartLocks, lock_blob_name
 from singleton.settings import StorageConnection
-from singleton.storage import blob_service_client, shared_container
+from singleton.storage import blob_service_client, shared_container, wait_for_releases
 from tests.support.azurite import connection_string, free_port
 
 
 @pytest.fixture
 async def locks(azurite, app_env):
     container = shared_container(StorageConnection(azurite.connection_string), app_env)
-    return StartLocks(container)
+    return StartLocks(container, 5)
 
 
 async def raw_lease(azurite, container: str, blob: str):
@@ -30,7 +29,7 @@ async def raw_lease(azurite, container: str, blob: str):
 
 
 def test_lock_names_are_per_task_hub_and_id() -> None:
-    assert lock_blob_name("TestHubName", "Nightly-Import") == "testhubname/Nightly-Import"
+    assert lock_blob_name("TestHubName", "Nightly-Import") == "testhubname/Nightly-Import.lock"
     assert lock_blob_name("HUB", "a") == lock_blob_name("hub", "a")
     assert lock_blob_name("hub", "a") != lock_blob_name("hub", "A")
 
@@ -51,7 +50,7 @@ async def test_first_use_creates_container_and_blob_then_excludes(locks) -> None
 async def test_unreachable_storage_raises_lock_unavailable() -> None:
     dead = StorageConnection(connection_string(free_port()))
     async with blob_service_client(dead) as service:
-        locks = StartLocks(service.get_container_client("locks"))
+        locks = StartLocks(service.get_container_client("locks"), 5)
         began = time.monotonic()
         with pytest.raises(LockUnavailable):
             await locks.try_acquire("hub", "job")
@@ -103,7 +102,7 @@ async def test_crashed_holders_lease_expires_and_a_live_holder_keeps_renewing(
     service, _crashed = await raw_lease(azurite, app_env,
                                         lock_blob_name("TestHubName", "crashed"))
     renewing = StartLocks(shared_container(StorageConnection(azurite.connection_string), app_env),
-                          renew_every=2)
+                          5, renew_every=2)
     held = await renewing.try_acquire("TestHubName", "held")
     try:
         assert (await start("crashed")).status_code == 503
@@ -132,8 +131,8 @@ async def blob_requests(monkeypatch):
 
 async def test_callers_in_one_process_share_one_storage_attempt(
         azurite, app_env, blob_requests) -> None:
-    locks = StartLocks(shared_container(StorageConnection(azurite.connection_string), app_env))
-    first = await locks.try_acquire("hub", "shared", first_use=True)
+    locks = StartLocks(shared_container(StorageConnection(azurite.connection_string), app_env), 5)
+    first = await locks.try_acquire("hub", "shared", expect_new=True)
     assert first is not None
     sent = blob_requests.requests
     assert await locks.try_acquire("hub", "shared") is None  # decided locally
@@ -144,7 +143,7 @@ async def test_callers_in_one_process_share_one_storage_attempt(
     first.release_in_background()
     assert await asyncio.wait_for(waiter, 1) is True  # woken when the holder let go
     assert await locks.wait_for_local_holder("hub", "shared", timeout=5) is False
-    await wait_for_releases()
+    await locks.close()
     again = await locks.try_acquire("hub", "shared")
     assert again is not None  # released in storage too
     await again.release()

@@ -9,26 +9,27 @@ from azure.durable_functions import OrchestrationRuntimeStatus as Status
 from singleton.policy import (ACTIVE, FINISHED, Action, OnConflict, Reuse, decide,
                               must_recheck_under_lock)
 
-START, REJECT_ACTIVE, USE, REPLACE, REJECT_FINISHED = (
+START, REJECT_ACTIVE, USE, REPLACE, STOP, REJECT_FINISHED = (
     Action.START, Action.REJECT_ACTIVE, Action.USE_EXISTING, Action.TERMINATE_THEN_START,
-    Action.REJECT_FINISHED)
+    Action.STOP_THEN_START, Action.REJECT_FINISHED)
 
 # Written out by hand, one row per status: the answer for each (onConflict, reuse).
 # Columns: reject/allowDuplicate, reject/allowDuplicateFailedOnly, reject/rejectDuplicate,
-#          useExisting/..., terminateExisting/... (same three reuse columns each).
+#          useExisting/..., terminateExisting/..., stopExisting/... (same three reuse
+#          columns each).
 TABLE = {
-    None: [START] * 9,
-    "Pending": [REJECT_ACTIVE] * 3 + [USE] * 3 + [REPLACE] * 3,
-    "Running": [REJECT_ACTIVE] * 3 + [USE] * 3 + [REPLACE] * 3,
-    "ContinuedAsNew": [REJECT_ACTIVE] * 3 + [USE] * 3 + [REPLACE] * 3,
-    "Suspended": [REJECT_ACTIVE] * 3 + [USE] * 3 + [REPLACE] * 3,
-    "Completed": [START, REJECT_FINISHED, REJECT_FINISHED] * 3,
-    "Failed": [START, START, REJECT_FINISHED] * 3,
-    "Terminated": [START, START, REJECT_FINISHED] * 3,
-    "Canceled": [START, START, REJECT_FINISHED] * 3,
+    None: [START] * 12,
+    "Pending": [REJECT_ACTIVE] * 3 + [USE] * 3 + [REPLACE] * 3 + [STOP] * 3,
+    "Running": [REJECT_ACTIVE] * 3 + [USE] * 3 + [REPLACE] * 3 + [STOP] * 3,
+    "ContinuedAsNew": [REJECT_ACTIVE] * 3 + [USE] * 3 + [REPLACE] * 3 + [STOP] * 3,
+    "Suspended": [REJECT_ACTIVE] * 3 + [USE] * 3 + [REPLACE] * 3 + [STOP] * 3,
+    "Completed": [START, REJECT_FINISHED, REJECT_FINISHED] * 4,
+    "Failed": [START, START, REJECT_FINISHED] * 4,
+    "Terminated": [START, START, REJECT_FINISHED] * 4,
+    "Canceled": [START, START, REJECT_FINISHED] * 4,
 }
 COLUMNS = list(itertools.product(
-    ["reject", "useExisting", "terminateExisting"],
+    ["reject", "useExisting", "terminateExisting", "stopExisting"],
     ["allowDuplicate", "allowDuplicateFailedOnly", "rejectDuplicate"]))
 
 CASES = [(status, on_conflict, reuse, row[i])
@@ -38,7 +39,7 @@ CASES = [(status, on_conflict, reuse, row[i])
 
 def test_table_covers_every_status_and_choice() -> None:
     assert {s for s in TABLE if s} == {s.value for s in Status}
-    assert len(CASES) == 9 * 3 * 3
+    assert len(CASES) == 9 * 4 * 3
     assert {c for c, _ in COLUMNS} == {m.value for m in OnConflict}
     assert {r for _, r in COLUMNS} == {m.value for m in Reuse}
 
@@ -56,7 +57,7 @@ def test_every_status_is_active_or_finished_not_both() -> None:
 
 @pytest.mark.parametrize("action", list(Action))
 def test_only_start_and_replace_take_the_lock(action: Action) -> None:
-    assert action.starts == (action in (START, REPLACE))
+    assert action.starts == (action in (START, REPLACE, STOP))
 
 
 # The second status read under the lock is skipped only where the extension's own
@@ -71,6 +72,8 @@ RECHECK = [
     (START, OnConflict.USE_EXISTING, Reuse.REJECT_DUPLICATE, True),
     (REPLACE, OnConflict.TERMINATE_EXISTING, Reuse.ALLOW_DUPLICATE, True),
     (REPLACE, OnConflict.TERMINATE_EXISTING, Reuse.REJECT_DUPLICATE, True),
+    (START, OnConflict.STOP_EXISTING, Reuse.ALLOW_DUPLICATE, True),
+    (STOP, OnConflict.STOP_EXISTING, Reuse.ALLOW_DUPLICATE, True),
 ]
 
 

@@ -113,7 +113,8 @@ def test_allowed_values(query: str, expected: OnConflict) -> None:
 def test_bad_values_list_the_allowed_ones(query: str) -> None:
     problem = problem_of(choice, query)
     assert (problem.status, problem.kind) == (400, "invalid-query-parameter")
-    assert problem.members["allowed"] == ["reject", "useExisting", "terminateExisting"]
+    assert problem.members["allowed"] == ["reject", "useExisting", "terminateExisting",
+                                          "stopExisting"]
 
 
 def test_reuse_values() -> None:

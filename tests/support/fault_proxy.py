@@ -1,0 +1,155 @@
+"""A loopback TCP proxy that cuts, delays or stalls connections on command.
+
+It sits between the app and a dependency (Azurite, the Durable double) so tests can
+break the network the way a real outage does, while both ends stay real:
+
+- ``pass``: bytes flow both ways (``delay`` seconds added before each forwarded chunk).
+- ``cut``: every open connection is reset at once and new ones are reset on accept.
+- ``stall``: connections stay open but nothing is forwarded in either direction, so
+  the peer sees a hung server; switching back to ``pass`` does not revive them.
+- ``cut_responses``: requests reach the dependency, but every connection is reset
+  as soon as the dependency starts answering: the request was carried out and its
+  answer is lost.
+
+It runs its own event loop in a thread, so tests on any loop (and other processes,
+through its port) can use it. ``faults`` counts the cuts and stalls it caused.
+"""
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+import threading
+from typing import Optional, Set
+
+MODES = ("pass", "cut", "stall", "cut_responses")
+
+
+class FaultProxy:
+    """Forwards 127.0.0.1:``port`` to 127.0.0.1:``target_port``."""
+
+    def __init__(self, target_port: int) -> None:
+        """Prepare; :meth:`start` opens the port."""
+        self.target_port = target_port
+        self.port = 0
+        self.mode = "pass"
+        self.delay = 0.0
+        self.faults = 0
+        self._writers: Set[asyncio.StreamWriter] = set()
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._server: Optional[asyncio.AbstractServer] = None
+        self._thread: Optional[threading.Thread] = None
+
+    # -- control -----------------------------------------------------------------------
+
+    def set(self, mode: str, delay: float = 0.0) -> None:
+        """Switch to ``mode``; ``cut`` also resets every connection open now."""
+        if mode not in MODES:
+            raise ValueError(mode)
+        assert self._loop is not None
+        asyncio.run_coroutine_threadsafe(self._switch(mode, delay), self._loop).result(5)
+
+    async def _switch(self, mode: str, delay: float) -> None:
+        self.mode, self.delay = mode, delay
+        if mode == "cut":
+            for writer in list(self._writers):
+                self._reset(writer)
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> "FaultProxy":
+        """Listen on a free loopback port from a background thread."""
+        ready = threading.Event()
+        self._loop = asyncio.new_event_loop()
+
+        def serve() -> None:
+            assert self._loop is not None
+            asyncio.set_event_loop(self._loop)
+            self._server = self._loop.run_until_complete(
+                asyncio.start_server(self._accept, "127.0.0.1", 0))
+            self.port = self._server.sockets[0].getsockname()[1]
+            ready.set()
+            self._loop.run_forever()
+
+        self._thread = threading.Thread(target=serve, name="fault-proxy", daemon=True)
+        self._thread.start()
+        if not ready.wait(10):
+            raise RuntimeError("the fault proxy did not start")
+        return self
+
+    def stop(self) -> None:
+        """Close every connection and the port, and end the thread."""
+        if self._loop is None:
+            return
+
+        async def close() -> None:
+            assert self._server is not None
+            self._server.close()
+            for writer in list(self._writers):
+                self._reset(writer)
+
+        asyncio.run_coroutine_threadsafe(close(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        assert self._thread is not None
+        self._thread.join(10)
+        self._loop.close()
+        self._loop = None
+
+    # -- forwarding --------------------------------------------------------------------
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.mode == "cut":
+            self.faults += 1
+            self._reset(writer)
+            return
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            self._reset(writer)
+            return
+        self._writers.update((writer, up_writer))
+        try:
+            await asyncio.gather(self._pump(reader, up_writer, upstream=True),
+                                 self._pump(up_reader, writer, upstream=False))
+        finally:
+            for end in (writer, up_writer):
+                self._writers.discard(end)
+                end.close()
+
+    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                    upstream: bool) -> None:
+        stalled = False
+        try:
+            while True:
+                data = await reader.read(65536)
+                if not data:
+                    break
+                if self.mode == "stall" or stalled:
+                    if not stalled:
+                        self.faults += 1
+                    stalled = True  # swallow: the peer waits for bytes that never come
+                    continue
+                if self.mode == "cut" or (self.mode == "cut_responses" and not upstream):
+                    self.faults += 1
+                    self._reset(writer)
+                    break
+                if self.delay:
+                    await asyncio.sleep(self.delay)
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            if not stalled:
+                self._reset(writer)
+
+    @staticmethod
+    def _reset(writer: asyncio.StreamWriter) -> None:
+        """Close with RST, as a dropped network path or a crashed peer does."""
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            except OSError:
+                pass
+        writer.close()
