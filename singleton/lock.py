@@ -148,8 +148,11 @@ class StartLocks:
             acquired = await asyncio.wait_for(self._acquire(blob, lease, expect_new),
                                               self.storage_timeout)
         except asyncio.TimeoutError:
+            # The waiters hear it now, with this caller; the release (the request may
+            # have been granted) goes on in the background.
             attempt.error = LockUnavailable("storage did not answer in time")
-            self._release_later(lease, finished)
+            finished()
+            self._release_later(lease)
             raise attempt.error from None
         except LockUnavailable as error:
             attempt.error = error

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import enum
 import json
+import math
 import re
 from dataclasses import dataclass
 from typing import Any, Callable, Collection, List, Mapping, Type, TypeVar
@@ -136,6 +137,9 @@ def read_json_body(raw: bytes, limit: int) -> Any:
     """Decode a UTF-8 JSON body of at most ``limit`` bytes; None when it is empty.
 
     JSON ``null`` is the same as no body: the Durable SDK cannot send a null input.
+    Whatever this returns, the SDK can serialize and the orchestrator read back as the
+    same JSON: only finite numbers, integers of at most :data:`MAX_INTEGER_DIGITS`
+    digits, and nesting at most :data:`MAX_NESTING_DEPTH` deep.
     """
     if len(raw) > limit:
         raise ProblemError(problems.body_too_large(limit))
@@ -147,36 +151,84 @@ def read_json_body(raw: bytes, limit: int) -> Any:
         raise ProblemError(problems.invalid_body(
             f"The request body is not valid UTF-8 (byte {error.start}).")) from None
     try:
-        return json.loads(text, parse_constant=_refuse_constant, object_hook=_refuse_envelope)
-    except _SdkEnvelope:
-        raise ProblemError(problems.invalid_body(
-            "The request body holds an object with __class__, __module__ and __data__ "
-            "members; the Durable SDK would turn it into a Python object. Rename them."))
+        document = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float,
+                              parse_int=_bounded_int, object_hook=_refuse_envelope)
+    except _Refused as refused:
+        raise ProblemError(problems.invalid_body(str(refused))) from None
     except json.JSONDecodeError as error:
         raise ProblemError(problems.invalid_body(
             "The request body is not valid JSON (error at line "
             f"{error.lineno}, column {error.colno}).")) from None
-    except ValueError:
-        raise ProblemError(problems.invalid_body(
-            "The request body holds NaN or Infinity, which JSON does not allow.")) from None
     except RecursionError:
-        raise ProblemError(problems.invalid_body(
-            "The request body is nested too deeply.")) from None
+        raise ProblemError(problems.invalid_body(_TOO_DEEP)) from None
+    if _depth(document) > MAX_NESTING_DEPTH:
+        raise ProblemError(problems.invalid_body(_TOO_DEEP))
+    return document
+
+
+#: The deepest nesting of arrays and objects a body may have. The SDK's serializer
+#: recurses per level (and overflows the stack near a thousand); real inputs need few.
+MAX_NESTING_DEPTH = 64
+
+#: The most digits an integer in the body may have. Python refuses to convert longer
+#: integers to text (``sys.set_int_max_str_digits``), so longer ones could not be sent.
+MAX_INTEGER_DIGITS = 100
+
+_TOO_DEEP = (f"The request body is nested too deeply: at most {MAX_NESTING_DEPTH} levels "
+             "of arrays and objects.")
+
+
+class _Refused(ValueError):
+    """A value the body may not hold; the message says which rule it breaks."""
 
 
 def _refuse_constant(name: str) -> Any:
-    raise ValueError(name)
+    raise _Refused("The request body holds NaN or Infinity, which JSON does not allow.")
 
 
-class _SdkEnvelope(Exception):
-    """A JSON object shaped like the SDK's custom-object envelope."""
+def _finite_float(literal: str) -> float:
+    value = float(literal)
+    if math.isinf(value):  # 1e400 is valid JSON but overflows a double to Infinity
+        raise _Refused(f"The request body holds a number too large for a double "
+                       f"({_excerpt(literal)}).")
+    return value
+
+
+def _bounded_int(literal: str) -> int:
+    if len(literal.lstrip("-")) > MAX_INTEGER_DIGITS:
+        raise _Refused(f"The request body holds an integer of more than "
+                       f"{MAX_INTEGER_DIGITS} digits.")
+    return int(literal)
+
+
+def _excerpt(literal: str, limit: int = 24) -> str:
+    return literal if len(literal) <= limit else literal[:limit] + "..."
+
+
+def _depth(document: Any) -> int:
+    """How deeply arrays and objects nest in ``document`` (a scalar is 0), without
+    recursion."""
+    deepest, stack = 0, [(document, 1)]
+    while stack:
+        value, level = stack.pop()
+        if isinstance(value, dict):
+            children: Any = value.values()
+        elif isinstance(value, list):
+            children = value
+        else:
+            continue
+        deepest = max(deepest, level)
+        stack.extend((child, level + 1) for child in children)
+    return deepest
 
 
 def _refuse_envelope(document: dict) -> dict:
     # The SDK's loose JSON codec rebuilds such an object as an instance of any class
     # the worker has imported: caller input must not be able to do that.
     if _ENVELOPE_KEYS <= document.keys():
-        raise _SdkEnvelope()
+        raise _Refused(
+            "The request body holds an object with __class__, __module__ and __data__ "
+            "members; the Durable SDK would turn it into a Python object. Rename them.")
     return document
 
 

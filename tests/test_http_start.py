@@ -157,6 +157,18 @@ async def test_bad_app_setting_is_500_naming_the_setting(start, durable, monkeyp
     assert sum(durable.calls.values()) == 0
 
 
+@pytest.mark.parametrize("name,value", [
+    ("SINGLETON_MAX_BODY_BYTES", "\u00b2"),
+    ("AzureWebJobsStorage", "DefaultEndpointsProtocol=http;AccountName"),
+])
+async def test_every_bad_setting_is_misconfigured_never_internal_error(
+        start, durable, monkeypatch, name: str, value: str) -> None:
+    monkeypatch.setenv(name, value)
+    body = problem(await start("job"), 500, "misconfigured")
+    assert name in body["detail"] and value not in body["detail"]
+    assert durable.accepted_starts == []
+
+
 # -- a failing dependency: a clear 5xx -----------------------------------------------
 
 async def test_unreachable_durable_api_is_503_with_retry_after(start, durable) -> None:

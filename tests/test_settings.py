@@ -13,7 +13,16 @@ from singleton.storage import blob_service_client, credential_for
 def test_defaults() -> None:
     assert load_settings({}) == Settings(
         max_body_bytes=1048576, on_conflict=OnConflict.REJECT, reuse=Reuse.ALLOW_DUPLICATE,
-        terminate_timeout_seconds=60.0, lock_wait_seconds=10.0, lock_container="singleton-locks")
+        terminate_timeout_seconds=60.0, lock_wait_seconds=10.0, lock_container="singleton-locks",
+        storage_timeout_seconds=5.0, durable_timeout_seconds=5.0)
+
+
+@pytest.mark.parametrize("value", ["garbage", "AccountName=x;AccountKey", ";;;", "a=b=c"])
+def test_a_malformed_connection_string_names_the_setting_not_the_value(value: str) -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        blob_service_client(load_storage_connection({"AzureWebJobsStorage": value}))
+    assert "AzureWebJobsStorage" in str(raised.value)
+    assert value not in str(raised.value)
 
 
 def test_every_setting_is_read() -> None:
@@ -24,8 +33,10 @@ def test_every_setting_is_read() -> None:
         "SINGLETON_TERMINATE_TIMEOUT_SECONDS": "15",
         "SINGLETON_LOCK_WAIT_SECONDS": "2.5",
         "SINGLETON_LOCK_CONTAINER": "my-locks-2",
+        "SINGLETON_STORAGE_TIMEOUT_SECONDS": "2",
+        "SINGLETON_DURABLE_TIMEOUT_SECONDS": "7.5",
     }) == Settings(2048, OnConflict.USE_EXISTING, Reuse.ALLOW_DUPLICATE_FAILED_ONLY, 15.0, 2.5,
-                   "my-locks-2")
+                   "my-locks-2", 2.0, 7.5)
 
 
 @pytest.mark.parametrize("name,value", [
@@ -40,6 +51,12 @@ def test_every_setting_is_read() -> None:
     ("SINGLETON_LOCK_CONTAINER", "Locks"),
     ("SINGLETON_LOCK_CONTAINER", "a--b"),
     ("SINGLETON_LOCK_CONTAINER", "ab"),
+    ("SINGLETON_MAX_BODY_BYTES", "\u00b2"),  # a digit to str.isdigit, not to int()
+    ("SINGLETON_MAX_BODY_BYTES", "\u0661\u0662"),  # Arabic-Indic digits
+    ("SINGLETON_STORAGE_TIMEOUT_SECONDS", "0"),
+    ("SINGLETON_STORAGE_TIMEOUT_SECONDS", "60"),
+    ("SINGLETON_DURABLE_TIMEOUT_SECONDS", "11"),  # must end well inside the 15 s lease
+    ("SINGLETON_DURABLE_TIMEOUT_SECONDS", "inf"),
 ])
 def test_bad_values_name_the_setting_not_the_value(name: str, value: str) -> None:
     with pytest.raises(ConfigurationError) as raised:

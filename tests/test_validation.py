@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import string
 
+import azure.durable_functions as df
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -160,6 +161,53 @@ def test_bad_bodies_are_400(raw: bytes, words: str) -> None:
     problem = problem_of(read_json_body, raw, 10**6)
     assert (problem.status, problem.kind) == (400, "invalid-body")
     assert words in problem.detail
+
+
+@pytest.mark.parametrize("raw,words", [
+    (b'{"items": [1e400]}', "too large for a double"),
+    (b'{"items": [-1E+400]}', "too large for a double"),
+    (b'[0.1e9999]', "too large for a double"),
+    (b"[" + b"7" * 5000 + b"]", "more than 100 digits"),
+    (b"[-" + b"1" * 101 + b"]", "more than 100 digits"),
+    (b"[" * 65 + b"]" * 65, "at most 64 levels"),
+    (b'{"a":' * 940 + b"1" + b"}" * 940, "at most 64 levels"),
+])
+def test_bodies_the_start_could_not_carry_are_400(raw: bytes, words: str) -> None:
+    """Valid JSON the SDK could not send, or the orchestrator not read back the same."""
+    problem = problem_of(read_json_body, raw, 10**6)
+    assert (problem.status, problem.kind) == (400, "invalid-body")
+    assert words in problem.detail
+
+
+def test_the_limits_themselves_are_accepted() -> None:
+    assert read_json_body(b"[" * 64 + b"]" * 64, 10**6) is not None
+    assert read_json_body(b"[" + b"9" * 100 + b"]", 10**6) == [int("9" * 100)]
+    assert read_json_body(b"[1.7e308, 5e-324, -0.0]", 10**6) == [1.7e308, 5e-324, -0.0]
+
+
+_JSON_TEXT = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-10**99, max_value=10**99)
+    | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=30).map(json.dumps) | st.sampled_from(
+        ["[1e400]", "[-1e999]", "[" + "9" * 200 + "]", "[" * 70 + "]" * 70])
+
+
+@given(_JSON_TEXT)
+def test_every_accepted_body_survives_the_sdk_and_reads_back_the_same(text: str) -> None:
+    """What gets past validation, the SDK serializes (input sent JSON-encoded twice)
+    and the orchestrator decodes to the same value."""
+    raw = text.encode("utf-8")
+    try:
+        value = read_json_body(raw, len(raw))
+    except ProblemError as refused:
+        assert refused.problem.status == 400
+        return
+    sent = df.DurableOrchestrationClient._get_json_input(value)
+    if value is None:  # no input: nothing is sent
+        assert sent is None
+        return
+    assert json.loads(json.loads(json.dumps(sent))) == value
 
 
 def test_body_limit_is_inclusive() -> None:

@@ -76,6 +76,7 @@ class DurableDouble:
     start_check_delay: float = 0.0
     duplicate_answer: str = "legacy"  # "legacy" (500), "modern" (409) or "replace"
     terminate_delay: Optional[float] = 0.05
+    complete_after: Optional[float] = None  # a started instance completes after this
 
     def __post_init__(self) -> None:
         self.instances: Dict[str, Instance] = {}
@@ -83,6 +84,8 @@ class DurableDouble:
         self.accepted_starts: List[Tuple[str, str]] = []
         self.refused_starts: List[Tuple[str, str]] = []
         self.dropped_starts: List[Tuple[str, str]] = []
+        #: (instance id, input) of every execution a start created: its generations.
+        self.created: List[Tuple[str, Any]] = []
         self.terminations: List[Tuple[str, str]] = []
         self.events: List[Tuple[str, str, Any]] = []
         self.faults: Dict[str, Deque[Fault]] = collections.defaultdict(collections.deque)
@@ -107,7 +110,7 @@ class DurableDouble:
         """Forget every instance and call, and set the knobs given (others to defaults)."""
         defaults = DurableDouble()
         for name in ("orchestrators", "latency", "start_check_delay", "duplicate_answer",
-                     "terminate_delay"):
+                     "terminate_delay", "complete_after"):
             setattr(self, name, knobs.pop(name, getattr(defaults, name)))
         if knobs:
             raise TypeError(f"unknown knobs: {sorted(knobs)}")
@@ -116,6 +119,7 @@ class DurableDouble:
         self.accepted_starts.clear()
         self.refused_starts.clear()
         self.dropped_starts.clear()
+        self.created.clear()
         self.terminations.clear()
         self.events.clear()
         self.faults.clear()
@@ -246,9 +250,14 @@ class DurableDouble:
         now = _now()
         # The SDK sends the input JSON-encoded twice: a JSON string holding JSON.
         given = json.loads(raw) if raw else None
-        self.instances[instance_id] = Instance(
+        created = Instance(
             function_name, "Pending", input=json.loads(given) if isinstance(given, str) else given,
             created=now, updated=now)
+        self.instances[instance_id] = created
+        self.created.append((instance_id, created.input))
+        if self.complete_after is not None:
+            asyncio.get_running_loop().call_later(self.complete_after, self._finish,
+                                                  instance_id, created, "Completed")
         return _json(202, {"id": instance_id})
 
     async def _active_instance(self, kind: str, request: web.Request
@@ -273,14 +282,14 @@ class DurableDouble:
         instance_id, instance = found
         self.terminations.append((instance_id, request.query.get("reason", "")))
         if self.terminate_delay is not None:
-            asyncio.get_running_loop().call_later(self.terminate_delay, self._finish_termination,
-                                                  instance_id, instance)
+            asyncio.get_running_loop().call_later(self.terminate_delay, self._finish,
+                                                  instance_id, instance, "Terminated")
         return web.Response(status=202)
 
-    def _finish_termination(self, instance_id: str, instance: Instance) -> None:
-        # Only the execution that was asked to stop: a newer one under the id runs on.
+    def _finish(self, instance_id: str, instance: Instance, status: str) -> None:
+        # Only the execution this was meant for: a newer one under the id runs on.
         if self.instances.get(instance_id) is instance and instance.status in ACTIVE:
-            instance.status = "Terminated"
+            instance.status = status
             instance.updated = _now()
 
     async def _raise_event(self, request: web.Request) -> web.Response:

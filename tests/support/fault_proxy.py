@@ -7,9 +7,10 @@ break the network the way a real outage does, while both ends stay real:
 - ``cut``: every open connection is reset at once and new ones are reset on accept.
 - ``stall``: connections stay open but nothing is forwarded in either direction, so
   the peer sees a hung server; switching back to ``pass`` does not revive them.
-- ``cut_responses``: requests reach the dependency, but every connection is reset
-  as soon as the dependency starts answering: the request was carried out and its
-  answer is lost.
+- ``cut_responses``: requests reach the dependency, but the connection is reset as
+  soon as the dependency starts answering: the request was carried out and its
+  answer is lost. With ``match``, only for requests whose first bytes (the request
+  line) start with it, e.g. ``b"POST /durabletask/orchestrators/"``.
 
 It runs its own event loop in a thread, so tests on any loop (and other processes,
 through its port) can use it. ``faults`` counts the cuts and stalls it caused.
@@ -17,12 +18,14 @@ through its port) can use it. ``faults`` counts the cuts and stalls it caused.
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 import struct
 import threading
-from typing import Optional, Set
+from typing import List, Optional, Set
 
 MODES = ("pass", "cut", "stall", "cut_responses")
+_REQUEST_LINE = re.compile(rb"[A-Z]+ /")
 
 
 class FaultProxy:
@@ -34,6 +37,7 @@ class FaultProxy:
         self.port = 0
         self.mode = "pass"
         self.delay = 0.0
+        self.match = b""
         self.faults = 0
         self._writers: Set[asyncio.StreamWriter] = set()
         self._loop: Optional[asyncio.AbstractEventLoop] = None
@@ -42,15 +46,15 @@ class FaultProxy:
 
     # -- control -----------------------------------------------------------------------
 
-    def set(self, mode: str, delay: float = 0.0) -> None:
+    def set(self, mode: str, delay: float = 0.0, match: bytes = b"") -> None:
         """Switch to ``mode``; ``cut`` also resets every connection open now."""
         if mode not in MODES:
             raise ValueError(mode)
         assert self._loop is not None
-        asyncio.run_coroutine_threadsafe(self._switch(mode, delay), self._loop).result(5)
+        asyncio.run_coroutine_threadsafe(self._switch(mode, delay, match), self._loop).result(5)
 
-    async def _switch(self, mode: str, delay: float) -> None:
-        self.mode, self.delay = mode, delay
+    async def _switch(self, mode: str, delay: float, match: bytes) -> None:
+        self.mode, self.delay, self.match = mode, delay, match
         if mode == "cut":
             for writer in list(self._writers):
                 self._reset(writer)
@@ -87,6 +91,10 @@ class FaultProxy:
             self._server.close()
             for writer in list(self._writers):
                 self._reset(writer)
+            others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in others:
+                task.cancel()
+            await asyncio.gather(*others, return_exceptions=True)
 
         asyncio.run_coroutine_threadsafe(close(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
@@ -108,16 +116,17 @@ class FaultProxy:
             self._reset(writer)
             return
         self._writers.update((writer, up_writer))
+        last_request = [b""]  # the start of the latest request sent on this connection
         try:
-            await asyncio.gather(self._pump(reader, up_writer, upstream=True),
-                                 self._pump(up_reader, writer, upstream=False))
+            await asyncio.gather(self._pump(reader, up_writer, last_request, upstream=True),
+                                 self._pump(up_reader, writer, last_request, upstream=False))
         finally:
             for end in (writer, up_writer):
                 self._writers.discard(end)
                 end.close()
 
     async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                    upstream: bool) -> None:
+                    last_request: List[bytes], upstream: bool) -> None:
         stalled = False
         try:
             while True:
@@ -129,7 +138,11 @@ class FaultProxy:
                         self.faults += 1
                     stalled = True  # swallow: the peer waits for bytes that never come
                     continue
-                if self.mode == "cut" or (self.mode == "cut_responses" and not upstream):
+                if upstream and _REQUEST_LINE.match(data):
+                    last_request[0] = data[:200]
+                cut_answer = (self.mode == "cut_responses" and not upstream
+                              and last_request[0].startswith(self.match))
+                if self.mode == "cut" or cut_answer:
                     self.faults += 1
                     self._reset(writer)
                     break

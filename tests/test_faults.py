@@ -1,0 +1,208 @@
+"""The guarantee under faults: a TCP proxy cuts, stalls or delays the storage account
+(real Azurite) and the Durable API (the double) while callers start instances.
+
+Each test is a defect that was reproduced: two winners after a lost lease, "nothing
+was started" while an instance runs, hung storage answered after 30 s, a cancelled
+request orphaning its lease.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any, Iterator
+
+import pytest
+from azure.storage.blob.aio import BlobServiceClient
+
+from singleton.lock import LEASE_SECONDS, lock_blob_name
+from singleton.settings import STORAGE_CONNECTION
+from tests.support.azurite import connection_string
+from tests.support.durable_double import starter_binding
+from tests.support.fault_proxy import FaultProxy
+
+
+def kind(response: Any) -> str:
+    """The problem kind of an answer, or its status for a success."""
+    if response.status_code < 300:
+        return str(response.status_code)
+    return json.loads(response.get_body())["type"].rsplit(":", 1)[1]
+
+
+@pytest.fixture
+def storage_proxy(azurite, app_env, monkeypatch) -> Iterator[FaultProxy]:
+    """The app's storage connection goes through a fault proxy to the test Azurite."""
+    proxy = FaultProxy(azurite.port).start()
+    monkeypatch.setenv(STORAGE_CONNECTION, connection_string(proxy.port))
+    yield proxy
+    proxy.stop()
+
+
+@pytest.fixture
+def durable_proxy(durable) -> Iterator[FaultProxy]:
+    """A fault proxy in front of the Durable double; ``proxied_starter`` aims at it."""
+    proxy = FaultProxy(durable.port).start()
+    yield proxy
+    proxy.stop()
+
+
+def proxied_starter(proxy: FaultProxy) -> str:
+    return starter_binding(f"http://127.0.0.1:{proxy.port}/durabletask/")
+
+
+# -- 1. a lease lost during a long hold never gives two winners ------------------------
+
+@pytest.mark.slow
+async def test_a_short_cut_during_a_long_hold_keeps_the_lease(
+        start, durable, azurite, app_env, storage_proxy) -> None:
+    """terminateExisting holds the lock past one lease period; a renewal falls in a
+    1.5 s network cut. The renewal is retried, so a caller elsewhere cannot take the
+    lease when the first renewal's lease would have run out."""
+    durable.reset(terminate_delay=LEASE_SECONDS + 3)
+    durable.put("long-hold", "Running")
+    holder = asyncio.create_task(start("long-hold", query="onConflict=terminateExisting"))
+    await asyncio.sleep(4.5)
+    storage_proxy.set("cut")  # the renewal due at 5 s fails
+    await asyncio.sleep(1.5)
+    storage_proxy.set("pass")
+    await asyncio.sleep(LEASE_SECONDS - 4)  # past the lease of the failed renewal
+    # Another app instance, with its own path to storage: it finds the lease held.
+    async with BlobServiceClient.from_connection_string(azurite.connection_string) as other:
+        blob = other.get_blob_client(app_env, lock_blob_name("TestHubName", "long-hold"))
+        properties = await blob.get_blob_properties()
+        assert properties.lease.state == "leased"
+    assert kind(await holder) == "202"
+    assert len(durable.accepted_starts) == 1 and durable.dropped_starts == []
+
+
+@pytest.mark.slow
+async def test_a_holder_that_lost_its_lease_starts_nothing(
+        start, durable, azurite, app_env, storage_proxy, monkeypatch) -> None:
+    """Storage cut for longer than the lease: the holder cannot prove it still holds
+    it, so it answers 503 lock-lost and never calls start; a caller with a working
+    path takes the expired lease and is the one winner."""
+    monkeypatch.setenv("SINGLETON_TERMINATE_TIMEOUT_SECONDS", "30")
+    durable.reset(terminate_delay=LEASE_SECONDS + 2)
+    durable.put("lost", "Running")
+    holder = asyncio.create_task(start("lost", query="onConflict=terminateExisting"))
+    await asyncio.sleep(1)
+    storage_proxy.set("cut")
+    answer = await asyncio.wait_for(holder, 40)
+    assert kind(answer) == "lock-lost"
+    assert json.loads(answer.get_body())["detail"].count("nothing was started") == 1
+    assert durable.accepted_starts == []
+    # The old instance has ended and the lease has run out: another instance wins.
+    monkeypatch.setenv(STORAGE_CONNECTION, azurite.connection_string)
+    assert kind(await start("lost")) == "202"
+    assert len(durable.accepted_starts) == 1 and durable.dropped_starts == []
+
+
+# -- 2. truthful answers when a start's answer is lost ---------------------------------
+
+async def test_a_start_whose_answer_is_lost_is_answered_from_the_status(
+        start, durable, durable_proxy) -> None:
+    durable_proxy.set("cut_responses", match=b"POST /durabletask/orchestrators/")
+    response = await start("lost-answer", starter=proxied_starter(durable_proxy))
+    assert kind(response) == "202"  # the status read under the lock shows it started
+    assert durable.accepted_starts == [("SingletonOrchestrator", "lost-answer")]
+    assert durable.instances["lost-answer"].status == "Pending"
+
+
+async def test_when_the_status_cannot_tell_the_answer_says_it_may_have_started(
+        start, durable, durable_proxy) -> None:
+    durable_proxy.set("cut_responses", match=b"POST /durabletask/orchestrators/")
+    durable.fail_next("status", 404)  # the first read: no instance, as the double says
+    durable.fail_next("status", 503, times=5)  # the reads after the lost answer fail
+    response = await start("unknown", starter=proxied_starter(durable_proxy))
+    body = json.loads(response.get_body())
+    assert (response.status_code, kind(response)) == (503, "start-outcome-unknown")
+    assert "may have started" in body["detail"] and "nothing was started" not in body["detail"]
+    assert body["statusQueryGetUri"] == response.headers["Location"]
+    assert durable.instances["unknown"].status == "Pending"  # it did start
+
+
+async def test_the_lease_is_kept_after_an_unknown_outcome(
+        start, durable, durable_proxy, azurite, app_env) -> None:
+    """The extension may still carry the start out: nobody may start over it."""
+    durable_proxy.set("cut_responses", match=b"POST /durabletask/orchestrators/")
+    durable.fail_next("status", 404)
+    durable.fail_next("status", 503, times=5)
+    assert kind(await start("kept", starter=proxied_starter(durable_proxy))) == (
+        "start-outcome-unknown")
+    await asyncio.sleep(0.5)  # past any background work
+    async with BlobServiceClient.from_connection_string(azurite.connection_string) as other:
+        blob = other.get_blob_client(app_env, lock_blob_name("TestHubName", "kept"))
+        assert (await blob.get_blob_properties()).lease.state == "leased"
+
+
+async def test_one_callers_reset_does_not_fail_another_callers_start(
+        start, durable, durable_proxy) -> None:
+    """A reset on a request for another id used to close the SDK's shared session,
+    failing the winner's accepted start with it."""
+    durable.reset(start_check_delay=0.3)
+    starter = proxied_starter(durable_proxy)
+    winner = asyncio.create_task(start("winner", starter=starter))
+    while not durable.calls["start"]:
+        await asyncio.sleep(0.005)
+    durable_proxy.set("cut_responses", match=b"GET /durabletask/instances/victim")
+    victim = await start("victim", starter=starter)
+    durable_proxy.set("pass")
+    assert kind(victim) == "durable-unavailable"
+    assert kind(await winner) == "202"
+
+
+async def test_a_refused_connection_is_still_known_not_to_have_started(
+        start, durable, durable_proxy) -> None:
+    durable_proxy.set("cut")
+    response = await start("refused", starter=proxied_starter(durable_proxy))
+    assert kind(response) == "durable-unavailable"
+    assert "nothing was started" in json.loads(response.get_body())["detail"]
+    assert durable.accepted_starts == []
+
+
+# -- 3. bounded time to answer ---------------------------------------------------------
+
+async def test_hung_storage_is_503_within_the_storage_timeout_for_every_waiting_caller(
+        start, durable, storage_proxy) -> None:
+    storage_proxy.set("stall")
+    began = time.monotonic()
+    answers = []
+
+    async def timed() -> None:
+        response = await start("hung")
+        answers.append((time.monotonic() - began, kind(response)))
+
+    await asyncio.gather(*[timed() for _ in range(5)])
+    assert {k for _, k in answers} == {"storage-unavailable"}
+    times = sorted(t for t, _ in answers)
+    assert times[-1] < 6.5  # the 5 s default, not 30 s of SDK retries
+    assert times[-1] - times[0] < 0.5  # the waiters hear it with the attempt's caller
+    assert durable.accepted_starts == []
+
+
+async def test_hung_durable_api_is_503_within_its_timeout(start, durable, durable_proxy,
+                                                          monkeypatch) -> None:
+    monkeypatch.setenv("SINGLETON_DURABLE_TIMEOUT_SECONDS", "1")
+    durable_proxy.set("stall")
+    began = time.monotonic()
+    response = await start("hung-durable", starter=proxied_starter(durable_proxy))
+    assert kind(response) == "durable-unavailable"
+    assert time.monotonic() - began < 2.5
+
+
+# -- 4. a cancelled request cannot orphan its lease ------------------------------------
+
+async def test_a_caller_cancelled_mid_acquire_leaves_no_lease_behind(
+        start, durable, storage_proxy, monkeypatch) -> None:
+    monkeypatch.setenv("SINGLETON_LOCK_WAIT_SECONDS", "5")
+    await start("warm-up")  # container exists: the next acquire is one lease request
+    storage_proxy.set("pass", delay=0.4)
+    first = asyncio.create_task(start("cancelled"))
+    await asyncio.sleep(0.5)  # the lease request is on its way
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    storage_proxy.set("pass")
+    began = time.monotonic()
+    assert kind(await start("cancelled")) == "202"
+    assert time.monotonic() - began < 3  # not the ~15 s of an orphaned lease
