@@ -303,6 +303,28 @@ def chart(runs: List[Run], path: Path) -> None:
     figure.savefig(path, dpi=90)
 
 
+def job_cost(sizes: List[int]) -> str:
+    """Orchestrator CPU per item for one pass of each size, through the replay engine."""
+    from tests.support.job_driver import drive
+
+    out = ["\n### The job: orchestrator CPU per item (SDK replay engine, every episode "
+           "replays its execution's history)\n",
+           "| items in the pass | executions | episodes | longest history (events) | "
+           "orchestrator CPU s | ms per item |", "|---:|---:|---:|---:|---:|---:|"]
+    per_item: Dict[int, float] = {}
+    for size in sizes:
+        run = drive({"items": list(range(size))})
+        assert run.output["processed"] == size, run.output
+        per_item[size] = run.orchestrator_seconds / size * 1000
+        out.append(f"| {size:,} | {run.executions:,} | {run.episodes:,} | {run.longest_history} "
+                   f"| {run.orchestrator_seconds:.1f} | {per_item[size]:.2f} |")
+    low, high = min(sizes), max(sizes)
+    ratio = per_item[high] / per_item[low]
+    out.append(f"\nTarget: per-item cost at {high:,} items within 2x of {low:,}: "
+               f"{ratio:.2f}x, {'met' if ratio <= 2 else '**not met**'}.")
+    return "\n".join(out)
+
+
 async def main(args: argparse.Namespace) -> str:
     """Run the benchmark and return its report."""
     counter = RequestCounter()
@@ -321,7 +343,8 @@ async def main(args: argparse.Namespace) -> str:
         durable.stop()
         azurite.stop()
     report = (f"Machine: {machine()}.\n{args.requests} sequential requests per path and "
-              f"starter.\n" + tables(runs, memory, args.target_latency))
+              f"starter.\n" + tables(runs, memory, args.target_latency)
+              + "\n" + job_cost(args.job_sizes))
     (args.out / "benchmark.md").write_text(report + "\n")
     return report
 
@@ -340,9 +363,11 @@ def arguments() -> argparse.Namespace:
     args.target_latency = 10.0 if 10.0 in args.latency_ms else args.latency_ms[-1]
     if args.quick:
         args.requests, args.races, args.memory_requests = 20, [10, 50], 1000
+        args.job_sizes = [100, 1000]
         args.out = args.out or ROOT / "benchmarks" / "out"
     else:
         args.requests, args.races, args.memory_requests = 200, [10, 50, 200], 10_000
+        args.job_sizes = [1000, 10_000, 100_000]
         args.out = args.out or ROOT / "docs"
     return args
 

@@ -40,6 +40,9 @@ param lockWaitSeconds int = 10
 @description('App setting SINGLETON_LOCK_CONTAINER: the blob container that holds the locks.')
 param lockContainer string = 'singleton-locks'
 
+@description('App setting SINGLETON_JOB_CONTAINER: the blob container that holds large jobs\' items.')
+param jobContainer string = 'singleton-jobs'
+
 @minValue(1)
 @maxValue(10)
 @description('App setting SINGLETON_STORAGE_TIMEOUT_SECONDS: the longest one lock storage request may take.')
@@ -76,6 +79,7 @@ module resources 'resources.bicep' = {
     maxBodyBytes: maxBodyBytes
     terminateTimeoutSeconds: terminateTimeoutSeconds
     lockWaitSeconds: lockWaitSeconds
+    jobContainer: jobContainer
     storageTimeoutSeconds: storageTimeoutSeconds
     durableTimeoutSeconds: durableTimeoutSeconds
     lockContainer: lockContainer

@@ -14,6 +14,7 @@ param lockWaitSeconds int
 param storageTimeoutSeconds int
 param durableTimeoutSeconds int
 param lockContainer string
+param jobContainer string
 param maximumInstanceCount int
 
 var token = toLower(uniqueString(subscription().id, environmentName, location))
@@ -63,6 +64,10 @@ resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
     // The app creates it on first use too; made here so it exists from the start.
     resource locks 'containers' = {
       name: lockContainer
+    }
+
+    resource jobs 'containers' = {
+      name: jobContainer
     }
   }
 }
@@ -161,6 +166,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       SINGLETON_STORAGE_TIMEOUT_SECONDS: string(storageTimeoutSeconds)
       SINGLETON_DURABLE_TIMEOUT_SECONDS: string(durableTimeoutSeconds)
       SINGLETON_LOCK_CONTAINER: lockContainer
+      SINGLETON_JOB_CONTAINER: jobContainer
     }
   }
 }

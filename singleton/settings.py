@@ -19,6 +19,7 @@ DEFAULT_REUSE = "SINGLETON_DEFAULT_REUSE"
 TERMINATE_TIMEOUT_SECONDS = "SINGLETON_TERMINATE_TIMEOUT_SECONDS"
 LOCK_WAIT_SECONDS = "SINGLETON_LOCK_WAIT_SECONDS"
 LOCK_CONTAINER = "SINGLETON_LOCK_CONTAINER"
+JOB_CONTAINER = "SINGLETON_JOB_CONTAINER"
 STORAGE_TIMEOUT_SECONDS = "SINGLETON_STORAGE_TIMEOUT_SECONDS"
 DURABLE_TIMEOUT_SECONDS = "SINGLETON_DURABLE_TIMEOUT_SECONDS"
 
@@ -38,6 +39,7 @@ APP_SETTINGS = (
     TERMINATE_TIMEOUT_SECONDS,
     LOCK_WAIT_SECONDS,
     LOCK_CONTAINER,
+    JOB_CONTAINER,
     STORAGE_TIMEOUT_SECONDS,
     DURABLE_TIMEOUT_SECONDS,
 )
@@ -61,6 +63,7 @@ class Settings:
     terminate_timeout_seconds: float = 60.0
     lock_wait_seconds: float = 10.0
     lock_container: str = "singleton-locks"
+    job_container: str = "singleton-jobs"
     storage_timeout_seconds: float = 5.0
     durable_timeout_seconds: float = 5.0
 
@@ -108,7 +111,8 @@ def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
             environ, TERMINATE_TIMEOUT_SECONDS, defaults.terminate_timeout_seconds, 1, 600),
         lock_wait_seconds=_number(
             environ, LOCK_WAIT_SECONDS, defaults.lock_wait_seconds, 0.1, 120),
-        lock_container=_container_name(environ, defaults.lock_container),
+        lock_container=_container_name(environ, LOCK_CONTAINER, defaults.lock_container),
+        job_container=_container_name(environ, JOB_CONTAINER, defaults.job_container),
         storage_timeout_seconds=_number(
             environ, STORAGE_TIMEOUT_SECONDS, defaults.storage_timeout_seconds, 0.5, 10),
         durable_timeout_seconds=_number(
@@ -200,13 +204,13 @@ def _choice(environ: Mapping[str, str], name: str, kind, default):
         raise ConfigurationError(f"App setting {name} must be one of: {allowed}.") from None
 
 
-def _container_name(environ: Mapping[str, str], default: str) -> str:
-    raw = _raw(environ, LOCK_CONTAINER)
+def _container_name(environ: Mapping[str, str], name: str, default: str) -> str:
+    raw = _raw(environ, name)
     if raw is None:
         return default
     # Blob container rules: 3-63 lowercase letters, digits and single hyphens.
     if not (3 <= len(raw) <= 63 and re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", raw)):
         raise ConfigurationError(
-            f"App setting {LOCK_CONTAINER} must be a blob container name: 3 to 63 "
+            f"App setting {name} must be a blob container name: 3 to 63 "
             "lowercase letters, digits and single hyphens.")
     return raw

@@ -3,13 +3,15 @@ from __future__ import annotations
 
 import datetime
 import json
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import pytest
 
 import SingletonActivity
 import SingletonOrchestrator
+from singleton.job import ITEM_STORE, ITEMS_PER_EXECUTION, MAX_RESULTS
 from tests.support.history import START, History, iso
+from tests.support.job_driver import JobRun, drive
 
 ACTIVITY = "SingletonActivity"
 CALL_ACTIVITY, CONTINUE_AS_NEW, CREATE_TIMER, WAIT_FOR_EVENT, WHEN_ANY = 0, 4, 5, 6, 11
@@ -255,3 +257,105 @@ def test_time_comes_from_the_history_not_the_clock() -> None:
 def test_activity_returns_a_result_naming_the_item() -> None:
     assert SingletonActivity.main({"item": {"file": "x.csv"}, "index": 4}) == {
         "index": 4, "item": {"file": "x.csv"}, "status": "processed"}
+
+
+# -- no Stop is ever lost --------------------------------------------------------------
+
+def test_stop_in_the_same_batch_as_the_timer_is_not_lost() -> None:
+    """TimerFired and EventRaised(Stop) in one batch: the SDK resumes the job on the
+    timer first, and continue-as-new would drop the Stop that follows it."""
+    history = History({"items": ["a"], "repeatEverySeconds": 60})
+    complete_items(history, ["ra"])
+    timer, fire_at = timer_episode(history, 60)
+    history.new_episode(60).timer_fired(timer, fire_at).event_raised("Stop")
+    state = run(history)
+    assert state["isDone"] is True
+    assert not [a for a in flat_actions(state) if a["actionType"] == CONTINUE_AS_NEW]
+    assert state["output"] == {"processed": 1, "total": 1, "results": ["ra"], "pass": 1,
+                               "passesCompleted": 1, "stopped": True}
+
+
+def staged_history(total: int, cursor: int, stop_with_item: Optional[int] = None,
+                   results: Optional[List[Any]] = None) -> History:
+    """An execution of a staged job from ``cursor``: its load, then its items, each
+    completed in an episode of its own; a Stop in the batch of item ``stop_with_item``."""
+    history = History({"continuation": {"store": "big/k", "total": total, "cursor": cursor,
+                                        "results": results or []}}, instance_id="big")
+    load = history.scheduled(ITEM_STORE)
+    count = min(ITEMS_PER_EXECUTION, total - cursor)
+    history.new_episode().completed(load, list(range(cursor, cursor + count)))
+    for index in range(cursor, cursor + count):
+        sequence = history.scheduled(ACTIVITY)
+        history.new_episode().completed(sequence, f"r{index}")
+        if index == stop_with_item:
+            history.event_raised("Stop")
+            break
+    return history
+
+
+def test_a_large_job_continues_as_new_every_so_many_items_with_a_cursor() -> None:
+    state = run(staged_history(60, 0))
+    [continued] = [a for a in flat_actions(state) if a["actionType"] == CONTINUE_AS_NEW]
+    carried = json.loads(continued["input"])["continuation"]
+    assert carried["cursor"] == ITEMS_PER_EXECUTION and carried["total"] == 60
+    assert carried["results"] == [f"r{i}" for i in range(ITEMS_PER_EXECUTION)]
+    assert state["customStatus"] == status(processed=ITEMS_PER_EXECUTION, total=60)
+
+
+def test_stop_in_the_batch_of_a_continue_as_new_is_not_lost() -> None:
+    last = ITEMS_PER_EXECUTION - 1
+    history = staged_history(60, 0, stop_with_item=last)
+    state = run(history)
+    assert not [a for a in flat_actions(state) if a["actionType"] == CONTINUE_AS_NEW]
+    [delete] = [a for a in flat_actions(state)
+                if a["actionType"] == CALL_ACTIVITY and a["functionName"] == ITEM_STORE][-1:]
+    assert json.loads(delete["input"]) == {"op": "delete", "store": "big/k"}
+    sequence = history.scheduled(ITEM_STORE)
+    history.new_episode().completed(sequence, None)
+    state = run(history)
+    assert state["isDone"] is True
+    assert state["output"]["stopped"] is True
+    assert state["output"]["processed"] == ITEMS_PER_EXECUTION
+
+
+def test_stop_in_the_batch_that_finishes_staging_is_not_lost() -> None:
+    history = History({"items": list(range(ITEMS_PER_EXECUTION + 1))}, instance_id="big")
+    stage = history.scheduled(ITEM_STORE)
+    history.new_episode().completed(stage, {"store": "big/k"}).event_raised("Stop")
+    state = run(history)
+    assert not [a for a in flat_actions(state) if a["actionType"] == CONTINUE_AS_NEW]
+    assert json.loads(flat_actions(state)[-1]["input"]) == {"op": "delete", "store": "big/k"}
+
+
+def test_stop_during_a_later_execution_stops_after_the_item_in_flight() -> None:
+    history = staged_history(60, ITEMS_PER_EXECUTION, stop_with_item=ITEMS_PER_EXECUTION + 2)
+    state = run(history)
+    assert state["customStatus"]["stopping"] is True
+    assert state["customStatus"]["processed"] == ITEMS_PER_EXECUTION + 3
+
+
+@pytest.mark.parametrize("at", [0, 1, 2, 3, 20, 27, 28, 29, 40, 55, 56, 57, 58, 59, 100])
+def test_stop_at_any_episode_of_a_driven_job_ends_it_stopped(at: int) -> None:
+    """Drive a repeating large job and send Stop before episode ``at``: staging, loads,
+    items, continue-as-new boundaries, the timer between passes. It always ends."""
+
+    def stop_at(history: History, job: JobRun) -> None:
+        if job.episodes == at:
+            history.event_raised("Stop")
+
+    job = drive({"items": list(range(60)), "repeatEverySeconds": 1}, before_episode=stop_at,
+                max_episodes=2000)
+    assert job.output["stopped"] is True
+
+
+def test_a_large_job_runs_to_the_end_with_short_histories() -> None:
+    job = drive({"items": list(range(130))})
+    assert job.output == {"processed": 130, "total": 130,
+                          "results": [{"index": i, "item": i, "status": "processed"}
+                                      for i in range(MAX_RESULTS)],
+                          "pass": 1, "passesCompleted": 1, "stopped": False}
+    assert job.executions == 1 + 6  # staging, then 130 items 25 at a time
+    assert job.longest_history < 8 * ITEMS_PER_EXECUTION  # never the whole pass
+    processed = [s["processed"] for s in job.statuses if s]
+    assert processed == sorted(processed) and processed[-1] == 130
+    assert {s["total"] for s in job.statuses if s} == {130}

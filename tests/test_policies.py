@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import deque
 
 import pytest
 
@@ -54,6 +55,60 @@ async def test_terminate_existing_gives_up_when_the_instance_never_stops(
     # The lock was released: a later request is not blocked by it.
     durable.set_status("stuck", "Terminated")
     assert (await start("stuck")).status_code == 202
+
+
+async def test_stop_existing_starts_only_after_the_old_instance_completed(
+        start, durable) -> None:
+    durable.reset(stop_delay=0.4)  # the job finishes its item in flight, then completes
+    old = durable.put("report", "Running") or durable.instances["report"]
+    response = await start("report", {"items": ["new"]}, query="onConflict=stopExisting")
+    assert response.status_code == 202
+    assert [(i, e) for i, e, _ in durable.events] == [("report", "Stop")]
+    assert durable.terminations == []  # no activity is cut off mid-item
+    assert old.status == "Completed"  # the old execution ended before the new one began
+    assert durable.accepted_starts == [("SingletonOrchestrator", "report")]
+    assert durable.refused_starts == [] and durable.dropped_starts == []
+    assert durable.instances["report"].input == {"items": ["new"]}
+
+
+async def test_stop_existing_gives_up_with_its_own_problem_when_stop_is_ignored(
+        start, durable, monkeypatch) -> None:
+    """An orchestrator that does not handle Stop never ends: 409, nothing started, the
+    Stop still requested."""
+    monkeypatch.setenv("SINGLETON_TERMINATE_TIMEOUT_SECONDS", "1")
+    durable.reset(stop_delay=None)
+    durable.put("ignores", "Running")
+    began = time.monotonic()
+    response = await start("ignores", query="onConflict=stopExisting")
+    body = problem(response, 409, "stop-timeout")
+    assert 1 <= time.monotonic() - began < 4
+    assert "Stop stays requested" in body["detail"]
+    assert (body["instanceId"], body["runtimeStatus"]) == ("ignores", "Running")
+    assert durable.accepted_starts == [] and durable.terminations == []
+    assert [(i, e) for i, e, _ in durable.events] == [("ignores", "Stop")]
+
+
+async def test_stop_existing_when_the_instance_ended_meanwhile_just_starts(
+        start, durable) -> None:
+    durable.put("ended", "Running")
+    durable.fail_next("raiseEvent", 410)  # it finished before the Stop reached it
+    durable.fail_next("status", 202, {"name": "SingletonOrchestrator", "instanceId": "ended",
+                                      "runtimeStatus": "Running",
+                                      "createdTime": "2026-01-05T03:00:00Z"},
+                      times=2)  # the reads before and under the lock still see it running
+    durable.set_status("ended", "Completed")
+    response = await start("ended", query="onConflict=stopExisting")
+    assert response.status_code == 202
+    assert durable.calls["raiseEvent"] == 1, durable.calls
+    assert durable.faults["raiseEvent"] == deque()
+
+
+async def test_stop_existing_is_the_app_default_when_set(start, durable, monkeypatch) -> None:
+    monkeypatch.setenv("SINGLETON_DEFAULT_ON_CONFLICT", "stopExisting")
+    durable.reset(stop_delay=0.1)
+    durable.put("default", "Running")
+    assert (await start("default")).status_code == 202
+    assert [(i, e) for i, e, _ in durable.events] == [("default", "Stop")]
 
 
 @pytest.mark.parametrize("status", ["Completed", "Failed"])

@@ -14,7 +14,7 @@ def test_defaults() -> None:
     assert load_settings({}) == Settings(
         max_body_bytes=1048576, on_conflict=OnConflict.REJECT, reuse=Reuse.ALLOW_DUPLICATE,
         terminate_timeout_seconds=60.0, lock_wait_seconds=10.0, lock_container="singleton-locks",
-        storage_timeout_seconds=5.0, durable_timeout_seconds=5.0)
+        job_container="singleton-jobs", storage_timeout_seconds=5.0, durable_timeout_seconds=5.0)
 
 
 @pytest.mark.parametrize("value", ["garbage", "AccountName=x;AccountKey", ";;;", "a=b=c"])
@@ -36,7 +36,7 @@ def test_every_setting_is_read() -> None:
         "SINGLETON_STORAGE_TIMEOUT_SECONDS": "2",
         "SINGLETON_DURABLE_TIMEOUT_SECONDS": "7.5",
     }) == Settings(2048, OnConflict.USE_EXISTING, Reuse.ALLOW_DUPLICATE_FAILED_ONLY, 15.0, 2.5,
-                   "my-locks-2", 2.0, 7.5)
+                   "my-locks-2", "singleton-jobs", 2.0, 7.5)
 
 
 @pytest.mark.parametrize("name,value", [

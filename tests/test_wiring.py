@@ -23,8 +23,9 @@ def bindings(function: str) -> list:
     return json.loads((APP_ROOT / function / "function.json").read_text())["bindings"]
 
 
-def test_the_app_has_the_three_functions() -> None:
-    assert FUNCTIONS == ["HttpStartSingle", "SingletonActivity", "SingletonOrchestrator"]
+def test_the_app_has_its_four_functions() -> None:
+    assert FUNCTIONS == ["HttpStartSingle", "SingletonActivity", "SingletonItemStore",
+                         "SingletonOrchestrator"]
 
 
 @pytest.mark.parametrize("function", FUNCTIONS)

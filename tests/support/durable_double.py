@@ -77,6 +77,7 @@ class DurableDouble:
     duplicate_answer: str = "legacy"  # "legacy" (500), "modern" (409) or "replace"
     terminate_delay: Optional[float] = 0.05
     complete_after: Optional[float] = None  # a started instance completes after this
+    stop_delay: Optional[float] = None  # completes this long after Stop (None: ignores it)
 
     def __post_init__(self) -> None:
         self.instances: Dict[str, Instance] = {}
@@ -110,7 +111,7 @@ class DurableDouble:
         """Forget every instance and call, and set the knobs given (others to defaults)."""
         defaults = DurableDouble()
         for name in ("orchestrators", "latency", "start_check_delay", "duplicate_answer",
-                     "terminate_delay", "complete_after"):
+                     "terminate_delay", "complete_after", "stop_delay"):
             setattr(self, name, knobs.pop(name, getattr(defaults, name)))
         if knobs:
             raise TypeError(f"unknown knobs: {sorted(knobs)}")
@@ -296,8 +297,13 @@ class DurableDouble:
         found = await self._active_instance("raiseEvent", request)
         if isinstance(found, web.Response):
             return found
-        instance_id, _ = found
-        self.events.append((instance_id, request.match_info["event"], await request.text()))
+        instance_id, instance = found
+        event = request.match_info["event"]
+        self.events.append((instance_id, event, await request.text()))
+        if event == "Stop" and self.stop_delay is not None:
+            # A job that honours Stop finishes its item in flight, then completes.
+            asyncio.get_running_loop().call_later(self.stop_delay, self._finish,
+                                                  instance_id, instance, "Completed")
         return web.Response(status=202)
 
 

@@ -1,0 +1,14 @@
+"""SingletonItemStore: keeps a large job's items in the app's storage account.
+
+SingletonOrchestrator stages the items of a job larger than one execution's share
+once, then loads only the items each execution processes, and deletes them when the
+job ends (see :mod:`singleton.item_store`).
+"""
+from typing import Any, Dict
+
+from singleton.item_store import handle
+
+
+async def main(request: Dict[str, Any]) -> Any:
+    """Carry out one ``stage``, ``load`` or ``delete`` request of the orchestrator."""
+    return await handle(request)

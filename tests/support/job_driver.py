@@ -1,0 +1,121 @@
+"""Drive SingletonOrchestrator to the end through the SDK's replay engine, as the
+Durable runtime does: every episode replays the execution's whole history, each
+activity's result arrives in an episode of its own, and continue-as-new begins a
+new execution with a new history.
+
+Activities run in-process: SingletonActivity's own ``main``, and an in-memory stand-in
+for SingletonItemStore with the same requests and answers (its real code is tested
+against Azurite separately). Only the orchestrator's CPU time is counted.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional
+
+import SingletonActivity
+import SingletonOrchestrator
+from singleton.job import ACTIVITY, ITEM_STORE
+from tests.support.history import History
+
+CALL_ACTIVITY, CONTINUE_AS_NEW, CREATE_TIMER = 0, 4, 5
+
+
+@dataclass
+class JobRun:
+    """What one drive saw."""
+
+    output: Any = None
+    episodes: int = 0
+    executions: int = 0
+    orchestrator_seconds: float = 0.0
+    longest_history: int = 0  # events in the longest history any episode replayed
+    statuses: List[Dict[str, Any]] = field(default_factory=list)
+    activity_calls: int = 0
+
+
+class MemoryItemStore:
+    """SingletonItemStore's requests, answered from a dict."""
+
+    def __init__(self) -> None:
+        """Empty."""
+        self.stores: Dict[str, List[Any]] = {}
+
+    def __call__(self, request: Dict[str, Any]) -> Any:
+        """Answer one request as the activity does."""
+        if request["op"] == "stage":
+            store = f"{request['instanceId']}/{request['key']}"
+            self.stores[store] = list(request["items"])
+            return {"store": store}
+        if request["op"] == "load":
+            start = request["start"]
+            return self.stores[request["store"]][start:start + request["count"]]
+        self.stores.pop(request["store"], None)
+        return None
+
+
+def _parse_time(text: str) -> datetime.datetime:
+    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _new_actions(state: Dict[str, Any], seen: int) -> List[Dict[str, Any]]:
+    flat: List[Dict[str, Any]] = []
+    for action in (state["actions"][0] if state["actions"] else []):
+        flat.extend(action.get("compoundActions", [action]))
+    return flat[seen:]
+
+
+def drive(input_: Any, instance_id: str = "big-job",
+          before_episode: Optional[Callable[[History, JobRun], None]] = None,
+          max_episodes: int = 10**7) -> JobRun:
+    """Run the job with ``input_`` until it completes; return what happened.
+
+    ``before_episode`` may add events (a Stop) to the history before an episode runs.
+    A durable timer fires in the episode after it was created, at its fire time.
+    """
+    run = JobRun()
+    store = MemoryItemStore()
+    activities: Dict[str, Callable[[Any], Any]] = {ACTIVITY: SingletonActivity.main,
+                                                   ITEM_STORE: store}
+    while True:
+        run.executions += 1
+        history = History(input_, instance_id)
+        seen = 0
+        while run.episodes < max_episodes:
+            if before_episode is not None:
+                before_episode(history, run)
+            context = history.context()
+            began = time.process_time()
+            state = json.loads(SingletonOrchestrator.main(context))
+            run.orchestrator_seconds += time.process_time() - began
+            run.episodes += 1
+            run.longest_history = max(run.longest_history, len(history.events))
+            run.statuses.append(state.get("customStatus"))
+            new = _new_actions(state, seen)
+            seen += len(new)
+            continued = [a for a in new if a["actionType"] == CONTINUE_AS_NEW]
+            if continued:
+                input_ = json.loads(continued[0]["input"])
+                break
+            if state["isDone"]:
+                run.output = state.get("output")
+                return run
+            calls = [a for a in new if a["actionType"] == CALL_ACTIVITY]
+            timers = [a for a in new if a["actionType"] == CREATE_TIMER]
+            if timers and not calls:
+                fire_at = _parse_time(timers[0]["fireAt"])
+                timer = history.timer_created(fire_at)
+                seconds = (fire_at - history.now).total_seconds()
+                history.new_episode(seconds).timer_fired(timer, fire_at)
+                continue
+            if len(calls) != 1:
+                raise AssertionError(f"expected one activity call per episode, got {new}")
+            name = calls[0]["functionName"]
+            sequence = history.scheduled(name)
+            result = activities[name](json.loads(calls[0]["input"]))
+            run.activity_calls += 1
+            history.new_episode().completed(sequence, result)
+        else:
+            raise AssertionError("the job did not end within max_episodes")
