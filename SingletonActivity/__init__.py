@@ -6,6 +6,7 @@ time; the orchestrator calls it once per item, in order, and never twice at once
 the same job. Keep its result JSON-serializable: the orchestrator collects the
 results into its output, which the status URL shows.
 """
+
 import logging
 from typing import Any, Dict
 

@@ -1,11 +1,12 @@
-"""SingletonOrchestrator: the guarded background job (see :mod:`singleton.job`).
+"""SingletonOrchestrator: the guarded background job (see :mod:`durable_singleton.job`).
 
 Input ``{"items": [...], "repeatEverySeconds": n, "maxPasses": m}``: each item goes
 through SingletonActivity in order; with ``repeatEverySeconds`` the job runs again
 after that pause, as a new execution, until ``maxPasses`` or a ``Stop`` event.
 """
+
 import azure.durable_functions as df
 
-from singleton.job import run_job
+from durable_singleton.job import run_job
 
 main = df.Orchestrator.create(run_job)

@@ -5,6 +5,7 @@ double and the same Azurite. Durable API calls are counted by the double; Blob S
 calls by a policy in the storage SDK's own pipeline. Run ``bash scripts/benchmark.sh``
 (``--quick`` for the small run CI uses); see ``--help``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,7 +24,7 @@ from typing import Awaitable, Callable, Dict, List, Optional
 import azure.functions as func
 
 import HttpStartSingle
-from singleton.storage import wait_for_releases
+from durable_singleton.storage import wait_for_releases
 from tests.support import seed_starter
 from tests.support.azurite import Azurite
 from tests.support.blob_counter import RequestCounter, count_app_requests
@@ -122,8 +123,12 @@ class Bench:
             latencies.append((time.perf_counter() - began) * 1000)
             errors += code not in (202, 409)
         await wait_for_releases()  # their storage calls belong to these requests
-        return PathResult(latencies, (sum(self.durable.calls.values()) - durable_before) / count,
-                          (self.counter.requests - blob_before) / count, errors)
+        return PathResult(
+            latencies,
+            (sum(self.durable.calls.values()) - durable_before) / count,
+            (self.counter.requests - blob_before) / count,
+            errors,
+        )
 
     async def race(self, name: str, starter: Starter, callers: int) -> RaceResult:
         """``callers`` requests for one fresh id at once."""
@@ -134,10 +139,14 @@ class Bench:
         began = time.perf_counter()
         codes = await asyncio.gather(*[self.call(starter, r) for r in requests])
         wall = (time.perf_counter() - began) * 1000
-        return RaceResult(codes.count(202), codes.count(409),
-                          sum(c not in (202, 409) for c in codes),
-                          len(self.durable.accepted_starts) - accepted,
-                          len(self.durable.dropped_starts) - dropped, wall)
+        return RaceResult(
+            codes.count(202),
+            codes.count(409),
+            sum(c not in (202, 409) for c in codes),
+            len(self.durable.accepted_starts) - accepted,
+            len(self.durable.dropped_starts) - dropped,
+            wall,
+        )
 
     async def throughput(self, name: str, starter: Starter, callers: int) -> float:
         """Requests per second for ``callers`` distinct fresh ids at once."""
@@ -172,9 +181,13 @@ class Bench:
         gc.collect()
         at_end, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
-        return {"requests": requests, "warm_up": warm_up,
-                "growth_mib": (at_end - after_warm_up) / 2**20, "peak_mib": peak / 2**20,
-                "maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+        return {
+            "requests": requests,
+            "warm_up": warm_up,
+            "growth_mib": (at_end - after_warm_up) / 2**20,
+            "peak_mib": peak / 2**20,
+            "maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        }
 
 
 async def measure(bench: Bench, latency_ms: float, count: int, races: List[int]) -> Run:
@@ -186,10 +199,12 @@ async def measure(bench: Bench, latency_ms: float, count: int, races: List[int])
     for name, starter in STARTERS.items():
         run.paths[name] = {path: await bench.path(name, starter, path, count) for path in PATHS}
     for callers in races:
-        run.races[callers] = {name: await bench.race(name, s, callers)
-                              for name, s in STARTERS.items()}
-        run.throughput[callers] = {name: await bench.throughput(name, s, callers)
-                                   for name, s in STARTERS.items()}
+        run.races[callers] = {
+            name: await bench.race(name, s, callers) for name, s in STARTERS.items()
+        }
+        run.throughput[callers] = {
+            name: await bench.throughput(name, s, callers) for name, s in STARTERS.items()
+        }
     return run
 
 
@@ -203,8 +218,10 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return (f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores ({model}), "
-            f"Python {platform.python_version()}, Azurite for Blob Storage on loopback")
+    return (
+        f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores ({model}), "
+        f"Python {platform.python_version()}, Azurite for Blob Storage on loopback"
+    )
 
 
 def tables(runs: List[Run], memory: Dict[str, float], target_latency: float) -> str:
@@ -212,27 +229,40 @@ def tables(runs: List[Run], memory: Dict[str, float], target_latency: float) -> 
     out: List[str] = []
     for run in runs:
         out.append(f"\n### Durable double answering in {run.latency_ms:g} ms per call\n")
-        out.append("| path | starter | p50 ms | p95 ms | p99 ms | Durable calls/req | "
-                   "Blob calls/req | ours/seed p50 | p95 | p99 |")
+        out.append(
+            "| path | starter | p50 ms | p95 ms | p99 ms | Durable calls/req | "
+            "Blob calls/req | ours/seed p50 | p95 | p99 |"
+        )
         out.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
         for path in PATHS:
             ours, seed = run.paths["ours"][path], run.paths["seed"][path]
             for name, result in (("ours", ours), ("seed", seed)):
-                ratios = ("| " + " | ".join(
-                    f"{ours.percentile(p) / seed.percentile(p):.2f}x" for p in (50, 95, 99))
-                    if name == "ours" else "| | |")
-                out.append(f"| {path} | {name} | {result.percentile(50):.1f} | "
-                           f"{result.percentile(95):.1f} | {result.percentile(99):.1f} | "
-                           f"{result.durable_calls:.2f} | {result.blob_calls:.2f} {ratios} |")
-        out.append("\n| N callers, one id | starter | told started | 409 | errors | "
-                   "starts accepted by Durable API | of which dropped | wall ms | "
-                   "throughput, N distinct ids (req/s) |")
+                ratios = (
+                    "| "
+                    + " | ".join(
+                        f"{ours.percentile(p) / seed.percentile(p):.2f}x" for p in (50, 95, 99)
+                    )
+                    if name == "ours"
+                    else "| | |"
+                )
+                out.append(
+                    f"| {path} | {name} | {result.percentile(50):.1f} | "
+                    f"{result.percentile(95):.1f} | {result.percentile(99):.1f} | "
+                    f"{result.durable_calls:.2f} | {result.blob_calls:.2f} {ratios} |"
+                )
+        out.append(
+            "\n| N callers, one id | starter | told started | 409 | errors | "
+            "starts accepted by Durable API | of which dropped | wall ms | "
+            "throughput, N distinct ids (req/s) |"
+        )
         out.append("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
         for callers, by_name in run.races.items():
             for name, race in by_name.items():
-                out.append(f"| {callers} | {name} | {race.told_started} | {race.refused} | "
-                           f"{race.errors} | {race.starts_accepted} | {race.starts_dropped} | "
-                           f"{race.wall_ms:.0f} | {run.throughput[callers][name]:.0f} |")
+                out.append(
+                    f"| {callers} | {name} | {race.told_started} | {race.refused} | "
+                    f"{race.errors} | {race.starts_accepted} | {race.starts_dropped} | "
+                    f"{race.wall_ms:.0f} | {run.throughput[callers][name]:.0f} |"
+                )
     out.append(targets(next(r for r in runs if r.latency_ms == target_latency), memory))
     return "\n".join(out)
 
@@ -246,29 +276,54 @@ def targets(run: Run, memory: Dict[str, float]) -> str:
 
     conflict = ours["conflict"]
     rows = [
-        ("Conflict: 1 Durable call, 0 Blob calls, p50 <= 1.05x seed",
-         f"{conflict.durable_calls:.2f} / {conflict.blob_calls:.2f} / {ratio('conflict'):.2f}x",
-         conflict.durable_calls == 1 and conflict.blob_calls == 0 and ratio("conflict") <= 1.05),
-        ("Fresh start: p50 <= 1.8x seed", f"{ratio('fresh start'):.2f}x",
-         ratio("fresh start") <= 1.8),
-        ("Restart after Completed: p50 <= 1.8x seed", f"{ratio('restart after Completed'):.2f}x",
-         ratio("restart after Completed") <= 1.8),
+        (
+            "Conflict: 1 Durable call, 0 Blob calls, p50 <= 1.05x seed",
+            f"{conflict.durable_calls:.2f} / {conflict.blob_calls:.2f} / {ratio('conflict'):.2f}x",
+            conflict.durable_calls == 1 and conflict.blob_calls == 0 and ratio("conflict") <= 1.05,
+        ),
+        (
+            "Fresh start: p50 <= 1.8x seed",
+            f"{ratio('fresh start'):.2f}x",
+            ratio("fresh start") <= 1.8,
+        ),
+        (
+            "Restart after Completed: p50 <= 1.8x seed",
+            f"{ratio('restart after Completed'):.2f}x",
+            ratio("restart after Completed") <= 1.8,
+        ),
     ]
     started = {n: (r["ours"].told_started, r["seed"].told_started) for n, r in run.races.items()}
-    rows.append(("Exactly one told started at every N (seed's count in brackets)",
-                 ", ".join(f"N={n}: {o} ({s})" for n, (o, s) in started.items()),
-                 all(o == 1 for o, _ in started.values())))
+    rows.append(
+        (
+            "Exactly one told started at every N (seed's count in brackets)",
+            ", ".join(f"N={n}: {o} ({s})" for n, (o, s) in started.items()),
+            all(o == 1 for o, _ in started.values()),
+        )
+    )
     if 50 in run.races:
         wall = run.races[50]["ours"].wall_ms
         one = ours["fresh start"].percentile(50)
-        rows.append(("50 racing callers all answered within 8x one fresh start",
-                     f"{wall:.0f} ms = {wall / one:.1f}x of {one:.1f} ms", wall <= 8 * one))
-    rows.append((f"Memory growth over {memory['requests']:,} requests: a few MiB at most (< 4)",
-                 f"{memory['growth_mib']:+.2f} MiB after a {memory['warm_up']:,}-request "
-                 f"warm-up (peak traced {memory['peak_mib']:.1f} MiB, max RSS "
-                 f"{memory['maxrss_mib']:.0f} MiB)", memory["growth_mib"] < 4))
-    lines = [f"\n### Targets (Durable double at {run.latency_ms:g} ms per call)\n",
-             "| target | figure | met |", "|---|---|---|"]
+        rows.append(
+            (
+                "50 racing callers all answered within 8x one fresh start",
+                f"{wall:.0f} ms = {wall / one:.1f}x of {one:.1f} ms",
+                wall <= 8 * one,
+            )
+        )
+    rows.append(
+        (
+            f"Memory growth over {memory['requests']:,} requests: a few MiB at most (< 4)",
+            f"{memory['growth_mib']:+.2f} MiB after a {memory['warm_up']:,}-request "
+            f"warm-up (peak traced {memory['peak_mib']:.1f} MiB, max RSS "
+            f"{memory['maxrss_mib']:.0f} MiB)",
+            memory["growth_mib"] < 4,
+        )
+    )
+    lines = [
+        f"\n### Targets (Durable double at {run.latency_ms:g} ms per call)\n",
+        "| target | figure | met |",
+        "|---|---|---|",
+    ]
     lines += [f"| {t} | {f} | {'yes' if ok else '**no**'} |" for t, f, ok in rows]
     return "\n".join(lines)
 
@@ -276,17 +331,22 @@ def targets(run: Run, memory: Dict[str, float]) -> str:
 def chart(runs: List[Run], path: Path) -> None:
     """p50/p99 by path for both starters, and race wall time by N, per latency."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(len(runs), 2, figsize=(12, 4 * len(runs)), squeeze=False)
-    for row, run in zip(axes, runs):
+    for row, run in zip(axes, runs, strict=True):
         left, right = row
         width = 0.2
         for k, (name, p) in enumerate([(n, p) for n in STARTERS for p in (50, 99)]):
             values = [run.paths[name][path].percentile(p) for path in PATHS]
-            left.bar([i + (k - 1.5) * width for i in range(len(PATHS))], values, width,
-                     label=f"{name} p{p}")
+            left.bar(
+                [i + (k - 1.5) * width for i in range(len(PATHS))],
+                values,
+                width,
+                label=f"{name} p{p}",
+            )
         left.set_xticks(range(len(PATHS)), PATHS)
         left.set_ylabel("latency (ms)")
         left.set_title(f"Latency by path, Durable double {run.latency_ms:g} ms/call")
@@ -307,21 +367,28 @@ def job_cost(sizes: List[int]) -> str:
     """Orchestrator CPU per item for one pass of each size, through the replay engine."""
     from tests.support.job_driver import drive
 
-    out = ["\n### The job: orchestrator CPU per item (SDK replay engine, every episode "
-           "replays its execution's history)\n",
-           "| items in the pass | executions | episodes | longest history (events) | "
-           "orchestrator CPU s | ms per item |", "|---:|---:|---:|---:|---:|---:|"]
+    out = [
+        "\n### The job: orchestrator CPU per item (SDK replay engine, every episode "
+        "replays its execution's history)\n",
+        "| items in the pass | executions | episodes | longest history (events) | "
+        "orchestrator CPU s | ms per item |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
     per_item: Dict[int, float] = {}
     for size in sizes:
         run = drive({"items": list(range(size))})
         assert run.output["processed"] == size, run.output
         per_item[size] = run.orchestrator_seconds / size * 1000
-        out.append(f"| {size:,} | {run.executions:,} | {run.episodes:,} | {run.longest_history} "
-                   f"| {run.orchestrator_seconds:.1f} | {per_item[size]:.2f} |")
+        out.append(
+            f"| {size:,} | {run.executions:,} | {run.episodes:,} | {run.longest_history} "
+            f"| {run.orchestrator_seconds:.1f} | {per_item[size]:.2f} |"
+        )
     low, high = min(sizes), max(sizes)
     ratio = per_item[high] / per_item[low]
-    out.append(f"\nTarget: per-item cost at {high:,} items within 2x of {low:,}: "
-               f"{ratio:.2f}x, {'met' if ratio <= 2 else '**not met**'}.")
+    out.append(
+        f"\nTarget: per-item cost at {high:,} items within 2x of {low:,}: "
+        f"{ratio:.2f}x, {'met' if ratio <= 2 else '**not met**'}."
+    )
     return "\n".join(out)
 
 
@@ -334,17 +401,19 @@ async def main(args: argparse.Namespace) -> str:
     os.environ["AzureWebJobsStorage"] = azurite.connection_string
     try:
         bench = Bench(durable, counter)
-        runs = [await measure(bench, latency, args.requests, args.races)
-                for latency in args.latency_ms]
+        runs = [
+            await measure(bench, latency, args.requests, args.races) for latency in args.latency_ms
+        ]
         memory = await bench.memory(args.memory_requests)
         chart(runs, args.out / "benchmark.png")
         await close_app_clients()
     finally:
         durable.stop()
         azurite.stop()
-    report = (f"Machine: {machine()}.\n{args.requests} sequential requests per path and "
-              f"starter.\n" + tables(runs, memory, args.target_latency)
-              + "\n" + job_cost(args.job_sizes))
+    report = (
+        f"Machine: {machine()}.\n{args.requests} sequential requests per path and "
+        f"starter.\n" + tables(runs, memory, args.target_latency) + "\n" + job_cost(args.job_sizes)
+    )
     (args.out / "benchmark.md").write_text(report + "\n")
     return report
 
@@ -352,13 +421,22 @@ async def main(args: argparse.Namespace) -> str:
 def arguments() -> argparse.Namespace:
     """The command line."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true",
-                        help="a small run that checks the benchmark works (CI)")
-    parser.add_argument("--latency-ms", type=float, nargs="+", default=[0.0, 10.0],
-                        help="Durable double latencies per call to measure at")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="where benchmark.md and benchmark.png go "
-                             "(docs/, or benchmarks/out/ with --quick)")
+    parser.add_argument(
+        "--quick", action="store_true", help="a small run that checks the benchmark works (CI)"
+    )
+    parser.add_argument(
+        "--latency-ms",
+        type=float,
+        nargs="+",
+        default=[0.0, 10.0],
+        help="Durable double latencies per call to measure at",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="where benchmark.md and benchmark.png go (docs/, or benchmarks/out/ with --quick)",
+    )
     args = parser.parse_args()
     args.target_latency = 10.0 if 10.0 in args.latency_ms else args.latency_ms[-1]
     if args.quick:

@@ -1,4 +1,5 @@
 """Fixtures: Azurite and the Durable double for the session, clean app settings per test."""
+
 from __future__ import annotations
 
 import uuid
@@ -9,7 +10,7 @@ import pytest
 from hypothesis import settings as hypothesis_settings
 
 import HttpStartSingle
-from singleton import settings as app_settings
+from durable_singleton import settings as app_settings
 from tests.support.azurite import Azurite
 from tests.support.clients import close_app_clients
 from tests.support.durable_double import DurableDouble
@@ -73,12 +74,18 @@ def app_env(monkeypatch: pytest.MonkeyPatch, azurite: Azurite) -> str:
 @pytest.fixture
 def start(durable: DurableDouble, app_env: str) -> StartCall:
     """Call ``HttpStartSingle.main`` as the host does, against the double."""
-    async def call(instance_id: str, body: Any = None, query: str = "",
-                   function_name: str = "SingletonOrchestrator",
-                   raw_body: Optional[bytes] = None,
-                   starter: Optional[str] = None) -> func.HttpResponse:
+
+    async def call(
+        instance_id: str,
+        body: Any = None,
+        query: str = "",
+        function_name: str = "SingletonOrchestrator",
+        raw_body: Optional[bytes] = None,
+        starter: Optional[str] = None,
+    ) -> func.HttpResponse:
         request = start_request(function_name, instance_id, body, query, raw_body)
         return await HttpStartSingle.main(request, starter or durable.starter())
+
     return call
 
 

@@ -8,6 +8,7 @@ told 202, every 202 names the generation its own start created, no start was
 accepted while another execution of the id was active, and no caller whose start
 created a generation was told anything but 202 or "may have started".
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -21,7 +22,7 @@ from typing import Dict, List
 
 import pytest
 
-from singleton.settings import STORAGE_CONNECTION
+from durable_singleton.settings import STORAGE_CONNECTION
 from tests.support.azurite import PROJECT_ROOT, connection_string
 from tests.support.fault_proxy import FaultProxy
 from tests.support.report import report
@@ -51,34 +52,48 @@ async def inject_faults(proxies: List[FaultProxy], until: float, rng: random.Ran
 
 @pytest.mark.processes
 async def test_chaos_never_two_winners_and_every_202_is_true(
-        durable, azurite, app_env, monkeypatch) -> None:
+    durable, azurite, app_env, monkeypatch
+) -> None:
     durable.reset(complete_after=1.0, start_check_delay=0.02)
     storage = FaultProxy(azurite.port).start()
     api = FaultProxy(durable.port).start()
     seed = int(os.environ.get("CHAOS_SEED", random.randrange(10**6)))
     try:
         start_at = time.time() + 5  # after every process has imported the app
-        env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT),
-               STORAGE_CONNECTION: connection_string(storage.port),
-               "SINGLETON_STORAGE_TIMEOUT_SECONDS": "1",
-               "SINGLETON_DURABLE_TIMEOUT_SECONDS": "1",
-               "SINGLETON_LOCK_WAIT_SECONDS": "2"}
-        workers = [await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "tests.support.chaos_worker",
-            f"http://127.0.0.1:{api.port}/durabletask/", ",".join(IDS),
-            str(CALLERS_PER_PROCESS), str(SECONDS), str(start_at), str(seed + n),
-            cwd=PROJECT_ROOT, env=env,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-            for n in range(PROCESSES)]
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(PROJECT_ROOT),
+            STORAGE_CONNECTION: connection_string(storage.port),
+            "SINGLETON_STORAGE_TIMEOUT_SECONDS": "1",
+            "SINGLETON_DURABLE_TIMEOUT_SECONDS": "1",
+            "SINGLETON_LOCK_WAIT_SECONDS": "2",
+        }
+        workers = [
+            await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "tests.support.chaos_worker",
+                f"http://127.0.0.1:{api.port}/durabletask/",
+                ",".join(IDS),
+                str(CALLERS_PER_PROCESS),
+                str(SECONDS),
+                str(start_at),
+                str(seed + n),
+                cwd=PROJECT_ROOT,
+                env=env,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+            for n in range(PROCESSES)
+        ]
         await asyncio.sleep(max(0.0, start_at - time.time()))
         faults = await inject_faults([storage, api], start_at + SECONDS - 1, random.Random(seed))
-        outputs = await asyncio.wait_for(
-            asyncio.gather(*[w.communicate() for w in workers]), 90)
+        outputs = await asyncio.wait_for(asyncio.gather(*[w.communicate() for w in workers]), 90)
     finally:
         storage.stop()
         api.stop()
     answers: List[list] = []
-    for worker, (out, err) in zip(workers, outputs):
+    for worker, (out, err) in zip(workers, outputs, strict=True):
         assert worker.returncode == 0, err.decode()[-2000:]
         answers.extend(json.loads(out))
 
@@ -86,12 +101,14 @@ async def test_chaos_never_two_winners_and_every_202_is_true(
     kinds = collections.Counter(kind for _, _, _, kind in answers if kind)
     created = {(instance_id, value["items"][0]) for instance_id, value in durable.created}
     by_token: Dict[str, list] = {answer[1]: answer for answer in answers}
-    report(f"chaos (seed {seed}): {len(answers)} answers from {PROCESSES} processes x "
-           f"{CALLERS_PER_PROCESS} callers over {len(IDS)} ids in {SECONDS:g} s; faults injected "
-           f"{faults} (connections broken {storage.faults + api.faults}); told 202 "
-           f"{told[202]}, 409 {told[409]}, 503 {told[503]}, other "
-           f"{len(answers) - told[202] - told[409] - told[503]}; problems {dict(kinds)}; "
-           f"generations {len(created)}")
+    report(
+        f"chaos (seed {seed}): {len(answers)} answers from {PROCESSES} processes x "
+        f"{CALLERS_PER_PROCESS} callers over {len(IDS)} ids in {SECONDS:g} s; faults injected "
+        f"{faults} (connections broken {storage.faults + api.faults}); told 202 "
+        f"{told[202]}, 409 {told[409]}, 503 {told[503]}, other "
+        f"{len(answers) - told[202] - told[409] - told[503]}; problems {dict(kinds)}; "
+        f"generations {len(created)}"
+    )
 
     assert told[202] > 0 and faults > 0  # the run did start things and did break things
     # No start was ever accepted over an active execution: never two at once.
@@ -101,7 +118,7 @@ async def test_chaos_never_two_winners_and_every_202_is_true(
         if code == 202:
             assert (instance_id, token) in created, (instance_id, token)
     # Every generation was created by one caller, who was not told it did not start.
-    for instance_id, token in created:
+    for _, token in created:
         answer = by_token[token]  # every caller waits for its answer before it stops
         assert answer[2] == 202 or answer[3] in MAY_HAVE_STARTED, answer
     # Only the documented answers, never an internal error.

@@ -5,6 +5,7 @@ Each test is a defect that was reproduced: two winners after a lost lease, "noth
 was started" while an instance runs, hung storage answered after 30 s, a cancelled
 request orphaning its lease.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -15,8 +16,8 @@ from typing import Any, Iterator
 import pytest
 from azure.storage.blob.aio import BlobServiceClient
 
-from singleton.lock import LEASE_SECONDS, lock_blob_name
-from singleton.settings import STORAGE_CONNECTION
+from durable_singleton.lock import LEASE_SECONDS, lock_blob_name
+from durable_singleton.settings import STORAGE_CONNECTION
 from tests.support.azurite import connection_string
 from tests.support.durable_double import starter_binding
 from tests.support.fault_proxy import FaultProxy
@@ -52,9 +53,11 @@ def proxied_starter(proxy: FaultProxy) -> str:
 
 # -- 1. a lease lost during a long hold never gives two winners ------------------------
 
+
 @pytest.mark.slow
 async def test_a_short_cut_during_a_long_hold_keeps_the_lease(
-        start, durable, azurite, app_env, storage_proxy) -> None:
+    start, durable, azurite, app_env, storage_proxy
+) -> None:
     """terminateExisting holds the lock past one lease period; a renewal falls in a
     1.5 s network cut. The renewal is retried, so a caller elsewhere cannot take the
     lease when the first renewal's lease would have run out."""
@@ -77,7 +80,8 @@ async def test_a_short_cut_during_a_long_hold_keeps_the_lease(
 
 @pytest.mark.slow
 async def test_a_holder_that_lost_its_lease_starts_nothing(
-        start, durable, azurite, app_env, storage_proxy, monkeypatch) -> None:
+    start, durable, azurite, app_env, storage_proxy, monkeypatch
+) -> None:
     """Storage cut for longer than the lease: the holder cannot prove it still holds
     it, so it answers 503 lock-lost and never calls start; a caller with a working
     path takes the expired lease and is the one winner."""
@@ -99,8 +103,10 @@ async def test_a_holder_that_lost_its_lease_starts_nothing(
 
 # -- 2. truthful answers when a start's answer is lost ---------------------------------
 
+
 async def test_a_start_whose_answer_is_lost_is_answered_from_the_status(
-        start, durable, durable_proxy) -> None:
+    start, durable, durable_proxy
+) -> None:
     durable_proxy.set("cut_responses", match=b"POST /durabletask/orchestrators/")
     response = await start("lost-answer", starter=proxied_starter(durable_proxy))
     assert kind(response) == "202"  # the status read under the lock shows it started
@@ -109,7 +115,8 @@ async def test_a_start_whose_answer_is_lost_is_answered_from_the_status(
 
 
 async def test_when_the_status_cannot_tell_the_answer_says_it_may_have_started(
-        start, durable, durable_proxy) -> None:
+    start, durable, durable_proxy
+) -> None:
     durable_proxy.set("cut_responses", match=b"POST /durabletask/orchestrators/")
     durable.fail_next("status", 404)  # the first read: no instance, as the double says
     durable.fail_next("status", 503, times=5)  # the reads after the lost answer fail
@@ -122,13 +129,15 @@ async def test_when_the_status_cannot_tell_the_answer_says_it_may_have_started(
 
 
 async def test_the_lease_is_kept_after_an_unknown_outcome(
-        start, durable, durable_proxy, azurite, app_env) -> None:
+    start, durable, durable_proxy, azurite, app_env
+) -> None:
     """The extension may still carry the start out: nobody may start over it."""
     durable_proxy.set("cut_responses", match=b"POST /durabletask/orchestrators/")
     durable.fail_next("status", 404)
     durable.fail_next("status", 503, times=5)
     assert kind(await start("kept", starter=proxied_starter(durable_proxy))) == (
-        "start-outcome-unknown")
+        "start-outcome-unknown"
+    )
     await asyncio.sleep(0.5)  # past any background work
     async with BlobServiceClient.from_connection_string(azurite.connection_string) as other:
         blob = other.get_blob_client(app_env, lock_blob_name("TestHubName", "kept"))
@@ -136,7 +145,8 @@ async def test_the_lease_is_kept_after_an_unknown_outcome(
 
 
 async def test_one_callers_reset_does_not_fail_another_callers_start(
-        start, durable, durable_proxy) -> None:
+    start, durable, durable_proxy
+) -> None:
     """A reset on a request for another id used to close the SDK's shared session,
     failing the winner's accepted start with it."""
     durable.reset(start_check_delay=0.3)
@@ -152,7 +162,8 @@ async def test_one_callers_reset_does_not_fail_another_callers_start(
 
 
 async def test_a_refused_connection_is_still_known_not_to_have_started(
-        start, durable, durable_proxy) -> None:
+    start, durable, durable_proxy
+) -> None:
     durable_proxy.set("cut")
     response = await start("refused", starter=proxied_starter(durable_proxy))
     assert kind(response) == "durable-unavailable"
@@ -162,8 +173,10 @@ async def test_a_refused_connection_is_still_known_not_to_have_started(
 
 # -- 3. bounded time to answer ---------------------------------------------------------
 
+
 async def test_hung_storage_is_503_within_the_storage_timeout_for_every_waiting_caller(
-        start, durable, storage_proxy) -> None:
+    start, durable, storage_proxy
+) -> None:
     storage_proxy.set("stall")
     began = time.monotonic()
     answers = []
@@ -180,8 +193,9 @@ async def test_hung_storage_is_503_within_the_storage_timeout_for_every_waiting_
     assert durable.accepted_starts == []
 
 
-async def test_hung_durable_api_is_503_within_its_timeout(start, durable, durable_proxy,
-                                                          monkeypatch) -> None:
+async def test_hung_durable_api_is_503_within_its_timeout(
+    start, durable, durable_proxy, monkeypatch
+) -> None:
     monkeypatch.setenv("SINGLETON_DURABLE_TIMEOUT_SECONDS", "1")
     durable_proxy.set("stall")
     began = time.monotonic()
@@ -192,8 +206,10 @@ async def test_hung_durable_api_is_503_within_its_timeout(start, durable, durabl
 
 # -- 4. a cancelled request cannot orphan its lease ------------------------------------
 
+
 async def test_a_caller_cancelled_mid_acquire_leaves_no_lease_behind(
-        start, durable, storage_proxy, monkeypatch) -> None:
+    start, durable, storage_proxy, monkeypatch
+) -> None:
     monkeypatch.setenv("SINGLETON_LOCK_WAIT_SECONDS", "5")
     await start("warm-up")  # container exists: the next acquire is one lease request
     storage_proxy.set("pass", delay=0.4)

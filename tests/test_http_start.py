@@ -2,6 +2,7 @@
 
 The real SDK client does the HTTP; the lock runs on the test's Azurite.
 """
+
 from __future__ import annotations
 
 import json
@@ -11,15 +12,24 @@ from typing import Any, Dict
 import azure.functions as func
 import pytest
 
-from tests.support.durable_double import ACTIVE, FINISHED, SYSTEM_KEY
 from tests.support.azurite import free_port
-from tests.support.durable_double import starter_binding
+from tests.support.durable_double import ACTIVE, FINISHED, SYSTEM_KEY, starter_binding
 
-MANAGEMENT_KEYS = {"id", "statusQueryGetUri", "sendEventPostUri", "terminatePostUri",
-                   "rewindPostUri", "purgeHistoryDeleteUri", "restartPostUri",
-                   "suspendPostUri", "resumePostUri"}
-ORIGIN_STATUS_URL = ("http://localhost:7071/runtime/webhooks/durabletask/instances/{id}"
-                     f"?taskHub=TestHubName&connection=Storage&code={SYSTEM_KEY}")
+MANAGEMENT_KEYS = {
+    "id",
+    "statusQueryGetUri",
+    "sendEventPostUri",
+    "terminatePostUri",
+    "rewindPostUri",
+    "purgeHistoryDeleteUri",
+    "restartPostUri",
+    "suspendPostUri",
+    "resumePostUri",
+}
+ORIGIN_STATUS_URL = (
+    "http://localhost:7071/runtime/webhooks/durabletask/instances/{id}"
+    f"?taskHub=TestHubName&connection=Storage&code={SYSTEM_KEY}"
+)
 
 
 def problem(response: func.HttpResponse, status: int, kind: str) -> Dict[str, Any]:
@@ -36,6 +46,7 @@ def problem(response: func.HttpResponse, status: int, kind: str) -> Dict[str, An
 
 
 # -- default policy: the decision table end to end -----------------------------------
+
 
 async def test_no_instance_starts_it_with_the_sdks_check_status_response(start, durable) -> None:
     response = await start("nightly-import", {"items": [1, "two"]})
@@ -101,8 +112,20 @@ async def test_fresh_start_makes_one_status_read_and_one_start(start, durable) -
 
 # -- bad input: a clear error, nothing reaches the Durable runtime -------------------
 
-BAD_IDS = ["@entity", "a/b", "a\\b", "a#b", "a?b", "a%20b", "a&b", "a+b", "a b", "ctl\x07",
-           "x" * 101, ".."]
+BAD_IDS = [
+    "@entity",
+    "a/b",
+    "a\\b",
+    "a#b",
+    "a?b",
+    "a%20b",
+    "a&b",
+    "a+b",
+    "a b",
+    "ctl\x07",
+    "x" * 101,
+    "..",
+]
 
 
 @pytest.mark.parametrize("instance_id", BAD_IDS)
@@ -157,12 +180,16 @@ async def test_bad_app_setting_is_500_naming_the_setting(start, durable, monkeyp
     assert sum(durable.calls.values()) == 0
 
 
-@pytest.mark.parametrize("name,value", [
-    ("SINGLETON_MAX_BODY_BYTES", "\u00b2"),
-    ("AzureWebJobsStorage", "DefaultEndpointsProtocol=http;AccountName"),
-])
+@pytest.mark.parametrize(
+    "name,value",
+    [
+        ("SINGLETON_MAX_BODY_BYTES", "\u00b2"),
+        ("AzureWebJobsStorage", "DefaultEndpointsProtocol=http;AccountName"),
+    ],
+)
 async def test_every_bad_setting_is_misconfigured_never_internal_error(
-        start, durable, monkeypatch, name: str, value: str) -> None:
+    start, durable, monkeypatch, name: str, value: str
+) -> None:
     monkeypatch.setenv(name, value)
     body = problem(await start("job"), 500, "misconfigured")
     assert name in body["detail"] and value not in body["detail"]
@@ -170,6 +197,7 @@ async def test_every_bad_setting_is_misconfigured_never_internal_error(
 
 
 # -- a failing dependency: a clear 5xx -----------------------------------------------
+
 
 async def test_unreachable_durable_api_is_503_with_retry_after(start, durable) -> None:
     unreachable = starter_binding(f"http://127.0.0.1:{free_port()}/durabletask/")
@@ -189,8 +217,9 @@ async def test_unexpected_status_answer_is_502(start, durable, code: int) -> Non
 
 
 async def test_start_failure_is_502_and_a_retry_succeeds(start, durable) -> None:
-    durable.fail_next("start", 500, {"Message": "An error has occurred.",
-                                     "ExceptionMessage": "Storage timeout"})
+    durable.fail_next(
+        "start", 500, {"Message": "An error has occurred.", "ExceptionMessage": "Storage timeout"}
+    )
     body = problem(await start("job"), 502, "durable-error")
     assert "starting the instance" in body["detail"]
     # The lock was released on the error path: an immediate retry goes through.
@@ -198,12 +227,12 @@ async def test_start_failure_is_502_and_a_retry_succeeds(start, durable) -> None
 
 
 async def test_unexpected_fault_is_500_without_a_traceback(start, durable, monkeypatch) -> None:
-    import singleton.starter
+    import durable_singleton.starter
 
     def broken(*args: Any) -> None:
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr(singleton.starter, "orchestrator_names", broken)
+    monkeypatch.setattr(durable_singleton.starter, "orchestrator_names", broken)
     response = await start("job")
     problem(response, 500, "internal-error")
     assert "secret internals" not in response.get_body().decode()
@@ -211,15 +240,18 @@ async def test_unexpected_fault_is_500_without_a_traceback(start, durable, monke
 
 # -- logging -------------------------------------------------------------------------
 
+
 async def test_one_log_line_per_request_without_keys(start, durable, caplog) -> None:
     caplog.set_level(logging.DEBUG)  # every logger, the SDKs' included
     await start("logged", {"items": [1]})  # started
     await start("logged")  # conflict
     await start("bad id")  # invalid
-    lines = [r.getMessage() for r in caplog.records if r.name == "singleton.starter"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "durable_singleton.starter"]
     assert len(lines) == 3
-    assert lines[0].startswith("HttpStartSingle instance=logged function=SingletonOrchestrator "
-                               "decision=started status=202 duration_ms=")
+    assert lines[0].startswith(
+        "HttpStartSingle instance=logged function=SingletonOrchestrator "
+        "decision=started status=202 duration_ms="
+    )
     assert "decision=rejected-active status=409" in lines[1]
     assert "instance=bad id" in lines[2] and "decision=invalid-instance-id status=400" in lines[2]
     everything = "\n".join(r.getMessage() for r in caplog.records)
@@ -228,7 +260,7 @@ async def test_one_log_line_per_request_without_keys(start, durable, caplog) -> 
 
 
 async def test_log_line_escapes_control_characters(start, durable, caplog) -> None:
-    caplog.set_level(logging.INFO, logger="singleton.starter")
+    caplog.set_level(logging.INFO, logger="durable_singleton.starter")
     await start("forged\nHttpStartSingle instance=x decision=started")
-    [line] = [r.getMessage() for r in caplog.records if r.name == "singleton.starter"]
+    [line] = [r.getMessage() for r in caplog.records if r.name == "durable_singleton.starter"]
     assert "\n" not in line and "\\n" in line

@@ -1,4 +1,5 @@
 """The blob-lease lock on a real Azurite, and the starter's answers around it."""
+
 from __future__ import annotations
 
 import asyncio
@@ -8,9 +9,9 @@ import time
 import pytest
 from azure.storage.blob.aio import BlobServiceClient
 
-from singleton.lock import LEASE_SECONDS, LockUnavailable, StartLocks, lock_blob_name
-from singleton.settings import StorageConnection
-from singleton.storage import blob_service_client, shared_container, wait_for_releases
+from durable_singleton.lock import LEASE_SECONDS, LockUnavailable, StartLocks, lock_blob_name
+from durable_singleton.settings import StorageConnection
+from durable_singleton.storage import blob_service_client, shared_container, wait_for_releases
 from tests.support.azurite import connection_string, free_port
 
 
@@ -76,7 +77,8 @@ async def test_conflict_fast_path_needs_no_storage(start, durable, monkeypatch) 
 
 
 async def test_held_lease_gives_503_after_the_wait_and_never_delays_other_ids(
-        start, durable, azurite, app_env, monkeypatch) -> None:
+    start, durable, azurite, app_env, monkeypatch
+) -> None:
     monkeypatch.setenv("SINGLETON_LOCK_WAIT_SECONDS", "0.5")
     await start("warm-up")  # creates the container
     service, lease = await raw_lease(azurite, app_env, lock_blob_name("TestHubName", "busy"))
@@ -95,14 +97,15 @@ async def test_held_lease_gives_503_after_the_wait_and_never_delays_other_ids(
 
 
 async def test_crashed_holders_lease_expires_and_a_live_holder_keeps_renewing(
-        start, durable, azurite, app_env, monkeypatch) -> None:
+    start, durable, azurite, app_env, monkeypatch
+) -> None:
     """A lease nobody renews blocks for at most LEASE_SECONDS; one that is renewed holds."""
     monkeypatch.setenv("SINGLETON_LOCK_WAIT_SECONDS", "1")
     await start("warm-up")
-    service, _crashed = await raw_lease(azurite, app_env,
-                                        lock_blob_name("TestHubName", "crashed"))
-    renewing = StartLocks(shared_container(StorageConnection(azurite.connection_string), app_env),
-                          5, renew_every=2)
+    service, _crashed = await raw_lease(azurite, app_env, lock_blob_name("TestHubName", "crashed"))
+    renewing = StartLocks(
+        shared_container(StorageConnection(azurite.connection_string), app_env), 5, renew_every=2
+    )
     held = await renewing.try_acquire("TestHubName", "held")
     try:
         assert (await start("crashed")).status_code == 503
@@ -118,8 +121,9 @@ async def test_crashed_holders_lease_expires_and_a_live_holder_keeps_renewing(
 @pytest.fixture
 async def blob_requests(monkeypatch):
     """Count the app's Blob Storage requests from here on."""
-    from singleton.storage import close_shared
+    from durable_singleton.storage import close_shared
     from tests.support.blob_counter import RequestCounter, count_app_requests
+
     await close_shared()
     counter = RequestCounter()
     undo = count_app_requests(counter)
@@ -130,7 +134,8 @@ async def blob_requests(monkeypatch):
 
 
 async def test_callers_in_one_process_share_one_storage_attempt(
-        azurite, app_env, blob_requests) -> None:
+    azurite, app_env, blob_requests
+) -> None:
     locks = StartLocks(shared_container(StorageConnection(azurite.connection_string), app_env), 5)
     first = await locks.try_acquire("hub", "shared", expect_new=True)
     assert first is not None
@@ -150,7 +155,8 @@ async def test_callers_in_one_process_share_one_storage_attempt(
 
 
 async def test_a_burst_in_one_process_costs_a_few_storage_requests(
-        start, durable, blob_requests) -> None:
+    start, durable, blob_requests
+) -> None:
     durable.reset(start_check_delay=0.05)
     responses = await asyncio.gather(*[start("burst") for _ in range(40)])
     assert sorted(r.status_code for r in responses) == [202] + [409] * 39
@@ -160,7 +166,8 @@ async def test_a_burst_in_one_process_costs_a_few_storage_requests(
 
 
 async def test_local_waiters_retry_when_the_lock_is_held_elsewhere(
-        start, durable, azurite, app_env, monkeypatch, blob_requests) -> None:
+    start, durable, azurite, app_env, monkeypatch, blob_requests
+) -> None:
     monkeypatch.setenv("SINGLETON_LOCK_WAIT_SECONDS", "0.6")
     await start("warm-up")
     service, lease = await raw_lease(azurite, app_env, lock_blob_name("TestHubName", "remote"))

@@ -1,4 +1,5 @@
 """SingletonOrchestrator driven through the SDK's replay engine with history JSON."""
+
 from __future__ import annotations
 
 import datetime
@@ -9,7 +10,7 @@ import pytest
 
 import SingletonActivity
 import SingletonOrchestrator
-from singleton.job import ITEM_STORE, ITEMS_PER_EXECUTION, MAX_RESULTS
+from durable_singleton.job import ITEM_STORE, ITEMS_PER_EXECUTION, MAX_RESULTS
 from tests.support.history import START, History, iso
 from tests.support.job_driver import JobRun, drive
 
@@ -31,13 +32,19 @@ def flat_actions(state: Dict[str, Any]) -> List[Dict[str, Any]]:
 
 
 def activity_inputs(state: Dict[str, Any]) -> List[Any]:
-    return [json.loads(a["input"]) for a in flat_actions(state)
-            if a["actionType"] == CALL_ACTIVITY]
+    return [
+        json.loads(a["input"]) for a in flat_actions(state) if a["actionType"] == CALL_ACTIVITY
+    ]
 
 
 def status(pass_=1, processed=0, total=0, next_run_at=None, stopping=False) -> Dict[str, Any]:
-    return {"pass": pass_, "processed": processed, "total": total, "nextRunAt": next_run_at,
-            "stopping": stopping}
+    return {
+        "pass": pass_,
+        "processed": processed,
+        "total": total,
+        "nextRunAt": next_run_at,
+        "stopping": stopping,
+    }
 
 
 def complete_items(history: History, results: List[Any]) -> None:
@@ -48,6 +55,7 @@ def complete_items(history: History, results: List[Any]) -> None:
 
 
 # -- a job that runs once ------------------------------------------------------------
+
 
 def test_first_episode_schedules_item_0_and_waits_for_it_or_stop() -> None:
     state = run(History({"items": ["a", "b", "c"]}))
@@ -80,9 +88,14 @@ def test_finished_history_gives_output_and_custom_status() -> None:
     complete_items(history, [{"index": 0, "item": "a"}, {"index": 1, "item": "b"}])
     state = run(history)
     assert state["isDone"] is True
-    assert state["output"] == {"processed": 2, "total": 2,
-                               "results": [{"index": 0, "item": "a"}, {"index": 1, "item": "b"}],
-                               "pass": 1, "passesCompleted": 1, "stopped": False}
+    assert state["output"] == {
+        "processed": 2,
+        "total": 2,
+        "results": [{"index": 0, "item": "a"}, {"index": 1, "item": "b"}],
+        "pass": 1,
+        "passesCompleted": 1,
+        "stopped": False,
+    }
     assert state["customStatus"] == status(processed=2, total=2)
 
 
@@ -94,12 +107,15 @@ def test_no_items_completes_at_once(input_) -> None:
     assert state["output"]["results"] == []
 
 
-@pytest.mark.parametrize("input_,words", [
-    ([1, 2], "must be a JSON object"),
-    ("text", "must be a JSON object"),
-    ({"items": 5}, "items must be a JSON array"),
-    ({"repeatEverySeconds": 0}, "from 1 to 86400"),
-])
+@pytest.mark.parametrize(
+    "input_,words",
+    [
+        ([1, 2], "must be a JSON object"),
+        ("text", "must be a JSON object"),
+        ({"items": 5}, "items must be a JSON array"),
+        ({"repeatEverySeconds": 0}, "from 1 to 86400"),
+    ],
+)
 def test_bad_input_fails_the_orchestration_with_a_clear_message(input_, words: str) -> None:
     with pytest.raises(Exception) as raised:
         run(History(input_))
@@ -117,6 +133,7 @@ def test_a_failed_item_fails_the_orchestration() -> None:
 
 # -- repeating jobs ------------------------------------------------------------------
 
+
 def test_timer_is_created_after_a_pass() -> None:
     history = History({"items": ["a"], "repeatEverySeconds": 300})
     complete_items(history, ["ra"])
@@ -127,8 +144,9 @@ def test_timer_is_created_after_a_pass() -> None:
     assert timer["actionType"] == CREATE_TIMER
     assert timer["fireAt"] == iso(fire_at)
     assert timer["isCanceled"] is False
-    assert state["customStatus"] == status(processed=1, total=1,
-                                           next_run_at=fire_at.isoformat().replace("+00:00", "Z"))
+    assert state["customStatus"] == status(
+        processed=1, total=1, next_run_at=fire_at.isoformat().replace("+00:00", "Z")
+    )
 
 
 def timer_episode(history: History, seconds: int) -> tuple:
@@ -146,8 +164,11 @@ def test_continue_as_new_after_the_timer_fires() -> None:
     assert state["isDone"] is True  # this execution ends; the runtime begins the next
     continue_as_new = flat_actions(state)[-1]
     assert continue_as_new["actionType"] == CONTINUE_AS_NEW
-    assert json.loads(continue_as_new["input"]) == {"items": ["a"], "repeatEverySeconds": 60,
-                                                    "pass": 2}
+    assert json.loads(continue_as_new["input"]) == {
+        "items": ["a"],
+        "repeatEverySeconds": 60,
+        "pass": 2,
+    }
     assert "output" not in state
 
 
@@ -161,10 +182,17 @@ def test_max_passes_completes_on_the_last_pass() -> None:
     complete_items(history, ["ra", "rb"])
     state = run(history)
     assert state["isDone"] is True
-    assert not [a for a in flat_actions(state) if a["actionType"] in (CREATE_TIMER,
-                                                                      CONTINUE_AS_NEW)]
-    assert state["output"] == {"processed": 2, "total": 2, "results": ["ra", "rb"], "pass": 3,
-                               "passesCompleted": 3, "stopped": False}
+    assert not [
+        a for a in flat_actions(state) if a["actionType"] in (CREATE_TIMER, CONTINUE_AS_NEW)
+    ]
+    assert state["output"] == {
+        "processed": 2,
+        "total": 2,
+        "results": ["ra", "rb"],
+        "pass": 3,
+        "passesCompleted": 3,
+        "stopped": False,
+    }
 
 
 def test_before_max_passes_it_continues() -> None:
@@ -177,6 +205,7 @@ def test_before_max_passes_it_continues() -> None:
 
 # -- graceful stop -------------------------------------------------------------------
 
+
 def test_stop_while_waiting_completes_at_once_and_cancels_the_timer() -> None:
     history = History({"items": ["a"], "repeatEverySeconds": 3600})
     complete_items(history, ["ra"])
@@ -187,8 +216,14 @@ def test_stop_while_waiting_completes_at_once_and_cancels_the_timer() -> None:
     timer = [a for a in flat_actions(state) if a["actionType"] == CREATE_TIMER][-1]
     assert timer["isCanceled"] is True
     assert not [a for a in flat_actions(state) if a["actionType"] == CONTINUE_AS_NEW]
-    assert state["output"] == {"processed": 1, "total": 1, "results": ["ra"], "pass": 1,
-                               "passesCompleted": 1, "stopped": True}
+    assert state["output"] == {
+        "processed": 1,
+        "total": 1,
+        "results": ["ra"],
+        "pass": 1,
+        "passesCompleted": 1,
+        "stopped": True,
+    }
     assert state["customStatus"] == status(processed=1, total=1, stopping=True)
 
 
@@ -207,10 +242,17 @@ def test_stop_during_a_pass_finishes_the_current_item_first() -> None:
     state = run(history)
     assert state["isDone"] is True
     assert [i["index"] for i in activity_inputs(state)] == [0, 1]
-    assert not [a for a in flat_actions(state) if a["actionType"] in (CREATE_TIMER,
-                                                                      CONTINUE_AS_NEW)]
-    assert state["output"] == {"processed": 2, "total": 3, "results": ["ra", "rb"], "pass": 1,
-                               "passesCompleted": 0, "stopped": True}
+    assert not [
+        a for a in flat_actions(state) if a["actionType"] in (CREATE_TIMER, CONTINUE_AS_NEW)
+    ]
+    assert state["output"] == {
+        "processed": 2,
+        "total": 3,
+        "results": ["ra", "rb"],
+        "pass": 1,
+        "passesCompleted": 0,
+        "stopped": True,
+    }
     assert state["customStatus"] == status(processed=2, total=3, stopping=True)
 
 
@@ -236,6 +278,7 @@ def test_stop_in_the_same_episode_as_an_items_completion() -> None:
 
 # -- determinism ---------------------------------------------------------------------
 
+
 def test_same_history_gives_the_same_actions() -> None:
     history = History({"items": ["a", "b"], "repeatEverySeconds": 90})
     complete_items(history, ["ra", "rb"])
@@ -246,20 +289,26 @@ def test_same_history_gives_the_same_actions() -> None:
 
 def test_time_comes_from_the_history_not_the_clock() -> None:
     """The timer's fire time follows the history's timestamps, whatever the clock says."""
-    late = History({"items": [], "repeatEverySeconds": 10},
-                   now=START + datetime.timedelta(days=400))
+    late = History(
+        {"items": [], "repeatEverySeconds": 10}, now=START + datetime.timedelta(days=400)
+    )
     fire_at = [a for a in flat_actions(run(late)) if a["actionType"] == CREATE_TIMER][0]["fireAt"]
     assert fire_at == iso(START + datetime.timedelta(days=400, seconds=10))
 
 
 # -- the activity --------------------------------------------------------------------
 
+
 def test_activity_returns_a_result_naming_the_item() -> None:
     assert SingletonActivity.main({"item": {"file": "x.csv"}, "index": 4}) == {
-        "index": 4, "item": {"file": "x.csv"}, "status": "processed"}
+        "index": 4,
+        "item": {"file": "x.csv"},
+        "status": "processed",
+    }
 
 
 # -- no Stop is ever lost --------------------------------------------------------------
+
 
 def test_stop_in_the_same_batch_as_the_timer_is_not_lost() -> None:
     """TimerFired and EventRaised(Stop) in one batch: the SDK resumes the job on the
@@ -271,16 +320,35 @@ def test_stop_in_the_same_batch_as_the_timer_is_not_lost() -> None:
     state = run(history)
     assert state["isDone"] is True
     assert not [a for a in flat_actions(state) if a["actionType"] == CONTINUE_AS_NEW]
-    assert state["output"] == {"processed": 1, "total": 1, "results": ["ra"], "pass": 1,
-                               "passesCompleted": 1, "stopped": True}
+    assert state["output"] == {
+        "processed": 1,
+        "total": 1,
+        "results": ["ra"],
+        "pass": 1,
+        "passesCompleted": 1,
+        "stopped": True,
+    }
 
 
-def staged_history(total: int, cursor: int, stop_with_item: Optional[int] = None,
-                   results: Optional[List[Any]] = None) -> History:
+def staged_history(
+    total: int,
+    cursor: int,
+    stop_with_item: Optional[int] = None,
+    results: Optional[List[Any]] = None,
+) -> History:
     """An execution of a staged job from ``cursor``: its load, then its items, each
     completed in an episode of its own; a Stop in the batch of item ``stop_with_item``."""
-    history = History({"continuation": {"store": "big/k", "total": total, "cursor": cursor,
-                                        "results": results or []}}, instance_id="big")
+    history = History(
+        {
+            "continuation": {
+                "store": "big/k",
+                "total": total,
+                "cursor": cursor,
+                "results": results or [],
+            }
+        },
+        instance_id="big",
+    )
     load = history.scheduled(ITEM_STORE)
     count = min(ITEMS_PER_EXECUTION, total - cursor)
     history.new_episode().completed(load, list(range(cursor, cursor + count)))
@@ -307,8 +375,11 @@ def test_stop_in_the_batch_of_a_continue_as_new_is_not_lost() -> None:
     history = staged_history(60, 0, stop_with_item=last)
     state = run(history)
     assert not [a for a in flat_actions(state) if a["actionType"] == CONTINUE_AS_NEW]
-    [delete] = [a for a in flat_actions(state)
-                if a["actionType"] == CALL_ACTIVITY and a["functionName"] == ITEM_STORE][-1:]
+    [delete] = [
+        a
+        for a in flat_actions(state)
+        if a["actionType"] == CALL_ACTIVITY and a["functionName"] == ITEM_STORE
+    ][-1:]
     assert json.loads(delete["input"]) == {"op": "delete", "store": "big/k"}
     sequence = history.scheduled(ITEM_STORE)
     history.new_episode().completed(sequence, None)
@@ -343,17 +414,24 @@ def test_stop_at_any_episode_of_a_driven_job_ends_it_stopped(at: int) -> None:
         if job.episodes == at:
             history.event_raised("Stop")
 
-    job = drive({"items": list(range(60)), "repeatEverySeconds": 1}, before_episode=stop_at,
-                max_episodes=2000)
+    job = drive(
+        {"items": list(range(60)), "repeatEverySeconds": 1},
+        before_episode=stop_at,
+        max_episodes=2000,
+    )
     assert job.output["stopped"] is True
 
 
 def test_a_large_job_runs_to_the_end_with_short_histories() -> None:
     job = drive({"items": list(range(130))})
-    assert job.output == {"processed": 130, "total": 130,
-                          "results": [{"index": i, "item": i, "status": "processed"}
-                                      for i in range(MAX_RESULTS)],
-                          "pass": 1, "passesCompleted": 1, "stopped": False}
+    assert job.output == {
+        "processed": 130,
+        "total": 130,
+        "results": [{"index": i, "item": i, "status": "processed"} for i in range(MAX_RESULTS)],
+        "pass": 1,
+        "passesCompleted": 1,
+        "stopped": False,
+    }
     assert job.executions == 1 + 6  # staging, then 130 items 25 at a time
     assert job.longest_history < 8 * ITEMS_PER_EXECUTION  # never the whole pass
     processed = [s["processed"] for s in job.statuses if s]

@@ -1,4 +1,5 @@
 """onConflict and reuse, each end to end through HttpStartSingle.main."""
+
 from __future__ import annotations
 
 import json
@@ -9,8 +10,8 @@ import pytest
 
 from tests.test_http_start import MANAGEMENT_KEYS, problem
 
-
 # -- onConflict ----------------------------------------------------------------------
+
 
 async def test_use_existing_answers_200_with_the_running_instance(start, durable) -> None:
     durable.put("report", "Running")
@@ -41,7 +42,8 @@ async def test_terminate_existing_replaces_the_running_instance(start, durable) 
 
 
 async def test_terminate_existing_gives_up_when_the_instance_never_stops(
-        start, durable, monkeypatch) -> None:
+    start, durable, monkeypatch
+) -> None:
     monkeypatch.setenv("SINGLETON_TERMINATE_TIMEOUT_SECONDS", "1")
     durable.reset(terminate_delay=None)
     durable.put("stuck", "Running")
@@ -57,8 +59,7 @@ async def test_terminate_existing_gives_up_when_the_instance_never_stops(
     assert (await start("stuck")).status_code == 202
 
 
-async def test_stop_existing_starts_only_after_the_old_instance_completed(
-        start, durable) -> None:
+async def test_stop_existing_starts_only_after_the_old_instance_completed(start, durable) -> None:
     durable.reset(stop_delay=0.4)  # the job finishes its item in flight, then completes
     old = durable.put("report", "Running") or durable.instances["report"]
     response = await start("report", {"items": ["new"]}, query="onConflict=stopExisting")
@@ -72,7 +73,8 @@ async def test_stop_existing_starts_only_after_the_old_instance_completed(
 
 
 async def test_stop_existing_gives_up_with_its_own_problem_when_stop_is_ignored(
-        start, durable, monkeypatch) -> None:
+    start, durable, monkeypatch
+) -> None:
     """An orchestrator that does not handle Stop never ends: 409, nothing started, the
     Stop still requested."""
     monkeypatch.setenv("SINGLETON_TERMINATE_TIMEOUT_SECONDS", "1")
@@ -88,14 +90,20 @@ async def test_stop_existing_gives_up_with_its_own_problem_when_stop_is_ignored(
     assert [(i, e) for i, e, _ in durable.events] == [("ignores", "Stop")]
 
 
-async def test_stop_existing_when_the_instance_ended_meanwhile_just_starts(
-        start, durable) -> None:
+async def test_stop_existing_when_the_instance_ended_meanwhile_just_starts(start, durable) -> None:
     durable.put("ended", "Running")
     durable.fail_next("raiseEvent", 410)  # it finished before the Stop reached it
-    durable.fail_next("status", 202, {"name": "SingletonOrchestrator", "instanceId": "ended",
-                                      "runtimeStatus": "Running",
-                                      "createdTime": "2026-01-05T03:00:00Z"},
-                      times=2)  # the reads before and under the lock still see it running
+    durable.fail_next(
+        "status",
+        202,
+        {
+            "name": "SingletonOrchestrator",
+            "instanceId": "ended",
+            "runtimeStatus": "Running",
+            "createdTime": "2026-01-05T03:00:00Z",
+        },
+        times=2,
+    )  # the reads before and under the lock still see it running
     durable.set_status("ended", "Completed")
     response = await start("ended", query="onConflict=stopExisting")
     assert response.status_code == 202
@@ -113,7 +121,8 @@ async def test_stop_existing_is_the_app_default_when_set(start, durable, monkeyp
 
 @pytest.mark.parametrize("status", ["Completed", "Failed"])
 async def test_terminate_existing_on_a_finished_instance_just_starts(
-        start, durable, status: str) -> None:
+    start, durable, status: str
+) -> None:
     durable.put("report", status)
     assert (await start("report", query="onConflict=terminateExisting")).status_code == 202
     assert durable.terminations == []
@@ -126,8 +135,10 @@ async def test_reject_is_the_default(start, durable) -> None:
 
 # -- reuse ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("status,code", [("Completed", 409), ("Failed", 202),
-                                         ("Terminated", 202), ("Canceled", 202)])
+
+@pytest.mark.parametrize(
+    "status,code", [("Completed", 409), ("Failed", 202), ("Terminated", 202), ("Canceled", 202)]
+)
 async def test_allow_duplicate_failed_only(start, durable, status: str, code: int) -> None:
     durable.put("report", status)
     response = await start("report", query="reuse=allowDuplicateFailedOnly")
@@ -163,8 +174,10 @@ async def test_reuse_rules_are_checked_again_under_the_lock(start, durable) -> N
 
 # -- app-wide defaults ---------------------------------------------------------------
 
+
 async def test_app_settings_set_the_defaults_and_the_query_overrides(
-        start, durable, monkeypatch) -> None:
+    start, durable, monkeypatch
+) -> None:
     monkeypatch.setenv("SINGLETON_DEFAULT_ON_CONFLICT", "useExisting")
     monkeypatch.setenv("SINGLETON_DEFAULT_REUSE", "rejectDuplicate")
     durable.put("running", "Running")
@@ -175,8 +188,10 @@ async def test_app_settings_set_the_defaults_and_the_query_overrides(
     assert (await start("done", query="reuse=allowDuplicate")).status_code == 202
 
 
-@pytest.mark.parametrize("query", ["onConflict=Reject", "reuse=allowduplicate",
-                                   "onConflict=reject&onConflict=useExisting"])
+@pytest.mark.parametrize(
+    "query",
+    ["onConflict=Reject", "reuse=allowduplicate", "onConflict=reject&onConflict=useExisting"],
+)
 async def test_bad_policy_values_are_400_and_start_nothing(start, durable, query: str) -> None:
     body = problem(await start("report", query=query), 400, "invalid-query-parameter")
     assert body["allowed"]

@@ -1,4 +1,5 @@
 """The decision table: every status (and no instance) x every onConflict x every reuse."""
+
 from __future__ import annotations
 
 import itertools
@@ -6,12 +7,24 @@ import itertools
 import pytest
 from azure.durable_functions import OrchestrationRuntimeStatus as Status
 
-from singleton.policy import (ACTIVE, FINISHED, Action, OnConflict, Reuse, decide,
-                              must_recheck_under_lock)
+from durable_singleton.policy import (
+    ACTIVE,
+    FINISHED,
+    Action,
+    OnConflict,
+    Reuse,
+    decide,
+    must_recheck_under_lock,
+)
 
 START, REJECT_ACTIVE, USE, REPLACE, STOP, REJECT_FINISHED = (
-    Action.START, Action.REJECT_ACTIVE, Action.USE_EXISTING, Action.TERMINATE_THEN_START,
-    Action.STOP_THEN_START, Action.REJECT_FINISHED)
+    Action.START,
+    Action.REJECT_ACTIVE,
+    Action.USE_EXISTING,
+    Action.TERMINATE_THEN_START,
+    Action.STOP_THEN_START,
+    Action.REJECT_FINISHED,
+)
 
 # Written out by hand, one row per status: the answer for each (onConflict, reuse).
 # Columns: reject/allowDuplicate, reject/allowDuplicateFailedOnly, reject/rejectDuplicate,
@@ -28,13 +41,18 @@ TABLE = {
     "Terminated": [START, START, REJECT_FINISHED] * 4,
     "Canceled": [START, START, REJECT_FINISHED] * 4,
 }
-COLUMNS = list(itertools.product(
-    ["reject", "useExisting", "terminateExisting", "stopExisting"],
-    ["allowDuplicate", "allowDuplicateFailedOnly", "rejectDuplicate"]))
+COLUMNS = list(
+    itertools.product(
+        ["reject", "useExisting", "terminateExisting", "stopExisting"],
+        ["allowDuplicate", "allowDuplicateFailedOnly", "rejectDuplicate"],
+    )
+)
 
-CASES = [(status, on_conflict, reuse, row[i])
-         for status, row in TABLE.items()
-         for i, (on_conflict, reuse) in enumerate(COLUMNS)]
+CASES = [
+    (status, on_conflict, reuse, row[i])
+    for status, row in TABLE.items()
+    for i, (on_conflict, reuse) in enumerate(COLUMNS)
+]
 
 
 def test_table_covers_every_status_and_choice() -> None:
@@ -78,8 +96,9 @@ RECHECK = [
 
 
 @pytest.mark.parametrize("action,on_conflict,reuse,expected", RECHECK)
-def test_recheck_under_lock(action: Action, on_conflict: OnConflict, reuse: Reuse,
-                            expected: bool) -> None:
+def test_recheck_under_lock(
+    action: Action, on_conflict: OnConflict, reuse: Reuse, expected: bool
+) -> None:
     assert must_recheck_under_lock(action, on_conflict, reuse) is expected
 
 

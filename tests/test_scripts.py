@@ -1,4 +1,5 @@
 """The project's commands as a developer runs them."""
+
 from __future__ import annotations
 
 import os
@@ -15,9 +16,14 @@ def test_start_without_core_tools_stops_with_how_to_install(tmp_path: Path) -> N
     bin_dir.mkdir()
     for tool in ("bash", "dirname", "cat"):
         os.symlink(shutil.which(tool), bin_dir / tool)
-    result = subprocess.run([str(bin_dir / "bash"), "scripts/start.sh"], cwd=PROJECT_ROOT,
-                            env={"PATH": str(bin_dir)}, capture_output=True, text=True,
-                            timeout=30)
+    result = subprocess.run(
+        [str(bin_dir / "bash"), "scripts/start.sh"],
+        cwd=PROJECT_ROOT,
+        env={"PATH": str(bin_dir)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert result.returncode == 1
     assert "Azure Functions Core Tools" in result.stderr
     assert "npm install --global azure-functions-core-tools@4" in result.stderr

@@ -1,4 +1,5 @@
 """What the Functions host reads: function.json against each main, host.json, settings."""
+
 from __future__ import annotations
 
 import importlib
@@ -12,9 +13,10 @@ from pathlib import Path
 import azure.functions as func
 import pytest
 from azure.functions import meta
+from packaging.requirements import Requirement
 
-from singleton import settings as app_settings
-from singleton.catalog import APP_ROOT, orchestrator_names
+from durable_singleton import settings as app_settings
+from durable_singleton.catalog import APP_ROOT, orchestrator_names
 
 FUNCTIONS = sorted(p.parent.name for p in APP_ROOT.glob("*/function.json"))
 
@@ -24,8 +26,12 @@ def bindings(function: str) -> list:
 
 
 def test_the_app_has_its_four_functions() -> None:
-    assert FUNCTIONS == ["HttpStartSingle", "SingletonActivity", "SingletonItemStore",
-                         "SingletonOrchestrator"]
+    assert FUNCTIONS == [
+        "HttpStartSingle",
+        "SingletonActivity",
+        "SingletonItemStore",
+        "SingletonOrchestrator",
+    ]
 
 
 @pytest.mark.parametrize("function", FUNCTIONS)
@@ -51,12 +57,18 @@ def test_function_json_matches_main(function: str) -> None:
 
 def test_http_start_single_binding() -> None:
     trigger, client, out = bindings("HttpStartSingle")
-    assert trigger == {"authLevel": "function", "name": "req", "type": "httpTrigger",
-                       "direction": "in", "route": "orchestrators/{functionName}/{instanceId}",
-                       "methods": ["post"]}
+    assert trigger == {
+        "authLevel": "function",
+        "name": "req",
+        "type": "httpTrigger",
+        "direction": "in",
+        "route": "orchestrators/{functionName}/{instanceId}",
+        "methods": ["post"],
+    }
     assert client == {"name": "starter", "type": "durableClient", "direction": "in"}
     assert out == {"name": "$return", "type": "http", "direction": "out"}
     import HttpStartSingle
+
     assert inspect.iscoroutinefunction(HttpStartSingle.main)
     hints = typing.get_type_hints(HttpStartSingle.main)
     assert hints == {"req": func.HttpRequest, "starter": str, "return": func.HttpResponse}
@@ -64,11 +76,14 @@ def test_http_start_single_binding() -> None:
 
 def test_orchestrator_and_activity_bindings() -> None:
     assert bindings("SingletonOrchestrator") == [
-        {"name": "context", "type": "orchestrationTrigger", "direction": "in"}]
+        {"name": "context", "type": "orchestrationTrigger", "direction": "in"}
+    ]
     assert bindings("SingletonActivity") == [
-        {"name": "work", "type": "activityTrigger", "direction": "in"}]
+        {"name": "work", "type": "activityTrigger", "direction": "in"}
+    ]
     import SingletonOrchestrator
-    from singleton.job import run_job
+    from durable_singleton.job import run_job
+
     assert SingletonOrchestrator.main.orchestrator_function is run_job
 
 
@@ -77,8 +92,11 @@ def test_orchestrators_are_read_from_function_json() -> None:
 
 
 def test_a_new_orchestrator_folder_is_startable_without_code(tmp_path: Path) -> None:
-    for name, trigger in [("Nightly", "orchestrationTrigger"), ("Step", "activityTrigger"),
-                          ("Off", "orchestrationTrigger")]:
+    for name, trigger in [
+        ("Nightly", "orchestrationTrigger"),
+        ("Step", "activityTrigger"),
+        ("Off", "orchestrationTrigger"),
+    ]:
         (tmp_path / name).mkdir()
         config = {"bindings": [{"name": "context", "type": trigger, "direction": "in"}]}
         if name == "Off":
@@ -92,10 +110,12 @@ def test_a_new_orchestrator_folder_is_startable_without_code(tmp_path: Path) -> 
 def test_host_json() -> None:
     host = json.loads((APP_ROOT / "host.json").read_text())
     assert host["version"] == "2.0"
-    assert host["extensionBundle"] == {"id": "Microsoft.Azure.Functions.ExtensionBundle",
-                                       "version": "[4.*, 5.0.0)"}
+    assert host["extensionBundle"] == {
+        "id": "Microsoft.Azure.Functions.ExtensionBundle",
+        "version": "[4.*, 5.0.0)",
+    }
     durable = host["extensions"]["durableTask"]
-    # The lock relies on this refusal (see singleton.policy.must_recheck_under_lock).
+    # The lock relies on this refusal (see durable_singleton.policy.must_recheck_under_lock).
     assert durable["overridableExistingInstanceStates"] == "NonRunningStates"
     assert host["logging"]["logLevel"]["default"] in ("Information", "Warning")
 
@@ -111,17 +131,45 @@ def test_local_settings_has_what_func_start_needs_and_no_secret() -> None:
 
 
 def test_runtime_requirements_are_pinned_to_what_is_installed() -> None:
-    lines = [line.strip() for line in (APP_ROOT / "requirements.txt").read_text().splitlines()
-             if line.strip() and not line.startswith("#")]
+    """Every line is pinned; the lines for this Python are the versions installed."""
+    lines = [
+        line.strip()
+        for line in (APP_ROOT / "requirements.txt").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
     assert lines
     for line in lines:
-        name, _, version = line.partition("==")
-        assert version, f"{line} is not pinned"
-        assert importlib.metadata.version(name) == version
+        requirement = Requirement(line)
+        [pin] = list(requirement.specifier)
+        assert pin.operator == "==", f"{line} is not pinned"
+        if requirement.marker is None or requirement.marker.evaluate():
+            assert importlib.metadata.version(requirement.name) == pin.version
+
+
+def test_each_python_gets_exactly_one_azure_functions_line() -> None:
+    """azure-functions 1.x stops before 3.13, 2.x starts there; the runtime only on 3.13+."""
+    requirements = [
+        Requirement(line)
+        for line in (APP_ROOT / "requirements.txt").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    for version in ("3.11", "3.12", "3.13", "3.14"):
+        environment = {"python_version": version}
+        chosen = [r for r in requirements if r.marker is None or r.marker.evaluate(environment)]
+        functions = [r for r in chosen if r.name == "azure-functions"]
+        assert len(functions) == 1
+        runtime = [r for r in chosen if r.name == "azure-functions-runtime-v1"]
+        assert len(runtime) == (1 if version >= "3.13" else 0)
 
 
 def test_funcignore_keeps_tests_and_tools_out_of_the_deployment() -> None:
     ignored = set((APP_ROOT / ".funcignore").read_text().split())
-    assert {".venv", "tests", "local.settings.json", "node_modules", "requirements-dev.txt",
-            "scripts"} <= ignored
-    assert not {"singleton", "host.json", "requirements.txt"} & ignored
+    assert {
+        ".venv",
+        "tests",
+        "local.settings.json",
+        "node_modules",
+        "requirements-dev.txt",
+        "scripts",
+    } <= ignored
+    assert not {"durable_singleton", "host.json", "requirements.txt"} & ignored

@@ -3,6 +3,7 @@
 It runs from the project's own node_modules (``npm ci`` installs it), always with
 ``--disableTelemetry`` on 127.0.0.1, in memory, and stops with its owner.
 """
+
 from __future__ import annotations
 
 import socket
@@ -17,14 +18,17 @@ AZURITE_BLOB = PROJECT_ROOT / "node_modules" / ".bin" / "azurite-blob"
 #: Azurite's well-known development account. The key is public (it is in Azurite's
 #: documentation) and only opens the emulator.
 ACCOUNT = "devstoreaccount1"
-ACCOUNT_KEY = ("Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/"
-               "K1SZFPTOtr/KBHBeksoGMGw==")
+ACCOUNT_KEY = (
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+)
 
 
 def connection_string(port: int) -> str:
     """The connection string of the development account served on ``port``."""
-    return (f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={ACCOUNT_KEY};"
-            f"BlobEndpoint=http://127.0.0.1:{port}/{ACCOUNT};")
+    return (
+        f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={ACCOUNT_KEY};"
+        f"BlobEndpoint=http://127.0.0.1:{port}/{ACCOUNT};"
+    )
 
 
 def free_port() -> int:
@@ -54,11 +58,21 @@ class Azurite:
         for _ in range(3):  # a free port can be taken between the probe and the start
             self.port = free_port()
             self._process = subprocess.Popen(
-                [str(AZURITE_BLOB), "--blobHost", "127.0.0.1", "--blobPort", str(self.port),
-                 "--inMemoryPersistence", "--disableTelemetry", "--silent",
-                 # The Blob SDK speaks a newer API version than Azurite announces.
-                 "--skipApiVersionCheck"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                [
+                    str(AZURITE_BLOB),
+                    "--blobHost",
+                    "127.0.0.1",
+                    "--blobPort",
+                    str(self.port),
+                    "--inMemoryPersistence",
+                    "--disableTelemetry",
+                    "--silent",
+                    # The Blob SDK speaks a newer API version than Azurite announces.
+                    "--skipApiVersionCheck",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             if self._wait_until_listening(timeout):
                 return self
             self.stop()

@@ -1,9 +1,10 @@
 """Count the Blob Storage requests the app sends, through the Storage SDK's own hook."""
+
 from __future__ import annotations
 
 from typing import Any, Callable
 
-from singleton import storage
+from durable_singleton import storage
 
 
 class RequestCounter:
@@ -23,7 +24,7 @@ def count_app_requests(counter: RequestCounter) -> Callable[[], None]:
     """Make the app's storage clients report to ``counter``; return the undo.
 
     Only clients built afterwards count: close the shared ones first
-    (``singleton.storage.close_shared``).
+    (``durable_singleton.storage.close_shared``).
     """
     original = storage.blob_service_client
 
@@ -34,4 +35,5 @@ def count_app_requests(counter: RequestCounter) -> Callable[[], None]:
 
     def undo() -> None:
         storage.blob_service_client = original
+
     return undo

@@ -8,6 +8,7 @@ a token of its own as its only item, so the run's checker can tell which caller'
 start created which instance. Prints one JSON list of
 ``[instance id, token, status code, problem kind or ""]``.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -23,14 +24,16 @@ from tests.support.durable_double import starter_binding
 from tests.support.requests import start_request
 
 
-async def caller(starter: str, ids: List[str], until: float, rng: random.Random,
-                 answers: List[list]) -> None:
+async def caller(
+    starter: str, ids: List[str], until: float, rng: random.Random, answers: List[list]
+) -> None:
     """Start random ids, one after another, until ``until``."""
     while time.time() < until:
         instance_id = rng.choice(ids)
         token = uuid.uuid4().hex
         response = await HttpStartSingle.main(
-            start_request("SingletonOrchestrator", instance_id, {"items": [token]}), starter)
+            start_request("SingletonOrchestrator", instance_id, {"items": [token]}), starter
+        )
         problem = ""
         if response.status_code >= 400:
             problem = json.loads(response.get_body())["type"].rsplit(":", 1)[1]
@@ -38,20 +41,36 @@ async def caller(starter: str, ids: List[str], until: float, rng: random.Random,
         await asyncio.sleep(rng.uniform(0.0, 0.2))
 
 
-async def run(rpc_base_url: str, ids: List[str], callers: int, seconds: float,
-              start_at: float, seed: int) -> List[list]:
+async def run(
+    rpc_base_url: str, ids: List[str], callers: int, seconds: float, start_at: float, seed: int
+) -> List[list]:
     """Run the callers and return every answer."""
     starter = starter_binding(rpc_base_url)
     await asyncio.sleep(max(0.0, start_at - time.time()))
     answers: List[list] = []
     rng = random.Random(seed)
-    await asyncio.gather(*[caller(starter, ids, start_at + seconds,
-                                  random.Random(rng.random()), answers)
-                           for _ in range(callers)])
+    await asyncio.gather(
+        *[
+            caller(starter, ids, start_at + seconds, random.Random(rng.random()), answers)
+            for _ in range(callers)
+        ]
+    )
     return answers
 
 
 if __name__ == "__main__":
     url, id_list, how_many, duration, moment, seed = sys.argv[1:7]
-    print(json.dumps(asyncio.run(run(url, id_list.split(","), int(how_many), float(duration),
-                                     float(moment), int(seed)))))
+    print(
+        json.dumps(
+            asyncio.run(
+                run(
+                    url,
+                    id_list.split(","),
+                    int(how_many),
+                    float(duration),
+                    float(moment),
+                    int(seed),
+                )
+            )
+        )
+    )

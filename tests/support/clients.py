@@ -1,10 +1,11 @@
 """Shutting down the HTTP clients the app shares across requests."""
+
 from __future__ import annotations
 
 from azure.durable_functions.models.utils import http_utils
 
-from singleton.durable_transport import close_sessions
-from singleton.storage import close_shared
+from durable_singleton.durable_transport import close_sessions
+from durable_singleton.storage import close_shared
 
 
 async def close_app_clients() -> None:

@@ -18,6 +18,7 @@ It runs its own event loop in a thread so that tests, and other processes, can c
 it whatever loop they run on. ``latency`` delays every answer, like a storage round
 trip on the real host.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -52,10 +53,16 @@ class Instance:
 
     def body(self, instance_id: str) -> Dict[str, Any]:
         """The status document the extension returns."""
-        return {"name": self.name, "instanceId": instance_id, "runtimeStatus": self.status,
-                "input": self.input, "customStatus": self.custom_status,
-                "output": self.output, "createdTime": self.created,
-                "lastUpdatedTime": self.updated}
+        return {
+            "name": self.name,
+            "instanceId": instance_id,
+            "runtimeStatus": self.status,
+            "input": self.input,
+            "customStatus": self.custom_status,
+            "output": self.output,
+            "createdTime": self.created,
+            "lastUpdatedTime": self.updated,
+        }
 
 
 @dataclass
@@ -102,16 +109,22 @@ class DurableDouble:
         """The ``rpcBaseUrl`` of the starter binding pointing at this double."""
         return f"http://127.0.0.1:{self.port}/durabletask/"
 
-    def starter(self, task_hub: str = "TestHubName",
-                origin: str = "http://localhost:7071") -> str:
+    def starter(self, task_hub: str = "TestHubName", origin: str = "http://localhost:7071") -> str:
         """The ``durableClient`` binding JSON the host would pass, aimed at this double."""
         return starter_binding(self.rpc_base_url, task_hub, origin)
 
     def reset(self, **knobs: Any) -> None:
         """Forget every instance and call, and set the knobs given (others to defaults)."""
         defaults = DurableDouble()
-        for name in ("orchestrators", "latency", "start_check_delay", "duplicate_answer",
-                     "terminate_delay", "complete_after", "stop_delay"):
+        for name in (
+            "orchestrators",
+            "latency",
+            "start_check_delay",
+            "duplicate_answer",
+            "terminate_delay",
+            "complete_after",
+            "stop_delay",
+        ):
             setattr(self, name, knobs.pop(name, getattr(defaults, name)))
         if knobs:
             raise TypeError(f"unknown knobs: {sorted(knobs)}")
@@ -176,12 +189,14 @@ class DurableDouble:
 
     async def _open(self) -> None:
         app = web.Application()
-        app.add_routes([
-            web.get("/durabletask/instances/{id}", self._get_status),
-            web.post("/durabletask/orchestrators/{fn}/{id}", self._start),
-            web.post("/durabletask/instances/{id}/terminate", self._terminate),
-            web.post("/durabletask/instances/{id}/raiseEvent/{event}", self._raise_event),
-        ])
+        app.add_routes(
+            [
+                web.get("/durabletask/instances/{id}", self._get_status),
+                web.post("/durabletask/orchestrators/{fn}/{id}", self._start),
+                web.post("/durabletask/instances/{id}/terminate", self._terminate),
+                web.post("/durabletask/instances/{id}/raiseEvent/{event}", self._raise_event),
+            ]
+        )
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -222,11 +237,18 @@ class DurableDouble:
             return fault
         function_name, instance_id = request.match_info["fn"], request.match_info["id"]
         if function_name not in self.orchestrators:
-            message = (f"The function '{function_name}' doesn't exist, is disabled, or is "
-                       "not an orchestrator function. Additional info: ...")
-            return _json(400, {"Message": "One or more of the arguments submitted is incorrect",
-                               "ExceptionMessage": message,
-                               "ExceptionType": "System.ArgumentException"})
+            message = (
+                f"The function '{function_name}' doesn't exist, is disabled, or is "
+                "not an orchestrator function. Additional info: ..."
+            )
+            return _json(
+                400,
+                {
+                    "Message": "One or more of the arguments submitted is incorrect",
+                    "ExceptionMessage": message,
+                    "ExceptionType": "System.ArgumentException",
+                },
+            )
         raw = await request.read()
         # The non-atomic check: read, let time pass, then write.
         existing = self.instances.get(instance_id)
@@ -235,12 +257,19 @@ class DurableDouble:
         refuses = self.duplicate_answer != "replace"
         if existing is not None and existing.status in ACTIVE and refuses:
             self.refused_starts.append((function_name, instance_id))
-            message = (f"An Orchestration instance with the status {existing.status} "
-                       "already exists.")
+            message = (
+                f"An Orchestration instance with the status {existing.status} already exists."
+            )
             if self.duplicate_answer == "modern":
                 return _json(409, {"Message": message})
-            return _json(500, {"Message": "An error has occurred.", "ExceptionMessage": message,
-                               "ExceptionType": "System.InvalidOperationException"})
+            return _json(
+                500,
+                {
+                    "Message": "An error has occurred.",
+                    "ExceptionMessage": message,
+                    "ExceptionType": "System.InvalidOperationException",
+                },
+            )
         self.accepted_starts.append((function_name, instance_id))
         current = self.instances.get(instance_id)
         if current is not None and current.status in ACTIVE and refuses:
@@ -252,17 +281,23 @@ class DurableDouble:
         # The SDK sends the input JSON-encoded twice: a JSON string holding JSON.
         given = json.loads(raw) if raw else None
         created = Instance(
-            function_name, "Pending", input=json.loads(given) if isinstance(given, str) else given,
-            created=now, updated=now)
+            function_name,
+            "Pending",
+            input=json.loads(given) if isinstance(given, str) else given,
+            created=now,
+            updated=now,
+        )
         self.instances[instance_id] = created
         self.created.append((instance_id, created.input))
         if self.complete_after is not None:
-            asyncio.get_running_loop().call_later(self.complete_after, self._finish,
-                                                  instance_id, created, "Completed")
+            asyncio.get_running_loop().call_later(
+                self.complete_after, self._finish, instance_id, created, "Completed"
+            )
         return _json(202, {"id": instance_id})
 
-    async def _active_instance(self, kind: str, request: web.Request
-                               ) -> Union[web.Response, Tuple[str, Instance]]:
+    async def _active_instance(
+        self, kind: str, request: web.Request
+    ) -> Union[web.Response, Tuple[str, Instance]]:
         """The id and instance a management call targets, or the answer when there is
         none to act on: a planned fault, 404 for an unknown id, 410 once finished."""
         fault = await self._enter(kind)
@@ -283,8 +318,9 @@ class DurableDouble:
         instance_id, instance = found
         self.terminations.append((instance_id, request.query.get("reason", "")))
         if self.terminate_delay is not None:
-            asyncio.get_running_loop().call_later(self.terminate_delay, self._finish,
-                                                  instance_id, instance, "Terminated")
+            asyncio.get_running_loop().call_later(
+                self.terminate_delay, self._finish, instance_id, instance, "Terminated"
+            )
         return web.Response(status=202)
 
     def _finish(self, instance_id: str, instance: Instance, status: str) -> None:
@@ -302,48 +338,50 @@ class DurableDouble:
         self.events.append((instance_id, event, await request.text()))
         if event == "Stop" and self.stop_delay is not None:
             # A job that honours Stop finishes its item in flight, then completes.
-            asyncio.get_running_loop().call_later(self.stop_delay, self._finish,
-                                                  instance_id, instance, "Completed")
+            asyncio.get_running_loop().call_later(
+                self.stop_delay, self._finish, instance_id, instance, "Completed"
+            )
         return web.Response(status=202)
 
 
-def starter_binding(rpc_base_url: str, task_hub: str = "TestHubName",
-                    origin: str = "http://localhost:7071") -> str:
+def starter_binding(
+    rpc_base_url: str, task_hub: str = "TestHubName", origin: str = "http://localhost:7071"
+) -> str:
     """The ``durableClient`` binding JSON as the Functions host builds it."""
     base = f"{origin}/runtime/webhooks/durabletask"
     query = f"taskHub={task_hub}&connection=Storage&code={SYSTEM_KEY}"
     instance = f"{base}/instances/INSTANCEID"
-    return json.dumps({
-        "taskHubName": task_hub,
-        "creationUrls": {
-            "createNewInstancePostUri":
-                f"{base}/orchestrators/{{functionName}}[/{{instanceId}}]?code={SYSTEM_KEY}",
-            "createAndWaitOnNewInstancePostUri":
-                f"{base}/orchestrators/{{functionName}}[/{{instanceId}}]"
+    orchestrators = f"{base}/orchestrators/{{functionName}}[/{{instanceId}}]"
+    return json.dumps(
+        {
+            "taskHubName": task_hub,
+            "creationUrls": {
+                "createNewInstancePostUri": f"{orchestrators}?code={SYSTEM_KEY}",
+                "createAndWaitOnNewInstancePostUri": f"{orchestrators}"
                 f"?timeout={{timeoutInSeconds}}&pollingInterval={{intervalInSeconds}}"
                 f"&code={SYSTEM_KEY}",
-        },
-        "managementUrls": {
-            "id": "INSTANCEID",
-            "statusQueryGetUri": f"{instance}?{query}",
-            "sendEventPostUri": f"{instance}/raiseEvent/{{eventName}}?{query}",
-            "terminatePostUri": f"{instance}/terminate?reason={{text}}&{query}",
-            "rewindPostUri": f"{instance}/rewind?reason={{text}}&{query}",
-            "purgeHistoryDeleteUri": f"{instance}?{query}",
-            "restartPostUri": f"{instance}/restart?{query}",
-            "suspendPostUri": f"{instance}/suspend?reason={{text}}&{query}",
-            "resumePostUri": f"{instance}/resume?reason={{text}}&{query}",
-        },
-        "baseUrl": base,
-        "requiredQueryStringParameters": f"code={SYSTEM_KEY}",
-        "rpcBaseUrl": rpc_base_url,
-    })
+            },
+            "managementUrls": {
+                "id": "INSTANCEID",
+                "statusQueryGetUri": f"{instance}?{query}",
+                "sendEventPostUri": f"{instance}/raiseEvent/{{eventName}}?{query}",
+                "terminatePostUri": f"{instance}/terminate?reason={{text}}&{query}",
+                "rewindPostUri": f"{instance}/rewind?reason={{text}}&{query}",
+                "purgeHistoryDeleteUri": f"{instance}?{query}",
+                "restartPostUri": f"{instance}/restart?{query}",
+                "suspendPostUri": f"{instance}/suspend?reason={{text}}&{query}",
+                "resumePostUri": f"{instance}/resume?reason={{text}}&{query}",
+            },
+            "baseUrl": base,
+            "requiredQueryStringParameters": f"code={SYSTEM_KEY}",
+            "rpcBaseUrl": rpc_base_url,
+        }
+    )
 
 
 def _json(status: int, body: Any, headers: Optional[Dict[str, str]] = None) -> web.Response:
     text = "" if body is None else json.dumps(body)
-    return web.Response(status=status, text=text, content_type="application/json",
-                        headers=headers)
+    return web.Response(status=status, text=text, content_type="application/json", headers=headers)
 
 
 def _now() -> str:

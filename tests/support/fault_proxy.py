@@ -15,6 +15,7 @@ break the network the way a real outage does, while both ends stay real:
 It runs its own event loop in a thread, so tests on any loop (and other processes,
 through its port) can use it. ``faults`` counts the cuts and stalls it caused.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -70,7 +71,8 @@ class FaultProxy:
             assert self._loop is not None
             asyncio.set_event_loop(self._loop)
             self._server = self._loop.run_until_complete(
-                asyncio.start_server(self._accept, "127.0.0.1", 0))
+                asyncio.start_server(self._accept, "127.0.0.1", 0)
+            )
             self.port = self._server.sockets[0].getsockname()[1]
             ready.set()
             self._loop.run_forever()
@@ -118,15 +120,22 @@ class FaultProxy:
         self._writers.update((writer, up_writer))
         last_request = [b""]  # the start of the latest request sent on this connection
         try:
-            await asyncio.gather(self._pump(reader, up_writer, last_request, upstream=True),
-                                 self._pump(up_reader, writer, last_request, upstream=False))
+            await asyncio.gather(
+                self._pump(reader, up_writer, last_request, upstream=True),
+                self._pump(up_reader, writer, last_request, upstream=False),
+            )
         finally:
             for end in (writer, up_writer):
                 self._writers.discard(end)
                 end.close()
 
-    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                    last_request: List[bytes], upstream: bool) -> None:
+    async def _pump(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        last_request: List[bytes],
+        upstream: bool,
+    ) -> None:
         stalled = False
         try:
             while True:
@@ -140,8 +149,11 @@ class FaultProxy:
                     continue
                 if upstream and _REQUEST_LINE.match(data):
                     last_request[0] = data[:200]
-                cut_answer = (self.mode == "cut_responses" and not upstream
-                              and last_request[0].startswith(self.match))
+                cut_answer = (
+                    self.mode == "cut_responses"
+                    and not upstream
+                    and last_request[0].startswith(self.match)
+                )
                 if self.mode == "cut" or cut_answer:
                     self.faults += 1
                     self._reset(writer)

@@ -4,6 +4,7 @@
 instance id, schema version); these helpers write such JSON so tests drive the
 orchestrator through the SDK's real replay engine.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -38,8 +39,9 @@ class History:
     count up from 0 in scheduling order, as the SDK numbers them.
     """
 
-    def __init__(self, input_: Any, instance_id: str = "nightly-import",
-                 now: datetime.datetime = START):
+    def __init__(
+        self, input_: Any, instance_id: str = "nightly-import", now: datetime.datetime = START
+    ):
         """Begin with the first episode: OrchestratorStarted and ExecutionStarted."""
         self.instance_id = instance_id
         self.input = input_
@@ -47,12 +49,23 @@ class History:
         self.events: List[Dict[str, Any]] = []
         self._next_sequence = 0
         self._add(ORCHESTRATOR_STARTED)
-        self._add(EXECUTION_STARTED, Name=ORCHESTRATOR, Version="",
-                  Input=None if input_ is None else json.dumps(input_))
+        self._add(
+            EXECUTION_STARTED,
+            Name=ORCHESTRATOR,
+            Version="",
+            Input=None if input_ is None else json.dumps(input_),
+        )
 
     def _add(self, event_type: int, event_id: int = -1, **fields: Any) -> None:
-        self.events.append({"EventType": event_type, "EventId": event_id, "IsPlayed": False,
-                            "Timestamp": iso(self.now), **fields})
+        self.events.append(
+            {
+                "EventType": event_type,
+                "EventId": event_id,
+                "IsPlayed": False,
+                "Timestamp": iso(self.now),
+                **fields,
+            }
+        )
 
     def new_episode(self, seconds_later: float = 1.0) -> "History":
         """Close the running episode and open the next one, ``seconds_later``."""
@@ -102,13 +115,15 @@ class History:
 
     def context(self) -> str:
         """The orchestration trigger's JSON, as the host passes it to ``main``."""
-        return json.dumps({
-            "history": self.events,
-            "input": None if self.input is None else json.dumps(self.input),
-            "instanceId": self.instance_id,
-            "isReplaying": False,
-            "parentInstanceId": None,
-            "upperSchemaVersion": 2,
-            "maximumShortTimerDuration": "6.00:00:00",
-            "longRunningTimerIntervalDuration": "3.00:00:00",
-        })
+        return json.dumps(
+            {
+                "history": self.events,
+                "input": None if self.input is None else json.dumps(self.input),
+                "instanceId": self.instance_id,
+                "isReplaying": False,
+                "parentInstanceId": None,
+                "upperSchemaVersion": 2,
+                "maximumShortTimerDuration": "6.00:00:00",
+                "longRunningTimerIntervalDuration": "3.00:00:00",
+            }
+        )

@@ -7,6 +7,7 @@ Activities run in-process: SingletonActivity's own ``main``, and an in-memory st
 for SingletonItemStore with the same requests and answers (its real code is tested
 against Azurite separately). Only the orchestrator's CPU time is counted.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -17,7 +18,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 import SingletonActivity
 import SingletonOrchestrator
-from singleton.job import ACTIVITY, ITEM_STORE
+from durable_singleton.job import ACTIVITY, ITEM_STORE
 from tests.support.history import History
 
 CALL_ACTIVITY, CONTINUE_AS_NEW, CREATE_TIMER = 0, 4, 5
@@ -51,7 +52,7 @@ class MemoryItemStore:
             return {"store": store}
         if request["op"] == "load":
             start = request["start"]
-            return self.stores[request["store"]][start:start + request["count"]]
+            return self.stores[request["store"]][start : start + request["count"]]
         self.stores.pop(request["store"], None)
         return None
 
@@ -62,14 +63,17 @@ def _parse_time(text: str) -> datetime.datetime:
 
 def _new_actions(state: Dict[str, Any], seen: int) -> List[Dict[str, Any]]:
     flat: List[Dict[str, Any]] = []
-    for action in (state["actions"][0] if state["actions"] else []):
+    for action in state["actions"][0] if state["actions"] else []:
         flat.extend(action.get("compoundActions", [action]))
     return flat[seen:]
 
 
-def drive(input_: Any, instance_id: str = "big-job",
-          before_episode: Optional[Callable[[History, JobRun], None]] = None,
-          max_episodes: int = 10**7) -> JobRun:
+def drive(
+    input_: Any,
+    instance_id: str = "big-job",
+    before_episode: Optional[Callable[[History, JobRun], None]] = None,
+    max_episodes: int = 10**7,
+) -> JobRun:
     """Run the job with ``input_`` until it completes; return what happened.
 
     ``before_episode`` may add events (a Stop) to the history before an episode runs.
@@ -77,8 +81,10 @@ def drive(input_: Any, instance_id: str = "big-job",
     """
     run = JobRun()
     store = MemoryItemStore()
-    activities: Dict[str, Callable[[Any], Any]] = {ACTIVITY: SingletonActivity.main,
-                                                   ITEM_STORE: store}
+    activities: Dict[str, Callable[[Any], Any]] = {
+        ACTIVITY: SingletonActivity.main,
+        ITEM_STORE: store,
+    }
     while True:
         run.executions += 1
         history = History(input_, instance_id)

@@ -5,6 +5,7 @@ with the app settings (storage connection, lock container) in the environment. I
 waits until the wall clock reaches START_AT (so every process fires together), calls
 ``HttpStartSingle.main`` COUNT times at once, and prints the status codes as JSON.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -22,10 +23,14 @@ async def race(rpc_base_url: str, instance_id: str, count: int, start_at: float)
     """Fire ``count`` concurrent starts for ``instance_id`` at ``start_at``."""
     starter = starter_binding(rpc_base_url)
     await asyncio.sleep(max(0.0, start_at - time.time()))
-    responses = await asyncio.gather(*[
-        HttpStartSingle.main(start_request("SingletonOrchestrator", instance_id, {"items": []}),
-                             starter)
-        for _ in range(count)])
+    responses = await asyncio.gather(
+        *[
+            HttpStartSingle.main(
+                start_request("SingletonOrchestrator", instance_id, {"items": []}), starter
+            )
+            for _ in range(count)
+        ]
+    )
     return [response.status_code for response in responses]
 
 

@@ -3,6 +3,7 @@
 The race tests put here how many callers each starter told "started", so the
 pytest summary shows the seed's check-then-start next to ours.
 """
+
 from typing import List
 
 LINES: List[str] = []

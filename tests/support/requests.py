@@ -1,4 +1,5 @@
 """Requests to HttpStartSingle built the way the Functions host builds them."""
+
 from __future__ import annotations
 
 import json
@@ -10,8 +11,13 @@ import azure.functions as func
 ORIGIN = "http://localhost:7071"
 
 
-def start_request(function_name: str, instance_id: str, body: Any = None,
-                  query: str = "", raw_body: Optional[bytes] = None) -> func.HttpRequest:
+def start_request(
+    function_name: str,
+    instance_id: str,
+    body: Any = None,
+    query: str = "",
+    raw_body: Optional[bytes] = None,
+) -> func.HttpRequest:
     """A POST to /api/orchestrators/{functionName}/{instanceId}.
 
     ``body`` is sent as JSON; ``raw_body`` is sent as it is. ``query`` is the query
@@ -23,7 +29,10 @@ def start_request(function_name: str, instance_id: str, body: Any = None,
     if query:
         url += f"?{query}"
     return func.HttpRequest(
-        method="POST", url=url, body=raw_body,
+        method="POST",
+        url=url,
+        body=raw_body,
         headers={"Content-Type": "application/json"},
         params=dict(parse_qsl(query, keep_blank_values=True)),
-        route_params={"functionName": function_name, "instanceId": instance_id})
+        route_params={"functionName": function_name, "instanceId": instance_id},
+    )

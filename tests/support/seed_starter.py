@@ -6,6 +6,7 @@ measured fairly: the status test (``get_status`` never returns None; an unknown 
 gives a falsy status) and the input (the raw body bytes are not JSON-serializable, so
 it is decoded first). It has no lock: racing callers can all be told "started".
 """
+
 from __future__ import annotations
 
 import json
@@ -28,5 +29,6 @@ async def main(req: func.HttpRequest, starter: str) -> func.HttpResponse:
         body = req.get_body()
         await client.start_new(function_name, instance_id, json.loads(body) if body else None)
         return client.create_check_status_response(req, instance_id)
-    return func.HttpResponse(f"An instance with ID '{instance_id}' already exists.",
-                             status_code=409)
+    return func.HttpResponse(
+        f"An instance with ID '{instance_id}' already exists.", status_code=409
+    )

@@ -3,6 +3,7 @@
 The starter reads the instance's status, asks :func:`decide` what to do, and carries
 the answer out. Nothing here talks to the Durable runtime or to storage.
 """
+
 from __future__ import annotations
 
 import enum
@@ -128,6 +129,8 @@ def must_recheck_under_lock(action: Action, on_conflict: OnConflict, reuse: Reus
     bool
         True when the status must be read again under the lock.
     """
-    return not (action is Action.START
-                and reuse is Reuse.ALLOW_DUPLICATE
-                and on_conflict in (OnConflict.REJECT, OnConflict.USE_EXISTING))
+    return not (
+        action is Action.START
+        and reuse is Reuse.ALLOW_DUPLICATE
+        and on_conflict in (OnConflict.REJECT, OnConflict.USE_EXISTING)
+    )

@@ -9,8 +9,9 @@ app owns: a failed request fails only itself, and a session is closed only at
 shutdown (:func:`close_sessions`).
 
 The SDK still builds every URL and reads every answer; only the bytes go through here.
-The per-call time limit is set by :mod:`singleton.durable` around each call.
+The per-call time limit is set by :mod:`durable_singleton.durable` around each call.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -26,16 +27,18 @@ def _session() -> aiohttp.ClientSession:
     loop = asyncio.get_running_loop()
     session = _sessions.get(loop)
     if session is None or session.closed:
-        # No total timeout here: :mod:`singleton.durable` bounds each call as a whole.
+        # No total timeout here: :mod:`durable_singleton.durable` bounds each call as a whole.
         session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=100, enable_cleanup_closed=True),
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=5))
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=5),
+        )
         _sessions[loop] = session
     return session
 
 
-def _headers(trace_parent: Optional[str], trace_state: Optional[str],
-             function_invocation_id: Optional[str]) -> Dict[str, str]:
+def _headers(
+    trace_parent: Optional[str], trace_state: Optional[str], function_invocation_id: Optional[str]
+) -> Dict[str, str]:
     headers = {}
     if trace_parent:
         headers["traceparent"] = trace_parent
@@ -46,9 +49,13 @@ def _headers(trace_parent: Optional[str], trace_state: Optional[str],
     return headers
 
 
-async def post(url: str, data: Any = None, trace_parent: Optional[str] = None,
-               trace_state: Optional[str] = None,
-               function_invocation_id: Optional[str] = None) -> List[Any]:
+async def post(
+    url: str,
+    data: Any = None,
+    trace_parent: Optional[str] = None,
+    trace_state: Optional[str] = None,
+    function_invocation_id: Optional[str] = None,
+) -> List[Any]:
     """POST ``data`` as JSON; return ``[status, decoded body]`` as the SDK expects."""
     headers = _headers(trace_parent, trace_state, function_invocation_id)
     async with _session().post(url, json=data, headers=headers) as response:

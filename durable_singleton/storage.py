@@ -1,9 +1,10 @@
 """Blob Storage clients for the app's storage account, built once and shared.
 
 The client follows the storage connection the Functions host uses (see
-:func:`singleton.settings.load_storage_connection`): a connection string (Azurite
+:func:`durable_singleton.settings.load_storage_connection`): a connection string (Azurite
 locally), or an account URL with a Microsoft Entra ID credential.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -80,13 +81,19 @@ def blob_service_client(connection: StorageConnection, **options: Any) -> BlobSe
     if connection.connection_string:
         try:
             return BlobServiceClient.from_connection_string(
-                connection.connection_string, retry_policy=retry, **_CLIENT_OPTIONS, **options)
+                connection.connection_string, retry_policy=retry, **_CLIENT_OPTIONS, **options
+            )
         except ValueError:  # the SDK's message may quote the string: never repeat it
             raise ConfigurationError(
-                f"App setting {STORAGE_CONNECTION} is not a valid storage connection "
-                "string.") from None
-    return BlobServiceClient(connection.account_url, credential=credential_for(connection),
-                             retry_policy=retry, **_CLIENT_OPTIONS, **options)
+                f"App setting {STORAGE_CONNECTION} is not a valid storage connection string."
+            ) from None
+    return BlobServiceClient(
+        connection.account_url,
+        credential=credential_for(connection),
+        retry_policy=retry,
+        **_CLIENT_OPTIONS,
+        **options,
+    )
 
 
 def shared_container(connection: StorageConnection, name: str) -> ContainerClient:
@@ -118,8 +125,9 @@ def shared_container(connection: StorageConnection, name: str) -> ContainerClien
     return cached[1].get_container_client(name)
 
 
-def shared_locks(connection: StorageConnection, container: str,
-                 storage_timeout: float) -> StartLocks:
+def shared_locks(
+    connection: StorageConnection, container: str, storage_timeout: float
+) -> StartLocks:
     """Return this process's :class:`StartLocks` for the lock container ``container``.
 
     One per connection, container, time limit and event loop, so that every request

@@ -1,12 +1,13 @@
 """A large job's items, kept in blobs while the job runs (SingletonItemStore).
 
-A job of more items than one execution processes (see :mod:`singleton.job`) would
+A job of more items than one execution processes (see :mod:`durable_singleton.job`) would
 otherwise carry all of them in every execution's input, and every episode would
 read them all again. They are written once, in blocks of :data:`BLOCK_ITEMS`, under
 ``<instance id>/<key>/`` in the job container; each execution loads its share, and
 the job deletes them when it ends. A job that is terminated or fails leaves its
 blobs behind: a lifecycle rule on the container (README) removes them.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -58,7 +59,7 @@ def _block_name(store: str, block: int) -> str:
 
 async def _stage(container: Any, instance_id: str, key: str, items: List[Any]) -> Dict[str, str]:
     store = f"{instance_id}/{key}"
-    blocks = [items[i:i + BLOCK_ITEMS] for i in range(0, len(items), BLOCK_ITEMS)]
+    blocks = [items[i : i + BLOCK_ITEMS] for i in range(0, len(items), BLOCK_ITEMS)]
     try:
         await _write(container, _block_name(store, 0), blocks[0] if blocks else [])
     except ResourceNotFoundError:  # the container is missing: first use of the app
@@ -66,8 +67,12 @@ async def _stage(container: Any, instance_id: str, key: str, items: List[Any]) -
         await _write(container, _block_name(store, 0), blocks[0] if blocks else [])
     # A few blocks at a time: a 1 MiB job is a handful of blobs.
     for first in range(1, len(blocks), 8):
-        await asyncio.gather(*[_write(container, _block_name(store, n), blocks[n])
-                               for n in range(first, min(first + 8, len(blocks)))])
+        await asyncio.gather(
+            *[
+                _write(container, _block_name(store, n), blocks[n])
+                for n in range(first, min(first + 8, len(blocks)))
+            ]
+        )
     return {"store": store}
 
 
@@ -82,7 +87,7 @@ async def _load(container: Any, store: str, start: int, count: int) -> List[Any]
         data = await (await container.download_blob(_block_name(store, block))).readall()
         items.extend(json.loads(data))
     offset = start - first * BLOCK_ITEMS
-    return items[offset:offset + count]
+    return items[offset : offset + count]
 
 
 async def _delete(container: Any, store: str) -> None:

@@ -8,6 +8,7 @@ whose answer was lost after it was sent (the start may have happened).
 Every call is bounded in time: the SDK's own limit is four minutes, far longer than a
 caller waits, and longer than the start lock's lease.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -89,14 +90,16 @@ class DurableApi:
         The SDK never returns None itself: for an unknown id it returns a falsy status
         whose ``runtime_status`` is None.
         """
-        status = await self._call("reading the instance status",
-                                  self.client.get_status(instance_id), self.timeout)
+        status = await self._call(
+            "reading the instance status", self.client.get_status(instance_id), self.timeout
+        )
         if not status or status.runtime_status is None:
             return None
         return status
 
-    async def start(self, function_name: str, instance_id: str, input_: Any,
-                    timeout: float) -> StartOutcome:
+    async def start(
+        self, function_name: str, instance_id: str, input_: Any, timeout: float
+    ) -> StartOutcome:
         """Start ``function_name`` under ``instance_id``, giving up after ``timeout`` s.
 
         Returns REFUSED_AS_DUPLICATE when the extension refuses because an instance
@@ -113,9 +116,11 @@ class DurableApi:
             The Durable API answered with an error other than a duplicate refusal.
         """
         try:
-            await self._call("starting the instance",
-                             self.client.start_new(function_name, instance_id, input_),
-                             min(timeout, self.timeout))
+            await self._call(
+                "starting the instance",
+                self.client.start_new(function_name, instance_id, input_),
+                min(timeout, self.timeout),
+            )
         except DurableUnavailable as unavailable:
             if isinstance(unavailable.__cause__, aiohttp.ClientConnectorError):
                 raise  # refused before anything was sent: nothing was started
@@ -128,19 +133,23 @@ class DurableApi:
 
     async def terminate(self, instance_id: str, reason: str, timeout: float) -> None:
         """Ask the runtime to terminate the instance; termination finishes later."""
-        await self._call("terminating the existing instance",
-                         self.client.terminate(instance_id, reason), min(timeout, self.timeout))
+        await self._call(
+            "terminating the existing instance",
+            self.client.terminate(instance_id, reason),
+            min(timeout, self.timeout),
+        )
 
-    async def raise_event(self, instance_id: str, event: str, data: Any,
-                          timeout: float) -> None:
+    async def raise_event(self, instance_id: str, event: str, data: Any, timeout: float) -> None:
         """Send the instance the external event ``event`` (the job's ``Stop``).
 
         Raises DurableFailure (with the SDK's message) for 404 and 410 too: the caller
         reads the status to tell "already ended" from a real failure.
         """
-        await self._call(f"sending {event} to the existing instance",
-                         self.client.raise_event(instance_id, event, data),
-                         min(timeout, self.timeout))
+        await self._call(
+            f"sending {event} to the existing instance",
+            self.client.raise_event(instance_id, event, data),
+            min(timeout, self.timeout),
+        )
 
     def links(self, req: func.HttpRequest, instance_id: str) -> Dict[str, str]:
         """Return the instance's management URLs, on the origin the caller used."""
@@ -150,8 +159,9 @@ class DurableApi:
         """Return the SDK's 202 check-status response for a started instance."""
         return self.client.create_check_status_response(req, instance_id)
 
-    def describe(self, req: func.HttpRequest, instance_id: str,
-                 status: DurableOrchestrationStatus) -> Dict[str, Any]:
+    def describe(
+        self, req: func.HttpRequest, instance_id: str, status: DurableOrchestrationStatus
+    ) -> Dict[str, Any]:
         """Describe an existing instance: its status members and management URLs."""
         document = status.to_json()
         described = {key: document[key] for key in _STATUS_MEMBERS if key in document}

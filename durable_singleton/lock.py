@@ -29,6 +29,7 @@ that takes the extension longer than that is the window left.
 Lease ids are proposed by the app (a new UUID per attempt), so every path that may
 have acquired a lease, cancellation and time-outs included, can release it.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -38,8 +39,12 @@ import time
 import uuid
 from typing import Any, Callable, Coroutine, Dict, Optional, Set
 
-from azure.core.exceptions import (AzureError, HttpResponseError, ResourceExistsError,
-                                   ResourceNotFoundError)
+from azure.core.exceptions import (
+    AzureError,
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceNotFoundError,
+)
 from azure.storage.blob.aio import BlobClient, BlobLeaseClient, ContainerClient
 
 LEASE_SECONDS = 15
@@ -93,15 +98,19 @@ class _Attempt:
 class StartLocks:
     """The start locks of one lock container, and this process's state about them.
 
-    One object per container and event loop (see :func:`singleton.storage.shared_locks`):
+    One object per container and event loop (see :func:`durable_singleton.storage.shared_locks`):
     it knows which locks callers in this process are taking or hold, so a burst of
     requests for one id makes one storage attempt and the others wait for it, and it
     keeps the background releases until :meth:`close`.
     """
 
-    def __init__(self, container: ContainerClient, storage_timeout: float,
-                 lease_seconds: int = LEASE_SECONDS,
-                 renew_every: float = RENEW_EVERY_SECONDS) -> None:
+    def __init__(
+        self,
+        container: ContainerClient,
+        storage_timeout: float,
+        lease_seconds: int = LEASE_SECONDS,
+        renew_every: float = RENEW_EVERY_SECONDS,
+    ) -> None:
         """Keep locks as blobs in ``container``, created on first use; every storage
         request (with its retries) ends within ``storage_timeout`` seconds."""
         self._container = container
@@ -111,8 +120,9 @@ class StartLocks:
         self._attempts: Dict[str, _Attempt] = {}
         self._background: Set["asyncio.Task[None]"] = set()
 
-    async def try_acquire(self, task_hub: str, instance_id: str,
-                          expect_new: bool = False) -> Optional["HeldLock"]:
+    async def try_acquire(
+        self, task_hub: str, instance_id: str, expect_new: bool = False
+    ) -> Optional["HeldLock"]:
         """Take the lease for the id, or return None at once when someone else holds it.
 
         Parameters
@@ -145,8 +155,9 @@ class StartLocks:
         lease = BlobLeaseClient(blob, lease_id=str(uuid.uuid4()))
         sent = time.monotonic()
         try:
-            acquired = await asyncio.wait_for(self._acquire(blob, lease, expect_new),
-                                              self.storage_timeout)
+            acquired = await asyncio.wait_for(
+                self._acquire(blob, lease, expect_new), self.storage_timeout
+            )
         except asyncio.TimeoutError:
             # The waiters hear it now, with this caller; the release (the request may
             # have been granted) goes on in the background.
@@ -169,8 +180,7 @@ class StartLocks:
             return None
         return HeldLock(lease, self, sent, finished)
 
-    async def wait_for_local_holder(self, task_hub: str, instance_id: str,
-                                    timeout: float) -> bool:
+    async def wait_for_local_holder(self, task_hub: str, instance_id: str, timeout: float) -> bool:
         """Wait, at most ``timeout`` seconds, until this process's holder of the id's
         lock is done with it.
 
@@ -237,17 +247,21 @@ class StartLocks:
         try:
             await asyncio.wait_for(lease.release(), self.storage_timeout)
         except (Exception, asyncio.TimeoutError) as error:
-            logger.warning("Start lock release failed (%s); it expires on its own.",
-                           type(error).__name__)
+            logger.warning(
+                "Start lock release failed (%s); it expires on its own.", type(error).__name__
+            )
 
-    def _release_later(self, lease: BlobLeaseClient,
-                       then: Callable[[], None] = lambda: None) -> None:
+    def _release_later(
+        self, lease: BlobLeaseClient, then: Callable[[], None] = lambda: None
+    ) -> None:
         """Release in the background, then run ``then``."""
+
         async def run() -> None:
             try:
                 await self.release(lease)
             finally:
                 then()
+
         self.in_background(run())
 
     def in_background(self, work: Coroutine[Any, Any, None]) -> None:
@@ -288,8 +302,9 @@ class StartLocks:
 class HeldLock:
     """A lease this caller holds, renewed in the background until let go."""
 
-    def __init__(self, lease: BlobLeaseClient, locks: StartLocks, sent: float,
-                 on_done: Callable[[], None]) -> None:
+    def __init__(
+        self, lease: BlobLeaseClient, locks: StartLocks, sent: float, on_done: Callable[[], None]
+    ) -> None:
         """Hold ``lease``, acquired by a request sent at monotonic time ``sent``.
 
         ``on_done`` runs as soon as the holder lets go, before the release reaches
@@ -354,6 +369,7 @@ class HeldLock:
             await self._stop()
             with contextlib.suppress(LockLost, LockUnavailable):
                 await self._renew()
+
         self._locks.in_background(last_renewal())
 
     async def _stop(self) -> None:
@@ -383,8 +399,9 @@ class HeldLock:
                 return
             except LockUnavailable as error:
                 if self.remaining() <= 0:
-                    logger.warning("Start lock renewal failed until the lease ran out (%s).",
-                                   error)
+                    logger.warning(
+                        "Start lock renewal failed until the lease ran out (%s).", error
+                    )
                     return
                 logger.warning("Start lock renewal failed (%s); retrying.", error)
                 pause = RENEW_RETRY_SECONDS

@@ -4,6 +4,7 @@ Azure Functions hands app settings (and local.settings.json ``Values`` under
 ``func start``) to the worker as environment variables. Every setting the app reads
 is named in this module and documented in README.md; ``infra/`` sets each of them.
 """
+
 from __future__ import annotations
 
 import os
@@ -24,7 +25,7 @@ STORAGE_TIMEOUT_SECONDS = "SINGLETON_STORAGE_TIMEOUT_SECONDS"
 DURABLE_TIMEOUT_SECONDS = "SINGLETON_DURABLE_TIMEOUT_SECONDS"
 
 #: The longest a Durable API call may be given: a call made under the start lock must
-#: end well inside the lock's 15 s lease (see :mod:`singleton.lock`).
+#: end well inside the lock's 15 s lease (see :mod:`durable_singleton.lock`).
 MAX_DURABLE_TIMEOUT_SECONDS = 10.0
 
 #: Prefix of the storage connection, as the Functions host names it. The host keeps the
@@ -108,16 +109,23 @@ def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
         on_conflict=_choice(environ, DEFAULT_ON_CONFLICT, OnConflict, defaults.on_conflict),
         reuse=_choice(environ, DEFAULT_REUSE, Reuse, defaults.reuse),
         terminate_timeout_seconds=_number(
-            environ, TERMINATE_TIMEOUT_SECONDS, defaults.terminate_timeout_seconds, 1, 600),
+            environ, TERMINATE_TIMEOUT_SECONDS, defaults.terminate_timeout_seconds, 1, 600
+        ),
         lock_wait_seconds=_number(
-            environ, LOCK_WAIT_SECONDS, defaults.lock_wait_seconds, 0.1, 120),
+            environ, LOCK_WAIT_SECONDS, defaults.lock_wait_seconds, 0.1, 120
+        ),
         lock_container=_container_name(environ, LOCK_CONTAINER, defaults.lock_container),
         job_container=_container_name(environ, JOB_CONTAINER, defaults.job_container),
         storage_timeout_seconds=_number(
-            environ, STORAGE_TIMEOUT_SECONDS, defaults.storage_timeout_seconds, 0.5, 10),
+            environ, STORAGE_TIMEOUT_SECONDS, defaults.storage_timeout_seconds, 0.5, 10
+        ),
         durable_timeout_seconds=_number(
-            environ, DURABLE_TIMEOUT_SECONDS, defaults.durable_timeout_seconds, 0.5,
-            MAX_DURABLE_TIMEOUT_SECONDS),
+            environ,
+            DURABLE_TIMEOUT_SECONDS,
+            defaults.durable_timeout_seconds,
+            0.5,
+            MAX_DURABLE_TIMEOUT_SECONDS,
+        ),
     )
 
 
@@ -155,7 +163,8 @@ def load_storage_connection(environ: Mapping[str, str] = os.environ) -> StorageC
         raise ConfigurationError(
             f"No storage connection: set {prefix} to a connection string, or "
             f"{prefix}__blobServiceUri or {prefix}__accountName for an identity-based "
-            "connection.")
+            "connection."
+        )
     return StorageConnection(
         account_url=service_uri,
         credential=environ.get(f"{prefix}__credential", "").strip().lower() or None,
@@ -168,8 +177,9 @@ def _raw(environ: Mapping[str, str], name: str) -> Optional[str]:
     return value or None
 
 
-def _number(environ: Mapping[str, str], name: str, default: float,
-            low: float, high: float) -> float:
+def _number(
+    environ: Mapping[str, str], name: str, default: float, low: float, high: float
+) -> float:
     raw = _raw(environ, name)
     if raw is None:
         return default
@@ -189,7 +199,8 @@ def _int(environ: Mapping[str, str], name: str, default: int, low: int, high: in
     # str.isdigit() also accepts digits int() refuses, such as "²".
     if not re.fullmatch(r"[0-9]{1,12}", raw) or not low <= int(raw) <= high:
         raise ConfigurationError(
-            f"App setting {name} must be a whole number from {low} to {high}.")
+            f"App setting {name} must be a whole number from {low} to {high}."
+        )
     return int(raw)
 
 
@@ -212,5 +223,6 @@ def _container_name(environ: Mapping[str, str], name: str, default: str) -> str:
     if not (3 <= len(raw) <= 63 and re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", raw)):
         raise ConfigurationError(
             f"App setting {name} must be a blob container name: 3 to 63 "
-            "lowercase letters, digits and single hyphens.")
+            "lowercase letters, digits and single hyphens."
+        )
     return raw

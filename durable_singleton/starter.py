@@ -1,9 +1,10 @@
 """HttpStartSingle's work: validate -> status -> decide -> lock -> start -> respond.
 
-The starter carries out what :mod:`singleton.policy` decides and never decides
+The starter carries out what :mod:`durable_singleton.policy` decides and never decides
 itself. Every answer, errors included, is an HTTP response: nothing escapes
 :func:`handle_start_request`.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -19,8 +20,13 @@ from azure.durable_functions.models.DurableOrchestrationStatus import DurableOrc
 
 from . import problems
 from .catalog import orchestrator_names
-from .durable import (DurableApi, DurableFailure, DurableUnavailable, StartOutcome,
-                      StartOutcomeUnknown)
+from .durable import (
+    DurableApi,
+    DurableFailure,
+    DurableUnavailable,
+    StartOutcome,
+    StartOutcomeUnknown,
+)
 from .job import STOP_EVENT
 from .lock import HeldLock, LockLost, LockUnavailable
 from .policy import FINISHED, REPLACES, Action, decide, must_recheck_under_lock
@@ -29,7 +35,7 @@ from .settings import ConfigurationError, Settings, load_settings, load_storage_
 from .storage import shared_locks
 from .validation import StartRequest, parse_start_request
 
-logger = logging.getLogger("singleton.starter")
+logger = logging.getLogger("durable_singleton.starter")
 
 #: Retry-After (seconds) for the 503 answers.
 RETRY_AFTER_UNAVAILABLE = 5
@@ -74,7 +80,10 @@ async def handle_start_request(req: func.HttpRequest, starter: str) -> func.Http
         "HttpStartSingle instance=%s function=%s decision=%s status=%d duration_ms=%.1f",
         _loggable(req.route_params.get("instanceId", "")),
         _loggable(req.route_params.get("functionName", "")),
-        outcome, response.status_code, (time.perf_counter() - began) * 1000)
+        outcome,
+        response.status_code,
+        (time.perf_counter() - began) * 1000,
+    )
     return response
 
 
@@ -105,8 +114,9 @@ async def _answer(req: func.HttpRequest, starter: str) -> Tuple[func.HttpRespons
 class _StartRun:
     """One validated start request, carried out."""
 
-    def __init__(self, req: func.HttpRequest, request: StartRequest, durable: DurableApi,
-                 settings: Settings):
+    def __init__(
+        self, req: func.HttpRequest, request: StartRequest, durable: DurableApi, settings: Settings
+    ):
         self.req = req
         self.request = request
         self.durable = durable
@@ -121,14 +131,18 @@ class _StartRun:
             # Fast path: refusing or pointing at the running instance needs no lock.
             return self._answer(action, status), action
 
-        locks = shared_locks(load_storage_connection(), self.settings.lock_container,
-                             self.settings.storage_timeout_seconds)
+        locks = shared_locks(
+            load_storage_connection(),
+            self.settings.lock_container,
+            self.settings.storage_timeout_seconds,
+        )
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.lock_wait_seconds
         pause = FIRST_PAUSE_SECONDS
         while action.starts:
-            held = await locks.try_acquire(self.durable.task_hub, self.id,
-                                           expect_new=status is None)
+            held = await locks.try_acquire(
+                self.durable.task_hub, self.id, expect_new=status is None
+            )
             if held is not None:
                 return await self._holding(held, status, action)
             # Another caller is starting this id. Rather than queue for the lock, look
@@ -146,15 +160,16 @@ class _StartRun:
             action = self._decide(status)
         return self._answer(action, status), action
 
-    async def _holding(self, held: HeldLock, status: Optional[DurableOrchestrationStatus],
-                       action: Action) -> Tuple[func.HttpResponse, Action]:
+    async def _holding(
+        self, held: HeldLock, status: Optional[DurableOrchestrationStatus], action: Action
+    ) -> Tuple[func.HttpResponse, Action]:
         """Carry the start out under ``held``, and let go of the lease as is safe."""
         acquired_at = _utc_now()
         try:
             answer = await self._under_lock(held, status, action)
         except _Ambiguous as ambiguous:
             # The start may still land: keep the lease until it runs out so no other
-            # caller can start over it (see singleton.lock).
+            # caller can start over it (see durable_singleton.lock).
             held.abandon()
             return await self._settle(ambiguous.before, acquired_at)
         except BaseException:
@@ -168,8 +183,9 @@ class _StartRun:
         held.release_in_background()
         return answer
 
-    async def _under_lock(self, held: HeldLock, status: Optional[DurableOrchestrationStatus],
-                          action: Action) -> Tuple[func.HttpResponse, Action]:
+    async def _under_lock(
+        self, held: HeldLock, status: Optional[DurableOrchestrationStatus], action: Action
+    ) -> Tuple[func.HttpResponse, Action]:
         request = self.request
         if must_recheck_under_lock(action, request.on_conflict, request.reuse):
             status = await self.durable.status(self.id)
@@ -180,8 +196,12 @@ class _StartRun:
             assert status is not None  # only an existing instance is replaced
             await self._replace_and_wait(held, action, status)
         try:
-            outcome = await self.durable.start(request.function_name, self.id, request.input,
-                                               await held.fence(self.durable.timeout))
+            outcome = await self.durable.start(
+                request.function_name,
+                self.id,
+                request.input,
+                await held.fence(self.durable.timeout),
+            )
         except (StartOutcomeUnknown, asyncio.CancelledError) as error:
             raise _Ambiguous(status) from error
         if outcome is StartOutcome.STARTED:
@@ -194,8 +214,9 @@ class _StartRun:
             refused = Action.REJECT_ACTIVE
         return self._answer(refused, status), refused
 
-    async def _settle(self, before: Optional[DurableOrchestrationStatus],
-                      acquired_at: datetime.datetime) -> Tuple[func.HttpResponse, Action]:
+    async def _settle(
+        self, before: Optional[DurableOrchestrationStatus], acquired_at: datetime.datetime
+    ) -> Tuple[func.HttpResponse, Action]:
         """Answer a start whose answer was lost from the instance's status.
 
         An instance created while this request held the lock can only be this
@@ -207,14 +228,19 @@ class _StartRun:
         except (DurableUnavailable, DurableFailure):
             status = None
         if status is not None and _created_since(status, before, acquired_at):
-            logger.info("Start of %s was answered late; its status shows it started.",
-                        _loggable(self.id))
+            logger.info(
+                "Start of %s was answered late; its status shows it started.", _loggable(self.id)
+            )
             return self.durable.started_response(self.req, self.id), Action.START
-        raise ProblemError(problems.start_outcome_unknown(
-            self.durable.links(self.req, self.id), RETRY_AFTER_UNAVAILABLE))
+        raise ProblemError(
+            problems.start_outcome_unknown(
+                self.durable.links(self.req, self.id), RETRY_AFTER_UNAVAILABLE
+            )
+        )
 
-    async def _replace_and_wait(self, held: HeldLock, action: Action,
-                                status: DurableOrchestrationStatus) -> None:
+    async def _replace_and_wait(
+        self, held: HeldLock, action: Action, status: DurableOrchestrationStatus
+    ) -> None:
         """Ask the active instance to end (Stop or terminate) and wait, bounded, until
         it has; on time-out answer 409 with nothing started."""
         try:
@@ -223,8 +249,10 @@ class _StartRun:
                 await self.durable.raise_event(self.id, STOP_EVENT, None, budget)
             else:
                 await self.durable.terminate(
-                    self.id, "Replaced by a start request with onConflict=terminateExisting.",
-                    budget)
+                    self.id,
+                    "Replaced by a start request with onConflict=terminateExisting.",
+                    budget,
+                )
         except DurableFailure:
             # 404/410: the instance ended (or vanished) before the request reached it.
             status = await self.durable.status(self.id)
@@ -240,8 +268,11 @@ class _StartRun:
                 return
             remaining = deadline - loop.time()
             if remaining <= 0:
-                timeout_problem = (problems.stop_timeout if action is Action.STOP_THEN_START
-                                   else problems.termination_timeout)
+                timeout_problem = (
+                    problems.stop_timeout
+                    if action is Action.STOP_THEN_START
+                    else problems.termination_timeout
+                )
                 raise ProblemError(timeout_problem(self._describe(status), waited))
             await asyncio.sleep(min(poll, remaining))
             poll = min(poll * 2, MAX_POLL_SECONDS)
@@ -250,8 +281,9 @@ class _StartRun:
         runtime_status = status.runtime_status if status is not None else None
         return decide(runtime_status, self.request.on_conflict, self.request.reuse)
 
-    def _answer(self, action: Action,
-                status: Optional[DurableOrchestrationStatus]) -> func.HttpResponse:
+    def _answer(
+        self, action: Action, status: Optional[DurableOrchestrationStatus]
+    ) -> func.HttpResponse:
         """The answer for an action that starts nothing, about the existing ``status``."""
         if status is None:
             # Only reachable if the instance vanished (purged) between two reads.
@@ -259,9 +291,13 @@ class _StartRun:
         instance = self._describe(status)
         if action is Action.USE_EXISTING:
             return func.HttpResponse(
-                body=json.dumps(instance), status_code=200,
-                headers={"Content-Type": "application/json",
-                         "Location": instance["statusQueryGetUri"]})
+                body=json.dumps(instance),
+                status_code=200,
+                headers={
+                    "Content-Type": "application/json",
+                    "Location": instance["statusQueryGetUri"],
+                },
+            )
         if action is Action.REJECT_FINISHED:
             problem = problems.instance_finished(instance, self.request.reuse.value)
         else:
@@ -285,9 +321,11 @@ def _utc_now() -> datetime.datetime:
     return datetime.datetime.now(datetime.timezone.utc)
 
 
-def _created_since(status: DurableOrchestrationStatus,
-                   before: Optional[DurableOrchestrationStatus],
-                   acquired_at: datetime.datetime) -> bool:
+def _created_since(
+    status: DurableOrchestrationStatus,
+    before: Optional[DurableOrchestrationStatus],
+    acquired_at: datetime.datetime,
+) -> bool:
     """Whether ``status`` describes an instance created after the lock was taken.
 
     The extension stamps ``createdTime`` with the host's clock, the same machine's

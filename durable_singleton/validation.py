@@ -2,6 +2,7 @@
 
 Nothing invalid gets past this module, so bad input never reaches the Durable runtime.
 """
+
 from __future__ import annotations
 
 import enum
@@ -30,7 +31,8 @@ _INSTANCE_ID = re.compile(r"[A-Za-z0-9\-_.:~@]+")
 INSTANCE_ID_RULE = (
     f"An instance id is 1 to {MAX_INSTANCE_ID_LENGTH} characters from ASCII letters, "
     "ASCII digits and - _ . : ~ @; it must not start with @ and must not be made of "
-    "dots only.")
+    "dots only."
+)
 
 #: Orchestrators whose input the starter checks before starting them; an orchestrator
 #: not listed here gets any JSON input.
@@ -52,8 +54,9 @@ class StartRequest:
     reuse: Reuse
 
 
-def parse_start_request(req: func.HttpRequest, settings: Settings,
-                        orchestrators: Collection[str]) -> StartRequest:
+def parse_start_request(
+    req: func.HttpRequest, settings: Settings, orchestrators: Collection[str]
+) -> StartRequest:
     """Check every part of a start request.
 
     Parameters
@@ -148,17 +151,26 @@ def read_json_body(raw: bytes, limit: int) -> Any:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
-        raise ProblemError(problems.invalid_body(
-            f"The request body is not valid UTF-8 (byte {error.start}).")) from None
+        raise ProblemError(
+            problems.invalid_body(f"The request body is not valid UTF-8 (byte {error.start}).")
+        ) from None
     try:
-        document = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float,
-                              parse_int=_bounded_int, object_hook=_refuse_envelope)
+        document = json.loads(
+            text,
+            parse_constant=_refuse_constant,
+            parse_float=_finite_float,
+            parse_int=_bounded_int,
+            object_hook=_refuse_envelope,
+        )
     except _Refused as refused:
         raise ProblemError(problems.invalid_body(str(refused))) from None
     except json.JSONDecodeError as error:
-        raise ProblemError(problems.invalid_body(
-            "The request body is not valid JSON (error at line "
-            f"{error.lineno}, column {error.colno}).")) from None
+        raise ProblemError(
+            problems.invalid_body(
+                "The request body is not valid JSON (error at line "
+                f"{error.lineno}, column {error.colno})."
+            )
+        ) from None
     except RecursionError:
         raise ProblemError(problems.invalid_body(_TOO_DEEP)) from None
     if _depth(document) > MAX_NESTING_DEPTH:
@@ -174,8 +186,10 @@ MAX_NESTING_DEPTH = 64
 #: integers to text (``sys.set_int_max_str_digits``), so longer ones could not be sent.
 MAX_INTEGER_DIGITS = 100
 
-_TOO_DEEP = (f"The request body is nested too deeply: at most {MAX_NESTING_DEPTH} levels "
-             "of arrays and objects.")
+_TOO_DEEP = (
+    f"The request body is nested too deeply: at most {MAX_NESTING_DEPTH} levels "
+    "of arrays and objects."
+)
 
 
 class _Refused(ValueError):
@@ -189,15 +203,17 @@ def _refuse_constant(name: str) -> Any:
 def _finite_float(literal: str) -> float:
     value = float(literal)
     if math.isinf(value):  # 1e400 is valid JSON but overflows a double to Infinity
-        raise _Refused(f"The request body holds a number too large for a double "
-                       f"({_excerpt(literal)}).")
+        raise _Refused(
+            f"The request body holds a number too large for a double ({_excerpt(literal)})."
+        )
     return value
 
 
 def _bounded_int(literal: str) -> int:
     if len(literal.lstrip("-")) > MAX_INTEGER_DIGITS:
-        raise _Refused(f"The request body holds an integer of more than "
-                       f"{MAX_INTEGER_DIGITS} digits.")
+        raise _Refused(
+            f"The request body holds an integer of more than {MAX_INTEGER_DIGITS} digits."
+        )
     return int(literal)
 
 
@@ -228,7 +244,8 @@ def _refuse_envelope(document: dict) -> dict:
     if _ENVELOPE_KEYS <= document.keys():
         raise _Refused(
             "The request body holds an object with __class__, __module__ and __data__ "
-            "members; the Durable SDK would turn it into a Python object. Rename them.")
+            "members; the Durable SDK would turn it into a Python object. Rename them."
+        )
     return document
 
 
@@ -242,8 +259,11 @@ def _query_values(req: func.HttpRequest, name: str) -> List[str]:
     read instead; the host puts the whole query there. ``req.params`` is the
     fallback for a request built without one, with repeated values comma-joined.
     """
-    values = [value for key, value in parse_qsl(urlsplit(req.url).query, keep_blank_values=True)
-              if key == name]
+    values = [
+        value
+        for key, value in parse_qsl(urlsplit(req.url).query, keep_blank_values=True)
+        if key == name
+    ]
     if not values and name in req.params:
         values = req.params[name].split(",")
     return values

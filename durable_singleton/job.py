@@ -4,6 +4,7 @@ The orchestrator function is replayed by the Durable runtime, so :func:`run_job`
 deterministic: no I/O, no wall clock, no randomness; time comes from
 ``context.current_utc_datetime`` and all work happens in SingletonActivity.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -57,8 +58,12 @@ class Continuation:
 
     def to_json(self) -> Dict[str, Any]:
         """The member the next execution's input carries."""
-        return {"store": self.store, "total": self.total, "cursor": self.cursor,
-                "results": self.results}
+        return {
+            "store": self.store,
+            "total": self.total,
+            "cursor": self.cursor,
+            "results": self.results,
+        }
 
 
 @dataclass(frozen=True)
@@ -88,10 +93,11 @@ class JobInput:
         """How many items one pass has."""
         return self.continuation.total if self.continuation else len(self.items)
 
-    def _document(self, pass_number: int,
-                  continuation: Optional[Continuation]) -> Dict[str, Any]:
-        document: Dict[str, Any] = {"repeatEverySeconds": self.repeat_every_seconds,
-                                    "pass": pass_number}
+    def _document(self, pass_number: int, continuation: Optional[Continuation]) -> Dict[str, Any]:
+        document: Dict[str, Any] = {
+            "repeatEverySeconds": self.repeat_every_seconds,
+            "pass": pass_number,
+        }
         if continuation is None:
             document["items"] = self.items
         else:
@@ -138,13 +144,15 @@ def parse_job_input(value: Any, internal: bool = False) -> JobInput:
     if not isinstance(value, dict):
         raise InvalidJobInput(
             'The orchestrator input must be a JSON object such as {"items": [...]}, '
-            f"not {_json_type(value)}.")
+            f"not {_json_type(value)}."
+        )
     allowed = _KEYS + ((_CONTINUATION,) if internal else ())
     unknown = sorted(set(value) - set(allowed))
     if unknown:
         raise InvalidJobInput(
             f"Unknown member(s) in the orchestrator input: {', '.join(unknown)}. "
-            f"Allowed: {', '.join(_KEYS)}.")
+            f"Allowed: {', '.join(_KEYS)}."
+        )
     items = value.get("items", [])
     if not isinstance(items, list):
         raise InvalidJobInput(f"items must be a JSON array, not {_json_type(items)}.")
@@ -188,8 +196,14 @@ def run_job(context: df.DurableOrchestrationContext) -> Generator[Any, Any, Any]
     if store is None and len(job.items) > ITEMS_PER_EXECUTION:
         # Stage the items once; every later execution of the job loads only its share.
         staged = yield context.call_activity(
-            ITEM_STORE, {"op": "stage", "instanceId": context.instance_id,
-                         "key": str(context.new_uuid()), "items": job.items})
+            ITEM_STORE,
+            {
+                "op": "stage",
+                "instanceId": context.instance_id,
+                "key": str(context.new_uuid()),
+                "items": job.items,
+            },
+        )
         store = Continuation(staged["store"], len(job.items))
         if stop.is_completed or _stop_pending(context):
             progress = _Progress(context, job)
@@ -204,8 +218,9 @@ def run_job(context: df.DurableOrchestrationContext) -> Generator[Any, Any, Any]
     items = job.items[cursor:end]
     if store is not None and cursor < end and not stop.is_completed:
         items = yield context.call_activity(
-            ITEM_STORE, {"op": "load", "store": store.store, "start": cursor,
-                         "count": end - cursor})
+            ITEM_STORE,
+            {"op": "load", "store": store.store, "start": cursor, "count": end - cursor},
+        )
 
     for offset, item in enumerate(items):
         if stop.is_completed:
@@ -228,7 +243,8 @@ def run_job(context: df.DurableOrchestrationContext) -> Generator[Any, Any, Any]
         assert store is not None  # only a staged job has more than one execution a pass
         if not _stop_pending(context):
             context.continue_as_new(
-                job.resume_at(Continuation(store.store, store.total, end, results)))
+                job.resume_at(Continuation(store.store, store.total, end, results))
+            )
             return None
         progress.update(stopping=True)
     if stop.is_completed or job.is_last_pass or end < job.total:
@@ -236,7 +252,8 @@ def run_job(context: df.DurableOrchestrationContext) -> Generator[Any, Any, Any]
         return (yield from _finish(context, progress, results, stopped, store))
 
     fire_at = context.current_utc_datetime + datetime.timedelta(
-        seconds=job.repeat_every_seconds or MIN_REPEAT_SECONDS)
+        seconds=job.repeat_every_seconds or MIN_REPEAT_SECONDS
+    )
     progress.update(next_run_at=fire_at)
     timer = context.create_timer(fire_at)
     yield context.task_any([timer, stop])
@@ -251,9 +268,13 @@ def run_job(context: df.DurableOrchestrationContext) -> Generator[Any, Any, Any]
     return None
 
 
-def _finish(context: df.DurableOrchestrationContext, progress: "_Progress",
-            results: List[Any], stopped: bool,
-            store: Optional[Continuation]) -> Generator[Any, Any, Dict[str, Any]]:
+def _finish(
+    context: df.DurableOrchestrationContext,
+    progress: "_Progress",
+    results: List[Any],
+    stopped: bool,
+    store: Optional[Continuation],
+) -> Generator[Any, Any, Dict[str, Any]]:
     """End the job: delete its staged items, if any, and return its output."""
     if store is not None:
         yield context.call_activity(ITEM_STORE, {"op": "delete", "store": store.store})
@@ -269,24 +290,33 @@ def _stop_pending(context: df.DurableOrchestrationContext) -> bool:
     as the one that woke the job are in the history but not yet processed, and
     continue-as-new would drop them.
     """
-    return any(event.event_type == HistoryEventType.EVENT_RAISED
-               and getattr(event, "Name", None) == STOP_EVENT
-               for event in context.histories)
+    return any(
+        event.event_type == HistoryEventType.EVENT_RAISED
+        and getattr(event, "Name", None) == STOP_EVENT
+        for event in context.histories
+    )
 
 
 class _Progress:
     """The custom status of one execution, kept in step with what it reports."""
 
-    def __init__(self, context: df.DurableOrchestrationContext, job: JobInput,
-                 processed: int = 0):
+    def __init__(self, context: df.DurableOrchestrationContext, job: JobInput, processed: int = 0):
         self._context = context
-        self._status: Dict[str, Any] = {"pass": job.pass_number, "processed": processed,
-                                        "total": job.total, "nextRunAt": None,
-                                        "stopping": False}
+        self._status: Dict[str, Any] = {
+            "pass": job.pass_number,
+            "processed": processed,
+            "total": job.total,
+            "nextRunAt": None,
+            "stopping": False,
+        }
         context.set_custom_status(dict(self._status))
 
-    def update(self, processed: Optional[int] = None, stopping: Optional[bool] = None,
-               next_run_at: Any = ...) -> None:
+    def update(
+        self,
+        processed: Optional[int] = None,
+        stopping: Optional[bool] = None,
+        next_run_at: Any = ...,
+    ) -> None:
         if processed is not None:
             self._status["processed"] = processed
         if stopping is not None:
@@ -298,13 +328,19 @@ class _Progress:
     def output(self, results: List[Any], stopped: bool) -> Dict[str, Any]:
         processed, total = self._status["processed"], self._status["total"]
         current = self._status["pass"]
-        return {"processed": processed, "total": total, "results": results, "pass": current,
-                "passesCompleted": current if processed == total else current - 1,
-                "stopped": stopped}
+        return {
+            "processed": processed,
+            "total": total,
+            "results": results,
+            "pass": current,
+            "passesCompleted": current if processed == total else current - 1,
+            "stopped": stopped,
+        }
 
 
-def _whole_number(value: Dict[str, Any], name: str, low: int,
-                  high: Optional[int]) -> Optional[int]:
+def _whole_number(
+    value: Dict[str, Any], name: str, low: int, high: Optional[int]
+) -> Optional[int]:
     number = value.get(name)
     if number is None:
         return None

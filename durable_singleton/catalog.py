@@ -4,6 +4,7 @@ A folder at the app root with a function.json whose bindings include an
 ``orchestrationTrigger`` is an orchestrator, so a new orchestrator folder becomes
 startable through HttpStartSingle without a code change.
 """
+
 from __future__ import annotations
 
 import functools

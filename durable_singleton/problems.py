@@ -4,6 +4,7 @@ One constructor per kind of problem. The ``type`` of each is
 ``urn:singleton-starter:problem:<kind>``; README.md lists the kinds. Details are the
 app's own sentences: never a traceback, never a library's exception text.
 """
+
 from __future__ import annotations
 
 import json
@@ -64,20 +65,26 @@ def unknown_orchestrator(name: str, orchestrators: Iterable[str]) -> Problem:
     """404: ``name`` is not an orchestrator function of this app."""
     known = sorted(orchestrators)
     return Problem(
-        "unknown-orchestrator", 404, "No such orchestrator",
+        "unknown-orchestrator",
+        404,
+        "No such orchestrator",
         f"'{_printable(name)}' is not an orchestrator function of this app. "
         f"Orchestrators: {', '.join(known) or 'none'}.",
-        {"orchestrators": known})
+        {"orchestrators": known},
+    )
 
 
 def invalid_query(name: str, allowed: Iterable[str]) -> Problem:
     """400: query parameter ``name`` holds a value outside ``allowed``."""
     choices = list(allowed)
     return Problem(
-        "invalid-query-parameter", 400, "Invalid query parameter",
+        "invalid-query-parameter",
+        400,
+        "Invalid query parameter",
         f"Query parameter {name} must be given once, as one of: {', '.join(choices)} "
         "(case-sensitive).",
-        {"parameter": name, "allowed": choices})
+        {"parameter": name, "allowed": choices},
+    )
 
 
 def invalid_body(detail: str) -> Problem:
@@ -88,8 +95,12 @@ def invalid_body(detail: str) -> Problem:
 def body_too_large(limit: int) -> Problem:
     """413: the body is longer than the configured limit."""
     return Problem(
-        "body-too-large", 413, "Request body too large",
-        f"The request body must be at most {limit} bytes.", {"limitBytes": limit})
+        "body-too-large",
+        413,
+        "Request body too large",
+        f"The request body must be at most {limit} bytes.",
+        {"limitBytes": limit},
+    )
 
 
 def invalid_input(detail: str) -> Problem:
@@ -100,93 +111,126 @@ def invalid_input(detail: str) -> Problem:
 def instance_active(instance: Mapping[str, Any]) -> Problem:
     """409: an instance with the id is active; ``instance`` describes it."""
     return Problem(
-        "instance-active", 409, "Instance already active",
+        "instance-active",
+        409,
+        "Instance already active",
         f"An instance with id '{instance['instanceId']}' is {instance['runtimeStatus']}; "
         "nothing was started. Follow statusQueryGetUri, or stop it with terminatePostUri.",
-        instance, _location(instance))
+        instance,
+        _location(instance),
+    )
 
 
 def instance_finished(instance: Mapping[str, Any], reuse: str) -> Problem:
     """409: the id belongs to a finished instance and ``reuse`` forbids reusing it."""
     return Problem(
-        "instance-finished", 409, "Instance id may not be reused",
+        "instance-finished",
+        409,
+        "Instance id may not be reused",
         f"An instance with id '{instance['instanceId']}' ended {instance['runtimeStatus']} "
         f"and reuse={reuse} does not start it again; nothing was started.",
-        instance, _location(instance))
+        instance,
+        _location(instance),
+    )
 
 
 def termination_timeout(instance: Mapping[str, Any], waited_seconds: float) -> Problem:
     """409: ``onConflict=terminateExisting`` asked the old instance to stop; it did not in time."""
     return Problem(
-        "termination-timeout", 409, "Existing instance did not stop in time",
+        "termination-timeout",
+        409,
+        "Existing instance did not stop in time",
         f"Termination of instance '{instance['instanceId']}' was requested but it was still "
         f"{instance['runtimeStatus']} after {waited_seconds:g} s; nothing was started. "
         "Retry once it has ended.",
-        instance, _location(instance))
+        instance,
+        _location(instance),
+    )
 
 
 def stop_timeout(instance: Mapping[str, Any], waited_seconds: float) -> Problem:
     """409: ``onConflict=stopExisting`` sent the old instance Stop; it did not end in time."""
     return Problem(
-        "stop-timeout", 409, "Existing instance did not stop in time",
+        "stop-timeout",
+        409,
+        "Existing instance did not stop in time",
         f"Stop was sent to instance '{instance['instanceId']}' but it was still "
         f"{instance['runtimeStatus']} after {waited_seconds:g} s; nothing was started. "
         "The Stop stays requested: retry once it has ended. An orchestrator that does not "
         "handle Stop never ends this way; use onConflict=terminateExisting for it.",
-        instance, _location(instance))
+        instance,
+        _location(instance),
+    )
 
 
 def start_refused(instance_id: str) -> Problem:
     """409: the runtime refused the start as a duplicate, but the instance could not be read."""
     return Problem(
-        "instance-active", 409, "Instance already active",
+        "instance-active",
+        409,
+        "Instance already active",
         f"The Durable runtime refused to start '{instance_id}' because an instance with that "
-        "id is active; nothing was started.", {"instanceId": instance_id})
+        "id is active; nothing was started.",
+        {"instanceId": instance_id},
+    )
 
 
 def lock_busy(retry_after: int) -> Problem:
     """503: another start for the id held the lock for longer than this caller may wait."""
     return _unavailable(
-        "lock-busy", "Another start for this id is in progress",
+        "lock-busy",
+        "Another start for this id is in progress",
         "Another request is starting or replacing this instance and did not finish in "
         "time; nothing was started. Retry after the number of seconds in Retry-After.",
-        retry_after)
+        retry_after,
+    )
 
 
 def storage_unavailable(retry_after: int) -> Problem:
     """503: the storage account that holds the locks cannot be reached."""
     return _unavailable(
-        "storage-unavailable", "Lock storage unavailable",
+        "storage-unavailable",
+        "Lock storage unavailable",
         "The storage account that holds the start locks could not be reached in time; "
-        "nothing was started.", retry_after)
+        "nothing was started.",
+        retry_after,
+    )
 
 
 def lock_lost(retry_after: int) -> Problem:
     """503: the start lock's lease could not be kept, so the start was not attempted."""
     return _unavailable(
-        "lock-lost", "Start lock lost",
+        "lock-lost",
+        "Start lock lost",
         "The lease on this id's start lock could not be renewed in time (the storage "
-        "account did not answer); nothing was started.", retry_after)
+        "account did not answer); nothing was started.",
+        retry_after,
+    )
 
 
 def start_outcome_unknown(links: Mapping[str, Any], retry_after: int) -> Problem:
     """503: the start was sent but its answer was lost; it may have happened."""
     return Problem(
-        "start-outcome-unknown", 503, "Start outcome unknown",
+        "start-outcome-unknown",
+        503,
+        "Start outcome unknown",
         f"The start of instance '{links['id']}' was sent to the Durable Functions API but "
         "its answer was lost, and the instance's status does not show it yet: it may have "
         "started. Check statusQueryGetUri; a retry after Retry-After seconds is answered "
         "409 if it did.",
         {"instanceId": links["id"], "statusQueryGetUri": links["statusQueryGetUri"]},
-        {"Retry-After": str(retry_after), "Location": links["statusQueryGetUri"]})
+        {"Retry-After": str(retry_after), "Location": links["statusQueryGetUri"]},
+    )
 
 
 def durable_unavailable(retry_after: int) -> Problem:
     """503: the Durable Functions API cannot be reached; no start was sent."""
     return _unavailable(
-        "durable-unavailable", "Durable Functions API unavailable",
+        "durable-unavailable",
+        "Durable Functions API unavailable",
         "The Durable Functions API could not be reached in time; nothing was started.",
-        retry_after)
+        retry_after,
+    )
 
 
 def _unavailable(kind: str, title: str, detail: str, retry_after: int) -> Problem:
@@ -197,9 +241,12 @@ def _unavailable(kind: str, title: str, detail: str, retry_after: int) -> Proble
 def durable_error(stage: str) -> Problem:
     """502: the Durable Functions API answered with an error the app did not expect."""
     return Problem(
-        "durable-error", 502, "Durable Functions API error",
+        "durable-error",
+        502,
+        "Durable Functions API error",
         f"The Durable Functions API answered with an unexpected error while {stage}. "
-        "Check the instance's status before retrying.")
+        "Check the instance's status before retrying.",
+    )
 
 
 def misconfigured(detail: str) -> Problem:
@@ -209,8 +256,12 @@ def misconfigured(detail: str) -> Problem:
 
 def internal_error() -> Problem:
     """500: a fault in the app itself."""
-    return Problem("internal-error", 500, "Internal error",
-                   "The request failed inside the app; nothing is known to have started.")
+    return Problem(
+        "internal-error",
+        500,
+        "Internal error",
+        "The request failed inside the app; nothing is known to have started.",
+    )
 
 
 def _location(instance: Mapping[str, Any]) -> Dict[str, str]:
