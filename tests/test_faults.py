@@ -208,17 +208,24 @@ async def test_hung_durable_api_is_503_within_its_timeout(
 
 
 async def test_a_caller_cancelled_mid_acquire_leaves_no_lease_behind(
-    start, durable, storage_proxy, monkeypatch
+    start, durable, azurite, app_env, storage_proxy, monkeypatch
 ) -> None:
     monkeypatch.setenv("SINGLETON_LOCK_WAIT_SECONDS", "5")
-    await start("warm-up")  # container exists: the next acquire is one lease request
-    storage_proxy.set("pass", delay=0.4)
+    # A first run creates the id's lock blob, so the next acquire is one lease request.
+    assert kind(await start("cancelled")) == "202"
+    durable.set_status("cancelled", "Completed")
+    storage_proxy.set("pass", delay=0.4)  # each way: granted at ~0.4 s, answered at ~0.8 s
     first = asyncio.create_task(start("cancelled"))
-    await asyncio.sleep(0.5)  # the lease request is on its way
+    await asyncio.sleep(0.6)  # granted by storage, its answer still on the way
     first.cancel()
     with pytest.raises(asyncio.CancelledError):
         await first
+    await asyncio.sleep(2)  # whatever was on its way has reached storage by now
     storage_proxy.set("pass")
+    async with BlobServiceClient.from_connection_string(azurite.connection_string) as other:
+        blob = other.get_blob_client(app_env, lock_blob_name("TestHubName", "cancelled"))
+        assert (await blob.get_blob_properties()).lease.state == "available"
     began = time.monotonic()
     assert kind(await start("cancelled")) == "202"
     assert time.monotonic() - began < 3  # not the ~15 s of an orphaned lease
+    assert len(durable.accepted_starts) == 2
