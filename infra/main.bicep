@@ -7,12 +7,58 @@ targetScope = 'subscription'
 @description('Name of the azd environment; names and tags every resource.')
 param environmentName string
 
+// The regions that offer the Flex Consumption plan (az functionapp
+// list-flexconsumption-locations); azd offers only these when it asks for a location.
 @minLength(1)
-@description('Azure region. Must offer the Flex Consumption plan (az functionapp list-flexconsumption-locations).')
+@description('Azure region; one that offers the Flex Consumption plan.')
+@allowed([
+  'australiaeast'
+  'australiasoutheast'
+  'brazilsouth'
+  'canadacentral'
+  'centralindia'
+  'centralus'
+  'eastasia'
+  'eastus'
+  'eastus2'
+  'francecentral'
+  'germanywestcentral'
+  'italynorth'
+  'japaneast'
+  'koreacentral'
+  'northcentralus'
+  'northeurope'
+  'norwayeast'
+  'southafricanorth'
+  'southcentralus'
+  'southeastasia'
+  'southindia'
+  'spaincentral'
+  'swedencentral'
+  'uaenorth'
+  'uksouth'
+  'ukwest'
+  'westcentralus'
+  'westeurope'
+  'westus'
+  'westus2'
+  'westus3'
+])
+@metadata({
+  azd: {
+    type: 'location'
+  }
+})
 param location string
 
-@description('Object id of the deploying user, granted Blob Data Owner to inspect locks; empty for none.')
+@description('Object id of the principal running azd (a developer, or the pipeline\'s service principal), granted Blob Data Owner to inspect locks; empty for none.')
 param principalId string = ''
+
+// azd fills AZURE_PRINCIPAL_TYPE: User when a person runs it, ServicePrincipal when the
+// pipeline does. A role assignment whose type does not match the principal fails.
+@allowed([ 'User', 'ServicePrincipal', 'Group' ])
+@description('Type of principalId, from azd (AZURE_PRINCIPAL_TYPE).')
+param principalType string = 'User'
 
 @allowed([ 'reject', 'useExisting', 'terminateExisting', 'stopExisting' ])
 @description('App setting SINGLETON_DEFAULT_ON_CONFLICT: onConflict when the request gives none.')
@@ -74,6 +120,7 @@ module resources 'resources.bicep' = {
     location: location
     tags: tags
     principalId: principalId
+    principalType: principalType
     defaultOnConflict: defaultOnConflict
     defaultReuse: defaultReuse
     maxBodyBytes: maxBodyBytes

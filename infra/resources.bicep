@@ -1,4 +1,4 @@
-// The singleton starter's resources: a Flex Consumption Function App (Python 3.11, Linux)
+// The singleton starter's resources: a Flex Consumption Function App (Python 3.13, Linux)
 // whose storage account (task hub, lock blobs, deployment package) is reached only
 // with a user-assigned managed identity, and Application Insights on Log Analytics.
 
@@ -6,6 +6,7 @@ param environmentName string
 param location string
 param tags object
 param principalId string
+param principalType string
 param defaultOnConflict string
 param defaultReuse string
 param maxBodyBytes int
@@ -142,7 +143,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       }
       runtime: {
         name: 'python'
-        version: '3.11'
+        version: '3.13'
       }
     }
   }
@@ -151,8 +152,11 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
     name: 'appsettings'
     properties: {
       // Identity-based storage connection (no connection string, no key): the host, the
-      // Durable task hub and the starter's lock all read these.
-      AzureWebJobsStorage__accountName: storage.name
+      // Durable task hub (blobs, queues, tables) and the starter's lock all read these.
+      // Service URIs from the account itself, so they are right in every Azure cloud.
+      AzureWebJobsStorage__blobServiceUri: storage.properties.primaryEndpoints.blob
+      AzureWebJobsStorage__queueServiceUri: storage.properties.primaryEndpoints.queue
+      AzureWebJobsStorage__tableServiceUri: storage.properties.primaryEndpoints.table
       AzureWebJobsStorage__credential: 'managedidentity'
       AzureWebJobsStorage__clientId: identity.properties.clientId
       APPLICATIONINSIGHTS_CONNECTION_STRING: appInsights.properties.ConnectionString
@@ -205,7 +209,7 @@ resource userBlobRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = if 
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataOwner)
     principalId: principalId
-    principalType: 'User'
+    principalType: principalType
   }
 }
 

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Runs the app locally: virtual environment, packages, Azurite, then `func start`.
+# Runs the app locally on a fresh machine: Azure Functions Core Tools (installed into
+# the project from npm when missing), the Python 3.13 environment with the app's
+# packages, Azurite, then `func start`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v func >/dev/null 2>&1; then
+how_to_install() {
   cat >&2 <<'MSG'
 Azure Functions Core Tools (the `func` command, version 4) is not installed, so the
 app cannot run locally. Install it, then run this script again:
@@ -13,10 +15,30 @@ app cannot run locally. Install it, then run this script again:
   - Linux:   see "Install the Azure Functions Core Tools" at
              https://learn.microsoft.com/azure/azure-functions/functions-run-local
 MSG
-  exit 1
-fi
+}
 
-source scripts/setup.sh requirements.txt
+# Core Tools: on PATH, or in the project's node_modules from an earlier run, or
+# installed there now. Its npm installer downloads the Functions host from Microsoft's
+# CDN; where that is out of reach the install fails, and this says how to install it.
+if ! command -v func >/dev/null 2>&1 && [ ! -x node_modules/.bin/func ]; then
+  if command -v npm >/dev/null 2>&1; then
+    echo "Installing Azure Functions Core Tools 4 into node_modules (npm) ..."
+    if ! npm install --no-save --no-audit --no-fund --loglevel=error \
+        azure-functions-core-tools@4 >&2; then
+      echo "The Core Tools install failed (its installer downloads the Functions host)." >&2
+      how_to_install
+      exit 1
+    fi
+  fi
+  if [ ! -x node_modules/.bin/func ]; then
+    how_to_install
+    exit 1
+  fi
+fi
+PATH="$PWD/node_modules/.bin:$PATH"
+
+# The deployed Python version (3.13; scripts/find-python.sh says how to get it).
+source scripts/setup.sh requirements.txt 3.13
 
 # Azurite on its standard loopback ports (UseDevelopmentStorage=true points there),
 # data under .azurite/ (git-ignored). Reused if something already serves port 10000.
@@ -38,5 +60,5 @@ else
 fi
 
 # func start runs the Python worker with the python on PATH: the project's venv.
-source .venv/bin/activate
+source "$VENV/bin/activate"
 func start "$@"

