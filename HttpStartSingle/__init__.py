@@ -6,7 +6,7 @@ active. The work happens in :mod:`durable_singleton.starter`; this module only b
 
 import azure.functions as func
 
-from durable_singleton.starter import handle_start_request
+from durable_singleton.http_start import handle_start_request
 
 
 async def main(req: func.HttpRequest, starter: str) -> func.HttpResponse:

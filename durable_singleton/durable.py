@@ -15,17 +15,13 @@ import asyncio
 import enum
 import functools
 import json
-from typing import Any, Dict, Optional
+from typing import Any, Optional
 
 import aiohttp
 import azure.durable_functions as df
-import azure.functions as func
 from azure.durable_functions.models.DurableOrchestrationStatus import DurableOrchestrationStatus
 
-from . import durable_transport
-
-#: Members of a status the 409 and 200 answers repeat for the caller.
-_STATUS_MEMBERS = ("instanceId", "name", "runtimeStatus", "createdTime", "lastUpdatedTime")
+from . import durable_transport, telemetry
 
 
 class DurableUnavailable(Exception):
@@ -41,6 +37,10 @@ class StartOutcomeUnknown(Exception):
     The Durable extension carries out a start whose caller disconnected, so the
     instance may exist now or appear a little later.
     """
+
+    def __init__(self, instance_id: str = ""):
+        super().__init__(instance_id)
+        self.instance_id = instance_id
 
 
 class DurableFailure(Exception):
@@ -91,7 +91,10 @@ class DurableApi:
         whose ``runtime_status`` is None.
         """
         status = await self._call(
-            "reading the instance status", self.client.get_status(instance_id), self.timeout
+            "durable.status",
+            "reading the instance status",
+            self.client.get_status(instance_id),
+            self.timeout,
         )
         if not status or status.runtime_status is None:
             return None
@@ -117,6 +120,7 @@ class DurableApi:
         """
         try:
             await self._call(
+                "durable.start",
                 "starting the instance",
                 self.client.start_new(function_name, instance_id, input_),
                 min(timeout, self.timeout),
@@ -134,6 +138,7 @@ class DurableApi:
     async def terminate(self, instance_id: str, reason: str, timeout: float) -> None:
         """Ask the runtime to terminate the instance; termination finishes later."""
         await self._call(
+            "durable.terminate",
             "terminating the existing instance",
             self.client.terminate(instance_id, reason),
             min(timeout, self.timeout),
@@ -146,33 +151,18 @@ class DurableApi:
         reads the status to tell "already ended" from a real failure.
         """
         await self._call(
+            "durable.raise_event",
             f"sending {event} to the existing instance",
             self.client.raise_event(instance_id, event, data),
             min(timeout, self.timeout),
         )
 
-    def links(self, req: func.HttpRequest, instance_id: str) -> Dict[str, str]:
-        """Return the instance's management URLs, on the origin the caller used."""
-        return self.client.get_client_response_links(req, instance_id)
-
-    def started_response(self, req: func.HttpRequest, instance_id: str) -> func.HttpResponse:
-        """Return the SDK's 202 check-status response for a started instance."""
-        return self.client.create_check_status_response(req, instance_id)
-
-    def describe(
-        self, req: func.HttpRequest, instance_id: str, status: DurableOrchestrationStatus
-    ) -> Dict[str, Any]:
-        """Describe an existing instance: its status members and management URLs."""
-        document = status.to_json()
-        described = {key: document[key] for key in _STATUS_MEMBERS if key in document}
-        described["instanceId"] = instance_id
-        described.update(self.links(req, instance_id))
-        return described
-
     @staticmethod
-    async def _call(stage: str, call: Any, timeout: float) -> Any:
+    async def _call(span: str, stage: str, call: Any, timeout: float) -> Any:
+        """Await ``call`` within ``timeout`` as span ``span``; sort its failures."""
         try:
-            return await asyncio.wait_for(call, timeout)
+            with telemetry.step(span):
+                return await asyncio.wait_for(call, timeout)
         except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as error:
             raise DurableUnavailable(stage) from error
         except Exception as error:  # the SDK raises bare Exception for every failure

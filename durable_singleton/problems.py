@@ -7,11 +7,8 @@ app's own sentences: never a traceback, never a library's exception text.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, Mapping
-
-import azure.functions as func
 
 TYPE_PREFIX = "urn:singleton-starter:problem:"
 MEDIA_TYPE = "application/problem+json"
@@ -38,14 +35,6 @@ class Problem:
         }
         document.update(self.members)
         return document
-
-    def response(self) -> func.HttpResponse:
-        """Return the problem as an HTTP response."""
-        return func.HttpResponse(
-            body=json.dumps(self.body()),
-            status_code=self.status,
-            headers={"Content-Type": MEDIA_TYPE, **self.headers},
-        )
 
 
 class ProblemError(Exception):

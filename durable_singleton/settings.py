@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Mapping, Optional
 
+from .links import LinkMode
 from .policy import OnConflict, Reuse
 
 MAX_BODY_BYTES = "SINGLETON_MAX_BODY_BYTES"
@@ -23,6 +24,7 @@ LOCK_CONTAINER = "SINGLETON_LOCK_CONTAINER"
 JOB_CONTAINER = "SINGLETON_JOB_CONTAINER"
 STORAGE_TIMEOUT_SECONDS = "SINGLETON_STORAGE_TIMEOUT_SECONDS"
 DURABLE_TIMEOUT_SECONDS = "SINGLETON_DURABLE_TIMEOUT_SECONDS"
+MANAGEMENT_LINKS = "SINGLETON_MANAGEMENT_LINKS"
 
 #: The longest a Durable API call may be given: a call made under the start lock must
 #: end well inside the lock's 15 s lease (see :mod:`durable_singleton.lock`).
@@ -43,6 +45,7 @@ APP_SETTINGS = (
     JOB_CONTAINER,
     STORAGE_TIMEOUT_SECONDS,
     DURABLE_TIMEOUT_SECONDS,
+    MANAGEMENT_LINKS,
 )
 
 
@@ -67,6 +70,7 @@ class Settings:
     job_container: str = "singleton-jobs"
     storage_timeout_seconds: float = 5.0
     durable_timeout_seconds: float = 5.0
+    management_links: LinkMode = LinkMode.DURABLE
 
 
 @dataclass(frozen=True)
@@ -126,6 +130,7 @@ def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
             0.5,
             MAX_DURABLE_TIMEOUT_SECONDS,
         ),
+        management_links=_choice(environ, MANAGEMENT_LINKS, LinkMode, defaults.management_links),
     )
 
 

@@ -1,25 +1,23 @@
-"""HttpStartSingle's work: validate -> status -> decide -> lock -> start -> respond.
+"""The guarded start: status -> decide -> lock -> (replace) -> start -> outcome.
 
-The starter carries out what :mod:`durable_singleton.policy` decides and never decides
-itself. Every answer, errors included, is an HTTP response: nothing escapes
-:func:`handle_start_request`.
+The one sequence behind every start, whatever triggered it (HttpStartSingle, the
+timer): it carries out what :mod:`durable_singleton.policy` decides and never decides
+itself, and returns what happened as an :class:`Outcome`, or raises what went wrong.
+Turning either into an answer is :mod:`durable_singleton.answers`'s job.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime
-import json
 import logging
 import random
-import time
-from typing import Any, Optional, Tuple
+from dataclasses import dataclass
+from typing import Optional
 
-import azure.functions as func
 from azure.durable_functions.models.DurableOrchestrationStatus import DurableOrchestrationStatus
 
-from . import problems
-from .catalog import orchestrator_names
+from . import telemetry
 from .durable import (
     DurableApi,
     DurableFailure,
@@ -28,18 +26,13 @@ from .durable import (
     StartOutcomeUnknown,
 )
 from .job import STOP_EVENT
-from .lock import HeldLock, LockLost, LockUnavailable
+from .lock import HeldLock
 from .policy import FINISHED, REPLACES, Action, decide, must_recheck_under_lock
-from .problems import ProblemError
-from .settings import ConfigurationError, Settings, load_settings, load_storage_connection
+from .settings import Settings, load_storage_connection
 from .storage import shared_locks
-from .validation import StartRequest, parse_start_request
+from .validation import StartRequest
 
 logger = logging.getLogger("durable_singleton.starter")
-
-#: Retry-After (seconds) for the 503 answers.
-RETRY_AFTER_UNAVAILABLE = 5
-RETRY_AFTER_LOCK_BUSY = 2
 
 #: A caller that finds the lock taken checks again after a jittered pause that starts
 #: short (the holder usually finishes within one Durable API call) and doubles up to
@@ -52,84 +45,89 @@ FIRST_POLL_SECONDS = 0.25
 MAX_POLL_SECONDS = 2.0
 
 
-async def handle_start_request(req: func.HttpRequest, starter: str) -> func.HttpResponse:
-    """Answer one HttpStartSingle request.
+@dataclass(frozen=True)
+class Outcome:
+    """What a start request came to: ``started``, or ``action`` about ``status``."""
+
+    action: Action
+    status: Optional[DurableOrchestrationStatus]
+    started: bool
+
+
+class LockBusy(Exception):
+    """Another caller held the id's lock for longer than this one may wait."""
+
+
+class InstanceVanished(Exception):
+    """The runtime refused the start as a duplicate, but the instance could not be read."""
+
+    def __init__(self, instance_id: str):
+        super().__init__(instance_id)
+        self.instance_id = instance_id
+
+
+class ReplaceTimedOut(Exception):
+    """The active instance did not end in time after Stop or terminate; nothing started."""
+
+    def __init__(
+        self,
+        action: Action,
+        status: DurableOrchestrationStatus,
+        instance_id: str,
+        waited_seconds: float,
+    ):
+        super().__init__(instance_id)
+        self.action = action
+        self.status = status
+        self.instance_id = instance_id
+        self.waited_seconds = waited_seconds
+
+
+async def start_singleton(
+    request: StartRequest, durable: DurableApi, settings: Settings
+) -> Outcome:
+    """Start ``request``'s orchestrator under its id unless the policy says otherwise.
 
     Parameters
     ----------
-    req : func.HttpRequest
-        The request, with route parameters ``functionName`` and ``instanceId``.
-    starter : str
-        The ``durableClient`` binding's JSON.
+    request : StartRequest
+        The validated request.
+    durable : DurableApi
+        The Durable API of this invocation.
+    settings : Settings
+        The app settings.
 
     Returns
     -------
-    func.HttpResponse
-        202 started, 200 existing instance used, or a problem+json answer.
+    Outcome
+        Started, or the action taken about the existing instance.
+
+    Raises
+    ------
+    LockBusy, ReplaceTimedOut, InstanceVanished, StartOutcomeUnknown
+        As their docstrings say.
+    DurableUnavailable, DurableFailure, LockUnavailable, LockLost, ConfigurationError
+        A dependency or a setting failed.
     """
-    began = time.perf_counter()
-    outcome = "internal-error"
-    try:
-        response, outcome = await _answer(req, starter)
-    except ProblemError as error:
-        response, outcome = error.problem.response(), error.problem.kind
-    except Exception as error:  # the last line of defence: never a traceback to the caller
-        logger.error("HttpStartSingle failed unexpectedly: %s", type(error).__name__)
-        response = problems.internal_error().response()
-    logger.info(
-        "HttpStartSingle instance=%s function=%s decision=%s status=%d duration_ms=%.1f",
-        _loggable(req.route_params.get("instanceId", "")),
-        _loggable(req.route_params.get("functionName", "")),
-        outcome,
-        response.status_code,
-        (time.perf_counter() - began) * 1000,
-    )
-    return response
-
-
-async def _answer(req: func.HttpRequest, starter: str) -> Tuple[func.HttpResponse, str]:
-    """Run the request; sort the failures of the services it calls into problems."""
-    try:
-        settings = load_settings()
-        request = parse_start_request(req, settings, orchestrator_names())
-        durable = DurableApi(starter, settings.durable_timeout_seconds)
-        run = _StartRun(req, request, durable, settings)
-        response, action = await run.execute()
-        return response, action.value
-    except ConfigurationError as error:
-        problem = problems.misconfigured(str(error))
-    except DurableUnavailable:
-        problem = problems.durable_unavailable(RETRY_AFTER_UNAVAILABLE)
-    except DurableFailure as failure:
-        problem = problems.durable_error(failure.stage)
-    except LockUnavailable as error:
-        logger.warning("Start lock storage unavailable: %s", error)
-        problem = problems.storage_unavailable(RETRY_AFTER_UNAVAILABLE)
-    except LockLost as error:
-        logger.warning("Start lock lost before acting: %s", error)
-        problem = problems.lock_lost(RETRY_AFTER_UNAVAILABLE)
-    raise ProblemError(problem)
+    return await _StartRun(request, durable, settings).execute()
 
 
 class _StartRun:
     """One validated start request, carried out."""
 
-    def __init__(
-        self, req: func.HttpRequest, request: StartRequest, durable: DurableApi, settings: Settings
-    ):
-        self.req = req
+    def __init__(self, request: StartRequest, durable: DurableApi, settings: Settings):
         self.request = request
         self.durable = durable
         self.settings = settings
         self.id = request.instance_id
 
-    async def execute(self) -> Tuple[func.HttpResponse, Action]:
+    async def execute(self) -> Outcome:
         """Decide on the current status; take the lock only for a start."""
         status = await self.durable.status(self.id)
         action = self._decide(status)
         if not action.starts:
             # Fast path: refusing or pointing at the running instance needs no lock.
-            return self._answer(action, status), action
+            return self._not_started(action, status)
 
         locks = shared_locks(
             load_storage_connection(),
@@ -139,12 +137,16 @@ class _StartRun:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.lock_wait_seconds
         pause = FIRST_PAUSE_SECONDS
+        waiting = telemetry.LockWait()
         while action.starts:
-            held = await locks.try_acquire(
-                self.durable.task_hub, self.id, expect_new=status is None
-            )
+            with telemetry.step("lock.acquire"):
+                held = await locks.try_acquire(
+                    self.durable.task_hub, self.id, expect_new=status is None
+                )
             if held is not None:
+                waiting.end("acquired")
                 return await self._holding(held, status, action)
+            waiting.begin()
             # Another caller is starting this id. Rather than queue for the lock, look
             # again at the instance once the holder is likely done: when its start
             # shows, the decision is a refusal (or useExisting) and this caller is
@@ -152,17 +154,19 @@ class _StartRun:
             # done; one elsewhere is polled for, with jittered, growing pauses.
             remaining = deadline - loop.time()
             if remaining <= 0:
-                raise ProblemError(problems.lock_busy(RETRY_AFTER_LOCK_BUSY))
+                waiting.end("gave-up")
+                raise LockBusy()
             if not await locks.wait_for_local_holder(self.durable.task_hub, self.id, remaining):
                 await asyncio.sleep(min(remaining, pause * random.uniform(0.5, 1.5)))
                 pause = min(pause * 2, MAX_PAUSE_SECONDS)
             status = await self.durable.status(self.id)
             action = self._decide(status)
-        return self._answer(action, status), action
+        waiting.end("answered-from-status")
+        return self._not_started(action, status)
 
     async def _holding(
         self, held: HeldLock, status: Optional[DurableOrchestrationStatus], action: Action
-    ) -> Tuple[func.HttpResponse, Action]:
+    ) -> Outcome:
         """Carry the start out under ``held``, and let go of the lease as is safe."""
         acquired_at = _utc_now()
         try:
@@ -175,7 +179,8 @@ class _StartRun:
         except BaseException:
             # Released before the error answer, so an immediate retry is never
             # blocked by this request's lease.
-            await held.release()
+            with telemetry.step("lock.release"):
+                await held.release()
             raise
         # The caller need not wait for the release: the start (or the status that
         # refused it) is visible now, so later callers are answered from the
@@ -185,13 +190,13 @@ class _StartRun:
 
     async def _under_lock(
         self, held: HeldLock, status: Optional[DurableOrchestrationStatus], action: Action
-    ) -> Tuple[func.HttpResponse, Action]:
+    ) -> Outcome:
         request = self.request
         if must_recheck_under_lock(action, request.on_conflict, request.reuse):
             status = await self.durable.status(self.id)
             action = self._decide(status)
             if not action.starts:
-                return self._answer(action, status), action
+                return self._not_started(action, status)
         if action in REPLACES:
             assert status is not None  # only an existing instance is replaced
             await self._replace_and_wait(held, action, status)
@@ -205,18 +210,18 @@ class _StartRun:
         except (StartOutcomeUnknown, asyncio.CancelledError) as error:
             raise _Ambiguous(status) from error
         if outcome is StartOutcome.STARTED:
-            return self.durable.started_response(self.req, self.id), action
+            return Outcome(action, None, started=True)
         # The extension refused: an instance with the id is active after all (started
         # outside this app's lock, for example). Answer as the policy says for it.
         status = await self.durable.status(self.id)
         refused = self._decide(status)
         if refused.starts:
             refused = Action.REJECT_ACTIVE
-        return self._answer(refused, status), refused
+        return self._not_started(refused, status)
 
     async def _settle(
         self, before: Optional[DurableOrchestrationStatus], acquired_at: datetime.datetime
-    ) -> Tuple[func.HttpResponse, Action]:
+    ) -> Outcome:
         """Answer a start whose answer was lost from the instance's status.
 
         An instance created while this request held the lock can only be this
@@ -228,15 +233,9 @@ class _StartRun:
         except (DurableUnavailable, DurableFailure):
             status = None
         if status is not None and _created_since(status, before, acquired_at):
-            logger.info(
-                "Start of %s was answered late; its status shows it started.", _loggable(self.id)
-            )
-            return self.durable.started_response(self.req, self.id), Action.START
-        raise ProblemError(
-            problems.start_outcome_unknown(
-                self.durable.links(self.req, self.id), RETRY_AFTER_UNAVAILABLE
-            )
-        )
+            logger.info("A start's answer was lost; its status shows it started.")
+            return Outcome(Action.START, None, started=True)
+        raise StartOutcomeUnknown(self.id)
 
     async def _replace_and_wait(
         self, held: HeldLock, action: Action, status: DurableOrchestrationStatus
@@ -268,12 +267,7 @@ class _StartRun:
                 return
             remaining = deadline - loop.time()
             if remaining <= 0:
-                timeout_problem = (
-                    problems.stop_timeout
-                    if action is Action.STOP_THEN_START
-                    else problems.termination_timeout
-                )
-                raise ProblemError(timeout_problem(self._describe(status), waited))
+                raise ReplaceTimedOut(action, status, self.id, waited)
             await asyncio.sleep(min(poll, remaining))
             poll = min(poll * 2, MAX_POLL_SECONDS)
 
@@ -281,31 +275,14 @@ class _StartRun:
         runtime_status = status.runtime_status if status is not None else None
         return decide(runtime_status, self.request.on_conflict, self.request.reuse)
 
-    def _answer(
+    def _not_started(
         self, action: Action, status: Optional[DurableOrchestrationStatus]
-    ) -> func.HttpResponse:
-        """The answer for an action that starts nothing, about the existing ``status``."""
+    ) -> Outcome:
+        """The outcome of an action that starts nothing, about the existing ``status``."""
         if status is None:
             # Only reachable if the instance vanished (purged) between two reads.
-            return problems.start_refused(self.id).response()
-        instance = self._describe(status)
-        if action is Action.USE_EXISTING:
-            return func.HttpResponse(
-                body=json.dumps(instance),
-                status_code=200,
-                headers={
-                    "Content-Type": "application/json",
-                    "Location": instance["statusQueryGetUri"],
-                },
-            )
-        if action is Action.REJECT_FINISHED:
-            problem = problems.instance_finished(instance, self.request.reuse.value)
-        else:
-            problem = problems.instance_active(instance)
-        return problem.response()
-
-    def _describe(self, status: DurableOrchestrationStatus) -> dict:
-        return self.durable.describe(self.req, self.id, status)
+            raise InstanceVanished(self.id)
+        return Outcome(action, status, started=False)
 
 
 class _Ambiguous(Exception):
@@ -340,9 +317,3 @@ def _created_since(
     if before is not None and before.created_time == status.created_time:
         return False
     return created >= acquired_at
-
-
-def _loggable(value: Any, limit: int = 120) -> str:
-    """Route values as a log may show them: bounded, printable, no line breaks."""
-    text = str(value)[:limit]
-    return text.encode("unicode_escape").decode("ascii") or "-"

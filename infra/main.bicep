@@ -89,6 +89,10 @@ param lockContainer string = 'singleton-locks'
 @description('App setting SINGLETON_JOB_CONTAINER: the blob container that holds large jobs\' items.')
 param jobContainer string = 'singleton-jobs'
 
+@allowed([ 'durable', 'app' ])
+@description('App setting SINGLETON_MANAGEMENT_LINKS: durable (the extension\'s URLs, with its system key) or app (this app\'s own URLs only).')
+param managementLinks string = 'durable'
+
 @minValue(1)
 @maxValue(10)
 @description('App setting SINGLETON_STORAGE_TIMEOUT_SECONDS: the longest one lock storage request may take.')
@@ -127,6 +131,7 @@ module resources 'resources.bicep' = {
     terminateTimeoutSeconds: terminateTimeoutSeconds
     lockWaitSeconds: lockWaitSeconds
     jobContainer: jobContainer
+    managementLinks: managementLinks
     storageTimeoutSeconds: storageTimeoutSeconds
     durableTimeoutSeconds: durableTimeoutSeconds
     lockContainer: lockContainer

@@ -16,6 +16,7 @@ param storageTimeoutSeconds int
 param durableTimeoutSeconds int
 param lockContainer string
 param jobContainer string
+param managementLinks string
 param maximumInstanceCount int
 
 var token = toLower(uniqueString(subscription().id, environmentName, location))
@@ -171,6 +172,12 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       SINGLETON_DURABLE_TIMEOUT_SECONDS: string(durableTimeoutSeconds)
       SINGLETON_LOCK_CONTAINER: lockContainer
       SINGLETON_JOB_CONTAINER: jobContainer
+      SINGLETON_MANAGEMENT_LINKS: managementLinks
+      // Traces and metrics in OpenTelemetry form (docs/operate.md): the host's
+      // OpenTelemetry mode (a host.json value set here, so local `func start` keeps
+      // its default), and the Python worker's Azure Monitor distro.
+      AzureFunctionsJobHost__telemetryMode: 'OpenTelemetry'
+      PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY: 'true'
     }
   }
 }

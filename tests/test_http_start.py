@@ -227,12 +227,12 @@ async def test_start_failure_is_502_and_a_retry_succeeds(start, durable) -> None
 
 
 async def test_unexpected_fault_is_500_without_a_traceback(start, durable, monkeypatch) -> None:
-    import durable_singleton.starter
+    import durable_singleton.http_start
 
     def broken(*args: Any) -> None:
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr(durable_singleton.starter, "orchestrator_names", broken)
+    monkeypatch.setattr(durable_singleton.http_start, "orchestrator_names", broken)
     response = await start("job")
     problem(response, 500, "internal-error")
     assert "secret internals" not in response.get_body().decode()

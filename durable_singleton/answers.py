@@ -1,0 +1,158 @@
+"""Every HTTP answer the app gives, built here and only here.
+
+Successes from a start's :class:`~durable_singleton.starter.Outcome`; failures from the
+one table :data:`FAILURES`, which maps each exception the request path can raise to
+its problem+json answer (RFC 9457, constructors in :mod:`durable_singleton.problems`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Type
+
+import azure.functions as func
+from azure.durable_functions.models.DurableOrchestrationStatus import DurableOrchestrationStatus
+
+from . import problems
+from .durable import DurableFailure, DurableUnavailable, StartOutcomeUnknown
+from .links import Links
+from .lock import LockLost, LockUnavailable
+from .policy import Action, Reuse
+from .problems import Problem, ProblemError
+from .settings import ConfigurationError
+from .starter import InstanceVanished, LockBusy, Outcome, ReplaceTimedOut
+
+logger = logging.getLogger("durable_singleton.answers")
+
+JSON = "application/json"
+
+#: Retry-After (seconds) for the 503 answers, and for polling a started instance.
+RETRY_AFTER_UNAVAILABLE = 5
+RETRY_AFTER_LOCK_BUSY = 2
+RETRY_AFTER_STARTED = 10
+
+#: Members of a status the 409, 200 and status answers repeat for the caller.
+_STATUS_MEMBERS = ("instanceId", "name", "runtimeStatus", "createdTime", "lastUpdatedTime")
+
+
+def describe(status: DurableOrchestrationStatus, instance_id: str, links: Links) -> Dict[str, Any]:
+    """An existing instance as the answers show it: its status members and URLs."""
+    document = status.to_json()
+    described = {key: document[key] for key in _STATUS_MEMBERS if key in document}
+    described["instanceId"] = instance_id
+    described.update(links(instance_id))
+    return described
+
+
+def json_response(
+    status_code: int, body: Mapping[str, Any], headers: Optional[Mapping[str, str]] = None
+) -> func.HttpResponse:
+    """A JSON answer."""
+    return func.HttpResponse(
+        body=json.dumps(body),
+        status_code=status_code,
+        headers={"Content-Type": JSON, **(headers or {})},
+    )
+
+
+def problem_response(problem: Problem) -> func.HttpResponse:
+    """A problem+json answer."""
+    return func.HttpResponse(
+        body=json.dumps(problem.body()),
+        status_code=problem.status,
+        headers={"Content-Type": problems.MEDIA_TYPE, **problem.headers},
+    )
+
+
+def accepted(instance_id: str, links: Links) -> func.HttpResponse:
+    """202: the instance was started (or asked to stop); where to follow it."""
+    urls = links(instance_id)
+    return json_response(
+        202,
+        urls,
+        {"Location": urls["statusQueryGetUri"], "Retry-After": str(RETRY_AFTER_STARTED)},
+    )
+
+
+def for_outcome(
+    outcome: Outcome, instance_id: str, links: Links, reuse: Reuse
+) -> func.HttpResponse:
+    """The answer to a start that ended as ``outcome``."""
+    if outcome.started:
+        return accepted(instance_id, links)
+    assert outcome.status is not None  # only a start has no instance to describe
+    instance = describe(outcome.status, instance_id, links)
+    if outcome.action is Action.USE_EXISTING:
+        return json_response(200, instance, {"Location": instance["statusQueryGetUri"]})
+    if outcome.action is Action.REJECT_FINISHED:
+        return problem_response(problems.instance_finished(instance, reuse.value))
+    return problem_response(problems.instance_active(instance))
+
+
+# -- failures -------------------------------------------------------------------------
+
+_Rule = Tuple[Type[BaseException], Callable[[Any, Optional[Links]], Problem], str]
+
+
+def _replace_timeout(error: ReplaceTimedOut, links: Optional[Links]) -> Problem:
+    instance = describe(error.status, error.instance_id, _required(links))
+    constructor = (
+        problems.stop_timeout
+        if error.action is Action.STOP_THEN_START
+        else problems.termination_timeout
+    )
+    return constructor(instance, error.waited_seconds)
+
+
+def _outcome_unknown(error: StartOutcomeUnknown, links: Optional[Links]) -> Problem:
+    return problems.start_outcome_unknown(
+        _required(links)(error.instance_id), RETRY_AFTER_UNAVAILABLE
+    )
+
+
+def _required(links: Optional[Links]) -> Links:
+    assert links is not None, "raised only after the links were made"
+    return links
+
+
+#: Every failure the request path raises, its answer, and the dependency it blames
+#: ("" when none). The first matching row wins; anything else is an internal error.
+FAILURES: List[_Rule] = [
+    (ProblemError, lambda e, _: e.problem, ""),
+    (ConfigurationError, lambda e, _: problems.misconfigured(str(e)), ""),
+    (ReplaceTimedOut, _replace_timeout, ""),
+    (LockBusy, lambda e, _: problems.lock_busy(RETRY_AFTER_LOCK_BUSY), ""),
+    (InstanceVanished, lambda e, _: problems.start_refused(e.instance_id), ""),
+    (StartOutcomeUnknown, _outcome_unknown, "durable"),
+    (
+        DurableUnavailable,
+        lambda e, _: problems.durable_unavailable(RETRY_AFTER_UNAVAILABLE),
+        "durable",
+    ),
+    (DurableFailure, lambda e, _: problems.durable_error(e.stage), "durable"),
+    (
+        LockUnavailable,
+        lambda e, _: problems.storage_unavailable(RETRY_AFTER_UNAVAILABLE),
+        "storage",
+    ),
+    (LockLost, lambda e, _: problems.lock_lost(RETRY_AFTER_UNAVAILABLE), "storage"),
+]
+
+
+def for_failure(error: BaseException, links: Optional[Links]) -> Tuple[Problem, str]:
+    """The problem that answers ``error``, and the dependency it blames ("" if none)."""
+    for kind, answer, dependency in FAILURES:
+        if isinstance(error, kind):
+            if dependency:
+                logger.warning("%s failure: %s", dependency, _describe(error))
+            return answer(error, links), dependency
+    # The last line of defence: never a traceback to the caller.
+    logger.error("Request failed unexpectedly: %s", type(error).__name__)
+    return problems.internal_error(), ""
+
+
+def _describe(error: BaseException) -> str:
+    # The class and the app's own message only: library messages can hold URLs.
+    own = isinstance(error, (LockUnavailable, LockLost, DurableFailure))
+    return f"{type(error).__name__}{f' ({error})' if own and str(error) else ''}"

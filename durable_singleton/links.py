@@ -1,0 +1,57 @@
+"""The URLs an answer gives for an instance: the Durable extension's, or the app's own.
+
+The Durable extension's management URLs (the default, what Durable Functions clients
+expect) carry its system key, which manages every instance in the task hub. With
+``SINGLETON_MANAGEMENT_LINKS=app`` the answers name only this app's own endpoints,
+which the caller reaches with the same function key it started with, and the system
+key never leaves the app.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Callable, Dict
+from urllib.parse import urlsplit, urlunsplit
+
+import azure.durable_functions as df
+import azure.functions as func
+
+#: instance id -> the URLs an answer names for it (``id`` and ``statusQueryGetUri``
+#: always among them).
+Links = Callable[[str], Dict[str, str]]
+
+
+class LinkMode(str, enum.Enum):
+    """What the answers' URLs point at (app setting ``SINGLETON_MANAGEMENT_LINKS``)."""
+
+    DURABLE = "durable"
+    APP = "app"
+
+
+def links_for(
+    mode: LinkMode, req: func.HttpRequest, client: df.DurableOrchestrationClient
+) -> Links:
+    """The URLs for answers to ``req``, on the origin the caller used."""
+    if mode is LinkMode.DURABLE:
+        return lambda instance_id: client.get_client_response_links(req, instance_id)
+    return app_links(req.url)
+
+
+def app_links(request_url: str) -> Links:
+    """This app's own status and stop URLs for the id a request URL names.
+
+    The request's own path is the instance's resource (``/api/orchestrators/{fn}/{id}``,
+    whatever the route prefix): GET reads it, DELETE stops it.
+    """
+    parts = urlsplit(request_url)
+    resource = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+
+    def links(instance_id: str) -> Dict[str, str]:
+        return {
+            "id": instance_id,
+            "statusQueryGetUri": resource,
+            "stopDeleteUri": resource,
+            "terminateDeleteUri": f"{resource}?mode=terminate",
+        }
+
+    return links

@@ -1,0 +1,107 @@
+"""Traces and metrics: what the app decided, how long it waited, what failed.
+
+Written against ``opentelemetry-api`` only: without an SDK configured every call is a
+no-op. In Azure, the Functions host's OpenTelemetry mode and the Azure Monitor distro
+(app setting ``PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY``, see docs/operate.md)
+send them to Application Insights; tests install the SDK's in-memory exporters.
+
+Span and metric attributes hold ids, names and decisions only: never a URL (the
+management URLs carry the system key), a connection string or an input.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Any, Iterator, Mapping, Optional
+
+from opentelemetry import metrics, trace
+
+_SCOPE = "durable_singleton"
+
+#: Span names, one per step of a request.
+REQUEST_SPANS = {"http": "HttpStartSingle", "timer": "TimerStartSingle"}
+
+_tracer = trace.get_tracer(_SCOPE)
+_meter = metrics.get_meter(_SCOPE)
+
+#: Every answer, by decision (started, rejected-active, ... or the problem kind).
+decisions = _meter.create_counter(
+    "singleton.decisions", unit="{request}", description="Start requests by decision"
+)
+#: How long a start waited for an id's lock held by another caller.
+lock_wait = _meter.create_histogram(
+    "singleton.lock.wait", unit="ms", description="Time spent waiting for a busy start lock"
+)
+#: Failures of the services the app depends on, by dependency and kind.
+dependency_failures = _meter.create_counter(
+    "singleton.dependency.failures",
+    unit="{failure}",
+    description="Storage and Durable API failures",
+)
+
+
+@contextlib.contextmanager
+def step(name: str, **attributes: Any) -> Iterator[trace.Span]:
+    """A child span for one step (a status read, a lock attempt, a start)."""
+    with _tracer.start_as_current_span(name, attributes=_clean(attributes)) as span:
+        yield span
+
+
+@contextlib.contextmanager
+def request(trigger: str, instance_id: str, function_name: str) -> Iterator[trace.Span]:
+    """The span of one start request or timer tick."""
+    attributes = {"singleton.instance_id": instance_id, "singleton.function_name": function_name}
+    with _tracer.start_as_current_span(
+        REQUEST_SPANS[trigger], kind=trace.SpanKind.SERVER, attributes=attributes
+    ) as span:
+        yield span
+
+
+def record_decision(
+    span: trace.Span, trigger: str, decision: str, status: int, problem: Optional[str]
+) -> None:
+    """Put the request's outcome on its span and count it."""
+    span.set_attribute("singleton.decision", decision)
+    span.set_attribute("http.response.status_code", status)
+    if problem:
+        span.set_attribute("singleton.problem_type", problem)
+        if status >= 500:
+            span.set_status(trace.Status(trace.StatusCode.ERROR, problem))
+    decisions.add(1, {"decision": decision, "trigger": trigger})
+
+
+def record_failure(dependency: str, kind: str) -> None:
+    """Count one failure of ``dependency`` (storage, durable) of ``kind``."""
+    dependency_failures.add(1, {"dependency": dependency, "kind": kind})
+    trace.get_current_span().add_event(
+        "dependency.failure", {"dependency": dependency, "kind": kind}
+    )
+
+
+class LockWait:
+    """Measures the time a request waits on a busy lock, reported once."""
+
+    def __init__(self) -> None:
+        """Not waiting yet."""
+        self._began: Optional[float] = None
+
+    def begin(self) -> None:
+        """The lock was found taken; the wait starts now (once)."""
+        if self._began is None:
+            self._began = time.monotonic()
+            trace.get_current_span().add_event("lock.wait.begin")
+
+    def end(self, outcome: str) -> None:
+        """The wait is over (the lock was taken, or the answer came without it)."""
+        if self._began is not None:
+            waited_ms = (time.monotonic() - self._began) * 1000
+            lock_wait.record(waited_ms, {"outcome": outcome})
+            trace.get_current_span().add_event(
+                "lock.wait.end", {"outcome": outcome, "waited_ms": waited_ms}
+            )
+            self._began = None
+
+
+def _clean(attributes: Mapping[str, Any]) -> Mapping[str, Any]:
+    return {f"singleton.{k}": v for k, v in attributes.items() if v is not None}
