@@ -18,7 +18,7 @@ from . import problems
 from .durable import DurableFailure, DurableUnavailable, StartOutcomeUnknown
 from .links import Links
 from .lock import LockLost, LockUnavailable
-from .policy import Action, Reuse
+from .policy import FINISHED, Action, Reuse
 from .problems import Problem, ProblemError
 from .settings import ConfigurationError
 from .starter import InstanceVanished, LockBusy, Outcome, ReplaceTimedOut
@@ -88,6 +88,17 @@ def for_outcome(
     if outcome.action is Action.REJECT_FINISHED:
         return problem_response(problems.instance_finished(instance, reuse.value))
     return problem_response(problems.instance_active(instance))
+
+
+def instance_status(status: DurableOrchestrationStatus, instance_id: str) -> func.HttpResponse:
+    """200: an instance's status as the app describes it; its output once finished."""
+    document = status.to_json()
+    body = {key: document[key] for key in _STATUS_MEMBERS if key in document}
+    body["instanceId"] = instance_id
+    body["customStatus"] = document.get("customStatus")
+    if status.runtime_status in FINISHED:
+        body["output"] = document.get("output")
+    return json_response(200, body)
 
 
 # -- failures -------------------------------------------------------------------------

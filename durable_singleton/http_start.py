@@ -62,22 +62,32 @@ async def handle_start_request(req: func.HttpRequest, starter: str) -> func.Http
                 problem.kind,
             )
         telemetry.record_decision(span, "http", decision, response.status_code, problem_kind)
-    log_decision("http", instance_id, function_name, decision, response.status_code, began)
+    log_decision(
+        "HttpStartSingle", instance_id, function_name, decision, response.status_code, began
+    )
     return response
 
 
 def log_decision(
-    trigger: str, instance_id: str, function_name: str, decision: str, status: int, began: float
+    source: str,
+    instance_id: str,
+    function_name: str,
+    decision: str,
+    status: int,
+    began: float,
+    extra: str = "",
 ) -> None:
-    """The one log line per request or tick; it names no URL and no key."""
+    """The one log line per request or tick, headed by ``source`` (the function); it
+    names no URL and no key. ``extra`` ends it (`` trigger=timer``, `` method=GET``)."""
     logger.info(
-        "HttpStartSingle instance=%s function=%s decision=%s status=%d duration_ms=%.1f%s",
+        "%s instance=%s function=%s decision=%s status=%d duration_ms=%.1f%s",
+        source,
         loggable(instance_id),
         loggable(function_name),
         decision,
         status,
         (time.perf_counter() - began) * 1000,
-        "" if trigger == "http" else f" trigger={trigger}",
+        extra,
     )
 
 

@@ -152,6 +152,30 @@ def stop_timeout(instance: Mapping[str, Any], waited_seconds: float) -> Problem:
     )
 
 
+def instance_not_found(instance_id: str, function_name: str) -> Problem:
+    """404: no instance of ``function_name`` has the id."""
+    return Problem(
+        "instance-not-found",
+        404,
+        "No such instance",
+        f"No instance of {_printable(function_name)} has the id '{_printable(instance_id)}'.",
+        {"instanceId": instance_id},
+    )
+
+
+def instance_not_running(instance: Mapping[str, Any]) -> Problem:
+    """409: a stop was asked of an instance that has already ended."""
+    return Problem(
+        "instance-not-running",
+        409,
+        "Instance already ended",
+        f"Instance '{instance['instanceId']}' ended {instance['runtimeStatus']}; there is "
+        "nothing to stop.",
+        instance,
+        _location(instance),
+    )
+
+
 def start_refused(instance_id: str) -> Problem:
     """409: the runtime refused the start as a duplicate, but the instance could not be read."""
     return Problem(

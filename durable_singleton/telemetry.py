@@ -20,7 +20,11 @@ from opentelemetry import metrics, trace
 _SCOPE = "durable_singleton"
 
 #: Span names, one per step of a request.
-REQUEST_SPANS = {"http": "HttpStartSingle", "timer": "TimerStartSingle"}
+REQUEST_SPANS = {
+    "http": "HttpStartSingle",
+    "timer": "TimerStartSingle",
+    "instance": "SingletonInstance",
+}
 
 _tracer = trace.get_tracer(_SCOPE)
 _meter = metrics.get_meter(_SCOPE)

@@ -10,12 +10,13 @@ import pytest
 from hypothesis import settings as hypothesis_settings
 
 import HttpStartSingle
+import SingletonInstance
 from durable_singleton import settings as app_settings
 from tests.support.azurite import Azurite
 from tests.support.clients import close_app_clients
 from tests.support.durable_double import DurableDouble
 from tests.support.report import LINES
-from tests.support.requests import start_request
+from tests.support.requests import instance_request, start_request
 
 # Contract tests run real HTTP per example; keep hypothesis' budgets to that.
 hypothesis_settings.register_profile("app", deadline=None, max_examples=60)
@@ -85,6 +86,23 @@ def start(durable: DurableDouble, app_env: str) -> StartCall:
     ) -> func.HttpResponse:
         request = start_request(function_name, instance_id, body, query, raw_body)
         return await HttpStartSingle.main(request, starter or durable.starter())
+
+    return call
+
+
+@pytest.fixture
+def instance(durable: DurableDouble, app_env: str) -> StartCall:
+    """Call ``SingletonInstance.main`` (GET or DELETE) as the host does."""
+
+    async def call(
+        method: str,
+        instance_id: str,
+        query: str = "",
+        function_name: str = "SingletonOrchestrator",
+        starter: Optional[str] = None,
+    ) -> func.HttpResponse:
+        request = instance_request(method, function_name, instance_id, query)
+        return await SingletonInstance.main(request, starter or durable.starter())
 
     return call
 

@@ -76,7 +76,7 @@ def kind(answer: HttpAnswer) -> str:
 
 async def test_every_function_loads(host) -> None:
     assert set(host.function_ids) == set(FUNCTIONS)
-    assert len(FUNCTIONS) == 4
+    assert len(FUNCTIONS) == 5
 
 
 async def test_a_start_through_the_runtime(host, durable, app_env) -> None:

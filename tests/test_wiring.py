@@ -25,10 +25,11 @@ def bindings(function: str) -> list:
     return json.loads((APP_ROOT / function / "function.json").read_text())["bindings"]
 
 
-def test_the_app_has_its_four_functions() -> None:
+def test_the_app_has_its_functions() -> None:
     assert FUNCTIONS == [
         "HttpStartSingle",
         "SingletonActivity",
+        "SingletonInstance",
         "SingletonItemStore",
         "SingletonOrchestrator",
     ]

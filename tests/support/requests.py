@@ -36,3 +36,20 @@ def start_request(
         params=dict(parse_qsl(query, keep_blank_values=True)),
         route_params={"functionName": function_name, "instanceId": instance_id},
     )
+
+
+def instance_request(
+    method: str, function_name: str, instance_id: str, query: str = ""
+) -> func.HttpRequest:
+    """A GET or DELETE on /api/orchestrators/{functionName}/{instanceId}."""
+    url = f"{ORIGIN}/api/orchestrators/{function_name}/{instance_id}"
+    if query:
+        url += f"?{query}"
+    return func.HttpRequest(
+        method=method,
+        url=url,
+        body=b"",
+        headers={},
+        params=dict(parse_qsl(query, keep_blank_values=True)),
+        route_params={"functionName": function_name, "instanceId": instance_id},
+    )

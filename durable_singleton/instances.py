@@ -1,0 +1,129 @@
+"""SingletonInstance's requests: read an instance's status, or stop it.
+
+The same validation and problem types as the starter; the Durable extension's system
+key is never needed by the caller, and with ``SINGLETON_MANAGEMENT_LINKS=app`` never
+leaves the app.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from typing import Optional
+
+import azure.functions as func
+from azure.durable_functions.models.DurableOrchestrationStatus import DurableOrchestrationStatus
+
+from . import answers, problems, telemetry
+from .catalog import orchestrator_names
+from .durable import DurableApi, DurableFailure
+from .http_start import log_decision, loggable
+from .job import STOP_EVENT
+from .links import Links, links_for
+from .policy import FINISHED
+from .problems import ProblemError
+from .settings import load_settings
+from .validation import check_function_name, check_instance_id, read_choice
+
+TERMINATE_REASON = "Terminated through DELETE with mode=terminate."
+
+
+class StopMode(str, enum.Enum):
+    """How DELETE ends an instance (query ``mode``)."""
+
+    #: Raise the job's ``Stop`` event: it finishes its item in flight, then completes.
+    STOP = "stop"
+    #: Terminate at once; an activity already running still finishes its work.
+    TERMINATE = "terminate"
+
+
+async def handle_instance_request(req: func.HttpRequest, starter: str) -> func.HttpResponse:
+    """Answer GET (status) or DELETE (stop) on an instance.
+
+    Parameters
+    ----------
+    req : func.HttpRequest
+        The request, with route parameters ``functionName`` and ``instanceId``.
+    starter : str
+        The ``durableClient`` binding's JSON.
+
+    Returns
+    -------
+    func.HttpResponse
+        200 with the status, 202 when a stop was requested, or problem+json: 404 for an
+        unknown instance, 409 when a stop finds it already ended.
+    """
+    began = time.perf_counter()
+    instance_id = req.route_params.get("instanceId", "")
+    function_name = req.route_params.get("functionName", "")
+    links: Optional[Links] = None
+    problem_kind: Optional[str] = None
+    with telemetry.request("instance", loggable(instance_id), loggable(function_name)) as span:
+        try:
+            settings = load_settings()
+            function_name = check_function_name(function_name, orchestrator_names())
+            instance_id = check_instance_id(instance_id)
+            durable = DurableApi(starter, settings.durable_timeout_seconds)
+            links = links_for(settings.management_links, req, durable.client)
+            status = await _existing(durable, instance_id, function_name)
+            if req.method.upper() == "GET":
+                response, decision = answers.instance_status(status, instance_id), "status"
+            else:
+                mode = read_choice(req, "mode", StopMode, StopMode.STOP)
+                await _stop(durable, instance_id, status, mode, links)
+                response, decision = (
+                    answers.accepted(instance_id, links),
+                    f"{mode.value}-requested",
+                )
+        except Exception as error:
+            problem, dependency = answers.for_failure(error, links)
+            if dependency:
+                telemetry.record_failure(dependency, problem.kind)
+            response = answers.problem_response(problem)
+            decision = problem_kind = problem.kind
+        telemetry.record_decision(span, "instance", decision, response.status_code, problem_kind)
+    log_decision(
+        "SingletonInstance",
+        instance_id,
+        function_name,
+        decision,
+        response.status_code,
+        began,
+        f" method={loggable(req.method.upper())}",
+    )
+    return response
+
+
+async def _existing(
+    durable: DurableApi, instance_id: str, function_name: str
+) -> DurableOrchestrationStatus:
+    """The instance's status; 404 when no instance of ``function_name`` has the id."""
+    status = await durable.status(instance_id)
+    if status is None or status.name != function_name:
+        raise ProblemError(problems.instance_not_found(instance_id, function_name))
+    return status
+
+
+async def _stop(
+    durable: DurableApi,
+    instance_id: str,
+    status: DurableOrchestrationStatus,
+    mode: StopMode,
+    links: Links,
+) -> None:
+    """Ask the instance to end; 409 when it already has."""
+    if status.runtime_status not in FINISHED:
+        try:
+            if mode is StopMode.STOP:
+                await durable.raise_event(instance_id, STOP_EVENT, None, durable.timeout)
+            else:
+                await durable.terminate(instance_id, TERMINATE_REASON, durable.timeout)
+            return
+        except DurableFailure:
+            # 410: it ended between the read and the request; anything else is a failure.
+            refreshed = await durable.status(instance_id)
+            if refreshed is None or refreshed.runtime_status not in FINISHED:
+                raise
+            status = refreshed
+    described = answers.describe(status, instance_id, links)
+    raise ProblemError(problems.instance_not_running(described))

@@ -1,0 +1,207 @@
+"""Operating the app: answers that keep the system key inside, traces and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any, Iterator, List
+
+import pytest
+from opentelemetry import metrics, trace
+from opentelemetry.sdk.metrics import Counter, Histogram, MeterProvider
+from opentelemetry.sdk.metrics.export import AggregationTemporality, InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from tests.support.azurite import ACCOUNT_KEY, connection_string, free_port
+from tests.support.durable_double import SYSTEM_KEY, starter_binding
+from tests.support.fault_proxy import FaultProxy
+
+_spans = InMemorySpanExporter()
+#: Delta temporality: each collection holds what happened since the one before, so
+#: every test sees its own counts (the fixture collects once before the test).
+_metrics = InMemoryMetricReader(
+    preferred_temporality={
+        Counter: AggregationTemporality.DELTA,
+        Histogram: AggregationTemporality.DELTA,
+    }
+)
+
+
+@pytest.fixture(scope="session")
+def telemetry_sdk() -> None:
+    """The OpenTelemetry SDK with in-memory exporters, for the whole session (the
+    global providers can be set once)."""
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(_spans))
+    trace.set_tracer_provider(provider)
+    metrics.set_meter_provider(MeterProvider(metric_readers=[_metrics]))
+
+
+@pytest.fixture
+def spans(telemetry_sdk) -> Iterator[InMemorySpanExporter]:
+    _spans.clear()
+    _metrics.collect()  # start each test's counts from here
+    yield _spans
+
+
+def points(name: str) -> List[Any]:
+    """The data points of metric ``name`` collected so far."""
+    found: List[Any] = []
+    data = _metrics.get_metrics_data()
+    for resource in data.resource_metrics if data else []:
+        for scope in resource.scope_metrics:
+            for metric in scope.metrics:
+                if metric.name == name:
+                    found.extend(metric.data.data_points)
+    return found
+
+
+def everything_said(response: Any) -> str:
+    return response.get_body().decode() + json.dumps(dict(response.headers))
+
+
+# -- the system key stays inside with SINGLETON_MANAGEMENT_LINKS=app ---------------------
+
+
+@pytest.fixture
+def app_links(monkeypatch) -> None:
+    monkeypatch.setenv("SINGLETON_MANAGEMENT_LINKS", "app")
+
+
+async def test_by_default_answers_carry_the_durable_urls(start, durable) -> None:
+    response = await start("compat")
+    assert response.status_code == 202
+    assert SYSTEM_KEY in response.get_body().decode()  # as Durable Functions clients expect
+
+
+async def test_with_app_links_no_answer_of_any_kind_holds_the_system_key(
+    start, instance, durable, app_env, app_links, monkeypatch
+) -> None:
+    answers = []
+    answers.append(await start("k-start"))  # 202
+    answers.append(await start("k-start"))  # 409 active
+    answers.append(await start("k-start", query="onConflict=useExisting"))  # 200
+    durable.put("k-done", "Completed")
+    answers.append(await start("k-done", query="reuse=rejectDuplicate"))  # 409 finished
+    answers.append(await start("@bad"))  # 400
+    answers.append(await start("k-x", raw_body=b"{"))  # 400
+    answers.append(await instance("GET", "k-start"))  # 200 status
+    answers.append(await instance("DELETE", "k-start"))  # 202 stop
+    answers.append(await instance("DELETE", "k-done"))  # 409 ended
+    answers.append(await instance("GET", "nobody"))  # 404
+    monkeypatch.setenv("SINGLETON_TERMINATE_TIMEOUT_SECONDS", "1")
+    durable.reset(terminate_delay=None, stop_delay=None)
+    durable.put("k-stuck", "Running")
+    answers.append(await start("k-stuck", query="onConflict=terminateExisting"))  # 409
+    answers.append(await start("k-stuck", query="onConflict=stopExisting"))  # 409
+    dead = starter_binding(f"http://127.0.0.1:{free_port()}/durabletask/")
+    answers.append(await start("k-down", starter=dead))  # 503 durable
+    proxy = FaultProxy(durable.port).start()
+    try:
+        proxy.set("cut_responses", match=b"POST /durabletask/orchestrators/")
+        durable.fail_next("status", 404)
+        durable.fail_next("status", 503)  # the read after the lost answer
+        proxied = starter_binding(f"http://127.0.0.1:{proxy.port}/durabletask/")
+        answers.append(await start("k-unknown", starter=proxied))  # 503 outcome unknown
+    finally:
+        proxy.stop()
+    monkeypatch.setenv("AzureWebJobsStorage", connection_string(free_port()))
+    answers.append(await start("k-storage"))  # 503 storage
+    codes = sorted({a.status_code for a in answers})
+    assert codes == [200, 202, 400, 404, 409, 503]
+    for answer in answers:
+        assert SYSTEM_KEY not in everything_said(answer)
+        assert "runtime/webhooks/durabletask" not in everything_said(answer)
+    started = json.loads(answers[0].get_body())
+    own = "http://localhost:7071/api/orchestrators/SingletonOrchestrator/k-start"
+    assert started["statusQueryGetUri"] == own == answers[0].headers["Location"]
+    assert started["terminateDeleteUri"] == own + "?mode=terminate"
+
+
+# -- traces and metrics -----------------------------------------------------------------
+
+
+def request_span(spans: InMemorySpanExporter, name: str = "HttpStartSingle") -> Any:
+    [span] = [s for s in spans.get_finished_spans() if s.name == name]
+    return span
+
+
+def children(spans: InMemorySpanExporter, parent: Any) -> List[str]:
+    return [
+        s.name
+        for s in spans.get_finished_spans()
+        if s.parent is not None and s.parent.span_id == parent.context.span_id
+    ]
+
+
+async def test_a_start_is_one_span_with_its_steps(start, durable, spans) -> None:
+    assert (await start("t-start")).status_code == 202
+    span = request_span(spans)
+    assert span.attributes["singleton.instance_id"] == "t-start"
+    assert span.attributes["singleton.function_name"] == "SingletonOrchestrator"
+    assert span.attributes["singleton.decision"] == "started"
+    assert span.attributes["http.response.status_code"] == 202
+    assert children(spans, span) == ["durable.status", "lock.acquire", "durable.start"]
+    [point] = [p for p in points("singleton.decisions") if p.attributes["decision"] == "started"]
+    assert point.value == 1
+
+
+async def test_a_conflict_takes_no_lock_and_is_counted(start, durable, spans) -> None:
+    durable.put("t-busy", "Running")
+    assert (await start("t-busy")).status_code == 409
+    span = request_span(spans)
+    assert span.attributes["singleton.decision"] == "rejected-active"
+    assert children(spans, span) == ["durable.status"]
+    decisions = {p.attributes["decision"]: p.value for p in points("singleton.decisions")}
+    assert decisions == {"rejected-active": 1}
+
+
+async def test_a_lock_wait_is_measured(start, durable, spans) -> None:
+    durable.reset(start_check_delay=0.2)
+    responses = await asyncio.gather(start("t-wait"), start("t-wait"))
+    assert sorted(r.status_code for r in responses) == [202, 409]
+    [wait] = points("singleton.lock.wait")
+    assert wait.count == 1 and wait.sum > 0
+    events = [e.name for s in spans.get_finished_spans() for e in s.events]
+    assert "lock.wait.begin" in events and "lock.wait.end" in events
+
+
+@pytest.mark.parametrize(
+    "failure,dependency,kind",
+    [
+        ("storage", "storage", "storage-unavailable"),
+        ("durable", "durable", "durable-unavailable"),
+    ],
+)
+async def test_each_dependency_failure_is_counted_and_traced(
+    start, durable, spans, monkeypatch, failure, dependency, kind
+) -> None:
+    starter = None
+    if failure == "storage":
+        monkeypatch.setenv("AzureWebJobsStorage", connection_string(free_port()))
+    else:
+        starter = starter_binding(f"http://127.0.0.1:{free_port()}/durabletask/")
+    assert (await start("t-fail", starter=starter)).status_code == 503
+    span = request_span(spans)
+    assert span.attributes["singleton.problem_type"] == kind
+    assert span.status.status_code == trace.StatusCode.ERROR
+    [point] = points("singleton.dependency.failures")
+    assert dict(point.attributes) == {"dependency": dependency, "kind": kind}
+
+
+async def test_no_span_or_metric_holds_a_key(start, instance, durable, spans, monkeypatch) -> None:
+    await start("t-secret")
+    await instance("GET", "t-secret")
+    monkeypatch.setenv("AzureWebJobsStorage", connection_string(free_port()))
+    await start("t-secret-2")
+    said = []
+    for span in spans.get_finished_spans():
+        said.append(json.dumps(dict(span.attributes or {})))
+        said.extend(json.dumps(dict(e.attributes or {})) for e in span.events)
+    data = _metrics.get_metrics_data()
+    said.append(data.to_json() if data else "")
+    text = "\n".join(said)
+    assert SYSTEM_KEY not in text and ACCOUNT_KEY not in text and "://" not in text
+    assert "SingletonInstance" in {s.name for s in spans.get_finished_spans()}
