@@ -7,6 +7,9 @@ after that pause, as a new execution, until ``maxPasses`` or a ``Stop`` event.
 
 import azure.durable_functions as df
 
-from durable_singleton.job import run_job
+from durable_singleton.job import parse_job_input, run_job
 
 main = df.Orchestrator.create(run_job)
+
+#: Checked by the starter before any start (see durable_singleton.catalog).
+input_rule = parse_job_input

@@ -14,6 +14,8 @@ from typing import Any, Dict, Generator, List, Optional
 import azure.durable_functions as df
 from azure.durable_functions.models.history import HistoryEventType
 
+from .catalog import InvalidInput
+
 ACTIVITY = "SingletonActivity"
 ITEM_STORE = "SingletonItemStore"
 STOP_EVENT = "Stop"
@@ -38,7 +40,7 @@ _KEYS = ("items", "repeatEverySeconds", "maxPasses", "pass")
 _CONTINUATION = "continuation"
 
 
-class InvalidJobInput(ValueError):
+class InvalidJobInput(InvalidInput):
     """The orchestrator input breaks a rule; the message says which."""
 
 

@@ -32,6 +32,24 @@ class OnConflict(str, enum.Enum):
     STOP_EXISTING = "stopExisting"
 
 
+class Overlap(str, enum.Enum):
+    """What a scheduled tick does when the previous run is still active (named after
+    Temporal's schedule overlap policies)."""
+
+    SKIP = "skip"
+    CANCEL_OTHER = "cancelOther"
+    TERMINATE_OTHER = "terminateOther"
+
+    @property
+    def on_conflict(self) -> "OnConflict":
+        """The starter's policy that carries this overlap policy out."""
+        return {
+            Overlap.SKIP: OnConflict.REJECT,
+            Overlap.CANCEL_OTHER: OnConflict.STOP_EXISTING,
+            Overlap.TERMINATE_OTHER: OnConflict.TERMINATE_EXISTING,
+        }[self]
+
+
 class Reuse(str, enum.Enum):
     """Whether a finished instance's id may be started again (query ``reuse``)."""
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Mapping, Optional
 
 from .links import LinkMode
-from .policy import OnConflict, Reuse
+from .policy import OnConflict, Overlap, Reuse
 
 MAX_BODY_BYTES = "SINGLETON_MAX_BODY_BYTES"
 DEFAULT_ON_CONFLICT = "SINGLETON_DEFAULT_ON_CONFLICT"
@@ -29,6 +29,20 @@ MANAGEMENT_LINKS = "SINGLETON_MANAGEMENT_LINKS"
 #: The longest a Durable API call may be given: a call made under the start lock must
 #: end well inside the lock's 15 s lease (see :mod:`durable_singleton.lock`).
 MAX_DURABLE_TIMEOUT_SECONDS = 10.0
+
+#: The settings of the schedule in folder TimerStartSingle; another schedule's folder
+#: passes a prefix of its own (README, "Scheduled singletons").
+DEFAULT_SCHEDULE_PREFIX = "SINGLETON_SCHEDULE"
+#: Each schedule's settings: the prefix, then one of these.
+SCHEDULE_SUFFIXES = (
+    "",
+    "_ENABLED",
+    "_ORCHESTRATOR",
+    "_INSTANCE_ID",
+    "_INPUT",
+    "_OVERLAP",
+    "_REUSE",
+)
 
 #: Prefix of the storage connection, as the Functions host names it. The host keeps the
 #: Durable task hub in this account; the lock blobs live beside it.
@@ -46,6 +60,7 @@ APP_SETTINGS = (
     STORAGE_TIMEOUT_SECONDS,
     DURABLE_TIMEOUT_SECONDS,
     MANAGEMENT_LINKS,
+    *(f"{DEFAULT_SCHEDULE_PREFIX}{suffix}" for suffix in SCHEDULE_SUFFIXES),
 )
 
 
@@ -134,6 +149,60 @@ def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
     )
 
 
+#: The settings of the schedule in folder TimerStartSingle; another schedule's folder
+#: passes a prefix of its own (README, "Scheduled singletons").
+DEFAULT_SCHEDULE_PREFIX = "SINGLETON_SCHEDULE"
+#: Each schedule's settings: the prefix, then one of these.
+SCHEDULE_SUFFIXES = (
+    "",
+    "_ENABLED",
+    "_ORCHESTRATOR",
+    "_INSTANCE_ID",
+    "_INPUT",
+    "_OVERLAP",
+    "_REUSE",
+)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """One scheduled singleton's settings, as written; the timer checks the orchestrator,
+    the id and the input with the starter's own rules on every tick."""
+
+    prefix: str
+    enabled: bool
+    orchestrator: str
+    instance_id: str
+    input_json: str
+    overlap: Overlap
+    reuse: Reuse
+
+
+def load_schedule(prefix: str, environ: Mapping[str, str] = os.environ) -> Schedule:
+    """Read the settings of the schedule whose settings start with ``prefix``.
+
+    ``<prefix>`` itself is the NCRONTAB expression, read by the Functions host through
+    the timer's function.json (``%<prefix>%``); this reads the rest.
+
+    Raises
+    ------
+    ConfigurationError
+        When a setting is missing or holds a value outside its rules.
+    """
+    instance_id = _raw(environ, f"{prefix}_INSTANCE_ID")
+    if instance_id is None:
+        raise ConfigurationError(f"App setting {prefix}_INSTANCE_ID is not set.")
+    return Schedule(
+        prefix=prefix,
+        enabled=_flag(environ, f"{prefix}_ENABLED", False),
+        orchestrator=_raw(environ, f"{prefix}_ORCHESTRATOR") or "SingletonOrchestrator",
+        instance_id=instance_id,
+        input_json=environ.get(f"{prefix}_INPUT", "").strip(),
+        overlap=_choice(environ, f"{prefix}_OVERLAP", Overlap, Overlap.SKIP),
+        reuse=_choice(environ, f"{prefix}_REUSE", Reuse, Reuse.ALLOW_DUPLICATE),
+    )
+
+
 def load_storage_connection(environ: Mapping[str, str] = os.environ) -> StorageConnection:
     """Read the storage connection the way the Functions host does.
 
@@ -218,6 +287,15 @@ def _choice(environ: Mapping[str, str], name: str, kind, default):
     except ValueError:
         allowed = ", ".join(member.value for member in kind)
         raise ConfigurationError(f"App setting {name} must be one of: {allowed}.") from None
+
+
+def _flag(environ: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = _raw(environ, name)
+    if raw is None:
+        return default
+    if raw.lower() not in ("true", "false"):
+        raise ConfigurationError(f"App setting {name} must be true or false.")
+    return raw.lower() == "true"
 
 
 def _container_name(environ: Mapping[str, str], name: str, default: str) -> str:

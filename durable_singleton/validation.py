@@ -10,13 +10,13 @@ import json
 import math
 import re
 from dataclasses import dataclass
-from typing import Any, Callable, Collection, List, Mapping, Type, TypeVar
+from typing import Any, Collection, List, Type, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
 import azure.functions as func
 
 from . import problems
-from .job import InvalidJobInput, parse_job_input
+from .catalog import InvalidInput, input_rule
 from .policy import OnConflict, Reuse
 from .problems import ProblemError
 from .settings import Settings
@@ -33,12 +33,6 @@ INSTANCE_ID_RULE = (
     "ASCII digits and - _ . : ~ @; it must not start with @ and must not be made of "
     "dots only."
 )
-
-#: Orchestrators whose input the starter checks before starting them; an orchestrator
-#: not listed here gets any JSON input.
-INPUT_RULES: Mapping[str, Callable[[Any], object]] = {
-    "SingletonOrchestrator": parse_job_input,
-}
 
 E = TypeVar("E", bound=enum.Enum)
 
@@ -84,13 +78,18 @@ def parse_start_request(
     on_conflict = read_choice(req, "onConflict", OnConflict, settings.on_conflict)
     reuse = read_choice(req, "reuse", Reuse, settings.reuse)
     body = read_json_body(req.get_body() or b"", settings.max_body_bytes)
-    rule = INPUT_RULES.get(function_name)
+    check_input(function_name, body)
+    return StartRequest(function_name, instance_id, body, on_conflict, reuse)
+
+
+def check_input(function_name: str, value: Any) -> None:
+    """Raise a 400 problem when the orchestrator's own rule refuses ``value``."""
+    rule = input_rule(function_name)
     if rule is not None:
         try:
-            rule(body)
-        except InvalidJobInput as error:
+            rule(value)
+        except InvalidInput as error:
             raise ProblemError(problems.invalid_input(str(error))) from None
-    return StartRequest(function_name, instance_id, body, on_conflict, reuse)
 
 
 def check_function_name(name: str, orchestrators: Collection[str]) -> str:

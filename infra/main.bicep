@@ -89,6 +89,29 @@ param lockContainer string = 'singleton-locks'
 @description('App setting SINGLETON_JOB_CONTAINER: the blob container that holds large jobs\' items.')
 param jobContainer string = 'singleton-jobs'
 
+@description('App setting SINGLETON_SCHEDULE_ENABLED: whether TimerStartSingle starts anything.')
+param scheduleEnabled bool = false
+
+@description('App setting SINGLETON_SCHEDULE: the NCRONTAB schedule of TimerStartSingle.')
+param schedule string = '0 */15 * * * *'
+
+@description('App setting SINGLETON_SCHEDULE_ORCHESTRATOR: the orchestrator a tick starts.')
+param scheduleOrchestrator string = 'SingletonOrchestrator'
+
+@description('App setting SINGLETON_SCHEDULE_INSTANCE_ID: the instance id the schedule uses.')
+param scheduleInstanceId string = 'scheduled-job'
+
+@description('App setting SINGLETON_SCHEDULE_INPUT: the orchestrator input (JSON), empty for none.')
+param scheduleInput string = ''
+
+@allowed([ 'skip', 'cancelOther', 'terminateOther' ])
+@description('App setting SINGLETON_SCHEDULE_OVERLAP: what a tick does while the previous run is active.')
+param scheduleOverlap string = 'skip'
+
+@allowed([ 'allowDuplicate', 'allowDuplicateFailedOnly', 'rejectDuplicate' ])
+@description('App setting SINGLETON_SCHEDULE_REUSE: whether a tick starts a finished run\'s id again.')
+param scheduleReuse string = 'allowDuplicate'
+
 @allowed([ 'durable', 'app' ])
 @description('App setting SINGLETON_MANAGEMENT_LINKS: durable (the extension\'s URLs, with its system key) or app (this app\'s own URLs only).')
 param managementLinks string = 'durable'
@@ -132,6 +155,13 @@ module resources 'resources.bicep' = {
     lockWaitSeconds: lockWaitSeconds
     jobContainer: jobContainer
     managementLinks: managementLinks
+    scheduleEnabled: scheduleEnabled
+    schedule: schedule
+    scheduleOrchestrator: scheduleOrchestrator
+    scheduleInstanceId: scheduleInstanceId
+    scheduleInput: scheduleInput
+    scheduleOverlap: scheduleOverlap
+    scheduleReuse: scheduleReuse
     storageTimeoutSeconds: storageTimeoutSeconds
     durableTimeoutSeconds: durableTimeoutSeconds
     lockContainer: lockContainer

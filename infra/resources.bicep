@@ -17,6 +17,13 @@ param durableTimeoutSeconds int
 param lockContainer string
 param jobContainer string
 param managementLinks string
+param scheduleEnabled bool
+param schedule string
+param scheduleOrchestrator string
+param scheduleInstanceId string
+param scheduleInput string
+param scheduleOverlap string
+param scheduleReuse string
 param maximumInstanceCount int
 
 var token = toLower(uniqueString(subscription().id, environmentName, location))
@@ -173,6 +180,14 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       SINGLETON_LOCK_CONTAINER: lockContainer
       SINGLETON_JOB_CONTAINER: jobContainer
       SINGLETON_MANAGEMENT_LINKS: managementLinks
+      // The scheduled singleton, TimerStartSingle (README, "Scheduled singletons").
+      SINGLETON_SCHEDULE: schedule
+      SINGLETON_SCHEDULE_ENABLED: string(scheduleEnabled)
+      SINGLETON_SCHEDULE_ORCHESTRATOR: scheduleOrchestrator
+      SINGLETON_SCHEDULE_INSTANCE_ID: scheduleInstanceId
+      SINGLETON_SCHEDULE_INPUT: scheduleInput
+      SINGLETON_SCHEDULE_OVERLAP: scheduleOverlap
+      SINGLETON_SCHEDULE_REUSE: scheduleReuse
       // Traces and metrics in OpenTelemetry form (docs/operate.md): the host's
       // OpenTelemetry mode (a host.json value set here, so local `func start` keeps
       // its default), and the Python worker's Azure Monitor distro.

@@ -76,7 +76,7 @@ def kind(answer: HttpAnswer) -> str:
 
 async def test_every_function_loads(host) -> None:
     assert set(host.function_ids) == set(FUNCTIONS)
-    assert len(FUNCTIONS) == 5
+    assert len(FUNCTIONS) == 6
 
 
 async def test_a_start_through_the_runtime(host, durable, app_env) -> None:
@@ -134,6 +134,29 @@ async def test_the_activity_round_trips_its_input(host) -> None:
     response = await host.invoke("SingletonActivity", {"work": host.json(work)})
     assert host.succeeded(response), host.failure(response)
     assert host.return_value(response) == {"index": 3, "item": work["item"], "status": "processed"}
+
+
+async def test_a_timer_tick_through_the_runtime(
+    host, durable, app_env, monkeypatch, caplog
+) -> None:
+    """The host sends the timer as JSON (TimerInfo: Schedule, ScheduleStatus, IsPastDue)."""
+    caplog.set_level(logging.INFO)
+    monkeypatch.setenv("SINGLETON_SCHEDULE_ENABLED", "true")
+    monkeypatch.setenv("SINGLETON_SCHEDULE_INSTANCE_ID", "rt-timer")
+    timer = host.json(
+        {
+            "Schedule": {"AdjustForDST": True},
+            "ScheduleStatus": {"Last": "2026-01-05T03:00:00Z", "Next": "2026-01-05T03:15:00Z"},
+            "IsPastDue": True,
+        }
+    )
+    response = await host.invoke(
+        "TimerStartSingle", {"timer": timer, "starter": host.durable_client(durable.starter())}
+    )
+    assert host.succeeded(response), host.failure(response)
+    assert durable.accepted_starts == [("SingletonOrchestrator", "rt-timer")]
+    [line] = [r.getMessage() for r in caplog.records if "trigger=timer" in r.getMessage()]
+    assert "decision=started" in line and "past_due=true" in line
 
 
 async def test_one_log_line_per_request_and_no_key_anywhere(

@@ -32,6 +32,7 @@ def test_the_app_has_its_functions() -> None:
         "SingletonInstance",
         "SingletonItemStore",
         "SingletonOrchestrator",
+        "TimerStartSingle",
     ]
 
 

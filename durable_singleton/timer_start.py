@@ -1,0 +1,118 @@
+"""A timer tick of a scheduled singleton: check the schedule's settings, start as
+guarded, log one line.
+
+A tick has no caller to answer, so its outcome is its log line (in HttpStartSingle's
+format, with ``trigger=timer``), its span and its metrics. A past-due tick (the
+host's schedule monitor found ticks missed while the app was down) starts at most
+one run, like any other: the guarded start never runs the job twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Optional, Tuple
+
+import azure.functions as func
+
+from . import answers, telemetry
+from .catalog import orchestrator_names
+from .durable import DurableApi
+from .http_start import log_decision, loggable
+from .policy import Action
+from .problems import ProblemError
+from .settings import ConfigurationError, Schedule, Settings, load_schedule, load_settings
+from .starter import Outcome, start_singleton
+from .validation import (
+    StartRequest,
+    check_function_name,
+    check_input,
+    check_instance_id,
+    read_json_body,
+)
+
+logger = logging.getLogger("durable_singleton.timer")
+
+#: Decision words of a tick that starts nothing on purpose.
+SKIPPED = "skipped"
+DISABLED = "schedule-disabled"
+
+
+async def handle_tick(timer: func.TimerRequest, starter: str, prefix: str) -> None:
+    """Run one tick of the schedule whose settings start with ``prefix``.
+
+    Parameters
+    ----------
+    timer : func.TimerRequest
+        The timer binding; ``past_due`` is set for a catch-up tick.
+    starter : str
+        The ``durableClient`` binding's JSON.
+    prefix : str
+        The schedule's app setting prefix (``SINGLETON_SCHEDULE`` for the first one).
+    """
+    began = time.perf_counter()
+    schedule: Optional[Schedule] = None
+    status = 0
+    with telemetry.request("timer", prefix, "-") as span:
+        try:
+            settings = load_settings()
+            schedule = load_schedule(prefix)
+            if not schedule.enabled:
+                decision = DISABLED
+            else:
+                request = schedule_request(schedule, settings)
+                durable = DurableApi(starter, settings.durable_timeout_seconds)
+                outcome = await start_singleton(request, durable, settings)
+                decision, status = _decision(outcome)
+        except Exception as error:
+            problem, dependency = answers.for_failure(error, None)
+            if dependency:
+                telemetry.record_failure(dependency, problem.kind)
+            if problem.kind == "misconfigured":
+                logger.error("Schedule %s starts nothing: %s", prefix, problem.detail)
+            decision, status = problem.kind, problem.status
+        telemetry.record_decision(span, "timer", decision, status, None)
+    log_decision(
+        "HttpStartSingle",
+        schedule.instance_id if schedule else "",
+        schedule.orchestrator if schedule else "",
+        decision,
+        status,
+        began,
+        f" trigger=timer schedule={loggable(prefix)} past_due={str(timer.past_due).lower()}",
+    )
+
+
+def schedule_request(schedule: Schedule, settings: Settings) -> StartRequest:
+    """The start a tick makes, checked with the starter's own rules.
+
+    Raises
+    ------
+    ConfigurationError
+        Naming the setting that breaks a rule, never its value.
+    """
+    name = f"{schedule.prefix}_ORCHESTRATOR"
+    try:
+        function_name = check_function_name(schedule.orchestrator, orchestrator_names())
+        name = f"{schedule.prefix}_INSTANCE_ID"
+        instance_id = check_instance_id(schedule.instance_id)
+        name = f"{schedule.prefix}_INPUT"
+        input_ = read_json_body(schedule.input_json.encode("utf-8"), settings.max_body_bytes)
+        check_input(function_name, input_)
+    except ProblemError as error:
+        # The title names the rule; the detail may repeat the value, so it stays out.
+        raise ConfigurationError(
+            f"App setting {name} is not valid: {error.problem.title}."
+        ) from None
+    return StartRequest(
+        function_name, instance_id, input_, schedule.overlap.on_conflict, schedule.reuse
+    )
+
+
+def _decision(outcome: Outcome) -> Tuple[str, int]:
+    """A tick's decision word and the status an HTTP start would have had."""
+    if outcome.started:
+        return outcome.action.value, 202
+    if outcome.action is Action.REJECT_ACTIVE:
+        return SKIPPED, 409
+    return outcome.action.value, 409

@@ -1,0 +1,229 @@
+"""TimerStartSingle: a scheduled singleton with overlap policies, against the Durable
+double and Azurite, its timer binding as the runtime passes it."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import os
+import sys
+import time
+from typing import Any, List
+
+import azure.functions as func
+import pytest
+
+import TimerStartSingle
+from tests.support.azurite import PROJECT_ROOT
+from tests.support.report import report
+
+PREFIX = "SINGLETON_SCHEDULE"
+
+
+@pytest.fixture
+def schedule(app_env, monkeypatch) -> Any:
+    """The default schedule, enabled, starting SingletonOrchestrator as 'nightly'."""
+    settings = {
+        f"{PREFIX}": "0 */15 * * * *",
+        f"{PREFIX}_ENABLED": "true",
+        f"{PREFIX}_ORCHESTRATOR": "SingletonOrchestrator",
+        f"{PREFIX}_INSTANCE_ID": "nightly",
+        f"{PREFIX}_INPUT": '{"items": ["a", "b"]}',
+        f"{PREFIX}_OVERLAP": "skip",
+    }
+    for name, value in settings.items():
+        monkeypatch.setenv(name, value)
+    return monkeypatch
+
+
+async def tick(durable: Any, past_due: bool = False) -> None:
+    await TimerStartSingle.main(func.TimerRequest(past_due=past_due), durable.starter())
+
+
+def tick_lines(caplog: Any) -> List[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.getMessage().startswith("HttpStartSingle ") and "trigger=timer" in r.getMessage()
+    ]
+
+
+async def test_the_first_tick_starts_with_the_configured_input(durable, schedule, caplog) -> None:
+    caplog.set_level(logging.INFO)
+    await tick(durable)
+    assert durable.accepted_starts == [("SingletonOrchestrator", "nightly")]
+    assert durable.instances["nightly"].input == {"items": ["a", "b"]}
+    [line] = tick_lines(caplog)
+    assert "instance=nightly function=SingletonOrchestrator decision=started status=202" in line
+    assert "past_due=false" in line
+
+
+async def test_a_tick_while_running_skips(durable, schedule, caplog) -> None:
+    caplog.set_level(logging.INFO)
+    durable.put("nightly", "Running")
+    await tick(durable)
+    assert durable.accepted_starts == [] and durable.terminations == [] and durable.events == []
+    [line] = tick_lines(caplog)
+    assert "decision=skipped" in line
+
+
+@pytest.mark.parametrize(
+    "overlap,decision",
+    [("cancelOther", "stopped-existing"), ("terminateOther", "replaced-existing")],
+)
+async def test_a_tick_while_running_replaces_per_policy(
+    durable, schedule, caplog, overlap, decision
+) -> None:
+    caplog.set_level(logging.INFO)
+    schedule.setenv(f"{PREFIX}_OVERLAP", overlap)
+    durable.reset(stop_delay=0.1, terminate_delay=0.1)
+    durable.put("nightly", "Running")
+    await tick(durable)
+    assert durable.accepted_starts == [("SingletonOrchestrator", "nightly")]
+    assert durable.dropped_starts == []
+    if overlap == "cancelOther":
+        assert [(i, e) for i, e, _ in durable.events] == [("nightly", "Stop")]
+        assert durable.terminations == []
+    else:
+        assert [i for i, _ in durable.terminations] == ["nightly"] and durable.events == []
+    [line] = tick_lines(caplog)
+    assert f"decision={decision}" in line
+
+
+async def test_a_tick_after_completion_starts_again(durable, schedule) -> None:
+    await tick(durable)
+    durable.set_status("nightly", "Completed")
+    await tick(durable)
+    assert len(durable.accepted_starts) == 2
+    assert durable.instances["nightly"].status == "Pending"
+
+
+async def test_reuse_applies_to_a_finished_run(durable, schedule, caplog) -> None:
+    caplog.set_level(logging.INFO)
+    schedule.setenv(f"{PREFIX}_REUSE", "allowDuplicateFailedOnly")
+    durable.put("nightly", "Completed")
+    await tick(durable)
+    assert durable.accepted_starts == []
+    assert "decision=rejected-finished" in tick_lines(caplog)[0]
+
+
+async def test_a_past_due_tick_starts_at_most_one_run(durable, schedule, caplog) -> None:
+    caplog.set_level(logging.INFO)
+    await asyncio.gather(*[tick(durable, past_due=True) for _ in range(3)])
+    assert durable.accepted_starts == [("SingletonOrchestrator", "nightly")]
+    assert all("past_due=true" in line for line in tick_lines(caplog))
+
+
+async def test_a_disabled_schedule_starts_nothing(durable, schedule, caplog) -> None:
+    caplog.set_level(logging.INFO)
+    schedule.setenv(f"{PREFIX}_ENABLED", "false")
+    await tick(durable)
+    assert sum(durable.calls.values()) == 0
+    assert "decision=schedule-disabled" in tick_lines(caplog)[0]
+
+
+@pytest.mark.parametrize(
+    "setting,value",
+    [
+        ("_ORCHESTRATOR", "NoSuchOrchestrator"),
+        ("_INSTANCE_ID", "bad id/x"),
+        ("_INPUT", "{not json"),
+        ("_INPUT", '{"items": "abc"}'),
+        ("_INPUT", '{"items": [1e400]}'),
+        ("_OVERLAP", "bufferOne"),
+        ("_REUSE", "sometimes"),
+        ("_ENABLED", "yes"),
+    ],
+)
+async def test_an_invalid_setting_starts_nothing_and_says_which(
+    durable, schedule, caplog, setting, value
+) -> None:
+    caplog.set_level(logging.INFO)
+    schedule.setenv(f"{PREFIX}{setting}", value)
+    for _ in range(2):  # on every tick
+        await tick(durable)
+    assert sum(durable.calls.values()) == 0
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 2 and all(f"{PREFIX}{setting}" in e for e in errors)
+    assert all(value not in e for e in errors)
+    assert all("decision=misconfigured" in line for line in tick_lines(caplog))
+
+
+async def test_a_missing_instance_id_is_named(durable, schedule, caplog) -> None:
+    caplog.set_level(logging.INFO)
+    schedule.delenv(f"{PREFIX}_INSTANCE_ID")
+    await tick(durable)
+    assert durable.accepted_starts == []
+    assert any(f"{PREFIX}_INSTANCE_ID" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_storage_outage_is_logged_and_starts_nothing(durable, schedule, caplog) -> None:
+    from tests.support.azurite import connection_string, free_port
+
+    caplog.set_level(logging.INFO)
+    schedule.setenv("AzureWebJobsStorage", connection_string(free_port()))
+    await tick(durable)
+    assert durable.accepted_starts == []
+    assert "decision=storage-unavailable status=503" in tick_lines(caplog)[0]
+
+
+async def test_a_second_schedule_has_its_own_prefix(durable, schedule, monkeypatch) -> None:
+    from durable_singleton.timer_start import handle_tick
+
+    monkeypatch.setenv("SINGLETON_SCHEDULE_REPORTS_ENABLED", "true")
+    monkeypatch.setenv("SINGLETON_SCHEDULE_REPORTS_INSTANCE_ID", "reports")
+    await handle_tick(func.TimerRequest(), durable.starter(), "SINGLETON_SCHEDULE_REPORTS")
+    await tick(durable)
+    assert sorted(i for _, i in durable.accepted_starts) == ["nightly", "reports"]
+
+
+@pytest.mark.processes
+async def test_concurrent_ticks_on_several_app_instances_start_exactly_one_run(
+    durable, schedule, app_env
+) -> None:
+    """Every app instance's timer fires (no host-level singleton lock, as when the
+    schedule monitor is off or storage blips): one run starts."""
+    durable.reset(start_check_delay=0.2)
+    start_at = time.time() + 5  # after every process has imported the app
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
+    workers = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            _TICKS,
+            durable.rpc_base_url,
+            str(start_at),
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        for _ in range(3)
+    ]
+    outputs = await asyncio.wait_for(asyncio.gather(*[w.communicate() for w in workers]), 90)
+    for worker, (_, err) in zip(workers, outputs, strict=True):
+        assert worker.returncode == 0, err.decode()[-2000:]
+    codes = collections.Counter(durable.accepted_starts)
+    report(
+        f"TimerStartSingle, 3 processes x 3 concurrent ticks: runs started "
+        f"{len(durable.accepted_starts)}, dropped {len(durable.dropped_starts)}"
+    )
+    assert codes == {("SingletonOrchestrator", "nightly"): 1}
+    assert durable.dropped_starts == []
+
+
+#: One app instance's burst of ticks at a set moment (argv: rpc base URL, start time).
+_TICKS = """
+import asyncio, sys, time
+import azure.functions as func
+import TimerStartSingle
+from tests.support.durable_double import starter_binding
+
+async def ticks():
+    starter = starter_binding(sys.argv[1])
+    await asyncio.sleep(max(0.0, float(sys.argv[2]) - time.time()))
+    await asyncio.gather(*[TimerStartSingle.main(func.TimerRequest(), starter) for _ in range(3)])
+
+asyncio.run(ticks())
+"""
