@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Type
 
 import azure.functions as func
@@ -99,6 +100,19 @@ def instance_status(status: DurableOrchestrationStatus, instance_id: str) -> fun
     if status.runtime_status in FINISHED:
         body["output"] = document.get("output")
     return json_response(200, body)
+
+
+#: The app's HTTP contract, kept beside this module and served as it is.
+OPENAPI_DOCUMENT = Path(__file__).with_name("openapi.yaml")
+
+
+def openapi_document() -> func.HttpResponse:
+    """200: the OpenAPI document (read per request: it is small, and never stale)."""
+    return func.HttpResponse(
+        body=OPENAPI_DOCUMENT.read_bytes(),
+        status_code=200,
+        headers={"Content-Type": "application/yaml"},
+    )
 
 
 # -- failures -------------------------------------------------------------------------

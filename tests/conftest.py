@@ -14,6 +14,7 @@ import SingletonInstance
 from durable_singleton import settings as app_settings
 from tests.support.azurite import Azurite
 from tests.support.clients import close_app_clients
+from tests.support.contract import check_response
 from tests.support.durable_double import DurableDouble
 from tests.support.report import LINES
 from tests.support.requests import instance_request, start_request
@@ -85,7 +86,8 @@ def start(durable: DurableDouble, app_env: str) -> StartCall:
         starter: Optional[str] = None,
     ) -> func.HttpResponse:
         request = start_request(function_name, instance_id, body, query, raw_body)
-        return await HttpStartSingle.main(request, starter or durable.starter())
+        response = await HttpStartSingle.main(request, starter or durable.starter())
+        return check_response("POST", response)  # every answer must match the contract
 
     return call
 
@@ -102,7 +104,8 @@ def instance(durable: DurableDouble, app_env: str) -> StartCall:
         starter: Optional[str] = None,
     ) -> func.HttpResponse:
         request = instance_request(method, function_name, instance_id, query)
-        return await SingletonInstance.main(request, starter or durable.starter())
+        response = await SingletonInstance.main(request, starter or durable.starter())
+        return check_response(method, response)
 
     return call
 

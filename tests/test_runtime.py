@@ -23,6 +23,7 @@ pytest.importorskip("azure_functions_runtime_v1", reason="the runtime needs Pyth
 
 from durable_singleton.catalog import APP_ROOT  # noqa: E402
 from tests.support.azurite import connection_string, free_port  # noqa: E402
+from tests.support.contract import check_answer  # noqa: E402
 from tests.support.durable_double import SYSTEM_KEY, starter_binding  # noqa: E402
 from tests.support.functions_host import FunctionsHost, HttpAnswer  # noqa: E402
 from tests.support.history import History  # noqa: E402
@@ -67,7 +68,9 @@ async def post(
         "HttpStartSingle", {"req": request, "starter": host.durable_client(starter)}
     )
     assert host.succeeded(response), host.failure(response)
-    return host.http_answer(response)
+    answer = host.http_answer(response)
+    check_answer("POST", answer.status, answer.headers, answer.body)  # the contract holds
+    return answer
 
 
 def kind(answer: HttpAnswer) -> str:
@@ -76,7 +79,7 @@ def kind(answer: HttpAnswer) -> str:
 
 async def test_every_function_loads(host) -> None:
     assert set(host.function_ids) == set(FUNCTIONS)
-    assert len(FUNCTIONS) == 6
+    assert len(FUNCTIONS) == 7
 
 
 async def test_a_start_through_the_runtime(host, durable, app_env) -> None:

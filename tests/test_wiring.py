@@ -28,6 +28,7 @@ def bindings(function: str) -> list:
 def test_the_app_has_its_functions() -> None:
     assert FUNCTIONS == [
         "HttpStartSingle",
+        "OpenApiDocument",
         "SingletonActivity",
         "SingletonInstance",
         "SingletonItemStore",
