@@ -82,7 +82,7 @@ class DurableApi:
 
         Read only when the lock needs it: the conflict path never does.
         """
-        return json.loads(self._starter)["taskHubName"]
+        return str(json.loads(self._starter)["taskHubName"])
 
     async def status(self, instance_id: str) -> Optional[DurableOrchestrationStatus]:
         """Return the instance's status, or None when no instance has the id.

@@ -221,7 +221,7 @@ class StartLocks:
                 await lease.acquire(lease_duration=self._lease_seconds)
             return True
         except HttpResponseError as error:
-            if error.status_code == 409 and error.error_code == "LeaseAlreadyPresent":
+            if error.status_code == 409 and _code(error) == "LeaseAlreadyPresent":
                 return False
             raise LockUnavailable(_describe(error)) from error
         except AzureError as error:
@@ -407,7 +407,12 @@ class HeldLock:
                 pause = RENEW_RETRY_SECONDS
 
 
+def _code(error: AzureError) -> Optional[str]:
+    """The storage error code (``LeaseAlreadyPresent``, ...), when the answer had one."""
+    return getattr(error, "error_code", None)
+
+
 def _describe(error: AzureError) -> str:
     # The error code or class only: messages can hold URLs, never needed in a log.
-    code = getattr(error, "error_code", None)
+    code = _code(error)
     return f"{type(error).__name__}{f' ({code})' if code else ''}"

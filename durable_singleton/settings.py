@@ -7,10 +7,11 @@ is named in this module and documented in README.md; ``infra/`` sets each of the
 
 from __future__ import annotations
 
+import enum
 import os
 import re
 from dataclasses import dataclass
-from typing import Mapping, Optional
+from typing import Mapping, Optional, Type, TypeVar
 
 from .links import LinkMode
 from .policy import OnConflict, Overlap, Reuse
@@ -102,6 +103,11 @@ class StorageConnection:
     account_url: Optional[str] = None
     credential: Optional[str] = None
     client_id: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        """Refuse a connection that has both, or neither, of its two forms."""
+        if (self.connection_string is None) == (self.account_url is None):
+            raise ValueError("exactly one of connection_string and account_url")
 
 
 def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
@@ -278,7 +284,10 @@ def _int(environ: Mapping[str, str], name: str, default: int, low: int, high: in
     return int(raw)
 
 
-def _choice(environ: Mapping[str, str], name: str, kind, default):
+E = TypeVar("E", bound=enum.Enum)
+
+
+def _choice(environ: Mapping[str, str], name: str, kind: Type[E], default: E) -> E:
     raw = _raw(environ, name)
     if raw is None:
         return default

@@ -138,7 +138,7 @@ class _StartRun:
         deadline = loop.time() + self.settings.lock_wait_seconds
         pause = FIRST_PAUSE_SECONDS
         waiting = telemetry.LockWait()
-        while action.starts:
+        while True:
             with telemetry.step("lock.acquire"):
                 held = await locks.try_acquire(
                     self.durable.task_hub, self.id, expect_new=status is None
@@ -161,8 +161,9 @@ class _StartRun:
                 pause = min(pause * 2, MAX_PAUSE_SECONDS)
             status = await self.durable.status(self.id)
             action = self._decide(status)
-        waiting.end("answered-from-status")
-        return self._not_started(action, status)
+            if not action.starts:  # the holder's start shows: answered without the lock
+                waiting.end("answered-from-status")
+                return self._not_started(action, status)
 
     async def _holding(
         self, held: HeldLock, status: Optional[DurableOrchestrationStatus], action: Action
@@ -316,4 +317,4 @@ def _created_since(
         created = created.replace(tzinfo=datetime.timezone.utc)
     if before is not None and before.created_time == status.created_time:
         return False
-    return created >= acquired_at
+    return bool(created >= acquired_at)

@@ -77,7 +77,8 @@ def blob_service_client(connection: StorageConnection, **options: Any) -> BlobSe
     ConfigurationError
         When the connection string cannot be read as one.
     """
-    retry = LinearRetry(backoff=0.2, retry_total=2, random_jitter_range=0.1)
+    # Fractions of a second work at run time; the SDK's annotations say int.
+    retry = LinearRetry(backoff=0.2, retry_total=2, random_jitter_range=0.1)  # type: ignore[arg-type]
     if connection.connection_string:
         try:
             return BlobServiceClient.from_connection_string(
@@ -87,6 +88,7 @@ def blob_service_client(connection: StorageConnection, **options: Any) -> BlobSe
             raise ConfigurationError(
                 f"App setting {STORAGE_CONNECTION} is not a valid storage connection string."
             ) from None
+    assert connection.account_url is not None  # one of the two, checked when made
     return BlobServiceClient(
         connection.account_url,
         credential=credential_for(connection),

@@ -10,7 +10,7 @@ import json
 import math
 import re
 from dataclasses import dataclass
-from typing import Any, Collection, List, Type, TypeVar
+from typing import Any, Collection, Dict, List, Type, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
 import azure.functions as func
@@ -237,7 +237,7 @@ def _depth(document: Any) -> int:
     return deepest
 
 
-def _refuse_envelope(document: dict) -> dict:
+def _refuse_envelope(document: Dict[str, Any]) -> Dict[str, Any]:
     # The SDK's loose JSON codec rebuilds such an object as an instance of any class
     # the worker has imported: caller input must not be able to do that.
     if _ENVELOPE_KEYS <= document.keys():

@@ -12,7 +12,8 @@ cd "$(dirname "$0")/.."
 for version in ${PYTHON_VERSIONS:-3.13 3.11}; do
   source scripts/setup.sh requirements-dev.txt "$version"
   if [ "$version" = "3.13" ]; then
-    echo "Linting and format check (ruff) ..."
+    echo "Type check (mypy), lint and format check (ruff) ..."
+    "$VENV/bin/mypy"
     "$VENV/bin/ruff" check .
     "$VENV/bin/ruff" format --check .
     echo "Testing on Python $version (pytest; the tests start their own Azurite) ..."
