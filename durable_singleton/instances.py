@@ -8,21 +8,19 @@ leaves the app.
 from __future__ import annotations
 
 import enum
-import time
-from typing import Optional
+from typing import Tuple
 
 import azure.functions as func
 from azure.durable_functions.models.DurableOrchestrationStatus import DurableOrchestrationStatus
 
-from . import answers, problems, telemetry
+from . import answers, problems
 from .catalog import orchestrator_names
 from .durable import DurableApi, DurableFailure
-from .http_start import log_decision, loggable
+from .invocation import Invocation, answer
 from .job import STOP_EVENT
-from .links import Links, links_for
+from .links import Links
 from .policy import FINISHED
 from .problems import ProblemError
-from .settings import load_settings
 from .validation import check_function_name, check_instance_id, read_choice
 
 TERMINATE_REASON = "Terminated through DELETE with mode=terminate."
@@ -53,45 +51,20 @@ async def handle_instance_request(req: func.HttpRequest, starter: str) -> func.H
         200 with the status, 202 when a stop was requested, or problem+json: 404 for an
         unknown instance, 409 when a stop finds it already ended.
     """
-    began = time.perf_counter()
-    instance_id = req.route_params.get("instanceId", "")
-    function_name = req.route_params.get("functionName", "")
-    links: Optional[Links] = None
-    problem_kind: Optional[str] = None
-    with telemetry.request("instance", loggable(instance_id), loggable(function_name)) as span:
-        try:
-            settings = load_settings()
-            function_name = check_function_name(function_name, orchestrator_names())
-            instance_id = check_instance_id(instance_id)
-            durable = DurableApi(starter, settings.durable_timeout_seconds)
-            links = links_for(settings.management_links, req, durable.client)
-            status = await _existing(durable, instance_id, function_name)
-            if req.method.upper() == "GET":
-                response, decision = answers.instance_status(status, instance_id), "status"
-            else:
-                mode = read_choice(req, "mode", StopMode, StopMode.STOP)
-                await _stop(durable, instance_id, status, mode, links)
-                response, decision = (
-                    answers.accepted(instance_id, links),
-                    f"{mode.value}-requested",
-                )
-        except Exception as error:
-            problem, dependency = answers.for_failure(error, links)
-            if dependency:
-                telemetry.record_failure(dependency, problem.kind)
-            response = answers.problem_response(problem)
-            decision = problem_kind = problem.kind
-        telemetry.record_decision(span, "instance", decision, response.status_code, problem_kind)
-    log_decision(
-        "SingletonInstance",
-        instance_id,
-        function_name,
-        decision,
-        response.status_code,
-        began,
-        f" method={loggable(req.method.upper())}",
+    return await answer(req, starter, "SingletonInstance", "instance", _status_or_stop)
+
+
+async def _status_or_stop(call: Invocation) -> Tuple[func.HttpResponse, str]:
+    function_name = check_function_name(
+        call.req.route_params.get("functionName", ""), orchestrator_names()
     )
-    return response
+    instance_id = check_instance_id(call.req.route_params.get("instanceId", ""))
+    status = await _existing(call.durable, instance_id, function_name)
+    if call.req.method.upper() == "GET":
+        return answers.instance_status(status, instance_id), "status"
+    mode = read_choice(call.req, "mode", StopMode, StopMode.STOP)
+    await _stop(call.durable, instance_id, status, mode, call.links)
+    return answers.accepted(instance_id, call.links), f"{mode.value}-requested"
 
 
 async def _existing(

@@ -99,56 +99,48 @@ def invalid_input(detail: str) -> Problem:
 
 def instance_active(instance: Mapping[str, Any]) -> Problem:
     """409: an instance with the id is active; ``instance`` describes it."""
-    return Problem(
+    return _about(
+        instance,
         "instance-active",
-        409,
         "Instance already active",
         f"An instance with id '{instance['instanceId']}' is {instance['runtimeStatus']}; "
         "nothing was started. Follow statusQueryGetUri, or stop it with terminatePostUri.",
-        instance,
-        _location(instance),
     )
 
 
 def instance_finished(instance: Mapping[str, Any], reuse: str) -> Problem:
     """409: the id belongs to a finished instance and ``reuse`` forbids reusing it."""
-    return Problem(
+    return _about(
+        instance,
         "instance-finished",
-        409,
         "Instance id may not be reused",
         f"An instance with id '{instance['instanceId']}' ended {instance['runtimeStatus']} "
         f"and reuse={reuse} does not start it again; nothing was started.",
-        instance,
-        _location(instance),
     )
 
 
 def termination_timeout(instance: Mapping[str, Any], waited_seconds: float) -> Problem:
     """409: ``onConflict=terminateExisting`` asked the old instance to stop; it did not in time."""
-    return Problem(
+    return _about(
+        instance,
         "termination-timeout",
-        409,
         "Existing instance did not stop in time",
         f"Termination of instance '{instance['instanceId']}' was requested but it was still "
         f"{instance['runtimeStatus']} after {waited_seconds:g} s; nothing was started. "
         "Retry once it has ended.",
-        instance,
-        _location(instance),
     )
 
 
 def stop_timeout(instance: Mapping[str, Any], waited_seconds: float) -> Problem:
     """409: ``onConflict=stopExisting`` sent the old instance Stop; it did not end in time."""
-    return Problem(
+    return _about(
+        instance,
         "stop-timeout",
-        409,
         "Existing instance did not stop in time",
         f"Stop was sent to instance '{instance['instanceId']}' but it was still "
         f"{instance['runtimeStatus']} after {waited_seconds:g} s; nothing was started. "
         "The Stop stays requested: retry once it has ended. An orchestrator that does not "
         "handle Stop never ends this way; use onConflict=terminateExisting for it.",
-        instance,
-        _location(instance),
     )
 
 
@@ -165,14 +157,12 @@ def instance_not_found(instance_id: str, function_name: str) -> Problem:
 
 def instance_not_running(instance: Mapping[str, Any]) -> Problem:
     """409: a stop was asked of an instance that has already ended."""
-    return Problem(
+    return _about(
+        instance,
         "instance-not-running",
-        409,
         "Instance already ended",
         f"Instance '{instance['instanceId']}' ended {instance['runtimeStatus']}; there is "
         "nothing to stop.",
-        instance,
-        _location(instance),
     )
 
 
@@ -275,6 +265,11 @@ def internal_error() -> Problem:
         "Internal error",
         "The request failed inside the app; nothing is known to have started.",
     )
+
+
+def _about(instance: Mapping[str, Any], kind: str, title: str, detail: str) -> Problem:
+    """A 409 about an existing instance: repeats its description, points at it."""
+    return Problem(kind, 409, title, detail, instance, _location(instance))
 
 
 def _location(instance: Mapping[str, Any]) -> Dict[str, str]:

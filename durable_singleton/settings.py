@@ -155,21 +155,6 @@ def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
     )
 
 
-#: The settings of the schedule in folder TimerStartSingle; another schedule's folder
-#: passes a prefix of its own (README, "Scheduled singletons").
-DEFAULT_SCHEDULE_PREFIX = "SINGLETON_SCHEDULE"
-#: Each schedule's settings: the prefix, then one of these.
-SCHEDULE_SUFFIXES = (
-    "",
-    "_ENABLED",
-    "_ORCHESTRATOR",
-    "_INSTANCE_ID",
-    "_INPUT",
-    "_OVERLAP",
-    "_REUSE",
-)
-
-
 @dataclass(frozen=True)
 class Schedule:
     """One scheduled singleton's settings, as written; the timer checks the orchestrator,

@@ -18,7 +18,7 @@ import azure.functions as func
 from . import answers, telemetry
 from .catalog import orchestrator_names
 from .durable import DurableApi
-from .http_start import log_decision, loggable
+from .invocation import log_decision, loggable
 from .policy import Action
 from .problems import ProblemError
 from .settings import ConfigurationError, Schedule, Settings, load_schedule, load_settings

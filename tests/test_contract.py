@@ -37,7 +37,9 @@ def test_every_problem_kind_the_code_can_answer_is_documented() -> None:
     import durable_singleton.problems as problems
 
     source = open(problems.__file__).read()
-    kinds = set(re.findall(r'(?:Problem|_unavailable)\(\s*"([a-z-]+)"', source))
+    kinds = set(
+        re.findall(r'(?:Problem|_unavailable|_about)\(\s*(?:instance,\s*)?"([a-z-]+)"', source)
+    )
     assert len(kinds) >= 19
     text = DOCUMENT_PATH.read_text()
     assert {k for k in kinds if f"urn:singleton-starter:problem:{k}" not in text} == set()

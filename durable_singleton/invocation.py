@@ -1,0 +1,92 @@
+"""One invocation of an HTTP function: its settings and clients, its answer, its span,
+metrics and log line. The functions' own modules say only what the request does.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Awaitable, Callable, Optional, Tuple
+
+import azure.functions as func
+
+from . import answers, telemetry
+from .durable import DurableApi
+from .links import Links, links_for
+from .settings import Settings, load_settings
+
+logger = logging.getLogger("durable_singleton.starter")
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """What a request's work gets: the request, the settings, the Durable API, the URLs."""
+
+    req: func.HttpRequest
+    settings: Settings
+    durable: DurableApi
+    links: Links
+
+
+#: A request's work: its answer and the decision word for the log line and metrics.
+Work = Callable[[Invocation], Awaitable[Tuple[func.HttpResponse, str]]]
+
+
+async def answer(
+    req: func.HttpRequest, starter: str, source: str, trigger: str, work: Work
+) -> func.HttpResponse:
+    """Run ``work`` for ``req``; answer every failure with its problem (nothing escapes).
+
+    ``source`` heads the log line (the function's name); ``trigger`` names the span.
+    """
+    began = time.perf_counter()
+    instance_id = req.route_params.get("instanceId", "")
+    function_name = req.route_params.get("functionName", "")
+    links: Optional[Links] = None
+    problem_kind: Optional[str] = None
+    with telemetry.request(trigger, loggable(instance_id), loggable(function_name)) as span:
+        try:
+            settings = load_settings()
+            durable = DurableApi(starter, settings.durable_timeout_seconds)
+            links = links_for(settings.management_links, req, durable.client)
+            response, decision = await work(Invocation(req, settings, durable, links))
+        except Exception as error:
+            problem, dependency = answers.for_failure(error, links)
+            if dependency:
+                telemetry.record_failure(dependency, problem.kind)
+            response = answers.problem_response(problem)
+            decision = problem_kind = problem.kind
+        telemetry.record_decision(span, trigger, decision, response.status_code, problem_kind)
+    extra = "" if req.method.upper() == "POST" else f" method={loggable(req.method.upper())}"
+    log_decision(source, instance_id, function_name, decision, response.status_code, began, extra)
+    return response
+
+
+def log_decision(
+    source: str,
+    instance_id: str,
+    function_name: str,
+    decision: str,
+    status: int,
+    began: float,
+    extra: str = "",
+) -> None:
+    """The one log line per request or tick, headed by ``source`` (the function); it
+    names no URL and no key. ``extra`` ends it (`` trigger=timer``, `` method=GET``)."""
+    logger.info(
+        "%s instance=%s function=%s decision=%s status=%d duration_ms=%.1f%s",
+        source,
+        loggable(instance_id),
+        loggable(function_name),
+        decision,
+        status,
+        (time.perf_counter() - began) * 1000,
+        extra,
+    )
+
+
+def loggable(value: object, limit: int = 120) -> str:
+    """Route values as a log may show them: bounded, printable, no line breaks."""
+    text = str(value)[:limit]
+    return text.encode("unicode_escape").decode("ascii") or "-"
