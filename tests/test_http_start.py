@@ -7,42 +7,18 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any, Dict
+from typing import Any
 
-import azure.functions as func
 import pytest
 
+from tests.support.answers import MANAGEMENT_KEYS, problem
 from tests.support.azurite import free_port
 from tests.support.durable_double import ACTIVE, FINISHED, SYSTEM_KEY, starter_binding
 
-MANAGEMENT_KEYS = {
-    "id",
-    "statusQueryGetUri",
-    "sendEventPostUri",
-    "terminatePostUri",
-    "rewindPostUri",
-    "purgeHistoryDeleteUri",
-    "restartPostUri",
-    "suspendPostUri",
-    "resumePostUri",
-}
 ORIGIN_STATUS_URL = (
     "http://localhost:7071/runtime/webhooks/durabletask/instances/{id}"
     f"?taskHub=TestHubName&connection=Storage&code={SYSTEM_KEY}"
 )
-
-
-def problem(response: func.HttpResponse, status: int, kind: str) -> Dict[str, Any]:
-    """Check ``response`` is the problem+json ``kind`` with ``status``; return its body."""
-    assert response.status_code == status
-    assert response.headers["Content-Type"] == "application/problem+json"
-    body = json.loads(response.get_body())
-    assert body["type"] == f"urn:singleton-starter:problem:{kind}"
-    assert body["status"] == status
-    assert body["title"] and body["detail"]
-    text = response.get_body().decode()
-    assert "Traceback" not in text and "Exception" not in text
-    return body
 
 
 # -- default policy: the decision table end to end -----------------------------------

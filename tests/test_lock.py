@@ -96,6 +96,7 @@ async def test_held_lease_gives_503_after_the_wait_and_never_delays_other_ids(
         await service.close()
 
 
+@pytest.mark.slow
 async def test_crashed_holders_lease_expires_and_a_live_holder_keeps_renewing(
     start, durable, azurite, app_env, monkeypatch
 ) -> None:

@@ -7,6 +7,7 @@ import json
 from typing import Any, Dict, List, Optional
 
 import pytest
+from azure.durable_functions.models.actions.ActionType import ActionType
 
 import SingletonActivity
 import SingletonOrchestrator
@@ -15,7 +16,12 @@ from tests.support.history import START, History, iso
 from tests.support.job_driver import JobRun, drive
 
 ACTIVITY = "SingletonActivity"
-CALL_ACTIVITY, CONTINUE_AS_NEW, CREATE_TIMER, WAIT_FOR_EVENT, WHEN_ANY = 0, 4, 5, 6, 11
+# The action types, from the SDK's own enum.
+CALL_ACTIVITY = ActionType.CALL_ACTIVITY
+CONTINUE_AS_NEW = ActionType.CONTINUE_AS_NEW
+CREATE_TIMER = ActionType.CREATE_TIMER
+WAIT_FOR_EVENT = ActionType.WAIT_FOR_EXTERNAL_EVENT
+WHEN_ANY = ActionType.WHEN_ANY
 
 
 def run(history: History) -> Dict[str, Any]:

@@ -30,9 +30,13 @@ from dataclasses import dataclass, field
 from typing import Any, Deque, Dict, List, Optional, Set, Tuple, Union
 
 from aiohttp import web
+from azure.durable_functions import OrchestrationRuntimeStatus as Status
 
-ACTIVE = {"Pending", "Running", "ContinuedAsNew", "Suspended"}
-FINISHED = {"Completed", "Failed", "Terminated", "Canceled"}
+# How the extension treats each runtime status (durable-http-api.md), by the SDK's names.
+ACTIVE = {
+    s.value for s in (Status.Pending, Status.Running, Status.ContinuedAsNew, Status.Suspended)
+}
+FINISHED = {s.value for s in Status} - ACTIVE
 
 #: The Durable extension's system key in the management URLs the double hands out.
 #: Tests check that it never reaches a log line.
@@ -201,7 +205,7 @@ class DurableDouble:
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]
+        self.port = self._runner.addresses[0][1]
 
     # -- handlers ----------------------------------------------------------------------
 

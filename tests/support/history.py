@@ -11,18 +11,21 @@ import datetime
 import json
 from typing import Any, Dict, List
 
+from azure.durable_functions.models.history import HistoryEventType
+
 ORCHESTRATOR = "SingletonOrchestrator"
 START = datetime.datetime(2026, 1, 5, 3, 0, 0, tzinfo=datetime.timezone.utc)
 
-EXECUTION_STARTED = 0
-TASK_SCHEDULED = 4
-TASK_COMPLETED = 5
-TASK_FAILED = 6
-TIMER_CREATED = 10
-TIMER_FIRED = 11
-ORCHESTRATOR_STARTED = 12
-ORCHESTRATOR_COMPLETED = 13
-EVENT_RAISED = 15
+# The history event types, from the SDK's own enum (they are the extension's numbers).
+EXECUTION_STARTED = HistoryEventType.EXECUTION_STARTED
+TASK_SCHEDULED = HistoryEventType.TASK_SCHEDULED
+TASK_COMPLETED = HistoryEventType.TASK_COMPLETED
+TASK_FAILED = HistoryEventType.TASK_FAILED
+TIMER_CREATED = HistoryEventType.TIMER_CREATED
+TIMER_FIRED = HistoryEventType.TIMER_FIRED
+ORCHESTRATOR_STARTED = HistoryEventType.ORCHESTRATOR_STARTED
+ORCHESTRATOR_COMPLETED = HistoryEventType.ORCHESTRATOR_COMPLETED
+EVENT_RAISED = HistoryEventType.EVENT_RAISED
 
 
 def iso(moment: datetime.datetime) -> str:

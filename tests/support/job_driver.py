@@ -16,12 +16,16 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional
 
+from azure.durable_functions.models.actions.ActionType import ActionType
+
 import SingletonActivity
 import SingletonOrchestrator
 from durable_singleton.job import ACTIVITY, ITEM_STORE
 from tests.support.history import History
 
-CALL_ACTIVITY, CONTINUE_AS_NEW, CREATE_TIMER = 0, 4, 5
+CALL_ACTIVITY = ActionType.CALL_ACTIVITY
+CONTINUE_AS_NEW = ActionType.CONTINUE_AS_NEW
+CREATE_TIMER = ActionType.CREATE_TIMER
 
 
 @dataclass

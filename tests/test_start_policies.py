@@ -8,7 +8,7 @@ from collections import deque
 
 import pytest
 
-from tests.test_http_start import MANAGEMENT_KEYS, problem
+from tests.support.answers import MANAGEMENT_KEYS, problem
 
 # -- onConflict ----------------------------------------------------------------------
 

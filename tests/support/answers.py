@@ -1,0 +1,34 @@
+"""Checks of the app's answers that several test modules share."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Dict
+
+import azure.functions as func
+
+#: The Durable extension's management URLs, as the default answers carry them.
+MANAGEMENT_KEYS = {
+    "id",
+    "statusQueryGetUri",
+    "sendEventPostUri",
+    "terminatePostUri",
+    "rewindPostUri",
+    "purgeHistoryDeleteUri",
+    "restartPostUri",
+    "suspendPostUri",
+    "resumePostUri",
+}
+
+
+def problem(response: func.HttpResponse, status: int, kind: str) -> Dict[str, Any]:
+    """Check ``response`` is the problem+json ``kind`` with ``status``; return its body."""
+    assert response.status_code == status
+    assert response.headers["Content-Type"] == "application/problem+json"
+    body = json.loads(response.get_body())
+    assert body["type"] == f"urn:singleton-starter:problem:{kind}"
+    assert body["status"] == status
+    assert body["title"] and body["detail"]
+    text = response.get_body().decode()
+    assert "Traceback" not in text and "Exception" not in text
+    return body
