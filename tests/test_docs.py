@@ -1,0 +1,59 @@
+"""The README and docs/: every link works, and the README stays a short entry point."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Iterator, Tuple
+
+import pytest
+
+from tests.support.azurite import PROJECT_ROOT
+
+PAGES = [PROJECT_ROOT / "README.md", *sorted((PROJECT_ROOT / "docs").glob("*.md"))]
+_LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
+
+
+def _slug(heading: str) -> str:
+    """GitHub's anchor for a heading: lowercase, punctuation dropped, spaces to dashes."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+def _anchors(page: Path) -> set:
+    return {
+        _slug(line.lstrip("#"))
+        for line in page.read_text(encoding="utf-8").splitlines()
+        if line.startswith("#")
+    }
+
+
+def _relative_links() -> Iterator[Tuple[Path, str]]:
+    for page in PAGES:
+        for target in _LINK.findall(page.read_text(encoding="utf-8")):
+            if not re.match(r"[a-z]+:", target):
+                yield page, target
+
+
+@pytest.mark.parametrize("page,target", list(_relative_links()), ids=lambda v: str(v))
+def test_every_relative_link_resolves(page: Path, target: str) -> None:
+    path, _, anchor = target.partition("#")
+    destination = (page.parent / path).resolve() if path else page
+    assert destination.exists(), f"{page.name}: {target} points nowhere"
+    if anchor:
+        assert anchor in _anchors(destination), f"{page.name}: no heading for #{anchor}"
+
+
+def test_the_readme_is_an_entry_point() -> None:
+    lines = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+    assert 100 <= len(lines) <= 200
+    headings = [line for line in lines if line.startswith("## ")]
+    order = ["## Prerequisites", "## Run locally", "## Try it", "## Test", "## Deploy"]
+    assert [h for h in headings if h in order] == order
+
+
+def test_the_readme_shows_what_ci_runs() -> None:
+    readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
+    for line in (PROJECT_ROOT / ".ci" / "run").read_text().splitlines():
+        if line.startswith("bash "):
+            assert line in readme
