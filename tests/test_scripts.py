@@ -10,13 +10,12 @@ from pathlib import Path
 from tests.support.azurite import PROJECT_ROOT
 
 
-def test_start_without_core_tools_stops_with_how_to_install(tmp_path: Path) -> None:
-    # A PATH with the shell tools the script uses, and no `func`.
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
+def run_start(bin_dir: Path) -> subprocess.CompletedProcess:
+    """scripts/start.sh with a PATH of the shell tools it uses (and what ``bin_dir``
+    adds), but no `func`."""
     for tool in ("bash", "dirname", "cat"):
         os.symlink(shutil.which(tool), bin_dir / tool)
-    result = subprocess.run(
+    return subprocess.run(
         [str(bin_dir / "bash"), "scripts/start.sh"],
         cwd=PROJECT_ROOT,
         env={"PATH": str(bin_dir)},
@@ -24,6 +23,10 @@ def test_start_without_core_tools_stops_with_how_to_install(tmp_path: Path) -> N
         text=True,
         timeout=30,
     )
+
+
+def test_start_without_core_tools_stops_with_how_to_install(tmp_path: Path) -> None:
+    result = run_start(tmp_path)
     assert result.returncode == 1
     assert "Azure Functions Core Tools" in result.stderr
     assert "npm install --global azure-functions-core-tools@4" in result.stderr
@@ -32,21 +35,10 @@ def test_start_without_core_tools_stops_with_how_to_install(tmp_path: Path) -> N
 
 def test_a_failed_core_tools_install_is_tolerated_and_says_how(tmp_path: Path) -> None:
     """npm is there but Core Tools' installer cannot download the host (as here)."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for tool in ("bash", "dirname", "cat"):
-        os.symlink(shutil.which(tool), bin_dir / tool)
-    fake_npm = bin_dir / "npm"
+    fake_npm = tmp_path / "npm"
     fake_npm.write_text("#!" + shutil.which("bash") + "\necho 'download failed' >&2\nexit 1\n")
     fake_npm.chmod(0o755)
-    result = subprocess.run(
-        [str(bin_dir / "bash"), "scripts/start.sh"],
-        cwd=PROJECT_ROOT,
-        env={"PATH": str(bin_dir)},
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    result = run_start(tmp_path)
     assert result.returncode == 1
     assert "Installing Azure Functions Core Tools 4" in result.stdout
     assert "The Core Tools install failed" in result.stderr
