@@ -26,7 +26,7 @@ from .durable import (
     StartOutcomeUnknown,
 )
 from .job import STOP_EVENT
-from .lock import HeldLock
+from .lock import HeldLock, LockLost
 from .policy import FINISHED, REPLACES, Action, decide, must_recheck_under_lock
 from .settings import Settings, load_storage_connection
 from .storage import shared_locks
@@ -269,7 +269,11 @@ class _StartRun:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 raise ReplaceTimedOut(action, status, self.id, waited)
-            await asyncio.sleep(min(poll, remaining))
+            if held.remaining() <= 0:
+                # The renewals failed for a whole lease: say so now, not when the old
+                # instance ends (the start would be refused by the fence anyway).
+                raise LockLost("the lease ran out while the old instance was ending")
+            await asyncio.sleep(min(poll, remaining, max(held.remaining(), 0.05)))
             poll = min(poll * 2, MAX_POLL_SECONDS)
 
     def _decide(self, status: Optional[DurableOrchestrationStatus]) -> Action:
