@@ -11,8 +11,8 @@ import sys
 import time
 from typing import Any, List
 
-import azure.functions as func
 import pytest
+from azure.functions.timer import TimerRequest  # the concrete class the runtime makes
 
 import TimerStartSingle
 from tests.support.azurite import PROJECT_ROOT
@@ -38,7 +38,7 @@ def schedule(app_env, monkeypatch) -> Any:
 
 
 async def tick(durable: Any, past_due: bool = False) -> None:
-    await TimerStartSingle.main(func.TimerRequest(past_due=past_due), durable.starter())
+    await TimerStartSingle.main(TimerRequest(past_due=past_due), durable.starter())
 
 
 def tick_lines(caplog: Any) -> List[str]:
@@ -173,7 +173,7 @@ async def test_a_second_schedule_has_its_own_prefix(durable, schedule, monkeypat
 
     monkeypatch.setenv("SINGLETON_SCHEDULE_REPORTS_ENABLED", "true")
     monkeypatch.setenv("SINGLETON_SCHEDULE_REPORTS_INSTANCE_ID", "reports")
-    await handle_tick(func.TimerRequest(), durable.starter(), "SINGLETON_SCHEDULE_REPORTS")
+    await handle_tick(TimerRequest(), durable.starter(), "SINGLETON_SCHEDULE_REPORTS")
     await tick(durable)
     assert sorted(i for _, i in durable.accepted_starts) == ["nightly", "reports"]
 
@@ -216,14 +216,14 @@ async def test_concurrent_ticks_on_several_app_instances_start_exactly_one_run(
 #: One app instance's burst of ticks at a set moment (argv: rpc base URL, start time).
 _TICKS = """
 import asyncio, sys, time
-import azure.functions as func
+from azure.functions.timer import TimerRequest  # the concrete class the runtime makes
 import TimerStartSingle
 from tests.support.durable_double import starter_binding
 
 async def ticks():
     starter = starter_binding(sys.argv[1])
     await asyncio.sleep(max(0.0, float(sys.argv[2]) - time.time()))
-    await asyncio.gather(*[TimerStartSingle.main(func.TimerRequest(), starter) for _ in range(3)])
+    await asyncio.gather(*[TimerStartSingle.main(TimerRequest(), starter) for _ in range(3)])
 
 asyncio.run(ticks())
 """
