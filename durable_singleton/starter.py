@@ -176,6 +176,8 @@ class _StartRun:
             # The start may still land: keep the lease until it runs out so no other
             # caller can start over it (see durable_singleton.lock).
             held.abandon()
+            if ambiguous.cancelled:
+                raise asyncio.CancelledError() from None
             return await self._settle(ambiguous.before, acquired_at)
         except BaseException:
             # Released before the error answer, so an immediate retry is never
@@ -208,8 +210,11 @@ class _StartRun:
                 request.input,
                 await held.fence(self.durable.timeout),
             )
-        except (StartOutcomeUnknown, asyncio.CancelledError) as error:
+        except StartOutcomeUnknown as error:
             raise _Ambiguous(status) from error
+        except asyncio.CancelledError as error:
+            # The caller went away mid-start: the start may land all the same.
+            raise _Ambiguous(status, cancelled=True) from error
         if outcome is StartOutcome.STARTED:
             return Outcome(action, None, started=True)
         # The extension refused: an instance with the id is active after all (started
@@ -291,12 +296,13 @@ class _StartRun:
 
 
 class _Ambiguous(Exception):
-    """A start was sent under the lock and its answer was lost; ``before`` is the
-    status the start was decided on."""
+    """A start was sent under the lock and its answer was lost (or its caller was
+    cancelled); ``before`` is the status the start was decided on."""
 
-    def __init__(self, before: Optional[DurableOrchestrationStatus]):
+    def __init__(self, before: Optional[DurableOrchestrationStatus], cancelled: bool = False):
         super().__init__()
         self.before = before
+        self.cancelled = cancelled
 
 
 def _utc_now() -> datetime.datetime:

@@ -155,6 +155,25 @@ async def test_the_lease_is_kept_after_an_unknown_outcome(
         assert (await blob.get_blob_properties()).lease.state == "leased"
 
 
+async def test_a_caller_cancelled_during_its_start_keeps_the_lease(
+    start, durable, azurite, app_env
+) -> None:
+    """The host cancels the invocation while its start is in flight: the start still lands
+    (the extension finishes it), so the lease must not be released for another caller."""
+    durable.reset(start_check_delay=0.5)
+    task = asyncio.create_task(start("cancel-start"))
+    while not durable.calls["start"]:
+        await asyncio.sleep(0.005)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await asyncio.sleep(1.0)  # the double finishes the start; background work settles
+    assert durable.instances["cancel-start"].status == "Pending"
+    async with BlobServiceClient.from_connection_string(azurite.connection_string) as other:
+        blob = other.get_blob_client(app_env, lock_blob_name("TestHubName", "cancel-start"))
+        assert (await blob.get_blob_properties()).lease.state == "leased"
+
+
 async def test_one_callers_reset_does_not_fail_another_callers_start(
     start, durable, durable_proxy
 ) -> None:
