@@ -399,6 +399,7 @@ def job_cost(sizes: List[int]) -> str:
         f"\nTarget: per-item cost at {high:,} items within 2x of {low:,}: "
         f"{ratio:.2f}x, {'met' if ratio <= 2 else '**not met**'}."
     )
+    out.append(JOB_BASELINE)
     return "\n".join(out)
 
 
