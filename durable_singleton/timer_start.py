@@ -53,10 +53,13 @@ async def handle_tick(timer: func.TimerRequest, starter: str, prefix: str) -> No
     began = time.perf_counter()
     schedule: Optional[Schedule] = None
     status = 0
-    with telemetry.request("timer", prefix, "-") as span:
+    with telemetry.request("timer", "-", "-") as span:
+        span.set_attribute("singleton.schedule", prefix)
         try:
             settings = load_settings()
             schedule = load_schedule(prefix)
+            span.set_attribute("singleton.instance_id", loggable(schedule.instance_id))
+            span.set_attribute("singleton.function_name", loggable(schedule.orchestrator))
             if not schedule.enabled:
                 decision = DISABLED
             else:

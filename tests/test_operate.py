@@ -205,3 +205,20 @@ async def test_no_span_or_metric_holds_a_key(start, instance, durable, spans, mo
     text = "\n".join(said)
     assert SYSTEM_KEY not in text and ACCOUNT_KEY not in text and "://" not in text
     assert "SingletonInstance" in {s.name for s in spans.get_finished_spans()}
+
+
+async def test_a_timer_tick_is_one_span_naming_its_schedule(
+    durable, app_env, spans, monkeypatch
+) -> None:
+    from azure.functions.timer import TimerRequest
+
+    import TimerStartSingle
+
+    monkeypatch.setenv("SINGLETON_SCHEDULE_ENABLED", "true")
+    monkeypatch.setenv("SINGLETON_SCHEDULE_INSTANCE_ID", "t-tick")
+    await TimerStartSingle.main(TimerRequest(), durable.starter())
+    span = request_span(spans, "TimerStartSingle")
+    assert span.attributes["singleton.schedule"] == "SINGLETON_SCHEDULE"
+    assert span.attributes["singleton.instance_id"] == "t-tick"
+    assert span.attributes["singleton.decision"] == "started"
+    assert "durable.start" in children(spans, span)
