@@ -38,18 +38,9 @@ class StopMode(str, enum.Enum):
 async def handle_instance_request(req: func.HttpRequest, starter: str) -> func.HttpResponse:
     """Answer GET (status) or DELETE (stop) on an instance.
 
-    Parameters
-    ----------
-    req : func.HttpRequest
-        The request, with route parameters ``functionName`` and ``instanceId``.
-    starter : str
-        The ``durableClient`` binding's JSON.
-
-    Returns
-    -------
-    func.HttpResponse
-        200 with the status, 202 when a stop was requested, or problem+json: 404 for an
-        unknown instance, 409 when a stop finds it already ended.
+    Takes what :func:`~durable_singleton.http_start.handle_start_request` takes. Returns 200
+    with the status, 202 when a stop was requested, or problem+json: 404 for an unknown
+    instance, 409 when a stop finds it already ended.
     """
     return await answer(req, starter, "SingletonInstance", "instance", _status_or_stop)
 

@@ -137,10 +137,8 @@ def must_recheck_under_lock(action: Action, on_conflict: OnConflict, reuse: Reus
     ----------
     action : Action
         The decision taken on the status read before the lock.
-    on_conflict : OnConflict
-        The caller's choice for an active instance.
-    reuse : Reuse
-        The caller's choice for a finished instance.
+    on_conflict, reuse : OnConflict, Reuse
+        The caller's choices, as :func:`decide` takes them.
 
     Returns
     -------

@@ -97,51 +97,61 @@ def invalid_input(detail: str) -> Problem:
     return Problem("invalid-input", 400, "Invalid orchestrator input", detail)
 
 
+#: The 409s about an existing instance, by kind: the title, and the detail's template,
+#: filled from the instance's members and the constructor's own values.
+_ABOUT_INSTANCE = {
+    "instance-active": (
+        "Instance already active",
+        "An instance with id '{instanceId}' is {runtimeStatus}; nothing was started. "
+        "Follow statusQueryGetUri, or stop it with terminatePostUri.",
+    ),
+    "instance-finished": (
+        "Instance id may not be reused",
+        "An instance with id '{instanceId}' ended {runtimeStatus} and reuse={reuse} does not "
+        "start it again; nothing was started.",
+    ),
+    "termination-timeout": (
+        "Existing instance did not stop in time",
+        "Termination of instance '{instanceId}' was requested but it was still "
+        "{runtimeStatus} after {waited} s; nothing was started. Retry once it has ended.",
+    ),
+    "stop-timeout": (
+        "Existing instance did not stop in time",
+        "Stop was sent to instance '{instanceId}' but it was still {runtimeStatus} after "
+        "{waited} s; nothing was started. The Stop stays requested: retry once it has ended. "
+        "An orchestrator that does not handle Stop never ends this way; use "
+        "onConflict=terminateExisting for it.",
+    ),
+    "instance-not-running": (
+        "Instance already ended",
+        "Instance '{instanceId}' ended {runtimeStatus}; there is nothing to stop.",
+    ),
+}
+
+
 def instance_active(instance: Mapping[str, Any]) -> Problem:
     """409: an instance with the id is active; ``instance`` describes it."""
-    return _about(
-        instance,
-        "instance-active",
-        "Instance already active",
-        f"An instance with id '{instance['instanceId']}' is {instance['runtimeStatus']}; "
-        "nothing was started. Follow statusQueryGetUri, or stop it with terminatePostUri.",
-    )
+    return _about(instance, "instance-active")
 
 
 def instance_finished(instance: Mapping[str, Any], reuse: str) -> Problem:
     """409: the id belongs to a finished instance and ``reuse`` forbids reusing it."""
-    return _about(
-        instance,
-        "instance-finished",
-        "Instance id may not be reused",
-        f"An instance with id '{instance['instanceId']}' ended {instance['runtimeStatus']} "
-        f"and reuse={reuse} does not start it again; nothing was started.",
-    )
+    return _about(instance, "instance-finished", reuse=reuse)
 
 
 def termination_timeout(instance: Mapping[str, Any], waited_seconds: float) -> Problem:
     """409: ``onConflict=terminateExisting`` asked the old instance to stop; it did not in time."""
-    return _about(
-        instance,
-        "termination-timeout",
-        "Existing instance did not stop in time",
-        f"Termination of instance '{instance['instanceId']}' was requested but it was still "
-        f"{instance['runtimeStatus']} after {waited_seconds:g} s; nothing was started. "
-        "Retry once it has ended.",
-    )
+    return _about(instance, "termination-timeout", waited=f"{waited_seconds:g}")
 
 
 def stop_timeout(instance: Mapping[str, Any], waited_seconds: float) -> Problem:
     """409: ``onConflict=stopExisting`` sent the old instance Stop; it did not end in time."""
-    return _about(
-        instance,
-        "stop-timeout",
-        "Existing instance did not stop in time",
-        f"Stop was sent to instance '{instance['instanceId']}' but it was still "
-        f"{instance['runtimeStatus']} after {waited_seconds:g} s; nothing was started. "
-        "The Stop stays requested: retry once it has ended. An orchestrator that does not "
-        "handle Stop never ends this way; use onConflict=terminateExisting for it.",
-    )
+    return _about(instance, "stop-timeout", waited=f"{waited_seconds:g}")
+
+
+def instance_not_running(instance: Mapping[str, Any]) -> Problem:
+    """409: a stop was asked of an instance that has already ended."""
+    return _about(instance, "instance-not-running")
 
 
 def instance_not_found(instance_id: str, function_name: str) -> Problem:
@@ -152,17 +162,6 @@ def instance_not_found(instance_id: str, function_name: str) -> Problem:
         "No such instance",
         f"No instance of {_printable(function_name)} has the id '{_printable(instance_id)}'.",
         {"instanceId": instance_id},
-    )
-
-
-def instance_not_running(instance: Mapping[str, Any]) -> Problem:
-    """409: a stop was asked of an instance that has already ended."""
-    return _about(
-        instance,
-        "instance-not-running",
-        "Instance already ended",
-        f"Instance '{instance['instanceId']}' ended {instance['runtimeStatus']}; there is "
-        "nothing to stop.",
     )
 
 
@@ -267,8 +266,10 @@ def internal_error() -> Problem:
     )
 
 
-def _about(instance: Mapping[str, Any], kind: str, title: str, detail: str) -> Problem:
+def _about(instance: Mapping[str, Any], kind: str, **values: str) -> Problem:
     """A 409 about an existing instance: repeats its description, points at it."""
+    title, template = _ABOUT_INSTANCE[kind]
+    detail = template.format(**{**instance, **values})
     return Problem(kind, 409, title, detail, instance, _location(instance))
 
 

@@ -201,15 +201,8 @@ def load_storage_connection(environ: Mapping[str, str] = os.environ) -> StorageC
     ``AzureWebJobsStorage__blobServiceUri`` or ``AzureWebJobsStorage__accountName``,
     with ``__credential`` and ``__clientId`` for a managed identity.
 
-    Parameters
-    ----------
-    environ : Mapping[str, str]
-        Where the settings live; the process environment by default.
-
-    Returns
-    -------
-    StorageConnection
-        The connection to build a Blob Storage client from.
+    ``environ`` is where the settings live (the process environment by default);
+    returns the connection to build a Blob Storage client from.
 
     Raises
     ------

@@ -16,15 +16,15 @@ import collections
 import json
 import os
 import random
-import sys
 import time
 from typing import Dict, List
 
 import pytest
 
 from durable_singleton.settings import STORAGE_CONNECTION
-from tests.support.azurite import PROJECT_ROOT, connection_string
+from tests.support.azurite import connection_string
 from tests.support.fault_proxy import FaultProxy
+from tests.support.processes import AppProcesses
 from tests.support.report import report
 
 PROCESSES = 3
@@ -61,16 +61,14 @@ async def test_chaos_never_two_winners_and_every_202_is_true(
     try:
         start_at = time.time() + 5  # after every process has imported the app
         env = {
-            **os.environ,
-            "PYTHONPATH": str(PROJECT_ROOT),
             STORAGE_CONNECTION: connection_string(storage.port),
             "SINGLETON_STORAGE_TIMEOUT_SECONDS": "1",
             "SINGLETON_DURABLE_TIMEOUT_SECONDS": "1",
             "SINGLETON_LOCK_WAIT_SECONDS": "2",
         }
-        workers = [
-            await asyncio.create_subprocess_exec(
-                sys.executable,
+        workers = AppProcesses()
+        for n in range(PROCESSES):
+            await workers.start(
                 "-m",
                 "tests.support.chaos_worker",
                 f"http://127.0.0.1:{api.port}/durabletask/",
@@ -79,22 +77,16 @@ async def test_chaos_never_two_winners_and_every_202_is_true(
                 str(SECONDS),
                 str(start_at),
                 str(seed + n),
-                cwd=PROJECT_ROOT,
                 env=env,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
             )
-            for n in range(PROCESSES)
-        ]
         await asyncio.sleep(max(0.0, start_at - time.time()))
         faults = await inject_faults([storage, api], start_at + SECONDS - 1, random.Random(seed))
-        outputs = await asyncio.wait_for(asyncio.gather(*[w.communicate() for w in workers]), 90)
+        outputs = await workers.outputs(90)
     finally:
         storage.stop()
         api.stop()
     answers: List[list] = []
-    for worker, (out, err) in zip(workers, outputs, strict=True):
-        assert worker.returncode == 0, err.decode()[-2000:]
+    for out in outputs:
         answers.extend(json.loads(out))
 
     told = collections.Counter(code for _, _, code, _ in answers)

@@ -53,6 +53,24 @@ def status(pass_=1, processed=0, total=0, next_run_at=None, stopping=False) -> D
     }
 
 
+#: The output of a one-item repeating job stopped after its first pass.
+STOPPED_AFTER_ONE_PASS = {
+    "processed": 1,
+    "total": 1,
+    "results": ["ra"],
+    "pass": 1,
+    "passesCompleted": 1,
+    "stopped": True,
+}
+
+
+def assert_ends_here(state: Dict[str, Any]) -> None:
+    """The job ends with this episode: no timer for a next pass, no continue-as-new."""
+    assert not [
+        a for a in flat_actions(state) if a["actionType"] in (CREATE_TIMER, CONTINUE_AS_NEW)
+    ]
+
+
 def complete_items(history: History, results: List[Any]) -> None:
     """Schedule and complete one activity per result, an episode each."""
     for result in results:
@@ -188,9 +206,7 @@ def test_max_passes_completes_on_the_last_pass() -> None:
     complete_items(history, ["ra", "rb"])
     state = run(history)
     assert state["isDone"] is True
-    assert not [
-        a for a in flat_actions(state) if a["actionType"] in (CREATE_TIMER, CONTINUE_AS_NEW)
-    ]
+    assert_ends_here(state)
     assert state["output"] == {
         "processed": 2,
         "total": 2,
@@ -222,14 +238,7 @@ def test_stop_while_waiting_completes_at_once_and_cancels_the_timer() -> None:
     timer = [a for a in flat_actions(state) if a["actionType"] == CREATE_TIMER][-1]
     assert timer["isCanceled"] is True
     assert not [a for a in flat_actions(state) if a["actionType"] == CONTINUE_AS_NEW]
-    assert state["output"] == {
-        "processed": 1,
-        "total": 1,
-        "results": ["ra"],
-        "pass": 1,
-        "passesCompleted": 1,
-        "stopped": True,
-    }
+    assert state["output"] == STOPPED_AFTER_ONE_PASS
     assert state["customStatus"] == status(processed=1, total=1, stopping=True)
 
 
@@ -248,9 +257,7 @@ def test_stop_during_a_pass_finishes_the_current_item_first() -> None:
     state = run(history)
     assert state["isDone"] is True
     assert [i["index"] for i in activity_inputs(state)] == [0, 1]
-    assert not [
-        a for a in flat_actions(state) if a["actionType"] in (CREATE_TIMER, CONTINUE_AS_NEW)
-    ]
+    assert_ends_here(state)
     assert state["output"] == {
         "processed": 2,
         "total": 3,
@@ -326,14 +333,7 @@ def test_stop_in_the_same_batch_as_the_timer_is_not_lost() -> None:
     state = run(history)
     assert state["isDone"] is True
     assert not [a for a in flat_actions(state) if a["actionType"] == CONTINUE_AS_NEW]
-    assert state["output"] == {
-        "processed": 1,
-        "total": 1,
-        "results": ["ra"],
-        "pass": 1,
-        "passesCompleted": 1,
-        "stopped": True,
-    }
+    assert state["output"] == STOPPED_AFTER_ONE_PASS
 
 
 def staged_history(

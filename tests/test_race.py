@@ -9,14 +9,12 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
-import os
-import sys
 import time
 
 import pytest
 
 from tests.support import seed_starter
-from tests.support.azurite import PROJECT_ROOT
+from tests.support.processes import AppProcesses
 from tests.support.report import report
 from tests.support.requests import start_request
 
@@ -112,27 +110,18 @@ async def test_exactly_one_winner_across_processes(durable, app_env) -> None:
     durable.reset(start_check_delay=WIDENED)
     processes, each = 4, 8
     start_at = time.time() + 6  # after every process has imported the app
-    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
-    workers = [
-        await asyncio.create_subprocess_exec(
-            sys.executable,
+    workers = AppProcesses()
+    for _ in range(processes):
+        await workers.start(
             "-m",
             "tests.support.race_worker",
             durable.rpc_base_url,
             "multi",
             str(each),
             str(start_at),
-            cwd=PROJECT_ROOT,
-            env=env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
         )
-        for _ in range(processes)
-    ]
-    outputs = await asyncio.wait_for(asyncio.gather(*[w.communicate() for w in workers]), 120)
-    codes = collections.Counter()
-    for worker, (out, err) in zip(workers, outputs, strict=True):
-        assert worker.returncode == 0, err.decode()[-2000:]
+    codes: collections.Counter = collections.Counter()
+    for out in await workers.outputs(120):
         codes.update(json.loads(out))
     report(
         f"HttpStartSingle, {processes} processes x {each} concurrent callers: told started "

@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-import os
-import sys
 import time
 from typing import Any, List
 
@@ -15,7 +13,7 @@ import pytest
 from azure.functions.timer import TimerRequest  # the concrete class the runtime makes
 
 import TimerStartSingle
-from tests.support.azurite import PROJECT_ROOT
+from tests.support.processes import AppProcesses
 from tests.support.report import report
 
 PREFIX = "SINGLETON_SCHEDULE"
@@ -186,24 +184,10 @@ async def test_concurrent_ticks_on_several_app_instances_start_exactly_one_run(
     schedule monitor is off or storage blips): one run starts."""
     durable.reset(start_check_delay=0.2)
     start_at = time.time() + 5  # after every process has imported the app
-    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
-    workers = [
-        await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-c",
-            _TICKS,
-            durable.rpc_base_url,
-            str(start_at),
-            cwd=PROJECT_ROOT,
-            env=env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        for _ in range(3)
-    ]
-    outputs = await asyncio.wait_for(asyncio.gather(*[w.communicate() for w in workers]), 90)
-    for worker, (_, err) in zip(workers, outputs, strict=True):
-        assert worker.returncode == 0, err.decode()[-2000:]
+    workers = AppProcesses()
+    for _ in range(3):
+        await workers.start("-c", _TICKS, durable.rpc_base_url, str(start_at))
+    await workers.outputs(90)
     codes = collections.Counter(durable.accepted_starts)
     report(
         f"TimerStartSingle, 3 processes x 3 concurrent ticks: runs started "

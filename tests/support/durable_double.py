@@ -25,12 +25,13 @@ import asyncio
 import collections
 import datetime
 import json
-import threading
 from dataclasses import dataclass, field
 from typing import Any, Deque, Dict, List, Optional, Set, Tuple, Union
 
 from aiohttp import web
 from azure.durable_functions import OrchestrationRuntimeStatus as Status
+
+from tests.support.loop_thread import LoopThread
 
 # How the extension treats each runtime status (durable-http-api.md), by the SDK's names.
 ACTIVE = {
@@ -101,8 +102,7 @@ class DurableDouble:
         self.terminations: List[Tuple[str, str]] = []
         self.events: List[Tuple[str, str, Any]] = []
         self.faults: Dict[str, Deque[Fault]] = collections.defaultdict(collections.deque)
-        self._loop: Optional[asyncio.AbstractEventLoop] = None
-        self._thread: Optional[threading.Thread] = None
+        self._serving = LoopThread("durable-double")
         self._runner: Optional[web.AppRunner] = None
         self.port = 0
 
@@ -166,30 +166,13 @@ class DurableDouble:
 
     def start(self) -> "DurableDouble":
         """Serve on a free loopback port from a background thread."""
-        ready = threading.Event()
-        self._loop = asyncio.new_event_loop()
-
-        def serve() -> None:
-            asyncio.set_event_loop(self._loop)
-            self._loop.run_until_complete(self._open())
-            ready.set()
-            self._loop.run_forever()
-
-        self._thread = threading.Thread(target=serve, name="durable-double", daemon=True)
-        self._thread.start()
-        if not ready.wait(10):
-            raise RuntimeError("the Durable double did not start")
+        self._serving.start(self._open)
         return self
 
     def stop(self) -> None:
         """Stop serving and end the thread."""
-        if self._loop is None:
-            return
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._loop.close()
-        self._loop = None
+        if self._runner is not None:
+            self._serving.stop(self._runner.cleanup)
 
     async def _open(self) -> None:
         app = web.Application()

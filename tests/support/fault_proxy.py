@@ -22,8 +22,9 @@ import asyncio
 import re
 import socket
 import struct
-import threading
 from typing import List, Optional, Set
+
+from tests.support.loop_thread import LoopThread
 
 MODES = ("pass", "cut", "stall", "cut_responses")
 _REQUEST_LINE = re.compile(rb"[A-Z]+ /")
@@ -41,9 +42,8 @@ class FaultProxy:
         self.match = b""
         self.faults = 0
         self._writers: Set[asyncio.StreamWriter] = set()
-        self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._server: Optional[asyncio.AbstractServer] = None
-        self._thread: Optional[threading.Thread] = None
+        self._serving = LoopThread("fault-proxy")
 
     # -- control -----------------------------------------------------------------------
 
@@ -51,8 +51,7 @@ class FaultProxy:
         """Switch to ``mode``; ``cut`` also resets every connection open now."""
         if mode not in MODES:
             raise ValueError(mode)
-        assert self._loop is not None
-        asyncio.run_coroutine_threadsafe(self._switch(mode, delay, match), self._loop).result(5)
+        self._serving.run(self._switch(mode, delay, match))
 
     async def _switch(self, mode: str, delay: float, match: bytes) -> None:
         self.mode, self.delay, self.match = mode, delay, match
@@ -64,29 +63,16 @@ class FaultProxy:
 
     def start(self) -> "FaultProxy":
         """Listen on a free loopback port from a background thread."""
-        ready = threading.Event()
-        self._loop = asyncio.new_event_loop()
 
-        def serve() -> None:
-            assert self._loop is not None
-            asyncio.set_event_loop(self._loop)
-            self._server = self._loop.run_until_complete(
-                asyncio.start_server(self._accept, "127.0.0.1", 0)
-            )
+        async def listen() -> None:
+            self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
             self.port = self._server.sockets[0].getsockname()[1]
-            ready.set()
-            self._loop.run_forever()
 
-        self._thread = threading.Thread(target=serve, name="fault-proxy", daemon=True)
-        self._thread.start()
-        if not ready.wait(10):
-            raise RuntimeError("the fault proxy did not start")
+        self._serving.start(listen)
         return self
 
     def stop(self) -> None:
         """Close every connection and the port, and end the thread."""
-        if self._loop is None:
-            return
 
         async def close() -> None:
             assert self._server is not None
@@ -98,12 +84,7 @@ class FaultProxy:
                 task.cancel()
             await asyncio.gather(*others, return_exceptions=True)
 
-        asyncio.run_coroutine_threadsafe(close(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        assert self._thread is not None
-        self._thread.join(10)
-        self._loop.close()
-        self._loop = None
+        self._serving.stop(close)
 
     # -- forwarding --------------------------------------------------------------------
 
