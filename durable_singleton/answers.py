@@ -15,7 +15,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Type
 import azure.functions as func
 from azure.durable_functions.models.DurableOrchestrationStatus import DurableOrchestrationStatus
 
-from . import problems
+from . import problems, telemetry
 from .durable import DurableFailure, DurableUnavailable, StartOutcomeUnknown
 from .links import Links
 from .lock import LockLost, LockUnavailable
@@ -165,16 +165,19 @@ FAILURES: List[_Rule] = [
 ]
 
 
-def for_failure(error: BaseException, links: Optional[Links]) -> Tuple[Problem, str]:
-    """The problem that answers ``error``, and the dependency it blames ("" if none)."""
+def for_failure(error: BaseException, links: Optional[Links]) -> Problem:
+    """The problem that answers ``error``; a dependency's failure is also logged and
+    counted (``singleton.dependency.failures``) against the dependency it blames."""
     for kind, answer, dependency in FAILURES:
         if isinstance(error, kind):
+            problem = answer(error, links)
             if dependency:
                 logger.warning("%s failure: %s", dependency, _describe(error))
-            return answer(error, links), dependency
+                telemetry.record_failure(dependency, problem.kind)
+            return problem
     # The last line of defence: never a traceback to the caller.
     logger.error("Request failed unexpectedly: %s", type(error).__name__)
-    return problems.internal_error(), ""
+    return problems.internal_error()
 
 
 def _describe(error: BaseException) -> str:

@@ -52,9 +52,7 @@ async def answer(
             links = links_for(settings.management_links, req, durable.client)
             response, decision = await work(Invocation(req, settings, durable, links))
         except Exception as error:
-            problem, dependency = answers.for_failure(error, links)
-            if dependency:
-                telemetry.record_failure(dependency, problem.kind)
+            problem = answers.for_failure(error, links)
             response = answers.problem_response(problem)
             decision = problem_kind = problem.kind
         telemetry.record_decision(span, trigger, decision, response.status_code, problem_kind)

@@ -37,6 +37,12 @@ def links_for(
     return app_links(req.url)
 
 
+def host_links(client: df.DurableOrchestrationClient) -> Links:
+    """The Durable extension's URLs on the host's own origin, for work with no request to
+    answer (a timer tick, whose problems are only logged)."""
+    return lambda instance_id: client.get_client_response_links(None, instance_id)
+
+
 def app_links(request_url: str) -> Links:
     """This app's own status and stop URLs for the id a request URL names.
 

@@ -19,6 +19,7 @@ from . import answers, telemetry
 from .catalog import orchestrator_names
 from .durable import DurableApi
 from .invocation import log_decision, loggable
+from .links import Links, host_links
 from .policy import Action
 from .problems import ProblemError
 from .settings import ConfigurationError, Schedule, Settings, load_schedule, load_settings
@@ -52,6 +53,8 @@ async def handle_tick(timer: func.TimerRequest, starter: str, prefix: str) -> No
     """
     began = time.perf_counter()
     schedule: Optional[Schedule] = None
+    links: Optional[Links] = None
+    problem_kind: Optional[str] = None
     status = 0
     with telemetry.request("timer", "-", "-") as span:
         span.set_attribute("singleton.schedule", prefix)
@@ -65,16 +68,15 @@ async def handle_tick(timer: func.TimerRequest, starter: str, prefix: str) -> No
             else:
                 request = schedule_request(schedule, settings)
                 durable = DurableApi(starter, settings.durable_timeout_seconds)
+                links = host_links(durable.client)
                 outcome = await start_singleton(request, durable, settings)
                 decision, status = _decision(outcome)
         except Exception as error:
-            problem, dependency = answers.for_failure(error, None)
-            if dependency:
-                telemetry.record_failure(dependency, problem.kind)
+            problem = answers.for_failure(error, links)
             if problem.kind == "misconfigured":
                 logger.error("Schedule %s starts nothing: %s", prefix, problem.detail)
-            decision, status = problem.kind, problem.status
-        telemetry.record_decision(span, "timer", decision, status, None)
+            decision, status, problem_kind = problem.kind, problem.status, problem.kind
+        telemetry.record_decision(span, "timer", decision, status, problem_kind)
     log_decision(
         "HttpStartSingle",
         schedule.instance_id if schedule else "",

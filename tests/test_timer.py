@@ -211,3 +211,19 @@ async def ticks():
 
 asyncio.run(ticks())
 """
+
+
+async def test_a_replace_that_times_out_is_logged_not_raised(
+    durable, schedule, caplog, monkeypatch
+) -> None:
+    """A tick has no request to build URLs from; its failures about an instance are still
+    logged with their kind."""
+    caplog.set_level(logging.INFO)
+    schedule.setenv(f"{PREFIX}_OVERLAP", "cancelOther")
+    monkeypatch.setenv("SINGLETON_TERMINATE_TIMEOUT_SECONDS", "1")
+    durable.reset(stop_delay=None)
+    durable.put("nightly", "Running")
+    await tick(durable)
+    assert durable.accepted_starts == []
+    [line] = tick_lines(caplog)
+    assert "decision=stop-timeout status=409" in line
