@@ -241,17 +241,18 @@ def run_job(context: df.DurableOrchestrationContext) -> Generator[Any, Any, Any]
             results.append(result)
         progress.update(processed=index + 1)
 
-    if not stop.is_completed and end < job.total:
+    if end < job.total and not stop.is_completed:
         assert store is not None  # only a staged job has more than one execution a pass
         if not _stop_pending(context):
             context.continue_as_new(
                 job.resume_at(Continuation(store.store, store.total, end, results))
             )
             return None
+        # A Stop came in the same batch as the last item: end here, stopped.
         progress.update(stopping=True)
-    if stop.is_completed or job.is_last_pass or end < job.total:
-        stopped = stop.is_completed or end < job.total
-        return (yield from _finish(context, progress, results, stopped, store))
+        return (yield from _finish(context, progress, results, True, store))
+    if stop.is_completed or job.is_last_pass:
+        return (yield from _finish(context, progress, results, stop.is_completed, store))
 
     fire_at = context.current_utc_datetime + datetime.timedelta(
         seconds=job.repeat_every_seconds or MIN_REPEAT_SECONDS
