@@ -37,6 +37,7 @@ import contextlib
 import logging
 import time
 import uuid
+from collections import OrderedDict
 from typing import Any, Callable, Coroutine, Dict, Optional, Set
 
 from azure.core.exceptions import (
@@ -57,6 +58,10 @@ RENEW_RETRY_SECONDS = 1.0
 SAFETY_MARGIN_SECONDS = 1.0
 #: The least time a call under the lock is given; with less left, the holder stops.
 MIN_FENCED_SECONDS = 1.0
+
+#: How many lock blob names a process remembers as existing (least recently used go
+#: first): a remembered blob needs no create before its lease request.
+KNOWN_BLOBS = 10_000
 
 #: Appended to every lock blob's name. Azure Storage trims trailing dots from blob
 #: names (Azurite does not), so "job." and "job" would share one blob there; with a
@@ -100,8 +105,9 @@ class StartLocks:
 
     One object per container and event loop (see :func:`durable_singleton.storage.shared_locks`):
     it knows which locks callers in this process are taking or hold, so a burst of
-    requests for one id makes one storage attempt and the others wait for it, and it
-    keeps the background releases until :meth:`close`.
+    requests for one id makes one storage attempt and the others wait for it; which
+    lock blobs exist, so a lock used before needs only its lease request; and it keeps
+    the background releases until :meth:`close`.
     """
 
     def __init__(
@@ -110,19 +116,21 @@ class StartLocks:
         storage_timeout: float,
         lease_seconds: int = LEASE_SECONDS,
         renew_every: float = RENEW_EVERY_SECONDS,
+        known_blobs: int = KNOWN_BLOBS,
     ) -> None:
         """Keep locks as blobs in ``container``, created on first use; every storage
-        request (with its retries) ends within ``storage_timeout`` seconds."""
+        request (with its retries) ends within ``storage_timeout`` seconds; remember
+        at most ``known_blobs`` blob names as existing."""
         self._container = container
         self.storage_timeout = storage_timeout
         self._lease_seconds = lease_seconds
         self._renew_every = renew_every
         self._attempts: Dict[str, _Attempt] = {}
         self._background: Set["asyncio.Task[None]"] = set()
+        self._known: "OrderedDict[str, None]" = OrderedDict()
+        self._known_limit = known_blobs
 
-    async def try_acquire(
-        self, task_hub: str, instance_id: str, expect_new: bool = False
-    ) -> Optional["HeldLock"]:
+    async def try_acquire(self, task_hub: str, instance_id: str) -> Optional["HeldLock"]:
         """Take the lease for the id, or return None at once when someone else holds it.
 
         Parameters
@@ -131,9 +139,6 @@ class StartLocks:
             The Durable task hub the instance lives in.
         instance_id : str
             The instance id to lock.
-        expect_new : bool
-            No instance has the id yet, so its lock blob probably does not exist:
-            create it before the first attempt instead of after a failed one.
 
         Raises
         ------
@@ -156,7 +161,7 @@ class StartLocks:
         sent = time.monotonic()
         try:
             acquired = await asyncio.wait_for(
-                self._acquire(blob, lease, expect_new), self.storage_timeout
+                self._acquire(name, blob, lease), self.storage_timeout
             )
         except asyncio.TimeoutError:
             # The waiters hear it now, with this caller; the release (the request may
@@ -209,23 +214,34 @@ class StartLocks:
 
     # -- storage calls -----------------------------------------------------------------
 
-    async def _acquire(self, blob: BlobClient, lease: BlobLeaseClient, expect_new: bool) -> bool:
+    async def _acquire(self, name: str, blob: BlobClient, lease: BlobLeaseClient) -> bool:
         try:
-            if expect_new:
+            if name not in self._known:
+                # Not used in this process yet: it may be new. Creating first costs one
+                # request either way, where a failed lease request would cost two.
                 await self._create(blob)
             try:
                 await lease.acquire(lease_duration=self._lease_seconds)
             except ResourceNotFoundError:
-                # First use of this id (or of the container): create, then try once more.
+                # Known but gone (the container was deleted): create, then once more.
                 await self._create(blob)
                 await lease.acquire(lease_duration=self._lease_seconds)
-            return True
+            acquired = True
         except HttpResponseError as error:
-            if error.status_code == 409 and _code(error) == "LeaseAlreadyPresent":
-                return False
-            raise LockUnavailable(_describe(error)) from error
+            if error.status_code != 409 or _code(error) != "LeaseAlreadyPresent":
+                raise LockUnavailable(_describe(error)) from error
+            acquired = False
         except AzureError as error:
             raise LockUnavailable(_describe(error)) from error
+        self._remember(name)
+        return acquired
+
+    def _remember(self, name: str) -> None:
+        """Note that the blob ``name`` exists, forgetting the least recently used."""
+        self._known[name] = None
+        self._known.move_to_end(name)
+        while len(self._known) > self._known_limit:
+            self._known.popitem(last=False)
 
     async def _create(self, blob: BlobClient) -> None:
         """Create the empty lock blob (and its container) unless it exists.

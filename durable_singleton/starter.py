@@ -140,9 +140,7 @@ class _StartRun:
         waiting = telemetry.LockWait()
         while True:
             with telemetry.step("lock.acquire"):
-                held = await locks.try_acquire(
-                    self.durable.task_hub, self.id, expect_new=status is None
-                )
+                held = await locks.try_acquire(self.durable.task_hub, self.id)
             if held is not None:
                 waiting.end("acquired")
                 return await self._holding(held, status, action)

@@ -138,7 +138,7 @@ async def test_callers_in_one_process_share_one_storage_attempt(
     azurite, app_env, blob_requests
 ) -> None:
     locks = StartLocks(shared_container(StorageConnection(azurite.connection_string), app_env), 5)
-    first = await locks.try_acquire("hub", "shared", expect_new=True)
+    first = await locks.try_acquire("hub", "shared")
     assert first is not None
     sent = blob_requests.requests
     assert await locks.try_acquire("hub", "shared") is None  # decided locally
@@ -153,6 +153,35 @@ async def test_callers_in_one_process_share_one_storage_attempt(
     again = await locks.try_acquire("hub", "shared")
     assert again is not None  # released in storage too
     await again.release()
+
+
+async def test_a_lock_learns_which_lock_blobs_exist(azurite, app_env, blob_requests) -> None:
+    """The first use of an id in a process creates its blob before the lease request;
+    afterwards the lease request alone, until the memory of known blobs is full."""
+    container = shared_container(StorageConnection(azurite.connection_string), app_env)
+    locks = StartLocks(container, 5, known_blobs=2)
+    await (await locks.try_acquire("hub", "warm-up")).release()  # the container exists
+
+    async def requests_for(instance_id: str) -> int:
+        before = blob_requests.requests
+        held = await locks.try_acquire("hub", instance_id)
+        assert held is not None
+        spent = blob_requests.requests - before
+        await held.release()
+        return spent
+
+    assert await requests_for("new") == 2  # create the blob, take the lease
+    assert await requests_for("new") == 1  # known: the lease request only
+    assert await requests_for("other") == 2
+    assert await requests_for("third") == 2  # the two newest are kept: "new" is forgotten...
+    assert await requests_for("new") == 2  # ...so "new" is created (it exists: fine)
+    assert await requests_for("third") == 1
+    # Another process knows nothing yet: it pays the create once, and still excludes.
+    elsewhere = StartLocks(container, 5)
+    held = await elsewhere.try_acquire("hub", "third")
+    assert held is not None
+    assert await locks.try_acquire("hub", "third") is None  # held elsewhere, seen in storage
+    await held.release()
 
 
 async def test_a_burst_in_one_process_costs_a_few_storage_requests(
