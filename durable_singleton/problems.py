@@ -53,27 +53,20 @@ def invalid_instance_id(rule: str) -> Problem:
 def unknown_orchestrator(name: str, orchestrators: Iterable[str]) -> Problem:
     """404: ``name`` is not an orchestrator function of this app."""
     known = sorted(orchestrators)
+    detail = f"'{_printable(name)}' is not an orchestrator function of this app. "
+    detail += f"Orchestrators: {', '.join(known) or 'none'}."
     return Problem(
-        "unknown-orchestrator",
-        404,
-        "No such orchestrator",
-        f"'{_printable(name)}' is not an orchestrator function of this app. "
-        f"Orchestrators: {', '.join(known) or 'none'}.",
-        {"orchestrators": known},
+        "unknown-orchestrator", 404, "No such orchestrator", detail, {"orchestrators": known}
     )
 
 
 def invalid_query(name: str, allowed: Iterable[str]) -> Problem:
     """400: query parameter ``name`` holds a value outside ``allowed``."""
     choices = list(allowed)
-    return Problem(
-        "invalid-query-parameter",
-        400,
-        "Invalid query parameter",
-        f"Query parameter {name} must be given once, as one of: {', '.join(choices)} "
-        "(case-sensitive).",
-        {"parameter": name, "allowed": choices},
-    )
+    detail = f"Query parameter {name} must be given once, as one of: {', '.join(choices)} "
+    detail += "(case-sensitive)."
+    members = {"parameter": name, "allowed": choices}
+    return Problem("invalid-query-parameter", 400, "Invalid query parameter", detail, members)
 
 
 def invalid_body(detail: str) -> Problem:

@@ -33,19 +33,12 @@ _locks: Dict[_LocksKey, Tuple[asyncio.AbstractEventLoop, StartLocks]] = {}
 
 
 def credential_for(connection: StorageConnection) -> Optional[Any]:
-    """Return the Entra ID credential an identity-based connection asks for.
+    """Return the Entra ID credential an identity-based ``connection`` asks for.
 
-    Parameters
-    ----------
-    connection : StorageConnection
-        The storage connection from the app settings.
-
-    Returns
-    -------
-    Optional[AsyncTokenCredential]
-        None for a connection string; a ManagedIdentityCredential (user-assigned when
-        ``client_id`` is set) when ``credential`` is ``managedidentity``; otherwise a
-        DefaultAzureCredential, which finds a developer's login locally.
+    None for a connection string (it carries its key). A ManagedIdentityCredential
+    when the setting's ``credential`` is ``managedidentity`` (user-assigned when it
+    names a ``client_id``); otherwise a DefaultAzureCredential, which also finds a
+    developer's login locally.
     """
     if connection.connection_string:
         return None

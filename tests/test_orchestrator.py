@@ -53,15 +53,22 @@ def status(pass_=1, processed=0, total=0, next_run_at=None, stopping=False) -> D
     }
 
 
+def output(
+    results: List[Any], total: int, pass_=1, passes_completed=1, stopped=False
+) -> Dict[str, Any]:
+    """The job's output when every item with a result was processed."""
+    return {
+        "processed": len(results),
+        "total": total,
+        "results": results,
+        "pass": pass_,
+        "passesCompleted": passes_completed,
+        "stopped": stopped,
+    }
+
+
 #: The output of a one-item repeating job stopped after its first pass.
-STOPPED_AFTER_ONE_PASS = {
-    "processed": 1,
-    "total": 1,
-    "results": ["ra"],
-    "pass": 1,
-    "passesCompleted": 1,
-    "stopped": True,
-}
+STOPPED_AFTER_ONE_PASS = output(["ra"], total=1, stopped=True)
 
 
 def assert_ends_here(state: Dict[str, Any]) -> None:
@@ -112,14 +119,9 @@ def test_finished_history_gives_output_and_custom_status() -> None:
     complete_items(history, [{"index": 0, "item": "a"}, {"index": 1, "item": "b"}])
     state = run(history)
     assert state["isDone"] is True
-    assert state["output"] == {
-        "processed": 2,
-        "total": 2,
-        "results": [{"index": 0, "item": "a"}, {"index": 1, "item": "b"}],
-        "pass": 1,
-        "passesCompleted": 1,
-        "stopped": False,
-    }
+    assert state["output"] == output(
+        [{"index": 0, "item": "a"}, {"index": 1, "item": "b"}], total=2
+    )
     assert state["customStatus"] == status(processed=2, total=2)
 
 
@@ -207,14 +209,7 @@ def test_max_passes_completes_on_the_last_pass() -> None:
     state = run(history)
     assert state["isDone"] is True
     assert_ends_here(state)
-    assert state["output"] == {
-        "processed": 2,
-        "total": 2,
-        "results": ["ra", "rb"],
-        "pass": 3,
-        "passesCompleted": 3,
-        "stopped": False,
-    }
+    assert state["output"] == output(["ra", "rb"], total=2, pass_=3, passes_completed=3)
 
 
 def test_before_max_passes_it_continues() -> None:
@@ -258,14 +253,7 @@ def test_stop_during_a_pass_finishes_the_current_item_first() -> None:
     assert state["isDone"] is True
     assert [i["index"] for i in activity_inputs(state)] == [0, 1]
     assert_ends_here(state)
-    assert state["output"] == {
-        "processed": 2,
-        "total": 3,
-        "results": ["ra", "rb"],
-        "pass": 1,
-        "passesCompleted": 0,
-        "stopped": True,
-    }
+    assert state["output"] == output(["ra", "rb"], total=3, passes_completed=0, stopped=True)
     assert state["customStatus"] == status(processed=2, total=3, stopping=True)
 
 

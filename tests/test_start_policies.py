@@ -41,19 +41,29 @@ async def test_terminate_existing_replaces_the_running_instance(start, durable) 
     assert durable.instances["report"].input == {"items": ["new"]}
 
 
+async def give_up_on(start, durable, instance_id: str, policy: str, problem_type: str):
+    """Ask ``policy`` to replace a running ``instance_id`` that never ends (with the
+    timeout set to 1 s); check the 409 ``problem_type`` common to both replace policies
+    and return the response and its body."""
+    durable.put(instance_id, "Running")
+    began = time.monotonic()
+    response = await start(instance_id, query=f"onConflict={policy}")
+    body = problem(response, 409, problem_type)
+    assert 1 <= time.monotonic() - began < 4
+    assert (body["instanceId"], body["runtimeStatus"]) == (instance_id, "Running")
+    assert durable.accepted_starts == []
+    return response, body
+
+
 async def test_terminate_existing_gives_up_when_the_instance_never_stops(
     start, durable, monkeypatch
 ) -> None:
     monkeypatch.setenv("SINGLETON_TERMINATE_TIMEOUT_SECONDS", "1")
     durable.reset(terminate_delay=None)
-    durable.put("stuck", "Running")
-    began = time.monotonic()
-    response = await start("stuck", query="onConflict=terminateExisting")
-    body = problem(response, 409, "termination-timeout")
-    assert 1 <= time.monotonic() - began < 4
-    assert (body["instanceId"], body["runtimeStatus"]) == ("stuck", "Running")
+    response, body = await give_up_on(
+        start, durable, "stuck", "terminateExisting", "termination-timeout"
+    )
     assert response.headers["Location"] == body["statusQueryGetUri"]
-    assert durable.accepted_starts == []
     # The lock was released: a later request is not blocked by it.
     durable.set_status("stuck", "Terminated")
     assert (await start("stuck")).status_code == 202
@@ -79,14 +89,9 @@ async def test_stop_existing_gives_up_with_its_own_problem_when_stop_is_ignored(
     Stop still requested."""
     monkeypatch.setenv("SINGLETON_TERMINATE_TIMEOUT_SECONDS", "1")
     durable.reset(stop_delay=None)
-    durable.put("ignores", "Running")
-    began = time.monotonic()
-    response = await start("ignores", query="onConflict=stopExisting")
-    body = problem(response, 409, "stop-timeout")
-    assert 1 <= time.monotonic() - began < 4
+    _, body = await give_up_on(start, durable, "ignores", "stopExisting", "stop-timeout")
     assert "Stop stays requested" in body["detail"]
-    assert (body["instanceId"], body["runtimeStatus"]) == ("ignores", "Running")
-    assert durable.accepted_starts == [] and durable.terminations == []
+    assert durable.terminations == []
     assert [(i, e) for i, e, _ in durable.events] == [("ignores", "Stop")]
 
 
