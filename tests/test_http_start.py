@@ -202,6 +202,22 @@ async def test_start_failure_is_502_and_a_retry_succeeds(start, durable) -> None
     assert (await start("job")).status_code == 202
 
 
+async def test_an_orchestrator_the_host_does_not_run_is_502_and_starts_nothing(
+    start, durable
+) -> None:
+    """The app's folder has the orchestrator, but the host does not run it (disabled
+    with AzureWebJobs.<name>.Disabled): the extension answers 400, which the SDK
+    reports with the extension's message."""
+    durable.reset(orchestrators=set())
+    response = await start("job")
+    body = problem(response, 502, "durable-error")
+    assert "starting the instance" in body["detail"]
+    assert "disabled" not in response.get_body().decode()  # the extension's words stay out
+    assert durable.accepted_starts == [] and durable.instances == {}
+    durable.orchestrators = {"SingletonOrchestrator"}  # enabled again
+    assert (await start("job")).status_code == 202  # the lock was released, not kept
+
+
 async def test_unexpected_fault_is_500_without_a_traceback(start, durable, monkeypatch) -> None:
     import durable_singleton.http_start
 

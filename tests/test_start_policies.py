@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections import deque
 
 import pytest
 
@@ -95,9 +94,16 @@ async def test_stop_existing_gives_up_with_its_own_problem_when_stop_is_ignored(
     assert [(i, e) for i, e, _ in durable.events] == [("ignores", "Stop")]
 
 
-async def test_stop_existing_when_the_instance_ended_meanwhile_just_starts(start, durable) -> None:
+@pytest.mark.parametrize(
+    ("policy", "call"), [("stopExisting", "raiseEvent"), ("terminateExisting", "terminate")]
+)
+@pytest.mark.parametrize("meanwhile", ["Completed", "purged"])
+async def test_a_replace_when_the_instance_ended_meanwhile_just_starts(
+    start, durable, policy: str, call: str, meanwhile: str
+) -> None:
+    """The instance ends (or its history is purged) after the reads that saw it running:
+    the Stop or terminate gets 410 (or 404), and the start goes ahead."""
     durable.put("ended", "Running")
-    durable.fail_next("raiseEvent", 410)  # it finished before the Stop reached it
     durable.fail_next(
         "status",
         202,
@@ -109,11 +115,15 @@ async def test_stop_existing_when_the_instance_ended_meanwhile_just_starts(start
         },
         times=2,
     )  # the reads before and under the lock still see it running
-    durable.set_status("ended", "Completed")
-    response = await start("ended", query="onConflict=stopExisting")
+    if meanwhile == "purged":
+        del durable.instances["ended"]
+    else:
+        durable.set_status("ended", meanwhile)
+    response = await start("ended", query=f"onConflict={policy}")
     assert response.status_code == 202
-    assert durable.calls["raiseEvent"] == 1, durable.calls
-    assert durable.faults["raiseEvent"] == deque()
+    assert durable.calls[call] == 1, durable.calls
+    assert durable.events == [] and durable.terminations == []  # it reached no instance
+    assert durable.accepted_starts == [("SingletonOrchestrator", "ended")]
 
 
 async def test_stop_existing_is_the_app_default_when_set(start, durable, monkeypatch) -> None:
