@@ -8,33 +8,23 @@ import inspect
 import json
 import re
 import typing
+from collections import Counter
 from pathlib import Path
+from typing import Any, Dict
 
-import azure.functions as func
 import pytest
 from azure.functions import meta
 from packaging.requirements import Requirement
 
 from durable_singleton import settings as app_settings
 from durable_singleton.catalog import APP_ROOT, orchestrator_names
+from tests.support.contract import DOCUMENT
 
 FUNCTIONS = sorted(p.parent.name for p in APP_ROOT.glob("*/function.json"))
 
 
 def bindings(function: str) -> list:
     return json.loads((APP_ROOT / function / "function.json").read_text())["bindings"]
-
-
-def test_the_app_has_its_functions() -> None:
-    assert FUNCTIONS == [
-        "HttpStartSingle",
-        "OpenApiDocument",
-        "SingletonActivity",
-        "SingletonInstance",
-        "SingletonItemStore",
-        "SingletonOrchestrator",
-        "TimerStartSingle",
-    ]
 
 
 @pytest.mark.parametrize("function", FUNCTIONS)
@@ -58,36 +48,44 @@ def test_function_json_matches_main(function: str) -> None:
             assert converter.check_input_type_annotation(hints[binding["name"]])
 
 
-def test_http_start_single_binding() -> None:
-    trigger, client, out = bindings("HttpStartSingle")
-    assert trigger == {
-        "authLevel": "function",
-        "name": "req",
-        "type": "httpTrigger",
-        "direction": "in",
-        "route": "orchestrators/{functionName}/{instanceId}",
-        "methods": ["post"],
+def http_triggers() -> Dict[str, Dict[str, Any]]:
+    """Each function with an HTTP trigger, and that trigger's binding."""
+    return {
+        function: binding
+        for function in FUNCTIONS
+        for binding in bindings(function)
+        if binding["type"] == "httpTrigger"
     }
-    assert client == {"name": "starter", "type": "durableClient", "direction": "in"}
-    assert out == {"name": "$return", "type": "http", "direction": "out"}
-    import HttpStartSingle
-
-    assert inspect.iscoroutinefunction(HttpStartSingle.main)
-    hints = typing.get_type_hints(HttpStartSingle.main)
-    assert hints == {"req": func.HttpRequest, "starter": str, "return": func.HttpResponse}
 
 
-def test_orchestrator_and_activity_bindings() -> None:
-    assert bindings("SingletonOrchestrator") == [
-        {"name": "context", "type": "orchestrationTrigger", "direction": "in"}
-    ]
-    assert bindings("SingletonActivity") == [
-        {"name": "work", "type": "activityTrigger", "direction": "in"}
-    ]
-    import SingletonOrchestrator
-    from durable_singleton.job import run_job
+def test_the_http_routes_are_the_published_contract() -> None:
+    """Each operation of the OpenAPI document is served by exactly one function, and
+    each HTTP route and method of the app is in the document."""
+    served = Counter(
+        (f"/{trigger['route']}", method)
+        for trigger in http_triggers().values()
+        for method in trigger["methods"]
+    )
+    published = Counter(
+        (path, method)
+        for path, item in DOCUMENT["paths"].items()
+        for method in item
+        if method in ("get", "put", "post", "delete", "patch")
+    )
+    assert served == published
 
-    assert SingletonOrchestrator.main.orchestrator_function is run_job
+
+def test_every_http_function_asks_for_the_key_the_contract_names() -> None:
+    """The document requires a function key for every operation; the host enforces
+    it only for authLevel function (or admin), never for anonymous."""
+    assert DOCUMENT["security"] and all(
+        "security" not in operation
+        for item in DOCUMENT["paths"].values()
+        for operation in item.values()
+        if isinstance(operation, dict)
+    )
+    levels = {function: trigger["authLevel"] for function, trigger in http_triggers().items()}
+    assert levels and set(levels.values()) == {"function"}, levels
 
 
 def test_orchestrators_are_read_from_function_json() -> None:
@@ -110,17 +108,13 @@ def test_a_new_orchestrator_folder_is_startable_without_code(tmp_path: Path) -> 
     assert orchestrator_names(tmp_path) == {"Nightly"}
 
 
-def test_host_json() -> None:
+def test_host_json_keeps_what_the_app_relies_on() -> None:
     host = json.loads((APP_ROOT / "host.json").read_text())
-    assert host["version"] == "2.0"
-    assert host["extensionBundle"] == {
-        "id": "Microsoft.Azure.Functions.ExtensionBundle",
-        "version": "[4.*, 5.0.0)",
-    }
-    durable = host["extensions"]["durableTask"]
+    # Durable Functions for Python needs extension bundle 4.x.
+    assert host["extensionBundle"]["version"] == "[4.*, 5.0.0)"
     # The lock relies on this refusal (see durable_singleton.policy.must_recheck_under_lock).
+    durable = host["extensions"]["durableTask"]
     assert durable["overridableExistingInstanceStates"] == "NonRunningStates"
-    assert host["logging"]["logLevel"]["default"] in ("Information", "Warning")
 
 
 def test_local_settings_has_what_func_start_needs_and_no_secret() -> None:
