@@ -11,7 +11,7 @@ import enum
 import os
 import re
 from dataclasses import dataclass
-from typing import Mapping, Optional, Type, TypeVar
+from typing import List, Mapping, Optional, Type, TypeVar
 
 from .links import LinkMode
 from .policy import OnConflict, Overlap, Reuse
@@ -262,18 +262,31 @@ def _int(environ: Mapping[str, str], name: str, default: int, low: int, high: in
     return int(raw)
 
 
-E = TypeVar("E", bound=enum.Enum)
+Choice = TypeVar("Choice", bound=enum.Enum)
 
 
-def _choice(environ: Mapping[str, str], name: str, kind: Type[E], default: E) -> E:
+def parse_choice(kind: Type[Choice], raw: str) -> Optional[Choice]:
+    """Return the member of ``kind`` whose value is ``raw`` (case-sensitive), or None.
+
+    The one reading of a choice: app settings and query parameters both use it.
+    """
+    return next((member for member in kind if member.value == raw), None)
+
+
+def choice_values(kind: Type[enum.Enum]) -> List[str]:
+    """The values a choice of ``kind`` may take, in declaration order."""
+    return [member.value for member in kind]
+
+
+def _choice(environ: Mapping[str, str], name: str, kind: Type[Choice], default: Choice) -> Choice:
     raw = _raw(environ, name)
     if raw is None:
         return default
-    try:
-        return kind(raw)
-    except ValueError:
-        allowed = ", ".join(member.value for member in kind)
-        raise ConfigurationError(f"App setting {name} must be one of: {allowed}.") from None
+    member = parse_choice(kind, raw)
+    if member is None:
+        allowed = ", ".join(choice_values(kind))
+        raise ConfigurationError(f"App setting {name} must be one of: {allowed}.")
+    return member
 
 
 def _flag(environ: Mapping[str, str], name: str, default: bool) -> bool:

@@ -5,12 +5,11 @@ Nothing invalid gets past this module, so bad input never reaches the Durable ru
 
 from __future__ import annotations
 
-import enum
 import json
 import math
 import re
 from dataclasses import dataclass
-from typing import Any, Collection, Dict, List, Type, TypeVar
+from typing import Any, Collection, Dict, List, Type
 from urllib.parse import parse_qsl, urlsplit
 
 import azure.functions as func
@@ -19,7 +18,7 @@ from . import problems
 from .catalog import InvalidInput, input_rule
 from .policy import OnConflict, Reuse
 from .problems import ProblemError
-from .settings import Settings
+from .settings import Choice, Settings, choice_values, parse_choice
 
 MAX_INSTANCE_ID_LENGTH = 100
 
@@ -33,8 +32,6 @@ INSTANCE_ID_RULE = (
     "ASCII digits and - _ . : ~ @; it must not start with @ and must not be made of "
     "dots only."
 )
-
-E = TypeVar("E", bound=enum.Enum)
 
 
 @dataclass(frozen=True)
@@ -118,7 +115,7 @@ def check_instance_id(value: str) -> str:
     raise ProblemError(problems.invalid_instance_id(f"{reason} {INSTANCE_ID_RULE}"))
 
 
-def read_choice(req: func.HttpRequest, name: str, kind: Type[E], default: E) -> E:
+def read_choice(req: func.HttpRequest, name: str, kind: Type[Choice], default: Choice) -> Choice:
     """Read query parameter ``name`` as a member of ``kind``; ``default`` when absent.
 
     Raises a 400 problem for a value outside ``kind`` or for a parameter repeated with
@@ -127,12 +124,10 @@ def read_choice(req: func.HttpRequest, name: str, kind: Type[E], default: E) -> 
     values = set(_query_values(req, name))
     if not values:
         return default
-    if len(values) == 1:
-        try:
-            return kind(values.pop())
-        except ValueError:
-            pass
-    raise ProblemError(problems.invalid_query(name, [member.value for member in kind]))
+    member = parse_choice(kind, values.pop()) if len(values) == 1 else None
+    if member is None:
+        raise ProblemError(problems.invalid_query(name, choice_values(kind)))
+    return member
 
 
 def read_json_body(raw: bytes, limit: int) -> Any:
