@@ -423,7 +423,11 @@ async def main(args: argparse.Namespace) -> str:
         azurite.stop()
     report = (
         f"Machine: {machine()}.\n{args.requests} sequential requests per path and "
-        f"starter.\n" + tables(runs, memory, args.target_latency) + "\n" + job_cost(args.job_sizes)
+        "starter. ours: HttpStartSingle; seed: the usual check-then-start starter, with no "
+        "lock (`tests/support/seed_starter.py`).\n"
+        + tables(runs, memory, args.target_latency)
+        + "\n"
+        + job_cost(args.job_sizes)
     )
     (args.out / "benchmark.md").write_text(report + "\n")
     return report

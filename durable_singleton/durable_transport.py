@@ -1,12 +1,12 @@
 """The HTTP transport under the Durable SDK's client: an app-owned aiohttp session.
 
-The SDK's own transport keeps one module-level session and *closes* it whenever any
-request on it fails with a connection error (see shared/durable-http-api.md). One
-caller's reset connection then fails every other caller's request in flight on that
-session, and a start the Durable API had accepted is answered as a failure. This
-module gives the SDK's client request functions of the same shape on a session the
-app owns: a failed request fails only itself, and a session is closed only at
-shutdown (:func:`close_sessions`).
+The SDK's own transport (``azure.durable_functions.models.utils.http_utils``) keeps
+one module-level session and *closes* it whenever any request on it fails with a
+connection error. One caller's reset connection then fails every other caller's
+request in flight on that session, and a start the Durable API had accepted is
+answered as a failure. This module gives the SDK's client request functions of the
+same shape on a session the app owns: a failed request fails only itself, and a
+session is closed only at shutdown (:func:`close_sessions`).
 
 The SDK still builds every URL and reads every answer; only the bytes go through here.
 The per-call time limit is set by :mod:`durable_singleton.durable` around each call.

@@ -1,6 +1,7 @@
 """A loopback HTTP double of the Durable extension's API, as the Python SDK calls it.
 
-It answers the way shared/durable-http-api.md describes the real extension:
+It answers the way the real extension does (its ``HttpApiHandler``, in
+Azure/azure-functions-durable-extension, with DurableTask.AzureStorage underneath):
 - ``GET instances/{id}``: 404 with an empty body for an unknown id; 202 for an active
   instance; 200 for a finished one.
 - ``POST orchestrators/{fn}/{id}``: 400 for an unknown orchestrator; a duplicate
@@ -33,7 +34,7 @@ from azure.durable_functions import OrchestrationRuntimeStatus as Status
 
 from tests.support.loop_thread import LoopThread
 
-# How the extension treats each runtime status (durable-http-api.md), by the SDK's names.
+# How the extension treats each runtime status, by the SDK's names.
 ACTIVE = {
     s.value for s in (Status.Pending, Status.Running, Status.ContinuedAsNew, Status.Suspended)
 }

@@ -1,4 +1,4 @@
-"""The check-then-start starter of the page this app started from, as a baseline.
+"""The usual check-then-start starter (the Durable Functions singleton sample), as a baseline.
 
 Its logic is kept: read the status, start if there is no instance or it ended
 (Completed, Failed, Terminated), else 409. Two of its bugs are fixed so it can be
