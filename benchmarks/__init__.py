@@ -1,0 +1,1 @@
+"""The benchmark: what the singleton guarantee costs, and the job per item."""

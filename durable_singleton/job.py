@@ -320,6 +320,7 @@ class _Progress:
         stopping: Optional[bool] = None,
         next_run_at: Any = ...,
     ) -> None:
+        """Change the fields given (``next_run_at=None`` clears it) and report them."""
         if processed is not None:
             self._status["processed"] = processed
         if stopping is not None:
@@ -329,6 +330,7 @@ class _Progress:
         self._context.set_custom_status(dict(self._status))
 
     def output(self, results: List[Any], stopped: bool) -> Dict[str, Any]:
+        """The job's output at its end, from the progress reported so far."""
         processed, total = self._status["processed"], self._status["total"]
         current = self._status["pass"]
         return {
