@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
+
+import yaml
 
 from tests.support.azurite import PROJECT_ROOT
 
@@ -63,3 +67,28 @@ def test_ci_runs_the_readme_test_command() -> None:
     ci = (PROJECT_ROOT / ".ci" / "run").read_text()
     assert "bash scripts/test.sh" in ci
     assert "bash scripts/test.sh" in readme
+
+
+def test_the_pre_commit_hooks_are_valid_and_run_what_the_test_command_runs() -> None:
+    """The hooks are the checks scripts/test.sh starts with, from the same .venv."""
+    config = PROJECT_ROOT / ".pre-commit-config.yaml"
+    pre_commit = Path(sys.executable).parent / "pre-commit"
+    result = subprocess.run(
+        [str(pre_commit), "validate-config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    [repo] = yaml.safe_load(config.read_text())["repos"]
+    # Each check as tool and subcommand: "mypy", "ruff check", "ruff format".
+    hooks = {
+        " ".join([words[0].split("/")[-1], *words[1:2]])
+        for words in (hook["entry"].split() for hook in repo["hooks"])
+    }
+    test_script = (PROJECT_ROOT / "scripts" / "test.sh").read_text()
+    checks = {
+        " ".join(match).strip()
+        for match in re.findall(r'"\$VENV/bin/(mypy|ruff)"(?: (check|format))?', test_script)
+    }
+    assert hooks == checks == {"mypy", "ruff check", "ruff format"}
