@@ -37,13 +37,16 @@ RETRY_AFTER_STARTED = 10
 _STATUS_MEMBERS = ("instanceId", "name", "runtimeStatus", "createdTime", "lastUpdatedTime")
 
 
+def _members(document: Mapping[str, Any], instance_id: str) -> Dict[str, Any]:
+    """The status members every answer about an instance repeats."""
+    members = {key: document[key] for key in _STATUS_MEMBERS if key in document}
+    members["instanceId"] = instance_id
+    return members
+
+
 def describe(status: DurableOrchestrationStatus, instance_id: str, links: Links) -> Dict[str, Any]:
     """An existing instance as the answers show it: its status members and URLs."""
-    document = status.to_json()
-    described = {key: document[key] for key in _STATUS_MEMBERS if key in document}
-    described["instanceId"] = instance_id
-    described.update(links(instance_id))
-    return described
+    return {**_members(status.to_json(), instance_id), **links(instance_id)}
 
 
 def json_response(
@@ -94,8 +97,7 @@ def for_outcome(
 def instance_status(status: DurableOrchestrationStatus, instance_id: str) -> func.HttpResponse:
     """200: an instance's status as the app describes it; its output once finished."""
     document = status.to_json()
-    body = {key: document[key] for key in _STATUS_MEMBERS if key in document}
-    body["instanceId"] = instance_id
+    body = _members(document, instance_id)
     body["customStatus"] = document.get("customStatus")
     if status.runtime_status in FINISHED:
         body["output"] = document.get("output")
