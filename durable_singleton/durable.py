@@ -22,6 +22,7 @@ import azure.durable_functions as df
 from azure.durable_functions.models.DurableOrchestrationStatus import DurableOrchestrationStatus
 
 from . import durable_transport, telemetry
+from .policy import FINISHED
 
 
 class DurableUnavailable(Exception):
@@ -52,6 +53,16 @@ class DurableFailure(Exception):
     def __init__(self, stage: str):
         super().__init__(stage)
         self.stage = stage
+
+
+class InstanceEnded(Exception):
+    """A Stop or terminate found the instance already ended: ``status`` is what it
+    ended as, or None when it was purged; ``failure`` is how the request failed."""
+
+    def __init__(self, status: Optional[DurableOrchestrationStatus], failure: DurableFailure):
+        super().__init__(failure.stage)
+        self.status = status
+        self.failure = failure
 
 
 class StartOutcome(enum.Enum):
@@ -135,27 +146,40 @@ class DurableApi:
             raise
         return StartOutcome.STARTED
 
-    async def terminate(self, instance_id: str, reason: str, timeout: float) -> None:
-        """Ask the runtime to terminate the instance; termination finishes later."""
-        await self._call(
-            "durable.terminate",
-            "terminating the existing instance",
-            self.client.terminate(instance_id, reason),
-            min(timeout, self.timeout),
-        )
+    async def end(
+        self, instance_id: str, event: Optional[str], reason: str, timeout: float
+    ) -> None:
+        """Ask the active instance to end: send it ``event`` (the job's ``Stop``), or,
+        when ``event`` is None, terminate it with ``reason``. It ends later.
 
-    async def raise_event(self, instance_id: str, event: str, data: Any, timeout: float) -> None:
-        """Send the instance the external event ``event`` (the job's ``Stop``).
-
-        Raises DurableFailure (with the SDK's message) for 404 and 410 too: the caller
-        reads the status to tell "already ended" from a real failure.
+        Raises
+        ------
+        InstanceEnded
+            The instance ended (or was purged) before the request reached it: the SDK
+            reports the extension's 410 (404) as a failure, so the status decides.
+        DurableFailure, DurableUnavailable
+            The request failed while the instance is still active.
         """
-        await self._call(
-            "durable.raise_event",
-            f"sending {event} to the existing instance",
-            self.client.raise_event(instance_id, event, data),
-            min(timeout, self.timeout),
-        )
+        try:
+            if event is not None:
+                await self._call(
+                    "durable.raise_event",
+                    f"sending {event} to the existing instance",
+                    self.client.raise_event(instance_id, event, None),
+                    min(timeout, self.timeout),
+                )
+            else:
+                await self._call(
+                    "durable.terminate",
+                    "terminating the existing instance",
+                    self.client.terminate(instance_id, reason),
+                    min(timeout, self.timeout),
+                )
+        except DurableFailure as failure:
+            status = await self.status(instance_id)
+            if status is not None and status.runtime_status not in FINISHED:
+                raise
+            raise InstanceEnded(status, failure) from failure
 
     @staticmethod
     async def _call(span: str, stage: str, call: Any, timeout: float) -> Any:

@@ -15,7 +15,7 @@ from azure.durable_functions.models.DurableOrchestrationStatus import DurableOrc
 
 from . import answers, problems
 from .catalog import orchestrator_names
-from .durable import DurableApi, DurableFailure
+from .durable import DurableApi, InstanceEnded
 from .invocation import Invocation, answer
 from .job import STOP_EVENT
 from .links import Links
@@ -77,17 +77,13 @@ async def _stop(
 ) -> None:
     """Ask the instance to end; 409 when it already has."""
     if status.runtime_status not in FINISHED:
+        event = STOP_EVENT if mode is StopMode.STOP else None
         try:
-            if mode is StopMode.STOP:
-                await durable.raise_event(instance_id, STOP_EVENT, None, durable.timeout)
-            else:
-                await durable.terminate(instance_id, TERMINATE_REASON, durable.timeout)
+            await durable.end(instance_id, event, TERMINATE_REASON, durable.timeout)
             return
-        except DurableFailure:
-            # 410: it ended between the read and the request; anything else is a failure.
-            refreshed = await durable.status(instance_id)
-            if refreshed is None or refreshed.runtime_status not in FINISHED:
-                raise
-            status = refreshed
+        except InstanceEnded as ended:
+            if ended.status is None:  # purged since it was read: the request failed
+                raise ended.failure from None
+            status = ended.status  # ended between the read and the request
     described = answers.describe(status, instance_id, links)
     raise ProblemError(problems.instance_not_running(described))

@@ -9,6 +9,7 @@ Turning either into an answer is :mod:`durable_singleton.answers`'s job.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import logging
 import random
@@ -22,6 +23,7 @@ from .durable import (
     DurableApi,
     DurableFailure,
     DurableUnavailable,
+    InstanceEnded,
     StartOutcome,
     StartOutcomeUnknown,
 )
@@ -39,6 +41,8 @@ logger = logging.getLogger("durable_singleton.starter")
 #: a cap, so waiting callers neither hammer the APIs nor queue behind one another.
 FIRST_PAUSE_SECONDS = 0.02
 MAX_PAUSE_SECONDS = 0.5
+
+REPLACE_REASON = "Replaced by a start request with onConflict=terminateExisting."
 
 #: While the old instance of onConflict=terminateExisting or stopExisting winds down.
 FIRST_POLL_SECONDS = 0.25
@@ -246,21 +250,10 @@ class _StartRun:
     ) -> None:
         """Ask the active instance to end (Stop or terminate) and wait, bounded, until
         it has; on time-out answer 409 with nothing started."""
-        try:
-            budget = await held.fence(self.durable.timeout)
-            if action is Action.STOP_THEN_START:
-                await self.durable.raise_event(self.id, STOP_EVENT, None, budget)
-            else:
-                await self.durable.terminate(
-                    self.id,
-                    "Replaced by a start request with onConflict=terminateExisting.",
-                    budget,
-                )
-        except DurableFailure:
-            # 404/410: the instance ended (or vanished) before the request reached it.
-            status = await self.durable.status(self.id)
-            if status is not None and status.runtime_status not in FINISHED:
-                raise
+        budget = await held.fence(self.durable.timeout)
+        event = STOP_EVENT if action is Action.STOP_THEN_START else None
+        with contextlib.suppress(InstanceEnded):  # ended (or purged) already: start
+            await self.durable.end(self.id, event, REPLACE_REASON, budget)
         loop = asyncio.get_running_loop()
         waited = self.settings.terminate_timeout_seconds
         deadline = loop.time() + waited
