@@ -14,6 +14,7 @@ import azure.functions as func
 from . import answers, telemetry
 from .durable import DurableApi
 from .links import Links, links_for
+from .problems import printable
 from .settings import Settings, load_settings
 
 logger = logging.getLogger("durable_singleton.starter")
@@ -84,7 +85,7 @@ def log_decision(
     )
 
 
-def loggable(value: object, limit: int = 120) -> str:
-    """Route values as a log may show them: bounded, printable, no line breaks."""
-    text = str(value)[:limit]
-    return text.encode("unicode_escape").decode("ascii") or "-"
+def loggable(value: object) -> str:
+    """A route value as the log line shows it: escaped (:func:`problems.printable`),
+    ``-`` when empty."""
+    return printable(str(value)) or "-"

@@ -53,7 +53,7 @@ def invalid_instance_id(rule: str) -> Problem:
 def unknown_orchestrator(name: str, orchestrators: Iterable[str]) -> Problem:
     """404: ``name`` is not an orchestrator function of this app."""
     known = sorted(orchestrators)
-    detail = f"'{_printable(name)}' is not an orchestrator function of this app. "
+    detail = f"'{printable(name)}' is not an orchestrator function of this app. "
     detail += f"Orchestrators: {', '.join(known) or 'none'}."
     return Problem(
         "unknown-orchestrator", 404, "No such orchestrator", detail, {"orchestrators": known}
@@ -153,7 +153,7 @@ def instance_not_found(instance_id: str, function_name: str) -> Problem:
         "instance-not-found",
         404,
         "No such instance",
-        f"No instance of {_printable(function_name)} has the id '{_printable(instance_id)}'.",
+        f"No instance of {printable(function_name)} has the id '{printable(instance_id)}'.",
         {"instanceId": instance_id},
     )
 
@@ -272,7 +272,7 @@ def _location(instance: Mapping[str, Any]) -> Dict[str, str]:
     return {"Location": url} if url else {}
 
 
-def _printable(value: str, limit: int = 120) -> str:
-    """Echo caller input safely: printable ASCII only, bounded."""
-    text = value[:limit].encode("ascii", "backslashreplace").decode("ascii")
-    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+def printable(value: str, limit: int = 120) -> str:
+    """Caller input as an answer or a log may echo it: at most ``limit`` characters,
+    each outside printable ASCII (line breaks included) as its Python escape."""
+    return value[:limit].encode("unicode_escape").decode("ascii")
