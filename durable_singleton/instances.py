@@ -21,7 +21,7 @@ from .job import STOP_EVENT
 from .links import Links
 from .policy import FINISHED
 from .problems import ProblemError
-from .validation import check_function_name, check_instance_id, read_choice
+from .validation import read_choice, read_route
 
 TERMINATE_REASON = "Terminated through DELETE with mode=terminate."
 
@@ -46,10 +46,7 @@ async def handle_instance_request(req: func.HttpRequest, starter: str) -> func.H
 
 
 async def _status_or_stop(call: Invocation) -> Tuple[func.HttpResponse, str]:
-    function_name = check_function_name(
-        call.req.route_params.get("functionName", ""), orchestrator_names()
-    )
-    instance_id = check_instance_id(call.req.route_params.get("instanceId", ""))
+    function_name, instance_id = read_route(call.req, orchestrator_names())
     status = await _existing(call.durable, instance_id, function_name)
     if call.req.method.upper() == "GET":
         return answers.instance_status(status, instance_id), "status"

@@ -9,7 +9,7 @@ import json
 import math
 import re
 from dataclasses import dataclass
-from typing import Any, Collection, Dict, List, Type
+from typing import Any, Collection, Dict, List, Tuple, Type
 from urllib.parse import parse_qsl, urlsplit
 
 import azure.functions as func
@@ -70,13 +70,19 @@ def parse_start_request(
         404 for an unknown orchestrator, 413 for a body over the limit, 400 for
         anything else that is wrong.
     """
-    function_name = check_function_name(req.route_params.get("functionName", ""), orchestrators)
-    instance_id = check_instance_id(req.route_params.get("instanceId", ""))
+    function_name, instance_id = read_route(req, orchestrators)
     on_conflict = read_choice(req, "onConflict", OnConflict, settings.on_conflict)
     reuse = read_choice(req, "reuse", Reuse, settings.reuse)
     body = read_json_body(req.get_body() or b"", settings.max_body_bytes)
     check_input(function_name, body)
     return StartRequest(function_name, instance_id, body, on_conflict, reuse)
+
+
+def read_route(req: func.HttpRequest, orchestrators: Collection[str]) -> Tuple[str, str]:
+    """The route's orchestrator name and instance id, each checked (404 for an
+    unknown orchestrator, 400 for a bad id)."""
+    function_name = check_function_name(req.route_params.get("functionName", ""), orchestrators)
+    return function_name, check_instance_id(req.route_params.get("instanceId", ""))
 
 
 def check_input(function_name: str, value: Any) -> None:
