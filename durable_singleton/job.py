@@ -7,6 +7,7 @@ deterministic: no I/O, no wall clock, no randomness; time comes from
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 from dataclasses import dataclass, field
 from typing import Any, Dict, Generator, List, Optional
@@ -59,13 +60,9 @@ class Continuation:
     results: List[Any] = field(default_factory=list)
 
     def to_json(self) -> Dict[str, Any]:
-        """The member the next execution's input carries."""
-        return {
-            "store": self.store,
-            "total": self.total,
-            "cursor": self.cursor,
-            "results": self.results,
-        }
+        """The member the next execution's input carries (read back by
+        ``Continuation(**member)``)."""
+        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True)
