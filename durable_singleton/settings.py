@@ -210,11 +210,11 @@ def load_storage_connection(environ: Mapping[str, str] = os.environ) -> StorageC
         When no storage connection is configured.
     """
     prefix = STORAGE_CONNECTION
-    connection_string = environ.get(prefix, "").strip()
+    connection_string = _raw(environ, prefix)
     if connection_string:
         return StorageConnection(connection_string=connection_string)
-    service_uri = environ.get(f"{prefix}__blobServiceUri", "").strip()
-    account_name = environ.get(f"{prefix}__accountName", "").strip()
+    service_uri = _raw(environ, f"{prefix}__blobServiceUri")
+    account_name = _raw(environ, f"{prefix}__accountName")
     if not service_uri and account_name:
         service_uri = f"https://{account_name}.blob.core.windows.net"
     if not service_uri:
@@ -223,10 +223,11 @@ def load_storage_connection(environ: Mapping[str, str] = os.environ) -> StorageC
             f"{prefix}__blobServiceUri or {prefix}__accountName for an identity-based "
             "connection."
         )
+    credential = _raw(environ, f"{prefix}__credential")
     return StorageConnection(
         account_url=service_uri,
-        credential=environ.get(f"{prefix}__credential", "").strip().lower() or None,
-        client_id=environ.get(f"{prefix}__clientId", "").strip() or None,
+        credential=credential.lower() if credential else None,
+        client_id=_raw(environ, f"{prefix}__clientId"),
     )
 
 
