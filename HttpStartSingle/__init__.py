@@ -1,12 +1,12 @@
 """HttpStartSingle: POST /api/orchestrators/{functionName}/{instanceId}.
 
 Starts the orchestrator under that instance id only when no instance with the id is
-active. The work happens in :mod:`durable_singleton.starter`; this module only binds it.
+active. The work happens in :mod:`durable_singleton._starter`; this module only binds it.
 """
 
 import azure.functions as func
 
-from durable_singleton.http_start import handle_start_request
+from durable_singleton._http_start import handle_start_request
 
 
 async def main(req: func.HttpRequest, starter: str) -> func.HttpResponse:

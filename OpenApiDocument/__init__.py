@@ -5,7 +5,7 @@ Azure API Management imports it from this URL (README, "HTTP API").
 
 import azure.functions as func
 
-from durable_singleton.answers import openapi_document
+from durable_singleton._answers import openapi_document
 
 
 def main(req: func.HttpRequest) -> func.HttpResponse:

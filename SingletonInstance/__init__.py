@@ -2,12 +2,12 @@
 
 A caller with the function key reads its instance's status or stops it, without the
 Durable extension's system key. The work happens in
-:mod:`durable_singleton.instances`; this module only binds it.
+:mod:`durable_singleton._instances`; this module only binds it.
 """
 
 import azure.functions as func
 
-from durable_singleton.instances import handle_instance_request
+from durable_singleton._instances import handle_instance_request
 
 
 async def main(req: func.HttpRequest, starter: str) -> func.HttpResponse:

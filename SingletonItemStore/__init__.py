@@ -2,12 +2,12 @@
 
 SingletonOrchestrator stages the items of a job larger than one execution's share
 once, then loads only the items each execution processes, and deletes them when the
-job ends (see :mod:`durable_singleton.item_store`).
+job ends (see :mod:`durable_singleton._item_store`).
 """
 
 from typing import Any, Dict
 
-from durable_singleton.item_store import handle
+from durable_singleton._item_store import handle
 
 
 async def main(request: Dict[str, Any]) -> Any:

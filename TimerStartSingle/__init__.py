@@ -3,7 +3,7 @@
 The schedule is the NCRONTAB expression in app setting SINGLETON_SCHEDULE; what it
 starts, and what it does when the previous run is still active, are the other
 SINGLETON_SCHEDULE_* settings (README, "Scheduled singletons"). Every tick goes
-through the same guarded start as HttpStartSingle (:mod:`durable_singleton.timer_start`).
+through the same guarded start as HttpStartSingle (:mod:`durable_singleton._timer_start`).
 
 For a second schedule, copy this folder, and in the copy set the prefix below and the
 ``%...%`` in function.json to a name of its own.
@@ -11,7 +11,7 @@ For a second schedule, copy this folder, and in the copy set the prefix below an
 
 import azure.functions as func
 
-from durable_singleton.timer_start import handle_tick
+from durable_singleton._timer_start import handle_tick
 
 SETTINGS_PREFIX = "SINGLETON_SCHEDULE"
 

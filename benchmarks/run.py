@@ -24,7 +24,7 @@ from typing import Awaitable, Callable, Dict, List, Optional
 import azure.functions as func
 
 import HttpStartSingle
-from durable_singleton.storage import wait_for_releases
+from durable_singleton._storage import wait_for_releases
 from tests.support import seed_starter
 from tests.support.azurite import Azurite
 from tests.support.blob_counter import RequestCounter, count_app_requests

@@ -11,7 +11,7 @@ from hypothesis import settings as hypothesis_settings
 
 import HttpStartSingle
 import SingletonInstance
-from durable_singleton import settings as app_settings
+from durable_singleton import _settings as app_settings
 from tests.support.azurite import Azurite
 from tests.support.clients import close_app_clients
 from tests.support.contract import check_response

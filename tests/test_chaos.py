@@ -21,7 +21,7 @@ from typing import Dict, List
 
 import pytest
 
-from durable_singleton.settings import STORAGE_CONNECTION
+from durable_singleton._settings import STORAGE_CONNECTION
 from tests.support.azurite import connection_string
 from tests.support.fault_proxy import FaultProxy
 from tests.support.processes import AppProcesses

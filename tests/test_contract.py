@@ -34,7 +34,7 @@ def test_every_problem_kind_the_code_can_answer_is_documented() -> None:
     """Each kind a constructor in problems.py names appears in the document."""
     import re
 
-    import durable_singleton.problems as problems
+    import durable_singleton._problems as problems
 
     source = open(problems.__file__).read()
     kinds = set(

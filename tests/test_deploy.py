@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from durable_singleton import settings as app_settings
+from durable_singleton import _settings as app_settings
 from tests.support.azurite import PROJECT_ROOT
 
 WORKFLOWS = sorted((PROJECT_ROOT / ".github" / "workflows").glob("*.yml"))

@@ -16,8 +16,8 @@ from typing import Any, Iterator
 import pytest
 from azure.storage.blob.aio import BlobServiceClient
 
-from durable_singleton.lock import LEASE_SECONDS, lock_blob_name
-from durable_singleton.settings import STORAGE_CONNECTION
+from durable_singleton._lock import LEASE_SECONDS, lock_blob_name
+from durable_singleton._settings import STORAGE_CONNECTION
 from tests.support.azurite import connection_string
 from tests.support.durable_double import starter_binding
 from tests.support.fault_proxy import FaultProxy

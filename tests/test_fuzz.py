@@ -23,7 +23,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from durable_singleton.storage import close_shared
+from durable_singleton._storage import close_shared
 from tests.support.blob_counter import RequestCounter, count_app_requests
 from tests.support.contract import DOCUMENT
 

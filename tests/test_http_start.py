@@ -219,12 +219,12 @@ async def test_an_orchestrator_the_host_does_not_run_is_502_and_starts_nothing(
 
 
 async def test_unexpected_fault_is_500_without_a_traceback(start, durable, monkeypatch) -> None:
-    import durable_singleton.http_start
+    import durable_singleton._http_start
 
     def broken(*args: Any) -> None:
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr(durable_singleton.http_start, "orchestrator_names", broken)
+    monkeypatch.setattr(durable_singleton._http_start, "orchestrator_names", broken)
     response = await start("job")
     problem(response, 500, "internal-error")
     assert "secret internals" not in response.get_body().decode()
@@ -238,7 +238,7 @@ async def test_one_log_line_per_request_without_keys(start, durable, caplog) -> 
     await start("logged", {"items": [1]})  # started
     await start("logged")  # conflict
     await start("bad id")  # invalid
-    lines = [r.getMessage() for r in caplog.records if r.name == "durable_singleton.starter"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "durable_singleton._starter"]
     assert len(lines) == 3
     assert lines[0].startswith(
         "HttpStartSingle instance=logged function=SingletonOrchestrator "
@@ -252,7 +252,7 @@ async def test_one_log_line_per_request_without_keys(start, durable, caplog) -> 
 
 
 async def test_log_line_escapes_control_characters(start, durable, caplog) -> None:
-    caplog.set_level(logging.INFO, logger="durable_singleton.starter")
+    caplog.set_level(logging.INFO, logger="durable_singleton._starter")
     await start("forged\nHttpStartSingle instance=x decision=started")
-    [line] = [r.getMessage() for r in caplog.records if r.name == "durable_singleton.starter"]
+    [line] = [r.getMessage() for r in caplog.records if r.name == "durable_singleton._starter"]
     assert "\n" not in line and "\\n" in line

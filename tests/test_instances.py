@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from azure.durable_functions import OrchestrationRuntimeStatus as Status
 
-from durable_singleton.policy import ACTIVE, FINISHED
+from durable_singleton._policy import ACTIVE, FINISHED
 from tests.support.durable_double import SYSTEM_KEY
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from durable_singleton.job import InvalidJobInput, JobInput, parse_job_input
+from durable_singleton._job import InvalidJobInput, JobInput, parse_job_input
 
 
 @pytest.mark.parametrize(

@@ -9,9 +9,9 @@ import time
 import pytest
 from azure.storage.blob.aio import BlobServiceClient
 
-from durable_singleton.lock import LEASE_SECONDS, LockUnavailable, StartLocks, lock_blob_name
-from durable_singleton.settings import StorageConnection
-from durable_singleton.storage import blob_service_client, shared_container, wait_for_releases
+from durable_singleton._lock import LEASE_SECONDS, LockUnavailable, StartLocks, lock_blob_name
+from durable_singleton._settings import StorageConnection
+from durable_singleton._storage import blob_service_client, shared_container, wait_for_releases
 from tests.support.azurite import connection_string, free_port
 
 
@@ -122,7 +122,7 @@ async def test_crashed_holders_lease_expires_and_a_live_holder_keeps_renewing(
 @pytest.fixture
 async def blob_requests(monkeypatch):
     """Count the app's Blob Storage requests from here on."""
-    from durable_singleton.storage import close_shared
+    from durable_singleton._storage import close_shared
     from tests.support.blob_counter import RequestCounter, count_app_requests
 
     await close_shared()

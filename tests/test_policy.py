@@ -7,7 +7,7 @@ import itertools
 import pytest
 from azure.durable_functions import OrchestrationRuntimeStatus as Status
 
-from durable_singleton.policy import (
+from durable_singleton._policy import (
     ACTIVE,
     FINISHED,
     Action,

@@ -21,7 +21,7 @@ import pytest
 
 pytest.importorskip("azure_functions_runtime_v1", reason="the runtime needs Python 3.13+")
 
-from durable_singleton.catalog import APP_ROOT  # noqa: E402
+from durable_singleton._catalog import APP_ROOT  # noqa: E402
 from tests.support.azurite import connection_string, free_port  # noqa: E402
 from tests.support.contract import check_answer  # noqa: E402
 from tests.support.durable_double import SYSTEM_KEY, starter_binding  # noqa: E402

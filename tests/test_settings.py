@@ -5,15 +5,15 @@ from __future__ import annotations
 import pytest
 from azure.identity.aio import DefaultAzureCredential, ManagedIdentityCredential
 
-from durable_singleton.policy import OnConflict, Reuse
-from durable_singleton.settings import (
+from durable_singleton._policy import OnConflict, Reuse
+from durable_singleton._settings import (
     ConfigurationError,
     Settings,
     StorageConnection,
     load_settings,
     load_storage_connection,
 )
-from durable_singleton.storage import blob_service_client, credential_for
+from durable_singleton._storage import blob_service_client, credential_for
 
 
 def test_defaults() -> None:

@@ -167,7 +167,7 @@ async def test_a_storage_outage_is_logged_and_starts_nothing(durable, schedule, 
 
 
 async def test_a_second_schedule_has_its_own_prefix(durable, schedule, monkeypatch) -> None:
-    from durable_singleton.timer_start import handle_tick
+    from durable_singleton._timer_start import handle_tick
 
     monkeypatch.setenv("SINGLETON_SCHEDULE_REPORTS_ENABLED", "true")
     monkeypatch.setenv("SINGLETON_SCHEDULE_REPORTS_INSTANCE_ID", "reports")

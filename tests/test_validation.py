@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from durable_singleton.policy import OnConflict, Reuse
-from durable_singleton.problems import ProblemError
-from durable_singleton.settings import Settings
-from durable_singleton.validation import (
+from durable_singleton._policy import OnConflict, Reuse
+from durable_singleton._problems import ProblemError
+from durable_singleton._settings import Settings
+from durable_singleton._validation import (
     MAX_INSTANCE_ID_LENGTH,
     check_function_name,
     check_instance_id,

@@ -16,8 +16,8 @@ import pytest
 from azure.functions import meta
 from packaging.requirements import Requirement
 
-from durable_singleton import settings as app_settings
-from durable_singleton.catalog import APP_ROOT, orchestrator_names
+from durable_singleton import _settings as app_settings
+from durable_singleton._catalog import APP_ROOT, orchestrator_names
 from tests.support.contract import DOCUMENT
 
 FUNCTIONS = sorted(p.parent.name for p in APP_ROOT.glob("*/function.json"))
@@ -112,7 +112,7 @@ def test_host_json_keeps_what_the_app_relies_on() -> None:
     host = json.loads((APP_ROOT / "host.json").read_text())
     # Durable Functions for Python needs extension bundle 4.x.
     assert host["extensionBundle"]["version"] == "[4.*, 5.0.0)"
-    # The lock relies on this refusal (see durable_singleton.policy.must_recheck_under_lock).
+    # The lock relies on this refusal (see durable_singleton._policy.must_recheck_under_lock).
     durable = host["extensions"]["durableTask"]
     assert durable["overridableExistingInstanceStates"] == "NonRunningStates"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from durable_singleton import storage
+from durable_singleton import _storage as storage
 
 
 class RequestCounter:
@@ -24,7 +24,7 @@ def count_app_requests(counter: RequestCounter) -> Callable[[], None]:
     """Make the app's storage clients report to ``counter``; return the undo.
 
     Only clients built afterwards count: close the shared ones first
-    (``durable_singleton.storage.close_shared``).
+    (``durable_singleton._storage.close_shared``).
     """
     original = storage.blob_service_client
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from azure.durable_functions.models.utils import http_utils
 
-from durable_singleton.durable_transport import close_sessions
-from durable_singleton.storage import close_shared
+from durable_singleton._durable_transport import close_sessions
+from durable_singleton._storage import close_shared
 
 
 async def close_app_clients() -> None:

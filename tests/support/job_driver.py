@@ -20,7 +20,7 @@ from azure.durable_functions.models.actions.ActionType import ActionType
 
 import SingletonActivity
 import SingletonOrchestrator
-from durable_singleton.job import ACTIVITY, ITEM_STORE
+from durable_singleton._job import ACTIVITY, ITEM_STORE
 from tests.support.history import History
 
 CALL_ACTIVITY = ActionType.CALL_ACTIVITY

@@ -21,8 +21,9 @@ import aiohttp
 import azure.durable_functions as df
 from azure.durable_functions.models.DurableOrchestrationStatus import DurableOrchestrationStatus
 
-from . import durable_transport, telemetry
-from .policy import FINISHED
+from . import _durable_transport as durable_transport
+from . import _telemetry as telemetry
+from ._policy import FINISHED
 
 
 class DurableUnavailable(Exception):

@@ -11,13 +11,14 @@ from typing import Awaitable, Callable, Optional, Tuple
 
 import azure.functions as func
 
-from . import answers, telemetry
-from .durable import DurableApi
-from .links import Links, links_for
-from .problems import printable
-from .settings import Settings, load_settings
+from . import _answers as answers
+from . import _telemetry as telemetry
+from ._durable import DurableApi
+from ._links import Links, links_for
+from ._problems import printable
+from ._settings import Settings, load_settings
 
-logger = logging.getLogger("durable_singleton.starter")
+logger = logging.getLogger("durable_singleton._starter")
 
 
 @dataclass(frozen=True)

@@ -15,16 +15,17 @@ from typing import Optional, Tuple
 
 import azure.functions as func
 
-from . import answers, telemetry
-from .catalog import orchestrator_names
-from .durable import DurableApi
-from .invocation import log_decision, loggable
-from .links import Links, host_links
-from .policy import Action
-from .problems import ProblemError
-from .settings import ConfigurationError, Schedule, Settings, load_schedule, load_settings
-from .starter import Outcome, start_singleton
-from .validation import (
+from . import _answers as answers
+from . import _telemetry as telemetry
+from ._catalog import orchestrator_names
+from ._durable import DurableApi
+from ._invocation import log_decision, loggable
+from ._links import Links, host_links
+from ._policy import Action
+from ._problems import ProblemError
+from ._settings import ConfigurationError, Schedule, Settings, load_schedule, load_settings
+from ._starter import Outcome, start_singleton
+from ._validation import (
     StartRequest,
     check_function_name,
     check_input,

@@ -1,9 +1,9 @@
 """The guarded start: status -> decide -> lock -> (replace) -> start -> outcome.
 
 The one sequence behind every start, whatever triggered it (HttpStartSingle, the
-timer): it carries out what :mod:`durable_singleton.policy` decides and never decides
+timer): it carries out what :mod:`durable_singleton._policy` decides and never decides
 itself, and returns what happened as an :class:`Outcome`, or raises what went wrong.
-Turning either into an answer is :mod:`durable_singleton.answers`'s job.
+Turning either into an answer is :mod:`durable_singleton._answers`'s job.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from typing import Optional
 
 from azure.durable_functions.models.DurableOrchestrationStatus import DurableOrchestrationStatus
 
-from . import telemetry
-from .durable import (
+from . import _telemetry as telemetry
+from ._durable import (
     DurableApi,
     DurableFailure,
     DurableUnavailable,
@@ -27,14 +27,14 @@ from .durable import (
     StartOutcome,
     StartOutcomeUnknown,
 )
-from .job import STOP_EVENT
-from .lock import HeldLock, LockLost
-from .policy import FINISHED, REPLACES, Action, decide, must_recheck_under_lock
-from .settings import Settings, load_storage_connection
-from .storage import shared_locks
-from .validation import StartRequest
+from ._job import STOP_EVENT
+from ._lock import HeldLock, LockLost
+from ._policy import FINISHED, REPLACES, Action, decide, must_recheck_under_lock
+from ._settings import Settings, load_storage_connection
+from ._storage import shared_locks
+from ._validation import StartRequest
 
-logger = logging.getLogger("durable_singleton.starter")
+logger = logging.getLogger("durable_singleton._starter")
 
 #: A caller that finds the lock taken checks again after a jittered pause that starts
 #: short (the holder usually finishes within one Durable API call) and doubles up to
@@ -176,7 +176,7 @@ class _StartRun:
             answer = await self._under_lock(held, status, action)
         except _Ambiguous as ambiguous:
             # The start may still land: keep the lease until it runs out so no other
-            # caller can start over it (see durable_singleton.lock).
+            # caller can start over it (see durable_singleton._lock).
             held.abandon()
             if ambiguous.cancelled:
                 raise asyncio.CancelledError() from None

@@ -6,11 +6,11 @@ from typing import Tuple
 
 import azure.functions as func
 
-from . import answers
-from .catalog import orchestrator_names
-from .invocation import Invocation, answer
-from .starter import start_singleton
-from .validation import parse_start_request
+from . import _answers as answers
+from ._catalog import orchestrator_names
+from ._invocation import Invocation, answer
+from ._starter import start_singleton
+from ._validation import parse_start_request
 
 
 async def handle_start_request(req: func.HttpRequest, starter: str) -> func.HttpResponse:

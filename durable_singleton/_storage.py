@@ -1,7 +1,7 @@
 """Blob Storage clients for the app's storage account, built once and shared.
 
 The client follows the storage connection the Functions host uses (see
-:func:`durable_singleton.settings.load_storage_connection`): a connection string (Azurite
+:func:`durable_singleton._settings.load_storage_connection`): a connection string (Azurite
 locally), or an account URL with a Microsoft Entra ID credential.
 """
 
@@ -14,8 +14,8 @@ from typing import Any, Dict, Optional, Tuple
 from azure.identity.aio import DefaultAzureCredential, ManagedIdentityCredential
 from azure.storage.blob.aio import BlobServiceClient, ContainerClient, LinearRetry
 
-from .lock import StartLocks
-from .settings import STORAGE_CONNECTION, ConfigurationError, StorageConnection
+from ._lock import StartLocks
+from ._settings import STORAGE_CONNECTION, ConfigurationError, StorageConnection
 
 #: Fail fast when storage is unreachable: two quick retries, short timeouts. The SDK's
 #: default (exponential from 15 s) would hold a caller for most of a minute before

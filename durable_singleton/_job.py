@@ -15,7 +15,7 @@ from typing import Any, Dict, Generator, List, Optional
 import azure.durable_functions as df
 from azure.durable_functions.models.history import HistoryEventType
 
-from .catalog import InvalidInput
+from ._catalog import InvalidInput
 
 ACTIVITY = "SingletonActivity"
 ITEM_STORE = "SingletonItemStore"

@@ -13,15 +13,16 @@ from typing import Tuple
 import azure.functions as func
 from azure.durable_functions.models.DurableOrchestrationStatus import DurableOrchestrationStatus
 
-from . import answers, problems
-from .catalog import orchestrator_names
-from .durable import DurableApi, InstanceEnded
-from .invocation import Invocation, answer
-from .job import STOP_EVENT
-from .links import Links
-from .policy import FINISHED
-from .problems import ProblemError
-from .validation import read_choice, read_route
+from . import _answers as answers
+from . import _problems as problems
+from ._catalog import orchestrator_names
+from ._durable import DurableApi, InstanceEnded
+from ._invocation import Invocation, answer
+from ._job import STOP_EVENT
+from ._links import Links
+from ._policy import FINISHED
+from ._problems import ProblemError
+from ._validation import read_choice, read_route
 
 TERMINATE_REASON = "Terminated through DELETE with mode=terminate."
 
@@ -38,7 +39,7 @@ class StopMode(str, enum.Enum):
 async def handle_instance_request(req: func.HttpRequest, starter: str) -> func.HttpResponse:
     """Answer GET (status) or DELETE (stop) on an instance.
 
-    Takes what :func:`~durable_singleton.http_start.handle_start_request` takes. Returns 200
+    Takes what :func:`~durable_singleton._http_start.handle_start_request` takes. Returns 200
     with the status, 202 when a stop was requested, or problem+json: 404 for an unknown
     instance, 409 when a stop finds it already ended.
     """

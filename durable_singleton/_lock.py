@@ -103,7 +103,7 @@ class _Attempt:
 class StartLocks:
     """The start locks of one lock container, and this process's state about them.
 
-    One object per container and event loop (see :func:`durable_singleton.storage.shared_locks`):
+    One object per container and event loop (see :func:`durable_singleton._storage.shared_locks`):
     it knows which locks callers in this process are taking or hold, so a burst of
     requests for one id makes one storage attempt and the others wait for it; which
     lock blobs exist, so a lock used before needs only its lease request; and it keeps

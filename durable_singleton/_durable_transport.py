@@ -9,7 +9,7 @@ same shape on a session the app owns: a failed request fails only itself, and a
 session is closed only at shutdown (:func:`close_sessions`).
 
 The SDK still builds every URL and reads every answer; only the bytes go through here.
-The per-call time limit is set by :mod:`durable_singleton.durable` around each call.
+The per-call time limit is set by :mod:`durable_singleton._durable` around each call.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def _session() -> aiohttp.ClientSession:
     loop = asyncio.get_running_loop()
     session = _sessions.get(loop)
     if session is None or session.closed:
-        # No total timeout here: :mod:`durable_singleton.durable` bounds each call as a whole.
+        # No total timeout here: :mod:`durable_singleton._durable` bounds each call as a whole.
         session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=100, enable_cleanup_closed=True),
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=5),

@@ -14,11 +14,11 @@ from urllib.parse import parse_qsl, urlsplit
 
 import azure.functions as func
 
-from . import problems
-from .catalog import InvalidInput, input_rule
-from .policy import OnConflict, Reuse
-from .problems import ProblemError
-from .settings import Choice, Settings, choice_values, parse_choice
+from . import _problems as problems
+from ._catalog import InvalidInput, input_rule
+from ._policy import OnConflict, Reuse
+from ._problems import ProblemError
+from ._settings import Choice, Settings, choice_values, parse_choice
 
 MAX_INSTANCE_ID_LENGTH = 100
 

@@ -13,8 +13,8 @@ import re
 from dataclasses import dataclass
 from typing import List, Mapping, Optional, Type, TypeVar
 
-from .links import LinkMode
-from .policy import OnConflict, Overlap, Reuse
+from ._links import LinkMode
+from ._policy import OnConflict, Overlap, Reuse
 
 MAX_BODY_BYTES = "SINGLETON_MAX_BODY_BYTES"
 DEFAULT_ON_CONFLICT = "SINGLETON_DEFAULT_ON_CONFLICT"
@@ -28,7 +28,7 @@ DURABLE_TIMEOUT_SECONDS = "SINGLETON_DURABLE_TIMEOUT_SECONDS"
 MANAGEMENT_LINKS = "SINGLETON_MANAGEMENT_LINKS"
 
 #: The longest a Durable API call may be given: a call made under the start lock must
-#: end well inside the lock's 15 s lease (see :mod:`durable_singleton.lock`).
+#: end well inside the lock's 15 s lease (see :mod:`durable_singleton._lock`).
 MAX_DURABLE_TIMEOUT_SECONDS = 10.0
 
 #: The settings of the schedule in folder TimerStartSingle; another schedule's folder

@@ -1,8 +1,8 @@
 """Every HTTP answer the app gives, built here and only here.
 
-Successes from a start's :class:`~durable_singleton.starter.Outcome`; failures from the
+Successes from a start's :class:`~durable_singleton._starter.Outcome`; failures from the
 one table :data:`FAILURES`, which maps each exception the request path can raise to
-its problem+json answer (RFC 9457, constructors in :mod:`durable_singleton.problems`).
+its problem+json answer (RFC 9457, constructors in :mod:`durable_singleton._problems`).
 """
 
 from __future__ import annotations
@@ -15,16 +15,17 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Type
 import azure.functions as func
 from azure.durable_functions.models.DurableOrchestrationStatus import DurableOrchestrationStatus
 
-from . import problems, telemetry
-from .durable import DurableFailure, DurableUnavailable, StartOutcomeUnknown
-from .links import Links
-from .lock import LockLost, LockUnavailable
-from .policy import FINISHED, Action, Reuse
-from .problems import Problem, ProblemError
-from .settings import ConfigurationError
-from .starter import InstanceVanished, LockBusy, Outcome, ReplaceTimedOut
+from . import _problems as problems
+from . import _telemetry as telemetry
+from ._durable import DurableFailure, DurableUnavailable, StartOutcomeUnknown
+from ._links import Links
+from ._lock import LockLost, LockUnavailable
+from ._policy import FINISHED, Action, Reuse
+from ._problems import Problem, ProblemError
+from ._settings import ConfigurationError
+from ._starter import InstanceVanished, LockBusy, Outcome, ReplaceTimedOut
 
-logger = logging.getLogger("durable_singleton.answers")
+logger = logging.getLogger("durable_singleton._answers")
 
 JSON = "application/json"
 
