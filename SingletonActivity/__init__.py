@@ -2,9 +2,11 @@
 
 This is the extension point. Replace the body of :func:`main` with the job's real
 work (call an API, import a file, rebuild a cache entry). It may do I/O and take its
-time; the orchestrator calls it once per item, in order, and never twice at once for
-the same job. Keep its result JSON-serializable: the orchestrator collects the
-results into its output, which the status URL shows.
+time; the orchestrator calls it once per item, in order. Runs of one job id do not
+overlap under the default policies; ``onConflict=terminateExisting`` may let an old
+run's item in flight overlap the new run's first (see docs/jobs.md,
+"Replacing a running job"). Keep its result JSON-serializable: the orchestrator
+collects the results into its output, which the status URL shows.
 """
 
 import logging

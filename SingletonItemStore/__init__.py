@@ -2,14 +2,14 @@
 
 SingletonOrchestrator stages the items of a job larger than one execution's share
 once, then loads only the items each execution processes, and deletes them when the
-job ends (see :mod:`durable_singleton._item_store`).
+job ends (docs/jobs.md).
 """
 
 from typing import Any, Dict
 
-from durable_singleton._item_store import handle
+from singleton_app import app
 
 
 async def main(request: Dict[str, Any]) -> Any:
     """Carry out one ``stage``, ``load`` or ``delete`` request of the orchestrator."""
-    return await handle(request)
+    return await app.item_store(request)

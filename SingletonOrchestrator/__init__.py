@@ -1,4 +1,4 @@
-"""SingletonOrchestrator: the guarded background job (see :mod:`durable_singleton._job`).
+"""SingletonOrchestrator: the guarded background job (durable_singleton's job, docs/jobs.md).
 
 Input ``{"items": [...], "repeatEverySeconds": n, "maxPasses": m}``: each item goes
 through SingletonActivity in order; with ``repeatEverySeconds`` the job runs again
@@ -7,9 +7,9 @@ after that pause, as a new execution, until ``maxPasses`` or a ``Stop`` event.
 
 import azure.durable_functions as df
 
-from durable_singleton._job import parse_job_input, run_job
+from durable_singleton import parse_job_input, run_job
 
 main = df.Orchestrator.create(run_job)
 
-#: Checked by the starter before any start (see durable_singleton._catalog).
+#: Checked by the starter before any start (see durable_singleton.Catalog).
 input_rule = parse_job_input

@@ -23,18 +23,21 @@ from typing import Awaitable, Callable, Dict, List, Optional
 
 import azure.functions as func
 
-import HttpStartSingle
-from durable_singleton._storage import wait_for_releases
 from tests.support import seed_starter
+from tests.support.app import app
 from tests.support.azurite import Azurite
-from tests.support.blob_counter import RequestCounter, count_app_requests
+from tests.support.blob_counter import RequestCounter, counted_app
 from tests.support.clients import close_app_clients
 from tests.support.durable_double import DurableDouble
 from tests.support.requests import start_request
 
 ROOT = Path(__file__).resolve().parent.parent
 Starter = Callable[[func.HttpRequest, str], Awaitable[func.HttpResponse]]
-STARTERS: Dict[str, Starter] = {"ours": HttpStartSingle.main, "seed": seed_starter.main}
+#: Every Blob Storage request of the app under measurement is counted here.
+COUNTER = RequestCounter()
+#: The v1 app's SingletonApp (HttpStartSingle's ``main`` is its ``http_start``), counted.
+OURS = counted_app(app, COUNTER)
+STARTERS: Dict[str, Starter] = {"ours": OURS.http_start, "seed": seed_starter.main}
 PATHS = ("fresh start", "conflict", "restart after Completed")
 
 
@@ -112,7 +115,7 @@ class Bench:
             for instance_id in set(ids):  # a first start makes the instance (and lock blob)
                 await self.call(STARTERS["ours"], self.request(instance_id))
                 self.durable.set_status(instance_id, "Completed")
-            await wait_for_releases()
+            await OURS.wait_for_background()
         requests = [self.request(i) for i in ids]
         durable_before = sum(self.durable.calls.values())
         blob_before = self.counter.requests
@@ -122,7 +125,7 @@ class Bench:
             code = await self.call(starter, request)
             latencies.append((time.perf_counter() - began) * 1000)
             errors += code not in (202, 409)
-        await wait_for_releases()  # their storage calls belong to these requests
+        await OURS.wait_for_background()  # their storage calls belong to these requests
         return PathResult(
             latencies,
             (sum(self.durable.calls.values()) - durable_before) / count,
@@ -165,7 +168,7 @@ class Bench:
             for instance_id in chunk:  # finished, so every request takes the full path
                 self.durable.put(instance_id, "Completed")
             await asyncio.gather(*[self.call(STARTERS["ours"], self.request(i)) for i in chunk])
-            await wait_for_releases()
+            await OURS.wait_for_background()
             # Keep the double's own logs from growing: only the app is measured.
             self.durable.accepted_starts.clear()
             self.durable.calls.clear()
@@ -405,8 +408,7 @@ def job_cost(sizes: List[int]) -> str:
 
 async def main(args: argparse.Namespace) -> str:
     """Run the benchmark and return its report."""
-    counter = RequestCounter()
-    count_app_requests(counter)
+    counter = COUNTER
     azurite = Azurite().start()
     durable = DurableDouble().start()
     os.environ["AzureWebJobsStorage"] = azurite.connection_string
@@ -417,6 +419,7 @@ async def main(args: argparse.Namespace) -> str:
         ]
         memory = await bench.memory(args.memory_requests)
         chart(runs, args.out / "benchmark.png")
+        await OURS.close()
         await close_app_clients()
     finally:
         durable.stop()

@@ -1,19 +1,22 @@
-"""Which functions of this app are orchestrators, read from their function.json files.
+"""Which orchestrators an app lets callers start, and each one's input rule.
 
-A folder at the app root with a function.json whose bindings include an
+A v2 app names its orchestrators when it registers the Blueprint
+(:meth:`Catalog.of`). A function.json app is read from its folders
+(:meth:`Catalog.from_folders`): a folder with a function.json whose bindings include an
 ``orchestrationTrigger`` is an orchestrator, so a new orchestrator folder becomes
-startable through HttpStartSingle without a code change. An orchestrator's module may
-declare ``input_rule``, a function that raises :class:`InvalidInput` for an input it
-cannot run with; the starter checks every input with it before anything starts.
+startable without a code change, and its module may declare ``input_rule``.
+
+An input rule is a function that raises :class:`InvalidInput` for an input its
+orchestrator cannot run with; the starter checks every input with it before
+anything starts.
 """
 
 from __future__ import annotations
 
-import functools
 import importlib
 import json
 from pathlib import Path
-from typing import Any, Callable, FrozenSet, Optional
+from typing import Any, Callable, Dict, FrozenSet, Iterable, Mapping, Optional, Union
 
 #: An orchestrator's input check: returns (anything) when the input is fine.
 InputRule = Callable[[Any], object]
@@ -23,47 +26,62 @@ class InvalidInput(ValueError):
     """An orchestrator input breaks its orchestrator's rule; the message says which."""
 
 
-#: The Function App's root: the folder holding host.json and the function folders.
-APP_ROOT = Path(__file__).resolve().parent.parent
+class Catalog:
+    """The startable orchestrators of one app, by function name."""
+
+    def __init__(
+        self,
+        names: Iterable[str],
+        rules: Optional[Mapping[str, InputRule]] = None,
+        find_rule: Optional[Callable[[str], Optional[InputRule]]] = None,
+    ) -> None:
+        """Allow ``names``; check inputs with ``rules`` (by name), or with the rule
+        ``find_rule`` returns for a name (asked once per name, when first needed)."""
+        self.names: FrozenSet[str] = frozenset(names)
+        self._rules: Dict[str, Optional[InputRule]] = dict(rules or {})
+        self._find_rule = find_rule
+
+    @classmethod
+    def of(
+        cls, orchestrators: Union[Iterable[str], Mapping[str, Optional[InputRule]]]
+    ) -> "Catalog":
+        """A catalog of the names given; a mapping also gives each name's input rule
+        (None for none)."""
+        if isinstance(orchestrators, Mapping):
+            rules = {name: rule for name, rule in orchestrators.items() if rule is not None}
+            return cls(orchestrators.keys(), rules)
+        return cls(orchestrators)
+
+    @classmethod
+    def from_folders(cls, app_root: Path) -> "Catalog":
+        """The orchestrators of the function.json app at ``app_root``.
+
+        The folders are read once, here: they do not change while the app runs. Each
+        orchestrator's module is imported (by its folder's name) only when its input
+        is first checked, for the ``input_rule`` it may declare.
+        """
+        names = set()
+        for definition in app_root.glob("*/function.json"):
+            try:
+                config = json.loads(definition.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue  # the host refuses such a function too; it is not startable
+            bindings = config.get("bindings", []) if isinstance(config, dict) else []
+            triggers = {b.get("type") for b in bindings if isinstance(b, dict)}
+            if "orchestrationTrigger" in triggers and not config.get("disabled", False):
+                names.add(definition.parent.name)
+        return cls(names, find_rule=_module_rule)
+
+    def rule(self, function_name: str) -> Optional[InputRule]:
+        """The input rule of ``function_name`` (one of :attr:`names`), if it has one."""
+        if function_name not in self._rules:
+            if function_name not in self.names or self._find_rule is None:
+                return None
+            self._rules[function_name] = self._find_rule(function_name)
+        return self._rules[function_name]
 
 
-@functools.lru_cache(maxsize=None)
-def orchestrator_names(app_root: Path = APP_ROOT) -> FrozenSet[str]:
-    """Return the names of the orchestrator functions under ``app_root``.
-
-    The files do not change while the app runs, so the answer is read once.
-
-    Parameters
-    ----------
-    app_root : Path
-        The Function App's root folder.
-
-    Returns
-    -------
-    FrozenSet[str]
-        Folder names whose function.json declares an ``orchestrationTrigger`` and is
-        not disabled.
-    """
-    names = set()
-    for definition in app_root.glob("*/function.json"):
-        try:
-            config = json.loads(definition.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue  # the host refuses such a function too; it is not startable
-        bindings = config.get("bindings", []) if isinstance(config, dict) else []
-        triggers = {b.get("type") for b in bindings if isinstance(b, dict)}
-        if "orchestrationTrigger" in triggers and not config.get("disabled", False):
-            names.add(definition.parent.name)
-    return frozenset(names)
-
-
-@functools.lru_cache(maxsize=None)
-def input_rule(function_name: str) -> Optional[InputRule]:
-    """The ``input_rule`` the orchestrator's module declares, if any.
-
-    ``function_name`` must be one of :func:`orchestrator_names`: only the app's own
-    function folders are imported.
-    """
-    if function_name not in orchestrator_names():
-        return None
-    return getattr(importlib.import_module(function_name), "input_rule", None)
+def _module_rule(function_name: str) -> Optional[InputRule]:
+    """The ``input_rule`` a function folder's module declares, if any."""
+    rule: Optional[InputRule] = getattr(importlib.import_module(function_name), "input_rule", None)
+    return rule

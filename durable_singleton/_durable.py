@@ -1,29 +1,56 @@
-"""The Durable Functions API as the starter uses it, through the SDK's own client.
+"""The Durable extension's HTTP management API, through a client the app owns.
 
-The SDK reports every failure as a plain ``Exception`` (or aiohttp's errors); this
-module sorts them into what the starter answers: unreachable (503), unexpected error
-(502), the extension's refusal to start over an active instance (409), and a start
-whose answer was lost after it was sent (the start may have happened).
+The ``durableClient`` binding hands the function a JSON document (:class:`Binding`)
+with the task hub's name, the loopback ``rpcBaseUrl`` the extension serves its
+management API on, and the management URL templates it gives callers. The app calls
+that API itself, on an aiohttp session of its composition root
+(:mod:`durable_singleton._root`), and maps every answer **by its status code** to
+what the starter acts on:
 
-Every call is bounded in time: the SDK's own limit is four minutes, far longer than a
-caller waits, and longer than the start lock's lease.
+=================================  ===================================================
+call                               answers and what they mean
+=================================  ===================================================
+``GET instances/{id}``             200 or 202 with a status: the instance. 404 with no
+                                   status: no instance has the id. 400 or 500 *with* a
+                                   status: a Failed (or Terminated) instance, as some
+                                   builds answer it. Anything else, a 400 or 500
+                                   without a status included: :class:`DurableFailure`.
+``POST orchestrators/{fn}/{id}``   202: started. 409: refused, an instance is active
+                                   (newest builds). 500: refused *or* failed (older
+                                   builds answer a refusal with 500): the caller reads
+                                   the status to tell which. Anything else:
+                                   :class:`DurableFailure`.
+``POST instances/{id}/raiseEvent`` 202: sent. 410: the instance has ended; 404: no
+``POST instances/{id}/terminate``  such instance: :class:`InstanceEnded`. Anything
+                                   else: :class:`DurableFailure`.
+=================================  ===================================================
+
+A connection that could not be opened is :class:`DurableUnavailable` (nothing was
+sent); a connection lost, or an answer that did not come in time, after a start was
+sent is :class:`StartOutcomeUnknown` (the extension carries out a start whose caller
+went away). Every call is bounded in time. No answer is ever told apart by its text.
+
+The Durable SDK stays for what it is made for: the orchestrator's replay engine, and
+the status model and runtime status enum used here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import enum
-import functools
 import json
-from typing import Any, Optional
+from dataclasses import dataclass
+from typing import Any, Dict, Mapping, Optional, Tuple
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import aiohttp
-import azure.durable_functions as df
 from azure.durable_functions.models.DurableOrchestrationStatus import DurableOrchestrationStatus
 
-from . import _durable_transport as durable_transport
 from . import _telemetry as telemetry
 from ._policy import FINISHED
+
+#: The placeholder the binding's management URL templates hold in place of an id.
+_ID_PLACEHOLDER = "INSTANCEID"
 
 
 class DurableUnavailable(Exception):
@@ -58,7 +85,8 @@ class DurableFailure(Exception):
 
 class InstanceEnded(Exception):
     """A Stop or terminate found the instance already ended: ``status`` is what it
-    ended as, or None when it was purged; ``failure`` is how the request failed."""
+    ended as, or None when no instance has the id (purged); ``failure`` is how the
+    request was answered."""
 
     def __init__(self, status: Optional[DurableOrchestrationStatus], failure: DurableFailure):
         super().__init__(failure.stage)
@@ -70,56 +98,105 @@ class StartOutcome(enum.Enum):
     """How a start request to the Durable API ended."""
 
     STARTED = "started"
-    REFUSED_AS_DUPLICATE = "duplicate"
+    #: 409: refused because an instance with the id is active.
+    REFUSED = "refused"
+    #: 500: refused as a duplicate (older builds) or failed; the status tells which.
+    REFUSED_OR_FAILED = "refused-or-failed"
 
 
-class DurableApi:
-    """The calls the starter makes, for one invocation's ``durableClient`` binding."""
+@dataclass(frozen=True)
+class Binding:
+    """The ``durableClient`` binding's document, the members the app uses."""
 
-    def __init__(self, starter: str, timeout: float):
-        """Wrap the binding's JSON ``starter`` in the SDK's client; every call made
-        through this object ends within ``timeout`` seconds unless given less."""
-        self.client = df.DurableOrchestrationClient(starter)
-        # The SDK's client takes its request functions from these attributes; the
-        # app's transport keeps one caller's failure from closing others' session.
-        self.client._post_async_request = durable_transport.post
-        self.client._get_async_request = durable_transport.get
-        self.client._delete_async_request = durable_transport.delete
-        self.timeout = timeout
-        self._starter = starter
+    task_hub: str
+    rpc_base_url: str
+    management_urls: Mapping[str, str]
 
-    @functools.cached_property
-    def task_hub(self) -> str:
-        """The task hub's name, from the binding (the SDK client does not expose it).
+    @classmethod
+    def parse(cls, document: str) -> "Binding":
+        """Read the binding's JSON ``document`` as the host hands it to the function.
 
-        Read only when the lock needs it: the conflict path never does.
+        Raises
+        ------
+        ValueError
+            When it is not the binding's document (a host or wiring fault).
         """
-        return str(json.loads(self._starter)["taskHubName"])
+        value = json.loads(document)
+        urls = value.get("managementUrls") if isinstance(value, dict) else None
+        if not (
+            isinstance(value, dict)
+            and isinstance(value.get("taskHubName"), str)
+            and isinstance(value.get("rpcBaseUrl"), str)
+            and isinstance(urls, dict)
+            and isinstance(urls.get("statusQueryGetUri"), str)
+        ):
+            raise ValueError("not a durableClient binding")
+        base = value["rpcBaseUrl"]
+        return cls(
+            task_hub=value["taskHubName"],
+            rpc_base_url=base if base.endswith("/") else base + "/",
+            management_urls={k: v for k, v in urls.items() if isinstance(v, str)},
+        )
+
+    def links(self, instance_id: str, origin_of: Optional[str] = None) -> Dict[str, str]:
+        """The extension's management URLs for ``instance_id``; on the origin of the URL
+        ``origin_of`` when given (the caller's view of the host), else the host's own."""
+        origin = _origin(origin_of) if origin_of else None
+        links = {}
+        for name, template in self.management_urls.items():
+            url = template.replace(_ID_PLACEHOLDER, instance_id)
+            own = _origin(url)
+            if origin is not None and own:  # URLs only: the ``id`` member is the id
+                url = origin + url[len(own) :]
+            links[name] = url
+        return links
+
+
+def _origin(url: str) -> str:
+    """``scheme://host[:port]`` of an absolute URL; "" for anything else."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, "", "", "")) if parts.netloc else ""
+
+
+class DurableClient:
+    """The management calls the app makes, for one binding, on the root's session."""
+
+    def __init__(self, binding: Binding, session: aiohttp.ClientSession, timeout: float):
+        """Call the API ``binding`` names through ``session``; every call ends within
+        ``timeout`` seconds unless given less."""
+        self.binding = binding
+        self.timeout = timeout
+        self._session = session
+        self._base = binding.rpc_base_url
+
+    @property
+    def task_hub(self) -> str:
+        """The task hub the binding's instances live in."""
+        return self.binding.task_hub
 
     async def status(self, instance_id: str) -> Optional[DurableOrchestrationStatus]:
         """Return the instance's status, or None when no instance has the id.
 
-        The SDK never returns None itself: for an unknown id it returns a falsy status
-        whose ``runtime_status`` is None.
+        Raises
+        ------
+        DurableUnavailable, DurableFailure
+            The API could not be reached, or did not answer with a status.
         """
-        status = await self._call(
-            "durable.status",
-            "reading the instance status",
-            self.client.get_status(instance_id),
-            self.timeout,
-        )
-        if not status or status.runtime_status is None:
+        stage = "reading the instance status"
+        url = f"{self._base}instances/{instance_id}?showInput=false"
+        with telemetry.step("durable.status"):
+            code, body = await self._send("GET", url, None, self.timeout, stage)
+        document = body if isinstance(body, dict) and body.get("runtimeStatus") else None
+        if code in (200, 202, 400, 500) and document is not None:
+            return DurableOrchestrationStatus.from_json(document)
+        if code == 404 and document is None:
             return None
-        return status
+        raise DurableFailure(stage)
 
     async def start(
         self, function_name: str, instance_id: str, input_: Any, timeout: float
     ) -> StartOutcome:
         """Start ``function_name`` under ``instance_id``, giving up after ``timeout`` s.
-
-        Returns REFUSED_AS_DUPLICATE when the extension refuses because an instance
-        with the id is active: older extension builds answer 500 and newer ones 409,
-        both saying the instance "already exists".
 
         Raises
         ------
@@ -128,24 +205,28 @@ class DurableApi:
         StartOutcomeUnknown
             The request may have been sent and its answer was lost.
         DurableFailure
-            The Durable API answered with an error other than a duplicate refusal.
+            Any answer but 202, 409 and 500 (a 400: unknown orchestrator).
         """
-        try:
-            await self._call(
-                "durable.start",
-                "starting the instance",
-                self.client.start_new(function_name, instance_id, input_),
-                min(timeout, self.timeout),
-            )
-        except DurableUnavailable as unavailable:
-            if isinstance(unavailable.__cause__, aiohttp.ClientConnectorError):
-                raise  # refused before anything was sent: nothing was started
-            raise StartOutcomeUnknown() from unavailable.__cause__
-        except DurableFailure as failure:
-            if _is_duplicate_refusal(failure.__cause__):
-                return StartOutcome.REFUSED_AS_DUPLICATE
-            raise
-        return StartOutcome.STARTED
+        stage = "starting the instance"
+        url = f"{self._base}orchestrators/{function_name}/{instance_id}"
+        # The extension reads the input as a JSON string holding the input's JSON,
+        # as the Durable SDK sends it.
+        payload = None if input_ is None else json.dumps(input_)
+        with telemetry.step("durable.start"):
+            try:
+                code, _ = await self._send("POST", url, payload, min(timeout, self.timeout), stage)
+            except DurableUnavailable as unavailable:
+                if isinstance(unavailable.__cause__, aiohttp.ClientConnectorError):
+                    raise  # refused before anything was sent: nothing was started
+                raise StartOutcomeUnknown(instance_id) from unavailable.__cause__
+        outcomes = {
+            202: StartOutcome.STARTED,
+            409: StartOutcome.REFUSED,
+            500: StartOutcome.REFUSED_OR_FAILED,
+        }
+        if code not in outcomes:
+            raise DurableFailure(stage)
+        return outcomes[code]
 
     async def end(
         self, instance_id: str, event: Optional[str], reason: str, timeout: float
@@ -156,55 +237,56 @@ class DurableApi:
         Raises
         ------
         InstanceEnded
-            The instance ended (or was purged) before the request reached it: the SDK
-            reports the extension's 410 (404) as a failure, so the status decides.
+            410 (it has ended: its status says how) or 404 (no such instance).
         DurableFailure, DurableUnavailable
-            The request failed while the instance is still active.
+            The request failed.
         """
-        try:
-            if event is not None:
-                await self._call(
-                    "durable.raise_event",
-                    f"sending {event} to the existing instance",
-                    self.client.raise_event(instance_id, event, None),
-                    min(timeout, self.timeout),
-                )
-            else:
-                await self._call(
-                    "durable.terminate",
-                    "terminating the existing instance",
-                    self.client.terminate(instance_id, reason),
-                    min(timeout, self.timeout),
-                )
-        except DurableFailure as failure:
+        limit = min(timeout, self.timeout)
+        if event is not None:
+            stage = f"sending {event} to the existing instance"
+            url = f"{self._base}instances/{instance_id}/raiseEvent/{event}"
+            with telemetry.step("durable.raise_event"):
+                # The event's data (none), encoded as the Durable SDK encodes it.
+                code, _ = await self._send("POST", url, json.dumps(None), limit, stage)
+        else:
+            stage = "terminating the existing instance"
+            url = f"{self._base}instances/{instance_id}/terminate?reason={quote(reason)}"
+            with telemetry.step("durable.terminate"):
+                code, _ = await self._send("POST", url, None, limit, stage)
+        if code == 202:
+            return
+        failure = DurableFailure(stage)
+        if code == 410:
             status = await self.status(instance_id)
-            if status is not None and status.runtime_status not in FINISHED:
-                raise
-            raise InstanceEnded(status, failure) from failure
+            if status is None or status.runtime_status in FINISHED:
+                raise InstanceEnded(status, failure)
+        elif code == 404:
+            raise InstanceEnded(None, failure)
+        raise failure
 
-    @staticmethod
-    async def _call(span: str, stage: str, call: Any, timeout: float) -> Any:
-        """Await ``call`` within ``timeout`` as span ``span``; sort its failures."""
+    async def _send(
+        self, method: str, url: str, payload: Any, timeout: float, stage: str
+    ) -> Tuple[int, Any]:
+        """Send one request within ``timeout``; return its status code and decoded body
+        (None when empty)."""
         try:
-            with telemetry.step(span):
-                return await asyncio.wait_for(call, timeout)
-        except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as error:
+            async with asyncio.timeout(timeout):
+                async with self._session.request(method, url, json=payload) as response:
+                    raw = await response.read()
+                    return response.status, json.loads(raw) if raw.strip() else None
+        except (aiohttp.ClientConnectionError, TimeoutError) as error:
             raise DurableUnavailable(stage) from error
-        except Exception as error:  # the SDK raises bare Exception for every failure
+        except (aiohttp.ClientError, ValueError) as error:  # not HTTP, or not JSON
             raise DurableFailure(stage) from error
 
 
-def _is_duplicate_refusal(error: Optional[BaseException]) -> bool:
-    """Whether the SDK's exception carries the extension's "already exists" refusal.
+def new_session() -> aiohttp.ClientSession:
+    """The HTTP session for the Durable API, one per composition root.
 
-    For answers other than 400 the SDK raises ``Exception(body)`` with the decoded
-    response body: ``{"Message": ..., "ExceptionMessage": ...}`` or ``{"Message": ...}``.
+    No total time limit here: each call is bounded as a whole by the client. A failed
+    request fails only itself; the session is closed with the root.
     """
-    if error is None or not error.args:
-        return False
-    body = error.args[0]
-    if isinstance(body, dict):
-        text = " ".join(str(body.get(key, "")) for key in ("Message", "ExceptionMessage"))
-    else:
-        text = str(body)
-    return "already exists" in text
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=100, enable_cleanup_closed=True),
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=5),
+    )

@@ -7,17 +7,20 @@ from typing import Tuple
 import azure.functions as func
 
 from . import _answers as answers
-from ._catalog import orchestrator_names
-from ._invocation import Invocation, answer
+from ._invocation import Invocation, RootFactory, answer
 from ._starter import start_singleton
 from ._validation import parse_start_request
 
 
-async def handle_start_request(req: func.HttpRequest, starter: str) -> func.HttpResponse:
+async def handle_start_request(
+    make_root: RootFactory, req: func.HttpRequest, starter: str
+) -> func.HttpResponse:
     """Answer one HttpStartSingle request.
 
     Parameters
     ----------
+    make_root : RootFactory
+        Gives the composition root.
     req : func.HttpRequest
         The request, with route parameters ``functionName`` and ``instanceId``.
     starter : str
@@ -28,11 +31,11 @@ async def handle_start_request(req: func.HttpRequest, starter: str) -> func.Http
     func.HttpResponse
         202 started, 200 existing instance used, or a problem+json answer.
     """
-    return await answer(req, starter, "HttpStartSingle", "http", _start)
+    return await answer(make_root, req, starter, "HttpStartSingle", "http", _start)
 
 
 async def _start(call: Invocation) -> Tuple[func.HttpResponse, str]:
-    request = parse_start_request(call.req, call.settings, orchestrator_names())
-    outcome = await start_singleton(request, call.durable, call.settings)
+    request = parse_start_request(call.req, call.settings, call.root.catalog)
+    outcome = await start_singleton(request, call.durable, call.root)
     response = answers.for_outcome(outcome, request.instance_id, call.links, request.reuse)
     return response, outcome.action.value

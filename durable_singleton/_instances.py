@@ -15,9 +15,8 @@ from azure.durable_functions.models.DurableOrchestrationStatus import DurableOrc
 
 from . import _answers as answers
 from . import _problems as problems
-from ._catalog import orchestrator_names
-from ._durable import DurableApi, InstanceEnded
-from ._invocation import Invocation, answer
+from ._durable import DurableClient, InstanceEnded
+from ._invocation import Invocation, RootFactory, answer
 from ._job import STOP_EVENT
 from ._links import Links
 from ._policy import FINISHED
@@ -36,28 +35,31 @@ class StopMode(str, enum.Enum):
     TERMINATE = "terminate"
 
 
-async def handle_instance_request(req: func.HttpRequest, starter: str) -> func.HttpResponse:
+async def handle_instance_request(
+    make_root: RootFactory, req: func.HttpRequest, starter: str
+) -> func.HttpResponse:
     """Answer GET (status) or DELETE (stop) on an instance.
 
-    Takes what :func:`~durable_singleton._http_start.handle_start_request` takes. Returns 200
-    with the status, 202 when a stop was requested, or problem+json: 404 for an unknown
-    instance, 409 when a stop finds it already ended.
+    Takes what :func:`~durable_singleton._http_start.handle_start_request` takes. Returns
+    200 with the status, 202 when a stop was requested, or problem+json: 404 for an
+    unknown instance, 409 when a stop finds it already ended.
     """
-    return await answer(req, starter, "SingletonInstance", "instance", _status_or_stop)
+    return await answer(make_root, req, starter, "SingletonInstance", "instance", _status_or_stop)
 
 
 async def _status_or_stop(call: Invocation) -> Tuple[func.HttpResponse, str]:
-    function_name, instance_id = read_route(call.req, orchestrator_names())
-    status = await _existing(call.durable, instance_id, function_name)
+    function_name, instance_id = read_route(call.req, call.root.catalog.names)
     if call.req.method.upper() == "GET":
+        status = await _existing(call.durable, instance_id, function_name)
         return answers.instance_status(status, instance_id), "status"
+    # Every part of the request is checked before the Durable API is called.
     mode = read_choice(call.req, "mode", StopMode, StopMode.STOP)
-    await _stop(call.durable, instance_id, status, mode, call.links)
+    await stop_instance(call.durable, function_name, instance_id, mode, call.links)
     return answers.accepted(instance_id, call.links), f"{mode.value}-requested"
 
 
 async def _existing(
-    durable: DurableApi, instance_id: str, function_name: str
+    durable: DurableClient, instance_id: str, function_name: str
 ) -> DurableOrchestrationStatus:
     """The instance's status; 404 when no instance of ``function_name`` has the id."""
     status = await durable.status(instance_id)
@@ -66,19 +68,22 @@ async def _existing(
     return status
 
 
-async def _stop(
-    durable: DurableApi,
-    instance_id: str,
-    status: DurableOrchestrationStatus,
-    mode: StopMode,
-    links: Links,
-) -> None:
-    """Ask the instance to end; 409 when it already has."""
+async def stop_instance(
+    durable: DurableClient, function_name: str, instance_id: str, mode: StopMode, links: Links
+) -> DurableOrchestrationStatus:
+    """Ask the instance to end; return the status it had when asked.
+
+    Raises
+    ------
+    ProblemError
+        404 when no instance of ``function_name`` has the id; 409 when it has ended.
+    """
+    status = await _existing(durable, instance_id, function_name)
     if status.runtime_status not in FINISHED:
         event = STOP_EVENT if mode is StopMode.STOP else None
         try:
             await durable.end(instance_id, event, TERMINATE_REASON, durable.timeout)
-            return
+            return status
         except InstanceEnded as ended:
             if ended.status is None:  # purged since it was read: the request failed
                 raise ended.failure from None

@@ -13,30 +13,45 @@ import azure.functions as func
 
 from . import _answers as answers
 from . import _telemetry as telemetry
-from ._durable import DurableApi
+from ._durable import DurableClient
 from ._links import Links, links_for
 from ._problems import printable
-from ._settings import Settings, load_settings
+from ._root import Root
+from ._settings import Settings
 
 logger = logging.getLogger("durable_singleton._starter")
 
 
 @dataclass(frozen=True)
 class Invocation:
-    """What a request's work gets: the request, the settings, the Durable API, the URLs."""
+    """What a request's work gets: the request, the composition root, the Durable API
+    client and the URLs for answers."""
 
     req: func.HttpRequest
-    settings: Settings
-    durable: DurableApi
+    root: Root
+    durable: DurableClient
     links: Links
+
+    @property
+    def settings(self) -> Settings:
+        """The app settings."""
+        return self.root.settings
 
 
 #: A request's work: its answer and the decision word for the log line and metrics.
 Work = Callable[[Invocation], Awaitable[Tuple[func.HttpResponse, str]]]
 
+#: Gives the running loop's composition root, making it on first use.
+RootFactory = Callable[[], Root]
+
 
 async def answer(
-    req: func.HttpRequest, starter: str, source: str, trigger: str, work: Work
+    make_root: RootFactory,
+    req: func.HttpRequest,
+    starter: str,
+    source: str,
+    trigger: str,
+    work: Work,
 ) -> func.HttpResponse:
     """Run ``work`` for ``req``; answer every failure with its problem (nothing escapes).
 
@@ -49,10 +64,10 @@ async def answer(
     problem_kind: Optional[str] = None
     with telemetry.request(trigger, loggable(instance_id), loggable(function_name)) as span:
         try:
-            settings = load_settings()
-            durable = DurableApi(starter, settings.durable_timeout_seconds)
-            links = links_for(settings.management_links, req, durable.client)
-            response, decision = await work(Invocation(req, settings, durable, links))
+            root = make_root()
+            durable = root.durable(starter)
+            links = links_for(root.settings.management_links, req, durable.binding)
+            response, decision = await work(Invocation(req, root, durable, links))
         except Exception as error:
             problem = answers.for_failure(error, links)
             response = answers.problem_response(problem)

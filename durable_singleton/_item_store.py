@@ -17,18 +17,19 @@ from typing import Any, Dict, List
 
 from azure.core.exceptions import ResourceNotFoundError
 
-from ._settings import load_settings, load_storage_connection
-from ._storage import shared_container
+from ._root import Root
 
 #: Items per blob: a load reads at most two blobs for one execution's share.
 BLOCK_ITEMS = 1000
 
 
-async def handle(request: Dict[str, Any]) -> Any:
+async def handle(root: Root, request: Dict[str, Any]) -> Any:
     """Carry out one request of the orchestrator.
 
     Parameters
     ----------
+    root : Root
+        The composition root: the settings and the Blob Storage client.
     request : dict
         ``{"op": "stage", "instanceId", "key", "items"}`` returns ``{"store"}``;
         ``{"op": "load", "store", "start", "count"}`` returns the items;
@@ -40,8 +41,7 @@ async def handle(request: Dict[str, Any]) -> Any:
         As above. Every operation may be retried by the runtime: staging the same
         key writes the same blobs, deleting twice is deleting once.
     """
-    settings = load_settings()
-    container = shared_container(load_storage_connection(), settings.job_container)
+    container = root.container(root.settings.job_container)
     op = request["op"]
     if op == "stage":
         return await _stage(container, request["instanceId"], request["key"], request["items"])

@@ -13,8 +13,9 @@ import enum
 from typing import Callable, Dict
 from urllib.parse import urlsplit, urlunsplit
 
-import azure.durable_functions as df
 import azure.functions as func
+
+from ._durable import Binding
 
 #: instance id -> the URLs an answer names for it (``id`` and ``statusQueryGetUri``
 #: always among them).
@@ -28,19 +29,17 @@ class LinkMode(str, enum.Enum):
     APP = "app"
 
 
-def links_for(
-    mode: LinkMode, req: func.HttpRequest, client: df.DurableOrchestrationClient
-) -> Links:
+def links_for(mode: LinkMode, req: func.HttpRequest, binding: Binding) -> Links:
     """The URLs for answers to ``req``, on the origin the caller used."""
     if mode is LinkMode.DURABLE:
-        return lambda instance_id: client.get_client_response_links(req, instance_id)
+        return lambda instance_id: binding.links(instance_id, req.url)
     return app_links(req.url)
 
 
-def host_links(client: df.DurableOrchestrationClient) -> Links:
+def host_links(binding: Binding) -> Links:
     """The Durable extension's URLs on the host's own origin, for work with no request to
     answer (a timer tick, whose problems are only logged)."""
-    return lambda instance_id: client.get_client_response_links(None, instance_id)
+    return binding.links
 
 
 def app_links(request_url: str) -> Links:

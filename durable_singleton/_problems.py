@@ -1,7 +1,7 @@
-"""RFC 9457 problem details: every non-2xx answer of HttpStartSingle.
+"""RFC 9457 problem details: every non-2xx answer of the app's HTTP functions.
 
 One constructor per kind of problem. The ``type`` of each is
-``urn:singleton-starter:problem:<kind>``; README.md lists the kinds. Details are the
+``urn:singleton-starter:problem:<kind>``; docs/http-api.md lists the kinds. Details are the
 app's own sentences: never a traceback, never a library's exception text.
 """
 

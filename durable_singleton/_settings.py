@@ -2,7 +2,8 @@
 
 Azure Functions hands app settings (and local.settings.json ``Values`` under
 ``func start``) to the worker as environment variables. Every setting the app reads
-is named in this module and documented in README.md; ``infra/`` sets each of them.
+is named in this module and documented in docs/settings.md; ``infra/`` sets each of
+them.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 import re
 from dataclasses import dataclass
 from typing import List, Mapping, Optional, Type, TypeVar
+from urllib.parse import urlsplit
 
 from ._links import LinkMode
 from ._policy import OnConflict, Overlap, Reuse
@@ -32,7 +34,7 @@ MANAGEMENT_LINKS = "SINGLETON_MANAGEMENT_LINKS"
 MAX_DURABLE_TIMEOUT_SECONDS = 10.0
 
 #: The settings of the schedule in folder TimerStartSingle; another schedule's folder
-#: passes a prefix of its own (README, "Scheduled singletons").
+#: passes a prefix of its own (docs/jobs.md, "Scheduled singletons (TimerStartSingle)").
 DEFAULT_SCHEDULE_PREFIX = "SINGLETON_SCHEDULE"
 #: Each schedule's settings: the prefix, then one of these.
 SCHEDULE_SUFFIXES = (
@@ -215,7 +217,17 @@ def load_storage_connection(environ: Mapping[str, str] = os.environ) -> StorageC
         return StorageConnection(connection_string=connection_string)
     service_uri = _raw(environ, f"{prefix}__blobServiceUri")
     account_name = _raw(environ, f"{prefix}__accountName")
+    if service_uri and not is_service_url(service_uri):
+        raise ConfigurationError(
+            f"App setting {prefix}__blobServiceUri must be an http(s) URL with a host."
+        )
     if not service_uri and account_name:
+        # Storage account names: 3 to 24 lowercase letters and digits.
+        if not re.fullmatch(r"[a-z0-9]{3,24}", account_name):
+            raise ConfigurationError(
+                f"App setting {prefix}__accountName must be a storage account name: "
+                "3 to 24 lowercase letters and digits."
+            )
         service_uri = f"https://{account_name}.blob.core.windows.net"
     if not service_uri:
         raise ConfigurationError(
@@ -229,6 +241,16 @@ def load_storage_connection(environ: Mapping[str, str] = os.environ) -> StorageC
         credential=credential.lower() if credential else None,
         client_id=_raw(environ, f"{prefix}__clientId"),
     )
+
+
+def is_service_url(url: str) -> bool:
+    """Whether ``url`` is an absolute http(s) URL whose host has no empty label."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(host) and "" not in host.split(".")
 
 
 def _raw(environ: Mapping[str, str], name: str) -> Optional[str]:

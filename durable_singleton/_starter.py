@@ -20,7 +20,7 @@ from azure.durable_functions.models.DurableOrchestrationStatus import DurableOrc
 
 from . import _telemetry as telemetry
 from ._durable import (
-    DurableApi,
+    DurableClient,
     DurableFailure,
     DurableUnavailable,
     InstanceEnded,
@@ -30,8 +30,7 @@ from ._durable import (
 from ._job import STOP_EVENT
 from ._lock import HeldLock, LockLost
 from ._policy import FINISHED, REPLACES, Action, decide, must_recheck_under_lock
-from ._settings import Settings, load_storage_connection
-from ._storage import shared_locks
+from ._root import Root
 from ._validation import StartRequest
 
 logger = logging.getLogger("durable_singleton._starter")
@@ -87,19 +86,17 @@ class ReplaceTimedOut(Exception):
         self.waited_seconds = waited_seconds
 
 
-async def start_singleton(
-    request: StartRequest, durable: DurableApi, settings: Settings
-) -> Outcome:
+async def start_singleton(request: StartRequest, durable: DurableClient, root: Root) -> Outcome:
     """Start ``request``'s orchestrator under its id unless the policy says otherwise.
 
     Parameters
     ----------
     request : StartRequest
         The validated request.
-    durable : DurableApi
-        The Durable API of this invocation.
-    settings : Settings
-        The app settings.
+    durable : DurableClient
+        The Durable API client of this invocation.
+    root : Root
+        The composition root: the settings and the start locks.
 
     Returns
     -------
@@ -113,16 +110,17 @@ async def start_singleton(
     DurableUnavailable, DurableFailure, LockUnavailable, LockLost, ConfigurationError
         A dependency or a setting failed.
     """
-    return await _StartRun(request, durable, settings).execute()
+    return await _StartRun(request, durable, root).execute()
 
 
 class _StartRun:
     """One validated start request, carried out."""
 
-    def __init__(self, request: StartRequest, durable: DurableApi, settings: Settings):
+    def __init__(self, request: StartRequest, durable: DurableClient, root: Root):
         self.request = request
         self.durable = durable
-        self.settings = settings
+        self.root = root
+        self.settings = root.settings
         self.id = request.instance_id
 
     async def execute(self) -> Outcome:
@@ -133,11 +131,7 @@ class _StartRun:
             # Fast path: refusing or pointing at the running instance needs no lock.
             return self._not_started(action, status)
 
-        locks = shared_locks(
-            load_storage_connection(),
-            self.settings.lock_container,
-            self.settings.storage_timeout_seconds,
-        )
+        locks = self.root.locks()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.lock_wait_seconds
         pause = FIRST_PAUSE_SECONDS
@@ -220,8 +214,13 @@ class _StartRun:
         if outcome is StartOutcome.STARTED:
             return Outcome(action, None, started=True)
         # The extension refused: an instance with the id is active after all (started
-        # outside this app's lock, for example). Answer as the policy says for it.
+        # outside this app's lock, for example). Answer as the policy says for it. An
+        # older build's 500 may also be a plain failure: then no instance is active.
         status = await self.durable.status(self.id)
+        if outcome is StartOutcome.REFUSED_OR_FAILED and (
+            status is None or status.runtime_status in FINISHED
+        ):
+            raise DurableFailure("starting the instance")
         refused = self._decide(status)
         if refused.starts:
             refused = Action.REJECT_ACTIVE

@@ -1,10 +1,11 @@
 """A timer tick of a scheduled singleton: check the schedule's settings, start as
 guarded, log one line.
 
-A tick has no caller to answer, so its outcome is its log line (in HttpStartSingle's
-format, with ``trigger=timer``), its span and its metrics. A past-due tick (the
-host's schedule monitor found ticks missed while the app was down) starts at most
-one run, like any other: the guarded start never runs the job twice.
+A tick has no caller to answer, so its outcome is its log line (HttpStartSingle's
+format, headed TimerStartSingle, with ``trigger=timer``), its span and its metrics.
+A past-due tick (the host's schedule monitor found ticks missed while the app was
+down) starts at most one run, like any other: the guarded start never runs the job
+twice.
 """
 
 from __future__ import annotations
@@ -17,13 +18,12 @@ import azure.functions as func
 
 from . import _answers as answers
 from . import _telemetry as telemetry
-from ._catalog import orchestrator_names
-from ._durable import DurableApi
-from ._invocation import log_decision, loggable
+from ._invocation import RootFactory, log_decision, loggable
 from ._links import Links, host_links
 from ._policy import Action
 from ._problems import ProblemError
-from ._settings import ConfigurationError, Schedule, Settings, load_schedule, load_settings
+from ._root import Root
+from ._settings import ConfigurationError, Schedule, load_schedule
 from ._starter import Outcome, start_singleton
 from ._validation import (
     StartRequest,
@@ -40,11 +40,15 @@ SKIPPED = "skipped"
 DISABLED = "schedule-disabled"
 
 
-async def handle_tick(timer: func.TimerRequest, starter: str, prefix: str) -> None:
+async def handle_tick(
+    make_root: RootFactory, timer: func.TimerRequest, starter: str, prefix: str
+) -> None:
     """Run one tick of the schedule whose settings start with ``prefix``.
 
     Parameters
     ----------
+    make_root : RootFactory
+        Gives the composition root.
     timer : func.TimerRequest
         The timer binding; ``past_due`` is set for a catch-up tick.
     starter : str
@@ -53,24 +57,26 @@ async def handle_tick(timer: func.TimerRequest, starter: str, prefix: str) -> No
         The schedule's app setting prefix (``SINGLETON_SCHEDULE`` for the first one).
     """
     began = time.perf_counter()
-    schedule: Optional[Schedule] = None
+    request: Optional[StartRequest] = None
     links: Optional[Links] = None
     problem_kind: Optional[str] = None
     status = 0
     with telemetry.request("timer", "-", "-") as span:
         span.set_attribute("singleton.schedule", prefix)
         try:
-            settings = load_settings()
-            schedule = load_schedule(prefix)
-            span.set_attribute("singleton.instance_id", loggable(schedule.instance_id))
-            span.set_attribute("singleton.function_name", loggable(schedule.orchestrator))
+            root = make_root()
+            schedule = load_schedule(prefix, root.environ)
             if not schedule.enabled:
                 decision = DISABLED
             else:
-                request = schedule_request(schedule, settings)
-                durable = DurableApi(starter, settings.durable_timeout_seconds)
-                links = host_links(durable.client)
-                outcome = await start_singleton(request, durable, settings)
+                # Checked before anything names them: a value that breaks a rule (a
+                # connection string in the wrong setting) never reaches a log or span.
+                request = schedule_request(schedule, root)
+                span.set_attribute("singleton.instance_id", loggable(request.instance_id))
+                span.set_attribute("singleton.function_name", loggable(request.function_name))
+                durable = root.durable(starter)
+                links = host_links(durable.binding)
+                outcome = await start_singleton(request, durable, root)
                 decision, status = _decision(outcome)
         except Exception as error:
             problem = answers.for_failure(error, links)
@@ -79,9 +85,9 @@ async def handle_tick(timer: func.TimerRequest, starter: str, prefix: str) -> No
             decision, status, problem_kind = problem.kind, problem.status, problem.kind
         telemetry.record_decision(span, "timer", decision, status, problem_kind)
     log_decision(
-        "HttpStartSingle",
-        schedule.instance_id if schedule else "",
-        schedule.orchestrator if schedule else "",
+        "TimerStartSingle",
+        request.instance_id if request else "",
+        request.function_name if request else "",
         decision,
         status,
         began,
@@ -89,7 +95,7 @@ async def handle_tick(timer: func.TimerRequest, starter: str, prefix: str) -> No
     )
 
 
-def schedule_request(schedule: Schedule, settings: Settings) -> StartRequest:
+def schedule_request(schedule: Schedule, root: Root) -> StartRequest:
     """The start a tick makes, checked with the starter's own rules.
 
     Raises
@@ -99,12 +105,12 @@ def schedule_request(schedule: Schedule, settings: Settings) -> StartRequest:
     """
     name = f"{schedule.prefix}_ORCHESTRATOR"
     try:
-        function_name = check_function_name(schedule.orchestrator, orchestrator_names())
+        function_name = check_function_name(schedule.orchestrator, root.catalog.names)
         name = f"{schedule.prefix}_INSTANCE_ID"
         instance_id = check_instance_id(schedule.instance_id)
         name = f"{schedule.prefix}_INPUT"
-        input_ = read_json_body(schedule.input_json.encode("utf-8"), settings.max_body_bytes)
-        check_input(function_name, input_)
+        input_ = read_json_body(schedule.input_json.encode("utf-8"), root.settings.max_body_bytes)
+        check_input(root.catalog, function_name, input_)
     except ProblemError as error:
         # The title names the rule; the detail may repeat the value, so it stays out.
         raise ConfigurationError(

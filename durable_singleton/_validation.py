@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl, urlsplit
 import azure.functions as func
 
 from . import _problems as problems
-from ._catalog import InvalidInput, input_rule
+from ._catalog import Catalog, InvalidInput
 from ._policy import OnConflict, Reuse
 from ._problems import ProblemError
 from ._settings import Choice, Settings, choice_values, parse_choice
@@ -46,7 +46,7 @@ class StartRequest:
 
 
 def parse_start_request(
-    req: func.HttpRequest, settings: Settings, orchestrators: Collection[str]
+    req: func.HttpRequest, settings: Settings, catalog: Catalog
 ) -> StartRequest:
     """Check every part of a start request.
 
@@ -56,8 +56,8 @@ def parse_start_request(
         The request as the host passes it.
     settings : Settings
         The app settings (body limit, default policies).
-    orchestrators : Collection[str]
-        The names of this app's orchestrator functions.
+    catalog : Catalog
+        The app's startable orchestrators and their input rules.
 
     Returns
     -------
@@ -70,12 +70,27 @@ def parse_start_request(
         404 for an unknown orchestrator, 413 for a body over the limit, 400 for
         anything else that is wrong.
     """
-    function_name, instance_id = read_route(req, orchestrators)
+    function_name, instance_id = read_route(req, catalog.names)
     on_conflict = read_choice(req, "onConflict", OnConflict, settings.on_conflict)
     reuse = read_choice(req, "reuse", Reuse, settings.reuse)
     body = read_json_body(req.get_body() or b"", settings.max_body_bytes)
-    check_input(function_name, body)
+    check_input(catalog, function_name, body)
     return StartRequest(function_name, instance_id, body, on_conflict, reuse)
+
+
+def check_start(request: StartRequest, catalog: Catalog, limit: int) -> None:
+    """Check a start made from code as the HTTP route's is checked (ProblemError).
+
+    The input must be JSON of at most ``limit`` bytes, under the body's rules.
+    """
+    check_function_name(request.function_name, catalog.names)
+    check_instance_id(request.instance_id)
+    try:
+        encoded = json.dumps(request.input, allow_nan=False).encode("utf-8")
+    except (TypeError, ValueError):
+        raise ProblemError(problems.invalid_body("The input is not JSON.")) from None
+    read_json_body(encoded, limit)
+    check_input(catalog, request.function_name, request.input)
 
 
 def read_route(req: func.HttpRequest, orchestrators: Collection[str]) -> Tuple[str, str]:
@@ -85,9 +100,9 @@ def read_route(req: func.HttpRequest, orchestrators: Collection[str]) -> Tuple[s
     return function_name, check_instance_id(req.route_params.get("instanceId", ""))
 
 
-def check_input(function_name: str, value: Any) -> None:
+def check_input(catalog: Catalog, function_name: str, value: Any) -> None:
     """Raise a 400 problem when the orchestrator's own rule refuses ``value``."""
-    rule = input_rule(function_name)
+    rule = catalog.rule(function_name)
     if rule is not None:
         try:
             rule(value)

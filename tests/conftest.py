@@ -9,10 +9,11 @@ import azure.functions as func
 import pytest
 from hypothesis import settings as hypothesis_settings
 
-import HttpStartSingle
-import SingletonInstance
+from durable_singleton import SingletonApp
 from durable_singleton import _settings as app_settings
+from tests.support.app import app
 from tests.support.azurite import Azurite
+from tests.support.blob_counter import RequestCounter, counted_app
 from tests.support.clients import close_app_clients
 from tests.support.contract import check_response
 from tests.support.durable_double import DurableDouble
@@ -57,11 +58,12 @@ def durable(durable_server: DurableDouble) -> DurableDouble:
 
 
 @pytest.fixture
-def app_env(monkeypatch: pytest.MonkeyPatch, azurite: Azurite) -> str:
+async def app_env(monkeypatch: pytest.MonkeyPatch, azurite: Azurite) -> Any:
     """App settings as a fresh app has them, storage on the test Azurite.
 
-    Each test gets its own lock container, so no lock outlives its test. Returns the
-    container's name.
+    Each test gets its own lock container, so no lock outlives its test. Yields the
+    container's name. The app reads its settings once per composition root: the
+    root is closed afterwards, so the next test's settings are read anew.
     """
     for name in app_settings.APP_SETTINGS:
         monkeypatch.delenv(name, raising=False)
@@ -70,12 +72,33 @@ def app_env(monkeypatch: pytest.MonkeyPatch, azurite: Azurite) -> str:
     monkeypatch.setenv(app_settings.STORAGE_CONNECTION, azurite.connection_string)
     container = f"locks-{uuid.uuid4().hex[:16]}"
     monkeypatch.setenv(app_settings.LOCK_CONTAINER, container)
-    return container
+    await app.close()
+    yield container
+    await app.close()
 
 
 @pytest.fixture
-def start(durable: DurableDouble, app_env: str) -> StartCall:
-    """Call ``HttpStartSingle.main`` as the host does, against the double."""
+async def blob_requests(app_env: str) -> Any:
+    """Count the Blob Storage requests of the app under test (``app_under_test``)."""
+    counter = RequestCounter()
+    counter.app = counted_app(app, counter)
+    yield counter
+    await counter.app.close()
+
+
+@pytest.fixture
+def app_under_test(request: pytest.FixtureRequest) -> SingletonApp:
+    """The v1 app's SingletonApp, or its request-counting twin for tests that count."""
+    if "blob_requests" in request.fixturenames:
+        counted: SingletonApp = request.getfixturevalue("blob_requests").app
+        return counted
+    return app
+
+
+@pytest.fixture
+def start(durable: DurableDouble, app_env: str, app_under_test: SingletonApp) -> StartCall:
+    """Call HttpStartSingle as the host does (``main`` is ``app.http_start``), against
+    the double."""
 
     async def call(
         instance_id: str,
@@ -86,15 +109,15 @@ def start(durable: DurableDouble, app_env: str) -> StartCall:
         starter: Optional[str] = None,
     ) -> func.HttpResponse:
         request = start_request(function_name, instance_id, body, query, raw_body)
-        response = await HttpStartSingle.main(request, starter or durable.starter())
+        response = await app_under_test.http_start(request, starter or durable.starter())
         return check_response("POST", response)  # every answer must match the contract
 
     return call
 
 
 @pytest.fixture
-def instance(durable: DurableDouble, app_env: str) -> StartCall:
-    """Call ``SingletonInstance.main`` (GET or DELETE) as the host does."""
+def instance(durable: DurableDouble, app_env: str, app_under_test: SingletonApp) -> StartCall:
+    """Call SingletonInstance (GET or DELETE) as the host does."""
 
     async def call(
         method: str,
@@ -104,7 +127,7 @@ def instance(durable: DurableDouble, app_env: str) -> StartCall:
         starter: Optional[str] = None,
     ) -> func.HttpResponse:
         request = instance_request(method, function_name, instance_id, query)
-        response = await SingletonInstance.main(request, starter or durable.starter())
+        response = await app_under_test.http_instance(request, starter or durable.starter())
         return check_response(method, response)
 
     return call

@@ -57,3 +57,46 @@ def test_the_readme_shows_what_ci_runs() -> None:
     for line in (PROJECT_ROOT / ".ci" / "run").read_text().splitlines():
         if line.startswith("bash "):
             assert line in readme
+
+
+#: A place in the docs named from code: ``README, "Section"``, ``docs/page.md, "Section"``
+#: or ``docs/page.md#anchor``.
+_NAMED_SECTION = re.compile(r'\b(README(?:\.md)?|docs/[\w-]+\.md),?\s+"([^"\n]+)"')
+_NAMED_ANCHOR = re.compile(r"\b(docs/[\w-]+\.md)(?:#([\w-]+))?")
+
+
+def _code_files() -> Iterator[Path]:
+    for path in PROJECT_ROOT.rglob("*.py"):
+        parts = path.relative_to(PROJECT_ROOT).parts
+        if not (parts[0].startswith(".") or "node_modules" in parts or path == Path(__file__)):
+            yield path
+
+
+def _named_places() -> Iterator[Tuple[str, Path, str]]:
+    for path in _code_files():
+        text = path.read_text(encoding="utf-8")
+        where = str(path.relative_to(PROJECT_ROOT))
+        for page, section in _NAMED_SECTION.findall(text):
+            page = "README.md" if page.startswith("README") else page
+            yield where, PROJECT_ROOT / page, _slug(section)
+        for page, anchor in _NAMED_ANCHOR.findall(text):
+            yield where, PROJECT_ROOT / page, anchor
+
+
+def test_every_docs_section_the_code_names_exists() -> None:
+    places = list(_named_places())
+    assert len(places) >= 5
+    missing = [
+        f"{where}: {page.name} #{anchor}"
+        for where, page, anchor in places
+        if not page.exists() or (anchor and anchor not in _anchors(page))
+    ]
+    assert not missing
+
+
+def test_a_section_that_moved_is_found(tmp_path: Path) -> None:
+    """The check itself: a README section that is not there is reported."""
+    assert _NAMED_SECTION.findall('see README, "Scheduled singletons"') == [
+        ("README", "Scheduled singletons")
+    ]
+    assert _slug("Scheduled singletons") not in _anchors(PROJECT_ROOT / "README.md")

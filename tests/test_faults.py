@@ -18,6 +18,7 @@ from azure.storage.blob.aio import BlobServiceClient
 
 from durable_singleton._lock import LEASE_SECONDS, lock_blob_name
 from durable_singleton._settings import STORAGE_CONNECTION
+from tests.support.app import change_setting
 from tests.support.azurite import connection_string
 from tests.support.durable_double import starter_binding
 from tests.support.fault_proxy import FaultProxy
@@ -86,7 +87,7 @@ async def test_a_holder_that_lost_its_lease_starts_nothing(
     """Storage cut for longer than the lease: the holder cannot prove it still holds
     it, so it answers 503 lock-lost and never calls start; a caller with a working
     path takes the expired lease and is the one winner."""
-    monkeypatch.setenv("SINGLETON_TERMINATE_TIMEOUT_SECONDS", "30")
+    await change_setting(monkeypatch, "SINGLETON_TERMINATE_TIMEOUT_SECONDS", "30")
     durable.reset(terminate_delay=LEASE_SECONDS + 2)
     durable.put("lost", "Running")
     holder = asyncio.create_task(start("lost", query="onConflict=terminateExisting"))
@@ -107,7 +108,7 @@ async def test_a_holder_that_lost_its_lease_starts_nothing(
         if durable.instances["lost"].status == "Terminated":
             break
         await asyncio.sleep(0.1)
-    monkeypatch.setenv(STORAGE_CONNECTION, azurite.connection_string)
+    await change_setting(monkeypatch, STORAGE_CONNECTION, azurite.connection_string)
     assert kind(await start("lost")) == "202"
     assert len(durable.accepted_starts) == 1 and durable.dropped_starts == []
 
@@ -245,7 +246,7 @@ async def test_hung_durable_api_is_503_within_its_timeout(
 async def test_a_caller_cancelled_mid_acquire_leaves_no_lease_behind(
     start, durable, azurite, app_env, storage_proxy, monkeypatch
 ) -> None:
-    monkeypatch.setenv("SINGLETON_LOCK_WAIT_SECONDS", "5")
+    await change_setting(monkeypatch, "SINGLETON_LOCK_WAIT_SECONDS", "5")
     # A first run creates the id's lock blob, so the next acquire is one lease request.
     assert kind(await start("cancelled")) == "202"
     durable.set_status("cancelled", "Completed")

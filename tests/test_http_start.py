@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from tests.support.answers import MANAGEMENT_KEYS, problem
+from tests.support.app import change_setting
 from tests.support.azurite import free_port
 from tests.support.durable_double import ACTIVE, FINISHED, SYSTEM_KEY, starter_binding
 
@@ -132,7 +133,7 @@ async def test_body_over_the_default_limit_is_413(start, durable) -> None:
 
 
 async def test_body_limit_follows_the_app_setting(start, durable, monkeypatch) -> None:
-    monkeypatch.setenv("SINGLETON_MAX_BODY_BYTES", "20")
+    await change_setting(monkeypatch, "SINGLETON_MAX_BODY_BYTES", "20")
     problem(await start("job", {"items": ["abcdefghijkl"]}), 413, "body-too-large")
     assert (await start("job", {"items": []})).status_code == 202
 
@@ -150,7 +151,7 @@ async def test_bad_query_parameter_is_400(start, durable) -> None:
 
 
 async def test_bad_app_setting_is_500_naming_the_setting(start, durable, monkeypatch) -> None:
-    monkeypatch.setenv("SINGLETON_DEFAULT_REUSE", "sometimes")
+    await change_setting(monkeypatch, "SINGLETON_DEFAULT_REUSE", "sometimes")
     body = problem(await start("job"), 500, "misconfigured")
     assert "SINGLETON_DEFAULT_REUSE" in body["detail"] and "sometimes" not in body["detail"]
     assert sum(durable.calls.values()) == 0
@@ -166,7 +167,7 @@ async def test_bad_app_setting_is_500_naming_the_setting(start, durable, monkeyp
 async def test_every_bad_setting_is_misconfigured_never_internal_error(
     start, durable, monkeypatch, name: str, value: str
 ) -> None:
-    monkeypatch.setenv(name, value)
+    await change_setting(monkeypatch, name, value)
     body = problem(await start("job"), 500, "misconfigured")
     assert name in body["detail"] and value not in body["detail"]
     assert durable.accepted_starts == []
@@ -224,7 +225,7 @@ async def test_unexpected_fault_is_500_without_a_traceback(start, durable, monke
     def broken(*args: Any) -> None:
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr(durable_singleton._http_start, "orchestrator_names", broken)
+    monkeypatch.setattr(durable_singleton._http_start, "parse_start_request", broken)
     response = await start("job")
     problem(response, 500, "internal-error")
     assert "secret internals" not in response.get_body().decode()
@@ -256,3 +257,25 @@ async def test_log_line_escapes_control_characters(start, durable, caplog) -> No
     await start("forged\nHttpStartSingle instance=x decision=started")
     [line] = [r.getMessage() for r in caplog.records if r.name == "durable_singleton._starter"]
     assert "\n" not in line and "\\n" in line
+
+
+@pytest.mark.parametrize(
+    "name,value",
+    [
+        ("AzureWebJobsStorage", "DefaultEndpointsProtocol=https;AccountName="),
+        ("AzureWebJobsStorage", "DefaultEndpointsProtocol=https;AccountName=acct;AccountKey="),
+        ("AzureWebJobsStorage", "AccountName=acct;AccountKey=%%%secret%%%"),
+        ("AzureWebJobsStorage", "AccountName=acct;AccountKey=a2V5;BlobEndpoint=notaurl"),
+        ("AzureWebJobsStorage__blobServiceUri", "https://"),
+        ("AzureWebJobsStorage__accountName", "Not An Account!"),
+    ],
+)
+async def test_a_storage_connection_the_sdk_cannot_use_is_misconfigured_before_any_call(
+    start, durable, monkeypatch, name: str, value: str
+) -> None:
+    if name != "AzureWebJobsStorage":
+        monkeypatch.delenv("AzureWebJobsStorage")
+    await change_setting(monkeypatch, name, value)
+    body = problem(await start("job"), 500, "misconfigured")
+    assert name in body["detail"] and value not in body["detail"]
+    assert sum(durable.calls.values()) == 0

@@ -8,6 +8,7 @@ import time
 import pytest
 
 from tests.support.answers import MANAGEMENT_KEYS, problem
+from tests.support.app import change_setting
 
 # -- onConflict ----------------------------------------------------------------------
 
@@ -57,7 +58,7 @@ async def give_up_on(start, durable, instance_id: str, policy: str, problem_type
 async def test_terminate_existing_gives_up_when_the_instance_never_stops(
     start, durable, monkeypatch
 ) -> None:
-    monkeypatch.setenv("SINGLETON_TERMINATE_TIMEOUT_SECONDS", "1")
+    await change_setting(monkeypatch, "SINGLETON_TERMINATE_TIMEOUT_SECONDS", "1")
     durable.reset(terminate_delay=None)
     response, body = await give_up_on(
         start, durable, "stuck", "terminateExisting", "termination-timeout"
@@ -86,7 +87,7 @@ async def test_stop_existing_gives_up_with_its_own_problem_when_stop_is_ignored(
 ) -> None:
     """An orchestrator that does not handle Stop never ends: 409, nothing started, the
     Stop still requested."""
-    monkeypatch.setenv("SINGLETON_TERMINATE_TIMEOUT_SECONDS", "1")
+    await change_setting(monkeypatch, "SINGLETON_TERMINATE_TIMEOUT_SECONDS", "1")
     durable.reset(stop_delay=None)
     _, body = await give_up_on(start, durable, "ignores", "stopExisting", "stop-timeout")
     assert "Stop stays requested" in body["detail"]
@@ -127,7 +128,7 @@ async def test_a_replace_when_the_instance_ended_meanwhile_just_starts(
 
 
 async def test_stop_existing_is_the_app_default_when_set(start, durable, monkeypatch) -> None:
-    monkeypatch.setenv("SINGLETON_DEFAULT_ON_CONFLICT", "stopExisting")
+    await change_setting(monkeypatch, "SINGLETON_DEFAULT_ON_CONFLICT", "stopExisting")
     durable.reset(stop_delay=0.1)
     durable.put("default", "Running")
     assert (await start("default")).status_code == 202
@@ -193,8 +194,8 @@ async def test_reuse_rules_are_checked_again_under_the_lock(start, durable) -> N
 async def test_app_settings_set_the_defaults_and_the_query_overrides(
     start, durable, monkeypatch
 ) -> None:
-    monkeypatch.setenv("SINGLETON_DEFAULT_ON_CONFLICT", "useExisting")
-    monkeypatch.setenv("SINGLETON_DEFAULT_REUSE", "rejectDuplicate")
+    await change_setting(monkeypatch, "SINGLETON_DEFAULT_ON_CONFLICT", "useExisting")
+    await change_setting(monkeypatch, "SINGLETON_DEFAULT_REUSE", "rejectDuplicate")
     durable.put("running", "Running")
     durable.put("done", "Completed")
     assert (await start("running")).status_code == 200

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.app import change_setting
 from tests.support.azurite import connection_string, free_port
 from tests.support.durable_double import SYSTEM_KEY, starter_binding
 from tests.support.fault_proxy import FaultProxy
@@ -43,7 +44,7 @@ async def test_with_app_links_no_answer_of_any_kind_holds_the_system_key(
     answers.append(await instance("DELETE", "k-start"))  # 202 stop
     answers.append(await instance("DELETE", "k-done"))  # 409 ended
     answers.append(await instance("GET", "nobody"))  # 404
-    monkeypatch.setenv("SINGLETON_TERMINATE_TIMEOUT_SECONDS", "1")
+    await change_setting(monkeypatch, "SINGLETON_TERMINATE_TIMEOUT_SECONDS", "1")
     durable.reset(terminate_delay=None, stop_delay=None)
     durable.put("k-stuck", "Running")
     answers.append(await start("k-stuck", query="onConflict=terminateExisting"))  # 409
@@ -59,7 +60,7 @@ async def test_with_app_links_no_answer_of_any_kind_holds_the_system_key(
         answers.append(await start("k-unknown", starter=proxied))  # 503 outcome unknown
     finally:
         proxy.stop()
-    monkeypatch.setenv("AzureWebJobsStorage", connection_string(free_port()))
+    await change_setting(monkeypatch, "AzureWebJobsStorage", connection_string(free_port()))
     answers.append(await start("k-storage"))  # 503 storage
     codes = sorted({a.status_code for a in answers})
     assert codes == [200, 202, 400, 404, 409, 503]

@@ -11,14 +11,19 @@ from azure.storage.blob.aio import BlobServiceClient
 
 from durable_singleton._lock import LEASE_SECONDS, LockUnavailable, StartLocks, lock_blob_name
 from durable_singleton._settings import StorageConnection
-from durable_singleton._storage import blob_service_client, shared_container, wait_for_releases
+from durable_singleton._storage import blob_service_client
+from tests.support.app import app, change_setting
 from tests.support.azurite import connection_string, free_port
+
+
+def lock_container(name: str):
+    """A client for the lock container ``name`` on the app's own Blob Storage client."""
+    return app.root().container(name)
 
 
 @pytest.fixture
 async def locks(azurite, app_env):
-    container = shared_container(StorageConnection(azurite.connection_string), app_env)
-    return StartLocks(container, 5)
+    return StartLocks(lock_container(app_env), 5)
 
 
 async def raw_lease(azurite, container: str, blob: str):
@@ -59,7 +64,7 @@ async def test_unreachable_storage_raises_lock_unavailable() -> None:
 
 
 async def test_storage_down_is_503_and_nothing_starts(start, durable, monkeypatch) -> None:
-    monkeypatch.setenv("AzureWebJobsStorage", connection_string(free_port()))
+    await change_setting(monkeypatch, "AzureWebJobsStorage", connection_string(free_port()))
     response = await start("job")
     assert response.status_code == 503
     body = json.loads(response.get_body())
@@ -71,7 +76,7 @@ async def test_storage_down_is_503_and_nothing_starts(start, durable, monkeypatc
 
 async def test_conflict_fast_path_needs_no_storage(start, durable, monkeypatch) -> None:
     """A 409 for a running instance never touches storage, so it works even without it."""
-    monkeypatch.setenv("AzureWebJobsStorage", connection_string(free_port()))
+    await change_setting(monkeypatch, "AzureWebJobsStorage", connection_string(free_port()))
     durable.put("job", "Running")
     assert (await start("job")).status_code == 409
 
@@ -79,7 +84,7 @@ async def test_conflict_fast_path_needs_no_storage(start, durable, monkeypatch) 
 async def test_held_lease_gives_503_after_the_wait_and_never_delays_other_ids(
     start, durable, azurite, app_env, monkeypatch
 ) -> None:
-    monkeypatch.setenv("SINGLETON_LOCK_WAIT_SECONDS", "0.5")
+    await change_setting(monkeypatch, "SINGLETON_LOCK_WAIT_SECONDS", "0.5")
     await start("warm-up")  # creates the container
     service, lease = await raw_lease(azurite, app_env, lock_blob_name("TestHubName", "busy"))
     try:
@@ -101,12 +106,10 @@ async def test_crashed_holders_lease_expires_and_a_live_holder_keeps_renewing(
     start, durable, azurite, app_env, monkeypatch
 ) -> None:
     """A lease nobody renews blocks for at most LEASE_SECONDS; one that is renewed holds."""
-    monkeypatch.setenv("SINGLETON_LOCK_WAIT_SECONDS", "1")
+    await change_setting(monkeypatch, "SINGLETON_LOCK_WAIT_SECONDS", "1")
     await start("warm-up")
     service, _crashed = await raw_lease(azurite, app_env, lock_blob_name("TestHubName", "crashed"))
-    renewing = StartLocks(
-        shared_container(StorageConnection(azurite.connection_string), app_env), 5, renew_every=2
-    )
+    renewing = StartLocks(lock_container(app_env), 5, renew_every=2)
     held = await renewing.try_acquire("TestHubName", "held")
     try:
         assert (await start("crashed")).status_code == 503
@@ -119,25 +122,10 @@ async def test_crashed_holders_lease_expires_and_a_live_holder_keeps_renewing(
     assert (await start("held")).status_code == 202
 
 
-@pytest.fixture
-async def blob_requests(monkeypatch):
-    """Count the app's Blob Storage requests from here on."""
-    from durable_singleton._storage import close_shared
-    from tests.support.blob_counter import RequestCounter, count_app_requests
-
-    await close_shared()
-    counter = RequestCounter()
-    undo = count_app_requests(counter)
-    yield counter
-    undo()
-    await wait_for_releases()
-    await close_shared()
-
-
 async def test_callers_in_one_process_share_one_storage_attempt(
     azurite, app_env, blob_requests
 ) -> None:
-    locks = StartLocks(shared_container(StorageConnection(azurite.connection_string), app_env), 5)
+    locks = StartLocks(blob_requests.app.root().container(app_env), 5)
     first = await locks.try_acquire("hub", "shared")
     assert first is not None
     sent = blob_requests.requests
@@ -158,7 +146,7 @@ async def test_callers_in_one_process_share_one_storage_attempt(
 async def test_a_lock_learns_which_lock_blobs_exist(azurite, app_env, blob_requests) -> None:
     """The first use of an id in a process creates its blob before the lease request;
     afterwards the lease request alone, until the memory of known blobs is full."""
-    container = shared_container(StorageConnection(azurite.connection_string), app_env)
+    container = blob_requests.app.root().container(app_env)
     locks = StartLocks(container, 5, known_blobs=2)
     await (await locks.try_acquire("hub", "warm-up")).release()  # the container exists
 
@@ -190,7 +178,7 @@ async def test_a_burst_in_one_process_costs_a_few_storage_requests(
     durable.reset(start_check_delay=0.05)
     responses = await asyncio.gather(*[start("burst") for _ in range(40)])
     assert sorted(r.status_code for r in responses) == [202] + [409] * 39
-    await wait_for_releases()
+    await blob_requests.app.wait_for_background()
     # The container, the blob, the lease and its release: not one request per caller.
     assert blob_requests.requests <= 5
 
@@ -198,7 +186,7 @@ async def test_a_burst_in_one_process_costs_a_few_storage_requests(
 async def test_local_waiters_retry_when_the_lock_is_held_elsewhere(
     start, durable, azurite, app_env, monkeypatch, blob_requests
 ) -> None:
-    monkeypatch.setenv("SINGLETON_LOCK_WAIT_SECONDS", "0.6")
+    await change_setting(monkeypatch, "SINGLETON_LOCK_WAIT_SECONDS", "0.6")
     await start("warm-up")
     service, lease = await raw_lease(azurite, app_env, lock_blob_name("TestHubName", "remote"))
     try:

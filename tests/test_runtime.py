@@ -21,7 +21,7 @@ import pytest
 
 pytest.importorskip("azure_functions_runtime_v1", reason="the runtime needs Python 3.13+")
 
-from durable_singleton._catalog import APP_ROOT  # noqa: E402
+from tests.support.app import APP_ROOT, change_setting  # noqa: E402
 from tests.support.azurite import connection_string, free_port  # noqa: E402
 from tests.support.contract import check_answer  # noqa: E402
 from tests.support.durable_double import SYSTEM_KEY, starter_binding  # noqa: E402
@@ -114,7 +114,7 @@ async def test_outages_through_the_runtime(host, durable, app_env, monkeypatch) 
     answer = await post(host, dead_durable, "rt-down")
     assert (answer.status, kind(answer)) == (503, "durable-unavailable")
     assert answer.headers["retry-after"]
-    monkeypatch.setenv("AzureWebJobsStorage", connection_string(free_port()))
+    await change_setting(monkeypatch, "AzureWebJobsStorage", connection_string(free_port()))
     answer = await post(host, durable.starter(), "rt-storage-down")
     assert (answer.status, kind(answer)) == (503, "storage-unavailable")
 
@@ -195,7 +195,7 @@ def _installed_top_level_names() -> Set[str]:
 def test_no_installed_distribution_provides_an_app_module() -> None:
     """The runtime appends the app root to sys.path, so an installed module of the same
     name would win over the app's: none of the app's top-level names may be taken."""
-    app_names = {"durable_singleton", *FUNCTIONS}
+    app_names = {"durable_singleton", "singleton_app", *FUNCTIONS}
     assert not app_names & _installed_top_level_names()
 
 

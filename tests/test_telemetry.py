@@ -15,6 +15,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from tests.support.app import change_setting
 from tests.support.azurite import ACCOUNT_KEY, connection_string, free_port
 from tests.support.durable_double import SYSTEM_KEY, starter_binding
 
@@ -115,7 +116,7 @@ async def test_each_dependency_failure_is_counted_and_traced(
 ) -> None:
     starter = None
     if failure == "storage":
-        monkeypatch.setenv("AzureWebJobsStorage", connection_string(free_port()))
+        await change_setting(monkeypatch, "AzureWebJobsStorage", connection_string(free_port()))
     else:
         starter = starter_binding(f"http://127.0.0.1:{free_port()}/durabletask/")
     assert (await start("t-fail", starter=starter)).status_code == 503
@@ -129,7 +130,7 @@ async def test_each_dependency_failure_is_counted_and_traced(
 async def test_no_span_or_metric_holds_a_key(start, instance, durable, spans, monkeypatch) -> None:
     await start("t-secret")
     await instance("GET", "t-secret")
-    monkeypatch.setenv("AzureWebJobsStorage", connection_string(free_port()))
+    await change_setting(monkeypatch, "AzureWebJobsStorage", connection_string(free_port()))
     await start("t-secret-2")
     said = []
     for span in spans.get_finished_spans():

@@ -13,6 +13,7 @@ import pytest
 from azure.functions.timer import TimerRequest  # the concrete class the runtime makes
 
 import TimerStartSingle
+from tests.support.app import change_setting
 from tests.support.processes import AppProcesses
 from tests.support.report import report
 
@@ -43,7 +44,7 @@ def tick_lines(caplog: Any) -> List[str]:
     return [
         r.getMessage()
         for r in caplog.records
-        if r.getMessage().startswith("HttpStartSingle ") and "trigger=timer" in r.getMessage()
+        if r.getMessage().startswith("TimerStartSingle ") and "trigger=timer" in r.getMessage()
     ]
 
 
@@ -167,11 +168,11 @@ async def test_a_storage_outage_is_logged_and_starts_nothing(durable, schedule, 
 
 
 async def test_a_second_schedule_has_its_own_prefix(durable, schedule, monkeypatch) -> None:
-    from durable_singleton._timer_start import handle_tick
+    from tests.support.app import app
 
     monkeypatch.setenv("SINGLETON_SCHEDULE_REPORTS_ENABLED", "true")
     monkeypatch.setenv("SINGLETON_SCHEDULE_REPORTS_INSTANCE_ID", "reports")
-    await handle_tick(TimerRequest(), durable.starter(), "SINGLETON_SCHEDULE_REPORTS")
+    await app.timer_tick(TimerRequest(), durable.starter(), "SINGLETON_SCHEDULE_REPORTS")
     await tick(durable)
     assert sorted(i for _, i in durable.accepted_starts) == ["nightly", "reports"]
 
@@ -220,10 +221,25 @@ async def test_a_replace_that_times_out_is_logged_not_raised(
     logged with their kind."""
     caplog.set_level(logging.INFO)
     schedule.setenv(f"{PREFIX}_OVERLAP", "cancelOther")
-    monkeypatch.setenv("SINGLETON_TERMINATE_TIMEOUT_SECONDS", "1")
+    await change_setting(monkeypatch, "SINGLETON_TERMINATE_TIMEOUT_SECONDS", "1")
     durable.reset(stop_delay=None)
     durable.put("nightly", "Running")
     await tick(durable)
     assert durable.accepted_starts == []
     [line] = tick_lines(caplog)
     assert "decision=stop-timeout status=409" in line
+
+
+@pytest.mark.parametrize("setting", ["_INSTANCE_ID", "_ORCHESTRATOR"])
+async def test_an_invalid_settings_value_reaches_no_log_line(
+    durable, schedule, caplog, setting
+) -> None:
+    """A connection string pasted into the wrong setting stays out of every log line."""
+    caplog.set_level(logging.DEBUG)
+    secret = "DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=c2VjcmV0LWtleQ=="
+    schedule.setenv(f"{PREFIX}{setting}", secret)
+    await tick(durable)
+    assert sum(durable.calls.values()) == 0
+    assert not [r for r in caplog.records if "c2VjcmV0" in r.getMessage()]
+    [line] = tick_lines(caplog)
+    assert "instance=- function=-" in line and "decision=misconfigured" in line

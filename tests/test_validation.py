@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from durable_singleton import Catalog
 from durable_singleton._policy import OnConflict, Reuse
 from durable_singleton._problems import ProblemError
 from durable_singleton._settings import Settings
@@ -21,10 +22,13 @@ from durable_singleton._validation import (
     read_choice,
     read_json_body,
 )
+from tests.support.app import APP_ROOT
 from tests.support.requests import start_request
 
 ALLOWED = string.ascii_letters + string.digits + "-_.:~@"
 ORCHESTRATORS = {"SingletonOrchestrator"}
+#: The v1 app's orchestrators, with SingletonOrchestrator's input rule.
+CATALOG = Catalog.from_folders(APP_ROOT)
 
 
 def problem_of(call, *args):
@@ -300,7 +304,7 @@ def test_a_good_request() -> None:
         {"items": [1, 2]},
         query="onConflict=useExisting&reuse=rejectDuplicate&code=k",
     )
-    parsed = parse_start_request(request, Settings(), ORCHESTRATORS)
+    parsed = parse_start_request(request, Settings(), CATALOG)
     assert (parsed.function_name, parsed.instance_id, parsed.input) == (
         "SingletonOrchestrator",
         "nightly",
@@ -311,9 +315,7 @@ def test_a_good_request() -> None:
 
 def test_app_defaults_apply_when_the_query_is_silent() -> None:
     settings = Settings(on_conflict=OnConflict.USE_EXISTING, reuse=Reuse.REJECT_DUPLICATE)
-    parsed = parse_start_request(
-        start_request("SingletonOrchestrator", "n"), settings, ORCHESTRATORS
-    )
+    parsed = parse_start_request(start_request("SingletonOrchestrator", "n"), settings, CATALOG)
     assert (parsed.on_conflict, parsed.reuse) == (OnConflict.USE_EXISTING, Reuse.REJECT_DUPLICATE)
 
 
@@ -328,12 +330,12 @@ def test_app_defaults_apply_when_the_query_is_silent() -> None:
 )
 def test_singleton_orchestrator_input_is_checked(body, words: str) -> None:
     request = start_request("SingletonOrchestrator", "n", body)
-    problem = problem_of(parse_start_request, request, Settings(), ORCHESTRATORS)
+    problem = problem_of(parse_start_request, request, Settings(), CATALOG)
     assert (problem.status, problem.kind) == (400, "invalid-input")
     assert words in problem.detail
 
 
 def test_other_orchestrators_take_any_json() -> None:
     request = start_request("OtherOrchestrator", "n", [1, 2])
-    parsed = parse_start_request(request, Settings(), {"OtherOrchestrator"})
+    parsed = parse_start_request(request, Settings(), Catalog.of(["OtherOrchestrator"]))
     assert parsed.input == [1, 2]

@@ -16,8 +16,9 @@ import pytest
 from azure.functions import meta
 from packaging.requirements import Requirement
 
+from durable_singleton import Catalog
 from durable_singleton import _settings as app_settings
-from durable_singleton._catalog import APP_ROOT, orchestrator_names
+from tests.support.app import APP_ROOT
 from tests.support.contract import DOCUMENT
 
 FUNCTIONS = sorted(p.parent.name for p in APP_ROOT.glob("*/function.json"))
@@ -89,7 +90,7 @@ def test_every_http_function_asks_for_the_key_the_contract_names() -> None:
 
 
 def test_orchestrators_are_read_from_function_json() -> None:
-    assert orchestrator_names() == {"SingletonOrchestrator"}
+    assert Catalog.from_folders(APP_ROOT).names == {"SingletonOrchestrator"}
 
 
 def test_a_new_orchestrator_folder_is_startable_without_code(tmp_path: Path) -> None:
@@ -105,7 +106,7 @@ def test_a_new_orchestrator_folder_is_startable_without_code(tmp_path: Path) -> 
         (tmp_path / name / "function.json").write_text(json.dumps(config))
     (tmp_path / "Broken").mkdir()
     (tmp_path / "Broken" / "function.json").write_text("{not json")
-    assert orchestrator_names(tmp_path) == {"Nightly"}
+    assert Catalog.from_folders(tmp_path).names == {"Nightly"}
 
 
 def test_host_json_keeps_what_the_app_relies_on() -> None:
@@ -169,4 +170,5 @@ def test_funcignore_keeps_tests_and_tools_out_of_the_deployment() -> None:
         "requirements-dev.txt",
         "scripts",
     } <= ignored
-    assert not {"durable_singleton", "host.json", "requirements.txt"} & ignored
+    assert not {"durable_singleton", "singleton_app.py", "host.json", "requirements.txt"} & ignored
+    assert "examples" in ignored  # the v2 example is not part of the deployed app

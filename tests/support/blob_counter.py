@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Optional
 
-from durable_singleton import _storage as storage
+from durable_singleton import SingletonApp
 
 
 class RequestCounter:
@@ -14,26 +14,15 @@ class RequestCounter:
     def __init__(self) -> None:
         """Start at zero."""
         self.requests = 0
+        #: The app whose requests are counted, when a test made one.
+        self.app: Optional[SingletonApp] = None
 
     def __call__(self, request: Any) -> None:
         """Count one request."""
         self.requests += 1
 
 
-def count_app_requests(counter: RequestCounter) -> Callable[[], None]:
-    """Make the app's storage clients report to ``counter``; return the undo.
-
-    Only clients built afterwards count: close the shared ones first
-    (``durable_singleton._storage.close_shared``).
-    """
-    original = storage.blob_service_client
-
-    def counted(connection: storage.StorageConnection, **options: Any) -> Any:
-        return original(connection, raw_request_hook=counter, **options)
-
-    storage.blob_service_client = counted
-
-    def undo() -> None:
-        storage.blob_service_client = original
-
-    return undo
+def counted_app(app: SingletonApp, counter: RequestCounter) -> SingletonApp:
+    """A SingletonApp like ``app`` (same orchestrators and settings) whose Blob Storage
+    client reports every request to ``counter``."""
+    return SingletonApp(app.catalog, blob_options={"raw_request_hook": counter})

@@ -72,15 +72,25 @@ class HttpAnswer:
 
 
 class FunctionsHost:
-    """Loads the app's functions into the runtime and invokes them."""
+    """Loads the app's functions into the runtime and invokes them.
 
-    def __init__(self, app_root: Path) -> None:
-        """Prepare the messages for the app at ``app_root``."""
-        from azure_functions_runtime_v1 import handle_event
+    ``v1`` (the default) is ``azure-functions-runtime-v1``, for function.json apps:
+    each function is loaded from its folder. ``v2`` is ``azure-functions-runtime``, for
+    decorator apps: the runtime indexes ``function_app.py`` at init and reports each
+    function's id in its metadata answer.
+    """
+
+    def __init__(self, app_root: Path, model: str = "v1") -> None:
+        """Prepare the messages for the app at ``app_root``, of programming ``model``."""
+        if model == "v1":
+            import azure_functions_runtime_v1 as runtime
+        else:
+            import azure_functions_runtime as runtime  # type: ignore[no-redef]
 
         self.app_root = app_root
+        self.model = model
         self.protos = load_protos()
-        self._events = handle_event
+        self._events = runtime
         self.function_ids: Dict[str, str] = {}
 
     def _request(self, **message: Any) -> Any:
@@ -90,7 +100,13 @@ class FunctionsHost:
         )
 
     async def init(self) -> Any:
-        """Send the worker init request; return the response."""
+        """Send the worker init request; return the response.
+
+        For ``v2``, the host's worker (the proxy in front of the runtime) first puts the
+        app's folder on ``sys.path``, where the runtime imports ``function_app`` from.
+        """
+        if self.model == "v2" and str(self.app_root) not in sys.path:
+            sys.path.insert(0, str(self.app_root))
         return await self._events.worker_init_request(
             self._request(
                 worker_init_request=self.protos.WorkerInitRequest(
@@ -100,6 +116,19 @@ class FunctionsHost:
                 )
             )
         )
+
+    async def index(self) -> Any:
+        """v2: ask for the functions the runtime indexed; note each one's id."""
+        response = await self._events.functions_metadata_request(
+            self._request(
+                functions_metadata_request=self.protos.FunctionsMetadataRequest(
+                    function_app_directory=str(self.app_root)
+                )
+            )
+        )
+        for function in response.function_metadata_results:
+            self.function_ids[function.name] = function.function_id
+        return response
 
     async def load(self, function_name: str) -> Any:
         """Load one function from its folder's function.json; return the response."""

@@ -1,0 +1,192 @@
+"""SingletonApp: the guarantee as one object an app owns and passes to every function."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any, Mapping, Optional, Union
+
+import azure.functions as func
+from azure.durable_functions.models.DurableOrchestrationStatus import DurableOrchestrationStatus
+
+from . import _answers as answers
+from ._catalog import Catalog
+from ._http_start import handle_start_request
+from ._instances import StopMode, handle_instance_request, stop_instance
+from ._item_store import handle as handle_item_store
+from ._links import host_links, links_for
+from ._policy import OnConflict, Reuse
+from ._root import Root
+from ._starter import Outcome, start_singleton
+from ._timer_start import handle_tick
+from ._validation import StartRequest, check_start
+
+
+class SingletonApp:
+    """The singleton guarantee for one Function App.
+
+    Create one per app, at import time (it does no I/O), and pass it to each function.
+    On first use in an event loop it makes the loop's composition root (the settings,
+    read once from ``environ``; the HTTP session to the Durable API; the Blob Storage
+    client; the start locks); :meth:`close` ends them.
+
+    Parameters
+    ----------
+    catalog : Catalog
+        The orchestrators callers may start (``Catalog.of([...])`` or
+        ``Catalog.from_folders(app_root)``).
+    environ : Mapping[str, str]
+        Where the app settings are; the process environment by default.
+    blob_options : Mapping[str, Any], optional
+        More keyword arguments for the Blob Storage client.
+    """
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        environ: Mapping[str, str] = os.environ,
+        blob_options: Optional[Mapping[str, Any]] = None,
+    ) -> None:
+        """See the class docstring."""
+        self.catalog = catalog
+        self._environ = environ
+        self._blob_options = blob_options
+        self._root: Optional[Root] = None
+
+    def root(self) -> Root:
+        """The running event loop's composition root, made on first use.
+
+        Raises ConfigurationError (answered 500 ``misconfigured``) when a setting is
+        wrong; nothing is kept then, so the next call reads the settings again.
+        """
+        root = self._root
+        if root is None or root.loop is not asyncio.get_running_loop():
+            root = self._root = Root(self._environ, self.catalog, self._blob_options)
+        return root
+
+    async def close(self) -> None:
+        """Finish the background lock releases and close the running loop's session
+        and clients; the next use makes them anew, reading the settings again."""
+        root, self._root = self._root, None
+        if root is not None and root.loop is asyncio.get_running_loop():
+            await root.close()
+
+    async def wait_for_background(self) -> None:
+        """Wait until the lock releases handed to the background are done."""
+        if self._root is not None and self._root.loop is asyncio.get_running_loop():
+            await self._root.wait_for_background()
+
+    # -- the functions ------------------------------------------------------------------
+
+    async def http_start(self, req: func.HttpRequest, binding: str) -> func.HttpResponse:
+        """Answer ``POST /api/orchestrators/{functionName}/{instanceId}``.
+
+        ``binding`` is the ``durableClient`` binding's JSON. Returns 202 started, 200
+        existing instance used, or a problem+json answer (docs/http-api.md).
+        """
+        return await handle_start_request(self.root, req, binding)
+
+    async def http_instance(self, req: func.HttpRequest, binding: str) -> func.HttpResponse:
+        """Answer ``GET`` (status) or ``DELETE`` (stop) on the same route."""
+        return await handle_instance_request(self.root, req, binding)
+
+    async def timer_tick(
+        self, timer: func.TimerRequest, binding: str, prefix: str = "SINGLETON_SCHEDULE"
+    ) -> None:
+        """Run one tick of the schedule whose app settings start with ``prefix``."""
+        await handle_tick(self.root, timer, binding, prefix)
+
+    async def item_store(self, request: Mapping[str, Any]) -> Any:
+        """Carry out one request of SingletonOrchestrator's item store activity."""
+        return await handle_item_store(self.root(), dict(request))
+
+    @staticmethod
+    def openapi() -> func.HttpResponse:
+        """200: the HTTP contract (OpenAPI 3.1, YAML)."""
+        return answers.openapi_document()
+
+    # -- the operations, for functions of an app's own ----------------------------------
+
+    async def start(
+        self,
+        binding: str,
+        function_name: str,
+        instance_id: str,
+        input: Any = None,
+        on_conflict: Optional[OnConflict] = None,
+        reuse: Optional[Reuse] = None,
+    ) -> Outcome:
+        """Start ``function_name`` under ``instance_id`` unless the policies say otherwise.
+
+        Parameters
+        ----------
+        binding : str
+            The ``durableClient`` binding's JSON.
+        function_name, instance_id : str
+            What to start, under which id; checked as the HTTP route is.
+        input : Any
+            The orchestrator's input (JSON-serialisable), checked by its input rule.
+        on_conflict, reuse : OnConflict, Reuse, optional
+            The policies; the app settings' defaults when not given.
+
+        Returns
+        -------
+        Outcome
+            Started, or what was done about the existing instance.
+
+        Raises
+        ------
+        ProblemError
+            The request breaks a rule (its ``problem`` says which).
+        Exception
+            The failures of docs/library.md; :meth:`answer` answers each.
+        """
+        root = self.root()
+        settings = root.settings
+        request = StartRequest(
+            function_name,
+            instance_id,
+            input,
+            on_conflict or settings.on_conflict,
+            reuse or settings.reuse,
+        )
+        check_start(request, root.catalog, settings.max_body_bytes)
+        return await start_singleton(request, root.durable(binding), root)
+
+    async def status(self, binding: str, instance_id: str) -> Optional[DurableOrchestrationStatus]:
+        """The instance's status, or None when no instance has the id."""
+        return await self.root().durable(binding).status(instance_id)
+
+    async def stop(
+        self,
+        binding: str,
+        function_name: str,
+        instance_id: str,
+        mode: StopMode = StopMode.STOP,
+    ) -> DurableOrchestrationStatus:
+        """Ask the instance to end: ``Stop`` (it finishes its item in flight) or terminate.
+
+        Returns the status it had. Raises ProblemError 404 when no instance of
+        ``function_name`` has the id, 409 when it has already ended.
+        """
+        durable = self.root().durable(binding)
+        links = host_links(durable.binding)
+        return await stop_instance(durable, function_name, instance_id, mode, links)
+
+    def answer(
+        self,
+        result: Union[Outcome, BaseException],
+        instance_id: str,
+        req: func.HttpRequest,
+        binding: str,
+        reuse: Optional[Reuse] = None,
+    ) -> func.HttpResponse:
+        """The HTTP answer HttpStartSingle gives for what :meth:`start` returned or raised.
+
+        ``reuse`` is the policy the start was given (the settings' default if None).
+        """
+        root = self.root()
+        links = links_for(root.settings.management_links, req, root.durable(binding).binding)
+        if isinstance(result, BaseException):
+            return answers.problem_response(answers.for_failure(result, links))
+        return answers.for_outcome(result, instance_id, links, reuse or root.settings.reuse)

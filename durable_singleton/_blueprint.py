@@ -1,0 +1,88 @@
+"""The guarantee as a v2 (decorator) Blueprint: the same functions as the v1 app.
+
+The functions take the ``durableClient`` binding as its JSON string (a generic input
+binding of type ``durableClient``), exactly as the v1 app's function.json declares it,
+so both apps run the same code from there on.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Mapping, Optional, Union
+
+import azure.durable_functions as df
+import azure.functions as func
+
+from ._app import SingletonApp
+from ._catalog import Catalog, InputRule
+from ._settings import DEFAULT_SCHEDULE_PREFIX
+
+#: The route of a start, a status read and a stop (under the host's ``/api`` prefix).
+INSTANCE_ROUTE = "orchestrators/{functionName}/{instanceId}"
+
+
+def blueprint(
+    orchestrators: Union[Iterable[str], Mapping[str, Optional[InputRule]], None] = None,
+    *,
+    app: Optional[SingletonApp] = None,
+    schedules: Iterable[str] = (),
+) -> df.Blueprint:
+    """The Blueprint a v2 app registers with ``app.register_functions(...)``.
+
+    Parameters
+    ----------
+    orchestrators : iterable of str, or mapping of str to input rule
+        The names of the app's orchestrator functions callers may start, optionally
+        each with an input rule (a function that raises :class:`InvalidInput`).
+    app : SingletonApp, optional
+        The app's :class:`SingletonApp`, for one made by the caller (to share it with
+        functions of its own, or to close it); one is made from ``orchestrators``
+        when not given. Give one or the other.
+    schedules : iterable of str
+        App setting prefixes of scheduled singletons, each its own timer function
+        (``SINGLETON_SCHEDULE`` is the first; see docs/jobs.md). None by default.
+
+    Returns
+    -------
+    azure.durable_functions.Blueprint
+        ``HttpStartSingle`` (POST), ``SingletonInstance`` (GET, DELETE) and
+        ``OpenApiDocument``, every HTTP function at the function key, and a timer
+        function per schedule.
+    """
+    if (app is None) == (orchestrators is None):
+        raise TypeError("give either orchestrators or app")
+    singleton = app or SingletonApp(Catalog.of(orchestrators or ()))
+    bp = df.Blueprint(http_auth_level=func.AuthLevel.FUNCTION)
+
+    @bp.function_name("HttpStartSingle")
+    @bp.route(route=INSTANCE_ROUTE, methods=["POST"])
+    @bp.generic_input_binding(arg_name="starter", type="durableClient")
+    async def http_start(req: func.HttpRequest, starter: str) -> func.HttpResponse:
+        return await singleton.http_start(req, starter)
+
+    @bp.function_name("SingletonInstance")
+    @bp.route(route=INSTANCE_ROUTE, methods=["GET", "DELETE"])
+    @bp.generic_input_binding(arg_name="starter", type="durableClient")
+    async def instance(req: func.HttpRequest, starter: str) -> func.HttpResponse:
+        return await singleton.http_instance(req, starter)
+
+    @bp.function_name("OpenApiDocument")
+    @bp.route(route="openapi.yaml", methods=["GET"])
+    def openapi(req: func.HttpRequest) -> func.HttpResponse:
+        return singleton.openapi()
+
+    for prefix in schedules:
+        _add_schedule(bp, singleton, prefix)
+    return bp
+
+
+def _add_schedule(bp: df.Blueprint, singleton: SingletonApp, prefix: str) -> None:
+    """A timer function for the schedule whose settings start with ``prefix``."""
+    name = "TimerStartSingle"
+    if prefix != DEFAULT_SCHEDULE_PREFIX:
+        name += "_" + prefix
+
+    @bp.function_name(name)
+    @bp.timer_trigger(arg_name="timer", schedule=f"%{prefix}%", use_monitor=True)
+    @bp.generic_input_binding(arg_name="starter", type="durableClient")
+    async def tick(timer: func.TimerRequest, starter: str) -> None:
+        await singleton.timer_tick(timer, starter, prefix)

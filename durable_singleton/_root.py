@@ -1,0 +1,91 @@
+"""The composition root: everything one event loop's requests share, made once.
+
+A :class:`Root` owns the app settings, the HTTP session to the Durable API, the Blob
+Storage client and the start locks of one event loop (an aiohttp session and the
+storage SDK's transport belong to the loop that made them). It is made on first use
+by :class:`durable_singleton.SingletonApp`, passed to every adapter and to the start,
+and closed through :meth:`Root.close`. The settings, the storage connection among
+them, are read and checked once, when it is made.
+
+The storage client and the locks are made only when first needed: the conflict path
+never needs them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Dict, Mapping, Optional
+
+import aiohttp
+from azure.storage.blob.aio import BlobServiceClient, ContainerClient
+
+from ._catalog import Catalog
+from ._durable import Binding, DurableClient, new_session
+from ._lock import StartLocks
+from ._settings import Settings, StorageConnection, load_settings, load_storage_connection
+from ._storage import blob_service_client, check_connection
+
+
+class Root:
+    """One event loop's settings, sessions, clients and locks."""
+
+    def __init__(
+        self,
+        environ: Mapping[str, str],
+        catalog: Catalog,
+        blob_options: Optional[Mapping[str, Any]] = None,
+    ) -> None:
+        """Read the settings from ``environ`` now (ConfigurationError when one is wrong);
+        ``catalog`` names the startable orchestrators; ``blob_options`` go to the Blob
+        Storage client (a request hook, for example)."""
+        self.environ = environ
+        self.catalog = catalog
+        self.settings: Settings = load_settings(environ)
+        # Read and checked now, like every setting, so that a malformed one is answered
+        # before any call; the client itself is made on first use.
+        self.storage: StorageConnection = load_storage_connection(environ)
+        check_connection(self.storage)
+        self.loop = asyncio.get_running_loop()
+        self._blob_options = dict(blob_options or {})
+        self._session: Optional[aiohttp.ClientSession] = None
+        self._blob_service: Optional[BlobServiceClient] = None
+        self._locks: Optional[StartLocks] = None
+
+    def durable(self, binding: str) -> DurableClient:
+        """The Durable API client for an invocation's ``durableClient`` binding JSON."""
+        if self._session is None or self._session.closed:
+            self._session = new_session()
+        return DurableClient(
+            Binding.parse(binding), self._session, self.settings.durable_timeout_seconds
+        )
+
+    def container(self, name: str) -> ContainerClient:
+        """A client for container ``name`` on the root's one Blob Storage client."""
+        if self._blob_service is None:
+            self._blob_service = blob_service_client(self.storage, **self._blob_options)
+        return self._blob_service.get_container_client(name)
+
+    def locks(self) -> StartLocks:
+        """The start locks, in the lock container of the settings."""
+        if self._locks is None:
+            self._locks = StartLocks(
+                self.container(self.settings.lock_container),
+                self.settings.storage_timeout_seconds,
+            )
+        return self._locks
+
+    async def wait_for_background(self) -> None:
+        """Wait until the lock releases handed to the background are done."""
+        if self._locks is not None:
+            await self._locks.close()
+
+    async def close(self) -> None:
+        """Finish the background releases, then close the session and the client."""
+        await self.wait_for_background()
+        closing: Dict[str, Any] = {"session": self._session, "blobs": self._blob_service}
+        self._session = self._blob_service = None
+        self._locks = None
+        if closing["session"] is not None:
+            await closing["session"].close()
+        if closing["blobs"] is not None:
+            await closing["blobs"].close()

@@ -1,0 +1,45 @@
+"""A v2 (decorator) Function App that adds the singleton guarantee to a job of its own.
+
+``nightly_import`` is this app's orchestrator; the Blueprint from durable_singleton adds
+``POST /api/orchestrators/nightly_import/{instanceId}`` (the guarded start), ``GET`` and
+``DELETE`` on the same route, and ``GET /api/openapi.yaml``.
+"""
+
+from typing import Any, Dict, Generator, List
+
+import azure.durable_functions as df
+import azure.functions as func
+
+import durable_singleton
+
+app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
+
+
+def files_rule(value: Any) -> None:
+    """The orchestrator's input rule: a JSON array of file names (checked before a start)."""
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise durable_singleton.InvalidInput("The input must be a JSON array of file names.")
+
+
+@app.orchestration_trigger(context_name="context")
+def nightly_import(context: df.DurableOrchestrationContext) -> Generator[Any, Any, Dict[str, Any]]:
+    """Import each file in turn; the singleton start guarantees no two runs overlap."""
+    files: List[str] = context.get_input() or []
+    imported = []
+    for name in files:
+        imported.append((yield context.call_activity("import_file", name)))
+    return {"imported": imported}
+
+
+@app.activity_trigger(input_name="name")
+def import_file(name: str) -> str:
+    """The unit of real work: import one file."""
+    return f"imported {name}"
+
+
+#: The guarantee's state (settings, sessions, locks), kept to share with functions of
+#: this app's own (``singleton.start(...)``) and to close in tests.
+singleton = durable_singleton.SingletonApp(
+    durable_singleton.Catalog.of({"nightly_import": files_rule})
+)
+app.register_functions(durable_singleton.blueprint(app=singleton))

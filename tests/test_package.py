@@ -1,0 +1,120 @@
+"""The installable library: its wheel holds the package, its data and nothing else, and
+installs and imports on its own, away from this repository."""
+
+from __future__ import annotations
+
+import ast
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+import durable_singleton
+from tests.support.app import APP_ROOT
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel ``pip wheel`` builds from a copy of the library's sources."""
+    source = tmp_path_factory.mktemp("source")
+    shutil.copy(APP_ROOT / "pyproject.toml", source)
+    shutil.copytree(APP_ROOT / "docs", source / "docs")
+    shutil.copytree(
+        APP_ROOT / "durable_singleton",
+        source / "durable_singleton",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    out = tmp_path_factory.mktemp("wheel")
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", out]
+        + ["--disable-pip-version-check", "-q", str(source)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert built.returncode == 0, built.stderr[-2000:]
+    [found] = out.glob("durable_singleton-*.whl")
+    return found
+
+
+def test_the_wheel_holds_the_package_its_contract_and_its_types(wheel: Path) -> None:
+    assert wheel.name.startswith(f"durable_singleton-{durable_singleton.__version__}-")
+    names = zipfile.ZipFile(wheel).namelist()
+    top = {name.split("/")[0] for name in names}
+    assert {n for n in top if not n.endswith(".dist-info")} == {"durable_singleton"}
+    assert {"durable_singleton/openapi.yaml", "durable_singleton/py.typed"} <= set(names)
+    metadata = zipfile.ZipFile(wheel).read(
+        f"durable_singleton-{durable_singleton.__version__}.dist-info/METADATA"
+    )
+    for dependency in (b"azure-functions-durable", b"azure-storage-blob", b"aiohttp"):
+        assert b"Requires-Dist: " + dependency in metadata
+
+
+def test_the_installed_package_imports_away_from_the_repository(
+    wheel: Path, tmp_path: Path
+) -> None:
+    target = tmp_path / "site"
+    installed = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", target, wheel]
+        + ["--disable-pip-version-check"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert installed.returncode == 0, installed.stderr[-2000:]
+    script = (
+        "import durable_singleton, pathlib; "
+        "print(durable_singleton.__version__); print(durable_singleton.__file__); "
+        "print(durable_singleton.SingletonApp.openapi().status_code)"
+    )
+    # Only the installed copy and the test environment's dependencies on the path.
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    ran = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=120,
+    )
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    version, location, openapi_status = ran.stdout.split()
+    assert version == durable_singleton.__version__
+    assert Path(location).is_relative_to(target)
+    assert openapi_status == "200"  # the contract ships as package data
+
+
+def _imports(path: Path) -> set:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+        elif isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+    return names
+
+
+def test_the_apps_import_only_the_public_api() -> None:
+    """The v1 app's folders and the v2 example use what durable_singleton exports."""
+    sources = [APP_ROOT / "singleton_app.py", *APP_ROOT.glob("*/__init__.py")]
+    sources += list((APP_ROOT / "examples").rglob("*.py"))
+    sources = [p for p in sources if p.parent.name not in ("durable_singleton", "tests")]
+    private = {
+        str(p.relative_to(APP_ROOT)): sorted(
+            n for n in _imports(p) if n.startswith("durable_singleton.")
+        )
+        for p in sources
+    }
+    assert len(sources) >= 8
+    assert not {path: names for path, names in private.items() if names}
+
+
+def test_the_public_api_is_what_all_names() -> None:
+    exported = set(durable_singleton.__all__)
+    assert {"SingletonApp", "blueprint", "Outcome", "__version__"} <= exported
+    assert all(hasattr(durable_singleton, name) for name in exported)
+    assert not [name for name in exported if name.startswith("_") and name != "__version__"]

@@ -1,0 +1,138 @@
+"""The v2 layer: the example decorator app (examples/v2) under the v2 Python runtime.
+
+``azure-functions-runtime`` (Python 3.13+) indexes ``function_app.py``, finds the
+functions the app declares and the ones durable_singleton's Blueprint registers, and
+converts the host's messages into their arguments, as under ``func start``;
+tests/support/functions_host.py plays the host. Skipped where the runtime cannot be
+installed (Python before 3.13).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Iterator
+
+import pytest
+
+pytest.importorskip("azure_functions_runtime", reason="the v2 runtime needs Python 3.13+")
+
+from tests.support.app import APP_ROOT  # noqa: E402
+from tests.support.contract import check_answer  # noqa: E402
+from tests.support.durable_double import DurableDouble  # noqa: E402
+from tests.support.functions_host import FunctionsHost, HttpAnswer  # noqa: E402
+from tests.support.history import History  # noqa: E402
+
+pytestmark = pytest.mark.runtime
+
+EXAMPLE = APP_ROOT / "examples" / "v2"
+ORIGIN = "http://localhost:7071"
+ORCHESTRATOR = "nightly_import"
+
+
+@pytest.fixture(scope="module")
+async def host() -> Iterator[FunctionsHost]:
+    """The v2 runtime, initialised on the example app, its functions indexed."""
+    functions_host = FunctionsHost(EXAMPLE, model="v2")
+    response = await functions_host.init()
+    assert functions_host.succeeded(response), functions_host.failure(response)
+    assert functions_host.succeeded(await functions_host.index())
+    yield functions_host
+    import function_app  # imported by the runtime when it indexed the app
+
+    await function_app.singleton.close()
+
+
+@pytest.fixture
+def example_double(durable: DurableDouble) -> DurableDouble:
+    """The Durable double, running the example's orchestrator."""
+    durable.orchestrators = {ORCHESTRATOR}
+    return durable
+
+
+async def call(
+    host: FunctionsHost,
+    function: str,
+    method: str,
+    starter: str,
+    instance_id: str,
+    body: bytes = b"",
+    query: str = "",
+) -> HttpAnswer:
+    """One HTTP request on the instance route, through the runtime."""
+    url = f"{ORIGIN}/api/orchestrators/{ORCHESTRATOR}/{instance_id}" + (
+        f"?{query}" if query else ""
+    )
+    request = host.http(
+        method,
+        url,
+        {"Content-Type": "application/json"},
+        {"functionName": ORCHESTRATOR, "instanceId": instance_id},
+        body,
+    )
+    response = await host.invoke(
+        function, {"req": request, "starter": host.durable_client(starter)}
+    )
+    assert host.succeeded(response), host.failure(response)
+    answer = host.http_answer(response)
+    check_answer(method, answer.status, answer.headers, answer.body)  # the same contract
+    return answer
+
+
+def kind(answer: HttpAnswer) -> Any:
+    return answer.json()["type"].rsplit(":", 1)[1]
+
+
+async def test_the_runtime_indexes_the_apps_functions_and_the_blueprints(host) -> None:
+    assert set(host.function_ids) == {
+        ORCHESTRATOR,
+        "import_file",
+        "HttpStartSingle",
+        "SingletonInstance",
+        "OpenApiDocument",
+    }
+
+
+async def test_a_start_a_conflict_a_status_and_a_stop(host, example_double, app_env) -> None:
+    starter = example_double.starter()
+    started = await call(host, "HttpStartSingle", "POST", starter, "v2-job", b'["a.csv"]')
+    assert started.status == 202
+    assert example_double.instances["v2-job"].input == ["a.csv"]
+    conflict = await call(host, "HttpStartSingle", "POST", starter, "v2-job", b'["b.csv"]')
+    assert (conflict.status, kind(conflict)) == (409, "instance-active")
+    status = await call(host, "SingletonInstance", "GET", starter, "v2-job")
+    assert (status.status, status.json()["runtimeStatus"]) == (200, "Pending")
+    stop = await call(
+        host, "SingletonInstance", "DELETE", starter, "v2-job", query="mode=terminate"
+    )
+    assert stop.status == 202
+    assert [i for i, _ in example_double.terminations] == ["v2-job"]
+    assert example_double.accepted_starts == [(ORCHESTRATOR, "v2-job")]
+
+
+async def test_bad_input_is_refused_by_the_apps_own_rule(host, example_double, app_env) -> None:
+    starter = example_double.starter()
+    answer = await call(host, "HttpStartSingle", "POST", starter, "v2-bad", b'{"not": "a list"}')
+    assert (answer.status, kind(answer)) == (400, "invalid-input")
+    assert "array of file names" in answer.json()["detail"]
+    bad_id = await call(host, "HttpStartSingle", "POST", starter, "@bad")
+    assert (bad_id.status, kind(bad_id)) == (400, "invalid-instance-id")
+    assert sum(example_double.calls.values()) == 0
+
+
+async def test_an_orchestration_episode_and_an_activity_call(host) -> None:
+    context = History(["a.csv"], "v2-job").context()
+    response = await host.invoke(ORCHESTRATOR, {"context": host.orchestration_context(context)})
+    assert host.succeeded(response), host.failure(response)
+    [[action]] = host.return_value(response)["actions"]
+    assert (action["functionName"], json.loads(action["input"])) == ("import_file", "a.csv")
+    response = await host.invoke("import_file", {"name": host.json("a.csv")})
+    assert host.succeeded(response), host.failure(response)
+    assert host.return_value(response) == "imported a.csv"
+
+
+async def test_the_contract_is_served(host) -> None:
+    request = host.http("GET", f"{ORIGIN}/api/openapi.yaml", {}, {})
+    response = await host.invoke("OpenApiDocument", {"req": request})
+    assert host.succeeded(response), host.failure(response)
+    answer = host.http_answer(response)
+    assert answer.status == 200 and answer.body.startswith(b"openapi: 3.1")
