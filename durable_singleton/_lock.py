@@ -48,6 +48,8 @@ from azure.core.exceptions import (
 )
 from azure.storage.blob.aio import BlobClient, BlobLeaseClient, ContainerClient
 
+from ._waiting import Pauses
+
 LEASE_SECONDS = 15
 RENEW_EVERY_SECONDS = LEASE_SECONDS / 3
 #: A renewal that failed is tried again this often while the lease may be valid.
@@ -75,6 +77,10 @@ class LockUnavailable(Exception):
     """The storage account that holds the locks could not be used (in time)."""
 
 
+class AcquireTimedOut(LockUnavailable):
+    """A lease request storage did not answer in time: it may have been granted."""
+
+
 class LockLost(Exception):
     """The holder can no longer prove it holds the lease; it must act no further."""
 
@@ -92,22 +98,12 @@ def lock_blob_name(task_hub: str, instance_id: str) -> str:
     return f"{task_hub.lower()}/{instance_id}{LOCK_SUFFIX}"
 
 
-class _Attempt:
-    """One process-local attempt at a lock, which other local callers may wait on."""
+class LeaseStore:
+    """The lease's storage calls on one lock container: acquire (creating the blob on
+    first use), renew and release, each bounded by ``storage_timeout``.
 
-    def __init__(self) -> None:
-        self.done = asyncio.Event()
-        self.error: Optional[LockUnavailable] = None
-
-
-class StartLocks:
-    """The start locks of one lock container, and this process's state about them.
-
-    One object per container and event loop (see :func:`durable_singleton._storage.shared_locks`):
-    it knows which locks callers in this process are taking or hold, so a burst of
-    requests for one id makes one storage attempt and the others wait for it; which
-    lock blobs exist, so a lock used before needs only its lease request; and it keeps
-    the background releases until :meth:`close`.
+    It remembers at most ``known_blobs`` lock blob names as existing (least recently
+    used forgotten): a lock used before needs only its lease request.
     """
 
     def __init__(
@@ -115,106 +111,33 @@ class StartLocks:
         container: ContainerClient,
         storage_timeout: float,
         lease_seconds: int = LEASE_SECONDS,
-        renew_every: float = RENEW_EVERY_SECONDS,
         known_blobs: int = KNOWN_BLOBS,
     ) -> None:
-        """Keep locks as blobs in ``container``, created on first use; every storage
-        request (with its retries) ends within ``storage_timeout`` seconds; remember
-        at most ``known_blobs`` blob names as existing."""
+        """Keep lock blobs in ``container``; see the class docstring."""
         self._container = container
         self.storage_timeout = storage_timeout
         self._lease_seconds = lease_seconds
-        self._renew_every = renew_every
-        self._attempts: Dict[str, _Attempt] = {}
-        self._background: Set["asyncio.Task[None]"] = set()
         self._known: "OrderedDict[str, None]" = OrderedDict()
         self._known_limit = known_blobs
 
-    async def try_acquire(self, task_hub: str, instance_id: str) -> Optional["HeldLock"]:
-        """Take the lease for the id, or return None at once when someone else holds it.
+    def lease(self, name: str) -> BlobLeaseClient:
+        """A lease client for blob ``name`` with an id of the app's own (a new UUID), so
+        any path that may have acquired it can release it."""
+        return BlobLeaseClient(self._container.get_blob_client(name), lease_id=str(uuid.uuid4()))
 
-        Parameters
-        ----------
-        task_hub : str
-            The Durable task hub the instance lives in.
-        instance_id : str
-            The instance id to lock.
+    async def acquire(self, name: str, lease: BlobLeaseClient) -> bool:
+        """Take ``lease`` on blob ``name``; False when another holder has it.
 
-        Raises
-        ------
-        LockUnavailable
-            When storage cannot be reached, refuses, or does not answer in time. The
-            callers in this process waiting on this attempt get the same error.
+        Raises LockUnavailable when storage refuses, AcquireTimedOut (a LockUnavailable
+        whose lease may have been granted) when it does not answer in time.
         """
-        name = lock_blob_name(task_hub, instance_id)
-        if name in self._attempts:
-            return None  # taken (or being taken) in this process: no storage call needed
-        attempt = self._attempts[name] = _Attempt()
-
-        def finished() -> None:
-            if self._attempts.get(name) is attempt:  # not a later caller's attempt
-                del self._attempts[name]
-            attempt.done.set()
-
-        blob = self._container.get_blob_client(name)
-        lease = BlobLeaseClient(blob, lease_id=str(uuid.uuid4()))
-        sent = time.monotonic()
         try:
-            acquired = await asyncio.wait_for(
-                self._acquire(name, blob, lease), self.storage_timeout
-            )
+            return await asyncio.wait_for(self._acquire(name, lease), self.storage_timeout)
         except asyncio.TimeoutError:
-            # The waiters hear it now, with this caller; the release (the request may
-            # have been granted) goes on in the background.
-            attempt.error = LockUnavailable("storage did not answer in time")
-            finished()
-            self._release_later(lease)
-            raise attempt.error from None
-        except LockUnavailable as error:
-            attempt.error = error
-            finished()
-            raise
-        except BaseException:
-            # Cancelled while the lease request was in flight: it may have been
-            # granted. The proposed id lets the release undo it; local waiters go on
-            # once that is done.
-            self._release_later(lease, finished)
-            raise
-        if not acquired:
-            finished()
-            return None
-        return HeldLock(lease, self, sent, finished)
+            raise AcquireTimedOut("storage did not answer in time") from None
 
-    async def wait_for_local_holder(self, task_hub: str, instance_id: str, timeout: float) -> bool:
-        """Wait, at most ``timeout`` seconds, until this process's holder of the id's
-        lock is done with it.
-
-        Returns False at once when no caller in this process has the lock (it is held
-        elsewhere, or free), so the caller knows to poll instead.
-
-        Raises
-        ------
-        LockUnavailable
-            When the attempt waited on failed on storage: its callers all get the
-            answer at the same time.
-        """
-        attempt = self._attempts.get(lock_blob_name(task_hub, instance_id))
-        if attempt is None:
-            return False
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(attempt.done.wait(), timeout)
-        if attempt.error is not None:
-            raise attempt.error
-        return True
-
-    async def close(self) -> None:
-        """Wait for the releases handed to the background (shutdown, tests)."""
-        while self._background:
-            await asyncio.gather(*list(self._background), return_exceptions=True)
-
-    # -- storage calls -----------------------------------------------------------------
-
-    async def _acquire(self, name: str, blob: BlobClient, lease: BlobLeaseClient) -> bool:
+    async def _acquire(self, name: str, lease: BlobLeaseClient) -> bool:
+        blob = self._container.get_blob_client(name)
         try:
             if name not in self._known:
                 # Not used in this process yet: it may be new. Creating first costs one
@@ -258,34 +181,6 @@ class StartLocks:
             with contextlib.suppress(ResourceExistsError):
                 await blob.upload_blob(b"", overwrite=False)
 
-    async def release(self, lease: BlobLeaseClient) -> None:
-        """Release ``lease``; never raises (an unreleased lease expires on its own)."""
-        try:
-            await asyncio.wait_for(lease.release(), self.storage_timeout)
-        except (Exception, asyncio.TimeoutError) as error:
-            logger.warning(
-                "Start lock release failed (%s); it expires on its own.", type(error).__name__
-            )
-
-    def _release_later(
-        self, lease: BlobLeaseClient, then: Callable[[], None] = lambda: None
-    ) -> None:
-        """Release in the background, then run ``then``."""
-
-        async def run() -> None:
-            try:
-                await self.release(lease)
-            finally:
-                then()
-
-        self.in_background(run())
-
-    def in_background(self, work: Coroutine[Any, Any, None]) -> None:
-        """Run ``work`` without a caller waiting; kept until :meth:`close`."""
-        task = asyncio.create_task(work)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
     async def renew(self, lease: BlobLeaseClient) -> float:
         """Renew ``lease``; return the monotonic time until which it is certainly held.
 
@@ -305,30 +200,200 @@ class StartLocks:
             raise LockUnavailable(_describe(error)) from error
         return self.valid_until(sent)
 
+    async def release(self, lease: BlobLeaseClient) -> None:
+        """Release ``lease``; never raises (an unreleased lease expires on its own)."""
+        try:
+            await asyncio.wait_for(lease.release(), self.storage_timeout)
+        except (Exception, asyncio.TimeoutError) as error:
+            logger.warning(
+                "Start lock release failed (%s); it expires on its own.", type(error).__name__
+            )
+
     def valid_until(self, sent: float) -> float:
         """Until when a lease acquired or renewed by a request sent at ``sent`` holds."""
         return sent + self._lease_seconds - SAFETY_MARGIN_SECONDS
 
-    @property
-    def renew_every(self) -> float:
-        """Seconds between background renewals."""
-        return self._renew_every
+
+class Background:
+    """Work no caller waits for (lease releases, a last renewal), kept until closed."""
+
+    def __init__(self) -> None:
+        """Nothing running yet."""
+        self._tasks: Set["asyncio.Task[None]"] = set()
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` without a caller waiting; kept until :meth:`close`."""
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def close(self) -> None:
+        """Wait until everything spawned (and spawned meanwhile) is done."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+
+class _Attempt:
+    """One process-local attempt at a lock, which other local callers may wait on."""
+
+    def __init__(self) -> None:
+        self.done = asyncio.Event()
+        self.error: Optional[LockUnavailable] = None
+
+
+class LocalAttempts:
+    """The locks callers in this process are taking or hold, by blob name: a burst of
+    requests for one id makes one storage attempt, and the others wait for it."""
+
+    def __init__(self) -> None:
+        """No attempt yet."""
+        self._attempts: Dict[str, _Attempt] = {}
+
+    def begin(self, name: str) -> Optional[Callable[[Optional[LockUnavailable]], None]]:
+        """Begin the attempt at ``name``; None when a caller here already has it.
+
+        Returns the function that ends the attempt, with the error its waiters get.
+        """
+        if name in self._attempts:
+            return None
+        attempt = self._attempts[name] = _Attempt()
+
+        def finish(error: Optional[LockUnavailable] = None) -> None:
+            if self._attempts.get(name) is attempt:  # not a later caller's attempt
+                del self._attempts[name]
+            attempt.error = error
+            attempt.done.set()
+
+        return finish
+
+    async def wait(self, name: str, timeout: float) -> bool:
+        """Wait, at most ``timeout`` seconds, until the attempt at ``name`` ends; False at
+        once when there is none. Raises the attempt's LockUnavailable, if it failed."""
+        attempt = self._attempts.get(name)
+        if attempt is None:
+            return False
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(attempt.done.wait(), timeout)
+        if attempt.error is not None:
+            raise attempt.error
+        return True
+
+
+class StartLocks:
+    """The start locks of one lock container: the lease's storage calls
+    (:class:`LeaseStore`), the attempts of this process (:class:`LocalAttempts`) and the
+    work left to the background (:class:`Background`).
+
+    One object per composition root (:mod:`durable_singleton._root`).
+    """
+
+    def __init__(
+        self,
+        container: ContainerClient,
+        storage_timeout: float,
+        lease_seconds: int = LEASE_SECONDS,
+        renew_every: float = RENEW_EVERY_SECONDS,
+        known_blobs: int = KNOWN_BLOBS,
+    ) -> None:
+        """Keep locks as blobs in ``container``, created on first use; every storage
+        request (with its retries) ends within ``storage_timeout`` seconds; remember
+        at most ``known_blobs`` blob names as existing."""
+        self.store = LeaseStore(container, storage_timeout, lease_seconds, known_blobs)
+        self.attempts = LocalAttempts()
+        self.background = Background()
+        self._renew_every = renew_every
+
+    async def try_acquire(self, task_hub: str, instance_id: str) -> Optional["HeldLock"]:
+        """Take the lease for the id, or return None at once when someone else holds it.
+
+        Parameters
+        ----------
+        task_hub : str
+            The Durable task hub the instance lives in.
+        instance_id : str
+            The instance id to lock.
+
+        Raises
+        ------
+        LockUnavailable
+            When storage cannot be reached, refuses, or does not answer in time. The
+            callers in this process waiting on this attempt get the same error.
+        """
+        name = lock_blob_name(task_hub, instance_id)
+        finish = self.attempts.begin(name)
+        if finish is None:
+            return None  # taken (or being taken) in this process: no storage call needed
+        lease = self.store.lease(name)
+        sent = time.monotonic()
+        try:
+            acquired = await self.store.acquire(name, lease)
+        except LockUnavailable as error:
+            finish(error)  # the waiters hear it now, with this caller
+            if isinstance(error, AcquireTimedOut):
+                # The request may have been granted: its release goes on meanwhile.
+                self.background.spawn(self.store.release(lease))
+            raise
+        except BaseException:
+            # Cancelled while the lease request was in flight: it may have been
+            # granted. The proposed id lets the release undo it; local waiters go on
+            # once that is done.
+            async def release_then_finish() -> None:
+                try:
+                    await self.store.release(lease)
+                finally:
+                    finish(None)
+
+            self.background.spawn(release_then_finish())
+            raise
+        if not acquired:
+            finish(None)
+            return None
+        return HeldLock(lease, self.store, self.background, sent, self._renew_every, finish)
+
+    async def wait_for_local_holder(self, task_hub: str, instance_id: str, timeout: float) -> bool:
+        """Wait, at most ``timeout`` seconds, until this process's holder of the id's
+        lock is done with it.
+
+        Returns False at once when no caller in this process has the lock (it is held
+        elsewhere, or free), so the caller knows to poll instead.
+
+        Raises
+        ------
+        LockUnavailable
+            When the attempt waited on failed on storage: its callers all get the
+            answer at the same time.
+        """
+        return await self.attempts.wait(lock_blob_name(task_hub, instance_id), timeout)
+
+    async def close(self) -> None:
+        """Wait for the work handed to the background (shutdown, tests)."""
+        await self.background.close()
 
 
 class HeldLock:
     """A lease this caller holds, renewed in the background until let go."""
 
     def __init__(
-        self, lease: BlobLeaseClient, locks: StartLocks, sent: float, on_done: Callable[[], None]
+        self,
+        lease: BlobLeaseClient,
+        store: LeaseStore,
+        background: Background,
+        sent: float,
+        renew_every: float,
+        on_done: Callable[[Optional[LockUnavailable]], None],
     ) -> None:
-        """Hold ``lease``, acquired by a request sent at monotonic time ``sent``.
+        """Hold ``lease``, acquired by a request sent at monotonic time ``sent``; renew
+        it every ``renew_every`` seconds through ``store``; leave releases to
+        ``background``.
 
         ``on_done`` runs as soon as the holder lets go, before the release reaches
         storage: it wakes the callers in this process that wait for the lock.
         """
         self._lease = lease
-        self._locks = locks
-        self._valid_until = locks.valid_until(sent)
+        self._store = store
+        self._background = background
+        self._renew_every = renew_every
+        self._valid_until = store.valid_until(sent)
         self._on_done = on_done
         self._renewing = asyncio.Lock()
         self._renewer = asyncio.create_task(self._keep_renewing())
@@ -352,12 +417,13 @@ class HeldLock:
             not act under the lock.
         """
         if self.remaining() < needed:
-            while self.remaining() > 0:
+            retries = Pauses(RENEW_RETRY_SECONDS, RENEW_RETRY_SECONDS, self.remaining())
+            while not retries.expired():
                 try:
                     await self._renew()
                     break
                 except LockUnavailable:
-                    await asyncio.sleep(min(RENEW_RETRY_SECONDS, max(self.remaining(), 0)))
+                    await retries.sleep()
         left = self.remaining()
         if left < MIN_FENCED_SECONDS:
             raise LockLost("the lease could not be renewed while it was valid")
@@ -366,12 +432,12 @@ class HeldLock:
     async def release(self) -> None:
         """Stop renewing and release the lease. Never raises."""
         await self._stop()
-        await self._locks.release(self._lease)
+        await self._store.release(self._lease)
 
     def release_in_background(self) -> None:
         """Release without making the caller wait; see :meth:`StartLocks.close`."""
         self._let_go()
-        self._locks.in_background(self.release())
+        self._background.spawn(self.release())
 
     def abandon(self) -> None:
         """Keep the lease until it runs out: after a start whose answer was lost.
@@ -386,7 +452,7 @@ class HeldLock:
             with contextlib.suppress(LockLost, LockUnavailable):
                 await self._renew()
 
-        self._locks.in_background(last_renewal())
+        self._background.spawn(last_renewal())
 
     async def _stop(self) -> None:
         self._let_go()
@@ -395,21 +461,24 @@ class HeldLock:
             await self._renewer
 
     def _let_go(self) -> None:
-        on_done, self._on_done = self._on_done, lambda: None
-        on_done()
+        on_done, self._on_done = self._on_done, lambda error: None
+        on_done(None)
 
     async def _renew(self) -> None:
         async with self._renewing:
-            self._valid_until = max(self._valid_until, await self._locks.renew(self._lease))
+            self._valid_until = max(self._valid_until, await self._store.renew(self._lease))
 
     async def _keep_renewing(self) -> None:
-        """Renew every few seconds; retry a failed renewal while the lease may hold."""
-        pause = self._locks.renew_every
+        """Renew every few seconds; retry a failed renewal while the lease may hold.
+
+        A period, not a wait for something: it runs until the holder lets go.
+        """
+        pause = self._renew_every
         while True:
             await asyncio.sleep(pause)
             try:
                 await self._renew()
-                pause = self._locks.renew_every
+                pause = self._renew_every
             except LockLost as error:
                 logger.warning("Start lock lost (%s).", error)
                 return

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import datetime
 import logging
-import random
 from dataclasses import dataclass
 from typing import Optional
 
@@ -32,6 +31,7 @@ from ._lock import HeldLock, LockLost
 from ._policy import FINISHED, REPLACES, Action, decide, must_recheck_under_lock
 from ._root import Root
 from ._validation import StartRequest
+from ._waiting import Pauses
 
 logger = logging.getLogger("durable_singleton._starter")
 
@@ -132,9 +132,9 @@ class _StartRun:
             return self._not_started(action, status)
 
         locks = self.root.locks()
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.settings.lock_wait_seconds
-        pause = FIRST_PAUSE_SECONDS
+        pauses = Pauses(
+            FIRST_PAUSE_SECONDS, MAX_PAUSE_SECONDS, self.settings.lock_wait_seconds, jitter=0.5
+        )
         waiting = telemetry.LockWait()
         while True:
             with telemetry.step("lock.acquire"):
@@ -148,13 +148,12 @@ class _StartRun:
             # shows, the decision is a refusal (or useExisting) and this caller is
             # answered without the lock. A holder in this process says when it is
             # done; one elsewhere is polled for, with jittered, growing pauses.
-            remaining = deadline - loop.time()
-            if remaining <= 0:
+            if pauses.expired():
                 waiting.end("gave-up")
                 raise LockBusy()
-            if not await locks.wait_for_local_holder(self.durable.task_hub, self.id, remaining):
-                await asyncio.sleep(min(remaining, pause * random.uniform(0.5, 1.5)))
-                pause = min(pause * 2, MAX_PAUSE_SECONDS)
+            task_hub = self.durable.task_hub
+            if not await locks.wait_for_local_holder(task_hub, self.id, pauses.remaining()):
+                await pauses.sleep()
             status = await self.durable.status(self.id)
             action = self._decide(status)
             if not action.starts:  # the holder's start shows: answered without the lock
@@ -253,23 +252,19 @@ class _StartRun:
         event = STOP_EVENT if action is Action.STOP_THEN_START else None
         with contextlib.suppress(InstanceEnded):  # ended (or purged) already: start
             await self.durable.end(self.id, event, REPLACE_REASON, budget)
-        loop = asyncio.get_running_loop()
         waited = self.settings.terminate_timeout_seconds
-        deadline = loop.time() + waited
-        poll = FIRST_POLL_SECONDS
+        polls = Pauses(FIRST_POLL_SECONDS, MAX_POLL_SECONDS, waited)
         while True:
             status = await self.durable.status(self.id)
             if status is None or status.runtime_status in FINISHED:
                 return
-            remaining = deadline - loop.time()
-            if remaining <= 0:
+            if polls.expired():
                 raise ReplaceTimedOut(action, status, self.id, waited)
             if held.remaining() <= 0:
                 # The renewals failed for a whole lease: say so now, not when the old
                 # instance ends (the start would be refused by the fence anyway).
                 raise LockLost("the lease ran out while the old instance was ending")
-            await asyncio.sleep(min(poll, remaining, max(held.remaining(), 0.05)))
-            poll = min(poll * 2, MAX_POLL_SECONDS)
+            await polls.sleep(cap=max(held.remaining(), 0.05))
 
     def _decide(self, status: Optional[DurableOrchestrationStatus]) -> Action:
         runtime_status = status.runtime_status if status is not None else None

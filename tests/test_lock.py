@@ -197,3 +197,66 @@ async def test_local_waiters_retry_when_the_lock_is_held_elsewhere(
         await lease.release()
         await service.close()
     assert (await start("remote")).status_code == 202
+
+
+# -- the lock's parts, each on its own ---------------------------------------------------
+
+
+async def test_local_attempts_make_one_caller_the_attempt_and_wake_the_others() -> None:
+    from durable_singleton._lock import LocalAttempts
+
+    attempts = LocalAttempts()
+    assert await attempts.wait("x", timeout=1) is False  # nobody here has it
+    finish = attempts.begin("x")
+    assert finish is not None and attempts.begin("x") is None
+    waiter = asyncio.create_task(attempts.wait("x", timeout=5))
+    await asyncio.sleep(0)
+    assert not waiter.done()
+    finish(None)
+    assert await asyncio.wait_for(waiter, 1) is True
+    assert attempts.begin("x") is not None  # free again once finished
+
+
+async def test_a_failed_attempt_gives_its_waiters_the_same_error() -> None:
+    from durable_singleton._lock import LocalAttempts
+
+    attempts = LocalAttempts()
+    finish = attempts.begin("x")
+    waiters = [asyncio.create_task(attempts.wait("x", timeout=5)) for _ in range(3)]
+    await asyncio.sleep(0)
+    error = LockUnavailable("storage did not answer in time")
+    finish(error)
+    results = await asyncio.gather(*waiters, return_exceptions=True)
+    assert results == [error] * 3
+
+
+async def test_background_close_waits_for_work_spawned_meanwhile() -> None:
+    from durable_singleton._lock import Background
+
+    background, done = Background(), []
+
+    async def second() -> None:
+        await asyncio.sleep(0.01)
+        done.append("second")
+
+    async def first() -> None:
+        await asyncio.sleep(0.01)
+        background.spawn(second())
+        done.append("first")
+
+    background.spawn(first())
+    await background.close()
+    assert done == ["first", "second"]
+
+
+async def test_the_lease_store_alone_excludes_a_second_holder(azurite, app_env) -> None:
+    from durable_singleton._lock import LeaseStore
+
+    store = LeaseStore(lock_container(app_env), storage_timeout=5)
+    first, second = store.lease("hub/one.lock"), store.lease("hub/one.lock")
+    assert await store.acquire("hub/one.lock", first) is True
+    assert await store.acquire("hub/one.lock", second) is False
+    assert await store.renew(first) > 0
+    await store.release(first)
+    assert await store.acquire("hub/one.lock", second) is True
+    await store.release(second)

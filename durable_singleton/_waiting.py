@@ -1,0 +1,62 @@
+"""Waiting with a deadline: the one way the app pauses between two looks at something.
+
+A caller that polls (a busy lock, an instance winding down, a renewal to retry) makes a
+:class:`Pauses` with the time it may wait in all, and sleeps through it between looks.
+The pauses start short and double up to a cap, each jittered so that callers waiting
+on the same thing spread out, and never reach past the deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import time
+from typing import Awaitable, Callable
+
+
+class Pauses:
+    """Growing, jittered pauses until a deadline.
+
+    Parameters
+    ----------
+    first, most : float
+        The first pause and the longest one, in seconds; each pause doubles the last.
+    within : float
+        Seconds from now until the deadline.
+    jitter : float
+        Each pause is scaled by a random factor from ``1 - jitter`` to ``1 + jitter``.
+    clock, sleep : callables
+        The monotonic clock and the sleep (the event loop's, unless a test gives others).
+    """
+
+    def __init__(
+        self,
+        first: float,
+        most: float,
+        within: float,
+        jitter: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        """See the class docstring."""
+        self._next = first
+        self._most = most
+        self._jitter = jitter
+        self._clock = clock
+        self._sleep = sleep
+        self._deadline = clock() + within
+
+    def remaining(self) -> float:
+        """Seconds left until the deadline (0 once it has passed)."""
+        return max(self._deadline - self._clock(), 0.0)
+
+    def expired(self) -> bool:
+        """Whether the deadline has passed."""
+        return self.remaining() <= 0
+
+    async def sleep(self, cap: float = math.inf) -> None:
+        """Pause for the next pause, at most ``cap`` seconds and never past the deadline."""
+        pause = self._next * random.uniform(1 - self._jitter, 1 + self._jitter)
+        self._next = min(self._next * 2, self._most)
+        await self._sleep(max(min(pause, cap, self.remaining()), 0.0))
