@@ -48,7 +48,7 @@ async def test_jitter_stays_within_its_bounds(jitter: float) -> None:
     for _ in range(200):
         await pauses.sleep()
     expected = [min(0.02 * 2**i, 0.5) for i in range(200)]
-    for slept, base in zip(time.slept, expected):
+    for slept, base in zip(time.slept, expected, strict=True):
         assert base * (1 - jitter) - 1e-12 <= slept <= base * (1 + jitter) + 1e-12
     assert (len(set(time.slept)) > 10) is (jitter > 0)
 
