@@ -1,7 +1,8 @@
 """The one place that reads app settings.
 
 Azure Functions hands app settings (and local.settings.json ``Values`` under
-``func start``) to the worker as environment variables. Every setting the app reads
+``func start``) to the worker as environment variables; the SingletonApp passes that
+mapping in (``os.environ`` unless it was given another). Every setting the app reads
 is named in this module and documented in docs/settings.md; ``infra/`` sets each of
 them.
 """
@@ -9,7 +10,6 @@ them.
 from __future__ import annotations
 
 import enum
-import os
 import re
 from dataclasses import dataclass
 from typing import List, Mapping, Optional, Type, TypeVar
@@ -112,13 +112,13 @@ class StorageConnection:
             raise ValueError("exactly one of connection_string and account_url")
 
 
-def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
+def load_settings(environ: Mapping[str, str]) -> Settings:
     """Read the starter's settings.
 
     Parameters
     ----------
     environ : Mapping[str, str]
-        Where the settings live; the process environment by default.
+        Where the settings live (the SingletonApp's ``environ``).
 
     Returns
     -------
@@ -171,7 +171,7 @@ class Schedule:
     reuse: Reuse
 
 
-def load_schedule(prefix: str, environ: Mapping[str, str] = os.environ) -> Schedule:
+def load_schedule(prefix: str, environ: Mapping[str, str]) -> Schedule:
     """Read the settings of the schedule whose settings start with ``prefix``.
 
     ``<prefix>`` itself is the NCRONTAB expression, read by the Functions host through
@@ -196,15 +196,15 @@ def load_schedule(prefix: str, environ: Mapping[str, str] = os.environ) -> Sched
     )
 
 
-def load_storage_connection(environ: Mapping[str, str] = os.environ) -> StorageConnection:
+def load_storage_connection(environ: Mapping[str, str]) -> StorageConnection:
     """Read the storage connection the way the Functions host does.
 
     ``AzureWebJobsStorage`` holds a connection string; identity-based connections use
     ``AzureWebJobsStorage__blobServiceUri`` or ``AzureWebJobsStorage__accountName``,
     with ``__credential`` and ``__clientId`` for a managed identity.
 
-    ``environ`` is where the settings live (the process environment by default);
-    returns the connection to build a Blob Storage client from.
+    ``environ`` is where the settings live (the SingletonApp's ``environ``); returns
+    the connection to build a Blob Storage client from.
 
     Raises
     ------
