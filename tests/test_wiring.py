@@ -172,3 +172,22 @@ def test_funcignore_keeps_tests_and_tools_out_of_the_deployment() -> None:
     } <= ignored
     assert not {"durable_singleton", "singleton_app.py", "host.json", "requirements.txt"} & ignored
     assert "examples" in ignored  # the v2 example is not part of the deployed app
+
+
+def test_the_v2_examples_requirements_pin_what_its_runtime_test_runs() -> None:
+    """Pinned as the v1 app's are, with the v2 runtime in place of the v1 one; the
+    library itself comes from this repository."""
+    lines = [
+        line.strip()
+        for line in (APP_ROOT / "examples" / "v2" / "requirements.txt").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert "../.." in lines
+    requirements = [Requirement(line) for line in lines if line != "../.."]
+    for requirement in requirements:
+        [pin] = list(requirement.specifier)
+        assert pin.operator == "=="
+        if requirement.marker is None or requirement.marker.evaluate():
+            assert importlib.metadata.version(requirement.name) == pin.version
+    names = {r.name for r in requirements}
+    assert "azure-functions-runtime" in names and "azure-functions-runtime-v1" not in names
