@@ -39,6 +39,11 @@ COUNTER = RequestCounter()
 OURS = counted_app(app, COUNTER)
 STARTERS: Dict[str, Starter] = {"ours": OURS.http_start, "seed": seed_starter.main}
 PATHS = ("fresh start", "conflict", "restart after Completed")
+#: Ours only (the seed has no Idempotency-Key), each beside the keyless path it compares to.
+KEYED_PATHS = {
+    "fresh start with a key": "fresh start",
+    "retry with the key (answer given again)": "conflict",
+}
 
 
 @dataclass
@@ -93,10 +98,13 @@ class Bench:
         return f"{label}-{self._serial}"
 
     @staticmethod
-    def request(instance_id: str) -> func.HttpRequest:
-        """A start request, built before any clock starts: the host builds it, not the
-        starter."""
-        return start_request("SingletonOrchestrator", instance_id, {"items": ["x"]})
+    def request(instance_id: str, key: Optional[str] = None) -> func.HttpRequest:
+        """A start request (with ``key`` as its Idempotency-Key), built before any clock
+        starts: the host builds it, not the starter."""
+        headers = None if key is None else {"Idempotency-Key": key}
+        return start_request(
+            "SingletonOrchestrator", instance_id, {"items": ["x"]}, headers=headers
+        )
 
     async def call(self, starter: Starter, request: func.HttpRequest) -> Optional[int]:
         """One request; the status code, or None where the starter raised (the host's 500)."""
@@ -116,7 +124,12 @@ class Bench:
                 await self.call(STARTERS["ours"], self.request(instance_id))
                 self.durable.set_status(instance_id, "Completed")
             await OURS.wait_for_background()
-        requests = [self.request(i) for i in ids]
+        keyed = path in KEYED_PATHS
+        if path == "retry with the key (answer given again)":
+            for instance_id in ids:  # the first request with each key
+                await self.call(OURS.http_start, self.request(instance_id, f"key-{instance_id}"))
+            await OURS.wait_for_background()
+        requests = [self.request(i, f"key-{i}" if keyed else None) for i in ids]
         durable_before = sum(self.durable.calls.values())
         blob_before = self.counter.requests
         latencies, errors = [], 0
@@ -201,6 +214,8 @@ async def measure(bench: Bench, latency_ms: float, count: int, races: List[int])
     run = Run(latency_ms)
     for name, starter in STARTERS.items():
         run.paths[name] = {path: await bench.path(name, starter, path, count) for path in PATHS}
+    for path in KEYED_PATHS:
+        run.paths["ours"][path] = await bench.path("ours", OURS.http_start, path, count)
     for callers in races:
         run.races[callers] = {
             name: await bench.race(name, s, callers) for name, s in STARTERS.items()
@@ -253,6 +268,19 @@ def tables(runs: List[Run], memory: Dict[str, float], target_latency: float) -> 
                     f"{result.percentile(95):.1f} | {result.percentile(99):.1f} | "
                     f"{result.durable_calls:.2f} | {result.blob_calls:.2f} {ratios} |"
                 )
+        out.append(
+            "\n| ours, with an Idempotency-Key | p50 ms | p95 ms | p99 ms | Durable calls/req "
+            "| Blob calls/req | p50 / ours without a key |"
+        )
+        out.append("|---|---:|---:|---:|---:|---:|---|")
+        for path, plain in KEYED_PATHS.items():
+            result, base = run.paths["ours"][path], run.paths["ours"][plain]
+            out.append(
+                f"| {path} | {result.percentile(50):.1f} | {result.percentile(95):.1f} | "
+                f"{result.percentile(99):.1f} | {result.durable_calls:.2f} | "
+                f"{result.blob_calls:.2f} | {result.percentile(50) / base.percentile(50):.2f}x "
+                f"of {plain} |"
+            )
         out.append(
             "\n| N callers, one id | starter | told started | 409 | errors | "
             "starts accepted by Durable API | of which dropped | wall ms | "

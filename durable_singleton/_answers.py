@@ -18,6 +18,7 @@ from azure.durable_functions.models.DurableOrchestrationStatus import DurableOrc
 from . import _problems as problems
 from . import _telemetry as telemetry
 from ._durable import DurableFailure, DurableUnavailable, StartOutcomeUnknown
+from ._idempotency import REPLAYED_HEADER
 from ._links import Links
 from ._lock import LockLost, LockUnavailable
 from ._policy import FINISHED, Action, Reuse
@@ -85,7 +86,10 @@ def for_outcome(
 ) -> func.HttpResponse:
     """The answer to a start that ended as ``outcome``."""
     if outcome.started:
-        return accepted(instance_id, links)
+        response = accepted(instance_id, links)
+        if outcome.replayed:
+            response.headers[REPLAYED_HEADER] = "true"
+        return response
     assert outcome.status is not None  # only a start has no instance to describe
     instance = describe(outcome.status, instance_id, links)
     if outcome.action is Action.USE_EXISTING:

@@ -200,6 +200,47 @@ class LeaseStore:
             raise LockUnavailable(_describe(error)) from error
         return self.valid_until(sent)
 
+    async def read_metadata(self, name: str) -> Optional[Dict[str, str]]:
+        """The metadata of lock blob ``name``; None when the blob does not exist.
+
+        Raises LockUnavailable when storage cannot be read in time.
+        """
+        blob = self._container.get_blob_client(name)
+        try:
+            properties = await asyncio.wait_for(blob.get_blob_properties(), self.storage_timeout)
+        except ResourceNotFoundError:
+            return None
+        except asyncio.TimeoutError:
+            raise LockUnavailable("storage did not answer in time") from None
+        except AzureError as error:
+            raise LockUnavailable(_describe(error)) from error
+        self._remember(name)
+        return dict(properties.metadata or {})
+
+    async def write_metadata(
+        self, name: str, lease: BlobLeaseClient, metadata: Dict[str, str], timeout: float
+    ) -> None:
+        """Replace the metadata of lock blob ``name``, under ``lease`` (storage refuses
+        the write to anyone else), within ``timeout`` seconds.
+
+        Raises LockLost when storage says the lease is not held, LockUnavailable when
+        storage cannot be reached in time.
+        """
+        blob = self._container.get_blob_client(name)
+        try:
+            await asyncio.wait_for(
+                blob.set_blob_metadata(metadata, lease=lease),
+                min(timeout, self.storage_timeout),
+            )
+        except asyncio.TimeoutError:
+            raise LockUnavailable("storage did not answer in time") from None
+        except HttpResponseError as error:
+            if error.status_code in (409, 412):  # LeaseIdMismatch, LeaseLost, ...
+                raise LockLost(_describe(error)) from error
+            raise LockUnavailable(_describe(error)) from error
+        except AzureError as error:
+            raise LockUnavailable(_describe(error)) from error
+
     async def release(self, lease: BlobLeaseClient) -> None:
         """Release ``lease``; never raises (an unreleased lease expires on its own)."""
         try:
@@ -348,7 +389,7 @@ class StartLocks:
         if not acquired:
             finish(None)
             return None
-        return HeldLock(lease, self.store, self.background, sent, self._renew_every, finish)
+        return HeldLock(name, lease, self.store, self.background, sent, self._renew_every, finish)
 
     async def wait_for_local_holder(self, task_hub: str, instance_id: str, timeout: float) -> bool:
         """Wait, at most ``timeout`` seconds, until this process's holder of the id's
@@ -365,6 +406,10 @@ class StartLocks:
         """
         return await self.attempts.wait(lock_blob_name(task_hub, instance_id), timeout)
 
+    async def read_record(self, task_hub: str, instance_id: str) -> Optional[Dict[str, str]]:
+        """The metadata of the id's lock blob (None when it has none yet)."""
+        return await self.store.read_metadata(lock_blob_name(task_hub, instance_id))
+
     async def close(self) -> None:
         """Wait for the work handed to the background (shutdown, tests)."""
         await self.background.close()
@@ -375,6 +420,7 @@ class HeldLock:
 
     def __init__(
         self,
+        name: str,
         lease: BlobLeaseClient,
         store: LeaseStore,
         background: Background,
@@ -382,13 +428,15 @@ class HeldLock:
         renew_every: float,
         on_done: Callable[[Optional[LockUnavailable]], None],
     ) -> None:
-        """Hold ``lease``, acquired by a request sent at monotonic time ``sent``; renew
+        """Hold ``lease`` on blob ``name``, acquired by a request sent at monotonic time
+        ``sent``; renew
         it every ``renew_every`` seconds through ``store``; leave releases to
         ``background``.
 
         ``on_done`` runs as soon as the holder lets go, before the release reaches
         storage: it wakes the callers in this process that wait for the lock.
         """
+        self.name = name
         self._lease = lease
         self._store = store
         self._background = background
@@ -428,6 +476,12 @@ class HeldLock:
         if left < MIN_FENCED_SECONDS:
             raise LockLost("the lease could not be renewed while it was valid")
         return left
+
+    async def write_metadata(self, metadata: Dict[str, str]) -> None:
+        """Replace the lock blob's metadata under this lease, fenced like every call
+        made under the lock (LockLost, LockUnavailable)."""
+        left = await self.fence(self._store.storage_timeout)
+        await self._store.write_metadata(self.name, self._lease, metadata, left)
 
     async def release(self) -> None:
         """Stop renewing and release the lease. Never raises."""

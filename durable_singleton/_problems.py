@@ -170,6 +170,51 @@ def start_refused(instance_id: str) -> Problem:
     )
 
 
+def invalid_idempotency_key(rule: str) -> Problem:
+    """400: the Idempotency-Key header breaks ``rule``."""
+    return Problem("invalid-idempotency-key", 400, "Invalid Idempotency-Key", rule)
+
+
+def idempotency_key_mismatch(instance_id: str) -> Problem:
+    """422: the key was first used with a different request."""
+    return Problem(
+        "idempotency-key-mismatch",
+        422,
+        "Idempotency-Key used for another request",
+        f"This Idempotency-Key was first used for a different start of '{instance_id}' "
+        "(another orchestrator, body or policy); nothing was started. Use a new key for a "
+        "new request.",
+        {"instanceId": instance_id},
+    )
+
+
+def idempotency_key_in_progress(instance_id: str, retry_after: int) -> Problem:
+    """409: the first request with the key may still be starting the instance."""
+    return Problem(
+        "idempotency-key-in-progress",
+        409,
+        "Request with this Idempotency-Key in progress",
+        f"The first request with this Idempotency-Key is still starting '{instance_id}', "
+        "or its start may still land; nothing was started. Retry after the number of "
+        "seconds in Retry-After: the retry gets that request's answer.",
+        {"instanceId": instance_id},
+        {"Retry-After": str(retry_after)},
+    )
+
+
+def idempotency_key_superseded(instance_id: str) -> Problem:
+    """409: an execution newer than the key's start is the id's latest."""
+    return Problem(
+        "idempotency-key-superseded",
+        409,
+        "Idempotency-Key no longer current",
+        f"The latest execution of '{instance_id}' was started after the request that first "
+        "used this Idempotency-Key, so its answer cannot be given again; nothing was "
+        "started. Read the instance's status, and use a new key to start again.",
+        {"instanceId": instance_id},
+    )
+
+
 def lock_busy(retry_after: int) -> Problem:
     """503: another start for the id held the lock for longer than this caller may wait."""
     return _unavailable(

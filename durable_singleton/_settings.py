@@ -28,6 +28,7 @@ JOB_CONTAINER = "SINGLETON_JOB_CONTAINER"
 STORAGE_TIMEOUT_SECONDS = "SINGLETON_STORAGE_TIMEOUT_SECONDS"
 DURABLE_TIMEOUT_SECONDS = "SINGLETON_DURABLE_TIMEOUT_SECONDS"
 MANAGEMENT_LINKS = "SINGLETON_MANAGEMENT_LINKS"
+IDEMPOTENCY_TTL_SECONDS = "SINGLETON_IDEMPOTENCY_TTL_SECONDS"
 
 #: The longest a Durable API call may be given: a call made under the start lock must
 #: end well inside the lock's 15 s lease (see :mod:`durable_singleton._lock`).
@@ -63,6 +64,7 @@ APP_SETTINGS = (
     STORAGE_TIMEOUT_SECONDS,
     DURABLE_TIMEOUT_SECONDS,
     MANAGEMENT_LINKS,
+    IDEMPOTENCY_TTL_SECONDS,
     *(f"{DEFAULT_SCHEDULE_PREFIX}{suffix}" for suffix in SCHEDULE_SUFFIXES),
 )
 
@@ -89,6 +91,7 @@ class Settings:
     storage_timeout_seconds: float = 5.0
     durable_timeout_seconds: float = 5.0
     management_links: LinkMode = LinkMode.DURABLE
+    idempotency_ttl_seconds: float = 86400.0
 
 
 @dataclass(frozen=True)
@@ -154,6 +157,9 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
             MAX_DURABLE_TIMEOUT_SECONDS,
         ),
         management_links=_choice(environ, MANAGEMENT_LINKS, LinkMode, defaults.management_links),
+        idempotency_ttl_seconds=_number(
+            environ, IDEMPOTENCY_TTL_SECONDS, defaults.idempotency_ttl_seconds, 1, 30 * 86400
+        ),
     )
 
 

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime
 import logging
+import math
 from dataclasses import dataclass
 from typing import Optional
 
 from azure.durable_functions.models.DurableOrchestrationStatus import DurableOrchestrationStatus
 
+from . import _problems as problems
 from . import _telemetry as telemetry
 from ._durable import (
     DurableClient,
@@ -26,9 +29,11 @@ from ._durable import (
     StartOutcome,
     StartOutcomeUnknown,
 )
+from ._idempotency import KeyedRequest, Record, Verdict, created_text, judge
 from ._job import STOP_EVENT
-from ._lock import HeldLock, LockLost
+from ._lock import HeldLock, LockLost, LockUnavailable, StartLocks
 from ._policy import FINISHED, REPLACES, Action, decide, must_recheck_under_lock
+from ._problems import ProblemError
 from ._root import Root
 from ._validation import StartRequest
 from ._waiting import Pauses
@@ -50,11 +55,16 @@ MAX_POLL_SECONDS = 2.0
 
 @dataclass(frozen=True)
 class Outcome:
-    """What a start request came to: ``started``, or ``action`` about ``status``."""
+    """What a start request came to: ``started``, or ``action`` about ``status``.
+
+    ``replayed``: the request's Idempotency-Key started the id's latest execution
+    before; that start's answer is given again and nothing was started now.
+    """
 
     action: Action
     status: Optional[DurableOrchestrationStatus]
     started: bool
+    replayed: bool = False
 
 
 class LockBusy(Exception):
@@ -122,16 +132,25 @@ class _StartRun:
         self.root = root
         self.settings = root.settings
         self.id = request.instance_id
+        #: The key's record, once written under the lease (requests with a key).
+        self.record: Optional[Record] = None
+        #: Set when the lease must run out rather than be released (see _close_window).
+        self.keep_lease = False
 
     async def execute(self) -> Outcome:
         """Decide on the current status; take the lock only for a start."""
         status = await self.durable.status(self.id)
+        locks = self.root.locks() if self.request.keyed is not None else None
+        if locks is not None:
+            replay = await self._by_key(locks, status)
+            if replay is not None:
+                return replay
         action = self._decide(status)
         if not action.starts:
             # Fast path: refusing or pointing at the running instance needs no lock.
             return self._not_started(action, status)
 
-        locks = self.root.locks()
+        locks = locks or self.root.locks()
         pauses = Pauses(
             FIRST_PAUSE_SECONDS, MAX_PAUSE_SECONDS, self.settings.lock_wait_seconds, jitter=0.5
         )
@@ -158,7 +177,7 @@ class _StartRun:
             action = self._decide(status)
             if not action.starts:  # the holder's start shows: answered without the lock
                 waiting.end("answered-from-status")
-                return self._not_started(action, status)
+                return await self._answered_without_start(locks, action, status)
 
     async def _holding(
         self, held: HeldLock, status: Optional[DurableOrchestrationStatus], action: Action
@@ -183,21 +202,31 @@ class _StartRun:
         # The caller need not wait for the release: the start (or the status that
         # refused it) is visible now, so later callers are answered from the
         # instance's status without needing this lock.
-        held.release_in_background()
+        if self.keep_lease:
+            held.abandon()
+        else:
+            held.release_in_background()
         return answer
 
     async def _under_lock(
         self, held: HeldLock, status: Optional[DurableOrchestrationStatus], action: Action
     ) -> Outcome:
         request = self.request
-        if must_recheck_under_lock(action, request.on_conflict, request.reuse):
+        keyed = request.keyed
+        # A request with a key looks again: another one with the same key may have
+        # started the id since it read the record.
+        if keyed is not None or must_recheck_under_lock(
+            action, request.on_conflict, request.reuse
+        ):
             status = await self.durable.status(self.id)
             action = self._decide(status)
             if not action.starts:
-                return self._not_started(action, status)
+                return await self._answered_without_start(self.root.locks(), action, status)
         if action in REPLACES:
             assert status is not None  # only an existing instance is replaced
             await self._replace_and_wait(held, action, status)
+        if keyed is not None:
+            await self._record_key(held, keyed, status)
         try:
             outcome = await self.durable.start(
                 request.function_name,
@@ -210,8 +239,13 @@ class _StartRun:
         except asyncio.CancelledError as error:
             # The caller went away mid-start: the start may land all the same.
             raise _Ambiguous(status, cancelled=True) from error
+        except (DurableUnavailable, DurableFailure):
+            await self._forget_key(held)  # answered: no execution came of this start
+            raise
         if outcome is StartOutcome.STARTED:
+            await self._close_window(held)
             return Outcome(action, None, started=True)
+        await self._forget_key(held)
         # The extension refused: an instance with the id is active after all (started
         # outside this app's lock, for example). Answer as the policy says for it. An
         # older build's 500 may also be a plain failure: then no instance is active.
@@ -265,6 +299,87 @@ class _StartRun:
                 # instance ends (the start would be refused by the fence anyway).
                 raise LockLost("the lease ran out while the old instance was ending")
             await polls.sleep(cap=max(held.remaining(), 0.05))
+
+    async def _by_key(
+        self, locks: StartLocks, status: Optional[DurableOrchestrationStatus]
+    ) -> Optional[Outcome]:
+        """What the request's Idempotency-Key says: the earlier answer again, a problem
+        (raised), or None for an ordinary start request."""
+        keyed = self.request.keyed
+        assert keyed is not None
+        with telemetry.step("idempotency.read"):
+            metadata = await locks.read_record(self.durable.task_hub, self.id)
+        record = Record.from_metadata(metadata or {})
+        now = _utc_now()
+        verdict = judge(record, keyed, status, now)
+        if verdict is Verdict.REPLAY:
+            return Outcome(Action.START, None, started=True, replayed=True)
+        if verdict is Verdict.MISMATCH:
+            raise ProblemError(problems.idempotency_key_mismatch(self.id))
+        if verdict is Verdict.IN_PROGRESS:
+            assert record is not None
+            wait = math.ceil((record.window_to - now).total_seconds()) + 1
+            raise ProblemError(problems.idempotency_key_in_progress(self.id, wait))
+        if verdict is Verdict.SUPERSEDED:
+            raise ProblemError(problems.idempotency_key_superseded(self.id))
+        return None
+
+    async def _answered_without_start(
+        self, locks: StartLocks, action: Action, status: Optional[DurableOrchestrationStatus]
+    ) -> Outcome:
+        """The answer when another caller's start shows: for a request with a key, the
+        key's own start may be that one."""
+        if self.request.keyed is not None:
+            replay = await self._by_key(locks, status)
+            if replay is not None:
+                return replay
+        return self._not_started(action, status)
+
+    async def _record_key(
+        self, held: HeldLock, keyed: KeyedRequest, before: Optional[DurableOrchestrationStatus]
+    ) -> None:
+        """Write the key's record under the lease, before its start is sent.
+
+        Its window runs from now to the end of the time the lease is proven held: the
+        start call is bounded by that time, and no other start can be made in it.
+        """
+        await held.fence(self.durable.timeout + self.settings.storage_timeout_seconds)
+        began = _utc_now()
+        record = Record(
+            keyed.key_digest,
+            keyed.fingerprint,
+            began,
+            began + datetime.timedelta(seconds=max(held.remaining(), 0.0)),
+            created_text(before),
+            began + datetime.timedelta(seconds=self.settings.idempotency_ttl_seconds),
+        )
+        with telemetry.step("idempotency.record"):
+            await held.write_metadata(record.metadata())
+        self.record = record
+
+    async def _close_window(self, held: HeldLock) -> None:
+        """After the key's start was answered 202, end its window now: the lease is
+        about to be released, and a start made after that must never fall inside it.
+
+        If the window cannot be closed, the lease is kept until it runs out instead:
+        no start can then be made before the window's recorded end.
+        """
+        if self.record is None:
+            return
+        closed = dataclasses.replace(self.record, window_to=_utc_now())
+        try:
+            with telemetry.step("idempotency.record"):
+                await held.write_metadata(closed.metadata())
+        except (LockLost, LockUnavailable):
+            self.keep_lease = True
+
+    async def _forget_key(self, held: HeldLock) -> None:
+        """Clear the key's record once its start was answered without starting: a retry
+        is then a new request at once, not "in progress" until the window ends. Best
+        effort: a record left behind only makes a retry wait for its window."""
+        if self.request.keyed is not None:
+            with contextlib.suppress(LockLost, LockUnavailable):
+                await held.write_metadata({})
 
     def _decide(self, status: Optional[DurableOrchestrationStatus]) -> Action:
         runtime_status = status.runtime_status if status is not None else None

@@ -9,13 +9,16 @@ import json
 import math
 import re
 from dataclasses import dataclass
-from typing import Any, Collection, Dict, List, Tuple, Type
+from typing import Any, Collection, Dict, List, Optional, Tuple, Type
 from urllib.parse import parse_qsl, urlsplit
 
 import azure.functions as func
 
 from . import _problems as problems
 from ._catalog import Catalog, InvalidInput
+from ._idempotency import HEADER as IDEMPOTENCY_HEADER
+from ._idempotency import KEY_RULE, KeyedRequest, valid_key
+from ._idempotency import keyed as keyed_request
 from ._policy import OnConflict, Reuse
 from ._problems import ProblemError
 from ._settings import Choice, Settings, choice_values, parse_choice
@@ -43,6 +46,8 @@ class StartRequest:
     input: Any
     on_conflict: OnConflict
     reuse: Reuse
+    #: The request's Idempotency-Key and fingerprint, when it carried a key.
+    keyed: Optional[KeyedRequest] = None
 
 
 def parse_start_request(
@@ -73,9 +78,31 @@ def parse_start_request(
     function_name, instance_id = read_route(req, catalog.names)
     on_conflict = read_choice(req, "onConflict", OnConflict, settings.on_conflict)
     reuse = read_choice(req, "reuse", Reuse, settings.reuse)
-    body = read_json_body(req.get_body() or b"", settings.max_body_bytes)
+    raw = req.get_body() or b""
+    body = read_json_body(raw, settings.max_body_bytes)
     check_input(catalog, function_name, body)
-    return StartRequest(function_name, instance_id, body, on_conflict, reuse)
+    key = read_idempotency_key(req)
+    keyed = None
+    if key is not None:
+        parts = {
+            "function": function_name,
+            "instance": instance_id,
+            "onConflict": on_conflict.value,
+            "reuse": reuse.value,
+        }
+        keyed = keyed_request(key, parts, raw)
+    return StartRequest(function_name, instance_id, body, on_conflict, reuse, keyed)
+
+
+def read_idempotency_key(req: func.HttpRequest) -> Optional[str]:
+    """The request's Idempotency-Key, None when it has none; a 400 problem when it
+    breaks the rule."""
+    value = req.headers.get(IDEMPOTENCY_HEADER)
+    if value is None:
+        return None
+    if not valid_key(str(value)):
+        raise ProblemError(problems.invalid_idempotency_key(KEY_RULE))
+    return str(value)
 
 
 def check_start(request: StartRequest, catalog: Catalog, limit: int) -> None:

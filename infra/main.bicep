@@ -117,6 +117,11 @@ param scheduleReuse string = 'allowDuplicate'
 param managementLinks string = 'durable'
 
 @minValue(1)
+@maxValue(2592000)
+@description('App setting SINGLETON_IDEMPOTENCY_TTL_SECONDS: how long an Idempotency-Key is remembered.')
+param idempotencyTtlSeconds int = 86400
+
+@minValue(1)
 @maxValue(10)
 @description('App setting SINGLETON_STORAGE_TIMEOUT_SECONDS: the longest one lock storage request may take.')
 param storageTimeoutSeconds int = 5
@@ -155,6 +160,7 @@ module resources 'resources.bicep' = {
     lockWaitSeconds: lockWaitSeconds
     jobContainer: jobContainer
     managementLinks: managementLinks
+    idempotencyTtlSeconds: idempotencyTtlSeconds
     scheduleEnabled: scheduleEnabled
     schedule: schedule
     scheduleOrchestrator: scheduleOrchestrator

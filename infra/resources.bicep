@@ -17,6 +17,7 @@ param durableTimeoutSeconds int
 param lockContainer string
 param jobContainer string
 param managementLinks string
+param idempotencyTtlSeconds int
 param scheduleEnabled bool
 param schedule string
 param scheduleOrchestrator string
@@ -169,7 +170,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       AzureWebJobsStorage__clientId: identity.properties.clientId
       APPLICATIONINSIGHTS_CONNECTION_STRING: appInsights.properties.ConnectionString
       APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identity.properties.clientId};Authorization=AAD'
-      // The starter's settings (README.md, "App settings").
+      // The starter's settings (docs/settings.md).
       SINGLETON_DEFAULT_ON_CONFLICT: defaultOnConflict
       SINGLETON_DEFAULT_REUSE: defaultReuse
       SINGLETON_MAX_BODY_BYTES: string(maxBodyBytes)
@@ -180,7 +181,8 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       SINGLETON_LOCK_CONTAINER: lockContainer
       SINGLETON_JOB_CONTAINER: jobContainer
       SINGLETON_MANAGEMENT_LINKS: managementLinks
-      // The scheduled singleton, TimerStartSingle (README, "Scheduled singletons").
+      SINGLETON_IDEMPOTENCY_TTL_SECONDS: string(idempotencyTtlSeconds)
+      // The scheduled singleton, TimerStartSingle (docs/jobs.md).
       SINGLETON_SCHEDULE: schedule
       SINGLETON_SCHEDULE_ENABLED: string(scheduleEnabled)
       SINGLETON_SCHEDULE_ORCHESTRATOR: scheduleOrchestrator

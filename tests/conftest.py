@@ -107,8 +107,10 @@ def start(durable: DurableDouble, app_env: str, app_under_test: SingletonApp) ->
         function_name: str = "SingletonOrchestrator",
         raw_body: Optional[bytes] = None,
         starter: Optional[str] = None,
+        key: Optional[str] = None,
     ) -> func.HttpResponse:
-        request = start_request(function_name, instance_id, body, query, raw_body)
+        headers = {} if key is None else {"Idempotency-Key": key}
+        request = start_request(function_name, instance_id, body, query, raw_body, headers)
         response = await app_under_test.http_start(request, starter or durable.starter())
         return check_response("POST", response)  # every answer must match the contract
 

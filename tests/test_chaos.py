@@ -7,6 +7,13 @@ generations. Afterwards, for every generation of every id, at most one caller wa
 told 202, every 202 names the generation its own start created, no start was
 accepted while another execution of the id was active, and no caller whose start
 created a generation was told anything but 202 or "may have started".
+
+Callers with an Idempotency-Key retry after every 503 (and after their first 202, which
+they treat as lost). For them, besides: no key started more than one generation, every
+202 a key got (first or given again) names the generation that key started, the retry
+after a 202 gets it again, and every key's last answer is definite: 202 for the
+generation it started, or a refusal for a key that started nothing (or
+``idempotency-key-superseded``, which claims neither).
 """
 
 from __future__ import annotations
@@ -33,6 +40,8 @@ IDS = ["chaos-a", "chaos-b", "chaos-c", "chaos-d"]
 SECONDS = 12.0
 #: Answers that say a start may have happened; every other non-202 says it did not.
 MAY_HAVE_STARTED = {"start-outcome-unknown"}
+#: A keyed caller's last answer that says nothing about whether its key started.
+NEITHER = {"idempotency-key-superseded"}
 
 
 async def inject_faults(proxies: List[FaultProxy], until: float, rng: random.Random) -> int:
@@ -89,29 +98,49 @@ async def test_chaos_never_two_winners_and_every_202_is_true(
     for out in outputs:
         answers.extend(json.loads(out))
 
-    told = collections.Counter(code for _, _, code, _ in answers)
-    kinds = collections.Counter(kind for _, _, _, kind in answers if kind)
+    told = collections.Counter(answer[2] for answer in answers)
+    kinds = collections.Counter(answer[3] for answer in answers if answer[3])
     created = {(instance_id, value["items"][0]) for instance_id, value in durable.created}
-    by_token: Dict[str, list] = {answer[1]: answer for answer in answers}
+    by_token: Dict[str, list] = {answer[1]: answer for answer in answers}  # the last one
+    keyed = {answer[1] for answer in answers if answer[4]}
+    replayed = sum(1 for answer in answers if answer[5])
     report(
         f"chaos (seed {seed}): {len(answers)} answers from {PROCESSES} processes x "
         f"{CALLERS_PER_PROCESS} callers over {len(IDS)} ids in {SECONDS:g} s; faults injected "
         f"{faults} (connections broken {storage.faults + api.faults}); told 202 "
         f"{told[202]}, 409 {told[409]}, 503 {told[503]}, other "
         f"{len(answers) - told[202] - told[409] - told[503]}; problems {dict(kinds)}; "
-        f"generations {len(created)}"
+        f"generations {len(created)}; keyed starts {len(keyed)}, answers given again "
+        f"{replayed}"
     )
 
     assert told[202] > 0 and faults > 0  # the run did start things and did break things
     # No start was ever accepted over an active execution: never two at once.
     assert durable.dropped_starts == []
-    # Every 202 names the generation its own start created.
-    for instance_id, token, code, _ in answers:
+    # Every 202, first or given again, names the generation its own start (its key's) created.
+    for instance_id, token, code, *_ in answers:
         if code == 202:
             assert (instance_id, token) in created, (instance_id, token)
+    # No key (no token) started more than one generation.
+    starts_per_token = collections.Counter(value["items"][0] for _, value in durable.created)
+    assert max(starts_per_token.values()) == 1
     # Every generation was created by one caller, who was not told it did not start.
     for _, token in created:
         answer = by_token[token]  # every caller waits for its answer before it stops
-        assert answer[2] == 202 or answer[3] in MAY_HAVE_STARTED, answer
+        assert answer[2] == 202 or answer[3] in MAY_HAVE_STARTED | NEITHER, answer
+    # A retry after a 202 (treated as lost) gets that 202 again, unless a newer execution
+    # took over meanwhile; 503s in between say nothing.
+    assert keyed
+    for token in keyed:
+        said = [a for a in answers if a[1] == token and a[2] != 503]
+        for first, then in zip(said, said[1:], strict=False):
+            if first[2] == 202 and not first[5]:
+                assert (then[2] == 202 and then[5]) or then[3] in NEITHER, (first, then)
+    # Every key's last answer is definite, and true of what the key did.
+    for token in keyed:
+        instance_id, _, code, kind, *_ = by_token[token]
+        assert code != 503 and kind != "idempotency-key-in-progress", by_token[token]
+        if code != 202 and kind not in NEITHER:  # a refusal: the key started nothing
+            assert (instance_id, token) not in created, by_token[token]
     # Only the documented answers, never an internal error.
-    assert set(told) <= {202, 409, 502, 503}, told
+    assert set(told) <= {202, 409, 502, 503}, told  # 422 only for a reused key: never here

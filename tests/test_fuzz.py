@@ -78,6 +78,14 @@ raw_bodies = st.one_of(
     ),
 )
 query_values = st.one_of(st.sampled_from(_ON_CONFLICT + _REUSE), st.text(max_size=12))
+_KEY_SCHEMA = next(p for p in _POST["parameters"] if p["name"] == "Idempotency-Key")["schema"]
+#: Idempotency-Keys the document allows, and any text.
+keys = st.one_of(
+    st.from_regex(_KEY_SCHEMA["pattern"], fullmatch=True).filter(
+        lambda v: len(v) <= _KEY_SCHEMA["maxLength"]
+    ),
+    st.text(max_size=300),
+)
 
 
 @FUZZ
@@ -86,9 +94,10 @@ query_values = st.one_of(st.sampled_from(_ON_CONFLICT + _REUSE), st.text(max_siz
     on_conflict=st.one_of(st.none(), query_values),
     reuse=st.one_of(st.none(), query_values),
     body=raw_bodies,
+    key=st.one_of(st.none(), keys),
 )
 async def test_any_start_request_is_answered_by_the_contract(
-    start, durable, instance_id: str, on_conflict: Any, reuse: Any, body: bytes
+    start, durable, instance_id: str, on_conflict: Any, reuse: Any, body: bytes, key: Any
 ) -> None:
     durable.reset()
     query = "&".join(
@@ -96,10 +105,15 @@ async def test_any_start_request_is_answered_by_the_contract(
         for name, value in (("onConflict", on_conflict), ("reuse", reuse))
         if value is not None
     )
-    response = await start(instance_id, query=query, raw_body=body)  # checked by the contract
+    # checked by the contract, both the first answer and a retry's
+    response = await start(instance_id, query=query, raw_body=body, key=key)
     assert response.status_code < 500, response.get_body()
     if response.status_code >= 400:
         assert durable.accepted_starts == []
+    if key is not None and response.status_code == 202:
+        retry = await start(instance_id, query=query, raw_body=body, key=key)
+        assert retry.status_code == 202 and retry.headers["Idempotent-Replayed"] == "true"
+        assert len(durable.accepted_starts) == 1
 
 
 @FUZZ

@@ -5,8 +5,11 @@ SEED`` with the app settings (storage connection, lock container, timeouts) in t
 environment. From START_AT (wall clock), CALLERS concurrent loops each start one of
 the comma-separated IDS after another until SECONDS have passed; every start carries
 a token of its own as its only item, so the run's checker can tell which caller's
-start created which instance. Prints one JSON list of
-``[instance id, token, status code, problem kind or ""]``.
+start created which instance. Every third caller sends an Idempotency-Key (one per
+token) and retries with it after every 503, every 409 ``idempotency-key-in-progress``
+and after its first 202, which it treats as lost, until it gets another answer or 40
+tries have passed. Prints one JSON list of ``[instance id, token, status
+code, problem kind or "", key or "", replayed]``, one per answer, in order.
 """
 
 from __future__ import annotations
@@ -17,27 +20,61 @@ import random
 import sys
 import time
 import uuid
-from typing import List
+from typing import Any, List, Optional
 
 import HttpStartSingle
 from tests.support.durable_double import starter_binding
 from tests.support.requests import start_request
 
+#: The tries a keyed caller makes for one start at most.
+KEYED_TRIES = 40
+
+
+async def ask(starter: str, instance_id: str, token: str, key: str) -> List[Any]:
+    """One start request; its answer as the run records it."""
+    headers = {"Idempotency-Key": key} if key else None
+    request = start_request(
+        "SingletonOrchestrator", instance_id, {"items": [token]}, headers=headers
+    )
+    response = await HttpStartSingle.main(request, starter)
+    problem = ""
+    if response.status_code >= 400:
+        problem = json.loads(response.get_body())["type"].rsplit(":", 1)[1]
+    replayed = response.headers.get("Idempotent-Replayed") == "true"
+    return [instance_id, token, response.status_code, problem, key, replayed]
+
+
+def retry_after(answer: List[Any], rng: random.Random) -> Optional[float]:
+    """How long a keyed caller waits before it asks again; None: it has its answer."""
+    code, problem = answer[2], answer[3]
+    if code == 503 or problem == "idempotency-key-in-progress":
+        return rng.uniform(0.2, 1.0)
+    if code == 202 and not answer[5]:
+        return 0.0  # the 202 was "lost" on the way back: ask again
+    return None
+
 
 async def caller(
-    starter: str, ids: List[str], until: float, rng: random.Random, answers: List[list]
+    starter: str,
+    ids: List[str],
+    until: float,
+    rng: random.Random,
+    answers: List[list],
+    keyed: bool,
 ) -> None:
-    """Start random ids, one after another, until ``until``."""
+    """Start random ids, one after another, until ``until``; a keyed caller finishes
+    its last start's retries after that."""
     while time.time() < until:
         instance_id = rng.choice(ids)
         token = uuid.uuid4().hex
-        response = await HttpStartSingle.main(
-            start_request("SingletonOrchestrator", instance_id, {"items": [token]}), starter
-        )
-        problem = ""
-        if response.status_code >= 400:
-            problem = json.loads(response.get_body())["type"].rsplit(":", 1)[1]
-        answers.append([instance_id, token, response.status_code, problem])
+        key = f"key-{token}" if keyed else ""
+        for _ in range(KEYED_TRIES if keyed else 1):
+            answer = await ask(starter, instance_id, token, key)
+            answers.append(answer)
+            pause = retry_after(answer, rng) if keyed else None
+            if pause is None:
+                break
+            await asyncio.sleep(pause)
         await asyncio.sleep(rng.uniform(0.0, 0.2))
 
 
@@ -51,8 +88,10 @@ async def run(
     rng = random.Random(seed)
     await asyncio.gather(
         *[
-            caller(starter, ids, start_at + seconds, random.Random(rng.random()), answers)
-            for _ in range(callers)
+            caller(
+                starter, ids, start_at + seconds, random.Random(rng.random()), answers, n % 3 == 2
+            )
+            for n in range(callers)
         ]
     )
     return answers

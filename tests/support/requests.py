@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 from urllib.parse import parse_qsl
 
 import azure.functions as func
@@ -17,11 +17,13 @@ def start_request(
     body: Any = None,
     query: str = "",
     raw_body: Optional[bytes] = None,
+    headers: Optional[Mapping[str, str]] = None,
 ) -> func.HttpRequest:
     """A POST to /api/orchestrators/{functionName}/{instanceId}.
 
     ``body`` is sent as JSON; ``raw_body`` is sent as it is. ``query`` is the query
     string without ``?``; the host passes it both in the URL and as ``params``.
+    ``headers`` are sent besides Content-Type.
     """
     if raw_body is None:
         raw_body = b"" if body is None else json.dumps(body).encode("utf-8")
@@ -32,7 +34,7 @@ def start_request(
         method="POST",
         url=url,
         body=raw_body,
-        headers={"Content-Type": "application/json"},
+        headers={"Content-Type": "application/json", **(headers or {})},
         params=dict(parse_qsl(query, keep_blank_values=True)),
         route_params={"functionName": function_name, "instanceId": instance_id},
     )
