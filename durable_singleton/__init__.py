@@ -18,7 +18,7 @@ A function.json (v1) app makes one :class:`SingletonApp` and passes it to its fu
 from ._app import SingletonApp
 from ._blueprint import blueprint
 from ._catalog import Catalog, InputRule, InvalidInput
-from ._durable import DurableFailure, DurableUnavailable, StartOutcomeUnknown
+from ._durable import DurableFailure, DurableUnavailable, InstanceStatus, StartOutcomeUnknown
 from ._instances import StopMode
 from ._job import STOP_EVENT, parse_job_input, run_job
 from ._lock import LockLost, LockUnavailable
@@ -36,6 +36,7 @@ __all__ = [
     "DurableFailure",
     "DurableUnavailable",
     "InputRule",
+    "InstanceStatus",
     "InstanceVanished",
     "InvalidInput",
     "LockBusy",

@@ -13,11 +13,10 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Type
 
 import azure.functions as func
-from azure.durable_functions.models.DurableOrchestrationStatus import DurableOrchestrationStatus
 
 from . import _problems as problems
 from . import _telemetry as telemetry
-from ._durable import DurableFailure, DurableUnavailable, StartOutcomeUnknown
+from ._durable import DurableFailure, DurableUnavailable, InstanceStatus, StartOutcomeUnknown
 from ._idempotency import REPLAYED_HEADER
 from ._links import Links
 from ._lock import LockLost, LockUnavailable
@@ -46,7 +45,7 @@ def _members(document: Mapping[str, Any], instance_id: str) -> Dict[str, Any]:
     return members
 
 
-def describe(status: DurableOrchestrationStatus, instance_id: str, links: Links) -> Dict[str, Any]:
+def describe(status: InstanceStatus, instance_id: str, links: Links) -> Dict[str, Any]:
     """An existing instance as the answers show it: its status members and URLs."""
     return {**_members(status.to_json(), instance_id), **links(instance_id)}
 
@@ -99,7 +98,7 @@ def for_outcome(
     return problem_response(problems.instance_active(instance))
 
 
-def instance_status(status: DurableOrchestrationStatus, instance_id: str) -> func.HttpResponse:
+def instance_status(status: InstanceStatus, instance_id: str) -> func.HttpResponse:
     """200: an instance's status as the app describes it; its output once finished."""
     document = status.to_json()
     body = _members(document, instance_id)

@@ -7,10 +7,10 @@ import os
 from typing import Any, Mapping, Optional, Union
 
 import azure.functions as func
-from azure.durable_functions.models.DurableOrchestrationStatus import DurableOrchestrationStatus
 
 from . import _answers as answers
 from ._catalog import Catalog
+from ._durable import InstanceStatus
 from ._http_start import handle_start_request
 from ._instances import StopMode, handle_instance_request, stop_instance
 from ._item_store import handle as handle_item_store
@@ -153,7 +153,7 @@ class SingletonApp:
         check_start(request, root.catalog, settings.max_body_bytes)
         return await start_singleton(request, root.durable(binding), root)
 
-    async def status(self, binding: str, instance_id: str) -> Optional[DurableOrchestrationStatus]:
+    async def status(self, binding: str, instance_id: str) -> Optional[InstanceStatus]:
         """The instance's status, or None when no instance has the id."""
         return await self.root().durable(binding).status(instance_id)
 
@@ -163,7 +163,7 @@ class SingletonApp:
         function_name: str,
         instance_id: str,
         mode: StopMode = StopMode.STOP,
-    ) -> DurableOrchestrationStatus:
+    ) -> InstanceStatus:
         """Ask the instance to end: ``Stop`` (it finishes its item in flight) or terminate.
 
         Returns the status it had. Raises ProblemError 404 when no instance of

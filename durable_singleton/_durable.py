@@ -31,12 +31,15 @@ sent is :class:`StartOutcomeUnknown` (the extension carries out a start whose ca
 went away). Every call is bounded in time. No answer is ever told apart by its text.
 
 The Durable SDK stays for what it is made for: the orchestrator's replay engine, and
-the status model and runtime status enum used here.
+the runtime status enum used here. A status is read into :class:`InstanceStatus`, which
+parses only what the app reads (the SDK's model parses every timestamp with dateutil,
+a third of a conflict answer's CPU).
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime
 import enum
 import json
 from dataclasses import dataclass
@@ -44,13 +47,48 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import aiohttp
-from azure.durable_functions.models.DurableOrchestrationStatus import DurableOrchestrationStatus
+from azure.durable_functions import OrchestrationRuntimeStatus
 
 from . import _telemetry as telemetry
 from ._policy import FINISHED
 
 #: The placeholder the binding's management URL templates hold in place of an id.
 _ID_PLACEHOLDER = "INSTANCEID"
+
+
+@dataclass(frozen=True)
+class InstanceStatus:
+    """An instance's status as the Durable API answered it: the members the app decides
+    on, parsed, and the document as it came (for the answers that repeat it)."""
+
+    name: Optional[str]
+    runtime_status: Optional[OrchestrationRuntimeStatus]
+    created_time: Optional[datetime.datetime]
+    document: Mapping[str, Any]
+
+    @classmethod
+    def from_json(cls, document: Mapping[str, Any]) -> "InstanceStatus":
+        """Read a status document (``name``, ``runtimeStatus``, ``createdTime``, ...).
+
+        Raises ValueError for a runtime status or a time the app cannot read.
+        """
+        status = document.get("runtimeStatus")
+        created = document.get("createdTime")
+        return cls(
+            name=document.get("name"),
+            runtime_status=OrchestrationRuntimeStatus(status) if status else None,
+            created_time=_utc(datetime.datetime.fromisoformat(created)) if created else None,
+            document=dict(document),
+        )
+
+    def to_json(self) -> Dict[str, Any]:
+        """The status document, as the Durable API sent it."""
+        return dict(self.document)
+
+
+def _utc(moment: datetime.datetime) -> datetime.datetime:
+    """A time without a zone is UTC, as the extension writes them."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=datetime.timezone.utc)
 
 
 class DurableUnavailable(Exception):
@@ -88,7 +126,7 @@ class InstanceEnded(Exception):
     ended as, or None when no instance has the id (purged); ``failure`` is how the
     request was answered."""
 
-    def __init__(self, status: Optional[DurableOrchestrationStatus], failure: DurableFailure):
+    def __init__(self, status: Optional[InstanceStatus], failure: DurableFailure):
         super().__init__(failure.stage)
         self.status = status
         self.failure = failure
@@ -174,7 +212,7 @@ class DurableClient:
         """The task hub the binding's instances live in."""
         return self.binding.task_hub
 
-    async def status(self, instance_id: str) -> Optional[DurableOrchestrationStatus]:
+    async def status(self, instance_id: str) -> Optional[InstanceStatus]:
         """Return the instance's status, or None when no instance has the id.
 
         Raises
@@ -188,7 +226,10 @@ class DurableClient:
             code, body = await self._send("GET", url, None, self.timeout, stage)
         document = body if isinstance(body, dict) and body.get("runtimeStatus") else None
         if code in (200, 202, 400, 500) and document is not None:
-            return DurableOrchestrationStatus.from_json(document)
+            try:
+                return InstanceStatus.from_json(document)
+            except (TypeError, ValueError):  # a status the app cannot read
+                raise DurableFailure(stage) from None
         if code == 404 and document is None:
             return None
         raise DurableFailure(stage)

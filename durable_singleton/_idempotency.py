@@ -28,7 +28,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Dict, Mapping, Optional
 
-from azure.durable_functions.models.DurableOrchestrationStatus import DurableOrchestrationStatus
+from ._durable import InstanceStatus
 
 #: The request header, and the header on an answer given again.
 HEADER = "Idempotency-Key"
@@ -135,7 +135,7 @@ class Verdict(enum.Enum):
 def judge(
     record: Optional[Record],
     request: KeyedRequest,
-    status: Optional[DurableOrchestrationStatus],
+    status: Optional[InstanceStatus],
     now: datetime.datetime,
 ) -> Verdict:
     """Decide what a request with a key gets.
@@ -146,7 +146,7 @@ def judge(
         The id's record, if it has one.
     request : KeyedRequest
         The request's key and fingerprint.
-    status : DurableOrchestrationStatus, optional
+    status : InstanceStatus, optional
         The id's latest execution, read after the record.
     now : datetime.datetime
         The time now (UTC).
@@ -171,7 +171,7 @@ def judge(
     return Verdict.NEW  # its start never landed: the retry is carried out anew
 
 
-def _created(status: Optional[DurableOrchestrationStatus]) -> Optional[datetime.datetime]:
+def _created(status: Optional[InstanceStatus]) -> Optional[datetime.datetime]:
     if status is None or status.created_time is None:
         return None
     created: datetime.datetime = status.created_time
@@ -180,7 +180,7 @@ def _created(status: Optional[DurableOrchestrationStatus]) -> Optional[datetime.
     return created
 
 
-def created_text(status: Optional[DurableOrchestrationStatus]) -> str:
+def created_text(status: Optional[InstanceStatus]) -> str:
     """The ``createdTime`` of ``status``, as a record keeps it ("" for none)."""
     created = _created(status)
     return "" if created is None else created.isoformat()

@@ -11,11 +11,10 @@ import enum
 from typing import Tuple
 
 import azure.functions as func
-from azure.durable_functions.models.DurableOrchestrationStatus import DurableOrchestrationStatus
 
 from . import _answers as answers
 from . import _problems as problems
-from ._durable import DurableClient, InstanceEnded
+from ._durable import DurableClient, InstanceEnded, InstanceStatus
 from ._invocation import Invocation, RootFactory, answer
 from ._job import STOP_EVENT
 from ._links import Links
@@ -60,7 +59,7 @@ async def _status_or_stop(call: Invocation) -> Tuple[func.HttpResponse, str]:
 
 async def _existing(
     durable: DurableClient, instance_id: str, function_name: str
-) -> DurableOrchestrationStatus:
+) -> InstanceStatus:
     """The instance's status; 404 when no instance of ``function_name`` has the id."""
     status = await durable.status(instance_id)
     if status is None or status.name != function_name:
@@ -70,7 +69,7 @@ async def _existing(
 
 async def stop_instance(
     durable: DurableClient, function_name: str, instance_id: str, mode: StopMode, links: Links
-) -> DurableOrchestrationStatus:
+) -> InstanceStatus:
     """Ask the instance to end; return the status it had when asked.
 
     Raises

@@ -14,7 +14,7 @@ never needs them.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Mapping, Optional
 
 import aiohttp
 from azure.storage.blob.aio import BlobServiceClient, ContainerClient
@@ -82,10 +82,9 @@ class Root:
     async def close(self) -> None:
         """Finish the background releases, then close the session and the client."""
         await self.wait_for_background()
-        closing: Dict[str, Any] = {"session": self._session, "blobs": self._blob_service}
-        self._session = self._blob_service = None
-        self._locks = None
-        if closing["session"] is not None:
-            await closing["session"].close()
-        if closing["blobs"] is not None:
-            await closing["blobs"].close()
+        session, blobs = self._session, self._blob_service
+        self._session, self._blob_service, self._locks = None, None, None
+        if session is not None:
+            await session.close()
+        if blobs is not None:
+            await blobs.close()

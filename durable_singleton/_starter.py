@@ -17,8 +17,6 @@ import math
 from dataclasses import dataclass
 from typing import Optional
 
-from azure.durable_functions.models.DurableOrchestrationStatus import DurableOrchestrationStatus
-
 from . import _problems as problems
 from . import _telemetry as telemetry
 from ._durable import (
@@ -26,6 +24,7 @@ from ._durable import (
     DurableFailure,
     DurableUnavailable,
     InstanceEnded,
+    InstanceStatus,
     StartOutcome,
     StartOutcomeUnknown,
 )
@@ -62,7 +61,7 @@ class Outcome:
     """
 
     action: Action
-    status: Optional[DurableOrchestrationStatus]
+    status: Optional[InstanceStatus]
     started: bool
     replayed: bool = False
 
@@ -85,7 +84,7 @@ class ReplaceTimedOut(Exception):
     def __init__(
         self,
         action: Action,
-        status: DurableOrchestrationStatus,
+        status: InstanceStatus,
         instance_id: str,
         waited_seconds: float,
     ):
@@ -180,7 +179,7 @@ class _StartRun:
                 return await self._answered_without_start(locks, action, status)
 
     async def _holding(
-        self, held: HeldLock, status: Optional[DurableOrchestrationStatus], action: Action
+        self, held: HeldLock, status: Optional[InstanceStatus], action: Action
     ) -> Outcome:
         """Carry the start out under ``held``, and let go of the lease as is safe."""
         acquired_at = _utc_now()
@@ -209,7 +208,7 @@ class _StartRun:
         return answer
 
     async def _under_lock(
-        self, held: HeldLock, status: Optional[DurableOrchestrationStatus], action: Action
+        self, held: HeldLock, status: Optional[InstanceStatus], action: Action
     ) -> Outcome:
         request = self.request
         keyed = request.keyed
@@ -260,7 +259,7 @@ class _StartRun:
         return self._not_started(refused, status)
 
     async def _settle(
-        self, before: Optional[DurableOrchestrationStatus], acquired_at: datetime.datetime
+        self, before: Optional[InstanceStatus], acquired_at: datetime.datetime
     ) -> Outcome:
         """Answer a start whose answer was lost from the instance's status.
 
@@ -278,7 +277,7 @@ class _StartRun:
         raise StartOutcomeUnknown(self.id)
 
     async def _replace_and_wait(
-        self, held: HeldLock, action: Action, status: DurableOrchestrationStatus
+        self, held: HeldLock, action: Action, status: InstanceStatus
     ) -> None:
         """Ask the active instance to end (Stop or terminate) and wait, bounded, until
         it has; on time-out answer 409 with nothing started."""
@@ -289,11 +288,11 @@ class _StartRun:
         waited = self.settings.terminate_timeout_seconds
         polls = Pauses(FIRST_POLL_SECONDS, MAX_POLL_SECONDS, waited)
         while True:
-            status = await self.durable.status(self.id)
-            if status is None or status.runtime_status in FINISHED:
+            current = await self.durable.status(self.id)
+            if current is None or current.runtime_status in FINISHED:
                 return
             if polls.expired():
-                raise ReplaceTimedOut(action, status, self.id, waited)
+                raise ReplaceTimedOut(action, current, self.id, waited)
             if held.remaining() <= 0:
                 # The renewals failed for a whole lease: say so now, not when the old
                 # instance ends (the start would be refused by the fence anyway).
@@ -301,7 +300,7 @@ class _StartRun:
             await polls.sleep(cap=max(held.remaining(), 0.05))
 
     async def _by_key(
-        self, locks: StartLocks, status: Optional[DurableOrchestrationStatus]
+        self, locks: StartLocks, status: Optional[InstanceStatus]
     ) -> Optional[Outcome]:
         """What the request's Idempotency-Key says: the earlier answer again, a problem
         (raised), or None for an ordinary start request."""
@@ -325,7 +324,7 @@ class _StartRun:
         return None
 
     async def _answered_without_start(
-        self, locks: StartLocks, action: Action, status: Optional[DurableOrchestrationStatus]
+        self, locks: StartLocks, action: Action, status: Optional[InstanceStatus]
     ) -> Outcome:
         """The answer when another caller's start shows: for a request with a key, the
         key's own start may be that one."""
@@ -336,7 +335,7 @@ class _StartRun:
         return self._not_started(action, status)
 
     async def _record_key(
-        self, held: HeldLock, keyed: KeyedRequest, before: Optional[DurableOrchestrationStatus]
+        self, held: HeldLock, keyed: KeyedRequest, before: Optional[InstanceStatus]
     ) -> None:
         """Write the key's record under the lease, before its start is sent.
 
@@ -381,13 +380,11 @@ class _StartRun:
             with contextlib.suppress(LockLost, LockUnavailable):
                 await held.write_metadata({})
 
-    def _decide(self, status: Optional[DurableOrchestrationStatus]) -> Action:
+    def _decide(self, status: Optional[InstanceStatus]) -> Action:
         runtime_status = status.runtime_status if status is not None else None
         return decide(runtime_status, self.request.on_conflict, self.request.reuse)
 
-    def _not_started(
-        self, action: Action, status: Optional[DurableOrchestrationStatus]
-    ) -> Outcome:
+    def _not_started(self, action: Action, status: Optional[InstanceStatus]) -> Outcome:
         """The outcome of an action that starts nothing, about the existing ``status``."""
         if status is None:
             # Only reachable if the instance vanished (purged) between two reads.
@@ -399,7 +396,7 @@ class _Ambiguous(Exception):
     """A start was sent under the lock and its answer was lost (or its caller was
     cancelled); ``before`` is the status the start was decided on."""
 
-    def __init__(self, before: Optional[DurableOrchestrationStatus], cancelled: bool = False):
+    def __init__(self, before: Optional[InstanceStatus], cancelled: bool = False):
         super().__init__()
         self.before = before
         self.cancelled = cancelled
@@ -410,8 +407,8 @@ def _utc_now() -> datetime.datetime:
 
 
 def _created_since(
-    status: DurableOrchestrationStatus,
-    before: Optional[DurableOrchestrationStatus],
+    status: InstanceStatus,
+    before: Optional[InstanceStatus],
     acquired_at: datetime.datetime,
 ) -> bool:
     """Whether ``status`` describes an instance created after the lock was taken.

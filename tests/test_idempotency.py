@@ -9,9 +9,9 @@ import json
 from typing import Any, Optional
 
 import pytest
-from azure.durable_functions.models.DurableOrchestrationStatus import DurableOrchestrationStatus
 from azure.storage.blob.aio import BlobServiceClient
 
+from durable_singleton._durable import InstanceStatus
 from durable_singleton._idempotency import KeyedRequest, Record, Verdict, judge, keyed
 from durable_singleton._lock import lock_blob_name
 from tests.support.app import change_setting
@@ -24,10 +24,10 @@ T0 = datetime.datetime(2026, 12, 1, 3, 0, 0, tzinfo=UTC)
 KEY = keyed("retry-1", {"function": "F", "instance": "job"}, b"{}")
 
 
-def status(created: Optional[datetime.datetime]) -> Optional[DurableOrchestrationStatus]:
+def status(created: Optional[datetime.datetime]) -> Optional[InstanceStatus]:
     if created is None:
         return None
-    return DurableOrchestrationStatus.from_json(
+    return InstanceStatus.from_json(
         {"runtimeStatus": "Running", "createdTime": created.isoformat()}
     )
 
