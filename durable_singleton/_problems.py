@@ -8,7 +8,7 @@ app's own sentences: never a traceback, never a library's exception text.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, Mapping
+from typing import Any, Dict, Iterable, Mapping, Optional
 
 TYPE_PREFIX = "urn:singleton-starter:problem:"
 MEDIA_TYPE = "application/problem+json"
@@ -177,42 +177,54 @@ def invalid_idempotency_key(rule: str) -> Problem:
 
 def idempotency_key_mismatch(instance_id: str) -> Problem:
     """422: the key was first used with a different request."""
-    return Problem(
+    return _keyed(
         "idempotency-key-mismatch",
         422,
         "Idempotency-Key used for another request",
         f"This Idempotency-Key was first used for a different start of '{instance_id}' "
         "(another orchestrator, body or policy); nothing was started. Use a new key for a "
         "new request.",
-        {"instanceId": instance_id},
+        instance_id,
     )
 
 
 def idempotency_key_in_progress(instance_id: str, retry_after: int) -> Problem:
     """409: the first request with the key may still be starting the instance."""
-    return Problem(
+    return _keyed(
         "idempotency-key-in-progress",
         409,
         "Request with this Idempotency-Key in progress",
         f"The first request with this Idempotency-Key is still starting '{instance_id}', "
         "or its start may still land; nothing was started. Retry after the number of "
         "seconds in Retry-After: the retry gets that request's answer.",
-        {"instanceId": instance_id},
+        instance_id,
         {"Retry-After": str(retry_after)},
     )
 
 
 def idempotency_key_superseded(instance_id: str) -> Problem:
     """409: an execution newer than the key's start is the id's latest."""
-    return Problem(
+    return _keyed(
         "idempotency-key-superseded",
         409,
         "Idempotency-Key no longer current",
         f"The latest execution of '{instance_id}' was started after the request that first "
         "used this Idempotency-Key, so its answer cannot be given again; nothing was "
         "started. Read the instance's status, and use a new key to start again.",
-        {"instanceId": instance_id},
+        instance_id,
     )
+
+
+def _keyed(
+    kind: str,
+    status: int,
+    title: str,
+    detail: str,
+    instance_id: str,
+    headers: Optional[Mapping[str, str]] = None,
+) -> Problem:
+    """A problem about a request's Idempotency-Key: it names the instance only."""
+    return Problem(kind, status, title, detail, {"instanceId": instance_id}, headers or {})
 
 
 def lock_busy(retry_after: int) -> Problem:
