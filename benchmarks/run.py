@@ -184,6 +184,7 @@ class Bench:
             await OURS.wait_for_background()
             # Keep the double's own logs from growing: only the app is measured.
             self.durable.accepted_starts.clear()
+            self.durable.created.clear()
             self.durable.calls.clear()
 
         warm_up = min(1000, requests // 5)
