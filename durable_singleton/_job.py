@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
+import json
 from dataclasses import dataclass, field
-from typing import Any, Dict, Generator, List, Optional
+from typing import Any, Callable, Dict, Generator, List, Optional
 
 import azure.durable_functions as df
 from azure.durable_functions.models.history import HistoryEventType
 
 from ._catalog import InvalidInput
+from ._next_run import NEXT_RUN_EVENT, Buffered, RunState, iso, parse_time
 
 ACTIVITY = "SingletonActivity"
 ITEM_STORE = "SingletonItemStore"
@@ -39,6 +42,10 @@ MAX_RESULTS = 100
 _KEYS = ("items", "repeatEverySeconds", "maxPasses", "pass")
 #: Set only by the orchestrator itself when it continues as new; callers may not.
 _CONTINUATION = "continuation"
+#: Set by the starter (bufferOne, debounce) and by the orchestrator: which request's
+#: input this run has, when it is due, and the next run (durable_singleton._next_run).
+_RUN = "run"
+_INTERNAL = (_CONTINUATION, _RUN)
 
 
 class InvalidJobInput(InvalidInput):
@@ -79,6 +86,7 @@ class JobInput:
     max_passes: Optional[int] = None
     pass_number: int = 1
     continuation: Optional[Continuation] = None
+    run: Optional[Dict[str, Any]] = None
 
     @property
     def is_last_pass(self) -> bool:
@@ -92,10 +100,13 @@ class JobInput:
         """How many items one pass has."""
         return self.continuation.total if self.continuation else len(self.items)
 
-    def _document(self, pass_number: int, continuation: Optional[Continuation]) -> Dict[str, Any]:
+    def _document(
+        self, pass_number: int, continuation: Optional[Continuation], run: RunState
+    ) -> Dict[str, Any]:
         document: Dict[str, Any] = {
             "repeatEverySeconds": self.repeat_every_seconds,
             "pass": pass_number,
+            _RUN: _run_member(run),
         }
         if continuation is None:
             document["items"] = self.items
@@ -105,15 +116,15 @@ class JobInput:
             document["maxPasses"] = self.max_passes
         return document
 
-    def next_pass(self) -> Dict[str, Any]:
+    def next_pass(self, run: RunState) -> Dict[str, Any]:
         """Return the input of the next pass: the same job, one pass further."""
         store = self.continuation
         restart = Continuation(store.store, store.total) if store else None
-        return self._document(self.pass_number + 1, restart)
+        return self._document(self.pass_number + 1, restart, run)
 
-    def resume_at(self, continuation: Continuation) -> Dict[str, Any]:
+    def resume_at(self, continuation: Continuation, run: RunState) -> Dict[str, Any]:
         """Return the input of the next execution of this pass."""
-        return self._document(self.pass_number, continuation)
+        return self._document(self.pass_number, continuation, run)
 
 
 def parse_job_input(value: Any, internal: bool = False) -> JobInput:
@@ -145,7 +156,7 @@ def parse_job_input(value: Any, internal: bool = False) -> JobInput:
             'The orchestrator input must be a JSON object such as {"items": [...]}, '
             f"not {_json_type(value)}."
         )
-    allowed = _KEYS + ((_CONTINUATION,) if internal else ())
+    allowed = _KEYS + (_INTERNAL if internal else ())
     unknown = sorted(set(value) - set(allowed))
     if unknown:
         raise InvalidJobInput(
@@ -164,18 +175,29 @@ def parse_job_input(value: Any, internal: bool = False) -> JobInput:
         raise InvalidJobInput("pass must not be greater than maxPasses.")
     carried = value.get(_CONTINUATION)
     continuation = Continuation(**carried) if isinstance(carried, dict) else None
-    return JobInput(items, repeat, max_passes, pass_number, continuation)
+    run = value.get(_RUN)
+    return JobInput(
+        items,
+        repeat,
+        max_passes,
+        pass_number,
+        continuation,
+        run if isinstance(run, dict) else None,
+    )
 
 
 def run_job(context: df.DurableOrchestrationContext) -> Generator[Any, Any, Any]:
     """Run the job: each item through SingletonActivity, in order, then maybe again.
 
     Custom status shows progress as ``{"pass", "processed", "total", "nextRunAt",
-    "stopping"}``. A ``Stop`` event ends the job at the next safe point: during a pass
-    after the current item, while waiting between passes at once. A Stop that
-    arrives together with the event after which the job would continue as new is
-    never lost (the Python SDK drops events left unprocessed by continue-as-new): the
-    job looks for it in the execution's history first, and stops instead.
+    "stopping", "run", "dueAt", "buffered", "dropped"}`` (the last four:
+    durable_singleton._next_run). A ``Stop`` event ends the job at the next safe
+    point: during a pass after the current item, while waiting between passes (or for
+    a debounced run's due time) at once. A ``NextRun`` event keeps its input as the
+    next run (latest wins), which begins, as a new execution under the same id, when
+    this run ends. Events that arrive together with the one after which an execution
+    ends are never lost (the Python SDK drops events left unprocessed by
+    continue-as-new): the job looks for them in the execution's history first.
 
     Parameters
     ----------
@@ -189,119 +211,285 @@ def run_job(context: df.DurableOrchestrationContext) -> Generator[Any, Any, Any]
         nothing when the job continues as new. ``results`` holds the results of the
         first :data:`MAX_RESULTS` items of the pass.
     """
-    job = parse_job_input(context.get_input(), internal=True)
-    stop = context.wait_for_external_event(STOP_EVENT)
+    raw = context.get_input()
+    job = parse_job_input(raw, internal=True)
+    signals = _Signals(context, job, raw)
+    if signals.state.waiting:
+        return (yield from _debounce(context, job, signals))
     store = job.continuation
     if store is None and len(job.items) > ITEMS_PER_EXECUTION:
         # Stage the items once; every later execution of the job loads only its share.
-        staged = yield context.call_activity(
-            ITEM_STORE,
-            {
-                "op": "stage",
-                "instanceId": context.instance_id,
-                "key": str(context.new_uuid()),
-                "items": job.items,
-            },
+        progress = _Progress(context, job, signals)
+        staged = yield from signals.result(
+            context.call_activity(
+                ITEM_STORE,
+                {
+                    "op": "stage",
+                    "instanceId": context.instance_id,
+                    "key": str(context.new_uuid()),
+                    "items": job.items,
+                },
+            )
         )
         store = Continuation(staged["store"], len(job.items))
-        if stop.is_completed or _stop_pending(context):
-            progress = _Progress(context, job)
+        if signals.state.stopping or signals.stop_pending():
             progress.update(stopping=True)
-            return (yield from _finish(context, progress, [], True, store))
-        context.continue_as_new(job.resume_at(store))
-        return None
+            return (yield from _finish(context, progress, signals, [], store))
+        return _continue(context, signals, lambda run: job.resume_at(store, run))
     cursor = store.cursor if store else 0
-    progress = _Progress(context, job, cursor)
+    progress = _Progress(context, job, signals, cursor)
     results: List[Any] = list(store.results) if store else []
     end = min(job.total, cursor + ITEMS_PER_EXECUTION)
     items = job.items[cursor:end]
-    if store is not None and cursor < end and not stop.is_completed:
-        items = yield context.call_activity(
-            ITEM_STORE,
-            {"op": "load", "store": store.store, "start": cursor, "count": end - cursor},
+    if store is not None and cursor < end and not signals.state.stopping:
+        items = yield from signals.result(
+            context.call_activity(
+                ITEM_STORE,
+                {"op": "load", "store": store.store, "start": cursor, "count": end - cursor},
+            )
         )
 
     for offset, item in enumerate(items):
-        if stop.is_completed:
-            progress.update(stopping=True)
+        if signals.state.stopping:
             break
         index = cursor + offset
-        work = context.call_activity(ACTIVITY, {"item": item, "index": index})
-        # Wait for the item or a Stop, whichever comes first: a Stop is shown at once,
-        # but the item in flight still finishes before the job ends.
-        if not stop.is_completed:
-            yield context.task_any([work, stop])
-        if stop.is_completed:
-            progress.update(stopping=True)
-        result = yield work
+        # Wait for the item, taking a Stop or a next run meanwhile: a Stop is shown at
+        # once, but the item in flight still finishes before the job ends.
+        result = yield from signals.result(
+            context.call_activity(ACTIVITY, {"item": item, "index": index})
+        )
         if len(results) < MAX_RESULTS:
             results.append(result)
         progress.update(processed=index + 1)
 
-    if end < job.total and not stop.is_completed:
+    if end < job.total and not signals.state.stopping:
         assert store is not None  # only a staged job has more than one execution a pass
-        if not _stop_pending(context):
-            context.continue_as_new(
-                job.resume_at(Continuation(store.store, store.total, end, results))
-            )
-            return None
+        if not signals.stop_pending():
+            done = Continuation(store.store, store.total, end, results)
+            return _continue(context, signals, lambda run: job.resume_at(done, run))
         # A Stop came in the same batch as the last item: end here, stopped.
         progress.update(stopping=True)
-        return (yield from _finish(context, progress, results, True, store))
-    if stop.is_completed or job.is_last_pass:
-        return (yield from _finish(context, progress, results, stop.is_completed, store))
+        return (yield from _finish(context, progress, signals, results, store))
+    if signals.state.stopping or job.is_last_pass:
+        return (yield from _finish(context, progress, signals, results, store))
 
     fire_at = context.current_utc_datetime + datetime.timedelta(
         seconds=job.repeat_every_seconds or MIN_REPEAT_SECONDS
     )
     progress.update(next_run_at=fire_at)
     timer = context.create_timer(fire_at)
-    yield context.task_any([timer, stop])
-    if stop.is_completed or _stop_pending(context):
+    yield from signals.wait(timer, until=_stopping)
+    if signals.state.stopping or signals.stop_pending():
         if not timer.is_completed:
             # Cancel the timer so the finished instance leaves nothing pending.
             timer.cancel()
         progress.update(next_run_at=None, stopping=True)
-        return (yield from _finish(context, progress, results, True, store))
+        return (yield from _finish(context, progress, signals, results, store))
     # A fresh execution per pass keeps the history short however long the job lives.
-    context.continue_as_new(job.next_pass())
-    return None
+    return _continue(context, signals, job.next_pass)
+
+
+def _debounce(
+    context: df.DurableOrchestrationContext, job: JobInput, signals: "_Signals"
+) -> Generator[Any, Any, Any]:
+    """Wait until the run is due: each next run meanwhile replaces its input and may
+    move its due time; then begin it as a new execution, or end if it was stopped."""
+    progress = _Progress(context, job, signals)
+    while True:
+        due = signals.state.due_at
+        assert due is not None
+        timer = context.create_timer(parse_time(due))
+        yield from signals.wait(timer, until=functools.partial(_moved_or_stopping, due))
+        if timer.is_completed:
+            break
+        timer.cancel()
+        if signals.state.stopping:
+            progress.update(stopping=True)
+            return _end(context, signals, progress, [])
+    # Due: the run begins. From now on a next run waits for this one to end.
+    signals.begin()
+    if signals.stop_pending():  # a Stop in the batch of the timer: it never begins
+        progress.update(stopping=True)
+        return _end(context, signals, progress, [])
+    return _continue(context, signals, signals.begin_input)
 
 
 def _finish(
     context: df.DurableOrchestrationContext,
     progress: "_Progress",
+    signals: "_Signals",
     results: List[Any],
-    stopped: bool,
     store: Optional[Continuation],
-) -> Generator[Any, Any, Dict[str, Any]]:
-    """End the job: delete its staged items, if any, and return its output."""
+) -> Generator[Any, Any, Optional[Dict[str, Any]]]:
+    """End the run: delete its staged items, if any; then begin the next run, if one
+    is buffered, or return the job's output."""
     if store is not None:
-        yield context.call_activity(ITEM_STORE, {"op": "delete", "store": store.store})
-    return progress.output(results, stopped)
+        yield from signals.result(
+            context.call_activity(ITEM_STORE, {"op": "delete", "store": store.store})
+        )
+    return _end(context, signals, progress, results)
 
 
-def _stop_pending(context: df.DurableOrchestrationContext) -> bool:
-    """Whether this execution's history holds a Stop not yet handed to the job.
+def _end(
+    context: df.DurableOrchestrationContext,
+    signals: "_Signals",
+    progress: "_Progress",
+    results: List[Any],
+) -> Optional[Dict[str, Any]]:
+    """The run has ended: continue as new with the next run, if one is buffered, or
+    return the job's output."""
+    signals.settle()
+    following = signals.state.buffered
+    if following is None:
+        return progress.output(results, signals.state.stopping)
+    context.continue_as_new(_first_input(following))
+    return None
 
-    Called only where "no" means the execution ends now (it continues as new), so a
-    "no" is never replayed; a "yes" stays "yes" in every later replay, since history
-    only grows. So the job stays deterministic. Events that arrive in the same batch
-    as the one that woke the job are in the history but not yet processed, and
-    continue-as-new would drop them.
+
+def _continue(
+    context: df.DurableOrchestrationContext,
+    signals: "_Signals",
+    next_input: Callable[[RunState], Dict[str, Any]],
+) -> None:
+    """The run goes on in a new execution, carrying what the signals have taken."""
+    signals.settle()
+    context.continue_as_new(next_input(signals.state))
+
+
+def _first_input(following: Buffered) -> Any:
+    """The input of the first execution of a buffered run."""
+    if not isinstance(following.input, dict):
+        return following.input  # not the app's (it validates): the run fails clearly
+    return {**following.input, _RUN: {"id": following.request}}
+
+
+def _run_member(run: RunState) -> Dict[str, Any]:
+    """The ``run`` member carried to the next execution of the same run."""
+    member: Dict[str, Any] = {"id": run.id}
+    if run.buffered is not None:
+        member["buffered"] = {"request": run.buffered.request, "input": run.buffered.input}
+    return member
+
+
+def _stopping(state: RunState) -> bool:
+    return state.stopping
+
+
+def _moved_or_stopping(due: str, state: RunState) -> bool:
+    return state.stopping or state.due_at != due
+
+
+class _Signals:
+    """The job's Stop and NextRun events, taken as they arrive.
+
+    A wait for each is part of every task the job waits on, so the SDK hands each
+    event to one of them in history order (an event with no open wait is deferred
+    by the SDK and handed to every later wait of its name). The events the job has
+    not taken when an execution ends are in its history; :meth:`settle` applies them.
     """
-    return any(
-        event.event_type == HistoryEventType.EVENT_RAISED
-        and getattr(event, "Name", None) == STOP_EVENT
-        for event in context.histories
-    )
+
+    def __init__(self, context: df.DurableOrchestrationContext, job: JobInput, raw: Any):
+        self._context = context
+        member = job.run or {}
+        buffered = member.get("buffered")
+        caller = {k: v for k, v in (raw or {}).items() if k not in _INTERNAL}
+        self.state = RunState(
+            member.get("id") or str(context.new_uuid()),
+            caller,
+            member.get("dueAt"),
+            member.get("latestAt"),
+            Buffered(buffered["request"], buffered.get("input")) if buffered else None,
+        )
+        self._stop = context.wait_for_external_event(STOP_EVENT)
+        self._next = context.wait_for_external_event(NEXT_RUN_EVENT)
+        self._taken = 0
+        #: Called after each change, so the custom status shows it.
+        self.changed: Callable[[], None] = lambda: None
+
+    def wait(
+        self, task: Any, until: Callable[[RunState], bool] = lambda _: False
+    ) -> Generator[Any, Any, None]:
+        """Yield until ``task`` completes or ``until`` holds, taking events meanwhile."""
+        while not task.is_completed and not until(self.state):
+            yield self._context.task_any([task, self._stop, self._next])
+            self._take()
+
+    def result(self, task: Any) -> Generator[Any, Any, Any]:
+        """Wait for ``task`` as :meth:`wait` does; return its result (or raise)."""
+        yield from self.wait(task)
+        return (yield task)
+
+    def _take(self) -> None:
+        if self._stop.is_completed:
+            self.state = self.state.with_stop(self._stop.result)
+            self._stop = self._context.wait_for_external_event(STOP_EVENT)
+            self._taken += 1
+            self.changed()
+        if self._next.is_completed:
+            self.state = self.state.with_next(self._next.result)
+            self._next = self._context.wait_for_external_event(NEXT_RUN_EVENT)
+            self._taken += 1
+            self.changed()
+
+    def _untaken(self) -> List[Any]:
+        """The Stop and NextRun events of this execution not yet taken, in order."""
+        events = [
+            event
+            for event in self._context.histories
+            if event.event_type == HistoryEventType.EVENT_RAISED
+            and getattr(event, "Name", None) in (STOP_EVENT, NEXT_RUN_EVENT)
+        ]
+        return events[self._taken :]
+
+    def _folded(self) -> RunState:
+        state = self.state
+        for event in self._untaken():
+            raw = getattr(event, "Input", None)
+            data = json.loads(raw) if isinstance(raw, str) else raw
+            if getattr(event, "Name", None) == STOP_EVENT:
+                state = state.with_stop(data)
+            else:
+                state = state.with_next(data)
+        return state
+
+    def stop_pending(self) -> bool:
+        """Whether an untaken event stops this run.
+
+        Called only where "no" means the execution ends now (it continues as new), so
+        a "no" is never replayed; a "yes" stays "yes" in every later replay, since
+        history only grows. So the job stays deterministic.
+        """
+        return self._folded().stopping and not self.state.stopping
+
+    def settle(self) -> None:
+        """Apply the untaken events: only right before the execution ends, so no
+        replay ever sees the history beyond this point."""
+        self.state = self._folded()
+        self._taken += len(self._untaken())
+        self.changed()
+
+    def begin(self) -> None:
+        """The waiting run's due time has come: it begins now."""
+        self.state = dataclasses.replace(self.state, due_at=None, latest_at=None)
+
+    def begin_input(self, run: RunState) -> Dict[str, Any]:
+        """The input of the first execution of the run that begins now."""
+        caller = run.input if isinstance(run.input, dict) else {}
+        return {**caller, _RUN: _run_member(run)}
 
 
 class _Progress:
     """The custom status of one execution, kept in step with what it reports."""
 
-    def __init__(self, context: df.DurableOrchestrationContext, job: JobInput, processed: int = 0):
+    def __init__(
+        self,
+        context: df.DurableOrchestrationContext,
+        job: JobInput,
+        signals: _Signals,
+        processed: int = 0,
+    ):
         self._context = context
+        self._signals = signals
         self._status: Dict[str, Any] = {
             "pass": job.pass_number,
             "processed": processed,
@@ -309,7 +497,8 @@ class _Progress:
             "nextRunAt": None,
             "stopping": False,
         }
-        context.set_custom_status(dict(self._status))
+        signals.changed = self._report
+        self._report()
 
     def update(
         self,
@@ -323,8 +512,14 @@ class _Progress:
         if stopping is not None:
             self._status["stopping"] = stopping
         if next_run_at is not ...:
-            self._status["nextRunAt"] = _iso(next_run_at) if next_run_at else None
-        self._context.set_custom_status(dict(self._status))
+            self._status["nextRunAt"] = iso(next_run_at) if next_run_at else None
+        self._report()
+
+    def _report(self) -> None:
+        state = self._signals.state
+        if state.stopping:
+            self._status["stopping"] = True
+        self._context.set_custom_status({**self._status, **state.status()})
 
     def output(self, results: List[Any], stopped: bool) -> Dict[str, Any]:
         """The job's output at its end, from the progress reported so far."""
@@ -353,12 +548,6 @@ def _whole_number(
         bound = f"from {low} to {high}" if high is not None else f"at least {low}"
         raise InvalidJobInput(f"{name} must be {bound}; got {number}.")
     return number
-
-
-def _iso(moment: datetime.datetime) -> str:
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=datetime.timezone.utc)
-    return moment.astimezone(datetime.timezone.utc).isoformat().replace("+00:00", "Z")
 
 
 def _json_type(value: Any) -> str:

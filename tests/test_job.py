@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import json
 from typing import Any, Dict, List, Optional
+from unittest.mock import ANY
 
 import pytest
 from azure.durable_functions.models.actions.ActionType import ActionType
@@ -43,13 +44,20 @@ def activity_inputs(state: Dict[str, Any]) -> List[Any]:
     ]
 
 
-def status(pass_=1, processed=0, total=0, next_run_at=None, stopping=False) -> Dict[str, Any]:
+def status(
+    pass_=1, processed=0, total=0, next_run_at=None, stopping=False, run: Any = ANY, **runs: Any
+) -> Dict[str, Any]:
+    """The custom status; the run's own id (a replay-safe uuid) matches anything."""
     return {
         "pass": pass_,
         "processed": processed,
         "total": total,
         "nextRunAt": next_run_at,
         "stopping": stopping,
+        "run": run,
+        "dueAt": runs.get("dueAt"),
+        "buffered": runs.get("buffered"),
+        "dropped": runs.get("dropped"),
     }
 
 
@@ -93,10 +101,11 @@ def test_first_episode_schedules_item_0_and_waits_for_it_or_stop() -> None:
     assert state["isDone"] is False
     [when_any] = state["actions"][0]
     assert when_any["actionType"] == WHEN_ANY
-    call, wait = when_any["compoundActions"]
+    call, stop, next_run = when_any["compoundActions"]
     assert (call["actionType"], call["functionName"]) == (CALL_ACTIVITY, ACTIVITY)
     assert json.loads(call["input"]) == {"item": "a", "index": 0}
-    assert (wait["actionType"], wait["externalEventName"]) == (WAIT_FOR_EVENT, "Stop")
+    assert (stop["actionType"], stop["externalEventName"]) == (WAIT_FOR_EVENT, "Stop")
+    assert (next_run["actionType"], next_run["externalEventName"]) == (WAIT_FOR_EVENT, "NextRun")
     assert state["customStatus"] == status(processed=0, total=3)
 
 
@@ -194,6 +203,7 @@ def test_continue_as_new_after_the_timer_fires() -> None:
         "items": ["a"],
         "repeatEverySeconds": 60,
         "pass": 2,
+        "run": {"id": ANY},
     }
     assert "output" not in state
 
@@ -389,7 +399,7 @@ def test_stop_in_the_batch_that_finishes_staging_is_not_lost() -> None:
     history.new_episode().completed(stage, {"store": "big/k"}).event_raised("Stop")
     state = run(history)
     assert not [a for a in flat_actions(state) if a["actionType"] == CONTINUE_AS_NEW]
-    assert json.loads(flat_actions(state)[-1]["input"]) == {"op": "delete", "store": "big/k"}
+    assert activity_inputs(state)[-1] == {"op": "delete", "store": "big/k"}
 
 
 def test_stop_during_a_later_execution_stops_after_the_item_in_flight() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from durable_singleton._job import InvalidJobInput, JobInput, parse_job_input
+from durable_singleton._next_run import RunState
 
 
 @pytest.mark.parametrize(
@@ -49,8 +50,15 @@ def test_invalid_inputs(value, words: str) -> None:
 
 def test_next_pass_keeps_the_job_and_counts_on() -> None:
     job = parse_job_input({"items": ["a"], "repeatEverySeconds": 30, "maxPasses": 4, "pass": 2})
-    assert job.next_pass() == {"items": ["a"], "repeatEverySeconds": 30, "maxPasses": 4, "pass": 3}
-    assert parse_job_input(job.next_pass()).pass_number == 3
+    run = RunState("run-1")
+    assert job.next_pass(run) == {
+        "items": ["a"],
+        "repeatEverySeconds": 30,
+        "maxPasses": 4,
+        "pass": 3,
+        "run": {"id": "run-1"},
+    }
+    assert parse_job_input(job.next_pass(run), internal=True).pass_number == 3
 
 
 @pytest.mark.parametrize(

@@ -39,6 +39,7 @@ class JobRun:
     longest_history: int = 0  # events in the longest history any episode replayed
     statuses: List[Dict[str, Any]] = field(default_factory=list)
     activity_calls: int = 0
+    inputs: List[Any] = field(default_factory=list)  # each execution's input, in order
 
 
 class MemoryItemStore:
@@ -91,6 +92,7 @@ def drive(
     }
     while True:
         run.executions += 1
+        run.inputs.append(input_)
         history = History(input_, instance_id)
         seen = 0
         while run.episodes < max_episodes:
