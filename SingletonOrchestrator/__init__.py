@@ -13,3 +13,6 @@ main = df.Orchestrator.create(run_job)
 
 #: Checked by the starter before any start (see durable_singleton.Catalog).
 input_rule = parse_job_input
+
+#: It takes next runs: onConflict=bufferOne and debounceSeconds (docs/jobs.md).
+accepts_next_run = True

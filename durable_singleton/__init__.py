@@ -27,7 +27,7 @@ from ._problems import Problem, ProblemError
 from ._settings import ConfigurationError
 from ._starter import InstanceVanished, LockBusy, Outcome, ReplaceTimedOut
 
-__version__ = "3.0.0"
+__version__ = "3.1.0"
 
 __all__ = [
     "Action",

@@ -23,7 +23,14 @@ from ._lock import LockLost, LockUnavailable
 from ._policy import FINISHED, Action, Reuse
 from ._problems import Problem, ProblemError
 from ._settings import ConfigurationError
-from ._starter import InstanceVanished, LockBusy, Outcome, ReplaceTimedOut
+from ._starter import (
+    InstanceVanished,
+    LockBusy,
+    NextRunDropped,
+    NextRunOutcomeUnknown,
+    Outcome,
+    ReplaceTimedOut,
+)
 
 logger = logging.getLogger("durable_singleton._answers")
 
@@ -70,14 +77,38 @@ def problem_response(problem: Problem) -> func.HttpResponse:
     )
 
 
-def accepted(instance_id: str, links: Links) -> func.HttpResponse:
-    """202: the instance was started (or asked to stop); where to follow it."""
+def accepted(
+    instance_id: str, links: Links, members: Optional[Mapping[str, Any]] = None
+) -> func.HttpResponse:
+    """202: the instance was started, took a next run, or was asked to stop; where to
+    follow it, and ``members`` that say which."""
     urls = links(instance_id)
     return json_response(
         202,
-        urls,
+        {**urls, **(members or {})},
         {"Location": urls["statusQueryGetUri"], "Retry-After": str(RETRY_AFTER_STARTED)},
     )
+
+
+def stop_requested(instance_id: str, links: Links, dropped: Optional[str]) -> func.HttpResponse:
+    """202: the instance was asked to stop; ``dropped`` names the request whose next
+    run (or waiting run) the stop drops."""
+    members: Dict[str, Any] = {"outcome": "stopRequested"}
+    if dropped is not None:
+        members["droppedRequestId"] = dropped
+    return accepted(instance_id, links, members)
+
+
+def _outcome_members(outcome: Outcome) -> Dict[str, Any]:
+    """The members that say what a start request came to (docs/http-api.md)."""
+    members: Dict[str, Any] = {"outcome": outcome.kind}
+    if outcome.request_id is not None:
+        members["requestId"] = outcome.request_id
+    if outcome.due_at is not None:
+        members["dueAt"] = outcome.due_at
+    if outcome.dropped is not None:
+        members["droppedRequestId"] = outcome.dropped
+    return members
 
 
 def for_outcome(
@@ -85,14 +116,17 @@ def for_outcome(
 ) -> func.HttpResponse:
     """The answer to a start that ended as ``outcome``."""
     if outcome.started:
-        response = accepted(instance_id, links)
+        response = accepted(instance_id, links, _outcome_members(outcome))
         if outcome.replayed:
             response.headers[REPLAYED_HEADER] = "true"
         return response
     assert outcome.status is not None  # only a start has no instance to describe
     instance = describe(outcome.status, instance_id, links)
+    if outcome.action is Action.BUFFER:
+        return accepted(instance_id, links, {**instance, **_outcome_members(outcome)})
     if outcome.action is Action.USE_EXISTING:
-        return json_response(200, instance, {"Location": instance["statusQueryGetUri"]})
+        body = {**instance, **_outcome_members(outcome)}
+        return json_response(200, body, {"Location": instance["statusQueryGetUri"]})
     if outcome.action is Action.REJECT_FINISHED:
         return problem_response(problems.instance_finished(instance, reuse.value))
     return problem_response(problems.instance_active(instance))
@@ -142,6 +176,16 @@ def _outcome_unknown(error: StartOutcomeUnknown, links: Optional[Links]) -> Prob
     )
 
 
+def _next_run_unknown(error: NextRunOutcomeUnknown, links: Optional[Links]) -> Problem:
+    return problems.next_run_outcome_unknown(
+        _required(links)(error.instance_id), RETRY_AFTER_UNAVAILABLE
+    )
+
+
+def _next_run_dropped(error: NextRunDropped, links: Optional[Links]) -> Problem:
+    return problems.next_run_dropped(describe(error.status, error.instance_id, _required(links)))
+
+
 def _required(links: Optional[Links]) -> Links:
     assert links is not None, "raised only after the links were made"
     return links
@@ -156,6 +200,8 @@ FAILURES: List[_Rule] = [
     (LockBusy, lambda e, _: problems.lock_busy(RETRY_AFTER_LOCK_BUSY), ""),
     (InstanceVanished, lambda e, _: problems.start_refused(e.instance_id), ""),
     (StartOutcomeUnknown, _outcome_unknown, "durable"),
+    (NextRunOutcomeUnknown, _next_run_unknown, "durable"),
+    (NextRunDropped, _next_run_dropped, ""),
     (
         DurableUnavailable,
         lambda e, _: problems.durable_unavailable(RETRY_AFTER_UNAVAILABLE),

@@ -169,9 +169,10 @@ class SingletonApp:
         Returns the status it had. Raises ProblemError 404 when no instance of
         ``function_name`` has the id, 409 when it has already ended.
         """
-        durable = self.root().durable(binding)
+        root = self.root()
+        durable = root.durable(binding)
         links = host_links(durable.binding)
-        return await stop_instance(durable, function_name, instance_id, mode, links)
+        return await stop_instance(durable, root, function_name, instance_id, mode, links)
 
     def answer(
         self,

@@ -25,6 +25,7 @@ def blueprint(
     *,
     app: Optional[SingletonApp] = None,
     schedules: Iterable[str] = (),
+    next_runs: Iterable[str] = (),
 ) -> df.Blueprint:
     """The Blueprint a v2 app registers with ``app.register_functions(...)``.
 
@@ -40,6 +41,9 @@ def blueprint(
     schedules : iterable of str
         App setting prefixes of scheduled singletons, each its own timer function
         (``SINGLETON_SCHEDULE`` is the first; see docs/jobs.md). None by default.
+    next_runs : iterable of str
+        Those of ``orchestrators`` that take next runs (``onConflict=bufferOne``,
+        ``debounceSeconds``): ones that run :func:`run_job`, or follow its protocol.
 
     Returns
     -------
@@ -50,7 +54,7 @@ def blueprint(
     """
     if (app is None) == (orchestrators is None):
         raise TypeError("give either orchestrators or app")
-    singleton = app or SingletonApp(Catalog.of(orchestrators or ()))
+    singleton = app or SingletonApp(Catalog.of(orchestrators or (), next_runs))
     bp = df.Blueprint(http_auth_level=func.AuthLevel.FUNCTION)
 
     @bp.function_name("HttpStartSingle")

@@ -9,6 +9,11 @@ startable without a code change, and its module may declare ``input_rule``.
 An input rule is a function that raises :class:`InvalidInput` for an input its
 orchestrator cannot run with; the starter checks every input with it before
 anything starts.
+
+An orchestrator *takes next runs* (``onConflict=bufferOne``, ``debounceSeconds``) when
+it handles the ``NextRun`` event and shows what it took in its custom status, as
+SingletonOrchestrator does (durable_singleton._next_run). It opts in: a v2 app names
+it in ``next_runs``; a function.json app's module declares ``accepts_next_run = True``.
 """
 
 from __future__ import annotations
@@ -34,23 +39,35 @@ class Catalog:
         names: Iterable[str],
         rules: Optional[Mapping[str, InputRule]] = None,
         find_rule: Optional[Callable[[str], Optional[InputRule]]] = None,
+        next_runs: Union[Iterable[str], Callable[[str], bool]] = (),
     ) -> None:
         """Allow ``names``; check inputs with ``rules`` (by name), or with the rule
-        ``find_rule`` returns for a name (asked once per name, when first needed)."""
+        ``find_rule`` returns for a name (asked once per name, when first needed).
+        ``next_runs`` names the orchestrators that take next runs, or tells for a name
+        (asked once per name)."""
         self.names: FrozenSet[str] = frozenset(names)
         self._rules: Dict[str, Optional[InputRule]] = dict(rules or {})
         self._find_rule = find_rule
+        if callable(next_runs):
+            self._takes_next_run: Callable[[str], bool] = next_runs
+            self._next_runs: Dict[str, bool] = {}
+        else:
+            taking = frozenset(next_runs)
+            self._takes_next_run = lambda _: False
+            self._next_runs = {name: name in taking for name in self.names}
 
     @classmethod
     def of(
-        cls, orchestrators: Union[Iterable[str], Mapping[str, Optional[InputRule]]]
+        cls,
+        orchestrators: Union[Iterable[str], Mapping[str, Optional[InputRule]]],
+        next_runs: Iterable[str] = (),
     ) -> "Catalog":
         """A catalog of the names given; a mapping also gives each name's input rule
-        (None for none)."""
+        (None for none). ``next_runs``: those of them that take next runs."""
         if isinstance(orchestrators, Mapping):
             rules = {name: rule for name, rule in orchestrators.items() if rule is not None}
-            return cls(orchestrators.keys(), rules)
-        return cls(orchestrators)
+            return cls(orchestrators.keys(), rules, next_runs=next_runs)
+        return cls(orchestrators, next_runs=next_runs)
 
     @classmethod
     def from_folders(cls, app_root: Path) -> "Catalog":
@@ -70,7 +87,7 @@ class Catalog:
             triggers = {b.get("type") for b in bindings if isinstance(b, dict)}
             if "orchestrationTrigger" in triggers and not config.get("disabled", False):
                 names.add(definition.parent.name)
-        return cls(names, find_rule=_module_rule)
+        return cls(names, find_rule=_module_rule, next_runs=_module_takes_next_run)
 
     def rule(self, function_name: str) -> Optional[InputRule]:
         """The input rule of ``function_name`` (one of :attr:`names`), if it has one."""
@@ -79,6 +96,18 @@ class Catalog:
                 return None
             self._rules[function_name] = self._find_rule(function_name)
         return self._rules[function_name]
+
+    def accepts_next_run(self, function_name: str) -> bool:
+        """Whether ``function_name`` (one of :attr:`names`) takes next runs."""
+        if function_name not in self._next_runs:
+            taking = function_name in self.names and self._takes_next_run(function_name)
+            self._next_runs[function_name] = taking
+        return self._next_runs[function_name]
+
+
+def _module_takes_next_run(function_name: str) -> bool:
+    """Whether a function folder's module declares ``accepts_next_run = True``."""
+    return getattr(importlib.import_module(function_name), "accepts_next_run", False) is True
 
 
 def _module_rule(function_name: str) -> Optional[InputRule]:

@@ -81,6 +81,11 @@ class InstanceStatus:
             document=dict(document),
         )
 
+    @property
+    def custom_status(self) -> Any:
+        """The instance's custom status (the job's progress), None when it set none."""
+        return self.document.get("customStatus")
+
     def to_json(self) -> Dict[str, Any]:
         """The status document, as the Durable API sent it."""
         return dict(self.document)
@@ -270,10 +275,15 @@ class DurableClient:
         return outcomes[code]
 
     async def end(
-        self, instance_id: str, event: Optional[str], reason: str, timeout: float
+        self,
+        instance_id: str,
+        event: Optional[str],
+        reason: str,
+        timeout: float,
+        data: Any = None,
     ) -> None:
-        """Ask the active instance to end: send it ``event`` (the job's ``Stop``), or,
-        when ``event`` is None, terminate it with ``reason``. It ends later.
+        """Ask the active instance to end: send it ``event`` (the job's ``Stop``) with
+        ``data``, or, when ``event`` is None, terminate it with ``reason``. It ends later.
 
         Raises
         ------
@@ -282,18 +292,29 @@ class DurableClient:
         DurableFailure, DurableUnavailable
             The request failed.
         """
-        limit = min(timeout, self.timeout)
         if event is not None:
-            stage = f"sending {event} to the existing instance"
-            url = f"{self._base}instances/{instance_id}/raiseEvent/{event}"
-            with telemetry.step("durable.raise_event"):
-                # The event's data (none), encoded as the Durable SDK encodes it.
-                code, _ = await self._send("POST", url, json.dumps(None), limit, stage)
-        else:
-            stage = "terminating the existing instance"
-            url = f"{self._base}instances/{instance_id}/terminate?reason={quote(reason)}"
-            with telemetry.step("durable.terminate"):
-                code, _ = await self._send("POST", url, None, limit, stage)
+            await self.raise_event(instance_id, event, data, timeout)
+            return
+        stage = "terminating the existing instance"
+        url = f"{self._base}instances/{instance_id}/terminate?reason={quote(reason)}"
+        with telemetry.step("durable.terminate"):
+            code, _ = await self._send("POST", url, None, min(timeout, self.timeout), stage)
+        await self._accepted(instance_id, code, stage)
+
+    async def raise_event(self, instance_id: str, event: str, data: Any, timeout: float) -> None:
+        """Send ``event`` with ``data`` (any JSON value) to the active instance.
+
+        Raises what :meth:`end` raises.
+        """
+        stage = f"sending {event} to the existing instance"
+        url = f"{self._base}instances/{instance_id}/raiseEvent/{event}"
+        with telemetry.step("durable.raise_event"):
+            # The request body is the event's data as JSON.
+            code, _ = await self._send("POST", url, data, min(timeout, self.timeout), stage)
+        await self._accepted(instance_id, code, stage)
+
+    async def _accepted(self, instance_id: str, code: int, stage: str) -> None:
+        """Return on 202; otherwise raise what the code means for a management call."""
         if code == 202:
             return
         failure = DurableFailure(stage)

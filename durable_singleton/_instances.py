@@ -20,6 +20,8 @@ from ._job import STOP_EVENT
 from ._links import Links
 from ._policy import FINISHED
 from ._problems import ProblemError
+from ._root import Root
+from ._starter import hold_lock, stop_data
 from ._validation import read_choice, read_route
 
 TERMINATE_REASON = "Terminated through DELETE with mode=terminate."
@@ -53,8 +55,11 @@ async def _status_or_stop(call: Invocation) -> Tuple[func.HttpResponse, str]:
         return answers.instance_status(status, instance_id), "status"
     # Every part of the request is checked before the Durable API is called.
     mode = read_choice(call.req, "mode", StopMode, StopMode.STOP)
-    await stop_instance(call.durable, function_name, instance_id, mode, call.links)
-    return answers.accepted(instance_id, call.links), f"{mode.value}-requested"
+    status = await stop_instance(
+        call.durable, call.root, function_name, instance_id, mode, call.links
+    )
+    _, dropped = stop_data(status)
+    return answers.stop_requested(instance_id, call.links, dropped), f"{mode.value}-requested"
 
 
 async def _existing(
@@ -68,20 +73,47 @@ async def _existing(
 
 
 async def stop_instance(
-    durable: DurableClient, function_name: str, instance_id: str, mode: StopMode, links: Links
+    durable: DurableClient,
+    root: Root,
+    function_name: str,
+    instance_id: str,
+    mode: StopMode,
+    links: Links,
 ) -> InstanceStatus:
     """Ask the instance to end; return the status it had when asked.
+
+    A Stop names the run it stops and the next run it drops (the ones the status
+    shows), so a next run a later request buffers meanwhile still runs. A terminate
+    ends every run the instance holds, so it is sent under the id's lock: no next run
+    is being handed over while the status it is decided on is read.
 
     Raises
     ------
     ProblemError
         404 when no instance of ``function_name`` has the id; 409 when it has ended.
+    LockBusy
+        A terminate waited too long for the id's lock.
     """
+    if mode is StopMode.STOP:
+        return await _end(durable, function_name, instance_id, mode, links)
+    held = await hold_lock(
+        root.locks(), durable.task_hub, instance_id, root.settings.lock_wait_seconds
+    )
+    try:
+        return await _end(durable, function_name, instance_id, mode, links)
+    finally:
+        await held.release()
+
+
+async def _end(
+    durable: DurableClient, function_name: str, instance_id: str, mode: StopMode, links: Links
+) -> InstanceStatus:
     status = await _existing(durable, instance_id, function_name)
     if status.runtime_status not in FINISHED:
         event = STOP_EVENT if mode is StopMode.STOP else None
+        data, _ = stop_data(status)
         try:
-            await durable.end(instance_id, event, TERMINATE_REASON, durable.timeout)
+            await durable.end(instance_id, event, TERMINATE_REASON, durable.timeout, data)
             return status
         except InstanceEnded as ended:
             if ended.status is None:  # purged since it was read: the request failed

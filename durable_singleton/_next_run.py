@@ -50,6 +50,22 @@ def parse_time(text: str) -> datetime.datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=datetime.timezone.utc)
 
 
+@dataclass(frozen=True)
+class Debounce:
+    """A debounced request: its run begins ``seconds`` after the latest request, never
+    later than ``max_seconds`` after the first."""
+
+    seconds: int
+    max_seconds: int
+
+    def times(self, now: datetime.datetime) -> "tuple[str, str]":
+        """When a run first asked for ``now`` is due, and its latest time."""
+        return (
+            iso(now + datetime.timedelta(seconds=self.seconds)),
+            iso(now + datetime.timedelta(seconds=self.max_seconds)),
+        )
+
+
 # -- what the starter sends -------------------------------------------------------------
 
 
@@ -124,6 +140,7 @@ class RunState:
 
     def with_next(self, data: Any) -> "RunState":
         """Apply a :data:`NEXT_RUN_EVENT`'s data."""
+        data = _decoded(data)
         if not isinstance(data, dict) or not isinstance(data.get("request"), str):
             return self  # not the app's event: nothing to run
         request = data["request"]
@@ -148,6 +165,7 @@ class RunState:
         run it saw; any other data (a Stop raised by hand) stops the run and drops
         whatever is buffered.
         """
+        data = _decoded(data)
         if not isinstance(data, dict) or "run" not in data:
             return replace(self, stopping=True, buffered=None, dropped=self._buffered_request())
         drop = data.get("dropRequest")
@@ -211,3 +229,14 @@ class RunView:
 
 def _text(value: Any) -> Optional[str]:
     return value if isinstance(value, str) else None
+
+
+def _decoded(data: Any) -> Any:
+    """Event data sent as a JSON string holding JSON (as the Durable SDK's
+    ``raise_event`` encodes it) is read as the JSON it holds."""
+    if isinstance(data, str):
+        try:
+            return json.loads(data)
+        except ValueError:
+            return data
+    return data

@@ -30,6 +30,8 @@ class OnConflict(str, enum.Enum):
     USE_EXISTING = "useExisting"
     TERMINATE_EXISTING = "terminateExisting"
     STOP_EXISTING = "stopExisting"
+    #: The request's input becomes the active instance's next run (latest wins).
+    BUFFER_ONE = "bufferOne"
 
 
 class Overlap(str, enum.Enum):
@@ -39,6 +41,7 @@ class Overlap(str, enum.Enum):
     SKIP = "skip"
     CANCEL_OTHER = "cancelOther"
     TERMINATE_OTHER = "terminateOther"
+    BUFFER_ONE = "bufferOne"
 
     @property
     def on_conflict(self) -> "OnConflict":
@@ -47,6 +50,7 @@ class Overlap(str, enum.Enum):
             Overlap.SKIP: OnConflict.REJECT,
             Overlap.CANCEL_OTHER: OnConflict.STOP_EXISTING,
             Overlap.TERMINATE_OTHER: OnConflict.TERMINATE_EXISTING,
+            Overlap.BUFFER_ONE: OnConflict.BUFFER_ONE,
         }[self]
 
 
@@ -67,11 +71,19 @@ class Action(str, enum.Enum):
     TERMINATE_THEN_START = "replaced-existing"
     STOP_THEN_START = "stopped-existing"
     REJECT_FINISHED = "rejected-finished"
+    #: The request's input was handed to the active instance as its next run.
+    BUFFER = "buffered"
 
     @property
     def starts(self) -> bool:
-        """Whether carrying this action out starts an instance (and so takes the lock)."""
+        """Whether carrying this action out starts an instance."""
         return self is Action.START or self in REPLACES
+
+    @property
+    def takes_lock(self) -> bool:
+        """Whether carrying this action out takes the id's lock: a start, and a next
+        run, which must not race a start or another next run of the id."""
+        return self.starts or self is Action.BUFFER
 
 
 #: Actions that end the active instance before starting a new one. ``terminate`` does
@@ -106,6 +118,7 @@ def decide(status: Optional[Status], on_conflict: OnConflict, reuse: Reuse) -> A
             OnConflict.USE_EXISTING: Action.USE_EXISTING,
             OnConflict.TERMINATE_EXISTING: Action.TERMINATE_THEN_START,
             OnConflict.STOP_EXISTING: Action.STOP_THEN_START,
+            OnConflict.BUFFER_ONE: Action.BUFFER,
         }[on_conflict]
     if reuse is Reuse.ALLOW_DUPLICATE:
         return Action.START

@@ -69,6 +69,46 @@ def invalid_query(name: str, allowed: Iterable[str]) -> Problem:
     return Problem("invalid-query-parameter", 400, "Invalid query parameter", detail, members)
 
 
+def invalid_number_query(name: str, low: int, high: int) -> Problem:
+    """400: query parameter ``name`` is not a whole number from ``low`` to ``high``."""
+    detail = f"Query parameter {name} must be given once, as a whole number from {low} to {high}."
+    members = {"parameter": name, "minimum": low, "maximum": high}
+    return Problem("invalid-query-parameter", 400, "Invalid query parameter", detail, members)
+
+
+def conflicting_parameters(detail: str) -> Problem:
+    """400: parts of the request that may not be combined; ``detail`` says which."""
+    return Problem("conflicting-parameters", 400, "Conflicting request parameters", detail)
+
+
+def next_run_not_supported(function_name: str) -> Problem:
+    """400: the orchestrator does not take next runs (bufferOne, debounce)."""
+    return Problem(
+        "next-run-not-supported",
+        400,
+        "Orchestrator does not take next runs",
+        f"Orchestrator '{printable(function_name)}' does not take a next run, so "
+        "onConflict=bufferOne and debounceSeconds cannot be used with it; nothing was "
+        "started or sent. SingletonOrchestrator takes them (docs/jobs.md).",
+        {"orchestrator": function_name},
+    )
+
+
+def next_run_outcome_unknown(links: Mapping[str, Any], retry_after: int) -> Problem:
+    """503: the next run was sent but the instance did not show in time that it took it."""
+    return Problem(
+        "next-run-outcome-unknown",
+        503,
+        "Next run outcome unknown",
+        f"The request's input was sent to instance '{links['id']}' as its next run, but "
+        "the instance did not show in time that it took it: it may run, or not. Check "
+        "statusQueryGetUri (its customStatus.run and customStatus.buffered name the "
+        "requests whose input runs now and next).",
+        {"instanceId": links["id"], "statusQueryGetUri": links["statusQueryGetUri"]},
+        {"Retry-After": str(retry_after), "Location": links["statusQueryGetUri"]},
+    )
+
+
 def invalid_body(detail: str) -> Problem:
     """400: the body is not UTF-8 JSON."""
     return Problem("invalid-body", 400, "Request body is not JSON", detail)
@@ -115,6 +155,11 @@ _ABOUT_INSTANCE = {
         "An orchestrator that does not handle Stop never ends this way; use "
         "onConflict=terminateExisting for it.",
     ),
+    "next-run-dropped": (
+        "Next run dropped",
+        "Instance '{instanceId}' took this request's input as its next run, then a Stop "
+        "dropped it before this request was answered; it will not run.",
+    ),
     "instance-not-running": (
         "Instance already ended",
         "Instance '{instanceId}' ended {runtimeStatus}; there is nothing to stop.",
@@ -125,6 +170,11 @@ _ABOUT_INSTANCE = {
 def instance_active(instance: Mapping[str, Any]) -> Problem:
     """409: an instance with the id is active; ``instance`` describes it."""
     return _about(instance, "instance-active")
+
+
+def next_run_dropped(instance: Mapping[str, Any]) -> Problem:
+    """409: the instance took the request's next run, and a Stop then dropped it."""
+    return _about(instance, "next-run-dropped")
 
 
 def instance_finished(instance: Mapping[str, Any], reuse: str) -> Problem:

@@ -29,6 +29,7 @@ STORAGE_TIMEOUT_SECONDS = "SINGLETON_STORAGE_TIMEOUT_SECONDS"
 DURABLE_TIMEOUT_SECONDS = "SINGLETON_DURABLE_TIMEOUT_SECONDS"
 MANAGEMENT_LINKS = "SINGLETON_MANAGEMENT_LINKS"
 IDEMPOTENCY_TTL_SECONDS = "SINGLETON_IDEMPOTENCY_TTL_SECONDS"
+NEXT_RUN_WAIT_SECONDS = "SINGLETON_NEXT_RUN_WAIT_SECONDS"
 
 #: The longest a Durable API call may be given: a call made under the start lock must
 #: end well inside the lock's 15 s lease (see :mod:`durable_singleton._lock`).
@@ -65,6 +66,7 @@ APP_SETTINGS = (
     DURABLE_TIMEOUT_SECONDS,
     MANAGEMENT_LINKS,
     IDEMPOTENCY_TTL_SECONDS,
+    NEXT_RUN_WAIT_SECONDS,
     *(f"{DEFAULT_SCHEDULE_PREFIX}{suffix}" for suffix in SCHEDULE_SUFFIXES),
 )
 
@@ -92,6 +94,7 @@ class Settings:
     durable_timeout_seconds: float = 5.0
     management_links: LinkMode = LinkMode.DURABLE
     idempotency_ttl_seconds: float = 86400.0
+    next_run_wait_seconds: float = 20.0
 
 
 @dataclass(frozen=True)
@@ -159,6 +162,9 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         management_links=_choice(environ, MANAGEMENT_LINKS, LinkMode, defaults.management_links),
         idempotency_ttl_seconds=_number(
             environ, IDEMPOTENCY_TTL_SECONDS, defaults.idempotency_ttl_seconds, 1, 30 * 86400
+        ),
+        next_run_wait_seconds=_number(
+            environ, NEXT_RUN_WAIT_SECONDS, defaults.next_run_wait_seconds, 1, 120
         ),
     )
 

@@ -14,8 +14,9 @@ import dataclasses
 import datetime
 import logging
 import math
+import uuid
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
 from . import _problems as problems
 from . import _telemetry as telemetry
@@ -31,7 +32,15 @@ from ._durable import (
 from ._idempotency import KeyedRequest, Record, Verdict, created_text, judge
 from ._job import STOP_EVENT
 from ._lock import HeldLock, LockLost, LockUnavailable, StartLocks
-from ._policy import FINISHED, REPLACES, Action, decide, must_recheck_under_lock
+from ._next_run import NEXT_RUN_EVENT, RunView, next_run_event, start_member, stop_event
+from ._policy import (
+    FINISHED,
+    REPLACES,
+    Action,
+    OnConflict,
+    decide,
+    must_recheck_under_lock,
+)
 from ._problems import ProblemError
 from ._root import Root
 from ._validation import StartRequest
@@ -51,6 +60,10 @@ REPLACE_REASON = "Replaced by a start request with onConflict=terminateExisting.
 FIRST_POLL_SECONDS = 0.25
 MAX_POLL_SECONDS = 2.0
 
+#: While the instance takes a next run: it usually does in its next episode.
+FIRST_TAKE_POLL_SECONDS = 0.05
+MAX_TAKE_POLL_SECONDS = 1.0
+
 
 @dataclass(frozen=True)
 class Outcome:
@@ -58,12 +71,32 @@ class Outcome:
 
     ``replayed``: the request's Idempotency-Key started the id's latest execution
     before; that start's answer is given again and nothing was started now.
+    ``request_id``: the id a bufferOne or debounced request's input runs under (the
+    job's status shows it); ``due_at``: when a debounced run begins; ``dropped``: the
+    request whose next run the replaced instance held, dropped with it.
     """
 
     action: Action
     status: Optional[InstanceStatus]
     started: bool
     replayed: bool = False
+    request_id: Optional[str] = None
+    due_at: Optional[str] = None
+    dropped: Optional[str] = None
+
+    @property
+    def kind(self) -> str:
+        """What the answer's ``outcome`` member says: ``started``, ``existing``,
+        ``buffered``, ``debounced``, or ``refused`` (the answer is a problem)."""
+        if self.due_at is not None:
+            return "debounced"
+        if self.started:
+            return "started"
+        if self.action is Action.BUFFER:
+            return "buffered"
+        if self.action is Action.USE_EXISTING:
+            return "existing"
+        return "refused"
 
 
 class LockBusy(Exception):
@@ -75,6 +108,23 @@ class InstanceVanished(Exception):
 
     def __init__(self, instance_id: str):
         super().__init__(instance_id)
+        self.instance_id = instance_id
+
+
+class NextRunOutcomeUnknown(Exception):
+    """A next run was sent, but the instance did not show in time that it took it."""
+
+    def __init__(self, instance_id: str):
+        super().__init__(instance_id)
+        self.instance_id = instance_id
+
+
+class NextRunDropped(Exception):
+    """The instance took the next run, and a Stop dropped it before the answer."""
+
+    def __init__(self, status: InstanceStatus, instance_id: str):
+        super().__init__(instance_id)
+        self.status = status
         self.instance_id = instance_id
 
 
@@ -135,6 +185,14 @@ class _StartRun:
         self.record: Optional[Record] = None
         #: Set when the lease must run out rather than be released (see _close_window).
         self.keep_lease = False
+        #: A bufferOne or debounced request's own id: its run's name in the job's status.
+        self.request_id = (
+            str(uuid.uuid4()) if request.on_conflict is OnConflict.BUFFER_ONE else None
+        )
+        #: The next run of the instance this request replaces, dropped with it.
+        self.dropped: Optional[str] = None
+        #: When the run of a debounced start is due, once its start was sent.
+        self.due_at: Optional[str] = None
 
     async def execute(self) -> Outcome:
         """Decide on the current status; take the lock only for a start."""
@@ -145,7 +203,7 @@ class _StartRun:
             if replay is not None:
                 return replay
         action = self._decide(status)
-        if not action.starts:
+        if not action.takes_lock:
             # Fast path: refusing or pointing at the running instance needs no lock.
             return self._not_started(action, status)
 
@@ -174,7 +232,7 @@ class _StartRun:
                 await pauses.sleep()
             status = await self.durable.status(self.id)
             action = self._decide(status)
-            if not action.starts:  # the holder's start shows: answered without the lock
+            if not action.takes_lock:  # the holder's start shows: answered without the lock
                 waiting.end("answered-from-status")
                 return await self._answered_without_start(locks, action, status)
 
@@ -219,18 +277,30 @@ class _StartRun:
         ):
             status = await self.durable.status(self.id)
             action = self._decide(status)
+            if action is Action.BUFFER:
+                assert status is not None  # only an active instance takes a next run
+                return await self._send_next_run(held, status)
             if not action.starts:
                 return await self._answered_without_start(self.root.locks(), action, status)
+        return await self._start_now(held, status, action)
+
+    async def _start_now(
+        self, held: HeldLock, status: Optional[InstanceStatus], action: Action
+    ) -> Outcome:
+        """Start under ``held``: replace the active instance first if ``action`` says so."""
+        request = self.request
+        keyed = request.keyed
         if action in REPLACES:
             assert status is not None  # only an existing instance is replaced
             await self._replace_and_wait(held, action, status)
         if keyed is not None:
             await self._record_key(held, keyed, status)
+        input_, due_at = self._start_input()
         try:
             outcome = await self.durable.start(
                 request.function_name,
                 self.id,
-                request.input,
+                input_,
                 await held.fence(self.durable.timeout),
             )
         except StartOutcomeUnknown as error:
@@ -243,7 +313,7 @@ class _StartRun:
             raise
         if outcome is StartOutcome.STARTED:
             await self._close_window(held)
-            return Outcome(action, None, started=True)
+            return self._started(action, due_at)
         await self._forget_key(held)
         # The extension refused: an instance with the id is active after all (started
         # outside this app's lock, for example). Answer as the policy says for it. An
@@ -254,9 +324,90 @@ class _StartRun:
         ):
             raise DurableFailure("starting the instance")
         refused = self._decide(status)
-        if refused.starts:
+        if refused.takes_lock:
             refused = Action.REJECT_ACTIVE
         return self._not_started(refused, status)
+
+    def _start_input(self) -> "tuple[Any, Optional[str]]":
+        """The input a start sends, and when a debounced run is due: a bufferOne or
+        debounced request's start names its run (and its due time) in the input."""
+        if self.request_id is None:
+            return self.request.input, None
+        due_at = latest_at = None
+        if self.request.debounce is not None:
+            due_at, latest_at = self.request.debounce.times(_utc_now())
+        member = start_member(self.request_id, due_at, latest_at)
+        self.due_at = due_at
+        return {**(self.request.input or {}), "run": member}, due_at
+
+    def _started(self, action: Action, due_at: Optional[str] = None) -> Outcome:
+        return Outcome(
+            action,
+            None,
+            started=True,
+            request_id=self.request_id,
+            due_at=due_at,
+            dropped=self.dropped,
+        )
+
+    async def _send_next_run(self, held: HeldLock, status: InstanceStatus) -> Outcome:
+        """Hand the request's input to the active instance as its next run, and answer
+        only once the instance shows it took it.
+
+        If the instance ended before it took the input, the event is void (it names
+        the run it was meant for, which has ended) and the request starts the run
+        itself, under the lock, as a start. When neither shows in time, the outcome
+        is unknown, and the answer says so.
+        """
+        assert self.request_id is not None
+        seen = RunView.of(status.custom_status)
+        due_at = None
+        if self.request.debounce is not None:
+            due_at, _ = self.request.debounce.times(_utc_now())
+        data = next_run_event(self.request_id, self.request.input, seen.run, due_at)
+        try:
+            await self.durable.raise_event(
+                self.id, NEXT_RUN_EVENT, data, await held.fence(self.durable.timeout)
+            )
+        except InstanceEnded as ended:
+            return await self._ended_before_taking(held, ended.status)
+        except (DurableUnavailable, DurableFailure) as error:
+            raise NextRunOutcomeUnknown(self.id) from error
+        polls = Pauses(
+            FIRST_TAKE_POLL_SECONDS, MAX_TAKE_POLL_SECONDS, self.settings.next_run_wait_seconds
+        )
+        while True:
+            with contextlib.suppress(DurableUnavailable, DurableFailure):
+                current = await self.durable.status(self.id)
+                if current is None:  # purged meanwhile: whether it ran is unknowable
+                    raise NextRunOutcomeUnknown(self.id)
+                view = RunView.of(current.custom_status)
+                if view.took(self.request_id):
+                    waiting = view.run == self.request_id and view.due_at is not None
+                    return Outcome(
+                        Action.BUFFER,
+                        current,
+                        started=False,
+                        request_id=self.request_id,
+                        due_at=view.due_at if waiting else None,
+                    )
+                if view.dropped == self.request_id:
+                    raise NextRunDropped(current, self.id)
+                if current.runtime_status in FINISHED:
+                    return await self._ended_before_taking(held, current)
+            if polls.expired() or held.remaining() <= 0:
+                raise NextRunOutcomeUnknown(self.id)
+            await polls.sleep(cap=max(held.remaining(), 0.05))
+
+    async def _ended_before_taking(
+        self, held: HeldLock, status: Optional[InstanceStatus]
+    ) -> Outcome:
+        """The instance ended before it took the next run: start the run as the
+        policies say for the ended instance (the lock is still held)."""
+        action = self._decide(status)
+        if not action.starts:
+            return self._not_started(action, status)
+        return await self._start_now(held, status, action)
 
     async def _settle(
         self, before: Optional[InstanceStatus], acquired_at: datetime.datetime
@@ -273,7 +424,7 @@ class _StartRun:
             status = None
         if status is not None and _created_since(status, before, acquired_at):
             logger.info("A start's answer was lost; its status shows it started.")
-            return Outcome(Action.START, None, started=True)
+            return self._started(Action.START, self.due_at)
         raise StartOutcomeUnknown(self.id)
 
     async def _replace_and_wait(
@@ -283,8 +434,9 @@ class _StartRun:
         it has; on time-out answer 409 with nothing started."""
         budget = await held.fence(self.durable.timeout)
         event = STOP_EVENT if action is Action.STOP_THEN_START else None
+        stop, self.dropped = stop_data(status)
         with contextlib.suppress(InstanceEnded):  # ended (or purged) already: start
-            await self.durable.end(self.id, event, REPLACE_REASON, budget)
+            await self.durable.end(self.id, event, REPLACE_REASON, budget, stop)
         waited = self.settings.terminate_timeout_seconds
         polls = Pauses(FIRST_POLL_SECONDS, MAX_POLL_SECONDS, waited)
         while True:
@@ -386,10 +538,38 @@ class _StartRun:
 
     def _not_started(self, action: Action, status: Optional[InstanceStatus]) -> Outcome:
         """The outcome of an action that starts nothing, about the existing ``status``."""
+        assert action is not Action.BUFFER  # a next run is answered once taken
         if status is None:
             # Only reachable if the instance vanished (purged) between two reads.
             raise InstanceVanished(self.id)
         return Outcome(action, status, started=False)
+
+
+async def hold_lock(
+    locks: StartLocks, task_hub: str, instance_id: str, wait_seconds: float
+) -> HeldLock:
+    """Take the id's lock, waiting at most ``wait_seconds`` for another holder (then
+    :class:`LockBusy`); for an operation that must not interleave with a start or a
+    next run of the id."""
+    pauses = Pauses(FIRST_PAUSE_SECONDS, MAX_PAUSE_SECONDS, wait_seconds, jitter=0.5)
+    while True:
+        with telemetry.step("lock.acquire"):
+            held = await locks.try_acquire(task_hub, instance_id)
+        if held is not None:
+            return held
+        if pauses.expired():
+            raise LockBusy()
+        if not await locks.wait_for_local_holder(task_hub, instance_id, pauses.remaining()):
+            await pauses.sleep()
+
+
+def stop_data(status: InstanceStatus) -> "tuple[Any, Optional[str]]":
+    """The data of the Stop the app sends to the instance of ``status``, and the
+    request whose next run it drops: the one buffered, or the one whose run still
+    waits for its due time (durable_singleton._next_run.stop_event)."""
+    seen = RunView.of(status.custom_status)
+    dropped = seen.run if seen.due_at is not None else seen.buffered
+    return stop_event(seen.run, dropped), dropped
 
 
 class _Ambiguous(Exception):

@@ -20,7 +20,7 @@ from . import _answers as answers
 from . import _telemetry as telemetry
 from ._invocation import RootFactory, log_decision, loggable
 from ._links import Links, host_links
-from ._policy import Action
+from ._policy import Action, Overlap
 from ._problems import ProblemError
 from ._root import Root
 from ._settings import ConfigurationError, Schedule, load_schedule
@@ -30,6 +30,7 @@ from ._validation import (
     check_function_name,
     check_input,
     check_instance_id,
+    check_next_run,
     read_json_body,
 )
 
@@ -111,6 +112,9 @@ def schedule_request(schedule: Schedule, root: Root) -> StartRequest:
         name = f"{schedule.prefix}_INPUT"
         input_ = read_json_body(schedule.input_json.encode("utf-8"), root.settings.max_body_bytes)
         check_input(root.catalog, function_name, input_)
+        name = f"{schedule.prefix}_OVERLAP"
+        if schedule.overlap is Overlap.BUFFER_ONE:
+            check_next_run(root.catalog, function_name, None)
     except ProblemError as error:
         # The title names the rule; the detail may repeat the value, so it stays out.
         raise ConfigurationError(
@@ -124,6 +128,8 @@ def schedule_request(schedule: Schedule, root: Root) -> StartRequest:
 def _decision(outcome: Outcome) -> Tuple[str, int]:
     """A tick's decision word and the status an HTTP start would have had."""
     if outcome.started:
+        return outcome.action.value, 202
+    if outcome.action is Action.BUFFER:
         return outcome.action.value, 202
     if outcome.action is Action.REJECT_ACTIVE:
         return SKIPPED, 409

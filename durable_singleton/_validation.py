@@ -19,6 +19,13 @@ from ._catalog import Catalog, InvalidInput
 from ._idempotency import HEADER as IDEMPOTENCY_HEADER
 from ._idempotency import KEY_RULE, KeyedRequest, valid_key
 from ._idempotency import keyed as keyed_request
+from ._next_run import (
+    DEBOUNCE_MAX_FACTOR,
+    MAX_DEBOUNCE_MAX_SECONDS,
+    MAX_DEBOUNCE_SECONDS,
+    MIN_DEBOUNCE_SECONDS,
+    Debounce,
+)
 from ._policy import OnConflict, Reuse
 from ._problems import ProblemError
 from ._settings import Choice, Settings, choice_values, parse_choice
@@ -48,6 +55,8 @@ class StartRequest:
     reuse: Reuse
     #: The request's Idempotency-Key and fingerprint, when it carried a key.
     keyed: Optional[KeyedRequest] = None
+    #: debounceSeconds and debounceMaxSeconds, when given (onConflict is bufferOne).
+    debounce: Optional[Debounce] = None
 
 
 def parse_start_request(
@@ -78,10 +87,23 @@ def parse_start_request(
     function_name, instance_id = read_route(req, catalog.names)
     on_conflict = read_choice(req, "onConflict", OnConflict, settings.on_conflict)
     reuse = read_choice(req, "reuse", Reuse, settings.reuse)
+    debounce = read_debounce(req)
+    if debounce is not None:
+        if _query_values(req, "onConflict") and on_conflict is not OnConflict.BUFFER_ONE:
+            raise ProblemError(
+                problems.conflicting_parameters(
+                    "debounceSeconds runs the request after the active instance's run, "
+                    "as onConflict=bufferOne does; it cannot be combined with "
+                    f"onConflict={on_conflict.value}."
+                )
+            )
+        on_conflict = OnConflict.BUFFER_ONE
     raw = req.get_body() or b""
     body = read_json_body(raw, settings.max_body_bytes)
     check_input(catalog, function_name, body)
     key = read_idempotency_key(req)
+    if on_conflict is OnConflict.BUFFER_ONE:
+        check_next_run(catalog, function_name, key)
     keyed = None
     if key is not None:
         parts = {
@@ -91,7 +113,50 @@ def parse_start_request(
             "reuse": reuse.value,
         }
         keyed = keyed_request(key, parts, raw)
-    return StartRequest(function_name, instance_id, body, on_conflict, reuse, keyed)
+    return StartRequest(function_name, instance_id, body, on_conflict, reuse, keyed, debounce)
+
+
+def read_debounce(req: func.HttpRequest) -> Optional[Debounce]:
+    """debounceSeconds and debounceMaxSeconds (default 10 times debounceSeconds, at
+    most a day); None when the request is not debounced."""
+    seconds = read_whole_number(req, "debounceSeconds", MIN_DEBOUNCE_SECONDS, MAX_DEBOUNCE_SECONDS)
+    if seconds is None:
+        if _query_values(req, "debounceMaxSeconds"):
+            raise ProblemError(
+                problems.conflicting_parameters("debounceMaxSeconds needs debounceSeconds.")
+            )
+        return None
+    longest = read_whole_number(req, "debounceMaxSeconds", seconds, MAX_DEBOUNCE_MAX_SECONDS)
+    if longest is None:
+        longest = min(seconds * DEBOUNCE_MAX_FACTOR, MAX_DEBOUNCE_MAX_SECONDS)
+    return Debounce(seconds, longest)
+
+
+def read_whole_number(req: func.HttpRequest, name: str, low: int, high: int) -> Optional[int]:
+    """Query parameter ``name`` as a whole number from ``low`` to ``high``; None when
+    absent; a 400 problem otherwise."""
+    values = set(_query_values(req, name))
+    if not values:
+        return None
+    text = values.pop() if len(values) == 1 else ""
+    if not (text.isascii() and text.isdigit()) or not low <= int(text) <= high:
+        raise ProblemError(problems.invalid_number_query(name, low, high))
+    return int(text)
+
+
+def check_next_run(catalog: Catalog, function_name: str, key: Optional[str]) -> None:
+    """A bufferOne or debounced request needs an orchestrator that takes next runs, and
+    no Idempotency-Key (a key's replay is of a start; a next run is not one)."""
+    if not catalog.accepts_next_run(function_name):
+        raise ProblemError(problems.next_run_not_supported(function_name))
+    if key is not None:
+        raise ProblemError(
+            problems.conflicting_parameters(
+                "An Idempotency-Key cannot be combined with onConflict=bufferOne or "
+                "debounceSeconds; send the request without it (its answer's requestId "
+                "shows in the instance's status once the instance has taken the input)."
+            )
+        )
 
 
 def read_idempotency_key(req: func.HttpRequest) -> Optional[str]:

@@ -121,6 +121,9 @@ param managementLinks string = 'durable'
 @description('App setting SINGLETON_IDEMPOTENCY_TTL_SECONDS: how long an Idempotency-Key is remembered.')
 param idempotencyTtlSeconds int = 86400
 
+@description('App setting SINGLETON_NEXT_RUN_WAIT_SECONDS: how long bufferOne and debounce wait for the instance to take the next run.')
+param nextRunWaitSeconds int = 20
+
 @minValue(1)
 @maxValue(10)
 @description('App setting SINGLETON_STORAGE_TIMEOUT_SECONDS: the longest one lock storage request may take.')
@@ -161,6 +164,7 @@ module resources 'resources.bicep' = {
     jobContainer: jobContainer
     managementLinks: managementLinks
     idempotencyTtlSeconds: idempotencyTtlSeconds
+    nextRunWaitSeconds: nextRunWaitSeconds
     scheduleEnabled: scheduleEnabled
     schedule: schedule
     scheduleOrchestrator: scheduleOrchestrator

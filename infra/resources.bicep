@@ -18,6 +18,7 @@ param lockContainer string
 param jobContainer string
 param managementLinks string
 param idempotencyTtlSeconds int
+param nextRunWaitSeconds int
 param scheduleEnabled bool
 param schedule string
 param scheduleOrchestrator string
@@ -182,6 +183,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       SINGLETON_JOB_CONTAINER: jobContainer
       SINGLETON_MANAGEMENT_LINKS: managementLinks
       SINGLETON_IDEMPOTENCY_TTL_SECONDS: string(idempotencyTtlSeconds)
+      SINGLETON_NEXT_RUN_WAIT_SECONDS: string(nextRunWaitSeconds)
       // The scheduled singleton, TimerStartSingle (docs/jobs.md).
       SINGLETON_SCHEDULE: schedule
       SINGLETON_SCHEDULE_ENABLED: string(scheduleEnabled)

@@ -52,6 +52,7 @@ STARTED = {
     "statusQueryGetUri": "http://x/api/orchestrators/O/a",
     "stopDeleteUri": "http://x/api/orchestrators/O/a",
     "terminateDeleteUri": "http://x/api/orchestrators/O/a?mode=terminate",
+    "outcome": "started",
 }
 HEADERS = {"Content-Type": "application/json", "Location": "http://x/a", "Retry-After": "10"}
 
@@ -69,6 +70,8 @@ def test_a_documented_answer_passes() -> None:
         (202, {**HEADERS, "Content-Type": "text/plain"}, STARTED, "content type"),
         (202, HEADERS, {**STARTED, "extra": 1}, "does not match"),
         (202, HEADERS, {k: v for k, v in STARTED.items() if k != "id"}, "does not match"),
+        (202, HEADERS, {k: v for k, v in STARTED.items() if k != "outcome"}, "does not match"),
+        (202, HEADERS, {**STARTED, "outcome": "queued"}, "does not match"),
     ],
 )
 def test_a_disagreement_fails(status, headers, body, words) -> None:

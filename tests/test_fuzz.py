@@ -36,8 +36,9 @@ FUZZ = settings(
 _ID_SCHEMA = DOCUMENT["components"]["parameters"]["instanceId"]["schema"]
 _ID_PATTERN = re.compile(_ID_SCHEMA["pattern"])
 _POST = DOCUMENT["paths"]["/orchestrators/{functionName}/{instanceId}"]["post"]
-_ON_CONFLICT = _POST["parameters"][0]["schema"]["enum"]
-_REUSE = _POST["parameters"][1]["schema"]["enum"]
+_PARAMETERS = {parameter["name"]: parameter for parameter in _POST["parameters"]}
+_ON_CONFLICT = _PARAMETERS["onConflict"]["schema"]["enum"]
+_REUSE = _PARAMETERS["reuse"]["schema"]["enum"]
 
 #: Ids the document allows: its pattern, within its length bounds.
 valid_ids = st.from_regex(_ID_PATTERN, fullmatch=True).filter(

@@ -29,7 +29,8 @@ async def test_no_instance_starts_it_with_the_sdks_check_status_response(start, 
     response = await start("nightly-import", {"items": [1, "two"]})
     assert response.status_code == 202
     body = json.loads(response.get_body())
-    assert set(body) == MANAGEMENT_KEYS
+    assert set(body) == MANAGEMENT_KEYS | {"outcome"}
+    assert body["outcome"] == "started"
     assert body["id"] == "nightly-import"
     assert response.headers["Location"] == ORIGIN_STATUS_URL.format(id="nightly-import")
     assert response.headers["Retry-After"] == "10"

@@ -17,33 +17,34 @@ from durable_singleton._policy import (
     must_recheck_under_lock,
 )
 
-START, REJECT_ACTIVE, USE, REPLACE, STOP, REJECT_FINISHED = (
+START, REJECT_ACTIVE, USE, REPLACE, STOP, REJECT_FINISHED, BUFFER = (
     Action.START,
     Action.REJECT_ACTIVE,
     Action.USE_EXISTING,
     Action.TERMINATE_THEN_START,
     Action.STOP_THEN_START,
     Action.REJECT_FINISHED,
+    Action.BUFFER,
 )
 
 # Written out by hand, one row per status: the answer for each (onConflict, reuse).
 # Columns: reject/allowDuplicate, reject/allowDuplicateFailedOnly, reject/rejectDuplicate,
-#          useExisting/..., terminateExisting/..., stopExisting/... (same three reuse
-#          columns each).
+#          useExisting/..., terminateExisting/..., stopExisting/..., bufferOne/... (same
+#          three reuse columns each).
 TABLE = {
-    None: [START] * 12,
-    "Pending": [REJECT_ACTIVE] * 3 + [USE] * 3 + [REPLACE] * 3 + [STOP] * 3,
-    "Running": [REJECT_ACTIVE] * 3 + [USE] * 3 + [REPLACE] * 3 + [STOP] * 3,
-    "ContinuedAsNew": [REJECT_ACTIVE] * 3 + [USE] * 3 + [REPLACE] * 3 + [STOP] * 3,
-    "Suspended": [REJECT_ACTIVE] * 3 + [USE] * 3 + [REPLACE] * 3 + [STOP] * 3,
-    "Completed": [START, REJECT_FINISHED, REJECT_FINISHED] * 4,
-    "Failed": [START, START, REJECT_FINISHED] * 4,
-    "Terminated": [START, START, REJECT_FINISHED] * 4,
-    "Canceled": [START, START, REJECT_FINISHED] * 4,
+    None: [START] * 15,
+    "Pending": [REJECT_ACTIVE] * 3 + [USE] * 3 + [REPLACE] * 3 + [STOP] * 3 + [BUFFER] * 3,
+    "Running": [REJECT_ACTIVE] * 3 + [USE] * 3 + [REPLACE] * 3 + [STOP] * 3 + [BUFFER] * 3,
+    "ContinuedAsNew": [REJECT_ACTIVE] * 3 + [USE] * 3 + [REPLACE] * 3 + [STOP] * 3 + [BUFFER] * 3,
+    "Suspended": [REJECT_ACTIVE] * 3 + [USE] * 3 + [REPLACE] * 3 + [STOP] * 3 + [BUFFER] * 3,
+    "Completed": [START, REJECT_FINISHED, REJECT_FINISHED] * 5,
+    "Failed": [START, START, REJECT_FINISHED] * 5,
+    "Terminated": [START, START, REJECT_FINISHED] * 5,
+    "Canceled": [START, START, REJECT_FINISHED] * 5,
 }
 COLUMNS = list(
     itertools.product(
-        ["reject", "useExisting", "terminateExisting", "stopExisting"],
+        ["reject", "useExisting", "terminateExisting", "stopExisting", "bufferOne"],
         ["allowDuplicate", "allowDuplicateFailedOnly", "rejectDuplicate"],
     )
 )
@@ -57,7 +58,7 @@ CASES = [
 
 def test_table_covers_every_status_and_choice() -> None:
     assert {s for s in TABLE if s} == {s.value for s in Status}
-    assert len(CASES) == 9 * 4 * 3
+    assert len(CASES) == 9 * 5 * 3
     assert {c for c, _ in COLUMNS} == {m.value for m in OnConflict}
     assert {r for _, r in COLUMNS} == {m.value for m in Reuse}
 
@@ -74,8 +75,9 @@ def test_every_status_is_active_or_finished_not_both() -> None:
 
 
 @pytest.mark.parametrize("action", list(Action))
-def test_only_start_and_replace_take_the_lock(action: Action) -> None:
+def test_only_start_replace_and_buffer_take_the_lock(action: Action) -> None:
     assert action.starts == (action in (START, REPLACE, STOP))
+    assert action.takes_lock == (action in (START, REPLACE, STOP, BUFFER))
 
 
 # The second status read under the lock is skipped only where the extension's own
@@ -92,6 +94,8 @@ RECHECK = [
     (REPLACE, OnConflict.TERMINATE_EXISTING, Reuse.REJECT_DUPLICATE, True),
     (START, OnConflict.STOP_EXISTING, Reuse.ALLOW_DUPLICATE, True),
     (STOP, OnConflict.STOP_EXISTING, Reuse.ALLOW_DUPLICATE, True),
+    (START, OnConflict.BUFFER_ONE, Reuse.ALLOW_DUPLICATE, True),
+    (BUFFER, OnConflict.BUFFER_ONE, Reuse.ALLOW_DUPLICATE, True),
 ]
 
 

@@ -127,9 +127,9 @@ async def test_the_orchestrator_through_the_runtime(host) -> None:
     assert host.succeeded(response), host.failure(response)
     state = host.return_value(response)  # the runtime hands it back as JSON
     [when_any] = state["actions"][0]
-    call, wait = when_any["compoundActions"]
+    call, stop, next_run = when_any["compoundActions"]
     assert json.loads(call["input"]) == {"item": "a", "index": 0}
-    assert wait["externalEventName"] == "Stop"
+    assert (stop["externalEventName"], next_run["externalEventName"]) == ("Stop", "NextRun")
 
 
 async def test_the_activity_round_trips_its_input(host) -> None:

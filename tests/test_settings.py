@@ -49,6 +49,7 @@ def test_every_setting_is_read() -> None:
             "SINGLETON_LOCK_CONTAINER": "my-locks-2",
             "SINGLETON_STORAGE_TIMEOUT_SECONDS": "2",
             "SINGLETON_DURABLE_TIMEOUT_SECONDS": "7.5",
+            "SINGLETON_NEXT_RUN_WAIT_SECONDS": "45",
         }
     ) == Settings(
         2048,
@@ -60,6 +61,7 @@ def test_every_setting_is_read() -> None:
         "singleton-jobs",
         2.0,
         7.5,
+        next_run_wait_seconds=45.0,
     )
 
 
@@ -83,6 +85,8 @@ def test_every_setting_is_read() -> None:
         ("SINGLETON_STORAGE_TIMEOUT_SECONDS", "60"),
         ("SINGLETON_DURABLE_TIMEOUT_SECONDS", "11"),  # must end well inside the 15 s lease
         ("SINGLETON_DURABLE_TIMEOUT_SECONDS", "inf"),
+        ("SINGLETON_NEXT_RUN_WAIT_SECONDS", "0"),
+        ("SINGLETON_NEXT_RUN_WAIT_SECONDS", "121"),
     ],
 )
 def test_bad_values_name_the_setting_not_the_value(name: str, value: str) -> None:

@@ -130,7 +130,7 @@ async def test_a_disabled_schedule_starts_nothing(durable, schedule, caplog) -> 
         ("_INPUT", "{not json"),
         ("_INPUT", '{"items": "abc"}'),
         ("_INPUT", '{"items": [1e400]}'),
-        ("_OVERLAP", "bufferOne"),
+        ("_OVERLAP", "bufferAll"),
         ("_REUSE", "sometimes"),
         ("_ENABLED", "yes"),
     ],

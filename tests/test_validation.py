@@ -170,6 +170,7 @@ def test_bad_values_list_the_allowed_ones(query: str) -> None:
         "useExisting",
         "terminateExisting",
         "stopExisting",
+        "bufferOne",
     ]
 
 

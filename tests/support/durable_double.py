@@ -15,6 +15,15 @@ Azure/azure-functions-durable-extension, with DurableTask.AzureStorage underneat
   ``terminate_delay`` (never, when None); 410 when finished; 404 when unknown.
 - ``POST instances/{id}/raiseEvent/{name}``: 202, 410 or 404.
 
+An instance plays SingletonOrchestrator's part in run once more, by the job's own rules
+(``durable_singleton._next_run.RunState``): it takes a ``NextRun`` after
+``next_run_delay`` (never, when None), shows its runs in its custom status, and when it
+completes with a next run buffered it continues as new with it (``runs`` records each
+run as it begins). A debounced run begins at its due time. ``end_before_taking`` makes
+an instance complete as the event arrives, before it takes it, and
+``stopped_after_taking`` makes a Stop drop each next run as soon as it is taken: the
+races the starter must answer truthfully.
+
 It runs its own event loop in a thread so that tests, and other processes, can call
 it whatever loop they run on. ``latency`` delays every answer, like a storage round
 trip on the real host.
@@ -32,6 +41,7 @@ from typing import Any, Deque, Dict, List, Optional, Set, Tuple, Union
 from aiohttp import web
 from azure.durable_functions import OrchestrationRuntimeStatus as Status
 
+from durable_singleton._next_run import NEXT_RUN_EVENT, RunState, parse_time
 from tests.support.loop_thread import LoopThread
 
 # How the extension treats each runtime status, by the SDK's names.
@@ -56,6 +66,7 @@ class Instance:
     custom_status: Any = None
     created: str = ""
     updated: str = ""
+    run: Optional[RunState] = None
 
     def body(self, instance_id: str) -> Dict[str, Any]:
         """The status document the extension returns."""
@@ -91,6 +102,9 @@ class DurableDouble:
     terminate_delay: Optional[float] = 0.05
     complete_after: Optional[float] = None  # a started instance completes after this
     stop_delay: Optional[float] = None  # completes this long after Stop (None: ignores it)
+    next_run_delay: Optional[float] = 0.01  # takes a NextRun this long after it (None: never)
+    end_before_taking: bool = False  # completes as a NextRun arrives, without taking it
+    stopped_after_taking: bool = False  # a Stop drops each next run as soon as it is taken
 
     def __post_init__(self) -> None:
         self.instances: Dict[str, Instance] = {}
@@ -102,6 +116,9 @@ class DurableDouble:
         self.created: List[Tuple[str, Any]] = []
         self.terminations: List[Tuple[str, str]] = []
         self.events: List[Tuple[str, str, Any]] = []
+        #: (instance id, run id, input, when it began) of every run, as it begins.
+        self.runs: List[Tuple[str, str, Any, datetime.datetime]] = []
+        self._runs_made = 0
         self.faults: Dict[str, Deque[Fault]] = collections.defaultdict(collections.deque)
         self._serving = LoopThread("durable-double")
         self._runner: Optional[web.AppRunner] = None
@@ -129,6 +146,9 @@ class DurableDouble:
             "terminate_delay",
             "complete_after",
             "stop_delay",
+            "next_run_delay",
+            "end_before_taking",
+            "stopped_after_taking",
         ):
             setattr(self, name, knobs.pop(name, getattr(defaults, name)))
         if knobs:
@@ -141,6 +161,7 @@ class DurableDouble:
         self.created.clear()
         self.terminations.clear()
         self.events.clear()
+        self.runs.clear()
         self.faults.clear()
 
     def put(self, instance_id: str, status: str, name: str = "SingletonOrchestrator") -> None:
@@ -277,11 +298,79 @@ class DurableDouble:
         )
         self.instances[instance_id] = created
         self.created.append((instance_id, created.input))
-        if self.complete_after is not None:
-            asyncio.get_running_loop().call_later(
-                self.complete_after, self._finish, instance_id, created, "Completed"
+        member = created.input.get("run") if isinstance(created.input, dict) else None
+        if isinstance(member, dict):
+            caller = {k: v for k, v in created.input.items() if k != "run"}
+            created.run = RunState(
+                member["id"], caller, member.get("dueAt"), member.get("latestAt")
             )
+            created.custom_status = created.run.status()
+        self._begin_or_wait(instance_id, created)
         return _json(202, {"id": instance_id})
+
+    # -- the job's part ----------------------------------------------------------------
+
+    def _begin_or_wait(self, instance_id: str, instance: Instance) -> None:
+        """Begin the instance's run now, or at its due time if it waits (debounced)."""
+        loop = asyncio.get_running_loop()
+        state = instance.run
+        if state is not None and state.waiting:
+            due = state.due_at
+            assert due is not None
+            delay = (
+                parse_time(due) - datetime.datetime.now(datetime.timezone.utc)
+            ).total_seconds()
+            loop.call_later(max(delay, 0.0), self._due, instance_id, instance, due)
+            return
+        run_id = state.id if state is not None else ""
+        self.runs.append(
+            (instance_id, run_id, instance.input, datetime.datetime.now(datetime.timezone.utc))
+        )
+        if self.complete_after is not None:
+            loop.call_later(self.complete_after, self._finish, instance_id, instance, "Completed")
+
+    def _due(self, instance_id: str, instance: Instance, due: str) -> None:
+        """A waiting run's timer fired: it begins, unless it was moved or stopped."""
+        state = instance.run
+        if not self._current(instance_id, instance) or state is None or state.due_at != due:
+            return
+        if state.stopping:
+            self._finish(instance_id, instance, "Completed")
+            return
+        instance.run = RunState(state.id, state.input, buffered=state.buffered)
+        instance.input = state.input
+        instance.custom_status = instance.run.status()
+        self._begin_or_wait(instance_id, instance)
+
+    def _take(self, instance_id: str, instance: Instance, name: str, data: Any) -> None:
+        """The job takes an event, by its own rules."""
+        if not self._current(instance_id, instance):
+            return  # it ended before it took the event: the event is dropped
+        if instance.run is None:
+            self._runs_made += 1
+            instance.run = RunState(f"own-run-{self._runs_made}", instance.input)
+        before = instance.run
+        if name == NEXT_RUN_EVENT:
+            instance.run = before.with_next(data)
+            if self.stopped_after_taking and instance.run.buffered is not None:
+                dropped = instance.run.buffered.request
+                instance.run = instance.run.with_stop({"run": before.id, "dropRequest": dropped})
+                instance.custom_status = instance.run.status()
+                self._finish(instance_id, instance, "Completed")
+                return
+        else:
+            instance.run = before.with_stop(data)
+        instance.custom_status = instance.run.status()
+        instance.updated = _now()
+        if before.waiting and instance.run.due_at != before.due_at:
+            self._begin_or_wait(instance_id, instance)  # the run was moved
+        if instance.run.stopping and not before.stopping and self.stop_delay is not None:
+            asyncio.get_running_loop().call_later(
+                self.stop_delay, self._finish, instance_id, instance, "Completed"
+            )
+
+    def _current(self, instance_id: str, instance: Instance) -> bool:
+        return self.instances.get(instance_id) is instance and instance.status in ACTIVE
 
     async def _active_instance(
         self, kind: str, request: web.Request
@@ -313,9 +402,26 @@ class DurableDouble:
 
     def _finish(self, instance_id: str, instance: Instance, status: str) -> None:
         # Only the execution this was meant for: a newer one under the id runs on.
-        if self.instances.get(instance_id) is instance and instance.status in ACTIVE:
-            instance.status = status
-            instance.updated = _now()
+        if not self._current(instance_id, instance):
+            return
+        following = instance.run.buffered if instance.run is not None else None
+        if status == "Completed" and following is not None:
+            # The run completed with a next run buffered: continue as new with it, a new
+            # execution of the same instance (so a pending timer of the old one is void).
+            successor = Instance(
+                instance.name,
+                "Running",
+                input=following.input,
+                created=instance.created,
+                updated=_now(),
+                run=RunState(following.request, following.input),
+            )
+            successor.custom_status = successor.run.status() if successor.run else None
+            self.instances[instance_id] = successor
+            self._begin_or_wait(instance_id, successor)
+            return
+        instance.status = status
+        instance.updated = _now()
 
     async def _raise_event(self, request: web.Request) -> web.Response:
         found = await self._active_instance("raiseEvent", request)
@@ -323,12 +429,20 @@ class DurableDouble:
             return found
         instance_id, instance = found
         event = request.match_info["event"]
-        self.events.append((instance_id, event, await request.text()))
-        if event == "Stop" and self.stop_delay is not None:
+        text = await request.text()
+        self.events.append((instance_id, event, text))
+        data = json.loads(text) if text.strip() else None
+        loop = asyncio.get_running_loop()
+        if event == NEXT_RUN_EVENT:
+            if self.end_before_taking:
+                self._finish(instance_id, instance, "Completed")
+            elif self.next_run_delay is not None:
+                loop.call_later(
+                    self.next_run_delay, self._take, instance_id, instance, event, data
+                )
+        elif event == "Stop" and self.stop_delay is not None:
             # A job that honours Stop finishes its item in flight, then completes.
-            asyncio.get_running_loop().call_later(
-                self.stop_delay, self._finish, instance_id, instance, "Completed"
-            )
+            self._take(instance_id, instance, event, data)
         return web.Response(status=202)
 
 
