@@ -38,4 +38,4 @@ async def _start(call: Invocation) -> Tuple[func.HttpResponse, str]:
     request = parse_start_request(call.req, call.settings, call.root.catalog)
     outcome = await start_singleton(request, call.durable, call.root)
     response = answers.for_outcome(outcome, request.instance_id, call.links, request.reuse)
-    return response, "replayed" if outcome.replayed else outcome.action.value
+    return response, outcome.decision

@@ -85,6 +85,13 @@ class Outcome:
     dropped: Optional[str] = None
 
     @property
+    def decision(self) -> str:
+        """The decision word of the log line, span and metrics."""
+        if self.replayed:
+            return "replayed"
+        return "debounced" if self.due_at is not None else self.action.value
+
+    @property
     def kind(self) -> str:
         """What the answer's ``outcome`` member says: ``started``, ``existing``,
         ``buffered``, ``debounced``, or ``refused`` (the answer is a problem)."""

@@ -90,6 +90,46 @@ async def test_a_tick_while_running_replaces_per_policy(
     assert f"decision={decision}" in line
 
 
+async def test_a_tick_during_a_run_buffers_one_more_run(durable, schedule, caplog) -> None:
+    caplog.set_level(logging.INFO)
+    schedule.setenv(f"{PREFIX}_OVERLAP", "bufferOne")
+    durable.reset(complete_after=0.5)
+    await tick(durable)
+    await tick(durable)
+    assert len(durable.created) == 1
+    assert [e for _, e, _ in durable.events] == ["NextRun"]
+    assert "decision=buffered status=202" in tick_lines(caplog)[-1]
+    await asyncio.sleep(0.8)
+    assert [input_ for _, _, input_, _ in durable.runs][1] == {"items": ["a", "b"]}
+
+
+async def test_three_ticks_during_one_run_buffer_one_run(durable, schedule) -> None:
+    schedule.setenv(f"{PREFIX}_OVERLAP", "bufferOne")
+    durable.reset(complete_after=0.6)
+    for _ in range(4):  # the first starts; three arrive during its run
+        await tick(durable)
+    await asyncio.sleep(1.5)
+    assert len(durable.runs) == 2  # the run, and one more
+    assert len(durable.created) == 1
+    assert durable.instances["nightly"].status == "Completed"
+
+
+async def test_buffer_one_for_an_orchestrator_without_next_runs_is_misconfigured(
+    durable, schedule, caplog, monkeypatch
+) -> None:
+    from durable_singleton._catalog import Catalog
+
+    schedule.setenv(f"{PREFIX}_OVERLAP", "bufferOne")
+    monkeypatch.setattr(Catalog, "accepts_next_run", lambda self, name: False)
+    await tick(durable)
+    assert sum(durable.calls.values()) == 0
+    assert any(
+        "SINGLETON_SCHEDULE_OVERLAP" in r.getMessage()
+        for r in caplog.records
+        if r.levelname == "ERROR"
+    )
+
+
 async def test_a_tick_after_completion_starts_again(durable, schedule) -> None:
     await tick(durable)
     durable.set_status("nightly", "Completed")
