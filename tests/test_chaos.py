@@ -8,6 +8,13 @@ told 202, every 202 names the generation its own start created, no start was
 accepted while another execution of the id was active, and no caller whose start
 created a generation was told anything but 202 or "may have started".
 
+Callers with onConflict=bufferOne and with debounceSeconds=1 hand their input to the
+running instance as its next run, and a stopper stops ids now and then. Afterwards,
+besides: no input ran twice; every input whose caller was told ``buffered`` or
+``debounced`` ran exactly once, unless a later input replaced it or a Stop dropped it
+(as the stop's own answer said); and no run began before the due time its caller was
+told.
+
 Callers with an Idempotency-Key retry after every 503 (and after their first 202, which
 they treat as lost). For them, besides: no key started more than one generation, every
 202 a key got (first or given again) names the generation that key started, the retry
@@ -24,12 +31,14 @@ import json
 import os
 import random
 import time
-from typing import Dict, List
+from typing import Any, Dict, List
 
 import pytest
 
+from durable_singleton._next_run import parse_time
 from durable_singleton._settings import STORAGE_CONNECTION
 from tests.support.azurite import connection_string
+from tests.support.durable_double import ACTIVE
 from tests.support.fault_proxy import FaultProxy
 from tests.support.processes import AppProcesses
 from tests.support.report import report
@@ -42,6 +51,20 @@ SECONDS = 12.0
 MAY_HAVE_STARTED = {"start-outcome-unknown"}
 #: A keyed caller's last answer that says nothing about whether its key started.
 NEITHER = {"idempotency-key-superseded"}
+
+
+async def settled(durable: Any, seconds: float) -> None:
+    """Wait (bounded) until no instance holds a next run or a waiting one: each has run."""
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        pending = [
+            i
+            for i in durable.instances.values()
+            if i.status in ACTIVE and i.run is not None and (i.run.buffered or i.run.waiting)
+        ]
+        if not pending:
+            return
+        await asyncio.sleep(0.2)
 
 
 async def inject_faults(proxies: List[FaultProxy], until: float, rng: random.Random) -> int:
@@ -63,7 +86,7 @@ async def inject_faults(proxies: List[FaultProxy], until: float, rng: random.Ran
 async def test_chaos_never_two_winners_and_every_202_is_true(
     durable, azurite, app_env, monkeypatch
 ) -> None:
-    durable.reset(complete_after=1.0, start_check_delay=0.02)
+    durable.reset(complete_after=1.0, start_check_delay=0.02, stop_delay=0.2)
     storage = FaultProxy(azurite.port).start()
     api = FaultProxy(durable.port).start()
     seed = int(os.environ.get("CHAOS_SEED", random.randrange(10**6)))
@@ -74,6 +97,7 @@ async def test_chaos_never_two_winners_and_every_202_is_true(
             "SINGLETON_STORAGE_TIMEOUT_SECONDS": "1",
             "SINGLETON_DURABLE_TIMEOUT_SECONDS": "1",
             "SINGLETON_LOCK_WAIT_SECONDS": "2",
+            "SINGLETON_NEXT_RUN_WAIT_SECONDS": "2",
         }
         workers = AppProcesses()
         for n in range(PROCESSES):
@@ -91,6 +115,7 @@ async def test_chaos_never_two_winners_and_every_202_is_true(
         await asyncio.sleep(max(0.0, start_at - time.time()))
         faults = await inject_faults([storage, api], start_at + SECONDS - 1, random.Random(seed))
         outputs = await workers.outputs(90)
+        await settled(durable, 15)
     finally:
         storage.stop()
         api.stop()
@@ -104,6 +129,7 @@ async def test_chaos_never_two_winners_and_every_202_is_true(
     by_token: Dict[str, list] = {answer[1]: answer for answer in answers}  # the last one
     keyed = {answer[1] for answer in answers if answer[4]}
     replayed = sum(1 for answer in answers if answer[5])
+    outcomes = collections.Counter(answer[7] for answer in answers if answer[7])
     report(
         f"chaos (seed {seed}): {len(answers)} answers from {PROCESSES} processes x "
         f"{CALLERS_PER_PROCESS} callers over {len(IDS)} ids in {SECONDS:g} s; faults injected "
@@ -111,16 +137,34 @@ async def test_chaos_never_two_winners_and_every_202_is_true(
         f"{told[202]}, 409 {told[409]}, 503 {told[503]}, other "
         f"{len(answers) - told[202] - told[409] - told[503]}; problems {dict(kinds)}; "
         f"generations {len(created)}; keyed starts {len(keyed)}, answers given again "
-        f"{replayed}"
+        f"{replayed}; outcomes {dict(outcomes)}; runs {len(durable.runs)}, next runs "
+        f"replaced {len(durable.replaced)}, dropped by a stop "
+        f"{sum(1 for a in answers if a[10])}"
     )
 
     assert told[202] > 0 and faults > 0  # the run did start things and did break things
     # No start was ever accepted over an active execution: never two at once.
     assert durable.dropped_starts == []
-    # Every 202, first or given again, names the generation its own start (its key's) created.
-    for instance_id, token, code, *_ in answers:
-        if code == 202:
+    # Every 202 "started", first or given again, names the generation its own start (its
+    # key's) created.
+    for instance_id, token, code, _, _, _, _, outcome, *_ in answers:
+        if code == 202 and outcome == "started":
             assert (instance_id, token) in created, (instance_id, token)
+    # Run once more: no input ran twice; each one told buffered or debounced ran once,
+    # unless replaced or dropped (as the stop's answer said); none began before its time.
+    runs = collections.Counter(value["items"][0] for _, _, value, _ in durable.runs)
+    assert max(runs.values()) == 1
+    began = {run_id: moment for _, run_id, _, moment in durable.runs if run_id}
+    dropped = {answer[10] for answer in answers if answer[10]}
+    replaced = set(durable.replaced)
+    told_next = [a for a in answers if a[7] in ("buffered", "debounced")]
+    assert told_next and outcomes["debounced"] and outcomes["buffered"]
+    for answer in told_next:
+        token, request, due = answer[1], answer[8], answer[9]
+        if request not in dropped | replaced:
+            assert runs[token] == 1, answer
+        if due and request in began:
+            assert began[request] >= parse_time(due), answer
     # No key (no token) started more than one generation.
     starts_per_token = collections.Counter(value["items"][0] for _, value in durable.created)
     assert max(starts_per_token.values()) == 1

@@ -5,11 +5,14 @@ SEED`` with the app settings (storage connection, lock container, timeouts) in t
 environment. From START_AT (wall clock), CALLERS concurrent loops each start one of
 the comma-separated IDS after another until SECONDS have passed; every start carries
 a token of its own as its only item, so the run's checker can tell which caller's
-start created which instance. Every third caller sends an Idempotency-Key (one per
-token) and retries with it after every 503, every 409 ``idempotency-key-in-progress``
-and after its first 202, which it treats as lost, until it gets another answer or 40
-tries have passed. Prints one JSON list of ``[instance id, token, status
-code, problem kind or "", key or "", replayed]``, one per answer, in order.
+start created which instance. The callers, by their number modulo 6: plain starts
+(0); ``onConflict=bufferOne`` (1); ``debounceSeconds=1`` (3); a stopper that asks to
+stop a random id now and then (4); and callers that send an Idempotency-Key (2, 5, one
+key per token), retrying with it after every 503, every 409
+``idempotency-key-in-progress`` and after their first 202, which they treat as lost,
+until they get another answer or 40 tries have passed. Prints one JSON list of
+``[instance id, token, status code, problem kind or "", key or "", replayed, mode,
+outcome, requestId, dueAt, droppedRequestId]``, one per answer, in order.
 """
 
 from __future__ import annotations
@@ -23,25 +26,57 @@ import uuid
 from typing import Any, List, Optional
 
 import HttpStartSingle
+import SingletonInstance
 from tests.support.durable_double import starter_binding
-from tests.support.requests import start_request
+from tests.support.requests import instance_request, start_request
 
 #: The tries a keyed caller makes for one start at most.
 KEYED_TRIES = 40
 
+#: Each caller's kind, by its number modulo 6, and the query its starts carry.
+KINDS = ["plain", "bufferOne", "keyed", "debounce", "stopper", "keyed"]
+QUERIES = {"bufferOne": "onConflict=bufferOne", "debounce": "debounceSeconds=1"}
 
-async def ask(starter: str, instance_id: str, token: str, key: str) -> List[Any]:
+
+def _recorded(response: Any, instance_id: str, token: str, key: str, mode: str) -> List[Any]:
+    """An answer as the run records it."""
+    body = json.loads(response.get_body() or b"{}")
+    problem = body["type"].rsplit(":", 1)[1] if response.status_code >= 400 else ""
+    replayed = response.headers.get("Idempotent-Replayed") == "true"
+    return [
+        instance_id,
+        token,
+        response.status_code,
+        problem,
+        key,
+        replayed,
+        mode,
+        body.get("outcome", ""),
+        body.get("requestId", ""),
+        body.get("dueAt", ""),
+        body.get("droppedRequestId", ""),
+    ]
+
+
+async def ask(starter: str, instance_id: str, token: str, key: str, mode: str) -> List[Any]:
     """One start request; its answer as the run records it."""
     headers = {"Idempotency-Key": key} if key else None
     request = start_request(
-        "SingletonOrchestrator", instance_id, {"items": [token]}, headers=headers
+        "SingletonOrchestrator",
+        instance_id,
+        {"items": [token]},
+        QUERIES.get(mode, ""),
+        headers=headers,
     )
     response = await HttpStartSingle.main(request, starter)
-    problem = ""
-    if response.status_code >= 400:
-        problem = json.loads(response.get_body())["type"].rsplit(":", 1)[1]
-    replayed = response.headers.get("Idempotent-Replayed") == "true"
-    return [instance_id, token, response.status_code, problem, key, replayed]
+    return _recorded(response, instance_id, token, key, mode)
+
+
+async def stop(starter: str, instance_id: str) -> List[Any]:
+    """One stop request (DELETE); its answer as the run records it."""
+    request = instance_request("DELETE", "SingletonOrchestrator", instance_id)
+    response = await SingletonInstance.main(request, starter)
+    return _recorded(response, instance_id, "", "", "stopper")
 
 
 def retry_after(answer: List[Any], rng: random.Random) -> Optional[float]:
@@ -60,16 +95,21 @@ async def caller(
     until: float,
     rng: random.Random,
     answers: List[list],
-    keyed: bool,
+    kind: str,
 ) -> None:
     """Start random ids, one after another, until ``until``; a keyed caller finishes
-    its last start's retries after that."""
+    its last start's retries after that. A stopper asks to stop one now and then."""
+    keyed = kind == "keyed"
     while time.time() < until:
         instance_id = rng.choice(ids)
+        if kind == "stopper":
+            answers.append(await stop(starter, instance_id))
+            await asyncio.sleep(rng.uniform(0.5, 1.5))
+            continue
         token = uuid.uuid4().hex
         key = f"key-{token}" if keyed else ""
         for _ in range(KEYED_TRIES if keyed else 1):
-            answer = await ask(starter, instance_id, token, key)
+            answer = await ask(starter, instance_id, token, key, kind)
             answers.append(answer)
             pause = retry_after(answer, rng) if keyed else None
             if pause is None:
@@ -89,7 +129,12 @@ async def run(
     await asyncio.gather(
         *[
             caller(
-                starter, ids, start_at + seconds, random.Random(rng.random()), answers, n % 3 == 2
+                starter,
+                ids,
+                start_at + seconds,
+                random.Random(rng.random()),
+                answers,
+                KINDS[n % len(KINDS)],
             )
             for n in range(callers)
         ]

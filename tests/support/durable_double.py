@@ -118,6 +118,8 @@ class DurableDouble:
         self.events: List[Tuple[str, str, Any]] = []
         #: (instance id, run id, input, when it began) of every run, as it begins.
         self.runs: List[Tuple[str, str, Any, datetime.datetime]] = []
+        #: Requests whose next (or waiting) run a later request's input replaced.
+        self.replaced: List[str] = []
         self._runs_made = 0
         self.faults: Dict[str, Deque[Fault]] = collections.defaultdict(collections.deque)
         self._serving = LoopThread("durable-double")
@@ -162,6 +164,7 @@ class DurableDouble:
         self.terminations.clear()
         self.events.clear()
         self.runs.clear()
+        self.replaced.clear()
         self.faults.clear()
 
     def put(self, instance_id: str, status: str, name: str = "SingletonOrchestrator") -> None:
@@ -352,6 +355,7 @@ class DurableDouble:
         before = instance.run
         if name == NEXT_RUN_EVENT:
             instance.run = before.with_next(data)
+            self.replaced.extend(_replaced(before, instance.run))
             if self.stopped_after_taking and instance.run.buffered is not None:
                 dropped = instance.run.buffered.request
                 instance.run = instance.run.with_stop({"run": before.id, "dropRequest": dropped})
@@ -488,3 +492,13 @@ def _json(status: int, body: Any, headers: Optional[Dict[str, str]] = None) -> w
 
 def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _replaced(before: RunState, after: RunState) -> List[str]:
+    """The request whose input a next run replaced: the waiting run's, or the buffered."""
+    if before.waiting and after.id != before.id:
+        return [before.id]
+    old = before.buffered
+    if old is not None and after.buffered is not None and after.buffered.request != old.request:
+        return [old.request]
+    return []
