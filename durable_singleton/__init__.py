@@ -25,7 +25,14 @@ from ._lock import LockLost, LockUnavailable
 from ._policy import Action, OnConflict, Overlap, Reuse
 from ._problems import Problem, ProblemError
 from ._settings import ConfigurationError
-from ._starter import InstanceVanished, LockBusy, Outcome, ReplaceTimedOut
+from ._starter import (
+    InstanceVanished,
+    LockBusy,
+    NextRunDropped,
+    NextRunOutcomeUnknown,
+    Outcome,
+    ReplaceTimedOut,
+)
 
 __version__ = "3.1.0"
 
@@ -42,6 +49,8 @@ __all__ = [
     "LockBusy",
     "LockLost",
     "LockUnavailable",
+    "NextRunDropped",
+    "NextRunOutcomeUnknown",
     "OnConflict",
     "Outcome",
     "Overlap",

@@ -19,7 +19,7 @@ from ._policy import OnConflict, Reuse
 from ._root import Root
 from ._starter import Outcome, start_singleton
 from ._timer_start import handle_tick
-from ._validation import StartRequest, check_start
+from ._validation import StartRequest, check_start, debounce_of
 
 
 class SingletonApp:
@@ -115,6 +115,8 @@ class SingletonApp:
         input: Any = None,
         on_conflict: Optional[OnConflict] = None,
         reuse: Optional[Reuse] = None,
+        debounce_seconds: Optional[int] = None,
+        debounce_max_seconds: Optional[int] = None,
     ) -> Outcome:
         """Start ``function_name`` under ``instance_id`` unless the policies say otherwise.
 
@@ -128,11 +130,17 @@ class SingletonApp:
             The orchestrator's input (JSON-serialisable), checked by its input rule.
         on_conflict, reuse : OnConflict, Reuse, optional
             The policies; the app settings' defaults when not given.
+            ``OnConflict.BUFFER_ONE`` hands the input to an active instance as its
+            next run (orchestrators that take next runs only).
+        debounce_seconds, debounce_max_seconds : int, optional
+            Debounce the run, as the route's ``debounceSeconds`` and
+            ``debounceMaxSeconds`` do (implies ``OnConflict.BUFFER_ONE``).
 
         Returns
         -------
         Outcome
-            Started, or what was done about the existing instance.
+            Started, or what was done about the existing instance (``Outcome.kind``
+            says it in the answers' word).
 
         Raises
         ------
@@ -143,12 +151,14 @@ class SingletonApp:
         """
         root = self.root()
         settings = root.settings
+        debounce = debounce_of(debounce_seconds, debounce_max_seconds)
         request = StartRequest(
             function_name,
             instance_id,
             input,
-            on_conflict or settings.on_conflict,
+            OnConflict.BUFFER_ONE if debounce else on_conflict or settings.on_conflict,
             reuse or settings.reuse,
+            debounce=debounce,
         )
         check_start(request, root.catalog, settings.max_body_bytes)
         return await start_singleton(request, root.durable(binding), root)

@@ -148,9 +148,10 @@ class RunState:
         if request == self.id or (target is not None and target != self.id):
             # Its input runs now already, or it was meant for a run that has ended.
             return self
-        if self.waiting:
+        if self.waiting and not self.stopping:
             # Not begun yet: the latest input is the one the run begins with, and a
-            # debounced request pushes the beginning back (never past latestAt).
+            # debounced request pushes the beginning back (never past latestAt). Once a
+            # Stop has dropped the waiting run, a later input is the next run instead.
             due = self.due_at
             asked = data.get("dueAt")
             if isinstance(asked, str) and self.latest_at is not None:
@@ -177,6 +178,8 @@ class RunState:
         state = replace(self, stopping=True)
         if drop is not None and self._buffered_request() == drop:
             state = replace(state, buffered=None, dropped=drop)
+        elif drop is not None and self.waiting and self.id == drop:
+            state = replace(state, dropped=drop)  # the waiting run never begins
         return state
 
     def _buffered_request(self) -> Optional[str]:
@@ -223,8 +226,9 @@ class RunView:
         )
 
     def took(self, request_id: str) -> bool:
-        """Whether the job has taken ``request_id``'s input, as this run or the next."""
-        return request_id in (self.run, self.buffered)
+        """Whether the job has taken ``request_id``'s input, as this run or the next,
+        and no Stop has dropped it."""
+        return request_id in (self.run, self.buffered) and request_id != self.dropped
 
 
 def _text(value: Any) -> Optional[str]:

@@ -389,6 +389,8 @@ class _StartRun:
                 if current is None:  # purged meanwhile: whether it ran is unknowable
                     raise NextRunOutcomeUnknown(self.id)
                 view = RunView.of(current.custom_status)
+                if view.dropped == self.request_id:
+                    raise NextRunDropped(current, self.id)
                 if view.took(self.request_id):
                     waiting = view.run == self.request_id and view.due_at is not None
                     return Outcome(
@@ -398,8 +400,6 @@ class _StartRun:
                         request_id=self.request_id,
                         due_at=view.due_at if waiting else None,
                     )
-                if view.dropped == self.request_id:
-                    raise NextRunDropped(current, self.id)
                 if current.runtime_status in FINISHED:
                     return await self._ended_before_taking(held, current)
             if polls.expired() or held.remaining() <= 0:

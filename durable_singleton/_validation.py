@@ -120,16 +120,36 @@ def read_debounce(req: func.HttpRequest) -> Optional[Debounce]:
     """debounceSeconds and debounceMaxSeconds (default 10 times debounceSeconds, at
     most a day); None when the request is not debounced."""
     seconds = read_whole_number(req, "debounceSeconds", MIN_DEBOUNCE_SECONDS, MAX_DEBOUNCE_SECONDS)
+    longest = None
+    if seconds is not None:
+        longest = read_whole_number(req, "debounceMaxSeconds", seconds, MAX_DEBOUNCE_MAX_SECONDS)
+    elif _query_values(req, "debounceMaxSeconds"):
+        longest = 0  # refused below: it needs debounceSeconds
+    return debounce_of(seconds, longest)
+
+
+def debounce_of(seconds: Optional[int], max_seconds: Optional[int]) -> Optional[Debounce]:
+    """The debounce of a request (None when ``seconds`` is None), each bound checked
+    (a 400 problem); ``max_seconds`` defaults to 10 times ``seconds``."""
     if seconds is None:
-        if _query_values(req, "debounceMaxSeconds"):
+        if max_seconds is not None:
             raise ProblemError(
                 problems.conflicting_parameters("debounceMaxSeconds needs debounceSeconds.")
             )
         return None
-    longest = read_whole_number(req, "debounceMaxSeconds", seconds, MAX_DEBOUNCE_MAX_SECONDS)
-    if longest is None:
-        longest = min(seconds * DEBOUNCE_MAX_FACTOR, MAX_DEBOUNCE_MAX_SECONDS)
-    return Debounce(seconds, longest)
+    if not MIN_DEBOUNCE_SECONDS <= seconds <= MAX_DEBOUNCE_SECONDS:
+        raise ProblemError(
+            problems.invalid_number_query(
+                "debounceSeconds", MIN_DEBOUNCE_SECONDS, MAX_DEBOUNCE_SECONDS
+            )
+        )
+    if max_seconds is None:
+        max_seconds = min(seconds * DEBOUNCE_MAX_FACTOR, MAX_DEBOUNCE_MAX_SECONDS)
+    if not seconds <= max_seconds <= MAX_DEBOUNCE_MAX_SECONDS:
+        raise ProblemError(
+            problems.invalid_number_query("debounceMaxSeconds", seconds, MAX_DEBOUNCE_MAX_SECONDS)
+        )
+    return Debounce(seconds, max_seconds)
 
 
 def read_whole_number(req: func.HttpRequest, name: str, low: int, high: int) -> Optional[int]:
@@ -183,6 +203,8 @@ def check_start(request: StartRequest, catalog: Catalog, limit: int) -> None:
         raise ProblemError(problems.invalid_body("The input is not JSON.")) from None
     read_json_body(encoded, limit)
     check_input(catalog, request.function_name, request.input)
+    if request.on_conflict is OnConflict.BUFFER_ONE or request.debounce is not None:
+        check_next_run(catalog, request.function_name, None)
 
 
 def read_route(req: func.HttpRequest, orchestrators: Collection[str]) -> Tuple[str, str]:

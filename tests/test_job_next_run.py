@@ -339,6 +339,7 @@ def test_a_stop_while_waiting_ends_the_job_without_running_it() -> None:
     assert state["output"]["stopped"] is True
     assert state["output"]["processed"] == 0
     assert timers(state)[0]["isCanceled"] is True
+    assert state["customStatus"]["dropped"] == "req-1"
 
 
 def test_a_stop_that_saw_an_older_waiting_input_leaves_the_newer_one() -> None:
@@ -350,6 +351,18 @@ def test_a_stop_that_saw_an_older_waiting_input_leaves_the_newer_one() -> None:
     assert state["isDone"] is False
     assert state["customStatus"]["stopping"] is False
     assert state["customStatus"]["run"] == "req-2"
+
+
+def test_a_request_after_a_stop_while_waiting_runs_next_at_once() -> None:
+    """The Stop dropped the waiting run; a request after it was told it would run."""
+    history = debounced()
+    history.timer_created(DUE)
+    history.new_episode(5).event_raised("Stop", stop_event("req-1", "req-1")).event_raised(
+        "NextRun", next_run("req-2", ["b"], "req-1", iso(DUE))
+    )
+    state = run(history)
+    assert continued_with(state) == {"items": ["b"], "run": {"id": "req-2"}}
+    assert state["customStatus"]["dropped"] == "req-1"
 
 
 def test_a_stop_in_the_batch_of_the_due_time_ends_it_unrun() -> None:

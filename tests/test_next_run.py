@@ -366,3 +366,49 @@ async def test_the_conflict_path_of_the_default_policy_is_unchanged(
     problem(await start("reindex"), 409, "instance-active")
     assert durable.calls == {"status": 1}
     assert blob_requests.requests == 0
+
+
+async def test_the_library_start_buffers_and_debounces_by_the_same_rules(
+    durable, app_env
+) -> None:
+    from durable_singleton import OnConflict, ProblemError
+
+    app = SingletonApp(Catalog.of(["Job", "Plain"], next_runs=["Job"]))
+    durable.reset(orchestrators={"Job", "Plain"})
+    try:
+        started = await app.start(durable.starter(), "Job", "lib", {"n": 1}, debounce_seconds=5)
+        assert (started.kind, started.decision) == ("debounced", "debounced")
+        again = await app.start(
+            durable.starter(), "Job", "lib", {"n": 2}, on_conflict=OnConflict.BUFFER_ONE
+        )
+        # The run still waits: the input replaced its input, due when it was.
+        assert (again.kind, again.due_at) == ("debounced", started.due_at)
+        assert durable.instances["lib"].run.input == {"n": 2}
+        with pytest.raises(ProblemError) as refused:
+            await app.start(durable.starter(), "Plain", "p", on_conflict=OnConflict.BUFFER_ONE)
+        assert refused.value.problem.kind == "next-run-not-supported"
+        with pytest.raises(ProblemError) as bad:
+            await app.start(durable.starter(), "Job", "lib", debounce_seconds=0)
+        assert bad.value.problem.kind == "invalid-query-parameter"
+        with pytest.raises(ProblemError):
+            await app.start(durable.starter(), "Job", "lib", debounce_max_seconds=9)
+        assert len(durable.created) == 1
+    finally:
+        await app.close()
+
+
+async def test_buffered_and_debounced_decisions_are_logged(start, durable, caplog) -> None:
+    import logging
+
+    caplog.set_level(logging.INFO)
+    await start("reindex", query="debounceSeconds=30")
+    await start("reindex", query="debounceSeconds=30")
+    durable.put("other", "Running")
+    await start("other", query=BUFFER)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("HttpStart")]
+    assert [line.split("decision=")[1].split()[0] for line in lines] == [
+        "debounced",
+        "debounced",
+        "buffered",
+    ]
+    assert "requestId" not in " ".join(lines)  # one line, the usual members only
