@@ -368,9 +368,7 @@ async def test_the_conflict_path_of_the_default_policy_is_unchanged(
     assert blob_requests.requests == 0
 
 
-async def test_the_library_start_buffers_and_debounces_by_the_same_rules(
-    durable, app_env
-) -> None:
+async def test_the_library_start_buffers_and_debounces_by_the_same_rules(durable, app_env) -> None:
     from durable_singleton import OnConflict, ProblemError
 
     app = SingletonApp(Catalog.of(["Job", "Plain"], next_runs=["Job"]))
