@@ -28,18 +28,25 @@ STOP_EVENT = "Stop"
 MIN_REPEAT_SECONDS = 1
 MAX_REPEAT_SECONDS = 86400
 
-#: The most items one execution processes. Every episode replays its execution's
-#: history, so a pass of N items in one execution costs N^2; a larger job continues
-#: as new every this many items, carrying a cursor, and each execution's history
-#: stays short whatever N is.
+#: The most items one execution processes one at a time. Every episode replays its
+#: execution's history, so a pass of N items in one execution costs N^2; a larger job
+#: continues as new every this many items, carrying a cursor, and each execution's
+#: history stays short whatever N is.
 ITEMS_PER_EXECUTION = 25
+
+#: parallelism range: how many items go through SingletonActivity at once.
+MAX_PARALLELISM = 64
+#: With parallelism P an execution processes up to this many times P items (at least
+#: ITEMS_PER_EXECUTION): about this many episodes of P completions each, so replay per
+#: item stays flat while the history stays bounded (two events per item, plus episodes).
+WINDOWS_PER_EXECUTION = 8
 
 #: The most item results the output keeps (the first ones of the pass). The counts
 #: are always exact; results beyond this are not kept, so that the state carried
 #: from execution to execution stays small.
 MAX_RESULTS = 100
 
-_KEYS = ("items", "repeatEverySeconds", "maxPasses", "pass")
+_KEYS = ("items", "repeatEverySeconds", "maxPasses", "pass", "parallelism")
 #: Set only by the orchestrator itself when it continues as new; callers may not.
 _CONTINUATION = "continuation"
 #: Set by the starter (bufferOne, debounce) and by the orchestrator: which request's
@@ -87,6 +94,12 @@ class JobInput:
     pass_number: int = 1
     continuation: Optional[Continuation] = None
     run: Optional[Dict[str, Any]] = None
+    parallelism: int = 1
+
+    @property
+    def items_per_execution(self) -> int:
+        """How many items one execution of this job processes at most."""
+        return max(ITEMS_PER_EXECUTION, WINDOWS_PER_EXECUTION * self.parallelism)
 
     @property
     def is_last_pass(self) -> bool:
@@ -114,6 +127,8 @@ class JobInput:
             document[_CONTINUATION] = continuation.to_json()
         if self.max_passes is not None:
             document["maxPasses"] = self.max_passes
+        if self.parallelism != 1:
+            document["parallelism"] = self.parallelism
         return document
 
     def next_pass(self, run: RunState) -> Dict[str, Any]:
@@ -169,6 +184,7 @@ def parse_job_input(value: Any, internal: bool = False) -> JobInput:
     repeat = _whole_number(value, "repeatEverySeconds", MIN_REPEAT_SECONDS, MAX_REPEAT_SECONDS)
     max_passes = _whole_number(value, "maxPasses", 1, None)
     pass_number = _whole_number(value, "pass", 1, None) or 1
+    parallelism = _whole_number(value, "parallelism", 1, MAX_PARALLELISM) or 1
     if max_passes is not None and repeat is None:
         raise InvalidJobInput("maxPasses needs repeatEverySeconds: a job without it runs once.")
     if max_passes is not None and pass_number > max_passes:
@@ -183,6 +199,7 @@ def parse_job_input(value: Any, internal: bool = False) -> JobInput:
         pass_number,
         continuation,
         run if isinstance(run, dict) else None,
+        parallelism,
     )
 
 
@@ -217,7 +234,7 @@ def run_job(context: df.DurableOrchestrationContext) -> Generator[Any, Any, Any]
     if signals.state.waiting:
         return (yield from _debounce(context, job, signals))
     store = job.continuation
-    if store is None and len(job.items) > ITEMS_PER_EXECUTION:
+    if store is None and len(job.items) > job.items_per_execution:
         # Stage the items once; every later execution of the job loads only its share.
         progress = _Progress(context, job, signals)
         staged = yield from signals.result(
@@ -239,7 +256,7 @@ def run_job(context: df.DurableOrchestrationContext) -> Generator[Any, Any, Any]
     cursor = store.cursor if store else 0
     progress = _Progress(context, job, signals, cursor)
     results: List[Any] = list(store.results) if store else []
-    end = min(job.total, cursor + ITEMS_PER_EXECUTION)
+    end = min(job.total, cursor + job.items_per_execution)
     items = job.items[cursor:end]
     if store is not None and cursor < end and not signals.state.stopping:
         items = yield from signals.result(
@@ -249,18 +266,8 @@ def run_job(context: df.DurableOrchestrationContext) -> Generator[Any, Any, Any]
             )
         )
 
-    for offset, item in enumerate(items):
-        if signals.state.stopping:
-            break
-        index = cursor + offset
-        # Wait for the item, taking a Stop or a next run meanwhile: a Stop is shown at
-        # once, but the item in flight still finishes before the job ends.
-        result = yield from signals.result(
-            context.call_activity(ACTIVITY, {"item": item, "index": index})
-        )
-        if len(results) < MAX_RESULTS:
-            results.append(result)
-        progress.update(processed=index + 1)
+    finished = yield from _process(context, signals, progress, job.parallelism, cursor, items)
+    results.extend(finished[: max(0, MAX_RESULTS - len(results))])
 
     if end < job.total and not signals.state.stopping:
         assert store is not None  # only a staged job has more than one execution a pass
@@ -287,6 +294,41 @@ def run_job(context: df.DurableOrchestrationContext) -> Generator[Any, Any, Any]
         return (yield from _finish(context, progress, signals, results, store))
     # A fresh execution per pass keeps the history short however long the job lives.
     return _continue(context, signals, job.next_pass)
+
+
+def _process(
+    context: df.DurableOrchestrationContext,
+    signals: "_Signals",
+    progress: "_Progress",
+    parallelism: int,
+    cursor: int,
+    items: List[Any],
+) -> Generator[Any, Any, List[Any]]:
+    """Send ``items`` (the pass's items from ``cursor``) through SingletonActivity, up
+    to ``parallelism`` at a time (fan-out/fan-in), and return their results in item
+    order: those of the items that started, a prefix unless a Stop came.
+
+    Each wait also takes a Stop or a next run: a Stop is shown at once; no item starts
+    after it, and the items in flight finish before the job ends.
+    """
+    results: Dict[int, Any] = {}
+    in_flight: List[Any] = []  # [index, task] pairs, oldest first
+    started = 0
+    while started < len(items) or in_flight:
+        while not signals.state.stopping and started < len(items) and len(in_flight) < parallelism:
+            index = cursor + started
+            task = context.call_activity(ACTIVITY, {"item": items[started], "index": index})
+            in_flight.append([index, task])
+            started += 1
+        if not in_flight:
+            break  # stopped before the rest started
+        yield from signals.wait_any([task for _, task in in_flight])
+        for entry in [e for e in in_flight if e[1].is_completed]:
+            index, task = entry
+            results[index] = yield task  # a failed item fails the orchestration, as it raises
+            in_flight.remove(entry)
+        progress.update(processed=cursor + len(results))
+    return [results[index] for index in sorted(results)]
 
 
 def _debounce(
@@ -410,8 +452,14 @@ class _Signals:
         self, task: Any, until: Callable[[RunState], bool] = lambda _: False
     ) -> Generator[Any, Any, None]:
         """Yield until ``task`` completes or ``until`` holds, taking events meanwhile."""
-        while not task.is_completed and not until(self.state):
-            yield self._context.task_any([task, self._stop, self._next])
+        yield from self.wait_any([task], until)
+
+    def wait_any(
+        self, tasks: List[Any], until: Callable[[RunState], bool] = lambda _: False
+    ) -> Generator[Any, Any, None]:
+        """Yield until one of ``tasks`` completes or ``until`` holds, taking events."""
+        while not any(task.is_completed for task in tasks) and not until(self.state):
+            yield self._context.task_any([*tasks, self._stop, self._next])
             self._take()
 
     def result(self, task: Any) -> Generator[Any, Any, Any]:

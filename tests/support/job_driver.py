@@ -1,7 +1,8 @@
 """Drive SingletonOrchestrator to the end through the SDK's replay engine, as the
-Durable runtime does: every episode replays the execution's whole history, each
-activity's result arrives in an episode of its own, and continue-as-new begins a
-new execution with a new history.
+Durable runtime does: every episode replays the execution's whole history, the
+activities an episode scheduled run (at once, with ``activity_seconds`` each, when
+several are in flight) and their results arrive together in the next episode, and
+continue-as-new begins a new execution with a new history.
 
 Activities run in-process: SingletonActivity's own ``main``, and an in-memory stand-in
 for SingletonItemStore with the same requests and answers (its real code is tested
@@ -13,6 +14,7 @@ from __future__ import annotations
 import datetime
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional
 
@@ -26,6 +28,9 @@ from tests.support.history import History
 CALL_ACTIVITY = ActionType.CALL_ACTIVITY
 CONTINUE_AS_NEW = ActionType.CONTINUE_AS_NEW
 CREATE_TIMER = ActionType.CREATE_TIMER
+
+#: Runs the activities of one episode at once (up to the largest parallelism).
+_POOL = ThreadPoolExecutor(max_workers=64)
 
 
 @dataclass
@@ -78,18 +83,23 @@ def drive(
     instance_id: str = "big-job",
     before_episode: Optional[Callable[[History, JobRun], None]] = None,
     max_episodes: int = 10**7,
+    activity_seconds: float = 0.0,
 ) -> JobRun:
     """Run the job with ``input_`` until it completes; return what happened.
 
     ``before_episode`` may add events (a Stop) to the history before an episode runs.
     A durable timer fires in the episode after it was created, at its fire time.
+    ``activity_seconds``: how long SingletonActivity takes per item (a sleep).
     """
     run = JobRun()
     store = MemoryItemStore()
-    activities: Dict[str, Callable[[Any], Any]] = {
-        ACTIVITY: SingletonActivity.main,
-        ITEM_STORE: store,
-    }
+
+    def activity(work: Any) -> Any:
+        if activity_seconds:
+            time.sleep(activity_seconds)
+        return SingletonActivity.main(work)
+
+    activities: Dict[str, Callable[[Any], Any]] = {ACTIVITY: activity, ITEM_STORE: store}
     while True:
         run.executions += 1
         run.inputs.append(input_)
@@ -122,12 +132,18 @@ def drive(
                 seconds = (fire_at - history.now).total_seconds()
                 history.new_episode(seconds).timer_fired(timer, fire_at)
                 continue
-            if len(calls) != 1:
-                raise AssertionError(f"expected one activity call per episode, got {new}")
-            name = calls[0]["functionName"]
-            sequence = history.scheduled(name)
-            result = activities[name](json.loads(calls[0]["input"]))
-            run.activity_calls += 1
-            history.new_episode().completed(sequence, result)
+            if not calls:
+                raise AssertionError(f"expected an activity call or a timer, got {new}")
+            sequences = [history.scheduled(call["functionName"]) for call in calls]
+            results = list(
+                _POOL.map(
+                    lambda call: activities[call["functionName"]](json.loads(call["input"])),
+                    calls,
+                )
+            )
+            run.activity_calls += len(calls)
+            history.new_episode()
+            for sequence, result in zip(sequences, results, strict=True):
+                history.completed(sequence, result)
         else:
             raise AssertionError("the job did not end within max_episodes")
