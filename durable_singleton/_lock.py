@@ -38,7 +38,7 @@ import logging
 import time
 import uuid
 from collections import OrderedDict
-from typing import Any, Callable, Coroutine, Dict, Optional, Set
+from typing import Any, Callable, Coroutine, Dict, Optional, Set, TypeVar
 
 from azure.core.exceptions import (
     AzureError,
@@ -159,6 +159,24 @@ class LeaseStore:
         self._remember(name)
         return acquired
 
+    def knows(self, name: str) -> bool:
+        """Whether blob ``name`` is known to exist (created or leased in this process)."""
+        return name in self._known
+
+    async def create_ahead(self, name: str) -> Optional[LockUnavailable]:
+        """Create blob ``name`` ahead of a lease request, within the storage timeout;
+        remember it on success. Returns (never raises) the failure, for the lease
+        request that may follow to answer with: storage already had its time."""
+        blob = self._container.get_blob_client(name)
+        try:
+            await asyncio.wait_for(self._create(blob), self.storage_timeout)
+        except asyncio.TimeoutError:
+            return LockUnavailable("storage did not answer in time")
+        except AzureError as error:
+            return LockUnavailable(_describe(error))
+        self._remember(name)
+        return None
+
     def _remember(self, name: str) -> None:
         """Note that the blob ``name`` exists, forgetting the least recently used."""
         self._known[name] = None
@@ -255,18 +273,22 @@ class LeaseStore:
         return sent + self._lease_seconds - SAFETY_MARGIN_SECONDS
 
 
+T = TypeVar("T")
+
+
 class Background:
     """Work no caller waits for (lease releases, a last renewal), kept until closed."""
 
     def __init__(self) -> None:
         """Nothing running yet."""
-        self._tasks: Set["asyncio.Task[None]"] = set()
+        self._tasks: Set["asyncio.Task[Any]"] = set()
 
-    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+    def spawn(self, work: Coroutine[Any, Any, T]) -> "asyncio.Task[T]":
         """Run ``work`` without a caller waiting; kept until :meth:`close`."""
         task = asyncio.create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     async def close(self) -> None:
         """Wait until everything spawned (and spawned meanwhile) is done."""
@@ -343,6 +365,29 @@ class StartLocks:
         self.attempts = LocalAttempts()
         self.background = Background()
         self._renew_every = renew_every
+        #: Lock blobs being created ahead of a possible lease request, by name.
+        self._preparing: Dict[str, "asyncio.Task[Optional[LockUnavailable]]"] = {}
+
+    def prepare(self, task_hub: str, instance_id: str) -> None:
+        """Create the id's lock blob in the background, unless this process knows it.
+
+        Called while the instance's status is read, so that a start finds the blob
+        there and takes its lease with one storage request: the creation overlaps the
+        status read instead of following it. A request that starts nothing does not wait
+        for it; it costs that request one Blob call the first time this process meets
+        the id, and none after.
+        """
+        name = lock_blob_name(task_hub, instance_id)
+        if self.store.knows(name) or name in self._preparing:
+            return
+        task = self.background.spawn(self.store.create_ahead(name))
+        self._preparing[name] = task
+
+        def done(_: "asyncio.Task[Optional[LockUnavailable]]") -> None:
+            if self._preparing.get(name) is task:
+                del self._preparing[name]
+
+        task.add_done_callback(done)
 
     async def try_acquire(self, task_hub: str, instance_id: str) -> Optional["HeldLock"]:
         """Take the lease for the id, or return None at once when someone else holds it.
@@ -365,6 +410,18 @@ class StartLocks:
         if finish is None:
             return None  # taken (or being taken) in this process: no storage call needed
         lease = self.store.lease(name)
+        preparing = self._preparing.get(name)
+        if preparing is not None:
+            try:
+                # Its own time limit bounds it, and it never raises; shielded, as other
+                # callers may be waiting for it too.
+                failure = await asyncio.shield(preparing)
+            except BaseException:
+                finish(None)
+                raise
+            if failure is not None:  # storage had its time: answer now, not after more
+                finish(failure)
+                raise failure
         sent = time.monotonic()
         try:
             acquired = await self.store.acquire(name, lease)

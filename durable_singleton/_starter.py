@@ -203,9 +203,12 @@ class _StartRun:
 
     async def execute(self) -> Outcome:
         """Decide on the current status; take the lock only for a start."""
+        locks = self.root.locks()
+        # The lock blob, if this process has not met the id, is created while the
+        # status is read: a start then takes its lease with one storage request.
+        locks.prepare(self.durable.task_hub, self.id)
         status = await self.durable.status(self.id)
-        locks = self.root.locks() if self.request.keyed is not None else None
-        if locks is not None:
+        if self.request.keyed is not None:
             replay = await self._by_key(locks, status)
             if replay is not None:
                 return replay
@@ -214,7 +217,6 @@ class _StartRun:
             # Fast path: refusing or pointing at the running instance needs no lock.
             return self._not_started(action, status)
 
-        locks = locks or self.root.locks()
         pauses = Pauses(
             FIRST_PAUSE_SECONDS, MAX_PAUSE_SECONDS, self.settings.lock_wait_seconds, jitter=0.5
         )

@@ -196,7 +196,9 @@ async def test_after_a_newer_execution_the_key_is_superseded(start, durable) -> 
 
 async def test_requests_without_a_key_cost_what_they_did(start, durable, blob_requests) -> None:
     """Blob calls per request: no key adds none; a key adds the record's read and write
-    on a start, and the read alone on a conflict."""
+    on a start, and the read alone on a conflict. The first request for an id this
+    process has not met creates its lock blob while the status is read, a conflict
+    too; after that a conflict costs none."""
     before = blob_requests.requests
     await start("warm-up")  # the lock container exists from here on
     await blob_requests.app.wait_for_background()
@@ -209,6 +211,7 @@ async def test_requests_without_a_key_cost_what_they_did(start, durable, blob_re
         return blob_requests.requests - mark
 
     assert before == 0
+    assert await blob_calls("busy", None) == 1  # the lock blob, created ahead
     assert await blob_calls("busy", None) == 0
     assert await blob_calls("busy", "k-8") == 1
     # A new id: create, lease, release; with a key also the record's read, its write

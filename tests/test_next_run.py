@@ -362,10 +362,13 @@ async def test_an_orchestrator_that_has_not_opted_in_is_refused(durable, app_env
 async def test_the_conflict_path_of_the_default_policy_is_unchanged(
     start, durable, blob_requests
 ) -> None:
-    durable.put("reindex", "Running")
-    problem(await start("reindex"), 409, "instance-active")
+    await start("reindex", {"items": ["a"]})  # an instance this app started
+    await blob_requests.app.wait_for_background()
+    durable.calls.clear()
+    before = blob_requests.requests
+    problem(await start("reindex", query=""), 409, "instance-active")
     assert durable.calls == {"status": 1}
-    assert blob_requests.requests == 0
+    assert blob_requests.requests == before
 
 
 async def test_the_library_start_buffers_and_debounces_by_the_same_rules(durable, app_env) -> None:
