@@ -193,6 +193,7 @@ class Bench:
             # Keep the double's own logs from growing: only the app is measured.
             self.durable.accepted_starts.clear()
             self.durable.created.clear()
+            self.durable.runs.clear()
             self.durable.calls.clear()
 
         warm_up = min(1000, requests // 5)
@@ -600,11 +601,14 @@ async def main(args: argparse.Namespace) -> str:
         + tables(runs, memory, args.target_latency)
         + "\n"
         + profile
-        + "\n"
-        + job_cost(args.job_sizes)
-        + "\n"
-        + job_parallel(args.parallel_items, [1, 8, 32], args.wall_items)
     )
+    if not args.skip_jobs:
+        report += (
+            "\n"
+            + job_cost(args.job_sizes)
+            + "\n"
+            + job_parallel(args.parallel_items, [1, 8, 32], args.wall_items)
+        )
     (args.out / "benchmark.md").write_text(report + "\n")
     return report
 
@@ -614,6 +618,11 @@ def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
         "--quick", action="store_true", help="a small run that checks the benchmark works (CI)"
+    )
+    parser.add_argument(
+        "--skip-jobs",
+        action="store_true",
+        help="only the HTTP figures (for repeated runs that show their spread)",
     )
     parser.add_argument(
         "--latency-ms",
