@@ -386,8 +386,12 @@ class _StartRun:
             FIRST_TAKE_POLL_SECONDS, MAX_TAKE_POLL_SECONDS, self.settings.next_run_wait_seconds
         )
         while True:
-            with contextlib.suppress(DurableUnavailable, DurableFailure):
-                current = await self.durable.status(self.id)
+            try:
+                current: Optional[InstanceStatus] = await self.durable.status(self.id)
+                read = True
+            except (DurableUnavailable, DurableFailure):
+                read = False  # a failed read while waiting: read again, within the bound
+            if read:
                 if current is None:  # purged meanwhile: whether it ran is unknowable
                     raise NextRunOutcomeUnknown(self.id)
                 view = RunView.of(current.custom_status)

@@ -121,6 +121,19 @@ async def test_an_instance_that_ended_before_the_event_is_started_by_the_request
     assert len(durable.created) == 1
 
 
+async def test_a_failed_start_after_the_instance_ended_first_loses_nothing(start, durable) -> None:
+    """The instance ended before it took the input, and the request's own start fails:
+    the answer says so, nothing was created, and the lock is let go for the retry."""
+    durable.reset(end_before_taking=True)
+    durable.put("reindex", "Running")
+    durable.fail_next("start", 500, {"Message": "boom"})
+    problem(await start("reindex", {"items": ["b"]}, query=BUFFER), 502, "durable-error")
+    assert durable.created == []
+    durable.reset()
+    durable.put("reindex", "Completed")
+    assert body_of(await start("reindex", {"items": ["b"]}, query=BUFFER))["outcome"] == "started"
+
+
 async def test_reuse_still_decides_for_an_instance_that_ended_before_taking_it(
     start, durable
 ) -> None:
