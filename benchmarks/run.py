@@ -19,7 +19,7 @@ import time
 import tracemalloc
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Awaitable, Callable, Dict, List, Optional
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Tuple
 
 import azure.functions as func
 
@@ -429,26 +429,41 @@ JOB_BASELINE = (
 )
 
 
-def job_cost(sizes: List[int]) -> str:
-    """Orchestrator CPU per item for one pass of each size, through the replay engine."""
+def _job_table(
+    first_column: str, inputs: Dict[int, Dict[str, Any]]
+) -> Tuple[List[str], Dict[int, float]]:
+    """Drive each job input to its end; return the table of what it cost (one row per
+    key, named in ``first_column``) and the orchestrator CPU ms per item by key."""
     from tests.support.job_driver import drive
 
-    out = [
-        "\n### The job: orchestrator CPU per item (SDK replay engine, every episode "
-        "replays its execution's history)\n",
-        "| items in the pass | executions | episodes | longest history (events) | "
+    rows = [
+        f"| {first_column} | executions | episodes | longest history (events) | "
         "orchestrator CPU s | ms per item |",
         "|---:|---:|---:|---:|---:|---:|",
     ]
     per_item: Dict[int, float] = {}
-    for size in sizes:
-        run = drive({"items": list(range(size))})
-        assert run.output["processed"] == size, run.output
-        per_item[size] = run.orchestrator_seconds / size * 1000
-        out.append(
-            f"| {size:,} | {run.executions:,} | {run.episodes:,} | {run.longest_history} "
-            f"| {run.orchestrator_seconds:.1f} | {per_item[size]:.2f} |"
+    for key, input_ in inputs.items():
+        items = len(input_["items"])
+        run = drive(input_)
+        assert run.output["processed"] == items, run.output
+        per_item[key] = run.orchestrator_seconds / items * 1000
+        rows.append(
+            f"| {key:,} | {run.executions:,} | {run.episodes:,} | {run.longest_history} "
+            f"| {run.orchestrator_seconds:.1f} | {per_item[key]:.2f} |"
         )
+    return rows, per_item
+
+
+def job_cost(sizes: List[int]) -> str:
+    """Orchestrator CPU per item for one pass of each size, through the replay engine."""
+    rows, per_item = _job_table(
+        "items in the pass", {size: {"items": list(range(size))} for size in sizes}
+    )
+    out = [
+        "\n### The job: orchestrator CPU per item (SDK replay engine, every episode "
+        "replays its execution's history)\n",
+        *rows,
+    ]
     low, high = min(sizes), max(sizes)
     ratio = per_item[high] / per_item[low]
     out.append(
@@ -464,21 +479,11 @@ def job_parallel(items: int, parallelisms: List[int], wall_items: int) -> str:
     with a 50 ms activity, through the replay driver."""
     from tests.support.job_driver import drive
 
-    out = [
-        f"\n### The job in parallel: {items:,} items through the SDK's replay engine\n",
-        "| parallelism | executions | episodes | longest history (events) | "
-        "orchestrator CPU s | ms per item |",
-        "|---:|---:|---:|---:|---:|---:|",
-    ]
-    per_item: Dict[int, float] = {}
-    for parallelism in parallelisms:
-        run = drive({"items": list(range(items)), "parallelism": parallelism})
-        assert run.output["processed"] == items, run.output
-        per_item[parallelism] = run.orchestrator_seconds / items * 1000
-        out.append(
-            f"| {parallelism} | {run.executions:,} | {run.episodes:,} | {run.longest_history} "
-            f"| {run.orchestrator_seconds:.1f} | {per_item[parallelism]:.2f} |"
-        )
+    rows, per_item = _job_table(
+        "parallelism",
+        {p: {"items": list(range(items)), "parallelism": p} for p in parallelisms},
+    )
+    out = [f"\n### The job in parallel: {items:,} items through the SDK's replay engine\n", *rows]
     low, high = min(parallelisms), max(parallelisms)
     ratio = per_item[high] / per_item[low]
     out.append(
@@ -492,6 +497,7 @@ def job_parallel(items: int, parallelisms: List[int], wall_items: int) -> str:
             {"items": list(range(wall_items)), "parallelism": parallelism},
             activity_seconds=ACTIVITY_SECONDS,
         )
+        assert run.output["processed"] == wall_items, run.output
         walls.append(f"{time.perf_counter() - began:.1f} s at parallelism {parallelism}")
     out.append(
         f"\nWall time of a pass of {wall_items} items whose activity takes "

@@ -96,16 +96,15 @@ def next_run_not_supported(function_name: str) -> Problem:
 
 def next_run_outcome_unknown(links: Mapping[str, Any], retry_after: int) -> Problem:
     """503: the next run was sent but the instance did not show in time that it took it."""
-    return Problem(
+    return _outcome_unknown(
         "next-run-outcome-unknown",
-        503,
         "Next run outcome unknown",
         f"The request's input was sent to instance '{links['id']}' as its next run, but "
         "the instance did not show in time that it took it: it may run, or not. Check "
         "statusQueryGetUri (its customStatus.run and customStatus.buffered name the "
         "requests whose input runs now and next).",
-        {"instanceId": links["id"], "statusQueryGetUri": links["statusQueryGetUri"]},
-        {"Retry-After": str(retry_after), "Location": links["statusQueryGetUri"]},
+        links,
+        retry_after,
     )
 
 
@@ -312,14 +311,28 @@ def lock_lost(retry_after: int) -> Problem:
 
 def start_outcome_unknown(links: Mapping[str, Any], retry_after: int) -> Problem:
     """503: the start was sent but its answer was lost; it may have happened."""
-    return Problem(
+    return _outcome_unknown(
         "start-outcome-unknown",
-        503,
         "Start outcome unknown",
         f"The start of instance '{links['id']}' was sent to the Durable Functions API but "
         "its answer was lost, and the instance's status does not show it yet: it may have "
         "started. Check statusQueryGetUri; a retry after Retry-After seconds is answered "
         "409 if it did.",
+        links,
+        retry_after,
+    )
+
+
+def _outcome_unknown(
+    kind: str, title: str, detail: str, links: Mapping[str, Any], retry_after: int
+) -> Problem:
+    """A 503 for something sent whose outcome the app does not know: it points at the
+    instance's status and says when to ask again."""
+    return Problem(
+        kind,
+        503,
+        title,
+        detail,
         {"instanceId": links["id"], "statusQueryGetUri": links["statusQueryGetUri"]},
         {"Retry-After": str(retry_after), "Location": links["statusQueryGetUri"]},
     )

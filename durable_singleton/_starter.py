@@ -387,11 +387,10 @@ class _StartRun:
         )
         while True:
             try:
-                current: Optional[InstanceStatus] = await self.durable.status(self.id)
-                read = True
+                current = await self.durable.status(self.id)
             except (DurableUnavailable, DurableFailure):
-                read = False  # a failed read while waiting: read again, within the bound
-            if read:
+                pass  # a failed read while waiting: read again, within the bound
+            else:
                 if current is None:  # purged meanwhile: whether it ran is unknowable
                     raise NextRunOutcomeUnknown(self.id)
                 view = RunView.of(current.custom_status)

@@ -127,9 +127,7 @@ def schedule_request(schedule: Schedule, root: Root) -> StartRequest:
 
 def _decision(outcome: Outcome) -> Tuple[str, int]:
     """A tick's decision word and the status an HTTP start would have had."""
-    if outcome.started:
-        return outcome.action.value, 202
-    if outcome.action is Action.BUFFER:
+    if outcome.started or outcome.action is Action.BUFFER:
         return outcome.action.value, 202
     if outcome.action is Action.REJECT_ACTIVE:
         return SKIPPED, 409
