@@ -311,6 +311,10 @@ class Background:
         """Wait until everything spawned (and spawned meanwhile) is done."""
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+            # A task that had just ended is still in the set until its done callback
+            # runs, and awaiting finished tasks never yields to the loop that would run
+            # it: drop the finished ones here, or this would spin.
+            self._tasks.difference_update([task for task in self._tasks if task.done()])
 
 
 class _Attempt:

@@ -249,6 +249,30 @@ async def test_background_close_waits_for_work_spawned_meanwhile() -> None:
     assert done == ["first", "second"]
 
 
+def test_background_close_ends_when_the_work_just_finished() -> None:
+    """Work that finished in the loop iteration before close() has its bookkeeping
+    callback still queued; close() must not spin on it (it would never yield, so it runs
+    in a thread of its own here, and the test only waits so long)."""
+    import threading
+
+    from durable_singleton._lock import Background
+
+    async def scenario() -> None:
+        background = Background()
+
+        async def quick() -> None:
+            return None
+
+        background.spawn(quick())
+        await asyncio.sleep(0)  # quick() runs and ends; its done callbacks are queued
+        await background.close()
+
+    closing = threading.Thread(target=asyncio.run, args=(scenario(),), daemon=True)
+    closing.start()
+    closing.join(timeout=5)
+    assert not closing.is_alive()
+
+
 async def test_the_lease_store_alone_excludes_a_second_holder(azurite, app_env) -> None:
     from durable_singleton._lock import LeaseStore
 
