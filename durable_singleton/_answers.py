@@ -45,16 +45,31 @@ RETRY_AFTER_STARTED = 10
 _STATUS_MEMBERS = ("instanceId", "name", "runtimeStatus", "createdTime", "lastUpdatedTime")
 
 
-def _members(document: Mapping[str, Any], instance_id: str) -> Dict[str, Any]:
-    """The status members every answer about an instance repeats."""
+def _members(status: InstanceStatus, instance_id: str) -> Dict[str, Any]:
+    """The status members every answer about an instance repeats, and whether it is
+    stuck (:func:`stuck_members`)."""
+    document = status.to_json()
     members = {key: document[key] for key in _STATUS_MEMBERS if key in document}
     members["instanceId"] = instance_id
+    members.update(stuck_members(status))
+    return members
+
+
+def stuck_members(status: InstanceStatus) -> Dict[str, Any]:
+    """``stuck``, and ``pendingSeconds`` while it is Pending; a stuck instance is noted
+    for the request's log line, span and metric."""
+    pending = status.pending_seconds
+    members: Dict[str, Any] = {"stuck": status.stuck}
+    if pending is not None:
+        members["pendingSeconds"] = int(pending)
+        if status.stuck:
+            telemetry.note_stuck(pending)
     return members
 
 
 def describe(status: InstanceStatus, instance_id: str, links: Links) -> Dict[str, Any]:
     """An existing instance as the answers show it: its status members and URLs."""
-    return {**_members(status.to_json(), instance_id), **links(instance_id)}
+    return {**_members(status, instance_id), **links(instance_id)}
 
 
 def json_response(
@@ -135,7 +150,7 @@ def for_outcome(
 def instance_status(status: InstanceStatus, instance_id: str) -> func.HttpResponse:
     """200: an instance's status as the app describes it; its output once finished."""
     document = status.to_json()
-    body = _members(document, instance_id)
+    body = _members(status, instance_id)
     body["customStatus"] = document.get("customStatus")
     if status.runtime_status in FINISHED:
         body["output"] = document.get("output")

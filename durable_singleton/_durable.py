@@ -50,7 +50,7 @@ import aiohttp
 from azure.durable_functions import OrchestrationRuntimeStatus
 
 from . import _telemetry as telemetry
-from ._policy import FINISHED
+from ._policy import FINISHED, is_stuck
 
 #: The placeholder the binding's management URL templates hold in place of an id.
 _ID_PLACEHOLDER = "INSTANCEID"
@@ -65,10 +65,20 @@ class InstanceStatus:
     runtime_status: Optional[OrchestrationRuntimeStatus]
     created_time: Optional[datetime.datetime]
     document: Mapping[str, Any]
+    #: When the app read it, and the app's stuck threshold (seconds Pending) then; None
+    #: for a status not read from the Durable API.
+    read_at: Optional[datetime.datetime] = None
+    stuck_after: Optional[float] = None
 
     @classmethod
-    def from_json(cls, document: Mapping[str, Any]) -> "InstanceStatus":
-        """Read a status document (``name``, ``runtimeStatus``, ``createdTime``, ...).
+    def from_json(
+        cls,
+        document: Mapping[str, Any],
+        read_at: Optional[datetime.datetime] = None,
+        stuck_after: Optional[float] = None,
+    ) -> "InstanceStatus":
+        """Read a status document (``name``, ``runtimeStatus``, ``createdTime``, ...)
+        read at ``read_at``, judged stuck after ``stuck_after`` seconds Pending.
 
         Raises ValueError for a runtime status or a time the app cannot read.
         """
@@ -79,7 +89,24 @@ class InstanceStatus:
             runtime_status=OrchestrationRuntimeStatus(status) if status else None,
             created_time=_utc(datetime.datetime.fromisoformat(created)) if created else None,
             document=dict(document),
+            read_at=read_at,
+            stuck_after=stuck_after,
         )
+
+    @property
+    def pending_seconds(self) -> Optional[float]:
+        """How long it had been Pending when read (since it was created); None when it
+        is not Pending, or the time is not known."""
+        if self.runtime_status is not OrchestrationRuntimeStatus.Pending:
+            return None
+        if self.created_time is None or self.read_at is None:
+            return None
+        return max((self.read_at - self.created_time).total_seconds(), 0.0)
+
+    @property
+    def stuck(self) -> bool:
+        """Whether it had been Pending for longer than the app's threshold when read."""
+        return is_stuck(self.pending_seconds, self.stuck_after)
 
     @property
     def custom_status(self) -> Any:
@@ -204,11 +231,19 @@ def _origin(url: str) -> str:
 class DurableClient:
     """The management calls the app makes, for one binding, on the root's session."""
 
-    def __init__(self, binding: Binding, session: aiohttp.ClientSession, timeout: float):
+    def __init__(
+        self,
+        binding: Binding,
+        session: aiohttp.ClientSession,
+        timeout: float,
+        stuck_after: Optional[float] = None,
+    ):
         """Call the API ``binding`` names through ``session``; every call ends within
-        ``timeout`` seconds unless given less."""
+        ``timeout`` seconds unless given less. Statuses read are judged stuck after
+        ``stuck_after`` seconds Pending (never, when None)."""
         self.binding = binding
         self.timeout = timeout
+        self.stuck_after = stuck_after
         self._session = session
         self._base = binding.rpc_base_url
 
@@ -232,12 +267,17 @@ class DurableClient:
         document = body if isinstance(body, dict) and body.get("runtimeStatus") else None
         if code in (200, 202, 400, 500) and document is not None:
             try:
-                return InstanceStatus.from_json(document)
+                return self._read(document)
             except (TypeError, ValueError):  # a status the app cannot read
                 raise DurableFailure(stage) from None
         if code == 404 and document is None:
             return None
         raise DurableFailure(stage)
+
+    def _read(self, document: Mapping[str, Any]) -> InstanceStatus:
+        """A status document the API sent, as read now."""
+        now = datetime.datetime.now(datetime.timezone.utc)
+        return InstanceStatus.from_json(document, now, self.stuck_after)
 
     async def start(
         self, function_name: str, instance_id: str, input_: Any, timeout: float

@@ -90,13 +90,14 @@ def log_decision(
     """The one log line per request or tick, headed by ``source`` (the function); it
     names no URL and no key. ``extra`` ends it (`` trigger=timer``, `` method=GET``)."""
     logger.info(
-        "%s instance=%s function=%s decision=%s status=%d duration_ms=%.1f%s",
+        "%s instance=%s function=%s decision=%s status=%d duration_ms=%.1f%s%s",
         source,
         loggable(instance_id),
         loggable(function_name),
         decision,
         status,
         (time.perf_counter() - began) * 1000,
+        telemetry.stuck_note(),
         extra,
     )
 

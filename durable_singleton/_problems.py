@@ -167,7 +167,8 @@ _ABOUT_INSTANCE = {
 
 
 def instance_active(instance: Mapping[str, Any]) -> Problem:
-    """409: an instance with the id is active; ``instance`` describes it."""
+    """409: an instance with the id is active; ``instance`` describes it (and says how
+    to recover when it is stuck)."""
     return _about(instance, "instance-active")
 
 
@@ -380,10 +381,29 @@ def internal_error() -> Problem:
 
 
 def _about(instance: Mapping[str, Any], kind: str, **values: str) -> Problem:
-    """A 409 about an existing instance: repeats its description, points at it."""
+    """A 409 about an existing instance: repeats its description, points at it; for a
+    stuck instance the detail adds what it means and how to recover."""
     title, template = _ABOUT_INSTANCE[kind]
     detail = template.format(**{**instance, **values})
+    if instance.get("stuck") and kind in _STUCK_ADVICE:
+        detail += " " + _STUCK_ADVICE[kind].format(**instance)
     return Problem(kind, 409, title, detail, instance, _location(instance))
+
+
+#: What the 409s add about a stuck instance (Pending longer than
+#: SINGLETON_STUCK_PENDING_SECONDS): it may never run, and the way out.
+_STUCK_ADVICE = {
+    "instance-active": (
+        "It has been Pending for {pendingSeconds} s and is likely stuck: it may never run, "
+        "and it holds the id until it ends. To recover, retry with "
+        "onConflict=terminateExisting (see docs/operate.md, Stuck instances)."
+    ),
+    "termination-timeout": (
+        "It has been Pending for {pendingSeconds} s and is stuck; this version of the "
+        "Durable extension may not end a Pending instance on terminate: see docs/operate.md, "
+        "Stuck instances, for what to do instead."
+    ),
+}
 
 
 def _location(instance: Mapping[str, Any]) -> Dict[str, str]:

@@ -55,8 +55,12 @@ class Root:
         """The Durable API client for an invocation's ``durableClient`` binding JSON."""
         if self._session is None or self._session.closed:
             self._session = new_session()
+        settings = self.settings
         return DurableClient(
-            Binding.parse(binding), self._session, self.settings.durable_timeout_seconds
+            Binding.parse(binding),
+            self._session,
+            settings.durable_timeout_seconds,
+            stuck_after=settings.stuck_pending_seconds,
         )
 
     def container(self, name: str) -> ContainerClient:

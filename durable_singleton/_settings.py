@@ -30,6 +30,7 @@ DURABLE_TIMEOUT_SECONDS = "SINGLETON_DURABLE_TIMEOUT_SECONDS"
 MANAGEMENT_LINKS = "SINGLETON_MANAGEMENT_LINKS"
 IDEMPOTENCY_TTL_SECONDS = "SINGLETON_IDEMPOTENCY_TTL_SECONDS"
 NEXT_RUN_WAIT_SECONDS = "SINGLETON_NEXT_RUN_WAIT_SECONDS"
+STUCK_PENDING_SECONDS = "SINGLETON_STUCK_PENDING_SECONDS"
 
 #: The longest a Durable API call may be given: a call made under the start lock must
 #: end well inside the lock's 15 s lease (see :mod:`durable_singleton._lock`).
@@ -67,6 +68,7 @@ APP_SETTINGS = (
     MANAGEMENT_LINKS,
     IDEMPOTENCY_TTL_SECONDS,
     NEXT_RUN_WAIT_SECONDS,
+    STUCK_PENDING_SECONDS,
     *(f"{DEFAULT_SCHEDULE_PREFIX}{suffix}" for suffix in SCHEDULE_SUFFIXES),
 )
 
@@ -95,6 +97,7 @@ class Settings:
     management_links: LinkMode = LinkMode.DURABLE
     idempotency_ttl_seconds: float = 86400.0
     next_run_wait_seconds: float = 20.0
+    stuck_pending_seconds: float = 600.0
 
 
 @dataclass(frozen=True)
@@ -165,6 +168,9 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         ),
         next_run_wait_seconds=_number(
             environ, NEXT_RUN_WAIT_SECONDS, defaults.next_run_wait_seconds, 1, 120
+        ),
+        stuck_pending_seconds=_int(
+            environ, STUCK_PENDING_SECONDS, int(defaults.stuck_pending_seconds), 10, 30 * 86400
         ),
     )
 

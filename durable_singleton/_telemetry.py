@@ -12,8 +12,9 @@ management URLs carry the system key), a connection string or an input.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import time
-from typing import Any, Iterator, Mapping, Optional
+from typing import Any, Iterator, List, Mapping, Optional
 
 from opentelemetry import metrics, trace
 
@@ -44,6 +45,17 @@ dependency_failures = _meter.create_counter(
     description="Storage and Durable API failures",
 )
 
+#: Instances found stuck (Pending too long) and described in an answer.
+stuck_instances = _meter.create_counter(
+    "singleton.stuck_instances",
+    unit="{instance}",
+    description="Answers that described an instance stuck in Pending",
+)
+
+#: The Pending times of the stuck instances the current request described; a fresh
+#: list per request (a context variable: each invocation runs in its own context).
+_stuck_noted: contextvars.ContextVar[List[float]] = contextvars.ContextVar("stuck_noted")
+
 
 @contextlib.contextmanager
 def step(name: str, **attributes: Any) -> Iterator[trace.Span]:
@@ -56,6 +68,7 @@ def step(name: str, **attributes: Any) -> Iterator[trace.Span]:
 def request(trigger: str, instance_id: str, function_name: str) -> Iterator[trace.Span]:
     """The span of one start request or timer tick."""
     attributes = {"singleton.instance_id": instance_id, "singleton.function_name": function_name}
+    _stuck_noted.set([])
     with _tracer.start_as_current_span(
         REQUEST_SPANS[trigger], kind=trace.SpanKind.SERVER, attributes=attributes
     ) as span:
@@ -73,6 +86,25 @@ def record_decision(
         if status >= 500:
             span.set_status(trace.Status(trace.StatusCode.ERROR, problem))
     decisions.add(1, {"decision": decision, "trigger": trigger})
+    noted = _stuck_noted.get([])
+    if noted:
+        span.set_attribute("singleton.stuck", True)
+        span.set_attribute("singleton.pending_seconds", int(max(noted)))
+        stuck_instances.add(len(noted), {"decision": decision, "trigger": trigger})
+
+
+def note_stuck(pending_seconds: float) -> None:
+    """The request's answer describes an instance stuck Pending for ``pending_seconds``."""
+    noted = _stuck_noted.get(None)
+    if noted is not None:
+        noted.append(pending_seconds)
+
+
+def stuck_note() -> str:
+    """The log line's words about the stuck instances the request described, if any:
+    `` stuck=true pending_s=N`` (the longest), or ""."""
+    noted = _stuck_noted.get([])
+    return f" stuck=true pending_s={int(max(noted))}" if noted else ""
 
 
 def record_failure(dependency: str, kind: str) -> None:

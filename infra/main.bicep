@@ -124,6 +124,11 @@ param idempotencyTtlSeconds int = 86400
 @description('App setting SINGLETON_NEXT_RUN_WAIT_SECONDS: how long bufferOne and debounce wait for the instance to take the next run.')
 param nextRunWaitSeconds int = 20
 
+@minValue(10)
+@maxValue(2592000)
+@description('App setting SINGLETON_STUCK_PENDING_SECONDS: an instance Pending for longer is reported stuck.')
+param stuckPendingSeconds int = 600
+
 @minValue(1)
 @maxValue(10)
 @description('App setting SINGLETON_STORAGE_TIMEOUT_SECONDS: the longest one lock storage request may take.')
@@ -165,6 +170,7 @@ module resources 'resources.bicep' = {
     managementLinks: managementLinks
     idempotencyTtlSeconds: idempotencyTtlSeconds
     nextRunWaitSeconds: nextRunWaitSeconds
+    stuckPendingSeconds: stuckPendingSeconds
     scheduleEnabled: scheduleEnabled
     schedule: schedule
     scheduleOrchestrator: scheduleOrchestrator

@@ -19,6 +19,7 @@ param jobContainer string
 param managementLinks string
 param idempotencyTtlSeconds int
 param nextRunWaitSeconds int
+param stuckPendingSeconds int
 param scheduleEnabled bool
 param schedule string
 param scheduleOrchestrator string
@@ -184,6 +185,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       SINGLETON_MANAGEMENT_LINKS: managementLinks
       SINGLETON_IDEMPOTENCY_TTL_SECONDS: string(idempotencyTtlSeconds)
       SINGLETON_NEXT_RUN_WAIT_SECONDS: string(nextRunWaitSeconds)
+      SINGLETON_STUCK_PENDING_SECONDS: string(stuckPendingSeconds)
       // The scheduled singleton, TimerStartSingle (docs/jobs.md).
       SINGLETON_SCHEDULE: schedule
       SINGLETON_SCHEDULE_ENABLED: string(scheduleEnabled)

@@ -158,3 +158,20 @@ async def test_a_timer_tick_is_one_span_naming_its_schedule(
     assert span.attributes["singleton.instance_id"] == "t-tick"
     assert span.attributes["singleton.decision"] == "started"
     assert "durable.start" in children(spans, span)
+
+
+async def test_a_stuck_instance_is_on_the_span_and_counted(start, durable, spans) -> None:
+    import datetime
+
+    long_ago = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(hours=2)
+    durable.put("t-stuck", "Pending", created=long_ago)
+    durable.put("t-busy", "Running")
+    assert (await start("t-stuck")).status_code == 409
+    span = request_span(spans)
+    assert span.attributes["singleton.stuck"] is True
+    assert span.attributes["singleton.pending_seconds"] >= 7200
+    spans.clear()
+    assert (await start("t-busy")).status_code == 409
+    assert "singleton.stuck" not in request_span(spans).attributes
+    [point] = points("singleton.stuck_instances")
+    assert point.value == 1 and point.attributes["decision"] == "rejected-active"

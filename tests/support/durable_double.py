@@ -105,6 +105,9 @@ class DurableDouble:
     next_run_delay: Optional[float] = 0.01  # takes a NextRun this long after it (None: never)
     end_before_taking: bool = False  # completes as a NextRun arrives, without taking it
     stopped_after_taking: bool = False  # a Stop drops each next run as soon as it is taken
+    #: Whether terminate ends a Pending instance: DurableTask.AzureStorage does since
+    #: Azure/durabletask#1256; before it, the terminate is accepted and nothing happens.
+    terminate_ends_pending: bool = True
 
     def __post_init__(self) -> None:
         self.instances: Dict[str, Instance] = {}
@@ -151,6 +154,7 @@ class DurableDouble:
             "next_run_delay",
             "end_before_taking",
             "stopped_after_taking",
+            "terminate_ends_pending",
         ):
             setattr(self, name, knobs.pop(name, getattr(defaults, name)))
         if knobs:
@@ -167,10 +171,20 @@ class DurableDouble:
         self.replaced.clear()
         self.faults.clear()
 
-    def put(self, instance_id: str, status: str, name: str = "SingletonOrchestrator") -> None:
-        """Create or overwrite an instance with ``status``."""
-        now = _now()
-        self.instances[instance_id] = Instance(name, status, created=now, updated=now)
+    def put(
+        self,
+        instance_id: str,
+        status: str,
+        name: str = "SingletonOrchestrator",
+        created: Optional[datetime.datetime] = None,
+        custom_status: Any = None,
+    ) -> None:
+        """Create or overwrite an instance with ``status``, created now or at ``created``
+        (and last updated then)."""
+        when = _now() if created is None else _format(created)
+        self.instances[instance_id] = Instance(
+            name, status, created=when, updated=when, custom_status=custom_status
+        )
 
     def set_status(self, instance_id: str, status: str) -> None:
         """Move an existing instance to ``status``."""
@@ -398,6 +412,8 @@ class DurableDouble:
             return found
         instance_id, instance = found
         self.terminations.append((instance_id, request.query.get("reason", "")))
+        if instance.status == "Pending" and not self.terminate_ends_pending:
+            return web.Response(status=202)  # accepted, and the instance stays Pending
         if self.terminate_delay is not None:
             asyncio.get_running_loop().call_later(
                 self.terminate_delay, self._finish, instance_id, instance, "Terminated"
@@ -491,7 +507,12 @@ def _json(status: int, body: Any, headers: Optional[Dict[str, str]] = None) -> w
 
 
 def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return _format(datetime.datetime.now(datetime.timezone.utc))
+
+
+def _format(moment: datetime.datetime) -> str:
+    """A time as the extension writes it: UTC, ``Z``."""
+    return moment.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _replaced(before: RunState, after: RunState) -> List[str]:
