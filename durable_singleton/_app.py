@@ -15,6 +15,7 @@ from ._http_start import handle_start_request
 from ._instances import StopMode, handle_instance_request, stop_instance
 from ._item_store import handle as handle_item_store
 from ._links import host_links, links_for
+from ._overview import handle_list_request
 from ._policy import OnConflict, Reuse
 from ._root import Root
 from ._starter import Outcome, start_singleton
@@ -89,6 +90,11 @@ class SingletonApp:
     async def http_instance(self, req: func.HttpRequest, binding: str) -> func.HttpResponse:
         """Answer ``GET`` (status) or ``DELETE`` (stop) on the same route."""
         return await handle_instance_request(self.root, req, binding)
+
+    async def http_list(self, req: func.HttpRequest, binding: str) -> func.HttpResponse:
+        """Answer ``GET /api/orchestrators/{functionName}``: a page of its instances
+        (``?status=``, ``?top=``, ``?continuationToken=``; docs/http-api.md)."""
+        return await handle_list_request(self.root, req, binding)
 
     async def timer_tick(
         self, timer: func.TimerRequest, binding: str, prefix: str = "SINGLETON_SCHEDULE"

@@ -18,6 +18,8 @@ from ._settings import DEFAULT_SCHEDULE_PREFIX
 
 #: The route of a start, a status read and a stop (under the host's ``/api`` prefix).
 INSTANCE_ROUTE = "orchestrators/{functionName}/{instanceId}"
+#: The route of an orchestrator's list of instances.
+LIST_ROUTE = "orchestrators/{functionName}"
 
 
 def blueprint(
@@ -48,9 +50,9 @@ def blueprint(
     Returns
     -------
     azure.durable_functions.Blueprint
-        ``HttpStartSingle`` (POST), ``SingletonInstance`` (GET, DELETE) and
-        ``OpenApiDocument``, every HTTP function at the function key, and a timer
-        function per schedule.
+        ``HttpStartSingle`` (POST), ``SingletonInstance`` (GET, DELETE),
+        ``SingletonList`` (GET) and ``OpenApiDocument``, every HTTP function at the
+        function key, and a timer function per schedule.
     """
     if (app is None) == (orchestrators is None):
         raise TypeError("give either orchestrators or app")
@@ -68,6 +70,12 @@ def blueprint(
     @bp.generic_input_binding(arg_name="starter", type="durableClient")
     async def instance(req: func.HttpRequest, starter: str) -> func.HttpResponse:
         return await singleton.http_instance(req, starter)
+
+    @bp.function_name("SingletonList")
+    @bp.route(route=LIST_ROUTE, methods=["GET"])
+    @bp.generic_input_binding(arg_name="starter", type="durableClient")
+    async def listing(req: func.HttpRequest, starter: str) -> func.HttpResponse:
+        return await singleton.http_list(req, starter)
 
     @bp.function_name("OpenApiDocument")
     @bp.route(route="openapi.yaml", methods=["GET"])

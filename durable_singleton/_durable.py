@@ -23,6 +23,12 @@ call                               answers and what they mean
 ``POST instances/{id}/raiseEvent`` 202: sent. 410: the instance has ended; 404: no
 ``POST instances/{id}/terminate``  such instance: :class:`InstanceEnded`. Anything
                                    else: :class:`DurableFailure`.
+``GET instances?top=&runtimeStatus=`` 200: a page of statuses, the next page's token in
+                                   header ``x-ms-continuation-token`` (sent back in the
+                                   same header; absent or empty on the last page).
+``DELETE instances/{id}``          200 ``{"instancesDeleted": n}``: purged. 404: no such
+                                   instance. Anything else (newer builds refuse to purge
+                                   an instance that has not finished): not purged.
 =================================  ===================================================
 
 A connection that could not be opened is :class:`DurableUnavailable` (nothing was
@@ -43,8 +49,8 @@ import datetime
 import enum
 import json
 from dataclasses import dataclass
-from typing import Any, Dict, Mapping, Optional, Tuple
-from urllib.parse import quote, urlsplit, urlunsplit
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
+from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 import aiohttp
 from azure.durable_functions import OrchestrationRuntimeStatus
@@ -162,6 +168,18 @@ class InstanceEnded(Exception):
         super().__init__(failure.stage)
         self.status = status
         self.failure = failure
+
+
+#: The header the Durable API pages its instance query with, both ways.
+_CONTINUATION = "x-ms-continuation-token"
+
+
+@dataclass(frozen=True)
+class InstancePage:
+    """One page of an instance query, and the token of the next (None: the last)."""
+
+    statuses: List[InstanceStatus]
+    continuation: Optional[str]
 
 
 class StartOutcome(enum.Enum):
@@ -353,6 +371,67 @@ class DurableClient:
             code, _ = await self._send("POST", url, data, min(timeout, self.timeout), stage)
         await self._accepted(instance_id, code, stage)
 
+    async def list_page(
+        self,
+        runtime_statuses: Iterable[OrchestrationRuntimeStatus] = (),
+        top: int = 100,
+        continuation: Optional[str] = None,
+    ) -> "InstancePage":
+        """One page of the task hub's instances (of every orchestrator), in the
+        order the Durable API gives them, with the token of the next page (None on the
+        last). ``runtime_statuses`` filters (none: every status).
+
+        Raises
+        ------
+        DurableUnavailable, DurableFailure
+            The API could not be reached, or did not answer with a page.
+        """
+        stage = "listing the instances"
+        query: Dict[str, Any] = {"top": top, "showInput": "false"}
+        statuses = [s.value for s in runtime_statuses]
+        if statuses:
+            query["runtimeStatus"] = ",".join(statuses)
+        url = f"{self._base}instances?{urlencode(query)}"
+        headers = {_CONTINUATION: continuation} if continuation else None
+        with telemetry.step("durable.list"):
+            code, body, answered = await self._send_with_headers(
+                "GET", url, None, self.timeout, stage, headers
+            )
+        if code != 200 or not isinstance(body, list):
+            raise DurableFailure(stage)
+        try:
+            statuses_read = [self._read(item) for item in body if isinstance(item, dict)]
+        except (TypeError, ValueError):
+            raise DurableFailure(stage) from None
+        following = answered.get(_CONTINUATION) or None
+        # Some builds send the token of an ended query as the text "null".
+        return InstancePage(statuses_read, None if following == "null" else following)
+
+    async def purge(self, instance_id: str, timeout: float) -> bool:
+        """Purge the instance's history and status: True when it was purged, False when
+        no instance has the id.
+
+        The caller checks that it has finished (older builds purge whatever it is).
+
+        Raises
+        ------
+        DurableUnavailable, DurableFailure
+            The request failed, or the API refused it.
+        """
+        stage = "purging the instance"
+        url = f"{self._base}instances/{instance_id}"
+        with telemetry.step("durable.purge"):
+            code, body = await self._send("DELETE", url, None, min(timeout, self.timeout), stage)
+        if code == 404:
+            return False
+        if (
+            code == 200
+            and isinstance(body, dict)
+            and isinstance(body.get("instancesDeleted"), int)
+        ):
+            return bool(body["instancesDeleted"])
+        raise DurableFailure(stage)
+
     async def _accepted(self, instance_id: str, code: int, stage: str) -> None:
         """Return on 202; otherwise raise what the code means for a management call."""
         if code == 202:
@@ -371,11 +450,27 @@ class DurableClient:
     ) -> Tuple[int, Any]:
         """Send one request within ``timeout``; return its status code and decoded body
         (None when empty)."""
+        code, body, _ = await self._send_with_headers(method, url, payload, timeout, stage)
+        return code, body
+
+    async def _send_with_headers(
+        self,
+        method: str,
+        url: str,
+        payload: Any,
+        timeout: float,
+        stage: str,
+        headers: Optional[Mapping[str, str]] = None,
+    ) -> Tuple[int, Any, Mapping[str, str]]:
+        """:meth:`_send` with request ``headers``; also returns the answer's headers."""
         try:
             async with asyncio.timeout(timeout):
-                async with self._session.request(method, url, json=payload) as response:
+                async with self._session.request(
+                    method, url, json=payload, headers=headers
+                ) as response:
                     raw = await response.read()
-                    return response.status, json.loads(raw) if raw.strip() else None
+                    body = json.loads(raw) if raw.strip() else None
+                    return response.status, body, response.headers
         except (aiohttp.ClientConnectionError, TimeoutError) as error:
             raise DurableUnavailable(stage) from error
         except (aiohttp.ClientError, ValueError) as error:  # not HTTP, or not JSON

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 from typing import Callable, Dict
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import azure.functions as func
 
@@ -34,6 +34,18 @@ def links_for(mode: LinkMode, req: func.HttpRequest, binding: Binding) -> Links:
     if mode is LinkMode.DURABLE:
         return lambda instance_id: binding.links(instance_id, req.url)
     return app_links(req.url)
+
+
+def list_links(mode: LinkMode, req: func.HttpRequest, binding: Binding) -> Links:
+    """The URLs for the instances a list request (``/api/orchestrators/{fn}``) names:
+    each instance's resource is the list's path and its id."""
+    if mode is LinkMode.DURABLE:
+        return lambda instance_id: binding.links(instance_id, req.url)
+    parts = urlsplit(req.url)
+    collection = urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
+    return lambda instance_id: app_links(f"{collection}/{quote(instance_id, safe='')}")(
+        instance_id
+    )
 
 
 def host_links(binding: Binding) -> Links:

@@ -76,6 +76,17 @@ def invalid_number_query(name: str, low: int, high: int) -> Problem:
     return Problem("invalid-query-parameter", 400, "Invalid query parameter", detail, members)
 
 
+def invalid_token_query(name: str) -> Problem:
+    """400: query parameter ``name`` is not a token this API handed out."""
+    detail = (
+        f"Query parameter {name} must be given once, as the token the previous page's "
+        "answer gave; start from the first page without it."
+    )
+    return Problem(
+        "invalid-query-parameter", 400, "Invalid query parameter", detail, {"parameter": name}
+    )
+
+
 def conflicting_parameters(detail: str) -> Problem:
     """400: parts of the request that may not be combined; ``detail`` says which."""
     return Problem("conflicting-parameters", 400, "Conflicting request parameters", detail)

@@ -25,6 +25,7 @@ REQUEST_SPANS = {
     "http": "HttpStartSingle",
     "timer": "TimerStartSingle",
     "instance": "SingletonInstance",
+    "list": "SingletonList",
 }
 
 _tracer = trace.get_tracer(_SCOPE)

@@ -89,7 +89,7 @@ def parse_start_request(
     reuse = read_choice(req, "reuse", Reuse, settings.reuse)
     debounce = read_debounce(req)
     if debounce is not None:
-        if _query_values(req, "onConflict") and on_conflict is not OnConflict.BUFFER_ONE:
+        if query_values(req, "onConflict") and on_conflict is not OnConflict.BUFFER_ONE:
             raise ProblemError(
                 problems.conflicting_parameters(
                     "debounceSeconds runs the request after the active instance's run, "
@@ -123,7 +123,7 @@ def read_debounce(req: func.HttpRequest) -> Optional[Debounce]:
     longest = None
     if seconds is not None:
         longest = read_whole_number(req, "debounceMaxSeconds", seconds, MAX_DEBOUNCE_MAX_SECONDS)
-    elif _query_values(req, "debounceMaxSeconds"):
+    elif query_values(req, "debounceMaxSeconds"):
         longest = 0  # refused below: it needs debounceSeconds
     return debounce_of(seconds, longest)
 
@@ -155,7 +155,7 @@ def debounce_of(seconds: Optional[int], max_seconds: Optional[int]) -> Optional[
 def read_whole_number(req: func.HttpRequest, name: str, low: int, high: int) -> Optional[int]:
     """Query parameter ``name`` as a whole number from ``low`` to ``high``; None when
     absent; a 400 problem otherwise."""
-    values = set(_query_values(req, name))
+    values = set(query_values(req, name))
     if not values:
         return None
     text = values.pop() if len(values) == 1 else ""
@@ -256,7 +256,7 @@ def read_choice(req: func.HttpRequest, name: str, kind: Type[Choice], default: C
     Raises a 400 problem for a value outside ``kind`` or for a parameter repeated with
     different values.
     """
-    values = set(_query_values(req, name))
+    values = set(query_values(req, name))
     if not values:
         return default
     member = parse_choice(kind, values.pop()) if len(values) == 1 else None
@@ -381,7 +381,7 @@ def _refuse_envelope(document: Dict[str, Any]) -> Dict[str, Any]:
 _ENVELOPE_KEYS = {"__class__", "__module__", "__data__"}
 
 
-def _query_values(req: func.HttpRequest, name: str) -> List[str]:
+def query_values(req: func.HttpRequest, name: str) -> List[str]:
     """Every value of query parameter ``name``, repeats included.
 
     ``req.params`` keeps one value per name, so the query string of ``req.url`` is

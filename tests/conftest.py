@@ -15,10 +15,10 @@ from tests.support.app import app
 from tests.support.azurite import Azurite
 from tests.support.blob_counter import RequestCounter, counted_app
 from tests.support.clients import close_app_clients
-from tests.support.contract import check_response
+from tests.support.contract import LIST_PATH, check_response
 from tests.support.durable_double import DurableDouble
 from tests.support.report import LINES
-from tests.support.requests import instance_request, start_request
+from tests.support.requests import instance_request, list_request, start_request
 
 # Contract tests run real HTTP per example; keep hypothesis' budgets to that.
 hypothesis_settings.register_profile("app", deadline=None, max_examples=60)
@@ -131,6 +131,20 @@ def instance(durable: DurableDouble, app_env: str, app_under_test: SingletonApp)
         request = instance_request(method, function_name, instance_id, query)
         response = await app_under_test.http_instance(request, starter or durable.starter())
         return check_response(method, response)
+
+    return call
+
+
+@pytest.fixture
+def listing(durable: DurableDouble, app_env: str, app_under_test: SingletonApp) -> StartCall:
+    """Call SingletonList (GET /api/orchestrators/{functionName}) as the host does."""
+
+    async def call(
+        query: str = "", function_name: str = "SingletonOrchestrator"
+    ) -> func.HttpResponse:
+        request = list_request(function_name, query)
+        response = await app_under_test.http_list(request, durable.starter())
+        return check_response("GET", response, LIST_PATH)
 
     return call
 

@@ -11,7 +11,7 @@ from azure.functions.timer import TimerRequest
 
 import durable_singleton
 
-ROUTES = {"HttpStartSingle", "SingletonInstance", "OpenApiDocument"}
+ROUTES = {"HttpStartSingle", "SingletonInstance", "SingletonList", "OpenApiDocument"}
 
 
 def registered(blueprint: Any) -> Dict[str, Any]:

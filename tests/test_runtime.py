@@ -23,7 +23,7 @@ pytest.importorskip("azure_functions_runtime_v1", reason="the runtime needs Pyth
 
 from tests.support.app import APP_ROOT, change_setting  # noqa: E402
 from tests.support.azurite import connection_string, free_port  # noqa: E402
-from tests.support.contract import check_answer  # noqa: E402
+from tests.support.contract import LIST_PATH, check_answer  # noqa: E402
 from tests.support.durable_double import SYSTEM_KEY, starter_binding  # noqa: E402
 from tests.support.functions_host import FunctionsHost, HttpAnswer  # noqa: E402
 from tests.support.history import History  # noqa: E402
@@ -79,7 +79,20 @@ def kind(answer: HttpAnswer) -> str:
 
 async def test_every_function_loads(host) -> None:
     assert set(host.function_ids) == set(FUNCTIONS)
-    assert len(FUNCTIONS) == 7
+    assert len(FUNCTIONS) == 8
+
+
+async def test_a_list_through_the_runtime(host, durable, app_env) -> None:
+    durable.put("rt-listed", "Running")
+    url = f"{ORIGIN}/api/orchestrators/SingletonOrchestrator?status=Running&top=5"
+    request = host.http("GET", url, {}, {"functionName": "SingletonOrchestrator"}, b"")
+    response = await host.invoke(
+        "SingletonList", {"req": request, "starter": host.durable_client(durable.starter())}
+    )
+    assert host.succeeded(response), host.failure(response)
+    answer = host.http_answer(response)
+    check_answer("GET", answer.status, answer.headers, answer.body, LIST_PATH)
+    assert [i["instanceId"] for i in answer.json()["instances"]] == ["rt-listed"]
 
 
 async def test_a_start_through_the_runtime(host, durable, app_env) -> None:

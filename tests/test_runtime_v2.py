@@ -88,6 +88,7 @@ async def test_the_runtime_indexes_the_apps_functions_and_the_blueprints(host) -
         "import_file",
         "HttpStartSingle",
         "SingletonInstance",
+        "SingletonList",
         "OpenApiDocument",
     }
 

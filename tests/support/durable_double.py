@@ -14,6 +14,13 @@ Azure/azure-functions-durable-extension, with DurableTask.AzureStorage underneat
 - ``POST instances/{id}/terminate``: 202 and the instance turns Terminated after
   ``terminate_delay`` (never, when None); 410 when finished; 404 when unknown.
 - ``POST instances/{id}/raiseEvent/{name}``: 202, 410 or 404.
+- ``GET instances?top=&runtimeStatus=``: a page of statuses in id order (as the Azure
+  Storage provider's table gives them), the next page's token in
+  ``x-ms-continuation-token``.
+- ``DELETE instances/{id}``: 200 ``{"instancesDeleted": 1}``, 404 when unknown; an
+  instance that has not finished is refused (500, as builds with
+  azure-functions-durable-extension#3311) or, with ``purge_refuses_active=False``, purged
+  all the same (older builds).
 
 An instance plays SingletonOrchestrator's part in run once more, by the job's own rules
 (``durable_singleton._next_run.RunState``): it takes a ``NextRun`` after
@@ -108,6 +115,8 @@ class DurableDouble:
     #: Whether terminate ends a Pending instance: DurableTask.AzureStorage does since
     #: Azure/durabletask#1256; before it, the terminate is accepted and nothing happens.
     terminate_ends_pending: bool = True
+    #: Whether purging an instance that has not finished is refused (#3311) or done.
+    purge_refuses_active: bool = True
 
     def __post_init__(self) -> None:
         self.instances: Dict[str, Instance] = {}
@@ -123,6 +132,8 @@ class DurableDouble:
         self.runs: List[Tuple[str, str, Any, datetime.datetime]] = []
         #: Requests whose next (or waiting) run a later request's input replaced.
         self.replaced: List[str] = []
+        #: Ids purged, in order.
+        self.purged: List[str] = []
         self._runs_made = 0
         self.faults: Dict[str, Deque[Fault]] = collections.defaultdict(collections.deque)
         self._serving = LoopThread("durable-double")
@@ -155,6 +166,7 @@ class DurableDouble:
             "end_before_taking",
             "stopped_after_taking",
             "terminate_ends_pending",
+            "purge_refuses_active",
         ):
             setattr(self, name, knobs.pop(name, getattr(defaults, name)))
         if knobs:
@@ -169,6 +181,7 @@ class DurableDouble:
         self.events.clear()
         self.runs.clear()
         self.replaced.clear()
+        self.purged.clear()
         self.faults.clear()
 
     def put(
@@ -217,7 +230,9 @@ class DurableDouble:
         app = web.Application()
         app.add_routes(
             [
+                web.get("/durabletask/instances", self._list),
                 web.get("/durabletask/instances/{id}", self._get_status),
+                web.delete("/durabletask/instances/{id}", self._purge),
                 web.post("/durabletask/orchestrators/{fn}/{id}", self._start),
                 web.post("/durabletask/instances/{id}/terminate", self._terminate),
                 web.post("/durabletask/instances/{id}/raiseEvent/{event}", self._raise_event),
@@ -256,6 +271,42 @@ class DurableDouble:
         if instance.status in ACTIVE:
             return _json(202, instance.body(instance_id), {"Retry-After": "10"})
         return _json(200, instance.body(instance_id))
+
+    async def _list(self, request: web.Request) -> web.Response:
+        fault = await self._enter("list")
+        if fault is not None:
+            return fault
+        wanted = {s for s in request.query.get("runtimeStatus", "").split(",") if s}
+        top = int(request.query.get("top", "100"))
+        token = request.headers.get("x-ms-continuation-token", "")
+        if token and not token.startswith("after:"):
+            return _json(400, {"Message": "bad continuation token"})
+        after = token[len("after:") :]
+        ids = sorted(
+            i
+            for i, instance in self.instances.items()
+            if i > after and (not wanted or instance.status in wanted)
+        )
+        page = ids[:top]
+        headers = {"x-ms-continuation-token": f"after:{page[-1]}"} if len(ids) > top else {}
+        body = [self.instances[i].body(i) for i in page]
+        for document in body:
+            document.pop("input", None)  # showInput=false
+        return _json(200, body, headers)
+
+    async def _purge(self, request: web.Request) -> web.Response:
+        fault = await self._enter("purge")
+        if fault is not None:
+            return fault
+        instance_id = request.match_info["id"]
+        instance = self.instances.get(instance_id)
+        if instance is None:
+            return web.Response(status=404)
+        if instance.status in ACTIVE and self.purge_refuses_active:
+            return _json(500, {"Message": "An error has occurred."})
+        del self.instances[instance_id]
+        self.purged.append(instance_id)
+        return _json(200, {"instancesDeleted": 1})
 
     async def _start(self, request: web.Request) -> web.Response:
         fault = await self._enter("start")

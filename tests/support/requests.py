@@ -55,3 +55,18 @@ def instance_request(
         params=dict(parse_qsl(query, keep_blank_values=True)),
         route_params={"functionName": function_name, "instanceId": instance_id},
     )
+
+
+def list_request(function_name: str, query: str = "") -> func.HttpRequest:
+    """A GET on /api/orchestrators/{functionName} (the list)."""
+    url = f"{ORIGIN}/api/orchestrators/{function_name}"
+    if query:
+        url += f"?{query}"
+    return func.HttpRequest(
+        method="GET",
+        url=url,
+        body=b"",
+        headers={},
+        params=dict(parse_qsl(query, keep_blank_values=True)),
+        route_params={"functionName": function_name},
+    )

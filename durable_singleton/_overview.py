@@ -1,0 +1,128 @@
+"""SingletonList: an orchestrator's instances as the task hub knows them, paged.
+
+The Durable API's instance query has no filter by orchestrator: each page it gives is
+filtered here, so a page may hold fewer instances than ``top`` (none, even) and still
+have a next one. The order is the Durable API's across pages (the Azure Storage
+provider's is by instance id) and newest first within a page. The continuation token
+handed to the caller wraps the Durable API's, so that one the app did not give is
+refused with a 400 before anything is called.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Any, Dict, List, Optional, Tuple
+
+import azure.functions as func
+from azure.durable_functions import OrchestrationRuntimeStatus
+
+from . import _answers as answers
+from . import _problems as problems
+from ._durable import InstanceStatus
+from ._invocation import Invocation, RootFactory, answer
+from ._links import Links, list_links
+from ._next_run import RunView
+from ._problems import ProblemError
+from ._settings import choice_values, parse_choice
+from ._validation import check_function_name, query_values, read_whole_number
+
+#: Instances per page unless ``top`` says otherwise, and the most it may ask for.
+DEFAULT_TOP = 50
+MAX_TOP = 100
+#: The longest continuation token accepted (the Durable API's are far shorter).
+MAX_TOKEN_CHARS = 4096
+
+
+async def handle_list_request(
+    make_root: RootFactory, req: func.HttpRequest, starter: str
+) -> func.HttpResponse:
+    """Answer ``GET /api/orchestrators/{functionName}``: 200 with a page of its instances,
+    or problem+json (400 bad parameter, 404 unknown orchestrator, 5xx Durable API)."""
+    return await answer(make_root, req, starter, "SingletonList", "list", _list)
+
+
+async def _list(call: Invocation) -> Tuple[func.HttpResponse, str]:
+    req = call.req
+    function_name = check_function_name(
+        req.route_params.get("functionName", ""), call.root.catalog.names
+    )
+    # Every parameter is checked before the Durable API is called.
+    statuses = read_statuses(req)
+    top = read_whole_number(req, "top", 1, MAX_TOP) or DEFAULT_TOP
+    continuation = read_continuation(req)
+    page = await call.durable.list_page(statuses, top, continuation)
+    links = list_links(call.settings.management_links, req, call.durable.binding)
+    mine = [s for s in page.statuses if s.name == function_name]
+    mine.sort(key=lambda s: str(s.document.get("createdTime") or ""), reverse=True)
+    body = {
+        "instances": [list_item(status, links) for status in mine],
+        "continuationToken": _wrap(page.continuation),
+    }
+    return answers.json_response(200, body), "listed"
+
+
+def list_item(status: InstanceStatus, links: Links) -> Dict[str, Any]:
+    """One instance as the list shows it: its members (``stuck`` among them), the job's
+    ``progress`` where it reports one, whether a next run is ``buffered``, its URLs."""
+    instance_id = str(status.document.get("instanceId", ""))
+    item = answers.describe(status, instance_id, links)
+    progress = job_progress(status.custom_status)
+    if progress is not None:
+        item["progress"] = progress
+    item["buffered"] = RunView.of(status.custom_status).buffered is not None
+    return item
+
+
+def job_progress(custom_status: Any) -> Optional[Dict[str, int]]:
+    """``{processed, total, pass}`` from a job's custom status (SingletonOrchestrator's
+    shape), or None when it shows no progress."""
+    if not isinstance(custom_status, dict):
+        return None
+    progress = {
+        key: custom_status[key]
+        for key in ("processed", "total", "pass")
+        if type(custom_status.get(key)) is int and custom_status[key] >= 0
+    }
+    return progress if {"processed", "total"} <= set(progress) else None
+
+
+def read_statuses(req: func.HttpRequest) -> List[OrchestrationRuntimeStatus]:
+    """Query ``status``: runtime statuses, comma-separated or repeated; none: every one."""
+    raw = query_values(req, "status")
+    chosen: List[OrchestrationRuntimeStatus] = []
+    for value in (part for text in raw for part in text.split(",")):
+        member = parse_choice(OrchestrationRuntimeStatus, value)
+        if member is None:
+            raise ProblemError(
+                problems.invalid_query("status", choice_values(OrchestrationRuntimeStatus))
+            )
+        if member not in chosen:
+            chosen.append(member)
+    return chosen
+
+
+def read_continuation(req: func.HttpRequest) -> Optional[str]:
+    """Query ``continuationToken``: the Durable API's token inside one this app gave."""
+    values = set(query_values(req, "continuationToken"))
+    if not values:
+        return None
+    text = values.pop() if len(values) == 1 else ""
+    try:
+        if not 0 < len(text) <= MAX_TOKEN_CHARS:
+            raise ValueError(text)
+        document = json.loads(base64.urlsafe_b64decode(text.encode("ascii")))
+        token = document["durable"] if isinstance(document, dict) else None
+        if not isinstance(token, str) or not token:
+            raise ValueError(text)
+        return token
+    except (ValueError, UnicodeError, binascii.Error, KeyError):
+        raise ProblemError(problems.invalid_token_query("continuationToken")) from None
+
+
+def _wrap(continuation: Optional[str]) -> Optional[str]:
+    """The caller's token for the Durable API's ``continuation`` (None: the last page)."""
+    if continuation is None:
+        return None
+    return base64.urlsafe_b64encode(json.dumps({"durable": continuation}).encode()).decode()
