@@ -16,6 +16,7 @@ from ._instances import StopMode, handle_instance_request, stop_instance
 from ._item_store import handle as handle_item_store
 from ._links import host_links, links_for
 from ._overview import handle_list_request
+from ._page import handle_page_request
 from ._policy import OnConflict, Reuse
 from ._root import Root
 from ._starter import Outcome, start_singleton
@@ -95,6 +96,11 @@ class SingletonApp:
         """Answer ``GET /api/orchestrators/{functionName}``: a page of its instances
         (``?status=``, ``?top=``, ``?continuationToken=``; docs/http-api.md)."""
         return await handle_list_request(self.root, req, binding)
+
+    async def http_page(self, req: func.HttpRequest, binding: str) -> func.HttpResponse:
+        """Answer ``GET /api/singletons``: the page that shows every singleton of the app
+        (docs/operate.md)."""
+        return await handle_page_request(self.root, req, binding)
 
     async def timer_tick(
         self, timer: func.TimerRequest, binding: str, prefix: str = "SINGLETON_SCHEDULE"

@@ -20,6 +20,8 @@ from ._settings import DEFAULT_SCHEDULE_PREFIX
 INSTANCE_ROUTE = "orchestrators/{functionName}/{instanceId}"
 #: The route of an orchestrator's list of instances.
 LIST_ROUTE = "orchestrators/{functionName}"
+#: The route of the page that shows every singleton.
+PAGE_ROUTE = "singletons"
 
 
 def blueprint(
@@ -51,12 +53,13 @@ def blueprint(
     -------
     azure.durable_functions.Blueprint
         ``HttpStartSingle`` (POST), ``SingletonInstance`` (GET, DELETE),
-        ``SingletonList`` (GET) and ``OpenApiDocument``, every HTTP function at the
-        function key, and a timer function per schedule.
+        ``SingletonList`` (GET), ``SingletonsPage`` (GET) and ``OpenApiDocument``, every
+        HTTP function at the function key, and a timer function per schedule.
     """
     if (app is None) == (orchestrators is None):
         raise TypeError("give either orchestrators or app")
-    singleton = app or SingletonApp(Catalog.of(orchestrators or (), next_runs))
+    prefixes = list(schedules)
+    singleton = app or SingletonApp(Catalog.of(orchestrators or (), next_runs, prefixes))
     bp = df.Blueprint(http_auth_level=func.AuthLevel.FUNCTION)
 
     @bp.function_name("HttpStartSingle")
@@ -77,12 +80,18 @@ def blueprint(
     async def listing(req: func.HttpRequest, starter: str) -> func.HttpResponse:
         return await singleton.http_list(req, starter)
 
+    @bp.function_name("SingletonsPage")
+    @bp.route(route=PAGE_ROUTE, methods=["GET"])
+    @bp.generic_input_binding(arg_name="starter", type="durableClient")
+    async def page(req: func.HttpRequest, starter: str) -> func.HttpResponse:
+        return await singleton.http_page(req, starter)
+
     @bp.function_name("OpenApiDocument")
     @bp.route(route="openapi.yaml", methods=["GET"])
     def openapi(req: func.HttpRequest) -> func.HttpResponse:
         return singleton.openapi()
 
-    for prefix in schedules:
+    for prefix in prefixes:
         _add_schedule(bp, singleton, prefix)
     return bp
 

@@ -21,7 +21,9 @@ from __future__ import annotations
 import importlib
 import json
 from pathlib import Path
-from typing import Any, Callable, Dict, FrozenSet, Iterable, Mapping, Optional, Union
+from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Mapping, Optional, Union
+
+from ._settings import RETENTION_SCHEDULE
 
 #: An orchestrator's input check: returns (anything) when the input is fine.
 InputRule = Callable[[Any], object]
@@ -40,12 +42,15 @@ class Catalog:
         rules: Optional[Mapping[str, InputRule]] = None,
         find_rule: Optional[Callable[[str], Optional[InputRule]]] = None,
         next_runs: Union[Iterable[str], Callable[[str], bool]] = (),
+        schedules: Iterable[str] = (),
     ) -> None:
         """Allow ``names``; check inputs with ``rules`` (by name), or with the rule
         ``find_rule`` returns for a name (asked once per name, when first needed).
         ``next_runs`` names the orchestrators that take next runs, or tells for a name
-        (asked once per name)."""
+        (asked once per name). ``schedules``: the app settings prefixes of the app's
+        scheduled singletons (the overview page shows each)."""
         self.names: FrozenSet[str] = frozenset(names)
+        self.schedules: List[str] = list(dict.fromkeys(schedules))
         self._rules: Dict[str, Optional[InputRule]] = dict(rules or {})
         self._find_rule = find_rule
         if callable(next_runs):
@@ -61,13 +66,15 @@ class Catalog:
         cls,
         orchestrators: Union[Iterable[str], Mapping[str, Optional[InputRule]]],
         next_runs: Iterable[str] = (),
+        schedules: Iterable[str] = (),
     ) -> "Catalog":
         """A catalog of the names given; a mapping also gives each name's input rule
-        (None for none). ``next_runs``: those of them that take next runs."""
+        (None for none). ``next_runs``: those of them that take next runs;
+        ``schedules``: the settings prefixes of the app's schedules."""
         if isinstance(orchestrators, Mapping):
             rules = {name: rule for name, rule in orchestrators.items() if rule is not None}
-            return cls(orchestrators.keys(), rules, next_runs=next_runs)
-        return cls(orchestrators, next_runs=next_runs)
+            return cls(orchestrators.keys(), rules, next_runs=next_runs, schedules=schedules)
+        return cls(orchestrators, next_runs=next_runs, schedules=schedules)
 
     @classmethod
     def from_folders(cls, app_root: Path) -> "Catalog":
@@ -78,16 +85,27 @@ class Catalog:
         is first checked, for the ``input_rule`` it may declare.
         """
         names = set()
-        for definition in app_root.glob("*/function.json"):
+        schedules = []
+        for definition in sorted(app_root.glob("*/function.json")):
             try:
                 config = json.loads(definition.read_text(encoding="utf-8"))
             except (OSError, ValueError):
                 continue  # the host refuses such a function too; it is not startable
-            bindings = config.get("bindings", []) if isinstance(config, dict) else []
-            triggers = {b.get("type") for b in bindings if isinstance(b, dict)}
-            if "orchestrationTrigger" in triggers and not config.get("disabled", False):
+            if not isinstance(config, dict) or config.get("disabled", False):
+                continue
+            bindings = [b for b in config.get("bindings", []) if isinstance(b, dict)]
+            triggers = {b.get("type") for b in bindings}
+            if "orchestrationTrigger" in triggers:
                 names.add(definition.parent.name)
-        return cls(names, find_rule=_module_rule, next_runs=_module_takes_next_run)
+            prefix = _schedule_prefix(bindings)
+            if prefix is not None:
+                schedules.append(prefix)
+        return cls(
+            names,
+            find_rule=_module_rule,
+            next_runs=_module_takes_next_run,
+            schedules=schedules,
+        )
 
     def rule(self, function_name: str) -> Optional[InputRule]:
         """The input rule of ``function_name`` (one of :attr:`names`), if it has one."""
@@ -103,6 +121,24 @@ class Catalog:
             taking = function_name in self.names and self._takes_next_run(function_name)
             self._next_runs[function_name] = taking
         return self._next_runs[function_name]
+
+
+def _schedule_prefix(bindings: List[Dict[str, Any]]) -> Optional[str]:
+    """The settings prefix of a scheduled singleton's folder (a timer whose schedule is
+    ``%PREFIX%`` beside a ``durableClient`` binding), or None for any other function."""
+    types = {b.get("type") for b in bindings}
+    if "durableClient" not in types or _uses_setting(bindings, RETENTION_SCHEDULE):
+        return None
+    for binding in bindings:
+        schedule = binding.get("schedule")
+        if binding.get("type") == "timerTrigger" and isinstance(schedule, str):
+            if len(schedule) > 2 and schedule.startswith("%") and schedule.endswith("%"):
+                return schedule[1:-1]
+    return None
+
+
+def _uses_setting(bindings: List[Dict[str, Any]], setting: str) -> bool:
+    return any(b.get("schedule") == f"%{setting}%" for b in bindings)
 
 
 def _module_takes_next_run(function_name: str) -> bool:

@@ -31,6 +31,8 @@ MANAGEMENT_LINKS = "SINGLETON_MANAGEMENT_LINKS"
 IDEMPOTENCY_TTL_SECONDS = "SINGLETON_IDEMPOTENCY_TTL_SECONDS"
 NEXT_RUN_WAIT_SECONDS = "SINGLETON_NEXT_RUN_WAIT_SECONDS"
 STUCK_PENDING_SECONDS = "SINGLETON_STUCK_PENDING_SECONDS"
+#: The retention timer's NCRONTAB schedule, read by the Functions host (%...%).
+RETENTION_SCHEDULE = "SINGLETON_RETENTION_SCHEDULE"
 
 #: The longest a Durable API call may be given: a call made under the start lock must
 #: end well inside the lock's 15 s lease (see :mod:`durable_singleton._lock`).

@@ -26,6 +26,7 @@ REQUEST_SPANS = {
     "timer": "TimerStartSingle",
     "instance": "SingletonInstance",
     "list": "SingletonList",
+    "page": "SingletonsPage",
 }
 
 _tracer = trace.get_tracer(_SCOPE)

@@ -2,9 +2,10 @@
 # Runs the whole test suite from a fresh clone: installs what it needs, lints, tests.
 # On each Python version in PYTHON_VERSIONS (default "3.13 3.11"):
 #   3.13, the version the app is deployed with: type check, lint and format check,
-#         then every test layer, the Functions runtime layer (3.13+ only) included;
-#   any other (3.11): every layer the runtime does not need, less the slow and
-#         multi-process runs, whose logic does not depend on the version.
+#         then every test layer, the Functions runtime layer (3.13+ only) and the
+#         browser test of the overview page (it installs Debian's chromium) included;
+#   any other (3.11): every layer the runtime does not need, less the slow,
+#         multi-process and browser runs, whose logic does not depend on the version.
 # Extra arguments go to pytest, e.g. scripts/test.sh -k policy
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,10 +17,11 @@ for version in ${PYTHON_VERSIONS:-3.13 3.11}; do
     "$VENV/bin/mypy"
     "$VENV/bin/ruff" check .
     "$VENV/bin/ruff" format --check .
+    bash scripts/install-browser.sh
     echo "Testing on Python $version (pytest; the tests start their own Azurite) ..."
     "$VENV/bin/python" -m pytest "$@"
   else
     echo "Testing on Python $version ..."
-    "$VENV/bin/python" -m pytest -m "not runtime and not slow and not processes" "$@"
+    "$VENV/bin/python" -m pytest -m "not runtime and not slow and not processes and not browser" "$@"
   fi
 done

@@ -11,7 +11,13 @@ from azure.functions.timer import TimerRequest
 
 import durable_singleton
 
-ROUTES = {"HttpStartSingle", "SingletonInstance", "SingletonList", "OpenApiDocument"}
+ROUTES = {
+    "HttpStartSingle",
+    "SingletonInstance",
+    "SingletonList",
+    "SingletonsPage",
+    "OpenApiDocument",
+}
 
 
 def registered(blueprint: Any) -> Dict[str, Any]:

@@ -79,7 +79,19 @@ def kind(answer: HttpAnswer) -> str:
 
 async def test_every_function_loads(host) -> None:
     assert set(host.function_ids) == set(FUNCTIONS)
-    assert len(FUNCTIONS) == 8
+    assert len(FUNCTIONS) == 9
+
+
+async def test_the_page_through_the_runtime(host, durable, app_env) -> None:
+    request = host.http("GET", f"{ORIGIN}/api/singletons?refresh=2", {}, {}, b"")
+    response = await host.invoke(
+        "SingletonsPage", {"req": request, "starter": host.durable_client(durable.starter())}
+    )
+    assert host.succeeded(response), host.failure(response)
+    answer = host.http_answer(response)
+    assert answer.status == 200
+    assert answer.headers["content-type"] == "text/html; charset=utf-8"
+    assert b'"refreshSeconds": 2' in answer.body
 
 
 async def test_a_list_through_the_runtime(host, durable, app_env) -> None:

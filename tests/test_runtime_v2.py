@@ -89,6 +89,7 @@ async def test_the_runtime_indexes_the_apps_functions_and_the_blueprints(host) -
         "HttpStartSingle",
         "SingletonInstance",
         "SingletonList",
+        "SingletonsPage",
         "OpenApiDocument",
     }
 

@@ -90,7 +90,7 @@ def check_answer(
         raise ContractError(
             f"{method} {path} {status}: content type {media_type!r} not documented"
         )
-    if media_type.endswith("yaml"):
+    if media_type.endswith("yaml") or media_type.startswith("text/"):
         return body.decode("utf-8")
     document = json.loads(body)
     pointer = _pointer(
