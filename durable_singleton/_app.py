@@ -18,6 +18,7 @@ from ._links import host_links, links_for
 from ._overview import handle_list_request
 from ._page import handle_page_request
 from ._policy import OnConflict, Reuse
+from ._retention import RetentionReport, handle_retention_tick
 from ._root import Root
 from ._starter import Outcome, start_singleton
 from ._timer_start import handle_tick
@@ -107,6 +108,13 @@ class SingletonApp:
     ) -> None:
         """Run one tick of the schedule whose app settings start with ``prefix``."""
         await handle_tick(self.root, timer, binding, prefix)
+
+    async def retention_tick(
+        self, timer: func.TimerRequest, binding: str
+    ) -> Optional[RetentionReport]:
+        """Run one tick of the retention timer (``SINGLETON_RETENTION_*``, off by
+        default; docs/operate.md); returns what it removed, None when it did not run."""
+        return await handle_retention_tick(self.root, timer, binding)
 
     async def item_store(self, request: Mapping[str, Any]) -> Any:
         """Carry out one request of SingletonOrchestrator's item store activity."""

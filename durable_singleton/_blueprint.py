@@ -14,7 +14,7 @@ import azure.functions as func
 
 from ._app import SingletonApp
 from ._catalog import Catalog, InputRule
-from ._settings import DEFAULT_SCHEDULE_PREFIX
+from ._settings import DEFAULT_SCHEDULE_PREFIX, RETENTION_SCHEDULE
 
 #: The route of a start, a status read and a stop (under the host's ``/api`` prefix).
 INSTANCE_ROUTE = "orchestrators/{functionName}/{instanceId}"
@@ -30,6 +30,7 @@ def blueprint(
     app: Optional[SingletonApp] = None,
     schedules: Iterable[str] = (),
     next_runs: Iterable[str] = (),
+    retention: bool = False,
 ) -> df.Blueprint:
     """The Blueprint a v2 app registers with ``app.register_functions(...)``.
 
@@ -48,6 +49,10 @@ def blueprint(
     next_runs : iterable of str
         Those of ``orchestrators`` that take next runs (``onConflict=bufferOne``,
         ``debounceSeconds``): ones that run :func:`run_job`, or follow its protocol.
+    retention : bool
+        Add the retention timer ``SingletonRetention`` (its schedule in app setting
+        ``SINGLETON_RETENTION_SCHEDULE``, which must then be set; it acts only with
+        ``SINGLETON_RETENTION_ENABLED=true``; docs/operate.md). Off by default.
 
     Returns
     -------
@@ -93,6 +98,8 @@ def blueprint(
 
     for prefix in prefixes:
         _add_schedule(bp, singleton, prefix)
+    if retention:
+        _add_retention(bp, singleton)
     return bp
 
 
@@ -107,3 +114,13 @@ def _add_schedule(bp: df.Blueprint, singleton: SingletonApp, prefix: str) -> Non
     @bp.generic_input_binding(arg_name="starter", type="durableClient")
     async def tick(timer: func.TimerRequest, starter: str) -> None:
         await singleton.timer_tick(timer, starter, prefix)
+
+
+def _add_retention(bp: df.Blueprint, singleton: SingletonApp) -> None:
+    """The retention timer function."""
+
+    @bp.function_name("SingletonRetention")
+    @bp.timer_trigger(arg_name="timer", schedule=f"%{RETENTION_SCHEDULE}%", use_monitor=True)
+    @bp.generic_input_binding(arg_name="starter", type="durableClient")
+    async def retention_tick(timer: func.TimerRequest, starter: str) -> None:
+        await singleton.retention_tick(timer, starter)

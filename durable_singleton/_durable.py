@@ -376,10 +376,12 @@ class DurableClient:
         runtime_statuses: Iterable[OrchestrationRuntimeStatus] = (),
         top: int = 100,
         continuation: Optional[str] = None,
+        created_to: Optional[datetime.datetime] = None,
     ) -> "InstancePage":
         """One page of the task hub's instances (of every orchestrator), in the
         order the Durable API gives them, with the token of the next page (None on the
-        last). ``runtime_statuses`` filters (none: every status).
+        last). ``runtime_statuses`` filters (none: every status); ``created_to``: only
+        instances created before then.
 
         Raises
         ------
@@ -391,6 +393,10 @@ class DurableClient:
         statuses = [s.value for s in runtime_statuses]
         if statuses:
             query["runtimeStatus"] = ",".join(statuses)
+        if created_to is not None:
+            query["createdTimeTo"] = created_to.astimezone(datetime.timezone.utc).strftime(
+                "%Y-%m-%dT%H:%M:%SZ"
+            )
         url = f"{self._base}instances?{urlencode(query)}"
         headers = {_CONTINUATION: continuation} if continuation else None
         with telemetry.step("durable.list"):

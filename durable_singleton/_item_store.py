@@ -5,7 +5,8 @@ otherwise carry all of them in every execution's input, and every episode would
 read them all again. They are written once, in blocks of :data:`BLOCK_ITEMS`, under
 ``<instance id>/<key>/`` in the job container; each execution loads its share, and
 the job deletes them when it ends. A job that is terminated or fails leaves its
-blobs behind: a lifecycle rule on the container (docs/jobs.md) removes them.
+blobs behind: the retention timer (durable_singleton._retention), or a lifecycle rule on
+the container (docs/jobs.md), removes them.
 """
 
 from __future__ import annotations

@@ -34,11 +34,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import logging
 import time
 import uuid
 from collections import OrderedDict
-from typing import Any, Callable, Coroutine, Dict, Optional, Set, TypeVar
+from typing import Any, Callable, Coroutine, Dict, Optional, Set, Tuple, TypeVar
 
 from azure.core.exceptions import (
     AzureError,
@@ -240,6 +241,17 @@ class LeaseStore:
 
         Raises LockUnavailable when storage cannot be read in time.
         """
+        found = await self.read_properties(name)
+        return None if found is None else found[0]
+
+    async def read_properties(
+        self, name: str
+    ) -> Optional[Tuple[Dict[str, str], datetime.datetime]]:
+        """The metadata of lock blob ``name`` and when it was last modified (a metadata
+        write modifies it; a lease does not); None when the blob does not exist.
+
+        Raises LockUnavailable when storage cannot be read in time.
+        """
         blob = self._blob(name)
         try:
             properties = await asyncio.wait_for(blob.get_blob_properties(), self.storage_timeout)
@@ -250,7 +262,33 @@ class LeaseStore:
         except AzureError as error:
             raise LockUnavailable(_describe(error)) from error
         self._remember(name)
-        return dict(properties.metadata or {})
+        return dict(properties.metadata or {}), properties.last_modified
+
+    async def delete(self, name: str, lease: BlobLeaseClient, timeout: float) -> bool:
+        """Delete lock blob ``name`` under ``lease`` (storage refuses anyone else), within
+        ``timeout`` seconds; False when it was gone already. The next lease request for
+        it creates it again.
+
+        Raises LockLost when storage says the lease is not held, LockUnavailable when
+        storage cannot be reached in time.
+        """
+        blob = self._blob(name)
+        self._known.pop(name, None)
+        try:
+            await asyncio.wait_for(
+                blob.delete_blob(lease=lease), min(timeout, self.storage_timeout)
+            )
+        except ResourceNotFoundError:
+            return False
+        except asyncio.TimeoutError:
+            raise LockUnavailable("storage did not answer in time") from None
+        except HttpResponseError as error:
+            if error.status_code in (409, 412):  # LeaseIdMismatch, LeaseLost, ...
+                raise LockLost(_describe(error)) from error
+            raise LockUnavailable(_describe(error)) from error
+        except AzureError as error:
+            raise LockUnavailable(_describe(error)) from error
+        return True
 
     async def write_metadata(
         self, name: str, lease: BlobLeaseClient, metadata: Dict[str, str], timeout: float
@@ -488,6 +526,13 @@ class StartLocks:
         """The metadata of the id's lock blob (None when it has none yet)."""
         return await self.store.read_metadata(lock_blob_name(task_hub, instance_id))
 
+    async def read_lock(
+        self, task_hub: str, instance_id: str
+    ) -> Optional[Tuple[Dict[str, str], datetime.datetime]]:
+        """The metadata of the id's lock blob and when it was last modified (None when
+        there is no blob)."""
+        return await self.store.read_properties(lock_blob_name(task_hub, instance_id))
+
     async def close(self) -> None:
         """Wait for the work handed to the background (shutdown, tests)."""
         await self.background.close()
@@ -560,6 +605,18 @@ class HeldLock:
         made under the lock (LockLost, LockUnavailable)."""
         left = await self.fence(self._store.storage_timeout)
         await self._store.write_metadata(self.name, self._lease, metadata, left)
+
+    async def delete_blob(self) -> bool:
+        """Delete the lock blob under this lease, fenced like every call made under the
+        lock, and let go (a deleted blob has no lease to release). False when the blob
+        was gone already.
+
+        Raises LockLost or LockUnavailable; the lease is then still held, to release.
+        """
+        left = await self.fence(self._store.storage_timeout)
+        deleted = await self._store.delete(self.name, self._lease, left)
+        await self._stop()
+        return deleted
 
     async def release(self) -> None:
         """Stop renewing and release the lease. Never raises."""

@@ -33,6 +33,12 @@ NEXT_RUN_WAIT_SECONDS = "SINGLETON_NEXT_RUN_WAIT_SECONDS"
 STUCK_PENDING_SECONDS = "SINGLETON_STUCK_PENDING_SECONDS"
 #: The retention timer's NCRONTAB schedule, read by the Functions host (%...%).
 RETENTION_SCHEDULE = "SINGLETON_RETENTION_SCHEDULE"
+#: The retention timer's own settings (read by its tick only, see load_retention).
+RETENTION_ENABLED = "SINGLETON_RETENTION_ENABLED"
+RETENTION_DAYS = "SINGLETON_RETENTION_DAYS"
+RETENTION_PURGE_INSTANCES = "SINGLETON_RETENTION_PURGE_INSTANCES"
+RETENTION_MAX_CALLS = "SINGLETON_RETENTION_MAX_CALLS"
+RETENTION_MAX_SECONDS = "SINGLETON_RETENTION_MAX_SECONDS"
 
 #: The longest a Durable API call may be given: a call made under the start lock must
 #: end well inside the lock's 15 s lease (see :mod:`durable_singleton._lock`).
@@ -71,6 +77,12 @@ APP_SETTINGS = (
     IDEMPOTENCY_TTL_SECONDS,
     NEXT_RUN_WAIT_SECONDS,
     STUCK_PENDING_SECONDS,
+    RETENTION_SCHEDULE,
+    RETENTION_ENABLED,
+    RETENTION_DAYS,
+    RETENTION_PURGE_INSTANCES,
+    RETENTION_MAX_CALLS,
+    RETENTION_MAX_SECONDS,
     *(f"{DEFAULT_SCHEDULE_PREFIX}{suffix}" for suffix in SCHEDULE_SUFFIXES),
 )
 
@@ -189,6 +201,39 @@ class Schedule:
     input_json: str
     overlap: Overlap
     reuse: Reuse
+
+
+@dataclass(frozen=True)
+class Retention:
+    """The retention timer's settings (docs/operate.md, Retention)."""
+
+    enabled: bool = False
+    #: Finished instances older than this are purged; lock blobs idle this long deleted.
+    days: int = 30
+    #: False keeps every instance (reuse=rejectDuplicate then holds for good).
+    purge_instances: bool = True
+    #: Per tick: the most storage and Durable API calls, and the most seconds.
+    max_calls: int = 2000
+    max_seconds: float = 120.0
+
+
+def load_retention(environ: Mapping[str, str]) -> Retention:
+    """Read the retention timer's settings (its tick reads them; a wrong one stops the
+    tick, not the starts).
+
+    Raises
+    ------
+    ConfigurationError
+        When a setting holds a value outside its rules.
+    """
+    defaults = Retention()
+    return Retention(
+        enabled=_flag(environ, RETENTION_ENABLED, defaults.enabled),
+        days=_int(environ, RETENTION_DAYS, defaults.days, 1, 3650),
+        purge_instances=_flag(environ, RETENTION_PURGE_INSTANCES, defaults.purge_instances),
+        max_calls=_int(environ, RETENTION_MAX_CALLS, defaults.max_calls, 10, 100_000),
+        max_seconds=_number(environ, RETENTION_MAX_SECONDS, defaults.max_seconds, 5, 600),
+    )
 
 
 def load_schedule(prefix: str, environ: Mapping[str, str]) -> Schedule:

@@ -27,6 +27,7 @@ REQUEST_SPANS = {
     "instance": "SingletonInstance",
     "list": "SingletonList",
     "page": "SingletonsPage",
+    "retention": "SingletonRetention",
 }
 
 _tracer = trace.get_tracer(_SCOPE)
@@ -57,6 +58,12 @@ stuck_instances = _meter.create_counter(
 #: The Pending times of the stuck instances the current request described; a fresh
 #: list per request (a context variable: each invocation runs in its own context).
 _stuck_noted: contextvars.ContextVar[List[float]] = contextvars.ContextVar("stuck_noted")
+#: What the retention timer removed, by kind (instance, staged_blob, lock_blob).
+retention_removed = _meter.create_counter(
+    "singleton.retention.removed",
+    unit="{item}",
+    description="Instances purged and blobs deleted by the retention timer",
+)
 
 
 @contextlib.contextmanager
@@ -93,6 +100,11 @@ def record_decision(
         span.set_attribute("singleton.stuck", True)
         span.set_attribute("singleton.pending_seconds", int(max(noted)))
         stuck_instances.add(len(noted), {"decision": decision, "trigger": trigger})
+
+
+def record_removed(kind: str) -> None:
+    """Count one thing the retention timer removed."""
+    retention_removed.add(1, {"kind": kind})
 
 
 def note_stuck(pending_seconds: float) -> None:

@@ -129,6 +129,30 @@ param nextRunWaitSeconds int = 20
 @description('App setting SINGLETON_STUCK_PENDING_SECONDS: an instance Pending for longer is reported stuck.')
 param stuckPendingSeconds int = 600
 
+@description('App setting SINGLETON_RETENTION_ENABLED: whether the retention timer purges and deletes (docs/operate.md).')
+param retentionEnabled bool = false
+
+@description('App setting SINGLETON_RETENTION_SCHEDULE: the retention timer\'s NCRONTAB schedule.')
+param retentionSchedule string = '0 30 3 * * *'
+
+@minValue(1)
+@maxValue(3650)
+@description('App setting SINGLETON_RETENTION_DAYS: finished instances older than this are purged.')
+param retentionDays int = 30
+
+@description('App setting SINGLETON_RETENTION_PURGE_INSTANCES: false keeps every instance (reuse=rejectDuplicate holds for good).')
+param retentionPurgeInstances bool = true
+
+@minValue(10)
+@maxValue(100000)
+@description('App setting SINGLETON_RETENTION_MAX_CALLS: the most storage and Durable API calls of one retention tick.')
+param retentionMaxCalls int = 2000
+
+@minValue(5)
+@maxValue(600)
+@description('App setting SINGLETON_RETENTION_MAX_SECONDS: the longest one retention tick runs.')
+param retentionMaxSeconds int = 120
+
 @minValue(1)
 @maxValue(10)
 @description('App setting SINGLETON_STORAGE_TIMEOUT_SECONDS: the longest one lock storage request may take.')
@@ -171,6 +195,12 @@ module resources 'resources.bicep' = {
     idempotencyTtlSeconds: idempotencyTtlSeconds
     nextRunWaitSeconds: nextRunWaitSeconds
     stuckPendingSeconds: stuckPendingSeconds
+    retentionEnabled: retentionEnabled
+    retentionSchedule: retentionSchedule
+    retentionDays: retentionDays
+    retentionPurgeInstances: retentionPurgeInstances
+    retentionMaxCalls: retentionMaxCalls
+    retentionMaxSeconds: retentionMaxSeconds
     scheduleEnabled: scheduleEnabled
     schedule: schedule
     scheduleOrchestrator: scheduleOrchestrator

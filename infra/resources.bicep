@@ -20,6 +20,12 @@ param managementLinks string
 param idempotencyTtlSeconds int
 param nextRunWaitSeconds int
 param stuckPendingSeconds int
+param retentionEnabled bool
+param retentionSchedule string
+param retentionDays int
+param retentionPurgeInstances bool
+param retentionMaxCalls int
+param retentionMaxSeconds int
 param scheduleEnabled bool
 param schedule string
 param scheduleOrchestrator string
@@ -186,6 +192,13 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       SINGLETON_IDEMPOTENCY_TTL_SECONDS: string(idempotencyTtlSeconds)
       SINGLETON_NEXT_RUN_WAIT_SECONDS: string(nextRunWaitSeconds)
       SINGLETON_STUCK_PENDING_SECONDS: string(stuckPendingSeconds)
+      // The retention timer, SingletonRetention (docs/operate.md).
+      SINGLETON_RETENTION_ENABLED: string(retentionEnabled)
+      SINGLETON_RETENTION_SCHEDULE: retentionSchedule
+      SINGLETON_RETENTION_DAYS: string(retentionDays)
+      SINGLETON_RETENTION_PURGE_INSTANCES: string(retentionPurgeInstances)
+      SINGLETON_RETENTION_MAX_CALLS: string(retentionMaxCalls)
+      SINGLETON_RETENTION_MAX_SECONDS: string(retentionMaxSeconds)
       // The scheduled singleton, TimerStartSingle (docs/jobs.md).
       SINGLETON_SCHEDULE: schedule
       SINGLETON_SCHEDULE_ENABLED: string(scheduleEnabled)

@@ -26,6 +26,13 @@ def registered(blueprint: Any) -> Dict[str, Any]:
     return {function.get_function_name(): function for function in app.get_functions()}
 
 
+def test_the_retention_timer_is_opt_in() -> None:
+    assert "SingletonRetention" not in registered(durable_singleton.blueprint(["Job"]))
+    functions = registered(durable_singleton.blueprint(["Job"], retention=True))
+    trigger = functions["SingletonRetention"].get_trigger()
+    assert trigger.schedule == "%SINGLETON_RETENTION_SCHEDULE%"
+
+
 def test_the_routes_are_registered_and_schedules_are_opt_in() -> None:
     assert set(registered(durable_singleton.blueprint(["Job"]))) == ROUTES
     scheduled = registered(

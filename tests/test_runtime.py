@@ -79,7 +79,7 @@ def kind(answer: HttpAnswer) -> str:
 
 async def test_every_function_loads(host) -> None:
     assert set(host.function_ids) == set(FUNCTIONS)
-    assert len(FUNCTIONS) == 9
+    assert len(FUNCTIONS) == 10
 
 
 async def test_the_page_through_the_runtime(host, durable, app_env) -> None:

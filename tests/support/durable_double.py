@@ -282,10 +282,13 @@ class DurableDouble:
         if token and not token.startswith("after:"):
             return _json(400, {"Message": "bad continuation token"})
         after = token[len("after:") :]
+        created_to = request.query.get("createdTimeTo")
         ids = sorted(
             i
             for i, instance in self.instances.items()
-            if i > after and (not wanted or instance.status in wanted)
+            if i > after
+            and (not wanted or instance.status in wanted)
+            and (created_to is None or parse_time(instance.created) < parse_time(created_to))
         )
         page = ids[:top]
         headers = {"x-ms-continuation-token": f"after:{page[-1]}"} if len(ids) > top else {}

@@ -1,0 +1,345 @@
+"""SingletonRetention: an opt-in timer that cleans up after singletons that ended.
+
+Each tick (``SINGLETON_RETENTION_ENABLED=true``), bounded by
+``SINGLETON_RETENTION_MAX_CALLS`` storage and Durable API calls and
+``SINGLETON_RETENTION_MAX_SECONDS``, visits ids from three sources, each id once:
+
+1. finished instances of the app's orchestrators last updated more than
+   ``SINGLETON_RETENTION_DAYS`` ago (the Durable API's instance query);
+2. ids with staged item blobs in the job container (a large job that was terminated or
+   failed leaves them);
+3. lock blobs of the task hub last modified more than that long ago (or the idempotency
+   TTL, if longer) whose lease is free.
+
+An id is tidied under its own start lease, the one every start takes, with its status
+read again under it: no start of the id can happen meanwhile, and a lease held by
+anyone else (a start in progress, another tick) makes the tick pass the id by. Under
+the lease it purges the instance when it finished long enough ago (never an active
+one; never one of another app's orchestrator); deletes the id's staged item blobs when
+no instance of it is active; and deletes the lock blob itself when the id has no
+instance and no live Idempotency-Key record, and has had none for that long. Ticks on
+several app instances at once each remove a thing at most once between them: the
+lease decides who tidies an id, and a purge or delete of what is already gone is not
+counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, List, Optional, Set
+
+import azure.functions as func
+from azure.core.exceptions import ResourceNotFoundError
+from azure.storage.blob.aio import ContainerClient
+
+from . import _answers as answers
+from . import _telemetry as telemetry
+from ._durable import DurableClient, DurableFailure, InstanceStatus
+from ._idempotency import Record
+from ._invocation import RootFactory, log_decision
+from ._lock import LOCK_SUFFIX, HeldLock, LockLost, lock_blob_name
+from ._policy import FINISHED
+from ._problems import printable
+from ._root import Root
+from ._settings import Retention, load_retention
+
+logger = logging.getLogger("durable_singleton.retention")
+
+#: Instances per page of the instance query.
+PAGE_SIZE = 100
+
+
+class _OutOfBudget(Exception):
+    """The tick has spent its calls or its time."""
+
+    def __init__(self, bound: str):
+        super().__init__(bound)
+        self.bound = bound
+
+
+@dataclass
+class RetentionReport:
+    """What one tick removed, and why it stopped early (``stopped``: ``calls`` or
+    ``time``; None when it got through everything)."""
+
+    purged: List[str] = field(default_factory=list)
+    staged_blobs: List[str] = field(default_factory=list)
+    lock_blobs: List[str] = field(default_factory=list)
+    busy: List[str] = field(default_factory=list)
+    failed: List[str] = field(default_factory=list)
+    calls: int = 0
+    stopped: Optional[str] = None
+
+
+async def handle_retention_tick(
+    make_root: RootFactory, timer: func.TimerRequest, starter: str
+) -> Optional[RetentionReport]:
+    """Run one tick of the retention timer; log one line. Returns what it removed
+    (None when retention is off or could not run)."""
+    began = time.perf_counter()
+    report: Optional[RetentionReport] = None
+    problem_kind: Optional[str] = None
+    status = 200
+    with telemetry.request("retention", "-", "-") as span:
+        try:
+            root = make_root()
+            retention = load_retention(root.environ)
+            if not retention.enabled:
+                decision = "retention-disabled"
+            else:
+                report = await run_retention(root, root.durable(starter), retention)
+                decision = "retention-done" if report.stopped is None else "retention-bounded"
+        except Exception as error:
+            problem = answers.for_failure(error, None)
+            if problem.kind == "misconfigured":
+                logger.error("Retention removes nothing: %s", problem.detail)
+            decision, status, problem_kind = problem.kind, problem.status, problem.kind
+        telemetry.record_decision(span, "retention", decision, status, problem_kind)
+    extra = f" trigger=timer past_due={str(timer.past_due).lower()}"
+    if report is not None:
+        extra += (
+            f" purged={len(report.purged)} staged_blobs={len(report.staged_blobs)}"
+            f" lock_blobs={len(report.lock_blobs)} busy={len(report.busy)}"
+            f" failed={len(report.failed)}"
+            f" calls={report.calls} stopped={report.stopped or '-'}"
+        )
+    log_decision("SingletonRetention", "", "", decision, status, began, extra)
+    return report
+
+
+async def run_retention(
+    root: Root,
+    durable: DurableClient,
+    retention: Retention,
+    now: Optional[datetime.datetime] = None,
+) -> RetentionReport:
+    """One pass over what may be removed, within the retention's bounds.
+
+    ``now`` is the time the ages are reckoned from (the clock's, when not given).
+    Raises what the instance query or a blob listing raises when the Durable API or
+    storage fails; what was removed before that is logged and counted already.
+    """
+    tick = _Tick(root, durable, retention, now or datetime.datetime.now(datetime.timezone.utc))
+    try:
+        async with asyncio.timeout(retention.max_seconds):
+            await tick.run()
+    except _OutOfBudget as out:
+        tick.report.stopped = out.bound
+    except TimeoutError:
+        tick.report.stopped = "time"
+    return tick.report
+
+
+class _Tick:
+    """One retention pass."""
+
+    def __init__(
+        self, root: Root, durable: DurableClient, retention: Retention, now: datetime.datetime
+    ) -> None:
+        settings = root.settings
+        self.root = root
+        self.durable = durable
+        self.retention = retention
+        self.names = root.catalog.names
+        self.locks = root.locks()
+        self.jobs = root.container(settings.job_container)
+        self.lock_container = root.container(settings.lock_container)
+        self.now = now
+        age = datetime.timedelta(days=retention.days)
+        self.cutoff = now - age
+        # A lock blob carries the id's Idempotency-Key record: kept while one may live.
+        self.lock_cutoff = now - max(
+            age, datetime.timedelta(seconds=settings.idempotency_ttl_seconds)
+        )
+        self.deadline = time.monotonic() + retention.max_seconds
+        self.report = RetentionReport()
+        self._visited: Set[str] = set()
+
+    def _call(self) -> None:
+        """Count one call about to be made; stop the tick when the bounds are spent."""
+        if self.report.calls >= self.retention.max_calls:
+            raise _OutOfBudget("calls")
+        if time.monotonic() >= self.deadline:
+            raise _OutOfBudget("time")
+        self.report.calls += 1
+
+    async def run(self) -> None:
+        sources = [self._staged_ids(), self._idle_locks()]
+        if self.retention.purge_instances:
+            sources.insert(0, self._old_instances())
+        for source in sources:
+            async for instance_id in source:
+                if instance_id not in self._visited:
+                    self._visited.add(instance_id)
+                    await self._tidy(instance_id)
+
+    # -- where the ids come from ----------------------------------------------------
+
+    async def _old_instances(self) -> AsyncIterator[str]:
+        """Ids of the app's orchestrators' instances that finished before the cutoff."""
+        continuation: Optional[str] = None
+        while True:
+            self._call()
+            page = await self.durable.list_page(
+                FINISHED, PAGE_SIZE, continuation, created_to=self.cutoff
+            )
+            for status in page.statuses:
+                if self._purgeable(status):
+                    yield str(status.document["instanceId"])
+            continuation = page.continuation
+            if continuation is None:
+                return
+
+    async def _staged_ids(self) -> AsyncIterator[str]:
+        """Ids that have staged item blobs (named ``<instance id>/<key>/<block>``)."""
+        last = None
+        async for name in self._blob_names(self.jobs, None):
+            instance_id = name.split("/", 1)[0]
+            if instance_id != last:
+                last = instance_id
+                yield instance_id
+
+    async def _idle_locks(self) -> AsyncIterator[str]:
+        """Ids of this task hub whose lock blob is free and was last modified before the
+        lock cutoff."""
+        prefix = lock_blob_name(self.durable.task_hub, "")[: -len(LOCK_SUFFIX)]
+        pages = self.lock_container.list_blobs(name_starts_with=prefix).by_page()
+        try:
+            while True:
+                self._call()
+                page = await self._next_page(pages)
+                if page is None:
+                    return
+                async for blob in page:
+                    leased = blob.lease is not None and blob.lease.state == "leased"
+                    idle = blob.last_modified is not None and blob.last_modified < self.lock_cutoff
+                    if blob.name.endswith(LOCK_SUFFIX) and idle and not leased:
+                        yield blob.name[len(prefix) : -len(LOCK_SUFFIX)]
+        except ResourceNotFoundError:
+            return  # no lock container yet
+
+    async def _blob_names(
+        self, container: ContainerClient, prefix: Optional[str]
+    ) -> AsyncIterator[str]:
+        """The names of the blobs in ``container`` (under ``prefix``), a page per call."""
+        pages = container.list_blobs(name_starts_with=prefix).by_page()
+        try:
+            while True:
+                self._call()
+                page = await self._next_page(pages)
+                if page is None:
+                    return
+                async for blob in page:
+                    yield blob.name
+        except ResourceNotFoundError:
+            return  # no such container yet: nothing was ever staged
+
+    @staticmethod
+    async def _next_page(pages: Any) -> Any:
+        """The next page of a blob listing (one storage call), None after the last."""
+        try:
+            return await pages.__anext__()
+        except StopAsyncIteration:
+            return None
+
+    # -- one id, under its lease -------------------------------------------------------
+
+    def _purgeable(self, status: InstanceStatus) -> bool:
+        """Whether an instance of the app's orchestrators finished before the cutoff."""
+        updated = status.document.get("lastUpdatedTime")
+        try:
+            finished_at = datetime.datetime.fromisoformat(str(updated).replace("Z", "+00:00"))
+        except ValueError:
+            return False
+        if finished_at.tzinfo is None:
+            finished_at = finished_at.replace(tzinfo=datetime.timezone.utc)
+        return (
+            status.name in self.names
+            and status.runtime_status in FINISHED
+            and finished_at < self.cutoff
+        )
+
+    async def _tidy(self, instance_id: str) -> None:
+        """Everything retention may remove of ``instance_id``, under its start lease."""
+        self._call()
+        held = await self.locks.try_acquire(self.durable.task_hub, instance_id)
+        if held is None:
+            self.report.busy.append(instance_id)
+            return
+        try:
+            deleted = await self._tidy_held(instance_id, held)
+        except (DurableFailure, LockLost) as error:
+            # This id only (a purge refused, a lease lost): the next tick tries again.
+            logger.warning(
+                "SingletonRetention left %s: %s", printable(instance_id), type(error).__name__
+            )
+            self.report.failed.append(instance_id)
+            deleted = False
+        except BaseException:
+            await held.release()
+            raise
+        if not deleted:
+            await held.release()
+
+    async def _tidy_held(self, instance_id: str, held: HeldLock) -> bool:
+        """The work under the lease; True when the lock blob itself was deleted."""
+        self._call()
+        status = await self.durable.status(instance_id)
+        if status is not None and status.runtime_status not in FINISHED:
+            return False  # active (or unreadable): never touched
+        purged = False
+        if status is not None and self.retention.purge_instances and self._purgeable(status):
+            self._call()
+            left = await held.fence(self.durable.timeout)
+            if await self.durable.purge(instance_id, left):
+                self._removed("instance", instance_id)
+                self.report.purged.append(instance_id)
+            purged = True
+            status = None
+        await self._delete_staged(instance_id)
+        if status is None:
+            return await self._delete_lock(instance_id, held, purged)
+        return False
+
+    async def _delete_staged(self, instance_id: str) -> None:
+        """Delete the id's staged item blobs (its instance is not active)."""
+        names = [name async for name in self._blob_names(self.jobs, f"{instance_id}/")]
+        for name in names:
+            self._call()
+            try:
+                await asyncio.wait_for(
+                    self.jobs.delete_blob(name), self.root.settings.storage_timeout_seconds
+                )
+            except ResourceNotFoundError:
+                continue  # removed meanwhile (by another tick): not counted twice
+            self._removed("staged_blob", name)
+            self.report.staged_blobs.append(name)
+
+    async def _delete_lock(self, instance_id: str, held: HeldLock, purged: bool) -> bool:
+        """Delete the lock blob of an id with no instance, unless an Idempotency-Key
+        record on it may still be needed or the id was in use within the cutoff."""
+        self._call()
+        found = await self.locks.read_lock(self.durable.task_hub, instance_id)
+        if found is None:
+            return False
+        metadata, last_modified = found
+        record = Record.from_metadata(metadata)
+        if record is not None and record.expires > self.now:
+            return False
+        if not purged and last_modified >= self.lock_cutoff:
+            return False
+        self._call()
+        if await held.delete_blob():
+            self._removed("lock_blob", instance_id)
+            self.report.lock_blobs.append(instance_id)
+        return True
+
+    @staticmethod
+    def _removed(kind: str, name: str) -> None:
+        """Log and count one thing removed."""
+        logger.info("SingletonRetention removed %s %s", kind, printable(name))
+        telemetry.record_removed(kind)
