@@ -92,6 +92,14 @@ def problem_response(problem: Problem) -> func.HttpResponse:
     )
 
 
+def problem_kind_of(response: func.HttpResponse) -> Optional[str]:
+    """The problem kind of a problem+json answer this module built, None for others."""
+    if response.headers.get("Content-Type") != problems.MEDIA_TYPE:
+        return None
+    kind = json.loads(response.get_body()).get("type", "")
+    return str(kind).rsplit(":", 1)[-1] or None
+
+
 def accepted(
     instance_id: str, links: Links, members: Optional[Mapping[str, Any]] = None
 ) -> func.HttpResponse:

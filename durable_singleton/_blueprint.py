@@ -14,14 +14,15 @@ import azure.functions as func
 
 from ._app import SingletonApp
 from ._catalog import Catalog, InputRule
+from ._invocation import ROUTES
 from ._settings import DEFAULT_SCHEDULE_PREFIX, RETENTION_SCHEDULE
 
 #: The route of a start, a status read and a stop (under the host's ``/api`` prefix).
-INSTANCE_ROUTE = "orchestrators/{functionName}/{instanceId}"
+INSTANCE_ROUTE = ROUTES["http"]
 #: The route of an orchestrator's list of instances.
-LIST_ROUTE = "orchestrators/{functionName}"
+LIST_ROUTE = ROUTES["list"]
 #: The route of the page that shows every singleton.
-PAGE_ROUTE = "singletons"
+PAGE_ROUTE = ROUTES["page"]
 
 
 def blueprint(

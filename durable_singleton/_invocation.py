@@ -21,6 +21,15 @@ from ._settings import Settings
 
 logger = logging.getLogger("durable_singleton._starter")
 
+#: The route template of each HTTP trigger, under the host's ``/api`` prefix: the v2
+#: Blueprint registers them, the spans name them.
+ROUTES = {
+    "http": "orchestrators/{functionName}/{instanceId}",
+    "instance": "orchestrators/{functionName}/{instanceId}",
+    "list": "orchestrators/{functionName}",
+    "page": "singletons",
+}
+
 
 @dataclass(frozen=True)
 class Invocation:
@@ -62,12 +71,19 @@ async def answer(
     function_name = req.route_params.get("functionName", "")
     links: Optional[Links] = None
     problem_kind: Optional[str] = None
-    with telemetry.request(trigger, loggable(instance_id), loggable(function_name)) as span:
+    method = req.method.upper()
+    route = "/api/" + ROUTES[trigger]
+    with telemetry.request(
+        trigger, loggable(instance_id), loggable(function_name), method, route
+    ) as span:
         try:
             root = make_root()
             durable = root.durable(starter)
             links = links_for(root.settings.management_links, req, durable.binding)
             response, decision = await work(Invocation(req, root, durable, links))
+            # A refusal the policy decided (409) is an answer, not a failure: its kind
+            # is read back from the answer, for the span and metrics.
+            problem_kind = answers.problem_kind_of(response)
         except Exception as error:
             problem = answers.for_failure(error, links)
             response = answers.problem_response(problem)

@@ -61,6 +61,14 @@ class _OutOfBudget(Exception):
         self.bound = bound
 
 
+class _PurgeInFlight(Exception):
+    """A purge request was sent and its answer lost; ``cause`` is why."""
+
+    def __init__(self, cause: BaseException):
+        super().__init__(type(cause).__name__)
+        self.cause = cause
+
+
 @dataclass
 class RetentionReport:
     """What one tick removed, and why it stopped early (``stopped``: ``calls`` or
@@ -124,8 +132,12 @@ async def run_retention(
     storage fails; what was removed before that is logged and counted already.
     """
     tick = _Tick(root, durable, retention, now or datetime.datetime.now(datetime.timezone.utc))
+    # The bound is kept between calls (no call begins after it); this backstop only
+    # covers a call that overruns its own time limit.
+    settings = root.settings
+    overrun = max(settings.durable_timeout_seconds, settings.storage_timeout_seconds) + 1
     try:
-        async with asyncio.timeout(retention.max_seconds):
+        async with asyncio.timeout(retention.max_seconds + overrun):
             await tick.run()
     except _OutOfBudget as out:
         tick.report.stopped = out.bound
@@ -272,6 +284,11 @@ class _Tick:
             return
         try:
             deleted = await self._tidy_held(instance_id, held)
+        except _PurgeInFlight as in_flight:
+            # The purge may still land: no start of the id until it has (see _purge).
+            held.abandon()
+            self.report.failed.append(instance_id)
+            raise in_flight.cause from None
         except (DurableFailure, LockLost) as error:
             # This id only (a purge refused, a lease lost): the next tick tries again.
             logger.warning(
@@ -293,9 +310,7 @@ class _Tick:
             return False  # active (or unreadable): never touched
         purged = False
         if status is not None and self.retention.purge_instances and self._purgeable(status):
-            self._call()
-            left = await held.fence(self.durable.timeout)
-            if await self.durable.purge(instance_id, left):
+            if await self._purge(instance_id, held):
                 self._removed("instance", instance_id)
                 self.report.purged.append(instance_id)
             purged = True
@@ -304,6 +319,24 @@ class _Tick:
         if status is None:
             return await self._delete_lock(instance_id, held, purged)
         return False
+
+    async def _purge(self, instance_id: str, held: HeldLock) -> bool:
+        """Purge the finished instance under ``held``; False when it was gone already.
+
+        A purge whose answer was lost (or cancelled) may still be carried out by the
+        extension a little later. Were the lease released then, a start of the id could
+        come first, and an older extension would purge the new run's instance, freeing
+        the id for a second run. So that answer is :class:`_PurgeInFlight`, and the lease
+        is kept until it runs out, as after a start whose answer was lost.
+        """
+        self._call()
+        left = await held.fence(self.durable.timeout)
+        try:
+            return await self.durable.purge(instance_id, left)
+        except DurableFailure:
+            raise  # answered: refused, nothing in flight
+        except BaseException as error:
+            raise _PurgeInFlight(error) from error
 
     async def _delete_staged(self, instance_id: str) -> None:
         """Delete the id's staged item blobs (its instance is not active)."""

@@ -74,9 +74,20 @@ def step(name: str, **attributes: Any) -> Iterator[trace.Span]:
 
 
 @contextlib.contextmanager
-def request(trigger: str, instance_id: str, function_name: str) -> Iterator[trace.Span]:
-    """The span of one start request or timer tick."""
+def request(
+    trigger: str,
+    instance_id: str,
+    function_name: str,
+    method: Optional[str] = None,
+    route: Optional[str] = None,
+) -> Iterator[trace.Span]:
+    """The span of one request or timer tick; an HTTP request's names its ``method`` and
+    ``route`` template (never its URL: that holds the key), which is what makes
+    Application Insights read it as an HTTP request with a result code."""
     attributes = {"singleton.instance_id": instance_id, "singleton.function_name": function_name}
+    if method is not None and route is not None:
+        attributes["http.request.method"] = method
+        attributes["http.route"] = route
     _stuck_noted.set([])
     with _tracer.start_as_current_span(
         REQUEST_SPANS[trigger], kind=trace.SpanKind.SERVER, attributes=attributes

@@ -212,6 +212,13 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       // its default), and the Python worker's Azure Monitor distro.
       AzureFunctionsJobHost__telemetryMode: 'OpenTelemetry'
       PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY: 'true'
+      // The distro samples traces at 5 per second unless told otherwise: keep every
+      // request span (docs/operate.md; lower the ratio to sample).
+      OTEL_TRACES_SAMPLER: 'microsoft.fixed.percentage'
+      OTEL_TRACES_SAMPLER_ARG: '1.0'
+      // Only the app's own loggers go to Application Insights as traces: the root logger
+      // would also send the SDKs' request logs (and the exporter's own, in a loop).
+      PYTHON_APPLICATIONINSIGHTS_LOGGER_NAME: 'durable_singleton'
     }
   }
 }

@@ -3,6 +3,7 @@ app instances running it at once."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import json
 import logging
@@ -13,6 +14,7 @@ import pytest
 from azure.functions import TimerRequest
 from azure.storage.blob.aio import BlobServiceClient
 
+from durable_singleton import DurableUnavailable
 from durable_singleton._lock import lock_blob_name
 from durable_singleton._retention import run_retention
 from durable_singleton._settings import Retention
@@ -194,8 +196,29 @@ async def test_the_time_bound_stops_a_tick(durable, containers) -> None:
         durable.put(f"old-{n:02}", "Completed", created=ago(40))
     began = time.monotonic()
     report = await tick(durable, max_seconds=5)
-    assert report.stopped == "time" and time.monotonic() - began < 7
+    # Within the bound and one call's time limit: no call is cut off halfway.
+    assert report.stopped == "time" and time.monotonic() - began < 5 + 5 + 1
     assert 0 < len(report.purged) < 40
+    assert sorted(durable.purged) == sorted(report.purged)
+
+
+async def test_a_purge_whose_answer_is_lost_keeps_the_lease(
+    start, durable, containers, monkeypatch
+) -> None:
+    # The purge may still land after the call gave up: no start of the id may happen
+    # before it does, or it could purge the new run's instance (older builds purge
+    # whatever they are asked to).
+    await change_setting(monkeypatch, "SINGLETON_DURABLE_TIMEOUT_SECONDS", "0.5")
+    await change_setting(monkeypatch, "SINGLETON_LOCK_WAIT_SECONDS", "0.5")
+    durable.reset(purge_delay=1.5, purge_refuses_active=False)
+    durable.put("old-done", "Completed", created=ago(40))
+    with pytest.raises(DurableUnavailable):
+        await tick(durable)
+    assert await app.root().locks().try_acquire(HUB, "old-done") is None  # still held
+    document = json.loads((await start("old-done")).get_body())
+    assert document["type"].endswith(":lock-busy")
+    await asyncio.sleep(1.5)
+    assert durable.purged == ["old-done"]  # it landed, with no new run to take with it
 
 
 async def test_keeping_instances_keeps_reject_duplicate(start, durable, containers) -> None:
@@ -269,7 +292,12 @@ async def test_two_app_instances_at_once_remove_each_thing_once(durable, contain
         first, second = (set(r[kind]) for r in reports)
         assert not first & second, f"{kind} removed twice: {first & second}"
     purged = sorted(reports[0]["purged"] + reports[1]["purged"])
-    assert purged == old == sorted(durable.purged)
+    missing = sorted(set(old) - set(purged))
+    assert purged == old == sorted(durable.purged), (
+        missing,
+        [(r["busy"], r["failed"], r["stopped"], r["calls"]) for r in reports],
+        [(m, m in durable.purged, m in durable.instances) for m in missing],
+    )
     staged_removed = sorted(reports[0]["staged_blobs"] + reports[1]["staged_blobs"])
     assert staged_removed == sorted(f"ended-{n}/k/0" for n in range(10))
     assert await names(staged) == sorted(f"active-{n}/k/0" for n in range(10))

@@ -117,6 +117,7 @@ class DurableDouble:
     terminate_ends_pending: bool = True
     #: Whether purging an instance that has not finished is refused (#3311) or done.
     purge_refuses_active: bool = True
+    purge_delay: float = 0.0  # a purge is carried out this long after it arrives
 
     def __post_init__(self) -> None:
         self.instances: Dict[str, Instance] = {}
@@ -167,6 +168,7 @@ class DurableDouble:
             "stopped_after_taking",
             "terminate_ends_pending",
             "purge_refuses_active",
+            "purge_delay",
         ):
             setattr(self, name, knobs.pop(name, getattr(defaults, name)))
         if knobs:
@@ -301,6 +303,9 @@ class DurableDouble:
         fault = await self._enter("purge")
         if fault is not None:
             return fault
+        if self.purge_delay:
+            # Carried out even when the caller has gone: the extension purges all the same.
+            await asyncio.shield(asyncio.sleep(self.purge_delay))
         instance_id = request.match_info["id"]
         instance = self.instances.get(instance_id)
         if instance is None:
