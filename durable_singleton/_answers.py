@@ -83,21 +83,28 @@ def json_response(
     )
 
 
+class ProblemResponse(func.HttpResponse):
+    """A problem+json answer that remembers its problem's kind (for the span and the
+    metrics, without reading its body back)."""
+
+    def __init__(self, problem: Problem) -> None:
+        """The answer for ``problem``."""
+        super().__init__(
+            body=json.dumps(problem.body()),
+            status_code=problem.status,
+            headers={"Content-Type": problems.MEDIA_TYPE, **problem.headers},
+        )
+        self.kind = problem.kind
+
+
 def problem_response(problem: Problem) -> func.HttpResponse:
     """A problem+json answer."""
-    return func.HttpResponse(
-        body=json.dumps(problem.body()),
-        status_code=problem.status,
-        headers={"Content-Type": problems.MEDIA_TYPE, **problem.headers},
-    )
+    return ProblemResponse(problem)
 
 
 def problem_kind_of(response: func.HttpResponse) -> Optional[str]:
     """The problem kind of a problem+json answer this module built, None for others."""
-    if response.headers.get("Content-Type") != problems.MEDIA_TYPE:
-        return None
-    kind = json.loads(response.get_body()).get("type", "")
-    return str(kind).rsplit(":", 1)[-1] or None
+    return response.kind if isinstance(response, ProblemResponse) else None
 
 
 def accepted(
