@@ -11,7 +11,7 @@ import time
 from typing import Any, List
 
 import pytest
-from azure.functions import TimerRequest
+from azure.functions.timer import TimerRequest
 from azure.storage.blob.aio import BlobServiceClient
 
 from durable_singleton import DurableUnavailable
