@@ -66,7 +66,9 @@ class Root:
     def container(self, name: str) -> ContainerClient:
         """A client for container ``name`` on the root's one Blob Storage client."""
         if self._blob_service is None:
-            self._blob_service = blob_service_client(self.storage, **self._blob_options)
+            self._blob_service = blob_service_client(
+                self.storage, self.environ, **self._blob_options
+            )
         return self._blob_service.get_container_client(name)
 
     def locks(self) -> StartLocks:

@@ -150,3 +150,19 @@ def test_no_storage_connection_is_a_configuration_error() -> None:
     with pytest.raises(ConfigurationError) as raised:
         load_storage_connection({})
     assert "AzureWebJobsStorage" in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "environ, expected",
+    [
+        ({}, False),
+        ({"PATH": "/usr/bin", "NO_PROXY": "localhost"}, False),
+        ({"HTTPS_PROXY": "http://proxy:3128"}, True),
+        ({"http_proxy": "http://proxy:3128"}, True),
+        ({"ALL_PROXY": ""}, False),
+    ],
+)
+def test_the_storage_client_reads_its_environment_only_for_a_proxy(environ, expected) -> None:
+    from durable_singleton._storage import uses_proxy
+
+    assert uses_proxy(environ) is expected
