@@ -431,9 +431,10 @@ JOB_BASELINE = (
 
 def _job_table(
     first_column: str, inputs: Dict[int, Dict[str, Any]]
-) -> Tuple[List[str], Dict[int, float]]:
+) -> Tuple[List[str], Dict[int, float], Dict[int, int]]:
     """Drive each job input to its end; return the table of what it cost (one row per
-    key, named in ``first_column``) and the orchestrator CPU ms per item by key."""
+    key, named in ``first_column``), the orchestrator CPU ms per item by key, and the
+    longest execution history (events) by key."""
     from tests.support.job_driver import drive
 
     rows = [
@@ -442,21 +443,23 @@ def _job_table(
         "|---:|---:|---:|---:|---:|---:|",
     ]
     per_item: Dict[int, float] = {}
+    longest: Dict[int, int] = {}
     for key, input_ in inputs.items():
         items = len(input_["items"])
         run = drive(input_)
         assert run.output["processed"] == items, run.output
         per_item[key] = run.orchestrator_seconds / items * 1000
+        longest[key] = run.longest_history
         rows.append(
             f"| {key:,} | {run.executions:,} | {run.episodes:,} | {run.longest_history} "
             f"| {run.orchestrator_seconds:.1f} | {per_item[key]:.2f} |"
         )
-    return rows, per_item
+    return rows, per_item, longest
 
 
 def job_cost(sizes: List[int]) -> str:
     """Orchestrator CPU per item for one pass of each size, through the replay engine."""
-    rows, per_item = _job_table(
+    rows, per_item, _ = _job_table(
         "items in the pass", {size: {"items": list(range(size))} for size in sizes}
     )
     out = [
@@ -479,7 +482,7 @@ def job_parallel(items: int, parallelisms: List[int], wall_items: int) -> str:
     with a 50 ms activity, through the replay driver."""
     from tests.support.job_driver import drive
 
-    rows, per_item = _job_table(
+    rows, per_item, _ = _job_table(
         "parallelism",
         {p: {"items": list(range(items)), "parallelism": p} for p in parallelisms},
     )
@@ -511,6 +514,29 @@ def job_parallel(items: int, parallelisms: List[int], wall_items: int) -> str:
 
 #: How long SingletonActivity takes per item in the wall-time figure.
 ACTIVITY_SECONDS = 0.05
+
+
+def job_large_parallel(items: int, parallelism: int) -> str:
+    """One large pass at ``parallelism`` driven to its end: its longest execution history
+    against the bound docs/jobs.md states (two events per item of an execution, four per
+    episode, about ``WINDOWS_PER_EXECUTION + 2`` episodes)."""
+    from durable_singleton._job import ITEMS_PER_EXECUTION, WINDOWS_PER_EXECUTION
+
+    rows, _, histories = _job_table(
+        "items", {items: {"items": list(range(items)), "parallelism": parallelism}}
+    )
+    chunk = max(ITEMS_PER_EXECUTION, WINDOWS_PER_EXECUTION * parallelism)
+    bound = 2 * chunk + 4 * (WINDOWS_PER_EXECUTION + 2)
+    longest = histories[items]
+    return "\n".join(
+        [
+            f"\n### A large pass in parallel: {items:,} items at parallelism {parallelism}\n",
+            *rows,
+            f"\nLongest execution history {longest:,} events against the bound of "
+            f"docs/jobs.md, 2 x {chunk} + 4 x {WINDOWS_PER_EXECUTION + 2} = {bound:,}: "
+            f"{'within' if longest <= bound else '**over**'}.",
+        ]
+    )
 
 
 async def profile_start(bench: Bench, count: int) -> str:
@@ -614,6 +640,8 @@ async def main(args: argparse.Namespace) -> str:
             + job_cost(args.job_sizes)
             + "\n"
             + job_parallel(args.parallel_items, [1, 8, 32], args.wall_items)
+            + "\n"
+            + job_large_parallel(args.large_items, 32)
         )
     (args.out / "benchmark.md").write_text(report + "\n")
     return report
@@ -649,11 +677,13 @@ def arguments() -> argparse.Namespace:
         args.requests, args.races, args.memory_requests = 20, [10, 50], 1000
         args.job_sizes = [100, 1000]
         args.parallel_items, args.wall_items = 1000, 64
+        args.large_items = 2000
         args.out = args.out or ROOT / "benchmarks" / "out"
     else:
         args.requests, args.races, args.memory_requests = 200, [10, 50, 200], 10_000
         args.job_sizes = [1000, 10_000, 100_000]
         args.parallel_items, args.wall_items = 10_000, 200
+        args.large_items = 100_000
         args.out = args.out or ROOT / "docs"
     return args
 
