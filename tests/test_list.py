@@ -2,29 +2,13 @@
 
 from __future__ import annotations
 
-import datetime
-import json
-from typing import Any, List
+from typing import List
 
 import pytest
 
+from tests.support.answers import body, problem
 from tests.support.app import change_setting
-from tests.support.durable_double import SYSTEM_KEY
-
-
-def body(response: Any) -> dict:
-    return json.loads(response.get_body())
-
-
-def problem(response: Any, status: int, kind: str) -> dict:
-    assert response.status_code == status, response.get_body()
-    document = body(response)
-    assert document["type"] == f"urn:singleton-starter:problem:{kind}"
-    return document
-
-
-def ago(seconds: float) -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=seconds)
+from tests.support.durable_double import SYSTEM_KEY, ago
 
 
 def ids(document: dict) -> List[str]:

@@ -14,7 +14,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from tests.support.durable_double import DurableDouble
+from tests.support.durable_double import DurableDouble, ago
 from tests.support.web_front import WebFront
 
 pytestmark = pytest.mark.browser
@@ -61,10 +61,6 @@ def browser(tmp_path: Path) -> Iterator[Any]:
     driver.set_page_load_timeout(20)
     yield driver
     driver.quit()
-
-
-def ago(seconds: float) -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=seconds)
 
 
 def job_status(processed: int, total: int) -> dict:

@@ -3,29 +3,13 @@ explicit terminateExisting, and the conflict path costs what it did."""
 
 from __future__ import annotations
 
-import datetime
-import json
 import logging
-from typing import Any
 
 import pytest
 
+from tests.support.answers import body, problem
 from tests.support.app import change_setting
-
-
-def body(response: Any) -> dict:
-    return json.loads(response.get_body())
-
-
-def problem(response: Any, status: int, kind: str) -> dict:
-    assert response.status_code == status, response.get_body()
-    document = body(response)
-    assert document["type"] == f"urn:singleton-starter:problem:{kind}"
-    return document
-
-
-def ago(seconds: float) -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=seconds)
+from tests.support.durable_double import ago
 
 
 async def test_a_409_on_a_stuck_instance_says_so_and_how_to_recover(start, durable) -> None:

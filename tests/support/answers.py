@@ -21,6 +21,12 @@ MANAGEMENT_KEYS = {
 }
 
 
+def body(response: func.HttpResponse) -> Dict[str, Any]:
+    """The JSON body of an answer."""
+    document: Dict[str, Any] = json.loads(response.get_body())
+    return document
+
+
 def problem(response: func.HttpResponse, status: int, kind: str) -> Dict[str, Any]:
     """Check ``response`` is the problem+json ``kind`` with ``status``; return its body."""
     assert response.status_code == status

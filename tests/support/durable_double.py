@@ -525,6 +525,11 @@ class DurableDouble:
         return web.Response(status=202)
 
 
+def ago(seconds: float) -> datetime.datetime:
+    """A time ``seconds`` before now (UTC): when a test's instance was created."""
+    return datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=seconds)
+
+
 def starter_binding(
     rpc_base_url: str, task_hub: str = "TestHubName", origin: str = "http://localhost:7071"
 ) -> str:
