@@ -39,7 +39,7 @@ import logging
 import time
 import uuid
 from collections import OrderedDict
-from typing import Any, Callable, Coroutine, Dict, Optional, Set, Tuple, TypeVar
+from typing import Any, Awaitable, Callable, Coroutine, Dict, Optional, Set, Tuple, TypeVar
 
 from azure.core.exceptions import (
     AzureError,
@@ -79,6 +79,14 @@ logger = logging.getLogger(__name__)
 
 class LockUnavailable(Exception):
     """The storage account that holds the locks could not be used (in time)."""
+
+
+class _Gone(Exception):
+    """The lock blob a call under the lease was made on does not exist."""
+
+    def __init__(self, description: str):
+        super().__init__(description)
+        self.description = description
 
 
 class AcquireTimedOut(LockUnavailable):
@@ -272,22 +280,11 @@ class LeaseStore:
         Raises LockLost when storage says the lease is not held, LockUnavailable when
         storage cannot be reached in time.
         """
-        blob = self._blob(name)
         self._known.pop(name, None)
         try:
-            await asyncio.wait_for(
-                blob.delete_blob(lease=lease), min(timeout, self.storage_timeout)
-            )
-        except ResourceNotFoundError:
+            await self._under_lease(self._blob(name).delete_blob(lease=lease), timeout)
+        except _Gone:
             return False
-        except asyncio.TimeoutError:
-            raise LockUnavailable("storage did not answer in time") from None
-        except HttpResponseError as error:
-            if error.status_code in (409, 412):  # LeaseIdMismatch, LeaseLost, ...
-                raise LockLost(_describe(error)) from error
-            raise LockUnavailable(_describe(error)) from error
-        except AzureError as error:
-            raise LockUnavailable(_describe(error)) from error
         return True
 
     async def write_metadata(
@@ -299,14 +296,26 @@ class LeaseStore:
         Raises LockLost when storage says the lease is not held, LockUnavailable when
         storage cannot be reached in time.
         """
-        blob = self._blob(name)
         try:
-            await asyncio.wait_for(
-                blob.set_blob_metadata(metadata, lease=lease),
-                min(timeout, self.storage_timeout),
+            await self._under_lease(
+                self._blob(name).set_blob_metadata(metadata, lease=lease), timeout
             )
+        except _Gone as gone:
+            raise LockUnavailable(gone.description) from gone.__cause__
+
+    async def _under_lease(self, call: Awaitable[Any], timeout: float) -> None:
+        """Make one storage ``call`` that needs the lease, within ``timeout`` seconds (and
+        the storage timeout).
+
+        Raises _Gone when the blob does not exist, LockLost when storage says the lease
+        is not held, LockUnavailable when storage cannot be reached in time.
+        """
+        try:
+            await asyncio.wait_for(call, min(timeout, self.storage_timeout))
         except asyncio.TimeoutError:
             raise LockUnavailable("storage did not answer in time") from None
+        except ResourceNotFoundError as error:
+            raise _Gone(_describe(error)) from error
         except HttpResponseError as error:
             if error.status_code in (409, 412):  # LeaseIdMismatch, LeaseLost, ...
                 raise LockLost(_describe(error)) from error

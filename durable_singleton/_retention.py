@@ -219,25 +219,24 @@ class _Tick:
         """Ids of this task hub whose lock blob is free and was last modified before the
         lock cutoff."""
         prefix = lock_blob_name(self.durable.task_hub, "")[: -len(LOCK_SUFFIX)]
-        pages = self.lock_container.list_blobs(name_starts_with=prefix).by_page()
-        try:
-            while True:
-                self._call()
-                page = await self._next_page(pages)
-                if page is None:
-                    return
-                async for blob in page:
-                    leased = blob.lease is not None and blob.lease.state == "leased"
-                    idle = blob.last_modified is not None and blob.last_modified < self.lock_cutoff
-                    if blob.name.endswith(LOCK_SUFFIX) and idle and not leased:
-                        yield blob.name[len(prefix) : -len(LOCK_SUFFIX)]
-        except ResourceNotFoundError:
-            return  # no lock container yet
+        async for blob in self._blobs(self.lock_container, prefix):
+            leased = blob.lease is not None and blob.lease.state == "leased"
+            idle = blob.last_modified is not None and blob.last_modified < self.lock_cutoff
+            if blob.name.endswith(LOCK_SUFFIX) and idle and not leased:
+                yield blob.name[len(prefix) : -len(LOCK_SUFFIX)]
 
     async def _blob_names(
         self, container: ContainerClient, prefix: Optional[str]
     ) -> AsyncIterator[str]:
-        """The names of the blobs in ``container`` (under ``prefix``), a page per call."""
+        """The names of the blobs in ``container`` (under ``prefix``)."""
+        async for blob in self._blobs(container, prefix):
+            yield blob.name
+
+    async def _blobs(
+        self, container: ContainerClient, prefix: Optional[str]
+    ) -> AsyncIterator[Any]:
+        """The blobs in ``container`` (under ``prefix``), with their properties, a page per
+        counted call; none when the container does not exist yet."""
         pages = container.list_blobs(name_starts_with=prefix).by_page()
         try:
             while True:
@@ -246,9 +245,9 @@ class _Tick:
                 if page is None:
                     return
                 async for blob in page:
-                    yield blob.name
+                    yield blob
         except ResourceNotFoundError:
-            return  # no such container yet: nothing was ever staged
+            return  # no such container yet: nothing was ever staged or locked
 
     @staticmethod
     async def _next_page(pages: Any) -> Any:
