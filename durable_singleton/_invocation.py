@@ -89,7 +89,7 @@ async def answer(
             response = answers.problem_response(problem)
             decision = problem_kind = problem.kind
         telemetry.record_decision(span, trigger, decision, response.status_code, problem_kind)
-    extra = "" if req.method.upper() == "POST" else f" method={loggable(req.method.upper())}"
+    extra = "" if method == "POST" else f" method={loggable(method)}"
     log_decision(source, instance_id, function_name, decision, response.status_code, began, extra)
     return response
 

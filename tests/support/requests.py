@@ -44,29 +44,26 @@ def instance_request(
     method: str, function_name: str, instance_id: str, query: str = ""
 ) -> func.HttpRequest:
     """A GET or DELETE on /api/orchestrators/{functionName}/{instanceId}."""
-    url = f"{ORIGIN}/api/orchestrators/{function_name}/{instance_id}"
-    if query:
-        url += f"?{query}"
+    route = {"functionName": function_name, "instanceId": instance_id}
+    return _bodiless(method, f"orchestrators/{function_name}/{instance_id}", query, route)
+
+
+def list_request(function_name: str, query: str = "") -> func.HttpRequest:
+    """A GET on /api/orchestrators/{functionName} (the list)."""
+    route = {"functionName": function_name}
+    return _bodiless("GET", f"orchestrators/{function_name}", query, route)
+
+
+def _bodiless(
+    method: str, path: str, query: str, route_params: Mapping[str, str]
+) -> func.HttpRequest:
+    """A request without a body to /api/``path``, as the host passes it."""
+    url = f"{ORIGIN}/api/{path}" + (f"?{query}" if query else "")
     return func.HttpRequest(
         method=method,
         url=url,
         body=b"",
         headers={},
         params=dict(parse_qsl(query, keep_blank_values=True)),
-        route_params={"functionName": function_name, "instanceId": instance_id},
-    )
-
-
-def list_request(function_name: str, query: str = "") -> func.HttpRequest:
-    """A GET on /api/orchestrators/{functionName} (the list)."""
-    url = f"{ORIGIN}/api/orchestrators/{function_name}"
-    if query:
-        url += f"?{query}"
-    return func.HttpRequest(
-        method="GET",
-        url=url,
-        body=b"",
-        headers={},
-        params=dict(parse_qsl(query, keep_blank_values=True)),
-        route_params={"functionName": function_name},
+        route_params=dict(route_params),
     )
