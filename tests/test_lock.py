@@ -302,7 +302,9 @@ class CountingContainer:
         return getattr(self.container, name)
 
 
-async def test_many_starts_at_once_make_at_most_two_blob_clients_per_id(azurite, app_env) -> None:
+async def test_many_starts_at_once_make_at_most_two_blob_clients_per_id(
+    azurite, app_env
+) -> None:
     """A start's lease calls (acquire, release) share one blob client however many other
     ids are being started at the same time; the creation ahead shares it too unless it
     ended before the lease was taken and more than RECENT_CLIENTS ids came in between."""
