@@ -112,7 +112,8 @@ class Bench:
     async def call(self, starter: Starter, request: func.HttpRequest) -> Optional[int]:
         """One request; the status code, or None where the starter raised (the host's 500)."""
         try:
-            return (await starter(request, self.starter)).status_code
+            code: int = (await starter(request, self.starter)).status_code
+            return code
         except Exception:
             return None
 
@@ -684,9 +685,9 @@ async def profile_start(bench: Bench, count: int) -> str:
         await bench.call(OURS.http_start, request)
     await OURS.wait_for_background()
     session = profiler.stop()
-    totals: Dict[str, float] = collections.Counter()
+    totals: "collections.Counter[str]" = collections.Counter()
     root = session.root_frame()
-    stack = [(root, None, "")] if root is not None else []
+    stack: List[Tuple[Any, Optional[str], str]] = [(root, None, "")] if root is not None else []
     while stack:
         frame, path, function = stack.pop()
         # "[self]" frames are their parent's own time; a built-in (C) function's time
