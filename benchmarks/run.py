@@ -225,6 +225,7 @@ class LockProtocol:
     builds it. Best rate of the rounds; CPU of the thread that runs the client."""
 
     at_once: int
+    rounds: int
     plain_per_s: float
     plain_cpu_ms: float
     sdk_per_s: float
@@ -294,7 +295,7 @@ async def lock_protocol(azurite: Azurite, at_once: int, rounds: int = 5) -> Lock
         plain_rate, plain_cpu = await best(lambda name: plain(session, name), "plain")
     sdk_rate, sdk_cpu = await best(through_sdk, "sdk")
     await sdk.close()
-    return LockProtocol(at_once, plain_rate, plain_cpu, sdk_rate, sdk_cpu)
+    return LockProtocol(at_once, rounds, plain_rate, plain_cpu, sdk_rate, sdk_cpu)
 
 
 async def measure(bench: Bench, latency_ms: float, count: int, races: List[int]) -> Run:
@@ -448,7 +449,8 @@ def protocol_table(protocols: List[LockProtocol]) -> str:
         "the same Azurite: through plain aiohttp with a SAS (next to no client cost: Azurite "
         "is the limit, shared with the starter on this machine's cores; it is the ceiling in "
         "the throughput row), and through the storage SDK as the app builds its client. "
-        "Best of 5 rounds per repetition; CPU per Blob call of the client's thread.\n",
+        f"Best of {protocols[0].rounds} rounds per repetition; CPU per Blob call of the "
+        "client's thread.\n",
         "| repetition | plain: protocols/s | plain: CPU ms/call | SDK: protocols/s | "
         "SDK: CPU ms/call |",
         "|---:|---:|---:|---:|---:|",
