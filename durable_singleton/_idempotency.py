@@ -1,20 +1,25 @@
 """Retries that get the same answer: the ``Idempotency-Key`` header.
 
-A start that carries a key records, under the id's start lease and before its start
-is sent, which key started it: the key's digest, the request's fingerprint, and the
-window of time in which its start could create the execution. The record lives in the
-lock blob's metadata, so it is written under the same lease as the start (no two
-requests can both be the first for a key) and costs no blob of its own. One record per
-id is enough: a key's answer is replayed only while its execution is the id's latest.
+A start that carries a key records, under the id's start lease and before its start is
+sent, which key is starting the id: the key's digest, the request's fingerprint, the
+``createdTime`` of the execution the start was decided on, and until when its start can
+land. Once the Durable API answers 202 the record says so (``landed``). The records live
+in the lock blob's metadata, so they are written under the same lease as the starts (no
+two requests can both be the first for a key) and cost no blob of their own.
 
-Which execution a key started is read from the instance's status, never guessed: the
-execution whose ``createdTime`` falls inside the key's window. The lease is held for
-the whole start call (the call is bounded by the lease's proven time, see
-:mod:`durable_singleton._lock`), so no other start by this app can fall inside it.
-The extension stamps ``createdTime`` with the host's clock, the same machine's clock
-as the app's.
+Which execution a key started is never read from times alone: the extension writes
+``createdTime`` to the whole second, and stamps it anew each time an instance continues
+as new, so two executions can share one and one run can have several. Instead every
+start this app makes goes through the id's lease, and each one that finds a live record
+moves it aside (:meth:`Records.superseding`) before it is sent. So a key's record is
+current exactly while no later start of the id has been made through this app: its
+answer is replayed while it is current and the instance exists, and a key moved aside is
+``superseded``. Only a start whose answer was lost is read from the status: an execution
+created in a later second than the one its start was decided on is its own (a keyed
+start waits, under the lease, until this machine's clock, which the host stamps
+``createdTime`` with, has passed that second).
 
-:func:`judge` is the whole rule, pure: what a request with a key gets, given the record
+:func:`judge` is the whole rule, pure: what a request with a key gets, given the records
 and the status.
 """
 
@@ -25,8 +30,8 @@ import enum
 import hashlib
 import json
 import re
-from dataclasses import dataclass
-from typing import Any, Dict, Mapping, Optional
+from dataclasses import dataclass, replace
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 from ._durable import InstanceStatus
 
@@ -39,7 +44,13 @@ _KEY = re.compile(r"[\x20-\x7e]{1,%d}" % MAX_KEY_LENGTH)
 KEY_RULE = f"An Idempotency-Key is 1 to {MAX_KEY_LENGTH} printable ASCII characters, given once."
 
 #: Metadata names on the lock blob (letters only: metadata names are C# identifiers).
-_FIELDS = ("idemkey", "idemfingerprint", "idemfrom", "idemto", "idembefore", "idemexpires")
+_FIELDS = ("idemkey", "idemfingerprint", "idemto", "idembefore", "idemexpires", "idemlanded")
+_SUPERSEDED = "idemsuperseded"
+#: Superseded keys remembered per id (the oldest forgotten first); each costs 44 bytes of
+#: the lock blob's metadata (Blob Storage allows 8 KiB).
+MAX_SUPERSEDED = 64
+#: A superseded key is remembered by this many hex digits of its digest (128 bits).
+_SUPERSEDED_DIGITS = 32
 
 
 @dataclass(frozen=True)
@@ -69,51 +80,113 @@ def _digest(data: bytes) -> str:
 
 @dataclass(frozen=True)
 class Record:
-    """The key that made the id's latest keyed start, and when its start could land."""
+    """The key whose start is the id's latest start through this app."""
 
     key_digest: str
     fingerprint: str
-    #: The start was sent at ``window_from`` and could create its execution until
-    #: ``window_to`` (UTC, the app's clock).
-    window_from: datetime.datetime
+    #: Until when its start can create its execution (UTC, the app's clock).
     window_to: datetime.datetime
-    #: ``createdTime`` of the execution the start was decided on ("" for none): never
-    #: taken for the key's own.
+    #: ``createdTime`` of the execution the start was decided on ("" for none).
     before: str
     expires: datetime.datetime
+    #: Whether the Durable API answered its start 202.
+    landed: bool = False
+
+    def live(self, now: datetime.datetime) -> bool:
+        """Whether it still counts at ``now``."""
+        return now < self.expires
 
     def metadata(self) -> Dict[str, str]:
         """The record as lock blob metadata."""
-        return dict(
-            zip(
-                _FIELDS,
-                (
-                    self.key_digest,
-                    self.fingerprint,
-                    self.window_from.isoformat(),
-                    self.window_to.isoformat(),
-                    self.before,
-                    self.expires.isoformat(),
-                ),
-                strict=True,
-            )
+        values = (
+            self.key_digest,
+            self.fingerprint,
+            self.window_to.isoformat(),
+            self.before,
+            self.expires.isoformat(),
+            "1" if self.landed else "0",
         )
+        return dict(zip(_FIELDS, values, strict=True))
 
     @classmethod
     def from_metadata(cls, metadata: Mapping[str, str]) -> Optional["Record"]:
         """The record in ``metadata``; None when there is none (or it is unreadable)."""
         try:
-            values = [metadata[name] for name in _FIELDS]
+            key, fingerprint, window_to, before, expires, landed = (metadata[n] for n in _FIELDS)
             return cls(
-                values[0],
-                values[1],
-                datetime.datetime.fromisoformat(values[2]),
-                datetime.datetime.fromisoformat(values[3]),
-                values[4],
-                datetime.datetime.fromisoformat(values[5]),
+                key,
+                fingerprint,
+                datetime.datetime.fromisoformat(window_to),
+                before,
+                datetime.datetime.fromisoformat(expires),
+                landed == "1",
             )
         except (KeyError, ValueError):
             return None
+
+
+@dataclass(frozen=True)
+class Records:
+    """An id's key records: the current one, if any, and the keys later starts moved
+    aside (digest prefix, expiry), newest first."""
+
+    current: Optional[Record]
+    superseded: Tuple[Tuple[str, datetime.datetime], ...]
+
+    @classmethod
+    def from_metadata(cls, metadata: Mapping[str, str]) -> "Records":
+        """The records in ``metadata`` (the unreadable parts left out)."""
+        superseded = []
+        for item in metadata.get(_SUPERSEDED, "").split(","):
+            digest, _, expires = item.partition(":")
+            if digest and expires.isdigit():
+                moment = datetime.datetime.fromtimestamp(int(expires), datetime.timezone.utc)
+                superseded.append((digest, moment))
+        return cls(Record.from_metadata(metadata), tuple(superseded))
+
+    def metadata(self) -> Dict[str, str]:
+        """The records as lock blob metadata."""
+        metadata = {} if self.current is None else self.current.metadata()
+        if self.superseded:
+            metadata[_SUPERSEDED] = ",".join(
+                f"{digest}:{int(expires.timestamp())}" for digest, expires in self.superseded
+            )
+        return metadata
+
+    def live_current(self, now: datetime.datetime) -> Optional[Record]:
+        """The current record, unless it has expired."""
+        return self.current if self.current is not None and self.current.live(now) else None
+
+    def with_current(self, record: Optional[Record]) -> "Records":
+        """These records with ``record`` as the current one."""
+        return replace(self, current=record)
+
+    def superseding(self, now: datetime.datetime) -> "Records":
+        """The records after a later start of the id: the current key moved aside (when
+        live), expired keys dropped, at most :data:`MAX_SUPERSEDED` kept."""
+        kept = [(d, e) for d, e in self.superseded if now < e]
+        live = self.live_current(now)
+        if live is not None:
+            kept.insert(0, (live.key_digest[:_SUPERSEDED_DIGITS], _whole_second(live.expires)))
+        return Records(None, tuple(kept[:MAX_SUPERSEDED]))
+
+    def was_superseded(self, key_digest: str, now: datetime.datetime) -> bool:
+        """Whether a later start moved ``key_digest``'s record aside (and it still counts)."""
+        prefix = key_digest[:_SUPERSEDED_DIGITS]
+        return any(digest == prefix and now < e for digest, e in self.superseded)
+
+    def live_until(self) -> Optional[datetime.datetime]:
+        """When the last of these records stops counting (None: there is none)."""
+        moments = [e for _, e in self.superseded]
+        if self.current is not None:
+            moments.append(self.current.expires)
+        return max(moments, default=None)
+
+
+def _whole_second(moment: datetime.datetime) -> datetime.datetime:
+    """``moment`` rounded up to the whole second (a superseded key is kept to the second)."""
+    floor = moment.replace(microsecond=0)
+    return floor if floor == moment else floor + datetime.timedelta(seconds=1)
 
 
 class Verdict(enum.Enum):
@@ -122,18 +195,19 @@ class Verdict(enum.Enum):
     #: No live record of this key: an ordinary start request (it records the key if it
     #: starts anything).
     NEW = "new"
-    #: The key started the id's latest execution: its answer again, nothing started.
+    #: The key's start is the id's latest start: its answer again, nothing started.
     REPLAY = "replay"
     #: The key was used with another request: 422, nothing started.
     MISMATCH = "mismatch"
     #: The key's start may still be landing: 409 with Retry-After, nothing started.
     IN_PROGRESS = "in-progress"
-    #: An execution newer than the key's start is the id's latest: 409, nothing started.
+    #: A later start of the id came after the key's (or its execution was purged): 409,
+    #: nothing started.
     SUPERSEDED = "superseded"
 
 
 def judge(
-    record: Optional[Record],
+    records: Records,
     request: KeyedRequest,
     status: Optional[InstanceStatus],
     now: datetime.datetime,
@@ -142,12 +216,12 @@ def judge(
 
     Parameters
     ----------
-    record : Record, optional
-        The id's record, if it has one.
+    records : Records
+        The id's records.
     request : KeyedRequest
         The request's key and fingerprint.
     status : InstanceStatus, optional
-        The id's latest execution, read after the record.
+        The id's latest execution, read after the records.
     now : datetime.datetime
         The time now (UTC).
 
@@ -156,31 +230,45 @@ def judge(
     Verdict
         See :class:`Verdict`.
     """
-    if record is None or record.key_digest != request.key_digest or now >= record.expires:
+    record = records.live_current(now)
+    if record is None or record.key_digest != request.key_digest:
+        if records.was_superseded(request.key_digest, now):
+            return Verdict.SUPERSEDED
         return Verdict.NEW
     if record.fingerprint != request.fingerprint:
         return Verdict.MISMATCH
-    created = _created(status)
-    if created is not None and created.isoformat() != record.before:
-        if record.window_from <= created <= record.window_to:
-            return Verdict.REPLAY
-        if created > record.window_to:
-            return Verdict.SUPERSEDED
+    if record.landed:
+        # No later start was made through this app: the instance is the key's start's,
+        # run on (continued as new) or ended; or, when it is gone, it was purged.
+        return Verdict.REPLAY if status is not None else Verdict.SUPERSEDED
+    if status is not None and _created_after(status, record.before):
+        return Verdict.REPLAY  # its answer was lost, and its execution shows
     if now <= record.window_to:
         return Verdict.IN_PROGRESS
     return Verdict.NEW  # its start never landed: the retry is carried out anew
 
 
-def _created(status: Optional[InstanceStatus]) -> Optional[datetime.datetime]:
+def created_second(status: Optional[InstanceStatus]) -> Optional[datetime.datetime]:
+    """The whole second ``status``'s execution was created in (as the extension writes
+    it), None for no status."""
     if status is None or status.created_time is None:
         return None
     created: datetime.datetime = status.created_time
     if created.tzinfo is None:
         created = created.replace(tzinfo=datetime.timezone.utc)
-    return created
+    return created.replace(microsecond=0)
+
+
+def _created_after(status: InstanceStatus, before: str) -> bool:
+    """Whether ``status`` was created in a later second than ``before`` (a
+    :func:`created_text`; "" for none)."""
+    created = created_second(status)
+    if created is None:
+        return False
+    return not before or created > datetime.datetime.fromisoformat(before)
 
 
 def created_text(status: Optional[InstanceStatus]) -> str:
-    """The ``createdTime`` of ``status``, as a record keeps it ("" for none)."""
-    created = _created(status)
+    """The ``createdTime`` second of ``status``, as a record keeps it ("" for none)."""
+    created = created_second(status)
     return "" if created is None else created.isoformat()

@@ -63,7 +63,9 @@ SAFETY_MARGIN_SECONDS = 1.0
 MIN_FENCED_SECONDS = 1.0
 
 #: How many lock blob names a process remembers as existing (least recently used go
-#: first): a remembered blob needs no create before its lease request.
+#: first): a remembered blob needs no create before its lease request, and one whose
+#: metadata this process has seen (with the ETag it had then) needs no read of it while
+#: a lease request answers with that ETag.
 KNOWN_BLOBS = 10_000
 
 #: How many blob clients a LeaseStore keeps for reuse (see LeaseStore._blob).
@@ -110,12 +112,17 @@ def lock_blob_name(task_hub: str, instance_id: str) -> str:
     return f"{task_hub.lower()}/{instance_id}{LOCK_SUFFIX}"
 
 
+#: What a process last saw of a lock blob: its ETag and its metadata then.
+Seen = Tuple[str, Dict[str, str]]
+
+
 class LeaseStore:
     """The lease's storage calls on one lock container: acquire (creating the blob on
     first use), renew and release, each bounded by ``storage_timeout``.
 
     It remembers at most ``known_blobs`` lock blob names as existing (least recently
-    used forgotten): a lock used before needs only its lease request.
+    used forgotten): a lock used before needs only its lease request. With each it
+    keeps the metadata it last created, read or wrote, and the ETag the blob had then.
     """
 
     def __init__(
@@ -129,7 +136,7 @@ class LeaseStore:
         self._container = container
         self.storage_timeout = storage_timeout
         self._lease_seconds = lease_seconds
-        self._known: "OrderedDict[str, None]" = OrderedDict()
+        self._known: "OrderedDict[str, Optional[Seen]]" = OrderedDict()
         self._known_limit = known_blobs
         self._clients: "OrderedDict[str, BlobClient]" = OrderedDict()
 
@@ -165,15 +172,16 @@ class LeaseStore:
     async def _acquire(self, name: str, lease: BlobLeaseClient) -> bool:
         blob = self._blob(name)
         try:
+            seen = self._known.get(name)
             if name not in self._known:
                 # Not used in this process yet: it may be new. Creating first costs one
                 # request either way, where a failed lease request would cost two.
-                await self._create(blob)
+                seen = await self._create(blob)
             try:
                 await lease.acquire(lease_duration=self._lease_seconds)
             except ResourceNotFoundError:
                 # Known but gone (the container was deleted): create, then once more.
-                await self._create(blob)
+                seen = await self._create(blob)
                 await lease.acquire(lease_duration=self._lease_seconds)
             acquired = True
         except HttpResponseError as error:
@@ -182,8 +190,13 @@ class LeaseStore:
             acquired = False
         except AzureError as error:
             raise LockUnavailable(_describe(error)) from error
-        self._remember(name)
+        self._remember(name, seen)
         return acquired
+
+    def seen(self, name: str) -> Optional[Seen]:
+        """The metadata of blob ``name`` this process last saw, with the blob's ETag then
+        (None when it has seen none)."""
+        return self._known.get(name)
 
     def knows(self, name: str) -> bool:
         """Whether blob ``name`` is known to exist (created or leased in this process)."""
@@ -195,35 +208,43 @@ class LeaseStore:
         request that may follow to answer with: storage already had its time."""
         blob = self._blob(name)
         try:
-            await asyncio.wait_for(self._create(blob), self.storage_timeout)
+            seen = await asyncio.wait_for(self._create(blob), self.storage_timeout)
         except asyncio.TimeoutError:
             return LockUnavailable("storage did not answer in time")
         except AzureError as error:
             return LockUnavailable(_describe(error))
-        self._remember(name)
+        self._remember(name, seen)
         return None
 
-    def _remember(self, name: str) -> None:
-        """Note that the blob ``name`` exists, forgetting the least recently used."""
-        self._known[name] = None
+    def _remember(self, name: str, seen: Optional[Seen] = None) -> None:
+        """Note that the blob ``name`` exists (and, when given, what it held), forgetting
+        the least recently used."""
+        if seen is not None or name not in self._known:
+            self._known[name] = seen
         self._known.move_to_end(name)
         while len(self._known) > self._known_limit:
             self._known.popitem(last=False)
 
-    async def _create(self, blob: BlobClient) -> None:
-        """Create the empty lock blob (and its container) unless it exists.
+    async def _create(self, blob: BlobClient) -> Optional[Seen]:
+        """Create the empty lock blob (and its container) unless it exists; return what
+        it holds when this call created it (no metadata), None when it existed.
 
         "Already exists" is success: another caller's blob serves as well, and an
         existing blob answers so even while leased.
         """
         try:
-            with contextlib.suppress(ResourceExistsError):
-                await blob.upload_blob(b"", overwrite=False)
+            try:
+                created = await blob.upload_blob(b"", overwrite=False)
+            except ResourceExistsError:
+                return None
         except ResourceNotFoundError:  # the container is missing: first use of the app
             with contextlib.suppress(ResourceExistsError):
                 await self._container.create_container()
-            with contextlib.suppress(ResourceExistsError):
-                await blob.upload_blob(b"", overwrite=False)
+            try:
+                created = await blob.upload_blob(b"", overwrite=False)
+            except ResourceExistsError:
+                return None
+        return str(created["etag"]), {}
 
     async def renew(self, lease: BlobLeaseClient) -> float:
         """Renew ``lease``; return the monotonic time until which it is certainly held.
@@ -269,8 +290,9 @@ class LeaseStore:
             raise LockUnavailable("storage did not answer in time") from None
         except AzureError as error:
             raise LockUnavailable(_describe(error)) from error
-        self._remember(name)
-        return dict(properties.metadata or {}), properties.last_modified
+        metadata = dict(properties.metadata or {})
+        self._remember(name, (str(properties.etag), metadata))
+        return metadata, properties.last_modified
 
     async def delete(self, name: str, lease: BlobLeaseClient, timeout: float) -> bool:
         """Delete lock blob ``name`` under ``lease`` (storage refuses anyone else), within
@@ -297,13 +319,14 @@ class LeaseStore:
         storage cannot be reached in time.
         """
         try:
-            await self._under_lease(
+            written = await self._under_lease(
                 self._blob(name).set_blob_metadata(metadata, lease=lease), timeout
             )
         except _Gone as gone:
             raise LockUnavailable(gone.description) from gone.__cause__
+        self._remember(name, (str(written["etag"]), dict(metadata)))
 
-    async def _under_lease(self, call: Awaitable[Any], timeout: float) -> None:
+    async def _under_lease(self, call: Awaitable[Any], timeout: float) -> Any:
         """Make one storage ``call`` that needs the lease, within ``timeout`` seconds (and
         the storage timeout).
 
@@ -311,7 +334,7 @@ class LeaseStore:
         is not held, LockUnavailable when storage cannot be reached in time.
         """
         try:
-            await asyncio.wait_for(call, min(timeout, self.storage_timeout))
+            return await asyncio.wait_for(call, min(timeout, self.storage_timeout))
         except asyncio.TimeoutError:
             raise LockUnavailable("storage did not answer in time") from None
         except ResourceNotFoundError as error:
@@ -609,6 +632,28 @@ class HeldLock:
             raise LockLost("the lease could not be renewed while it was valid")
         return left
 
+    def known_metadata(self, within: datetime.timedelta) -> Optional[Dict[str, str]]:
+        """The lock blob's metadata, as far as it may have been written in the last
+        ``within``, when that is known without a storage call; None when it must be read
+        (:meth:`read_metadata`).
+
+        Known when the lease request answered with the ETag the blob had when this
+        process last saw its metadata, or with a last modification (a metadata write
+        modifies the blob; a lease does not) longer ago than ``within``: then {}.
+        """
+        seen = self._store.seen(self.name)
+        if seen is not None and seen[0] == self._lease.etag:
+            return dict(seen[1])
+        modified = self._lease.last_modified
+        if modified is not None and modified + within <= _utc_now():
+            return {}
+        return None
+
+    async def read_metadata(self) -> Dict[str, str]:
+        """The lock blob's metadata, read now (LockUnavailable)."""
+        found = await self._store.read_properties(self.name)
+        return {} if found is None else found[0]
+
     async def write_metadata(self, metadata: Dict[str, str]) -> None:
         """Replace the lock blob's metadata under this lease, fenced like every call
         made under the lock (LockLost, LockUnavailable)."""
@@ -688,6 +733,10 @@ class HeldLock:
                     return
                 logger.warning("Start lock renewal failed (%s); retrying.", error)
                 pause = RENEW_RETRY_SECONDS
+
+
+def _utc_now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc)
 
 
 def _code(error: AzureError) -> Optional[str]:

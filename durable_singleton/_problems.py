@@ -264,14 +264,16 @@ def idempotency_key_in_progress(instance_id: str, retry_after: int) -> Problem:
 
 
 def idempotency_key_superseded(instance_id: str) -> Problem:
-    """409: an execution newer than the key's start is the id's latest."""
+    """409: a later start (or next run) of the id came after the key's, or the key's
+    instance was purged."""
     return _keyed(
         "idempotency-key-superseded",
         409,
         "Idempotency-Key no longer current",
-        f"The latest execution of '{instance_id}' was started after the request that first "
-        "used this Idempotency-Key, so its answer cannot be given again; nothing was "
-        "started. Read the instance's status, and use a new key to start again.",
+        f"A later request started '{instance_id}' (or gave it its next run) after the "
+        "request that first used this Idempotency-Key, or the instance that request "
+        "started was purged, so its answer cannot be given again; nothing was started. "
+        "Read the instance's status, and use a new key to start again.",
         instance_id,
     )
 

@@ -39,7 +39,7 @@ from azure.storage.blob.aio import ContainerClient
 from . import _answers as answers
 from . import _telemetry as telemetry
 from ._durable import DurableClient, DurableFailure, InstanceStatus
-from ._idempotency import Record
+from ._idempotency import Records
 from ._invocation import RootFactory, log_decision
 from ._lock import LOCK_SUFFIX, HeldLock, LockLost, lock_blob_name
 from ._policy import FINISHED
@@ -359,8 +359,8 @@ class _Tick:
         if found is None:
             return False
         metadata, last_modified = found
-        record = Record.from_metadata(metadata)
-        if record is not None and record.expires > self.now:
+        live_until = Records.from_metadata(metadata).live_until()
+        if live_until is not None and live_until > self.now:
             return False
         if not purged and last_modified >= self.lock_cutoff:
             return False

@@ -29,7 +29,14 @@ from ._durable import (
     StartOutcome,
     StartOutcomeUnknown,
 )
-from ._idempotency import KeyedRequest, Record, Verdict, created_text, judge
+from ._idempotency import (
+    Record,
+    Records,
+    Verdict,
+    created_second,
+    created_text,
+    judge,
+)
 from ._job import STOP_EVENT
 from ._lock import HeldLock, LockLost, LockUnavailable, StartLocks
 from ._next_run import NEXT_RUN_EVENT, RunView, next_run_event, start_member, stop_event
@@ -188,10 +195,10 @@ class _StartRun:
         self.root = root
         self.settings = root.settings
         self.id = request.instance_id
-        #: The key's record, once written under the lease (requests with a key).
-        self.record: Optional[Record] = None
-        #: Set when the lease must run out rather than be released (see _close_window).
-        self.keep_lease = False
+        #: The id's key records before this start wrote its own (when it wrote any), and
+        #: the records it wrote.
+        self.prior: Optional[Records] = None
+        self.records: Optional[Records] = None
         #: A bufferOne or debounced request's own id: its run's name in the job's status.
         self.request_id = (
             str(uuid.uuid4()) if request.on_conflict is OnConflict.BUFFER_ONE else None
@@ -268,10 +275,7 @@ class _StartRun:
         # The caller need not wait for the release: the start (or the status that
         # refused it) is visible now, so later callers are answered from the
         # instance's status without needing this lock.
-        if self.keep_lease:
-            held.abandon()
-        else:
-            held.release_in_background()
+        held.release_in_background()
         return answer
 
     async def _under_lock(
@@ -298,12 +302,10 @@ class _StartRun:
     ) -> Outcome:
         """Start under ``held``: replace the active instance first if ``action`` says so."""
         request = self.request
-        keyed = request.keyed
         if action in REPLACES:
             assert status is not None  # only an existing instance is replaced
             await self._replace_and_wait(held, action, status)
-        if keyed is not None:
-            await self._record_key(held, keyed, status)
+        await self._record_start(held, status)
         input_, due_at = self._start_input()
         try:
             outcome = await self.durable.start(
@@ -318,12 +320,12 @@ class _StartRun:
             # The caller went away mid-start: the start may land all the same.
             raise _Ambiguous(status, cancelled=True) from error
         except (DurableUnavailable, DurableFailure):
-            await self._forget_key(held)  # answered: no execution came of this start
+            await self._restore_records(held)  # answered: no execution came of this start
             raise
         if outcome is StartOutcome.STARTED:
-            await self._close_window(held)
+            await self._mark_landed(held)
             return self._started(action, due_at)
-        await self._forget_key(held)
+        await self._restore_records(held)
         # The extension refused: an instance with the id is active after all (started
         # outside this app's lock, for example). Answer as the policy says for it. An
         # older build's 500 may also be a plain failure: then no instance is active.
@@ -374,6 +376,7 @@ class _StartRun:
         if self.request.debounce is not None:
             due_at, _ = self.request.debounce.times(_utc_now())
         data = next_run_event(self.request_id, self.request.input, seen.run, due_at)
+        await self._record_start(held, status)  # a next run comes after a keyed start too
         try:
             await self.durable.raise_event(
                 self.id, NEXT_RUN_EVENT, data, await held.fence(self.durable.timeout)
@@ -472,16 +475,16 @@ class _StartRun:
         assert keyed is not None
         with telemetry.step("idempotency.read"):
             metadata = await locks.read_record(self.durable.task_hub, self.id)
-        record = Record.from_metadata(metadata or {})
+        records = Records.from_metadata(metadata or {})
         now = _utc_now()
-        verdict = judge(record, keyed, status, now)
+        verdict = judge(records, keyed, status, now)
         if verdict is Verdict.REPLAY:
             return Outcome(Action.START, None, started=True, replayed=True)
         if verdict is Verdict.MISMATCH:
             raise ProblemError(problems.idempotency_key_mismatch(self.id))
         if verdict is Verdict.IN_PROGRESS:
-            assert record is not None
-            wait = math.ceil((record.window_to - now).total_seconds()) + 1
+            assert records.current is not None
+            wait = math.ceil((records.current.window_to - now).total_seconds()) + 1
             raise ProblemError(problems.idempotency_key_in_progress(self.id, wait))
         if verdict is Verdict.SUPERSEDED:
             raise ProblemError(problems.idempotency_key_superseded(self.id))
@@ -498,51 +501,66 @@ class _StartRun:
                 return replay
         return self._not_started(action, status)
 
-    async def _record_key(
-        self, held: HeldLock, keyed: KeyedRequest, before: Optional[InstanceStatus]
-    ) -> None:
-        """Write the key's record under the lease, before its start is sent.
+    async def _record_start(self, held: HeldLock, before: Optional[InstanceStatus]) -> None:
+        """Under the lease, before the start is sent: move a live key record aside (this
+        start comes after its key's), and for a request with a key write its own.
 
-        Its window runs from now to the end of the time the lease is proven held: the
-        start call is bounded by that time, and no other start can be made in it.
+        Costs no storage call for a request without a key unless a record may be live
+        (see :meth:`HeldLock.known_metadata`).
         """
-        await held.fence(self.durable.timeout + self.settings.storage_timeout_seconds)
-        began = _utc_now()
-        record = Record(
-            keyed.key_digest,
-            keyed.fingerprint,
-            began,
-            began + datetime.timedelta(seconds=max(held.remaining(), 0.0)),
-            created_text(before),
-            began + datetime.timedelta(seconds=self.settings.idempotency_ttl_seconds),
-        )
-        with telemetry.step("idempotency.record"):
-            await held.write_metadata(record.metadata())
-        self.record = record
-
-    async def _close_window(self, held: HeldLock) -> None:
-        """After the key's start was answered 202, end its window now: the lease is
-        about to be released, and a start made after that must never fall inside it.
-
-        If the window cannot be closed, the lease is kept until it runs out instead:
-        no start can then be made before the window's recorded end.
-        """
-        if self.record is None:
+        keyed = self.request.keyed
+        ttl = datetime.timedelta(seconds=self.settings.idempotency_ttl_seconds)
+        metadata = held.known_metadata(ttl + _CLOCK_ALLOWANCE)
+        if metadata is None:
+            with telemetry.step("idempotency.read"):
+                metadata = await held.read_metadata()
+        prior = Records.from_metadata(metadata)
+        now = _utc_now()
+        own = prior.live_current(now)
+        if keyed is None and own is None:
             return
-        closed = dataclasses.replace(self.record, window_to=_utc_now())
-        try:
-            with telemetry.step("idempotency.record"):
-                await held.write_metadata(closed.metadata())
-        except (LockLost, LockUnavailable):
-            self.keep_lease = True
+        base = prior
+        if keyed is not None and own is not None and own.key_digest == keyed.key_digest:
+            base = prior.with_current(None)  # its own earlier attempt, which never landed
+        records = base.superseding(now)
+        if keyed is not None:
+            await _past_the_second_of(before)
+            # The record's window: from now to the end of the time the lease is proven
+            # held; the start call is bounded by that time.
+            await held.fence(self.durable.timeout + self.settings.storage_timeout_seconds)
+            began = _utc_now()
+            record = Record(
+                keyed.key_digest,
+                keyed.fingerprint,
+                began + datetime.timedelta(seconds=max(held.remaining(), 0.0)),
+                created_text(before),
+                began + ttl,
+            )
+            records = records.with_current(record)
+        with telemetry.step("idempotency.record"):
+            await held.write_metadata(records.metadata())
+        self.prior, self.records = prior, records
 
-    async def _forget_key(self, held: HeldLock) -> None:
-        """Clear the key's record once its start was answered without starting: a retry
-        is then a new request at once, not "in progress" until the window ends. Best
-        effort: a record left behind only makes a retry wait for its window."""
-        if self.request.keyed is not None:
+    async def _mark_landed(self, held: HeldLock) -> None:
+        """After the key's start was answered 202, say so in its record. Best effort: an
+        unmarked record is judged from the instance's status instead."""
+        records = self.records
+        if records is None or records.current is None:
+            return
+        landed = dataclasses.replace(records.current, landed=True, window_to=_utc_now())
+        with contextlib.suppress(LockLost, LockUnavailable):
+            with telemetry.step("idempotency.record"):
+                await held.write_metadata(records.with_current(landed).metadata())
+
+    async def _restore_records(self, held: HeldLock) -> None:
+        """Put the key records back as they were once the start was answered without
+        starting: no start came after the keys it moved aside, and a retry of its own
+        key is a new request at once, not "in progress" until its window ends. Best
+        effort: records left behind only make a retry wait for the window, or answer
+        "superseded" where nothing newer started."""
+        if self.prior is not None:
             with contextlib.suppress(LockLost, LockUnavailable):
-                await held.write_metadata({})
+                await held.write_metadata(self.prior.metadata())
 
     def _decide(self, status: Optional[InstanceStatus]) -> Action:
         runtime_status = status.runtime_status if status is not None else None
@@ -598,6 +616,28 @@ def _utc_now() -> datetime.datetime:
     return datetime.datetime.now(datetime.timezone.utc)
 
 
+#: A key record is looked for while it may be live by the app's clock: the lock blob's
+#: last modification is storage's clock.
+_CLOCK_ALLOWANCE = datetime.timedelta(minutes=5)
+#: The longest a keyed start waits for the second of the execution before it to pass
+#: (more would mean the clocks of the app's instances disagree by that much).
+MAX_SECOND_WAIT = 2.0
+
+
+async def _past_the_second_of(before: Optional[InstanceStatus]) -> None:
+    """Wait until this machine's clock has left the whole second ``before`` was created
+    in: the host stamps the next execution's ``createdTime`` with this clock, so the
+    two cannot share a second and a lost answer can be told from the status."""
+    created = created_second(before)
+    if created is None:
+        return
+    wait = (created + datetime.timedelta(seconds=1) - _utc_now()).total_seconds()
+    if wait > MAX_SECOND_WAIT:
+        logger.warning("The instance before this start was created %.1f s ahead.", wait)
+    if wait > 0:
+        await asyncio.sleep(min(wait, MAX_SECOND_WAIT))
+
+
 def _created_since(
     status: InstanceStatus,
     before: Optional[InstanceStatus],
@@ -605,15 +645,16 @@ def _created_since(
 ) -> bool:
     """Whether ``status`` describes an instance created after the lock was taken.
 
-    The extension stamps ``createdTime`` with the host's clock, the same machine's
-    clock as this worker's. An instance that differs from ``before`` and was created
-    after the lock was acquired was started while this request held the lock.
+    The extension writes ``createdTime`` to the whole second, with the host's clock, the
+    same machine's clock as this worker's. An instance created in a later second than
+    ``before`` and not before the second the lock was taken in was started while this
+    request held the lock; one created in ``before``'s second cannot be told from it
+    (a keyed start waits for that second to pass, so for it this never happens).
     """
-    created = status.created_time
+    created = created_second(status)
     if created is None:
         return False
-    if created.tzinfo is None:
-        created = created.replace(tzinfo=datetime.timezone.utc)
-    if before is not None and before.created_time == status.created_time:
+    previous = created_second(before)
+    if previous is not None and created <= previous:
         return False
-    return bool(created >= acquired_at)
+    return created >= acquired_at.replace(microsecond=0)

@@ -3,6 +3,7 @@ functions' answers where the Durable API answers a status read with a 500."""
 
 from __future__ import annotations
 
+import datetime
 import json
 import logging
 import re
@@ -13,7 +14,7 @@ import pytest
 from azure.functions.timer import TimerRequest
 
 import TimerStartSingle
-from durable_singleton._durable import Binding
+from durable_singleton._durable import Binding, InstanceStatus
 from tests.support.app import APP_ROOT
 
 FAILED = {
@@ -131,3 +132,14 @@ def test_no_source_touches_the_sdks_private_transport_or_reads_error_text() -> N
     )
     offenders = [str(p) for p in sources if forbidden.search(Path(p).read_text())]
     assert sources and not offenders
+
+
+def test_a_status_in_the_extensions_form_reads_to_the_second() -> None:
+    """HttpApiHandler.ConvertFrom writes ``CreatedTime.ToString("s") + "Z"``: the
+    instance's age (pendingSeconds, stuck) is read from that form."""
+    read_at = datetime.datetime(2026, 12, 3, 10, 0, 30, 500000, tzinfo=datetime.timezone.utc)
+    status = InstanceStatus.from_json(
+        {"runtimeStatus": "Pending", "createdTime": "2026-12-03T10:00:00Z"}, read_at, 20.0
+    )
+    assert status.created_time == read_at.replace(second=0, microsecond=0)
+    assert status.pending_seconds == 30.5 and status.stuck

@@ -12,70 +12,117 @@ import pytest
 from azure.storage.blob.aio import BlobServiceClient
 
 from durable_singleton._durable import InstanceStatus
-from durable_singleton._idempotency import KeyedRequest, Record, Verdict, judge, keyed
+from durable_singleton._idempotency import (
+    MAX_SUPERSEDED,
+    KeyedRequest,
+    Record,
+    Records,
+    Verdict,
+    judge,
+    keyed,
+)
 from durable_singleton._lock import lock_blob_name
 from tests.support.app import change_setting
 from tests.support.azurite import connection_string
-from tests.support.durable_double import starter_binding
+from tests.support.durable_double import ago, starter_binding
 from tests.support.fault_proxy import FaultProxy
 
 UTC = datetime.timezone.utc
 T0 = datetime.datetime(2026, 12, 1, 3, 0, 0, tzinfo=UTC)
 KEY = keyed("retry-1", {"function": "F", "instance": "job"}, b"{}")
-
-
-def status(created: Optional[datetime.datetime]) -> Optional[InstanceStatus]:
-    if created is None:
-        return None
-    return InstanceStatus.from_json(
-        {"runtimeStatus": "Running", "createdTime": created.isoformat()}
-    )
-
-
-def record(before: str = "", request: KeyedRequest = KEY) -> Record:
-    return Record(
-        request.key_digest,
-        request.fingerprint,
-        T0,
-        T0 + datetime.timedelta(seconds=14),
-        before,
-        T0 + datetime.timedelta(days=1),
-    )
+#: The execution the key's start was decided on, as the extension writes its time.
+BEFORE = "2026-12-01T02:59:00Z"
 
 
 def seconds(n: float) -> datetime.datetime:
     return T0 + datetime.timedelta(seconds=n)
 
 
+def status(created: Optional[str]) -> Optional[InstanceStatus]:
+    """A status as the extension writes it: ``createdTime`` to the whole second."""
+    if created is None:
+        return None
+    return InstanceStatus.from_json({"runtimeStatus": "Running", "createdTime": created})
+
+
+def whole(moment: datetime.datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def current(landed: bool, request: KeyedRequest = KEY, before: str = BEFORE) -> Records:
+    record = Record(
+        request.key_digest,
+        request.fingerprint,
+        seconds(14),
+        before,
+        seconds(86400),
+        landed,
+    )
+    return Records(record, ())
+
+
 # -- the rule ----------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
-    "created,now,verdict",
+    "landed,created,now,verdict",
     [
-        (seconds(0.5), seconds(1), Verdict.REPLAY),  # its execution, still running
-        (seconds(14), seconds(3600), Verdict.REPLAY),  # the window's end is in it
-        (None, seconds(1), Verdict.IN_PROGRESS),  # its start may still land
-        (None, seconds(15), Verdict.NEW),  # it never landed: carried out anew
-        (seconds(-60), seconds(15), Verdict.NEW),  # only an older execution exists
-        (seconds(-60), seconds(5), Verdict.IN_PROGRESS),
-        (seconds(20), seconds(30), Verdict.SUPERSEDED),  # a newer execution is the latest
+        # Its start was answered 202: its execution, whatever the status shows now,
+        # running, finished, or continued as new (a later createdTime).
+        (True, whole(T0), seconds(1), Verdict.REPLAY),
+        (True, whole(T0), seconds(3600), Verdict.REPLAY),
+        (True, whole(seconds(600)), seconds(3600), Verdict.REPLAY),
+        (True, None, seconds(1), Verdict.SUPERSEDED),  # purged: its execution is gone
+        # Its start's answer was lost (or is on its way): an execution newer than the
+        # one it was decided on is its own (no start by this app can come between).
+        (False, whole(T0), seconds(1), Verdict.REPLAY),
+        (False, whole(T0), seconds(3600), Verdict.REPLAY),
+        (False, BEFORE, seconds(1), Verdict.IN_PROGRESS),  # it may still land
+        (False, None, seconds(1), Verdict.IN_PROGRESS),
+        (False, BEFORE, seconds(15), Verdict.NEW),  # it never landed: carried out anew
+        (False, None, seconds(15), Verdict.NEW),
     ],
 )
-def test_the_rule(created, now, verdict) -> None:
-    assert judge(record(), KEY, status(created), now) is verdict
+def test_the_rule(landed, created, now, verdict) -> None:
+    assert judge(current(landed), KEY, status(created), now) is verdict
 
 
-def test_the_execution_it_was_decided_on_is_never_the_keys() -> None:
-    before = seconds(1).isoformat()
-    assert judge(record(before=before), KEY, status(seconds(1)), seconds(20)) is Verdict.NEW
+def test_with_no_execution_before_any_execution_is_the_keys() -> None:
+    records = current(False, before="")
+    assert judge(records, KEY, status(whole(T0)), seconds(1)) is Verdict.REPLAY
+    assert judge(records, KEY, None, seconds(1)) is Verdict.IN_PROGRESS
+
+
+def test_a_later_start_supersedes_the_key_whatever_the_times_say() -> None:
+    """Any later start through the app moves the record aside: the key is superseded even
+    when the newer execution was created in the same second as the key's."""
+    later = current(True).superseding(seconds(2))
+    assert later.current is None
+    assert judge(later, KEY, status(whole(T0)), seconds(3)) is Verdict.SUPERSEDED
+    other = keyed("retry-2", {"function": "F", "instance": "job"}, b"{}")
+    assert judge(later, other, status(whole(T0)), seconds(3)) is Verdict.NEW
+    # Superseded keys are remembered until they expire, the newest kept first.
+    assert judge(later, KEY, status(whole(T0)), seconds(86401)) is Verdict.NEW
+
+
+def test_superseded_keys_are_bounded_the_oldest_forgotten() -> None:
+    records = Records(None, ())
+    requests = [keyed(f"k{n}", {"instance": "job"}, b"") for n in range(MAX_SUPERSEDED + 5)]
+    for n, request in enumerate(requests):
+        records = Records(current(True, request).current, records.superseded)
+        records = records.superseding(seconds(n))
+    assert len(records.superseded) == MAX_SUPERSEDED
+    newest, oldest = requests[-1], requests[0]
+    assert judge(records, newest, status(whole(T0)), seconds(100)) is Verdict.SUPERSEDED
+    assert judge(records, oldest, status(whole(T0)), seconds(100)) is Verdict.NEW
+    assert len(json.dumps(records.metadata())) < 4096  # well inside Blob's 8 KiB
 
 
 def test_another_key_an_expired_key_and_no_record_are_new() -> None:
     other = keyed("retry-2", {"function": "F", "instance": "job"}, b"{}")
-    assert judge(record(), other, status(seconds(1)), seconds(2)) is Verdict.NEW
-    assert judge(record(), KEY, status(seconds(1)), seconds(86400)) is Verdict.NEW
-    assert judge(None, KEY, status(seconds(1)), seconds(2)) is Verdict.NEW
+    assert judge(current(True), other, status(whole(T0)), seconds(2)) is Verdict.NEW
+    assert judge(current(True), KEY, status(whole(T0)), seconds(86400)) is Verdict.NEW
+    assert judge(Records(None, ()), KEY, status(whole(T0)), seconds(2)) is Verdict.NEW
 
 
 def test_the_same_key_with_another_request_is_a_mismatch() -> None:
@@ -85,17 +132,20 @@ def test_the_same_key_with_another_request_is_a_mismatch() -> None:
         ({"function": "G", "instance": "job"}, b"{}"),
     ]:
         other = keyed("retry-1", parts, body)
-        assert judge(record(), other, status(seconds(1)), seconds(2)) is Verdict.MISMATCH
+        verdict = judge(current(True), other, status(whole(T0)), seconds(2))
+        assert verdict is Verdict.MISMATCH
 
 
-def test_a_record_keeps_no_key_and_no_body_and_reads_back() -> None:
+def test_records_keep_no_key_and_no_body_and_read_back() -> None:
     request = keyed("secret-key-42", {"function": "F"}, b'{"password": "hunter2"}')
-    kept = record(request=request)
+    kept = Records(current(False, request).current, ()).superseding(seconds(1))
+    kept = Records(current(True, KEY).current, kept.superseded)
     text = json.dumps(kept.metadata())
     assert "secret-key-42" not in text and "hunter2" not in text
-    assert Record.from_metadata(kept.metadata()) == kept
-    assert Record.from_metadata({}) is None
-    assert Record.from_metadata({**kept.metadata(), "idemto": "not a time"}) is None
+    assert Records.from_metadata(kept.metadata()) == kept
+    assert Records.from_metadata({}) == Records(None, ())
+    broken = Records.from_metadata({**kept.metadata(), "idemto": "not a time"})
+    assert broken.current is None and broken.superseded == kept.superseded
 
 
 # -- end to end --------------------------------------------------------------------------
@@ -194,6 +244,81 @@ async def test_after_a_newer_execution_the_key_is_superseded(start, durable) -> 
     assert len(durable.accepted_starts) == 2
 
 
+async def at_a_second_start() -> None:
+    """Wait until just past a whole second, so what follows shares one second of
+    ``createdTime`` (it takes well under one)."""
+    now = datetime.datetime.now(UTC)
+    await asyncio.sleep(1.02 - now.microsecond / 1e6)
+
+
+def created_second(durable: Any, instance_id: str) -> str:
+    return str(durable.instances[instance_id].body(instance_id)["createdTime"])
+
+
+async def test_a_newer_start_in_the_same_second_supersedes_the_key(start, durable) -> None:
+    """Whole-second times cannot tell the key's execution from one created just after it:
+    the retry must still never be told it started the newer one."""
+    await at_a_second_start()
+    assert (await start("job", {"items": [1]}, key="k-13")).status_code == 202
+    first_second = created_second(durable, "job")
+    durable.set_status("job", "Completed")
+    assert (await start("job", {"items": [9]})).status_code == 202  # another caller
+    assert created_second(durable, "job") == first_second  # the same createdTime
+    late = await start("job", {"items": [1]}, key="k-13")
+    assert (late.status_code, kind(late)) == (409, "idempotency-key-superseded")
+    assert len(durable.accepted_starts) == 2
+
+
+async def test_an_older_key_is_superseded_by_a_newer_keys_start(start, durable) -> None:
+    assert (await start("job", {"items": [1]}, key="k-14")).status_code == 202
+    durable.set_status("job", "Completed")
+    assert (await start("job", {"items": [2]}, key="k-15")).status_code == 202
+    durable.set_status("job", "Completed")
+    older = await start("job", {"items": [1]}, key="k-14")
+    assert (older.status_code, kind(older)) == (409, "idempotency-key-superseded")
+    newer = await start("job", {"items": [2]}, key="k-15")
+    assert newer.status_code == 202 and newer.headers["Idempotent-Replayed"] == "true"
+    assert len(durable.accepted_starts) == 2
+
+
+async def test_a_retry_of_terminate_existing_terminates_nothing(start, durable) -> None:
+    durable.put("job", "Running", created=ago(60))
+    query = "onConflict=terminateExisting"
+    first = await start("job", {"items": [1]}, query=query, key="k-16")
+    assert first.status_code == 202 and len(durable.terminations) == 1
+    for _ in range(3):
+        again = await start("job", {"items": [1]}, query=query, key="k-16")
+        assert again.status_code == 202 and again.headers["Idempotent-Replayed"] == "true"
+    assert len(durable.terminations) == 1 and len(durable.accepted_starts) == 1
+
+
+async def test_a_retry_after_the_job_continued_as_new_is_its_own_start(start, durable) -> None:
+    """A repeating job continues as new: the provider stamps each execution's
+    createdTime anew, and the key's start is still the id's latest."""
+    assert (await start("job", {"items": [1]}, key="k-17")).status_code == 202
+    await asyncio.sleep(1.05)
+    first_second = created_second(durable, "job")
+    durable.continue_as_new("job", {"items": [1], "pass": 2})
+    assert created_second(durable, "job") != first_second
+    again = await start("job", {"items": [1]}, key="k-17")
+    assert again.status_code == 202 and again.headers["Idempotent-Replayed"] == "true"
+    durable.set_status("job", "Completed")
+    finished = await start("job", {"items": [1]}, key="k-17")
+    assert finished.headers.get("Idempotent-Replayed") == "true"
+    assert len(durable.accepted_starts) == 1
+
+
+async def test_a_key_is_scoped_to_its_instance_id(start, durable) -> None:
+    """docs/http-api.md: a key names one start of one id; sent for another id it is
+    that id's own request (its record lives with that id's lock)."""
+    assert (await start("job-a", {"items": [1]}, key="k-18")).status_code == 202
+    other = await start("job-b", {"items": [1]}, key="k-18")
+    assert other.status_code == 202 and "Idempotent-Replayed" not in other.headers
+    again = await start("job-a", {"items": [1]}, key="k-18")
+    assert again.headers.get("Idempotent-Replayed") == "true"
+    assert [i for _, i in durable.accepted_starts] == ["job-a", "job-b"]
+
+
 async def test_requests_without_a_key_cost_what_they_did(start, durable, blob_requests) -> None:
     """Blob calls per request: no key adds none; a key adds the record's read and write
     on a start, and the read alone on a conflict. The first request for an id this
@@ -226,7 +351,7 @@ async def test_the_record_names_no_key_and_no_body(start, durable, azurite, app_
     async with BlobServiceClient.from_connection_string(azurite.connection_string) as blobs:
         blob = blobs.get_blob_client(app_env, lock_blob_name("TestHubName", "job"))
         metadata = (await blob.get_blob_properties()).metadata
-    assert set(metadata) >= {"idemkey", "idemfingerprint", "idemfrom", "idemto"}
+    assert set(metadata) >= {"idemkey", "idemfingerprint", "idemto", "idemlanded"}
     assert "my-key-123" not in json.dumps(metadata) and "s3cr3t" not in json.dumps(metadata)
 
 
@@ -242,8 +367,12 @@ async def test_a_lost_start_answer_is_replayed_to_the_retry(start, durable) -> N
     finally:
         proxy.stop()
     assert kind(first) in ("202", "start-outcome-unknown")
+    # At once, not after the lost start's window: the status shows its execution.
     retry = await start("job", {"items": [1]}, key="k-10")
     assert retry.status_code == 202 and retry.headers["Idempotent-Replayed"] == "true"
+    durable.set_status("job", "Completed")
+    finished = await start("job", {"items": [1]}, key="k-10")
+    assert finished.headers.get("Idempotent-Replayed") == "true"
     assert len(durable.created) == 1
 
 

@@ -3,7 +3,8 @@
 Run as ``python -m tests.support.chaos_worker RPC_BASE_URL IDS CALLERS SECONDS START_AT
 SEED`` with the app settings (storage connection, lock container, timeouts) in the
 environment. From START_AT (wall clock), CALLERS concurrent loops each start one of
-the comma-separated IDS after another until SECONDS have passed; every start carries
+the comma-separated IDS after another until SECONDS have passed (the last id is
+started by the debounce callers only); every start carries
 a token of its own as its only item, so the run's checker can tell which caller's
 start created which instance. The callers, by their number modulo 6: plain starts
 (0); ``onConflict=bufferOne`` (1); ``debounceSeconds=1`` (3); a stopper that asks to
@@ -100,8 +101,12 @@ async def caller(
     """Start random ids, one after another, until ``until``; a keyed caller finishes
     its last start's retries after that. A stopper asks to stop one now and then."""
     keyed = kind == "keyed"
+    # The last id is the debounce callers' own: there a debounced request finds the id
+    # idle or its run still waiting, and is answered ``debounced`` (on the busy ids it
+    # mostly becomes the next run, ``buffered``), so every run exercises both answers.
+    choices = ids if kind == "debounce" else ids[:-1]
     while time.time() < until:
-        instance_id = rng.choice(ids)
+        instance_id = rng.choice(choices)
         if kind == "stopper":
             answers.append(await stop(starter, instance_id))
             await asyncio.sleep(rng.uniform(0.5, 1.5))

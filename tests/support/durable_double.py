@@ -57,6 +57,10 @@ ACTIVE = {
 }
 FINISHED = {s.value for s in Status} - ACTIVE
 
+#: The Message of the extension's answer to an exception it did not expect
+#: (HttpApiHandler.HandleRequestAsync's catch-all, an HttpError with the exception).
+_SOMETHING_WENT_WRONG = "Something went wrong while processing your request"
+
 #: The Durable extension's system key in the management URLs the double hands out.
 #: Tests check that it never reaches a log line.
 SYSTEM_KEY = "double-system-key-4f1d"
@@ -71,8 +75,9 @@ class Instance:
     input: Any = None
     output: Any = None
     custom_status: Any = None
-    created: str = ""
-    updated: str = ""
+    #: Kept to the tick, as the provider stores them; written to the second.
+    created: datetime.datetime = field(default_factory=lambda: _now())
+    updated: datetime.datetime = field(default_factory=lambda: _now())
     run: Optional[RunState] = None
 
     def body(self, instance_id: str) -> Dict[str, Any]:
@@ -84,8 +89,8 @@ class Instance:
             "input": self.input,
             "customStatus": self.custom_status,
             "output": self.output,
-            "createdTime": self.created,
-            "lastUpdatedTime": self.updated,
+            "createdTime": _format(self.created),
+            "lastUpdatedTime": _format(self.updated),
         }
 
 
@@ -196,7 +201,7 @@ class DurableDouble:
     ) -> None:
         """Create or overwrite an instance with ``status``, created now or at ``created``
         (and last updated then)."""
-        when = _now() if created is None else _format(created)
+        when = _now() if created is None else created.astimezone(datetime.timezone.utc)
         self.instances[instance_id] = Instance(
             name, status, created=when, updated=when, custom_status=custom_status
         )
@@ -206,6 +211,16 @@ class DurableDouble:
         instance = self.instances[instance_id]
         instance.status = status
         instance.updated = _now()
+
+    def continue_as_new(self, instance_id: str, input_: Any = None) -> None:
+        """The active instance continues as new (a repeating job's next pass): a new
+        execution of the same instance, its ``createdTime`` stamped now, as the provider
+        stamps each execution's."""
+        instance = self.instances[instance_id]
+        assert instance.status in ACTIVE
+        self.instances[instance_id] = Instance(
+            instance.name, "Running", input=input_, custom_status=instance.custom_status
+        )
 
     def fail_next(self, kind: str, status: int, body: Any = None, times: int = 1) -> None:
         """Make the next ``times`` calls of ``kind`` (status, start, terminate, raiseEvent)
@@ -270,9 +285,14 @@ class DurableDouble:
         instance = self.instances.get(instance_id)
         if instance is None:
             return web.Response(status=404)  # empty body, as the extension sends
+        body = instance.body(instance_id)
+        if request.query.get("showInput", "").lower() == "false":
+            body["input"] = None  # the member stays, null (DataMember without EmitDefaultValue)
         if instance.status in ACTIVE:
-            return _json(202, instance.body(instance_id), {"Retry-After": "10"})
-        return _json(200, instance.body(instance_id))
+            # 202 with Location (the request's own URL) and Retry-After: 5.
+            return _json(202, body, {"Location": str(request.url), "Retry-After": "5"})
+        failed_as_500 = request.query.get("returnInternalServerErrorOnFailure", "") == "true"
+        return _json(500 if instance.status == "Failed" and failed_as_500 else 200, body)
 
     async def _list(self, request: web.Request) -> web.Response:
         fault = await self._enter("list")
@@ -290,14 +310,16 @@ class DurableDouble:
             for i, instance in self.instances.items()
             if i > after
             and (not wanted or instance.status in wanted)
-            and (created_to is None or parse_time(instance.created) < parse_time(created_to))
+            and (created_to is None or instance.created < parse_time(created_to))
         )
         page = ids[:top]
-        headers = {"x-ms-continuation-token": f"after:{page[-1]}"} if len(ids) > top else {}
+        # The header is always added; on the last page its value is empty (a null token).
+        following = f"after:{page[-1]}" if len(ids) > top else ""
         body = [self.instances[i].body(i) for i in page]
-        for document in body:
-            document.pop("input", None)  # showInput=false
-        return _json(200, body, headers)
+        if request.query.get("showInput", "").lower() == "false":
+            for document in body:
+                document["input"] = None
+        return _json(200, body, {"x-ms-continuation-token": following})
 
     async def _purge(self, request: web.Request) -> web.Response:
         fault = await self._enter("purge")
@@ -311,7 +333,7 @@ class DurableDouble:
         if instance is None:
             return web.Response(status=404)
         if instance.status in ACTIVE and self.purge_refuses_active:
-            return _json(500, {"Message": "An error has occurred."})
+            return _json(500, {"Message": _SOMETHING_WENT_WRONG})
         del self.instances[instance_id]
         self.purged.append(instance_id)
         return _json(200, {"instancesDeleted": 1})
@@ -350,7 +372,7 @@ class DurableDouble:
             return _json(
                 500,
                 {
-                    "Message": "An error has occurred.",
+                    "Message": _SOMETHING_WENT_WRONG,
                     "ExceptionMessage": message,
                     "ExceptionType": "System.InvalidOperationException",
                 },
@@ -361,7 +383,7 @@ class DurableDouble:
             # The check passed on a stale read: the caller hears 202, but the runtime
             # drops this start message because an execution is already active.
             self.dropped_starts.append((function_name, instance_id))
-            return _json(202, {"id": instance_id})
+            return _check_status_response(request, instance_id)
         now = _now()
         # The SDK sends the input JSON-encoded twice: a JSON string holding JSON.
         given = json.loads(raw) if raw else None
@@ -382,7 +404,7 @@ class DurableDouble:
             )
             created.custom_status = created.run.status()
         self._begin_or_wait(instance_id, created)
-        return _json(202, {"id": instance_id})
+        return _check_status_response(request, instance_id)
 
     # -- the job's part ----------------------------------------------------------------
 
@@ -487,12 +509,12 @@ class DurableDouble:
         if status == "Completed" and following is not None:
             # The run completed with a next run buffered: continue as new with it, a new
             # execution of the same instance (so a pending timer of the old one is void).
+            # Each execution's ExecutionStarted stamps the instance row's CreatedTime anew
+            # (DurableTask.AzureStorage AzureTableTrackingStore.UpdateStateAsync).
             successor = Instance(
                 instance.name,
                 "Running",
                 input=following.input,
-                created=instance.created,
-                updated=_now(),
                 run=RunState(following.request, following.input),
             )
             successor.custom_status = successor.run.status() if successor.run else None
@@ -508,6 +530,8 @@ class DurableDouble:
             return found
         instance_id, instance = found
         event = request.match_info["event"]
+        if request.content_type.lower() != "application/json":
+            return _json(400, {"Message": "Only application/json request content is supported"})
         text = await request.text()
         self.events.append((instance_id, event, text))
         data = json.loads(text) if text.strip() else None
@@ -565,18 +589,39 @@ def starter_binding(
     )
 
 
+def _check_status_response(request: web.Request, instance_id: str) -> web.Response:
+    """The extension's answer to a start (HttpApiHandler.CreateCheckStatusResponseMessage):
+    202, the management URLs on the request's origin, ``Location`` (the status URL) and
+    ``Retry-After: 10``."""
+    instance = f"{request.url.origin()}/runtime/webhooks/durabletask/instances/{instance_id}"
+    query = f"taskHub=TestHubName&connection=Storage&code={SYSTEM_KEY}"
+    status_url = f"{instance}?{query}"
+    body = {
+        "id": instance_id,
+        "statusQueryGetUri": status_url,
+        "sendEventPostUri": f"{instance}/raiseEvent/{{eventName}}?{query}",
+        "terminatePostUri": f"{instance}/terminate?reason={{text}}&{query}",
+        "purgeHistoryDeleteUri": status_url,
+        "restartPostUri": f"{instance}/restart?{query}",
+        "suspendPostUri": f"{instance}/suspend?reason={{text}}&{query}",
+        "resumePostUri": f"{instance}/resume?reason={{text}}&{query}",
+    }
+    return _json(202, body, {"Location": status_url, "Retry-After": "10"})
+
+
 def _json(status: int, body: Any, headers: Optional[Dict[str, str]] = None) -> web.Response:
     text = "" if body is None else json.dumps(body)
     return web.Response(status=status, text=text, content_type="application/json", headers=headers)
 
 
-def _now() -> str:
-    return _format(datetime.datetime.now(datetime.timezone.utc))
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc)
 
 
 def _format(moment: datetime.datetime) -> str:
-    """A time as the extension writes it: UTC, ``Z``."""
-    return moment.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """A time as the extension writes it: ``CreatedTime.ToString("s") + "Z"``, UTC to the
+    whole second (HttpApiHandler.ConvertFrom)."""
+    return moment.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _replaced(before: RunState, after: RunState) -> List[str]:
