@@ -25,6 +25,16 @@ LIST_ROUTE = ROUTES["list"]
 PAGE_ROUTE = ROUTES["page"]
 
 
+class SingletonBlueprint(df.Blueprint):  # type: ignore[misc]
+    """A Blueprint of the guarantee's functions, and the :class:`SingletonApp` behind them
+    (``singleton``): to start, read and stop from code, and to close."""
+
+    def __init__(self, singleton: SingletonApp, auth_level: func.AuthLevel):
+        """Functions served by ``singleton``; HTTP ones at ``auth_level`` by default."""
+        super().__init__(http_auth_level=auth_level)
+        self.singleton = singleton
+
+
 def blueprint(
     orchestrators: Union[Iterable[str], Mapping[str, Optional[InputRule]], None] = None,
     *,
@@ -32,7 +42,8 @@ def blueprint(
     schedules: Iterable[str] = (),
     next_runs: Iterable[str] = (),
     retention: bool = False,
-) -> df.Blueprint:
+    auth_level: func.AuthLevel = func.AuthLevel.FUNCTION,
+) -> SingletonBlueprint:
     """The Blueprint a v2 app registers with ``app.register_functions(...)``.
 
     Parameters
@@ -54,46 +65,55 @@ def blueprint(
         Add the retention timer ``SingletonRetention`` (its schedule in app setting
         ``SINGLETON_RETENTION_SCHEDULE``, which must then be set; it acts only with
         ``SINGLETON_RETENTION_ENABLED=true``; docs/operate.md). Off by default.
+    auth_level : azure.functions.AuthLevel
+        The key every HTTP function of the Blueprint needs, set on each function so that
+        the app's ``http_auth_level`` (a quickstart's ``ANONYMOUS``) does not apply:
+        ``FUNCTION`` by default. ``ANONYMOUS`` lets anyone who can reach the app start,
+        stop, terminate and read jobs: only behind a gateway that authenticates callers
+        (docs/library.md).
 
     Returns
     -------
-    azure.durable_functions.Blueprint
+    SingletonBlueprint
+        An ``azure.durable_functions.Blueprint`` whose ``singleton`` is the
+        :class:`SingletonApp` its functions use (``app``, or the one made here): close
+        it when a program or test that owns its event loop is done. Its functions:
         ``HttpStartSingle`` (POST), ``SingletonInstance`` (GET, DELETE),
         ``SingletonList`` (GET), ``SingletonsPage`` (GET) and ``OpenApiDocument``, every
-        HTTP function at the function key, and a timer function per schedule.
+        HTTP function at ``auth_level``, and a timer function per schedule.
     """
     if (app is None) == (orchestrators is None):
         raise TypeError("give either orchestrators or app")
     prefixes = list(schedules)
     singleton = app or SingletonApp(Catalog.of(orchestrators or (), next_runs, prefixes))
-    bp = df.Blueprint(http_auth_level=func.AuthLevel.FUNCTION)
+    bp = SingletonBlueprint(singleton, auth_level)
 
     @bp.function_name("HttpStartSingle")
-    @bp.route(route=INSTANCE_ROUTE, methods=["POST"])
+    @bp.route(route=INSTANCE_ROUTE, methods=["POST"], auth_level=auth_level)
     @bp.generic_input_binding(arg_name="starter", type="durableClient")
     async def http_start(req: func.HttpRequest, starter: str) -> func.HttpResponse:
         return await singleton.http_start(req, starter)
 
     @bp.function_name("SingletonInstance")
-    @bp.route(route=INSTANCE_ROUTE, methods=["GET", "DELETE"])
+    @bp.route(route=INSTANCE_ROUTE, methods=["GET", "DELETE"], auth_level=auth_level)
     @bp.generic_input_binding(arg_name="starter", type="durableClient")
     async def instance(req: func.HttpRequest, starter: str) -> func.HttpResponse:
         return await singleton.http_instance(req, starter)
 
     @bp.function_name("SingletonList")
-    @bp.route(route=LIST_ROUTE, methods=["GET"])
+    @bp.route(route=LIST_ROUTE, methods=["GET"], auth_level=auth_level)
     @bp.generic_input_binding(arg_name="starter", type="durableClient")
     async def listing(req: func.HttpRequest, starter: str) -> func.HttpResponse:
         return await singleton.http_list(req, starter)
 
     @bp.function_name("SingletonsPage")
-    @bp.route(route=PAGE_ROUTE, methods=["GET"])
+    @bp.route(route=PAGE_ROUTE, methods=["GET"], auth_level=auth_level)
     @bp.generic_input_binding(arg_name="starter", type="durableClient")
     async def page(req: func.HttpRequest, starter: str) -> func.HttpResponse:
         return await singleton.http_page(req, starter)
 
     @bp.function_name("OpenApiDocument")
-    @bp.route(route="openapi.yaml", methods=["GET"])
+    @bp.route(route="openapi.yaml", methods=["GET"], auth_level=auth_level)
     def openapi(req: func.HttpRequest) -> func.HttpResponse:
         return singleton.openapi()
 

@@ -3,9 +3,11 @@ that starts through the guarded start (the example app's runtime run covers the 
 
 from __future__ import annotations
 
+import json
 from typing import Any, Dict
 
 import azure.durable_functions as df
+import azure.functions as func
 import pytest
 from azure.functions.timer import TimerRequest
 
@@ -69,3 +71,51 @@ async def test_a_scheduled_tick_starts_through_the_guarded_start(
     finally:
         await singleton.close()
     assert durable.accepted_starts == [("SingletonOrchestrator", "bp-tick")]
+
+
+HTTP_FUNCTIONS = ROUTES
+
+
+def auth_levels(app: df.DFApp) -> Dict[str, str]:
+    """Each HTTP function's authLevel, as the host reads it from the indexed bindings."""
+    levels = {}
+    for function in app.get_functions():
+        for binding in function.get_raw_bindings():
+            document = json.loads(binding)
+            if document["type"] == "httpTrigger":
+                levels[function.get_function_name()] = document["authLevel"]
+    return levels
+
+
+@pytest.mark.parametrize("default", [func.AuthLevel.ANONYMOUS, func.AuthLevel.FUNCTION])
+def test_every_guarded_route_is_at_the_function_key_whatever_the_apps_default(default) -> None:
+    """A quickstart-shaped app builds DFApp(http_auth_level=ANONYMOUS): the Blueprint's
+    routes (start, stop and terminate, the list, the page, the contract) keep the key."""
+    app = df.DFApp(http_auth_level=default)
+    app.register_functions(durable_singleton.blueprint(["Job"]))
+    assert auth_levels(app) == {name: "FUNCTION" for name in HTTP_FUNCTIONS}
+
+
+def test_an_anonymous_blueprint_is_the_callers_explicit_choice() -> None:
+    app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
+    app.register_functions(
+        durable_singleton.blueprint(["Job"], auth_level=func.AuthLevel.ANONYMOUS)
+    )
+    assert auth_levels(app) == {name: "ANONYMOUS" for name in HTTP_FUNCTIONS}
+
+
+async def test_the_blueprint_hands_over_the_app_it_uses(durable, app_env) -> None:
+    made = durable_singleton.blueprint(["SingletonOrchestrator"])
+    assert isinstance(made.singleton, durable_singleton.SingletonApp)
+    functions = registered(made)
+    request = func.HttpRequest(
+        "POST",
+        "http://localhost:7071/api/orchestrators/SingletonOrchestrator/bp-handle",
+        body=b"",
+        route_params={"functionName": "SingletonOrchestrator", "instanceId": "bp-handle"},
+    )
+    start = functions["HttpStartSingle"].get_user_function()
+    assert (await start(request, durable.starter())).status_code == 202
+    await made.singleton.close()  # what a program or test that owns its loop calls
+    given = durable_singleton.SingletonApp(durable_singleton.Catalog.of(["Job"]))
+    assert durable_singleton.blueprint(app=given).singleton is given
