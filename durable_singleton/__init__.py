@@ -34,7 +34,7 @@ from ._starter import (
     ReplaceTimedOut,
 )
 
-__version__ = "3.1.0"
+__version__ = "3.2.0"
 
 __all__ = [
     "Action",

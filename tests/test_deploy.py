@@ -92,6 +92,23 @@ def test_workflow_tests_with_the_readme_command_and_deploys_with_oidc() -> None:
     assert not re.search(r"publish-?profile|client-secret|AZURE_CREDENTIALS", text, re.I)
 
 
+def test_the_release_workflow_builds_checks_and_publishes_by_trusted_publishing() -> None:
+    text = (PROJECT_ROOT / ".github/workflows/release.yml").read_text()
+    workflow = yaml.safe_load(text)
+    assert workflow[True] == {"push": {"tags": ["v*"]}}  # a version tag, nothing else
+    build, publish = workflow["jobs"]["build"], workflow["jobs"]["publish"]
+    runs = "\n".join(step.get("run", "") for step in build["steps"])
+    assert "python -m build" in runs and "twine check --strict dist/*" in runs
+    assert "pip install --disable-pip-version-check dist/*.whl" in runs  # a clean venv
+    assert "import durable_singleton" in runs and "GITHUB_REF_NAME" in runs
+    assert publish["needs"] == "build"
+    assert publish["permissions"] == {"id-token": "write"}  # OIDC, and nothing else
+    [step] = [s for s in publish["steps"] if "gh-action-pypi-publish" in s.get("uses", "")]
+    assert "with" not in step  # no password, no token: PyPI trusts the workflow
+    assert workflow["permissions"] == {"contents": "read"}
+    assert not re.search(r"password|api[_-]?token|secrets\.", text, re.I)
+
+
 def test_azure_yaml_deploys_the_repository_root_as_a_python_function_app() -> None:
     project = yaml.safe_load((PROJECT_ROOT / "azure.yaml").read_text())
     assert project["services"]["api"] == {"project": ".", "language": "python", "host": "function"}

@@ -118,3 +118,37 @@ def test_the_public_api_is_what_all_names() -> None:
     assert {"SingletonApp", "blueprint", "Outcome", "__version__"} <= exported
     assert all(hasattr(durable_singleton, name) for name in exported)
     assert not [name for name in exported if name.startswith("_") and name != "__version__"]
+
+
+def test_the_sdist_and_the_wheel_pass_twine_check(tmp_path: Path) -> None:
+    """What the release workflow checks before it publishes: both archives build, and
+    their metadata (the README, docs/library.md, as the long description) renders."""
+    source = tmp_path / "source"
+    shutil.copytree(
+        APP_ROOT,
+        source,
+        ignore=shutil.ignore_patterns(
+            "__pycache__", ".venv*", "node_modules", ".git", ".azurite", "benchmarks"
+        ),
+    )
+    out = tmp_path / "dist"
+    built = subprocess.run(
+        [sys.executable, "-m", "build", "--no-isolation", "--outdir", out, str(source)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert built.returncode == 0, built.stderr[-2000:]
+    archives = sorted(p.name for p in out.iterdir())
+    version = durable_singleton.__version__
+    assert archives == [
+        f"durable_singleton-{version}-py3-none-any.whl",
+        f"durable_singleton-{version}.tar.gz",
+    ]
+    checked = subprocess.run(
+        [sys.executable, "-m", "twine", "check", "--strict", *out.iterdir()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
