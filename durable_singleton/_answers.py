@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Type
 
@@ -176,10 +177,14 @@ def instance_status(status: InstanceStatus, instance_id: str) -> func.HttpRespon
 OPENAPI_DOCUMENT = Path(__file__).with_name("openapi.yaml")
 
 
-def openapi_document() -> func.HttpResponse:
-    """200: the OpenAPI document (read per request: it is small, and never stale)."""
+def openapi_document(route_prefix: str = "singletons") -> func.HttpResponse:
+    """200: the OpenAPI document (read per request: it is small, and never stale), its
+    operator paths (written under ``/singletons``) under ``route_prefix``."""
+    text = OPENAPI_DOCUMENT.read_text(encoding="utf-8")
+    if route_prefix != "singletons":
+        text = re.sub(r"(?m)^  /singletons(?=[/:])", f"  /{route_prefix}", text)
     return func.HttpResponse(
-        body=OPENAPI_DOCUMENT.read_bytes(),
+        body=text.encode("utf-8"),
         status_code=200,
         headers={"Content-Type": "application/yaml"},
     )

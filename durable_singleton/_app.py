@@ -13,6 +13,7 @@ from ._catalog import Catalog
 from ._durable import InstanceStatus
 from ._http_start import handle_start_request
 from ._instances import StopMode, handle_instance_request, stop_instance
+from ._invocation import DEFAULT_ROUTE_PREFIX, Routes
 from ._item_store import handle as handle_item_store
 from ._links import host_links, links_for
 from ._overview import handle_list_request
@@ -42,6 +43,11 @@ class SingletonApp:
         Where the app settings are; the process environment by default.
     blob_options : Mapping[str, Any], optional
         More keyword arguments for the Blob Storage client.
+    route_prefix : str
+        Where the operator routes go, under the host's ``/api``: the page at
+        ``route_prefix``, an orchestrator's list at ``route_prefix/{functionName}``, the
+        contract at ``route_prefix/openapi.yaml`` (``singletons`` by default). The start,
+        status and stop route is ``orchestrators/{functionName}/{instanceId}`` always.
     """
 
     def __init__(
@@ -49,9 +55,12 @@ class SingletonApp:
         catalog: Catalog,
         environ: Mapping[str, str] = os.environ,
         blob_options: Optional[Mapping[str, Any]] = None,
+        *,
+        route_prefix: str = DEFAULT_ROUTE_PREFIX,
     ) -> None:
-        """See the class docstring."""
+        """See the class docstring (ValueError for a route prefix it cannot take)."""
         self.catalog = catalog
+        self.routes = Routes(route_prefix)
         self._environ = environ
         self._blob_options = blob_options
         self._root: Optional[Root] = None
@@ -87,21 +96,21 @@ class SingletonApp:
         ``binding`` is the ``durableClient`` binding's JSON. Returns 202 started, 200
         existing instance used, or a problem+json answer (docs/http-api.md).
         """
-        return await handle_start_request(self.root, req, binding)
+        return await handle_start_request(self.root, req, binding, self.routes)
 
     async def http_instance(self, req: func.HttpRequest, binding: str) -> func.HttpResponse:
         """Answer ``GET`` (status) or ``DELETE`` (stop) on the same route."""
-        return await handle_instance_request(self.root, req, binding)
+        return await handle_instance_request(self.root, req, binding, self.routes)
 
     async def http_list(self, req: func.HttpRequest, binding: str) -> func.HttpResponse:
-        """Answer ``GET /api/orchestrators/{functionName}``: a page of its instances
+        """Answer ``GET /api/singletons/{functionName}``: a page of its instances
         (``?status=``, ``?top=``, ``?continuationToken=``; docs/http-api.md)."""
-        return await handle_list_request(self.root, req, binding)
+        return await handle_list_request(self.root, req, binding, self.routes)
 
     async def http_page(self, req: func.HttpRequest, binding: str) -> func.HttpResponse:
         """Answer ``GET /api/singletons``: the page that shows every singleton of the app
         (docs/operate.md)."""
-        return await handle_page_request(self.root, req, binding)
+        return await handle_page_request(self.root, req, binding, self.routes)
 
     async def timer_tick(
         self, timer: func.TimerRequest, binding: str, prefix: str = "SINGLETON_SCHEDULE"
@@ -120,10 +129,10 @@ class SingletonApp:
         """Carry out one request of SingletonOrchestrator's item store activity."""
         return await handle_item_store(self.root(), dict(request))
 
-    @staticmethod
-    def openapi() -> func.HttpResponse:
-        """200: the HTTP contract (OpenAPI 3.1, YAML)."""
-        return answers.openapi_document()
+    def openapi(self) -> func.HttpResponse:
+        """200: the HTTP contract (OpenAPI 3.1, YAML), its operator paths under this
+        app's route prefix."""
+        return answers.openapi_document(self.routes.prefix)
 
     # -- the operations, for functions of an app's own ----------------------------------
 

@@ -7,22 +7,21 @@ so both apps run the same code from there on.
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping, Optional, Union
+from typing import Awaitable, Callable, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
 import azure.durable_functions as df
 import azure.functions as func
 
 from ._app import SingletonApp
 from ._catalog import Catalog, InputRule
-from ._invocation import ROUTES
+from ._invocation import DEFAULT_ROUTE_PREFIX, INSTANCE_ROUTE
 from ._settings import DEFAULT_SCHEDULE_PREFIX, RETENTION_SCHEDULE
 
-#: The route of a start, a status read and a stop (under the host's ``/api`` prefix).
-INSTANCE_ROUTE = ROUTES["http"]
-#: The route of an orchestrator's list of instances.
-LIST_ROUTE = ROUTES["list"]
-#: The route of the page that shows every singleton.
-PAGE_ROUTE = ROUTES["page"]
+#: The HTTP functions a Blueprint may leave out (``leave_out``): all but the start.
+OPTIONAL_FUNCTIONS = ("SingletonInstance", "SingletonList", "SingletonsPage", "OpenApiDocument")
+
+#: What an HTTP function hands its request and its ``durableClient`` binding to.
+Handler = Callable[[func.HttpRequest, str], Awaitable[func.HttpResponse]]
 
 
 class SingletonBlueprint(df.Blueprint):  # type: ignore[misc]
@@ -43,6 +42,8 @@ def blueprint(
     next_runs: Iterable[str] = (),
     retention: bool = False,
     auth_level: func.AuthLevel = func.AuthLevel.FUNCTION,
+    route_prefix: Optional[str] = None,
+    leave_out: Iterable[str] = (),
 ) -> SingletonBlueprint:
     """The Blueprint a v2 app registers with ``app.register_functions(...)``.
 
@@ -71,6 +72,13 @@ def blueprint(
         ``FUNCTION`` by default. ``ANONYMOUS`` lets anyone who can reach the app start,
         stop, terminate and read jobs: only behind a gateway that authenticates callers
         (docs/library.md).
+    route_prefix : str, optional
+        Where the operator routes go (the page, ``{prefix}/{functionName}`` the list,
+        ``{prefix}/openapi.yaml`` the contract): ``singletons`` unless given here or to
+        the ``app`` (give it to one of them). The start, status and stop route is
+        ``orchestrators/{functionName}/{instanceId}`` always.
+    leave_out : iterable of str
+        Functions of :data:`OPTIONAL_FUNCTIONS` not to add (the start is always added).
 
     Returns
     -------
@@ -84,44 +92,57 @@ def blueprint(
     """
     if (app is None) == (orchestrators is None):
         raise TypeError("give either orchestrators or app")
+    if app is not None and route_prefix is not None:
+        raise TypeError("give route_prefix to the SingletonApp")
     prefixes = list(schedules)
-    singleton = app or SingletonApp(Catalog.of(orchestrators or (), next_runs, prefixes))
+    singleton = app or SingletonApp(
+        Catalog.of(orchestrators or (), next_runs, prefixes),
+        route_prefix=DEFAULT_ROUTE_PREFIX if route_prefix is None else route_prefix,
+    )
+    routes = singleton.routes
     bp = SingletonBlueprint(singleton, auth_level)
+    left_out = set(leave_out)
+    if not left_out <= set(OPTIONAL_FUNCTIONS):
+        raise ValueError(f"leave_out takes {', '.join(OPTIONAL_FUNCTIONS)}")
+    handlers: Dict[str, Tuple[str, List[str], Handler]] = {
+        "HttpStartSingle": (INSTANCE_ROUTE, ["POST"], singleton.http_start),
+        "SingletonInstance": (INSTANCE_ROUTE, ["GET", "DELETE"], singleton.http_instance),
+        "SingletonList": (routes.list, ["GET"], singleton.http_list),
+        "SingletonsPage": (routes.page, ["GET"], singleton.http_page),
+    }
+    for name, (route, methods, handler) in handlers.items():
+        if name not in left_out:
+            _add_http(bp, name, route, methods, handler, auth_level)
+    if "OpenApiDocument" not in left_out:
 
-    @bp.function_name("HttpStartSingle")
-    @bp.route(route=INSTANCE_ROUTE, methods=["POST"], auth_level=auth_level)
-    @bp.generic_input_binding(arg_name="starter", type="durableClient")
-    async def http_start(req: func.HttpRequest, starter: str) -> func.HttpResponse:
-        return await singleton.http_start(req, starter)
-
-    @bp.function_name("SingletonInstance")
-    @bp.route(route=INSTANCE_ROUTE, methods=["GET", "DELETE"], auth_level=auth_level)
-    @bp.generic_input_binding(arg_name="starter", type="durableClient")
-    async def instance(req: func.HttpRequest, starter: str) -> func.HttpResponse:
-        return await singleton.http_instance(req, starter)
-
-    @bp.function_name("SingletonList")
-    @bp.route(route=LIST_ROUTE, methods=["GET"], auth_level=auth_level)
-    @bp.generic_input_binding(arg_name="starter", type="durableClient")
-    async def listing(req: func.HttpRequest, starter: str) -> func.HttpResponse:
-        return await singleton.http_list(req, starter)
-
-    @bp.function_name("SingletonsPage")
-    @bp.route(route=PAGE_ROUTE, methods=["GET"], auth_level=auth_level)
-    @bp.generic_input_binding(arg_name="starter", type="durableClient")
-    async def page(req: func.HttpRequest, starter: str) -> func.HttpResponse:
-        return await singleton.http_page(req, starter)
-
-    @bp.function_name("OpenApiDocument")
-    @bp.route(route="openapi.yaml", methods=["GET"], auth_level=auth_level)
-    def openapi(req: func.HttpRequest) -> func.HttpResponse:
-        return singleton.openapi()
+        @bp.function_name("OpenApiDocument")
+        @bp.route(route=routes.contract, methods=["GET"], auth_level=auth_level)
+        def openapi(req: func.HttpRequest) -> func.HttpResponse:
+            return singleton.openapi()
 
     for prefix in prefixes:
         _add_schedule(bp, singleton, prefix)
     if retention:
         _add_retention(bp, singleton)
     return bp
+
+
+def _add_http(
+    bp: df.Blueprint,
+    name: str,
+    route: str,
+    methods: List[str],
+    handler: Handler,
+    auth_level: func.AuthLevel,
+) -> None:
+    """An HTTP function ``name`` that hands its request and the ``durableClient`` binding
+    to ``handler``."""
+
+    @bp.function_name(name)
+    @bp.route(route=route, methods=methods, auth_level=auth_level)
+    @bp.generic_input_binding(arg_name="starter", type="durableClient")
+    async def http(req: func.HttpRequest, starter: str) -> func.HttpResponse:
+        return await handler(req, starter)
 
 
 def _add_schedule(bp: df.Blueprint, singleton: SingletonApp, prefix: str) -> None:

@@ -7,13 +7,13 @@ from typing import Tuple
 import azure.functions as func
 
 from . import _answers as answers
-from ._invocation import Invocation, RootFactory, answer
+from ._invocation import Invocation, RootFactory, Routes, answer
 from ._starter import start_singleton
 from ._validation import parse_start_request
 
 
 async def handle_start_request(
-    make_root: RootFactory, req: func.HttpRequest, starter: str
+    make_root: RootFactory, req: func.HttpRequest, starter: str, routes: Routes
 ) -> func.HttpResponse:
     """Answer one HttpStartSingle request.
 
@@ -25,13 +25,15 @@ async def handle_start_request(
         The request, with route parameters ``functionName`` and ``instanceId``.
     starter : str
         The ``durableClient`` binding's JSON.
+    routes : Routes
+        The app's routes.
 
     Returns
     -------
     func.HttpResponse
         202 started, 200 existing instance used, or a problem+json answer.
     """
-    return await answer(make_root, req, starter, "HttpStartSingle", "http", _start)
+    return await answer(make_root, req, starter, "HttpStartSingle", "http", _start, routes)
 
 
 async def _start(call: Invocation) -> Tuple[func.HttpResponse, str]:

@@ -15,7 +15,7 @@ import azure.functions as func
 from . import _answers as answers
 from . import _problems as problems
 from ._durable import DurableClient, InstanceEnded, InstanceStatus
-from ._invocation import Invocation, RootFactory, answer
+from ._invocation import Invocation, RootFactory, Routes, answer
 from ._job import STOP_EVENT
 from ._links import Links
 from ._policy import FINISHED
@@ -37,7 +37,7 @@ class StopMode(str, enum.Enum):
 
 
 async def handle_instance_request(
-    make_root: RootFactory, req: func.HttpRequest, starter: str
+    make_root: RootFactory, req: func.HttpRequest, starter: str, routes: Routes
 ) -> func.HttpResponse:
     """Answer GET (status) or DELETE (stop) on an instance.
 
@@ -45,7 +45,9 @@ async def handle_instance_request(
     200 with the status, 202 when a stop was requested, or problem+json: 404 for an
     unknown instance, 409 when a stop finds it already ended.
     """
-    return await answer(make_root, req, starter, "SingletonInstance", "instance", _status_or_stop)
+    return await answer(
+        make_root, req, starter, "SingletonInstance", "instance", _status_or_stop, routes
+    )
 
 
 async def _status_or_stop(call: Invocation) -> Tuple[func.HttpResponse, str]:

@@ -5,6 +5,7 @@ metrics and log line. The functions' own modules say only what the request does.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import dataclass
 from typing import Awaitable, Callable, Optional, Tuple
@@ -21,14 +22,65 @@ from ._settings import Settings
 
 logger = logging.getLogger("durable_singleton._starter")
 
-#: The route template of each HTTP trigger, under the host's ``/api`` prefix: the v2
-#: Blueprint registers them, the spans name them.
-ROUTES = {
-    "http": "orchestrators/{functionName}/{instanceId}",
-    "instance": "orchestrators/{functionName}/{instanceId}",
-    "list": "orchestrators/{functionName}",
-    "page": "singletons",
-}
+#: The route of a start, a status read and a stop, under the host's ``/api`` prefix: the
+#: product's contract, whichever app serves it.
+INSTANCE_ROUTE = "orchestrators/{functionName}/{instanceId}"
+#: Where the operator routes (list, page, contract) go unless an app says otherwise.
+DEFAULT_ROUTE_PREFIX = "singletons"
+_PREFIX = re.compile(r"[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*")
+#: First segments a prefix must not take: the Durable starters' routes
+#: (``orchestrators/{functionName}`` in the templates and samples), and the host's own.
+_TAKEN = {"orchestrators", "runtime", "admin"}
+
+
+@dataclass(frozen=True)
+class Routes:
+    """The route template of each HTTP function, under the host's ``/api`` prefix.
+
+    The start, status and stop route is :data:`INSTANCE_ROUTE`; the operator routes
+    live under ``prefix``: the page at ``prefix``, an orchestrator's list at
+    ``prefix/{functionName}``, the contract at ``prefix/openapi.yaml``. None of them
+    overlaps ``orchestrators/{functionName}``, where the Durable quickstarts put their
+    own starters (the host refuses one of two overlapping routes).
+    """
+
+    prefix: str = DEFAULT_ROUTE_PREFIX
+
+    def __post_init__(self) -> None:
+        """Refuse a prefix that is not a plain path or overlaps a starter's route."""
+        if not _PREFIX.fullmatch(self.prefix) or self.prefix.split("/")[0].lower() in _TAKEN:
+            raise ValueError(
+                f"route_prefix {self.prefix!r}: one or more path segments of letters, digits, "
+                "- and _, not starting with orchestrators, runtime or admin"
+            )
+
+    @property
+    def list(self) -> str:
+        """An orchestrator's list of instances."""
+        return f"{self.prefix}/{{functionName}}"
+
+    @property
+    def page(self) -> str:
+        """The page that shows every singleton."""
+        return self.prefix
+
+    @property
+    def contract(self) -> str:
+        """The OpenAPI document."""
+        return f"{self.prefix}/openapi.yaml"
+
+    def template(self, trigger: str) -> str:
+        """The route template of the HTTP function ``trigger`` names."""
+        return {"list": self.list, "page": self.page}.get(trigger, INSTANCE_ROUTE)
+
+    def instance_paths(self, request_path: str, route: str) -> str:
+        """The path under which this app's instances are (``/api/orchestrators/``), from
+        the path of a request to ``route`` filled in (the host's own route prefix is the
+        part before it: ``/api`` unless host.json says otherwise)."""
+        path = request_path.rstrip("/")
+        tail = "/" + route
+        base = path[: -len(tail)] if path.endswith(tail) else "/api"
+        return f"{base}/{INSTANCE_ROUTE.split('{', 1)[0]}"
 
 
 @dataclass(frozen=True)
@@ -40,6 +92,8 @@ class Invocation:
     root: Root
     durable: DurableClient
     links: Links
+    #: The app's routes.
+    routes: Routes
 
     @property
     def settings(self) -> Settings:
@@ -61,10 +115,12 @@ async def answer(
     source: str,
     trigger: str,
     work: Work,
+    routes: Routes,
 ) -> func.HttpResponse:
     """Run ``work`` for ``req``; answer every failure with its problem (nothing escapes).
 
-    ``source`` heads the log line (the function's name); ``trigger`` names the span.
+    ``source`` heads the log line (the function's name); ``trigger`` names the span, and
+    its route among the app's ``routes`` the span's ``http.route``.
     """
     began = time.perf_counter()
     instance_id = req.route_params.get("instanceId", "")
@@ -72,15 +128,18 @@ async def answer(
     links: Optional[Links] = None
     problem_kind: Optional[str] = None
     method = req.method.upper()
-    route = "/api/" + ROUTES[trigger]
     with telemetry.request(
-        trigger, loggable(instance_id), loggable(function_name), method, route
+        trigger,
+        loggable(instance_id),
+        loggable(function_name),
+        method,
+        "/api/" + routes.template(trigger),
     ) as span:
         try:
             root = make_root()
             durable = root.durable(starter)
             links = links_for(root.settings.management_links, req, durable.binding)
-            response, decision = await work(Invocation(req, root, durable, links))
+            response, decision = await work(Invocation(req, root, durable, links, routes))
             # A refusal the policy decided (409) is an answer, not a failure: its kind
             # is read back from the answer, for the span and metrics.
             problem_kind = answers.problem_kind_of(response)

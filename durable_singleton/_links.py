@@ -36,13 +36,15 @@ def links_for(mode: LinkMode, req: func.HttpRequest, binding: Binding) -> Links:
     return app_links(req.url)
 
 
-def list_links(mode: LinkMode, req: func.HttpRequest, binding: Binding) -> Links:
-    """The URLs for the instances a list request (``/api/orchestrators/{fn}``) names:
-    each instance's resource is the list's path and its id."""
+def list_links(mode: LinkMode, req: func.HttpRequest, binding: Binding, instances: str) -> Links:
+    """The URLs for the instances a list request (``/api/singletons/{fn}``) names: each
+    instance's resource is ``instances`` (the path of this app's instance routes,
+    ``/api/orchestrators/``), the orchestrator's name and the id."""
     if mode is LinkMode.DURABLE:
         return lambda instance_id: binding.links(instance_id, req.url)
     parts = urlsplit(req.url)
-    collection = urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
+    name = quote(req.route_params.get("functionName", ""), safe="")
+    collection = urlunsplit((parts.scheme, parts.netloc, f"{instances}{name}", "", ""))
     return lambda instance_id: app_links(f"{collection}/{quote(instance_id, safe='')}")(
         instance_id
     )

@@ -14,6 +14,7 @@ import base64
 import binascii
 import json
 from typing import Any, Dict, List, Optional, Tuple
+from urllib.parse import urlsplit
 
 import azure.functions as func
 from azure.durable_functions import OrchestrationRuntimeStatus
@@ -21,7 +22,7 @@ from azure.durable_functions import OrchestrationRuntimeStatus
 from . import _answers as answers
 from . import _problems as problems
 from ._durable import InstanceStatus
-from ._invocation import Invocation, RootFactory, answer
+from ._invocation import Invocation, RootFactory, Routes, answer
 from ._links import Links, list_links
 from ._next_run import RunView
 from ._problems import ProblemError
@@ -36,11 +37,12 @@ MAX_TOKEN_CHARS = 4096
 
 
 async def handle_list_request(
-    make_root: RootFactory, req: func.HttpRequest, starter: str
+    make_root: RootFactory, req: func.HttpRequest, starter: str, routes: Routes
 ) -> func.HttpResponse:
-    """Answer ``GET /api/orchestrators/{functionName}``: 200 with a page of its instances,
-    or problem+json (400 bad parameter, 404 unknown orchestrator, 5xx Durable API)."""
-    return await answer(make_root, req, starter, "SingletonList", "list", _list)
+    """Answer ``GET /api/singletons/{functionName}`` (``routes.list``): 200 with a page of
+    its instances, or problem+json (400 bad parameter, 404 unknown orchestrator, 5xx
+    Durable API)."""
+    return await answer(make_root, req, starter, "SingletonList", "list", _list, routes)
 
 
 async def _list(call: Invocation) -> Tuple[func.HttpResponse, str]:
@@ -53,7 +55,9 @@ async def _list(call: Invocation) -> Tuple[func.HttpResponse, str]:
     top = read_whole_number(req, "top", 1, MAX_TOP) or DEFAULT_TOP
     continuation = read_continuation(req)
     page = await call.durable.list_page(statuses, top, continuation)
-    links = list_links(call.settings.management_links, req, call.durable.binding)
+    route = call.routes.list.replace("{functionName}", function_name)
+    instances = call.routes.instance_paths(urlsplit(req.url).path, route)
+    links = list_links(call.settings.management_links, req, call.durable.binding, instances)
     mine = [s for s in page.statuses if s.name == function_name]
     mine.sort(key=lambda s: str(s.document.get("createdTime") or ""), reverse=True)
     body = {

@@ -16,12 +16,13 @@ import json
 import secrets
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple
+from urllib.parse import urlsplit
 
 import azure.functions as func
 from croniter import croniter
 
 from ._catalog import Catalog
-from ._invocation import Invocation, RootFactory, answer
+from ._invocation import Invocation, RootFactory, Routes, answer
 from ._settings import ConfigurationError, load_schedule
 from ._validation import read_whole_number
 
@@ -34,11 +35,11 @@ MAX_REFRESH_SECONDS = 300
 
 
 async def handle_page_request(
-    make_root: RootFactory, req: func.HttpRequest, starter: str
+    make_root: RootFactory, req: func.HttpRequest, starter: str, routes: Routes
 ) -> func.HttpResponse:
-    """Answer ``GET /api/singletons``: 200 with the page (``?refresh=`` seconds, 1 to
-    300, default 5), or problem+json."""
-    return await answer(make_root, req, starter, "SingletonsPage", "page", _page)
+    """Answer ``GET /api/singletons`` (``routes.page``): 200 with the page (``?refresh=``
+    seconds, 1 to 300, default 5), or problem+json."""
+    return await answer(make_root, req, starter, "SingletonsPage", "page", _page, routes)
 
 
 async def _page(call: Invocation) -> Tuple[func.HttpResponse, str]:
@@ -50,6 +51,10 @@ async def _page(call: Invocation) -> Tuple[func.HttpResponse, str]:
         "orchestrators": sorted(call.root.catalog.names),
         "schedules": schedule_views(call.root.catalog, call.root.environ, now),
         "refreshSeconds": refresh,
+        # Where the page finds the list (+ name) and an instance (+ name/id): absolute
+        # paths on its own origin, whatever the host's route prefix.
+        "listPath": urlsplit(call.req.url).path.rstrip("/") + "/",
+        "instancePath": call.routes.instance_paths(urlsplit(call.req.url).path, call.routes.page),
     }
     return page_response(config), "page"
 

@@ -137,7 +137,7 @@ def instance(durable: DurableDouble, app_env: str, app_under_test: SingletonApp)
 
 @pytest.fixture
 def listing(durable: DurableDouble, app_env: str, app_under_test: SingletonApp) -> StartCall:
-    """Call SingletonList (GET /api/orchestrators/{functionName}) as the host does."""
+    """Call SingletonList (GET /api/singletons/{functionName}) as the host does."""
 
     async def call(
         query: str = "", function_name: str = "SingletonOrchestrator"

@@ -9,6 +9,7 @@ from typing import Any, Dict
 import azure.durable_functions as df
 import azure.functions as func
 import pytest
+import yaml
 from azure.functions.timer import TimerRequest
 
 import durable_singleton
@@ -119,3 +120,60 @@ async def test_the_blueprint_hands_over_the_app_it_uses(durable, app_env) -> Non
     await made.singleton.close()  # what a program or test that owns its loop calls
     given = durable_singleton.SingletonApp(durable_singleton.Catalog.of(["Job"]))
     assert durable_singleton.blueprint(app=given).singleton is given
+
+
+def http_routes(app: df.DFApp) -> Dict[str, str]:
+    routes = {}
+    for function in app.get_functions():
+        for binding in function.get_raw_bindings():
+            document = json.loads(binding)
+            if document["type"] == "httpTrigger":
+                routes[function.get_function_name()] = document["route"]
+    return routes
+
+
+def test_the_operator_routes_move_together_with_the_prefix() -> None:
+    app = df.DFApp()
+    app.register_functions(durable_singleton.blueprint(["Job"], route_prefix="ops/jobs"))
+    assert http_routes(app) == {
+        "HttpStartSingle": "orchestrators/{functionName}/{instanceId}",  # the contract
+        "SingletonInstance": "orchestrators/{functionName}/{instanceId}",
+        "SingletonList": "ops/jobs/{functionName}",
+        "SingletonsPage": "ops/jobs",
+        "OpenApiDocument": "ops/jobs/openapi.yaml",
+    }
+    default = df.DFApp()
+    default.register_functions(durable_singleton.blueprint(["Job"]))
+    assert http_routes(default)["SingletonList"] == "singletons/{functionName}"
+
+
+@pytest.mark.parametrize(
+    "prefix", ["", "orchestrators", "Orchestrators/x", "runtime", "a b", "a//b", "{x}", "/lead"]
+)
+def test_a_prefix_that_could_overlap_or_is_no_path_is_refused(prefix) -> None:
+    with pytest.raises(ValueError):
+        durable_singleton.blueprint(["Job"], route_prefix=prefix)
+
+
+def test_the_contract_names_the_routes_the_app_serves() -> None:
+    app = durable_singleton.SingletonApp(
+        durable_singleton.Catalog.of(["Job"]), route_prefix="ops/jobs"
+    )
+    document = yaml.safe_load(app.openapi().get_body())
+    assert set(document["paths"]) == {
+        "/orchestrators/{functionName}/{instanceId}",
+        "/ops/jobs/{functionName}",
+        "/ops/jobs",
+        "/ops/jobs/openapi.yaml",
+    }
+    with pytest.raises(TypeError):
+        durable_singleton.blueprint(app=app, route_prefix="other")
+
+
+def test_each_operator_function_can_be_left_out_the_start_cannot() -> None:
+    left = registered(
+        durable_singleton.blueprint(["Job"], leave_out=["SingletonsPage", "OpenApiDocument"])
+    )
+    assert set(left) == ROUTES - {"SingletonsPage", "OpenApiDocument"}
+    with pytest.raises(ValueError):
+        durable_singleton.blueprint(["Job"], leave_out=["HttpStartSingle"])

@@ -20,11 +20,15 @@ def test_the_document_is_valid_openapi_3_1() -> None:
 
 def test_the_app_serves_the_document_as_it_is_kept() -> None:
     request = func.HttpRequest(
-        method="GET", url="http://localhost:7071/api/openapi.yaml", body=b""
+        method="GET", url="http://localhost:7071/api/singletons/openapi.yaml", body=b""
     )
     response = OpenApiDocument.main(request)
     check_answer(
-        "GET", response.status_code, dict(response.headers), response.get_body(), "/openapi.yaml"
+        "GET",
+        response.status_code,
+        dict(response.headers),
+        response.get_body(),
+        "/singletons/openapi.yaml",
     )
     assert response.get_body() == DOCUMENT_PATH.read_bytes()
     assert yaml.safe_load(response.get_body())["paths"]

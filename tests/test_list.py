@@ -132,3 +132,30 @@ async def test_a_failing_durable_api_is_a_clear_5xx(listing, durable) -> None:
     problem(await listing(), 502, "durable-error")
     durable.fail_next("list", 200, {"not": "a list"})
     problem(await listing(), 502, "durable-error")
+
+
+async def test_app_links_name_the_instance_route_whatever_the_list_route(durable, app_env) -> None:
+    """The list moves with the app's route prefix; the instances it names stay on the
+    start, status and stop route."""
+    import os
+
+    import azure.functions as func
+
+    from durable_singleton import Catalog, SingletonApp
+
+    durable.put("job", "Running")
+    environ = {**os.environ, "SINGLETON_MANAGEMENT_LINKS": "app"}
+    moved = SingletonApp(Catalog.of(["SingletonOrchestrator"]), environ, route_prefix="ops")
+    request = func.HttpRequest(
+        "GET",
+        "http://localhost:7071/api/ops/SingletonOrchestrator",
+        body=b"",
+        route_params={"functionName": "SingletonOrchestrator"},
+    )
+    try:
+        [item] = body(await moved.http_list(request, durable.starter()))["instances"]
+    finally:
+        await moved.close()
+    assert item["statusQueryGetUri"] == (
+        "http://localhost:7071/api/orchestrators/SingletonOrchestrator/job"
+    )

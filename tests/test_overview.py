@@ -114,3 +114,29 @@ def test_the_folders_schedules_are_the_timer_folders(tmp_path: Path) -> None:
         ]
         (folder / "function.json").write_text(json.dumps({"bindings": bindings}))
     assert Catalog.from_folders(tmp_path).schedules == ["NIGHTLY"]
+
+
+async def test_the_page_finds_the_list_and_the_instances_wherever_they_are(
+    durable, app_env, monkeypatch
+) -> None:
+    """A host.json route prefix of its own (here "custom") and an app route prefix: the
+    page's paths follow both; the default app's are /api/singletons/ and /api/orchestrators/."""
+    import azure.functions as func
+
+    from durable_singleton import SingletonApp
+
+    config = config_of((await page(durable)).get_body())
+    assert (config["listPath"], config["instancePath"]) == (
+        "/api/singletons/",
+        "/api/orchestrators/",
+    )
+    moved = SingletonApp(Catalog.of(["SingletonOrchestrator"]), route_prefix="ops/jobs")
+    request = func.HttpRequest("GET", f"{ORIGIN}/custom/ops/jobs", body=b"", route_params={})
+    try:
+        config = config_of((await moved.http_page(request, durable.starter())).get_body())
+    finally:
+        await moved.close()
+    assert (config["listPath"], config["instancePath"]) == (
+        "/custom/ops/jobs/",
+        "/custom/orchestrators/",
+    )

@@ -96,7 +96,7 @@ async def test_the_page_through_the_runtime(host, durable, app_env) -> None:
 
 async def test_a_list_through_the_runtime(host, durable, app_env) -> None:
     durable.put("rt-listed", "Running")
-    url = f"{ORIGIN}/api/orchestrators/SingletonOrchestrator?status=Running&top=5"
+    url = f"{ORIGIN}/api/singletons/SingletonOrchestrator?status=Running&top=5"
     request = host.http("GET", url, {}, {"functionName": "SingletonOrchestrator"}, b"")
     response = await host.invoke(
         "SingletonList", {"req": request, "starter": host.durable_client(durable.starter())}

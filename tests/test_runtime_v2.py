@@ -133,7 +133,7 @@ async def test_an_orchestration_episode_and_an_activity_call(host) -> None:
 
 
 async def test_the_contract_is_served(host) -> None:
-    request = host.http("GET", f"{ORIGIN}/api/openapi.yaml", {}, {})
+    request = host.http("GET", f"{ORIGIN}/api/singletons/openapi.yaml", {}, {})
     response = await host.invoke("OpenApiDocument", {"req": request})
     assert host.succeeded(response), host.failure(response)
     answer = host.http_answer(response)

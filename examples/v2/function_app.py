@@ -2,7 +2,8 @@
 
 ``nightly_import`` is this app's orchestrator; the Blueprint from durable_singleton adds
 ``POST /api/orchestrators/nightly_import/{instanceId}`` (the guarded start), ``GET`` and
-``DELETE`` on the same route, and ``GET /api/openapi.yaml``.
+``DELETE`` on the same route, and the list, overview page and contract under
+``/api/singletons``.
 """
 
 from typing import Any, Dict, Generator, List

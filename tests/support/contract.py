@@ -19,7 +19,7 @@ from jsonschema import Draft202012Validator
 DOCUMENT_PATH = Path(__file__).resolve().parents[2] / "durable_singleton" / "openapi.yaml"
 DOCUMENT: Dict[str, Any] = yaml.safe_load(DOCUMENT_PATH.read_text(encoding="utf-8"))
 INSTANCE_PATH = "/orchestrators/{functionName}/{instanceId}"
-LIST_PATH = "/orchestrators/{functionName}"
+LIST_PATH = "/singletons/{functionName}"
 
 #: Headers every HTTP answer may carry without the document naming them.
 _TRANSPORT_HEADERS = {"content-type", "content-length"}

@@ -164,6 +164,19 @@ ROWS: Tuple[Row, ...] = (
         '"{}"',
     ),
     Row(
+        "start without an id: 202, under an id the extension makes (32 hex digits)",
+        "HttpApiHandler.HandleStartOrchestratorRequestAsync; DurableClient.StartNewAsync "
+        '(Guid.NewGuid().ToString("N"))',
+        "POST",
+        "orchestrators/SingletonOrchestrator",
+        None,
+        202,
+        {"Retry-After": "10"},
+        {name: None for name in START_MEMBERS} | {"id": re.compile(r"[0-9a-f]{32}")},
+        _JSON,
+        '"{}"',
+    ),
+    Row(
         "start of an unknown orchestrator: 400 with Message, ExceptionMessage, ExceptionType",
         "HttpApiHandler.HandleRequestAsync (catch ArgumentException: CreateErrorResponse)",
         "POST",

@@ -42,6 +42,7 @@ import asyncio
 import collections
 import datetime
 import json
+import uuid
 from dataclasses import dataclass, field
 from typing import Any, Deque, Dict, List, Optional, Set, Tuple, Union
 
@@ -251,6 +252,7 @@ class DurableDouble:
                 web.get("/durabletask/instances/{id}", self._get_status),
                 web.delete("/durabletask/instances/{id}", self._purge),
                 web.post("/durabletask/orchestrators/{fn}/{id}", self._start),
+                web.post("/durabletask/orchestrators/{fn}", self._start),
                 web.post("/durabletask/instances/{id}/terminate", self._terminate),
                 web.post("/durabletask/instances/{id}/raiseEvent/{event}", self._raise_event),
             ]
@@ -342,7 +344,10 @@ class DurableDouble:
         fault = await self._enter("start")
         if fault is not None:
             return fault
-        function_name, instance_id = request.match_info["fn"], request.match_info["id"]
+        function_name = request.match_info["fn"]
+        # Without an id the extension makes one: Guid.NewGuid().ToString("N")
+        # (DurableClient.StartNewAsync).
+        instance_id = request.match_info.get("id") or uuid.uuid4().hex
         if function_name not in self.orchestrators:
             message = (
                 f"The function '{function_name}' doesn't exist, is disabled, or is "

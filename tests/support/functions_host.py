@@ -21,6 +21,12 @@ host and the Durable extension build them:
   ``upperSchemaVersionNew``, and an activity's input as JSON -
   azure-functions-durable-extension ``OutOfProcOrchestrationShim`` and the activity
   trigger's out-of-proc binding.
+- The host's route check: functions are taken in name order, and one whose HTTP route
+  template (parameter names aside, case-insensitive) and methods (none listed: all)
+  overlap an earlier one's is refused, "The route specified conflicts with the route
+  defined by function ..." (azure-functions-host ``WebJobsRouteBuilder``/``HttpRouteFactory``
+  as shared/durable-http-api.md reports it): a refused function is not loaded, and
+  ``refused`` says why.
 
 The runtime's protobuf classes ship in its wheel under a top-level ``tests.protos``
 package, which this project's own ``tests`` package hides; they are loaded from the
@@ -31,15 +37,32 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import sys
 import types
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, FrozenSet, Iterable, Mapping, Optional, Tuple, Union
 from urllib.parse import parse_qsl, urlsplit
 
 _PROTOS_PACKAGE = "functions_worker_protos"
+#: Every method, for an HTTP trigger that lists none.
+_ALL_METHODS = frozenset({"get", "post", "put", "patch", "delete", "head", "options", "trace"})
+
+
+def http_route(
+    function_name: str, bindings: Iterable[Union[str, Mapping[str, Any]]]
+) -> Optional[Tuple[str, FrozenSet[str]]]:
+    """The route template (parameter names dropped, lowercased) and methods of a
+    function's HTTP trigger, as the host compares them; None for another trigger."""
+    for binding in bindings:
+        document = json.loads(binding) if isinstance(binding, str) else binding
+        if document.get("type") == "httpTrigger":
+            template = (document.get("route") or function_name).strip("/").lower()
+            methods = frozenset(m.lower() for m in document.get("methods") or ()) or _ALL_METHODS
+            return re.sub(r"\{[^}]*\}", "{}", template), methods
+    return None
 
 
 def load_protos() -> types.ModuleType:
@@ -92,6 +115,25 @@ class FunctionsHost:
         self.protos = load_protos()
         self._events = runtime
         self.function_ids: Dict[str, str] = {}
+        #: Functions the host's route check refused, with the host's reason.
+        self.refused: Dict[str, str] = {}
+        #: v2: each indexed function's bindings as the runtime reported them (JSON).
+        self.raw_bindings: Dict[str, list] = {}
+        self._routes: Dict[str, Tuple[str, FrozenSet[str]]] = {}
+
+    def _admit(self, function_name: str, bindings: Iterable[Any]) -> bool:
+        """The host's route check for one more function (taken in name order)."""
+        route = http_route(function_name, bindings)
+        if route is not None:
+            for earlier, (template, methods) in sorted(self._routes.items()):
+                if template == route[0] and methods & route[1]:
+                    self.refused[function_name] = (
+                        "The route specified conflicts with the route defined by function "
+                        f"'{earlier}'."
+                    )
+                    return False
+            self._routes[function_name] = route
+        return True
 
     def _request(self, **message: Any) -> Any:
         return types.SimpleNamespace(
@@ -126,14 +168,18 @@ class FunctionsHost:
                 )
             )
         )
-        for function in response.function_metadata_results:
-            self.function_ids[function.name] = function.function_id
+        for function in sorted(response.function_metadata_results, key=lambda f: f.name):
+            self.raw_bindings[function.name] = list(function.raw_bindings)
+            if self._admit(function.name, function.raw_bindings):
+                self.function_ids[function.name] = function.function_id
         return response
 
     async def load(self, function_name: str) -> Any:
         """Load one function from its folder's function.json; return the response."""
         folder = self.app_root / function_name
         config = json.loads((folder / "function.json").read_text(encoding="utf-8"))
+        if not self._admit(function_name, config["bindings"]):
+            raise RuntimeError(self.refused[function_name])
         # BindingInfo.Direction: in = 0, out = 1, inout = 2 ("in" is a Python keyword).
         directions = self.protos.BindingInfo.Direction
         bindings = {

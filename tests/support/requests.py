@@ -49,9 +49,9 @@ def instance_request(
 
 
 def list_request(function_name: str, query: str = "") -> func.HttpRequest:
-    """A GET on /api/orchestrators/{functionName} (the list)."""
+    """A GET on /api/singletons/{functionName} (the list)."""
     route = {"functionName": function_name}
-    return _bodiless("GET", f"orchestrators/{function_name}", query, route)
+    return _bodiless("GET", f"singletons/{function_name}", query, route)
 
 
 def _bodiless(
