@@ -20,7 +20,7 @@ from ._blueprint import blueprint
 from ._catalog import Catalog, InputRule, InvalidInput
 from ._durable import DurableFailure, DurableUnavailable, InstanceStatus, StartOutcomeUnknown
 from ._instances import StopMode
-from ._job import STOP_EVENT, parse_job_input, run_job
+from ._job import parse_job_input, run_job
 from ._lock import LockLost, LockUnavailable
 from ._policy import Action, OnConflict, Overlap, Reuse
 from ._problems import Problem, ProblemError
@@ -33,8 +33,9 @@ from ._starter import (
     Outcome,
     ReplaceTimedOut,
 )
+from ._stop import STOP_EVENT, stop_requested
 
-__version__ = "3.2.0"
+__version__ = "4.0.0"
 
 __all__ = [
     "Action",
@@ -66,4 +67,5 @@ __all__ = [
     "blueprint",
     "parse_job_input",
     "run_job",
+    "stop_requested",
 ]

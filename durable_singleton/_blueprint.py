@@ -44,6 +44,7 @@ def blueprint(
     auth_level: func.AuthLevel = func.AuthLevel.FUNCTION,
     route_prefix: Optional[str] = None,
     leave_out: Iterable[str] = (),
+    stops: Iterable[str] = (),
 ) -> SingletonBlueprint:
     """The Blueprint a v2 app registers with ``app.register_functions(...)``.
 
@@ -79,6 +80,10 @@ def blueprint(
         ``orchestrators/{functionName}/{instanceId}`` always.
     leave_out : iterable of str
         Functions of :data:`OPTIONAL_FUNCTIONS` not to add (the start is always added).
+    stops : iterable of str
+        Those of ``orchestrators`` that take a graceful Stop (they wait for it:
+        :func:`stop_requested`); those in ``next_runs`` do. Every other is offered
+        terminate only: a Stop for it is refused (400 ``stop-not-supported``).
 
     Returns
     -------
@@ -96,7 +101,7 @@ def blueprint(
         raise TypeError("give route_prefix to the SingletonApp")
     prefixes = list(schedules)
     singleton = app or SingletonApp(
-        Catalog.of(orchestrators or (), next_runs, prefixes),
+        Catalog.of(orchestrators or (), next_runs, prefixes, stops),
         route_prefix=DEFAULT_ROUTE_PREFIX if route_prefix is None else route_prefix,
     )
     routes = singleton.routes

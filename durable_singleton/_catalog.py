@@ -14,6 +14,12 @@ An orchestrator *takes next runs* (``onConflict=bufferOne``, ``debounceSeconds``
 it handles the ``NextRun`` event and shows what it took in its custom status, as
 SingletonOrchestrator does (durable_singleton._next_run). It opts in: a v2 app names
 it in ``next_runs``; a function.json app's module declares ``accepts_next_run = True``.
+
+An orchestrator *takes a graceful Stop* when it waits for the ``Stop`` event beside its
+work and ends when it comes (:func:`durable_singleton.stop_requested`). It opts in the
+same way (``stops``; ``accepts_stop = True``); one that takes next runs takes Stop too.
+For any other, a graceful stop would be a request nothing reads: the app refuses it and
+offers terminate.
 """
 
 from __future__ import annotations
@@ -43,23 +49,20 @@ class Catalog:
         find_rule: Optional[Callable[[str], Optional[InputRule]]] = None,
         next_runs: Union[Iterable[str], Callable[[str], bool]] = (),
         schedules: Iterable[str] = (),
+        stops: Union[Iterable[str], Callable[[str], bool]] = (),
     ) -> None:
         """Allow ``names``; check inputs with ``rules`` (by name), or with the rule
         ``find_rule`` returns for a name (asked once per name, when first needed).
-        ``next_runs`` names the orchestrators that take next runs, or tells for a name
-        (asked once per name). ``schedules``: the app settings prefixes of the app's
-        scheduled singletons (the overview page shows each)."""
+        ``next_runs`` names the orchestrators that take next runs, and ``stops`` those
+        that take a graceful Stop, or each tells for a name (asked once per name).
+        ``schedules``: the app settings prefixes of the app's scheduled singletons (the
+        overview page shows each)."""
         self.names: FrozenSet[str] = frozenset(names)
         self.schedules: List[str] = list(dict.fromkeys(schedules))
         self._rules: Dict[str, Optional[InputRule]] = dict(rules or {})
         self._find_rule = find_rule
-        if callable(next_runs):
-            self._takes_next_run: Callable[[str], bool] = next_runs
-            self._next_runs: Dict[str, bool] = {}
-        else:
-            taking = frozenset(next_runs)
-            self._takes_next_run = lambda _: False
-            self._next_runs = {name: name in taking for name in self.names}
+        self._next_runs = _OptIn(self.names, next_runs)
+        self._stops = _OptIn(self.names, stops)
 
     @classmethod
     def of(
@@ -67,14 +70,17 @@ class Catalog:
         orchestrators: Union[Iterable[str], Mapping[str, Optional[InputRule]]],
         next_runs: Iterable[str] = (),
         schedules: Iterable[str] = (),
+        stops: Iterable[str] = (),
     ) -> "Catalog":
         """A catalog of the names given; a mapping also gives each name's input rule
-        (None for none). ``next_runs``: those of them that take next runs;
-        ``schedules``: the settings prefixes of the app's schedules."""
+        (None for none). ``next_runs``: those of them that take next runs; ``stops``:
+        those that take a graceful Stop; ``schedules``: the settings prefixes of the
+        app's schedules."""
+        options: Dict[str, Any] = {"next_runs": next_runs, "schedules": schedules, "stops": stops}
         if isinstance(orchestrators, Mapping):
             rules = {name: rule for name, rule in orchestrators.items() if rule is not None}
-            return cls(orchestrators.keys(), rules, next_runs=next_runs, schedules=schedules)
-        return cls(orchestrators, next_runs=next_runs, schedules=schedules)
+            return cls(orchestrators.keys(), rules, **options)
+        return cls(orchestrators, **options)
 
     @classmethod
     def from_folders(cls, app_root: Path) -> "Catalog":
@@ -103,8 +109,9 @@ class Catalog:
         return cls(
             names,
             find_rule=_module_rule,
-            next_runs=_module_takes_next_run,
+            next_runs=_module_says("accepts_next_run"),
             schedules=schedules,
+            stops=_module_says("accepts_stop"),
         )
 
     def rule(self, function_name: str) -> Optional[InputRule]:
@@ -117,10 +124,30 @@ class Catalog:
 
     def accepts_next_run(self, function_name: str) -> bool:
         """Whether ``function_name`` (one of :attr:`names`) takes next runs."""
-        if function_name not in self._next_runs:
-            taking = function_name in self.names and self._takes_next_run(function_name)
-            self._next_runs[function_name] = taking
-        return self._next_runs[function_name]
+        return self._next_runs(function_name)
+
+    def accepts_stop(self, function_name: str) -> bool:
+        """Whether ``function_name`` (one of :attr:`names`) takes a graceful Stop (one
+        that takes next runs does)."""
+        return self._stops(function_name) or self.accepts_next_run(function_name)
+
+
+class _OptIn:
+    """Which orchestrators opted in to a protocol: the names given, or what a function
+    tells for a name (asked once per name)."""
+
+    def __init__(
+        self, names: FrozenSet[str], given: Union[Iterable[str], Callable[[str], bool]]
+    ) -> None:
+        self._names = names
+        self._ask: Callable[[str], bool] = given if callable(given) else lambda _: False
+        taking = set() if callable(given) else set(given)
+        self._known: Dict[str, bool] = {} if callable(given) else {n: n in taking for n in names}
+
+    def __call__(self, function_name: str) -> bool:
+        if function_name not in self._known:
+            self._known[function_name] = function_name in self._names and self._ask(function_name)
+        return self._known[function_name]
 
 
 def _schedule_prefix(bindings: List[Dict[str, Any]]) -> Optional[str]:
@@ -141,9 +168,13 @@ def _uses_setting(bindings: List[Dict[str, Any]], setting: str) -> bool:
     return any(b.get("schedule") == f"%{setting}%" for b in bindings)
 
 
-def _module_takes_next_run(function_name: str) -> bool:
-    """Whether a function folder's module declares ``accepts_next_run = True``."""
-    return getattr(importlib.import_module(function_name), "accepts_next_run", False) is True
+def _module_says(flag: str) -> Callable[[str], bool]:
+    """Whether a function folder's module declares ``flag = True``."""
+
+    def says(function_name: str) -> bool:
+        return getattr(importlib.import_module(function_name), flag, False) is True
+
+    return says
 
 
 def _module_rule(function_name: str) -> Optional[InputRule]:

@@ -16,13 +16,13 @@ from . import _answers as answers
 from . import _problems as problems
 from ._durable import DurableClient, InstanceEnded, InstanceStatus
 from ._invocation import Invocation, RootFactory, Routes, answer
-from ._job import STOP_EVENT
 from ._links import Links
 from ._policy import FINISHED
 from ._problems import ProblemError
 from ._root import Root
 from ._starter import hold_lock, stop_data
-from ._validation import read_choice, read_route
+from ._stop import STOP_EVENT
+from ._validation import check_stop, read_choice, read_route
 
 TERMINATE_REASON = "Terminated through DELETE with mode=terminate."
 
@@ -92,11 +92,13 @@ async def stop_instance(
     Raises
     ------
     ProblemError
-        404 when no instance of ``function_name`` has the id; 409 when it has ended.
+        400 for a Stop to an orchestrator that does not take one (nothing is sent); 404
+        when no instance of ``function_name`` has the id; 409 when it has ended.
     LockBusy
         A terminate waited too long for the id's lock.
     """
     if mode is StopMode.STOP:
+        check_stop(root.catalog, function_name, "DELETE with mode=terminate")
         return await _end(durable, function_name, instance_id, mode, links)
     held = await hold_lock(
         root.locks(), durable.task_hub, instance_id, root.settings.lock_wait_seconds

@@ -19,10 +19,10 @@ from azure.durable_functions.models.history import HistoryEventType
 
 from ._catalog import InvalidInput
 from ._next_run import NEXT_RUN_EVENT, Buffered, RunState, iso, parse_time
+from ._stop import STOP_EVENT
 
 ACTIVITY = "SingletonActivity"
 ITEM_STORE = "SingletonItemStore"
-STOP_EVENT = "Stop"
 
 #: repeatEverySeconds range: at least a second, at most a day between passes.
 MIN_REPEAT_SECONDS = 1

@@ -49,6 +49,8 @@ async def _page(call: Invocation) -> Tuple[func.HttpResponse, str]:
     now = datetime.datetime.now(datetime.timezone.utc)
     config = {
         "orchestrators": sorted(call.root.catalog.names),
+        # Those offered Stop beside Terminate: the ones that wait for it.
+        "stops": sorted(n for n in call.root.catalog.names if call.root.catalog.accepts_stop(n)),
         "schedules": schedule_views(call.root.catalog, call.root.environ, now),
         "refreshSeconds": refresh,
         # Where the page finds the list (+ name) and an instance (+ name/id): absolute

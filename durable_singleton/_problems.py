@@ -92,6 +92,20 @@ def conflicting_parameters(detail: str) -> Problem:
     return Problem("conflicting-parameters", 400, "Conflicting request parameters", detail)
 
 
+def stop_not_supported(function_name: str, instead: str) -> Problem:
+    """400: the orchestrator does not wait for the graceful Stop; ``instead`` names the
+    request's way to terminate it."""
+    return Problem(
+        "stop-not-supported",
+        400,
+        "Orchestrator does not take a graceful Stop",
+        f"Orchestrator '{printable(function_name)}' does not wait for the Stop event, so "
+        f"a graceful stop would leave it running; nothing was sent. Use {instead} to end "
+        "it, or make it take Stop (docs/library.md).",
+        {"orchestrator": function_name},
+    )
+
+
 def next_run_not_supported(function_name: str) -> Problem:
     """400: the orchestrator does not take next runs (bufferOne, debounce)."""
     return Problem(

@@ -37,7 +37,6 @@ from ._idempotency import (
     created_text,
     judge,
 )
-from ._job import STOP_EVENT
 from ._lock import HeldLock, LockLost, LockUnavailable, StartLocks
 from ._next_run import NEXT_RUN_EVENT, RunView, next_run_event, start_member, stop_event
 from ._policy import (
@@ -50,6 +49,7 @@ from ._policy import (
 )
 from ._problems import ProblemError
 from ._root import Root
+from ._stop import STOP_EVENT
 from ._validation import StartRequest
 from ._waiting import Pauses
 

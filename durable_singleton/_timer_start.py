@@ -115,6 +115,13 @@ def schedule_request(schedule: Schedule, root: Root) -> StartRequest:
         name = f"{schedule.prefix}_OVERLAP"
         if schedule.overlap is Overlap.BUFFER_ONE:
             check_next_run(root.catalog, function_name, None)
+        if schedule.overlap is Overlap.CANCEL_OTHER and not root.catalog.accepts_stop(
+            function_name
+        ):
+            raise ConfigurationError(
+                f"App setting {name} is cancelOther, but the orchestrator does not take a "
+                "graceful Stop: use terminateOther."
+            )
     except ProblemError as error:
         # The title names the rule; the detail may repeat the value, so it stays out.
         raise ConfigurationError(

@@ -98,6 +98,7 @@ def parse_start_request(
                 )
             )
         on_conflict = OnConflict.BUFFER_ONE
+    check_replacement(catalog, function_name, on_conflict)
     raw = req.get_body() or b""
     body = read_json_body(raw, settings.max_body_bytes)
     check_input(catalog, function_name, body)
@@ -179,6 +180,19 @@ def check_next_run(catalog: Catalog, function_name: str, key: Optional[str]) -> 
         )
 
 
+def check_stop(catalog: Catalog, function_name: str, instead: str) -> None:
+    """A graceful Stop needs an orchestrator that takes one (a 400 problem naming
+    ``instead``, the request's way to terminate it, when it does not)."""
+    if not catalog.accepts_stop(function_name):
+        raise ProblemError(problems.stop_not_supported(function_name, instead))
+
+
+def check_replacement(catalog: Catalog, function_name: str, on_conflict: OnConflict) -> None:
+    """``onConflict=stopExisting`` needs an orchestrator that takes a graceful Stop."""
+    if on_conflict is OnConflict.STOP_EXISTING:
+        check_stop(catalog, function_name, "onConflict=terminateExisting")
+
+
 def read_idempotency_key(req: func.HttpRequest) -> Optional[str]:
     """The request's Idempotency-Key, None when it has none; a 400 problem when it
     breaks the rule."""
@@ -203,6 +217,7 @@ def check_start(request: StartRequest, catalog: Catalog, limit: int) -> None:
         raise ProblemError(problems.invalid_body("The input is not JSON.")) from None
     read_json_body(encoded, limit)
     check_input(catalog, request.function_name, request.input)
+    check_replacement(catalog, request.function_name, request.on_conflict)
     if request.on_conflict is OnConflict.BUFFER_ONE or request.debounce is not None:
         check_next_run(catalog, request.function_name, None)
 

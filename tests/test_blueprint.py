@@ -77,15 +77,20 @@ async def test_a_scheduled_tick_starts_through_the_guarded_start(
 HTTP_FUNCTIONS = ROUTES
 
 
-def auth_levels(app: df.DFApp) -> Dict[str, str]:
-    """Each HTTP function's authLevel, as the host reads it from the indexed bindings."""
-    levels = {}
+def http_triggers(app: df.DFApp) -> Dict[str, Dict[str, Any]]:
+    """Each HTTP function's trigger binding, as the host reads it from the indexed app."""
+    triggers = {}
     for function in app.get_functions():
         for binding in function.get_raw_bindings():
             document = json.loads(binding)
             if document["type"] == "httpTrigger":
-                levels[function.get_function_name()] = document["authLevel"]
-    return levels
+                triggers[function.get_function_name()] = document
+    return triggers
+
+
+def auth_levels(app: df.DFApp) -> Dict[str, str]:
+    """Each HTTP function's authLevel."""
+    return {name: trigger["authLevel"] for name, trigger in http_triggers(app).items()}
 
 
 @pytest.mark.parametrize("default", [func.AuthLevel.ANONYMOUS, func.AuthLevel.FUNCTION])
@@ -123,13 +128,7 @@ async def test_the_blueprint_hands_over_the_app_it_uses(durable, app_env) -> Non
 
 
 def http_routes(app: df.DFApp) -> Dict[str, str]:
-    routes = {}
-    for function in app.get_functions():
-        for binding in function.get_raw_bindings():
-            document = json.loads(binding)
-            if document["type"] == "httpTrigger":
-                routes[function.get_function_name()] = document["route"]
-    return routes
+    return {name: trigger["route"] for name, trigger in http_triggers(app).items()}
 
 
 def test_the_operator_routes_move_together_with_the_prefix() -> None:

@@ -69,7 +69,7 @@ def test_the_installed_package_imports_away_from_the_repository(
     script = (
         "import durable_singleton, pathlib; "
         "print(durable_singleton.__version__); print(durable_singleton.__file__); "
-        "print(durable_singleton.SingletonApp.openapi().status_code)"
+        "print(durable_singleton.SingletonApp(durable_singleton.Catalog.of([])).openapi().status_code)"
     )
     # Only the installed copy and the test environment's dependencies on the path.
     env = {**os.environ, "PYTHONPATH": str(target)}
