@@ -23,7 +23,7 @@ from ._retention import RetentionReport, handle_retention_tick
 from ._root import Root
 from ._starter import Outcome, start_singleton
 from ._timer_start import handle_tick
-from ._validation import StartRequest, check_start, debounce_of
+from ._validation import StartRequest, check_start, debounce_of, effective_on_conflict
 
 
 class SingletonApp:
@@ -185,7 +185,7 @@ class SingletonApp:
             function_name,
             instance_id,
             input,
-            OnConflict.BUFFER_ONE if debounce else on_conflict or settings.on_conflict,
+            effective_on_conflict(on_conflict, settings.on_conflict, debounce),
             reuse or settings.reuse,
             debounce=debounce,
         )

@@ -85,19 +85,11 @@ def parse_start_request(
         anything else that is wrong.
     """
     function_name, instance_id = read_route(req, catalog.names)
-    on_conflict = read_choice(req, "onConflict", OnConflict, settings.on_conflict)
+    given = read_choice(req, "onConflict", OnConflict, settings.on_conflict)
     reuse = read_choice(req, "reuse", Reuse, settings.reuse)
     debounce = read_debounce(req)
-    if debounce is not None:
-        if query_values(req, "onConflict") and on_conflict is not OnConflict.BUFFER_ONE:
-            raise ProblemError(
-                problems.conflicting_parameters(
-                    "debounceSeconds runs the request after the active instance's run, "
-                    "as onConflict=bufferOne does; it cannot be combined with "
-                    f"onConflict={on_conflict.value}."
-                )
-            )
-        on_conflict = OnConflict.BUFFER_ONE
+    explicit = given if query_values(req, "onConflict") else None
+    on_conflict = effective_on_conflict(explicit, settings.on_conflict, debounce)
     check_replacement(catalog, function_name, on_conflict)
     raw = req.get_body() or b""
     body = read_json_body(raw, settings.max_body_bytes)
@@ -127,6 +119,25 @@ def read_debounce(req: func.HttpRequest) -> Optional[Debounce]:
     elif query_values(req, "debounceMaxSeconds"):
         longest = 0  # refused below: it needs debounceSeconds
     return debounce_of(seconds, longest)
+
+
+def effective_on_conflict(
+    given: Optional[OnConflict], default: OnConflict, debounce: Optional[Debounce]
+) -> OnConflict:
+    """The onConflict a start runs with: ``given``, else ``default``; a debounced start
+    is bufferOne, and one that names another onConflict is a 400 problem (the one rule
+    for the route and for :meth:`SingletonApp.start`)."""
+    if debounce is None:
+        return given or default
+    if given is not None and given is not OnConflict.BUFFER_ONE:
+        raise ProblemError(
+            problems.conflicting_parameters(
+                "debounceSeconds runs the request after the active instance's run, "
+                "as onConflict=bufferOne does; it cannot be combined with "
+                f"onConflict={given.value}."
+            )
+        )
+    return OnConflict.BUFFER_ONE
 
 
 def debounce_of(seconds: Optional[int], max_seconds: Optional[int]) -> Optional[Debounce]:

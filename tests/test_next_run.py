@@ -406,6 +406,13 @@ async def test_the_library_start_buffers_and_debounces_by_the_same_rules(durable
         assert bad.value.problem.kind == "invalid-query-parameter"
         with pytest.raises(ProblemError):
             await app.start(durable.starter(), "Job", "lib", debounce_max_seconds=9)
+        # As the route's debounceSeconds with onConflict=reject: refused, not buffered.
+        for other in (OnConflict.REJECT, OnConflict.USE_EXISTING, OnConflict.TERMINATE_EXISTING):
+            with pytest.raises(ProblemError) as mixed:
+                await app.start(
+                    durable.starter(), "Job", "lib", on_conflict=other, debounce_seconds=5
+                )
+            assert mixed.value.problem.kind == "conflicting-parameters"
         assert len(durable.created) == 1
     finally:
         await app.close()
