@@ -23,6 +23,7 @@ from typing import Any, Awaitable, Callable, Dict, List, Optional, Tuple
 
 import azure.functions as func
 
+from benchmarks.burst import burst
 from tests.support import seed_starter
 from tests.support.app import app
 from tests.support.azurite import ACCOUNT, ACCOUNT_KEY, Azurite
@@ -752,6 +753,20 @@ async def main(args: argparse.Namespace) -> str:
     durable = DurableDouble().start()
     os.environ["AzureWebJobsStorage"] = azurite.connection_string
     try:
+        if args.burst_only:
+            report = await burst(
+                durable,
+                OURS.http_start,
+                args.burst_pickups,
+                args.burst_rates,
+                args.burst_seconds,
+                OURS.wait_for_background,
+            )
+            await OURS.close()
+            await close_app_clients()
+            args.out.mkdir(parents=True, exist_ok=True)
+            (args.out / "burst.md").write_text(report)
+            return report
         bench = Bench(durable, counter)
         repetitions = []
         for _ in range(args.repeat):
@@ -761,6 +776,16 @@ async def main(args: argparse.Namespace) -> str:
             ]
             repetitions.append((runs, await lock_protocol(azurite, max(args.races))))
         memory = await bench.memory(args.memory_requests)
+        bursts = ""
+        if not args.skip_burst:
+            bursts = await burst(
+                durable,
+                OURS.http_start,
+                args.burst_pickups,
+                args.burst_rates,
+                args.burst_seconds,
+                OURS.wait_for_background,
+            )
         profile = await profile_start(bench, args.requests)
         chart(repetitions[-1][0], args.out / "benchmark.png")
         await OURS.close()
@@ -775,6 +800,7 @@ async def main(args: argparse.Namespace) -> str:
         + tables(repetitions, memory, args.target_latency)
         + "\n"
         + profile
+        + ("\n" + bursts if bursts else "")
     )
     if not args.skip_jobs:
         report += (
@@ -801,6 +827,14 @@ def arguments() -> argparse.Namespace:
         help="only the HTTP figures (for repeated runs that show their spread)",
     )
     parser.add_argument(
+        "--skip-burst", action="store_true", help="leave out the bursts of next runs"
+    )
+    parser.add_argument(
+        "--burst-only",
+        action="store_true",
+        help="only the bursts of next runs, into burst.md (benchmarks/out/ unless --out)",
+    )
+    parser.add_argument(
         "--latency-ms",
         type=float,
         nargs="+",
@@ -821,11 +855,16 @@ def arguments() -> argparse.Namespace:
     )
     args = parser.parse_args()
     args.target_latency = 10.0 if 10.0 in args.latency_ms else args.latency_ms[-1]
+    args.burst_pickups, args.burst_seconds = [0.2, 1.0, 30.0], 10.0
+    args.burst_rates = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]
+    if args.burst_only and args.out is None:
+        args.out = ROOT / "benchmarks" / "out"
     if args.quick:
         args.requests, args.races, args.memory_requests = 20, [10, 50], 1000
         args.job_sizes = [100, 1000]
         args.parallel_items, args.wall_items = 1000, 64
         args.large_items = 2000
+        args.burst_pickups, args.burst_rates, args.burst_seconds = [0.2], [1.0, 2.0], 2.0
         args.out = args.out or ROOT / "benchmarks" / "out"
         args.repeat = args.repeat or 1
     else:
