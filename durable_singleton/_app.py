@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import Any, Mapping, Optional, Union
+import time
+from typing import Any, Callable, Mapping, Optional, Union
 
 import azure.functions as func
 
@@ -48,6 +49,9 @@ class SingletonApp:
         ``route_prefix``, an orchestrator's list at ``route_prefix/{functionName}``, the
         contract at ``route_prefix/openapi.yaml`` (``singletons`` by default). The start,
         status and stop route is ``orchestrators/{functionName}/{instanceId}`` always.
+    clock : callable
+        The monotonic clock the start locks reckon their leases on (``time.monotonic``;
+        a test gives one it can move on, as a paused process finds it).
     """
 
     def __init__(
@@ -57,9 +61,11 @@ class SingletonApp:
         blob_options: Optional[Mapping[str, Any]] = None,
         *,
         route_prefix: str = DEFAULT_ROUTE_PREFIX,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """See the class docstring (ValueError for a route prefix it cannot take)."""
         self.catalog = catalog
+        self._clock = clock
         self.routes = Routes(route_prefix)
         self._environ = environ
         self._blob_options = blob_options
@@ -73,7 +79,7 @@ class SingletonApp:
         """
         root = self._root
         if root is None or root.loop is not asyncio.get_running_loop():
-            root = self._root = Root(self._environ, self.catalog, self._blob_options)
+            root = self._root = Root(self._environ, self.catalog, self._blob_options, self._clock)
         return root
 
     async def close(self) -> None:

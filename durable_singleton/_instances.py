@@ -8,7 +8,7 @@ leaves the app.
 from __future__ import annotations
 
 import enum
-from typing import Tuple
+from typing import Optional, Tuple
 
 import azure.functions as func
 
@@ -17,6 +17,7 @@ from . import _problems as problems
 from ._durable import DurableClient, InstanceEnded, InstanceStatus
 from ._invocation import Invocation, RootFactory, Routes, answer
 from ._links import Links
+from ._lock import HeldLock
 from ._policy import FINISHED
 from ._problems import ProblemError
 from ._root import Root
@@ -104,20 +105,28 @@ async def stop_instance(
         root.locks(), durable.task_hub, instance_id, root.settings.lock_wait_seconds
     )
     try:
-        return await _end(durable, function_name, instance_id, mode, links)
+        return await _end(durable, function_name, instance_id, mode, links, held)
     finally:
         await held.release()
 
 
 async def _end(
-    durable: DurableClient, function_name: str, instance_id: str, mode: StopMode, links: Links
+    durable: DurableClient,
+    function_name: str,
+    instance_id: str,
+    mode: StopMode,
+    links: Links,
+    held: Optional[HeldLock] = None,
 ) -> InstanceStatus:
+    """Send the Stop or the terminate; under ``held``, fenced as every call under the
+    lock is (LockLost when the lease cannot be proven for the call's time)."""
     status = await _existing(durable, instance_id, function_name)
     if status.runtime_status not in FINISHED:
         event = STOP_EVENT if mode is StopMode.STOP else None
         data, _ = stop_data(status)
+        timeout = durable.timeout if held is None else await held.fence(durable.timeout)
         try:
-            await durable.end(instance_id, event, TERMINATE_REASON, durable.timeout, data)
+            await durable.end(instance_id, event, TERMINATE_REASON, timeout, data)
             return status
         except InstanceEnded as ended:
             if ended.status is None:  # purged since it was read: the request failed

@@ -131,9 +131,12 @@ class LeaseStore:
         storage_timeout: float,
         lease_seconds: int = LEASE_SECONDS,
         known_blobs: int = KNOWN_BLOBS,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        """Keep lock blobs in ``container``; see the class docstring."""
+        """Keep lock blobs in ``container``; see the class docstring. ``clock`` is the
+        monotonic clock a lease's validity is reckoned on."""
         self._container = container
+        self.clock = clock
         self.storage_timeout = storage_timeout
         self._lease_seconds = lease_seconds
         self._known: "OrderedDict[str, Optional[Seen]]" = OrderedDict()
@@ -252,7 +255,7 @@ class LeaseStore:
         Raises LockLost when storage says the lease is gone, LockUnavailable when
         storage cannot be reached in time.
         """
-        sent = time.monotonic()
+        sent = self.clock()
         try:
             await asyncio.wait_for(lease.renew(), self.storage_timeout)
         except asyncio.TimeoutError:
@@ -448,11 +451,12 @@ class StartLocks:
         lease_seconds: int = LEASE_SECONDS,
         renew_every: float = RENEW_EVERY_SECONDS,
         known_blobs: int = KNOWN_BLOBS,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """Keep locks as blobs in ``container``, created on first use; every storage
         request (with its retries) ends within ``storage_timeout`` seconds; remember
-        at most ``known_blobs`` blob names as existing."""
-        self.store = LeaseStore(container, storage_timeout, lease_seconds, known_blobs)
+        at most ``known_blobs`` blob names as existing; reckon leases on ``clock``."""
+        self.store = LeaseStore(container, storage_timeout, lease_seconds, known_blobs, clock)
         self.attempts = LocalAttempts()
         self.background = Background()
         self._renew_every = renew_every
@@ -513,7 +517,7 @@ class StartLocks:
             if failure is not None:  # storage had its time: answer now, not after more
                 finish(failure)
                 raise failure
-        sent = time.monotonic()
+        sent = self.store.clock()
         try:
             acquired = await self.store.acquire(name, lease)
         except LockUnavailable as error:
@@ -603,7 +607,7 @@ class HeldLock:
 
     def remaining(self) -> float:
         """Seconds for which the lease is certainly still held (negative once not)."""
-        return self._valid_until - time.monotonic()
+        return self._valid_until - self._store.clock()
 
     async def fence(self, needed: float) -> float:
         """Make sure the lease is held for ``needed`` more seconds; return the time left.

@@ -14,7 +14,8 @@ never needs them.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Mapping, Optional
+import time
+from typing import Any, Callable, Mapping, Optional
 
 import aiohttp
 from azure.storage.blob.aio import BlobServiceClient, ContainerClient
@@ -34,11 +35,14 @@ class Root:
         environ: Mapping[str, str],
         catalog: Catalog,
         blob_options: Optional[Mapping[str, Any]] = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """Read the settings from ``environ`` now (ConfigurationError when one is wrong);
         ``catalog`` names the startable orchestrators; ``blob_options`` go to the Blob
-        Storage client (a request hook, for example)."""
+        Storage client (a request hook, for example); ``clock`` is the monotonic clock
+        the start locks reckon their leases on."""
         self.environ = environ
+        self._clock = clock
         self.catalog = catalog
         self.settings: Settings = load_settings(environ)
         # Read and checked now, like every setting, so that a malformed one is answered
@@ -77,6 +81,7 @@ class Root:
             self._locks = StartLocks(
                 self.container(self.settings.lock_container),
                 self.settings.storage_timeout_seconds,
+                clock=self._clock,
             )
         return self._locks
 

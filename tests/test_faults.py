@@ -10,19 +10,23 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import threading
 import time
 from typing import Any, Iterator
 
 import pytest
-from azure.storage.blob.aio import BlobServiceClient
+from azure.storage.blob.aio import BlobLeaseClient, BlobServiceClient
 
+from durable_singleton import Catalog, SingletonApp
 from durable_singleton._lock import LEASE_SECONDS, lock_blob_name
 from durable_singleton._settings import STORAGE_CONNECTION
-from tests.support.app import change_setting
+from tests.support.app import APP_ROOT, change_setting
 from tests.support.azurite import connection_string
 from tests.support.durable_double import starter_binding
 from tests.support.fault_proxy import FaultProxy
 from tests.support.report import report
+from tests.support.requests import instance_request
 
 
 def kind(response: Any) -> str:
@@ -265,3 +269,63 @@ async def test_a_caller_cancelled_mid_acquire_leaves_no_lease_behind(
     assert kind(await start("cancelled")) == "202"
     assert time.monotonic() - began < 3  # not the ~15 s of an orphaned lease
     assert len(durable.accepted_starts) == 2
+
+
+# -- 6. a terminate under the lock is fenced like a start -------------------------------
+
+
+async def test_a_terminate_whose_lease_ran_out_meanwhile_never_ends_the_next_instance(
+    start, durable, azurite, app_env, monkeypatch
+) -> None:
+    """DELETE ?mode=terminate holds the id's lock and reads the status; before it sends
+    the terminate, its process is paused (its clock jumps past the lease) and the lease
+    runs out: storage lets another caller take the lock and replace the instance. The
+    paused holder must not then terminate the new instance: it cannot prove the lease."""
+    await change_setting(monkeypatch, "SINGLETON_DURABLE_TIMEOUT_SECONDS", "10")
+    pause = Pause()
+    holder = SingletonApp(Catalog.from_folders(APP_ROOT), os.environ, clock=pause.clock)
+    durable.put("paused", "Running")
+    released = threading.Event()
+
+    async def held(_: str) -> None:  # in the double's thread: the holder's read waits
+        await asyncio.get_running_loop().run_in_executor(None, released.wait, 10)
+
+    durable.hold_status = held
+    request = instance_request("DELETE", "SingletonOrchestrator", "paused", "mode=terminate")
+    terminating = asyncio.create_task(holder.http_instance(request, durable.starter()))
+    try:
+        for _ in range(100):  # until its status read is held: it holds the lock
+            if durable.hold_status is None:
+                break
+            await asyncio.sleep(0.02)
+        assert durable.hold_status is None
+        # The pause: its lease runs out (storage breaks it, as expiry does) and its clock
+        # moves on by more than the lease.
+        async with BlobServiceClient.from_connection_string(azurite.connection_string) as blobs:
+            blob = blobs.get_blob_client(app_env, lock_blob_name("TestHubName", "paused"))
+            await BlobLeaseClient(blob).break_lease(lease_break_period=0)
+        pause.advance(LEASE_SECONDS + 5)
+        replaced = await start("paused", query="onConflict=terminateExisting")
+        assert kind(replaced) == "202"
+        new_instance = durable.instances["paused"]
+        assert len(durable.terminations) == 1  # the replacing caller's, of the old one
+    finally:
+        released.set()
+    answer = await asyncio.wait_for(terminating, 30)
+    await holder.close()
+    assert kind(answer) == "lock-lost"
+    assert len(durable.terminations) == 1  # the holder sent nothing
+    assert durable.instances["paused"] is new_instance and new_instance.status != "Terminated"
+
+
+class Pause:
+    """A monotonic clock that a test can move on, as a paused process finds it."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def clock(self) -> float:
+        return time.monotonic() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds

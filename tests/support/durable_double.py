@@ -44,7 +44,7 @@ import datetime
 import json
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Deque, Dict, List, Optional, Set, Tuple, Union
+from typing import Any, Awaitable, Callable, Deque, Dict, List, Optional, Set, Tuple, Union
 
 from aiohttp import web
 from azure.durable_functions import OrchestrationRuntimeStatus as Status
@@ -124,6 +124,9 @@ class DurableDouble:
     #: Whether purging an instance that has not finished is refused (#3311) or done.
     purge_refuses_active: bool = True
     purge_delay: float = 0.0  # a purge is carried out this long after it arrives
+    #: Awaited with the id before a status read is answered (once, then cleared): the
+    #: read is held open until it returns, as a caller paused mid-request sees it.
+    hold_status: Optional[Callable[[str], Awaitable[None]]] = None
 
     def __post_init__(self) -> None:
         self.instances: Dict[str, Instance] = {}
@@ -175,6 +178,7 @@ class DurableDouble:
             "terminate_ends_pending",
             "purge_refuses_active",
             "purge_delay",
+            "hold_status",
         ):
             setattr(self, name, knobs.pop(name, getattr(defaults, name)))
         if knobs:
@@ -284,6 +288,9 @@ class DurableDouble:
         if fault is not None:
             return fault
         instance_id = request.match_info["id"]
+        hold, self.hold_status = self.hold_status, None
+        if hold is not None:
+            await hold(instance_id)
         instance = self.instances.get(instance_id)
         if instance is None:
             return web.Response(status=404)  # empty body, as the extension sends
