@@ -167,24 +167,32 @@ class LeaseStore:
         Raises LockUnavailable when storage refuses, AcquireTimedOut (a LockUnavailable
         whose lease may have been granted) when it does not answer in time.
         """
+        acquired, _ = await self.acquire_new(name, lease)
+        return acquired
+
+    async def acquire_new(self, name: str, lease: BlobLeaseClient) -> Tuple[bool, bool]:
+        """:meth:`acquire`, and whether this call created the blob (it had none)."""
         try:
             return await asyncio.wait_for(self._acquire(name, lease), self.storage_timeout)
         except asyncio.TimeoutError:
             raise AcquireTimedOut("storage did not answer in time") from None
 
-    async def _acquire(self, name: str, lease: BlobLeaseClient) -> bool:
+    async def _acquire(self, name: str, lease: BlobLeaseClient) -> Tuple[bool, bool]:
         blob = self._blob(name)
+        created = False
         try:
             seen = self._known.get(name)
             if name not in self._known:
                 # Not used in this process yet: it may be new. Creating first costs one
                 # request either way, where a failed lease request would cost two.
                 seen = await self._create(blob)
+                created = seen is not None
             try:
                 await lease.acquire(lease_duration=self._lease_seconds)
             except ResourceNotFoundError:
                 # Known but gone (the container was deleted): create, then once more.
                 seen = await self._create(blob)
+                created = seen is not None
                 await lease.acquire(lease_duration=self._lease_seconds)
             acquired = True
         except HttpResponseError as error:
@@ -194,7 +202,7 @@ class LeaseStore:
         except AzureError as error:
             raise LockUnavailable(_describe(error)) from error
         self._remember(name, seen)
-        return acquired
+        return acquired, created
 
     def seen(self, name: str) -> Optional[Seen]:
         """The metadata of blob ``name`` this process last saw, with the blob's ETag then
@@ -519,7 +527,7 @@ class StartLocks:
                 raise failure
         sent = self.store.clock()
         try:
-            acquired = await self.store.acquire(name, lease)
+            acquired, created = await self.store.acquire_new(name, lease)
         except LockUnavailable as error:
             finish(error)  # the waiters hear it now, with this caller
             if isinstance(error, AcquireTimedOut):
@@ -541,7 +549,9 @@ class StartLocks:
         if not acquired:
             finish(None)
             return None
-        return HeldLock(name, lease, self.store, self.background, sent, self._renew_every, finish)
+        held = HeldLock(name, lease, self.store, self.background, sent, self._renew_every, finish)
+        held.created = created
+        return held
 
     async def wait_for_local_holder(self, task_hub: str, instance_id: str, timeout: float) -> bool:
         """Wait, at most ``timeout`` seconds, until this process's holder of the id's
@@ -603,6 +613,10 @@ class HeldLock:
         self._valid_until = store.valid_until(sent)
         self._on_done = on_done
         self._renewing = asyncio.Lock()
+        #: Whether the lease request created the lock blob (the id had none).
+        self.created = False
+        #: Renewals sent so far (in the background or to fence a call).
+        self.renewals = 0
         self._renewer = asyncio.create_task(self._keep_renewing())
 
     def remaining(self) -> float:
@@ -713,6 +727,7 @@ class HeldLock:
 
     async def _renew(self) -> None:
         async with self._renewing:
+            self.renewals += 1
             self._valid_until = max(self._valid_until, await self._store.renew(self._lease))
 
     async def _keep_renewing(self) -> None:

@@ -41,7 +41,7 @@ from . import _telemetry as telemetry
 from ._durable import DurableClient, DurableFailure, InstanceStatus
 from ._idempotency import Records
 from ._invocation import RootFactory, log_decision
-from ._lock import LOCK_SUFFIX, HeldLock, LockLost, lock_blob_name
+from ._lock import LOCK_SUFFIX, HeldLock, LockLost, LockUnavailable, lock_blob_name
 from ._policy import FINISHED
 from ._problems import printable
 from ._root import Root
@@ -171,13 +171,13 @@ class _Tick:
         self.report = RetentionReport()
         self._visited: Set[str] = set()
 
-    def _call(self) -> None:
-        """Count one call about to be made; stop the tick when the bounds are spent."""
-        if self.report.calls >= self.retention.max_calls:
+    def _call(self, count: int = 1) -> None:
+        """Count ``count`` calls about to be made; stop the tick when the bounds are spent."""
+        if self.report.calls + count > self.retention.max_calls:
             raise _OutOfBudget("calls")
         if time.monotonic() >= self.deadline:
             raise _OutOfBudget("time")
-        self.report.calls += 1
+        self.report.calls += count
 
     async def run(self) -> None:
         sources = [self._staged_ids(), self._idle_locks()]
@@ -239,7 +239,11 @@ class _Tick:
         counted call; none when the container does not exist yet."""
         pages = container.list_blobs(name_starts_with=prefix).by_page()
         try:
-            while True:
+            first = True
+            # A page after the last is asked for only with a continuation token: without
+            # one the SDK ends the listing without a request, and none is counted.
+            while first or getattr(pages, "continuation_token", None):
+                first = False
                 self._call()
                 page = await self._next_page(pages)
                 if page is None:
@@ -275,10 +279,23 @@ class _Tick:
         )
 
     async def _tidy(self, instance_id: str) -> None:
-        """Everything retention may remove of ``instance_id``, under its start lease."""
-        self._call()
-        held = await self.locks.try_acquire(self.durable.task_hub, instance_id)
+        """Everything retention may remove of ``instance_id``, under its start lease.
+
+        Its storage calls are counted as they are made: the lock blob's creation for an
+        id this process has not met (it creates before it asks for the lease), the lease
+        request, and, charged up front so the budget never stops a release, the release
+        (or the last renewal of a lease left to run out); renewals while held are added
+        after the hold (they keep the lease, and are never refused).
+        """
+        name = lock_blob_name(self.durable.task_hub, instance_id)
+        self._call(3 if not self.locks.store.knows(name) else 2)
+        try:
+            held = await self.locks.try_acquire(self.durable.task_hub, instance_id)
+        except BaseException:
+            self.report.calls -= 1  # nothing to release
+            raise
         if held is None:
+            self.report.calls -= 1  # nothing to release
             self.report.busy.append(instance_id)
             return
         try:
@@ -295,11 +312,33 @@ class _Tick:
             )
             self.report.failed.append(instance_id)
             deleted = False
+        except _OutOfBudget:
+            # Stopped before this id was done: a lock blob this tick made only to take the
+            # lease is deleted, in the call charged for the release, so no later tick finds
+            # it and calls it left behind.
+            if not (held.created and await self._undo_created(held)):
+                await held.release()
+            self.report.calls += held.renewals
+            raise
         except BaseException:
             await held.release()
+            self.report.calls += held.renewals
             raise
-        if not deleted:
+        if deleted:
+            self.report.calls -= 1  # a deleted blob has no lease to release
+        else:
             await held.release()
+        self.report.calls += held.renewals
+
+    async def _undo_created(self, held: HeldLock) -> bool:
+        """Delete the lock blob this tick created (in place of the release); False when
+        storage refused, and the release (one more call, counted) is still to be made."""
+        try:
+            await held.delete_blob()
+            return True
+        except (LockLost, LockUnavailable):
+            self.report.calls += 1
+            return False
 
     async def _tidy_held(self, instance_id: str, held: HeldLock) -> bool:
         """The work under the lease; True when the lock blob itself was deleted."""
@@ -353,7 +392,11 @@ class _Tick:
 
     async def _delete_lock(self, instance_id: str, held: HeldLock, purged: bool) -> bool:
         """Delete the lock blob of an id with no instance, unless an Idempotency-Key
-        record on it may still be needed or the id was in use within the cutoff."""
+        record on it may still be needed or the id was in use within the cutoff. One this
+        tick created to take the lease is deleted again, and not counted as removed."""
+        if held.created:
+            self._call()
+            return await held.delete_blob()
         self._call()
         found = await self.locks.read_lock(self.durable.task_hub, instance_id)
         if found is None:

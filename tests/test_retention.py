@@ -267,6 +267,7 @@ async def test_two_app_instances_at_once_remove_each_thing_once(durable, contain
     old = [f"old-{n:02}" for n in range(30)]
     for instance_id in old:
         durable.put(instance_id, "Completed", created=ago(40))
+        await make_lock(instance_id)  # started through the app: it has its lock blob
     for n in range(10):
         durable.put(f"active-{n}", "Running", created=ago(40))
         await staged.upload_blob(f"active-{n}/k/0", b"[]")
@@ -308,3 +309,38 @@ async def test_two_app_instances_at_once_remove_each_thing_once(durable, contain
     assert lock_removed == old
     left = await names(locks)
     assert all(lock_blob_name(HUB, f"active-{n}") in left for n in range(10))
+
+
+async def test_the_call_budget_is_every_call_counted_at_the_door(durable, containers) -> None:
+    """docs/settings.md: SINGLETON_RETENTION_MAX_CALLS is the most storage and Durable API
+    calls one tick makes. Counted where they leave the app (every Blob request the storage
+    SDK sends, every request the Durable double receives), and what the tick reports."""
+    from tests.support.blob_counter import RequestCounter, counted_app
+
+    locks, _ = containers
+    counter = RequestCounter()
+    counted = counted_app(app, counter)
+    for n in range(24):
+        durable.put(f"old-{n:02}", "Completed", created=ago(40))
+    try:
+        reports = []
+        for _ in range(40):
+            root = counted.root()
+            blob_before, durable_before = counter.requests, sum(durable.calls.values())
+            now = datetime.datetime.now(datetime.timezone.utc)
+            report = await run_retention(
+                root, root.durable(durable.starter()), Retention(enabled=True, max_calls=10), now
+            )
+            await counted.wait_for_background()
+            made = counter.requests - blob_before + sum(durable.calls.values()) - durable_before
+            assert made == report.calls <= 10, (made, report)
+            reports.append(report)
+            if report.stopped is None:
+                break
+    finally:
+        await counted.close()
+    assert sorted(durable.purged) == [f"old-{n:02}" for n in range(24)]
+    # No id had a lock blob before: the blobs the ticks made to lock each id are theirs
+    # to delete, not "removed" as if they had been left behind.
+    assert not [blob for r in reports for blob in r.lock_blobs]
+    assert await names(locks) == []
