@@ -746,6 +746,18 @@ def _module_of(path: Optional[str], function: str) -> str:
     return f"stdlib {name}"
 
 
+async def next_run_bursts(durable: DurableDouble, args: argparse.Namespace) -> str:
+    """The bursts of next runs for one id (benchmarks/burst.py) through ours."""
+    return await burst(
+        durable,
+        OURS.http_start,
+        args.burst_pickups,
+        args.burst_rates,
+        args.burst_seconds,
+        OURS.wait_for_background,
+    )
+
+
 async def main(args: argparse.Namespace) -> str:
     """Run the benchmark and return its report."""
     counter = COUNTER
@@ -754,14 +766,7 @@ async def main(args: argparse.Namespace) -> str:
     os.environ["AzureWebJobsStorage"] = azurite.connection_string
     try:
         if args.burst_only:
-            report = await burst(
-                durable,
-                OURS.http_start,
-                args.burst_pickups,
-                args.burst_rates,
-                args.burst_seconds,
-                OURS.wait_for_background,
-            )
+            report = await next_run_bursts(durable, args)
             await OURS.close()
             await close_app_clients()
             args.out.mkdir(parents=True, exist_ok=True)
@@ -778,14 +783,7 @@ async def main(args: argparse.Namespace) -> str:
         memory = await bench.memory(args.memory_requests)
         bursts = ""
         if not args.skip_burst:
-            bursts = await burst(
-                durable,
-                OURS.http_start,
-                args.burst_pickups,
-                args.burst_rates,
-                args.burst_seconds,
-                OURS.wait_for_background,
-            )
+            bursts = await next_run_bursts(durable, args)
         profile = await profile_start(bench, args.requests)
         chart(repetitions[-1][0], args.out / "benchmark.png")
         await OURS.close()
