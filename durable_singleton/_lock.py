@@ -322,12 +322,12 @@ class LeaseStore:
 
     async def write_metadata(
         self, name: str, lease: BlobLeaseClient, metadata: Dict[str, str], timeout: float
-    ) -> None:
+    ) -> str:
         """Replace the metadata of lock blob ``name``, under ``lease`` (storage refuses
         the write to anyone else), within ``timeout`` seconds.
 
-        Raises LockLost when storage says the lease is not held, LockUnavailable when
-        storage cannot be reached in time.
+        Returns the blob's ETag after the write. Raises LockLost when storage says the
+        lease is not held, LockUnavailable when storage cannot be reached in time.
         """
         try:
             written = await self._under_lease(
@@ -335,7 +335,9 @@ class LeaseStore:
             )
         except _Gone as gone:
             raise LockUnavailable(gone.description) from gone.__cause__
-        self._remember(name, (str(written["etag"]), dict(metadata)))
+        etag = str(written["etag"])
+        self._remember(name, (etag, dict(metadata)))
+        return etag
 
     async def _under_lease(self, call: Awaitable[Any], timeout: float) -> Any:
         """Make one storage ``call`` that needs the lease, within ``timeout`` seconds (and
@@ -617,6 +619,9 @@ class HeldLock:
         self.created = False
         #: Renewals sent so far (in the background or to fence a call).
         self.renewals = 0
+        #: The blob's ETag as this holder last knew it: the lease request's, then its own
+        #: metadata writes'.
+        self._etag = lease.etag
         self._renewer = asyncio.create_task(self._keep_renewing())
 
     def remaining(self) -> float:
@@ -655,12 +660,14 @@ class HeldLock:
         ``within``, when that is known without a storage call; None when it must be read
         (:meth:`read_metadata`).
 
-        Known when the lease request answered with the ETag the blob had when this
-        process last saw its metadata, or with a last modification (a metadata write
-        modifies the blob; a lease does not) longer ago than ``within``: then {}.
+        Known when the blob's ETag as this holder knows it (the lease request's answer,
+        or its own last metadata write's) is the one the blob had when this process last
+        saw its metadata, or when the lease request answered with a last modification (a
+        metadata write modifies the blob; a lease does not) longer ago than ``within``:
+        then {}.
         """
         seen = self._store.seen(self.name)
-        if seen is not None and seen[0] == self._lease.etag:
+        if seen is not None and seen[0] == self._etag:
             return dict(seen[1])
         modified = self._lease.last_modified
         if modified is not None and modified + within <= _utc_now():
@@ -676,7 +683,7 @@ class HeldLock:
         """Replace the lock blob's metadata under this lease, fenced like every call
         made under the lock (LockLost, LockUnavailable)."""
         left = await self.fence(self._store.storage_timeout)
-        await self._store.write_metadata(self.name, self._lease, metadata, left)
+        self._etag = await self._store.write_metadata(self.name, self._lease, metadata, left)
 
     async def delete_blob(self) -> bool:
         """Delete the lock blob under this lease, fenced like every call made under the

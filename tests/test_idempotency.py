@@ -423,3 +423,16 @@ async def test_a_lost_record_write_is_503_and_never_a_202_that_cannot_be_replaye
         await asyncio.sleep(min(int(answer.headers.get("Retry-After", "1")), 2))
     assert answers[-1] == "202" and set(answers[:-1]) <= {"idempotency-key-in-progress"}
     assert [i for _, i in durable.accepted_starts] == ["warm-up", "job"]
+
+
+async def test_a_next_run_that_becomes_a_start_supersedes_the_key_once(start, durable) -> None:
+    """A bufferOne request hands over a next run (moving the key aside), the instance ends
+    before taking it, and the request starts the run itself under the same lease: the
+    key stays superseded, and the records are read once, from what this holder wrote."""
+    assert (await start("job", {"items": [1]}, key="k-19")).status_code == 202
+    durable.reset(end_before_taking=True)
+    durable.put("job", "Running")
+    buffered = await start("job", {"items": [2]}, query="onConflict=bufferOne")
+    assert buffered.status_code == 202  # it started the run itself
+    late = await start("job", {"items": [1]}, key="k-19")
+    assert (late.status_code, kind(late)) == (409, "idempotency-key-superseded")
