@@ -289,6 +289,12 @@ class _StartRun:
             action, request.on_conflict, request.reuse
         ):
             status = await self.durable.status(self.id)
+            if keyed is not None:
+                # The key's records as they are under the lease: a request with the same
+                # key that started (and, a quick job, finished) meanwhile is answered.
+                replay = self._by_records(await self._held_records(held), status)
+                if replay is not None:
+                    return replay
             action = self._decide(status)
             if action is Action.BUFFER:
                 assert status is not None  # only an active instance takes a next run
@@ -471,11 +477,14 @@ class _StartRun:
     ) -> Optional[Outcome]:
         """What the request's Idempotency-Key says: the earlier answer again, a problem
         (raised), or None for an ordinary start request."""
-        keyed = self.request.keyed
-        assert keyed is not None
         with telemetry.step("idempotency.read"):
             metadata = await locks.read_record(self.durable.task_hub, self.id)
-        records = Records.from_metadata(metadata or {})
+        return self._by_records(Records.from_metadata(metadata or {}), status)
+
+    def _by_records(self, records: Records, status: Optional[InstanceStatus]) -> Optional[Outcome]:
+        """What :func:`judge` says of the key, given ``records``: see :meth:`_by_key`."""
+        keyed = self.request.keyed
+        assert keyed is not None
         now = _utc_now()
         verdict = judge(records, keyed, status, now)
         if verdict is Verdict.REPLAY:
@@ -510,11 +519,7 @@ class _StartRun:
         """
         keyed = self.request.keyed
         ttl = datetime.timedelta(seconds=self.settings.idempotency_ttl_seconds)
-        metadata = held.known_metadata(ttl + _CLOCK_ALLOWANCE)
-        if metadata is None:
-            with telemetry.step("idempotency.read"):
-                metadata = await held.read_metadata()
-        prior = Records.from_metadata(metadata)
+        prior = await self._held_records(held)
         now = _utc_now()
         own = prior.live_current(now)
         if keyed is None and own is None:
@@ -540,6 +545,16 @@ class _StartRun:
         with telemetry.step("idempotency.record"):
             await held.write_metadata(records.metadata())
         self.prior, self.records = prior, records
+
+    async def _held_records(self, held: HeldLock) -> Records:
+        """The id's key records, read under the lease only when they may have changed
+        since this process last saw them (:meth:`HeldLock.known_metadata`)."""
+        ttl = datetime.timedelta(seconds=self.settings.idempotency_ttl_seconds)
+        metadata = held.known_metadata(ttl + _CLOCK_ALLOWANCE)
+        if metadata is None:
+            with telemetry.step("idempotency.read"):
+                metadata = await held.read_metadata()
+        return Records.from_metadata(metadata)
 
     async def _mark_landed(self, held: HeldLock) -> None:
         """After the key's start was answered 202, say so in its record. Best effort: an

@@ -436,3 +436,20 @@ async def test_a_next_run_that_becomes_a_start_supersedes_the_key_once(start, du
     assert buffered.status_code == 202  # it started the run itself
     late = await start("job", {"items": [1]}, key="k-19")
     assert (late.status_code, kind(late)) == (409, "idempotency-key-superseded")
+
+
+async def test_two_requests_with_one_key_start_once_even_when_the_job_is_quick(
+    start, durable
+) -> None:
+    """Both read the key's record before either wrote it; one starts, the job completes
+    at once, and the other, finding the lock free and the instance finished, must be
+    answered from the record it finds under the lease, not start the key's job again."""
+    durable.reset(complete_after=0.0)
+    for attempt in range(5):
+        job = f"quick-{attempt}"
+        answers = await asyncio.gather(
+            *[start(job, {"items": [1]}, key=f"k-20-{attempt}") for _ in range(2)]
+        )
+        assert [a.status_code for a in answers] == [202, 202]
+        assert sorted(a.headers.get("Idempotent-Replayed", "") for a in answers) == ["", "true"]
+    assert len(durable.created) == 5
