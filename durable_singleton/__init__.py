@@ -19,6 +19,7 @@ from ._app import SingletonApp
 from ._blueprint import blueprint
 from ._catalog import Catalog, InputRule, InvalidInput
 from ._durable import DurableFailure, DurableUnavailable, InstanceStatus, StartOutcomeUnknown
+from ._errors import NotStarted, OutcomeUnknown, SingletonError
 from ._instances import StopMode
 from ._job import parse_job_input, run_job
 from ._lock import LockLost, LockUnavailable
@@ -50,10 +51,12 @@ __all__ = [
     "LockBusy",
     "LockLost",
     "LockUnavailable",
+    "NotStarted",
     "NextRunDropped",
     "NextRunOutcomeUnknown",
     "OnConflict",
     "Outcome",
+    "OutcomeUnknown",
     "Overlap",
     "Problem",
     "ProblemError",
@@ -61,6 +64,7 @@ __all__ = [
     "STOP_EVENT",
     "Reuse",
     "SingletonApp",
+    "SingletonError",
     "StartOutcomeUnknown",
     "StopMode",
     "__version__",

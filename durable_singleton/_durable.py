@@ -56,6 +56,7 @@ import aiohttp
 from azure.durable_functions import OrchestrationRuntimeStatus
 
 from . import _telemetry as telemetry
+from ._errors import NotStarted, OutcomeUnknown
 from ._policy import FINISHED, is_stuck
 
 #: The placeholder the binding's management URL templates hold in place of an id.
@@ -129,14 +130,14 @@ def _utc(moment: datetime.datetime) -> datetime.datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=datetime.timezone.utc)
 
 
-class DurableUnavailable(Exception):
+class DurableUnavailable(NotStarted):
     """The Durable API could not be reached (connection refused, reset or timed out).
 
     For a start, raised only when the request is known not to have been sent.
     """
 
 
-class StartOutcomeUnknown(Exception):
+class StartOutcomeUnknown(OutcomeUnknown):
     """A start request was sent, but its answer was lost (reset or timed out).
 
     The Durable extension carries out a start whose caller disconnected, so the
@@ -148,7 +149,7 @@ class StartOutcomeUnknown(Exception):
         self.instance_id = instance_id
 
 
-class DurableFailure(Exception):
+class DurableFailure(OutcomeUnknown):
     """The Durable API answered with something the app did not expect.
 
     ``stage`` says what the starter was doing, in words for the problem detail.

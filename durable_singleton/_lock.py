@@ -49,6 +49,7 @@ from azure.core.exceptions import (
 )
 from azure.storage.blob.aio import BlobClient, BlobLeaseClient, ContainerClient
 
+from ._errors import NotStarted
 from ._waiting import Pauses
 
 LEASE_SECONDS = 15
@@ -79,7 +80,7 @@ LOCK_SUFFIX = ".lock"
 logger = logging.getLogger(__name__)
 
 
-class LockUnavailable(Exception):
+class LockUnavailable(NotStarted):
     """The storage account that holds the locks could not be used (in time)."""
 
 
@@ -95,7 +96,7 @@ class AcquireTimedOut(LockUnavailable):
     """A lease request storage did not answer in time: it may have been granted."""
 
 
-class LockLost(Exception):
+class LockLost(NotStarted):
     """The holder can no longer prove it holds the lease; it must act no further."""
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, Mapping, Optional
 
+from ._errors import NotStarted
+
 TYPE_PREFIX = "urn:singleton-starter:problem:"
 MEDIA_TYPE = "application/problem+json"
 
@@ -37,7 +39,7 @@ class Problem:
         return document
 
 
-class ProblemError(Exception):
+class ProblemError(NotStarted):
     """Raised anywhere in a request to answer with ``problem`` and stop."""
 
     def __init__(self, problem: Problem):

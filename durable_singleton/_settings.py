@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import List, Mapping, Optional, Type, TypeVar
 from urllib.parse import urlsplit
 
+from ._errors import NotStarted
 from ._links import LinkMode
 from ._policy import OnConflict, Overlap, Reuse
 
@@ -87,7 +88,7 @@ APP_SETTINGS = (
 )
 
 
-class ConfigurationError(Exception):
+class ConfigurationError(NotStarted):
     """An app setting holds a value the app cannot use.
 
     The message names the setting and the rule; it never repeats the value, which

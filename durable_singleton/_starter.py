@@ -29,6 +29,7 @@ from ._durable import (
     StartOutcome,
     StartOutcomeUnknown,
 )
+from ._errors import NotStarted, OutcomeUnknown
 from ._idempotency import (
     Record,
     Records,
@@ -113,11 +114,11 @@ class Outcome:
         return "refused"
 
 
-class LockBusy(Exception):
+class LockBusy(NotStarted):
     """Another caller held the id's lock for longer than this one may wait."""
 
 
-class InstanceVanished(Exception):
+class InstanceVanished(NotStarted):
     """The runtime refused the start as a duplicate, but the instance could not be read."""
 
     def __init__(self, instance_id: str):
@@ -125,7 +126,7 @@ class InstanceVanished(Exception):
         self.instance_id = instance_id
 
 
-class NextRunOutcomeUnknown(Exception):
+class NextRunOutcomeUnknown(OutcomeUnknown):
     """A next run was sent, but the instance did not show in time that it took it."""
 
     def __init__(self, instance_id: str):
@@ -133,7 +134,7 @@ class NextRunOutcomeUnknown(Exception):
         self.instance_id = instance_id
 
 
-class NextRunDropped(Exception):
+class NextRunDropped(NotStarted):
     """The instance took the next run, and a Stop dropped it before the answer."""
 
     def __init__(self, status: InstanceStatus, instance_id: str):
@@ -142,7 +143,7 @@ class NextRunDropped(Exception):
         self.instance_id = instance_id
 
 
-class ReplaceTimedOut(Exception):
+class ReplaceTimedOut(NotStarted):
     """The active instance did not end in time after Stop or terminate; nothing started."""
 
     def __init__(

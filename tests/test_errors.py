@@ -1,0 +1,63 @@
+"""One error family: every failure the library raises is a SingletonError, and exactly
+one of the two a caller acts on: NotStarted (nothing was started: safe to retry) or
+OutcomeUnknown (it may have started: read the status before retrying)."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+
+import durable_singleton
+from durable_singleton import NotStarted, OutcomeUnknown, SingletonError
+from tests.support.durable_double import starter_binding
+from tests.support.fault_proxy import FaultProxy
+
+MAY_HAVE_STARTED = {"StartOutcomeUnknown", "NextRunOutcomeUnknown", "DurableFailure"}
+
+
+def exported_errors() -> dict:
+    return {
+        name: value
+        for name, value in vars(durable_singleton).items()
+        if name in durable_singleton.__all__
+        and inspect.isclass(value)
+        and issubclass(value, BaseException)
+    }
+
+
+def test_every_exported_failure_is_one_of_the_two() -> None:
+    errors = exported_errors()
+    assert {"SingletonError", "NotStarted", "OutcomeUnknown", "ProblemError"} <= set(errors)
+    for name, error in errors.items():
+        if name in ("SingletonError", "NotStarted", "OutcomeUnknown", "InvalidInput"):
+            continue  # the bases, and what an input rule raises (answered as ProblemError)
+        assert issubclass(error, SingletonError), name
+        unknown = issubclass(error, OutcomeUnknown)
+        assert unknown != issubclass(error, NotStarted), name
+        assert unknown == (name in MAY_HAVE_STARTED), name
+
+
+async def test_a_caller_of_start_acts_on_the_two(durable, app_env) -> None:
+    app = durable_singleton.SingletonApp(durable_singleton.Catalog.of(["SingletonOrchestrator"]))
+    try:
+        with pytest.raises(NotStarted):  # refused connection: nothing was sent
+            await app.start(starter_binding("http://127.0.0.1:9/durabletask/"), "Nope", "x")
+        with pytest.raises(NotStarted):
+            await app.start(
+                starter_binding("http://127.0.0.1:9/durabletask/"), "SingletonOrchestrator", "x"
+            )
+        proxy = FaultProxy(durable.port).start()
+        try:
+            proxy.set("cut_responses", match=b"POST /durabletask/orchestrators/")
+            durable.fail_next("status", 503, None, times=3)  # nor can the status tell
+            with pytest.raises(OutcomeUnknown):
+                await app.start(
+                    starter_binding(f"http://127.0.0.1:{proxy.port}/durabletask/"),
+                    "SingletonOrchestrator",
+                    "lost",
+                )
+        finally:
+            proxy.stop()
+    finally:
+        await app.close()
