@@ -140,9 +140,13 @@ class _OptIn:
         self, names: FrozenSet[str], given: Union[Iterable[str], Callable[[str], bool]]
     ) -> None:
         self._names = names
-        self._ask: Callable[[str], bool] = given if callable(given) else lambda _: False
-        taking = set() if callable(given) else set(given)
-        self._known: Dict[str, bool] = {} if callable(given) else {n: n in taking for n in names}
+        if callable(given):
+            self._ask: Callable[[str], bool] = given
+            self._known: Dict[str, bool] = {}
+        else:
+            taking = frozenset(given)
+            self._ask = lambda _: False
+            self._known = {n: n in taking for n in names}
 
     def __call__(self, function_name: str) -> bool:
         if function_name not in self._known:
