@@ -13,7 +13,7 @@ from . import _answers as answers
 from ._catalog import Catalog
 from ._durable import InstanceStatus
 from ._http_start import handle_start_request
-from ._instances import StopMode, handle_instance_request, stop_instance
+from ._instances import StopMode, end_instance, handle_instance_request
 from ._invocation import DEFAULT_ROUTE_PREFIX, Routes
 from ._item_store import handle as handle_item_store
 from ._links import host_links, links_for
@@ -217,7 +217,8 @@ class SingletonApp:
         root = self.root()
         durable = root.durable(binding)
         links = host_links(durable.binding)
-        return await stop_instance(durable, root, function_name, instance_id, mode, links)
+        ended = await end_instance(durable, root, function_name, instance_id, mode, links)
+        return ended.status
 
     def answer(
         self,

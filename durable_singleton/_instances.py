@@ -8,22 +8,31 @@ leaves the app.
 from __future__ import annotations
 
 import enum
+from dataclasses import dataclass
 from typing import Optional, Tuple
 
 import azure.functions as func
 
 from . import _answers as answers
 from . import _problems as problems
-from ._durable import DurableClient, InstanceEnded, InstanceStatus
+from ._durable import (
+    DurableClient,
+    DurableFailure,
+    DurableUnavailable,
+    InstanceEnded,
+    InstanceStatus,
+)
 from ._invocation import Invocation, RootFactory, Routes, answer
 from ._links import Links
 from ._lock import HeldLock
+from ._next_run import RunView
 from ._policy import FINISHED
 from ._problems import ProblemError
 from ._root import Root
-from ._starter import hold_lock, stop_data
+from ._starter import FIRST_TAKE_POLL_SECONDS, MAX_TAKE_POLL_SECONDS, hold_lock, stop_data
 from ._stop import STOP_EVENT
 from ._validation import check_stop, read_choice, read_route
+from ._waiting import Pauses
 
 TERMINATE_REASON = "Terminated through DELETE with mode=terminate."
 
@@ -58,10 +67,10 @@ async def _status_or_stop(call: Invocation) -> Tuple[func.HttpResponse, str]:
         return answers.instance_status(status, instance_id), "status"
     # Every part of the request is checked before the Durable API is called.
     mode = read_choice(call.req, "mode", StopMode, StopMode.STOP)
-    status = await stop_instance(
+    ended = await end_instance(
         call.durable, call.root, function_name, instance_id, mode, call.links
     )
-    _, dropped = stop_data(status)
+    dropped = ended.dropped
     return answers.stop_requested(instance_id, call.links, dropped), f"{mode.value}-requested"
 
 
@@ -75,20 +84,33 @@ async def _existing(
     return status
 
 
-async def stop_instance(
+@dataclass(frozen=True)
+class Ended:
+    """What a stop request came to: the status the instance had when asked, and the
+    request whose next (or waiting) run it dropped, when the instance showed that."""
+
+    status: InstanceStatus
+    dropped: Optional[str]
+
+
+async def end_instance(
     durable: DurableClient,
     root: Root,
     function_name: str,
     instance_id: str,
     mode: StopMode,
     links: Links,
-) -> InstanceStatus:
-    """Ask the instance to end; return the status it had when asked.
+) -> Ended:
+    """Ask the instance to end, and learn what that dropped.
 
     A Stop names the run it stops and the next run it drops (the ones the status
     shows), so a next run a later request buffers meanwhile still runs. A terminate
     ends every run the instance holds, so it is sent under the id's lock: no next run
-    is being handed over while the status it is decided on is read.
+    is being handed over while the status it is decided on is read. Either may reach
+    the instance after it began the next run it meant to drop (that switch takes no
+    lock): so when there is a next run to drop, the answer waits (at most
+    ``SINGLETON_NEXT_RUN_WAIT_SECONDS``) for the instance to show what it did, and
+    names the next run as dropped only when it shows that.
 
     Raises
     ------
@@ -100,14 +122,48 @@ async def stop_instance(
     """
     if mode is StopMode.STOP:
         check_stop(root.catalog, function_name, "DELETE with mode=terminate")
-        return await _end(durable, function_name, instance_id, mode, links)
-    held = await hold_lock(
-        root.locks(), durable.task_hub, instance_id, root.settings.lock_wait_seconds
-    )
-    try:
-        return await _end(durable, function_name, instance_id, mode, links, held)
-    finally:
-        await held.release()
+        status = await _end(durable, function_name, instance_id, mode, links)
+    else:
+        held = await hold_lock(
+            root.locks(), durable.task_hub, instance_id, root.settings.lock_wait_seconds
+        )
+        try:
+            status = await _end(durable, function_name, instance_id, mode, links, held)
+        finally:
+            await held.release()
+    _, planned = stop_data(status)
+    wait = root.settings.next_run_wait_seconds
+    return Ended(status, await _dropped(durable, instance_id, mode, planned, wait))
+
+
+async def _dropped(
+    durable: DurableClient,
+    instance_id: str,
+    mode: StopMode,
+    planned: Optional[str],
+    wait_seconds: float,
+) -> Optional[str]:
+    """``planned`` once the instance shows that the end dropped it; None when it shows
+    otherwise, or nothing within ``wait_seconds`` (the answer then claims nothing)."""
+    if planned is None:
+        return None
+    polls = Pauses(FIRST_TAKE_POLL_SECONDS, MAX_TAKE_POLL_SECONDS, wait_seconds)
+    while True:
+        try:
+            status = await durable.status(instance_id)
+        except (DurableUnavailable, DurableFailure):
+            status = None  # not known from this read: look again, within the bound
+        else:
+            if status is None:
+                return None  # purged: what it ran is no longer known
+            view = RunView.of(status.custom_status)
+            finished = status.runtime_status in FINISHED
+            took_stop = mode is StopMode.STOP and (view.stopping or view.dropped == planned)
+            if finished or took_stop:
+                return view.really_dropped(planned, finished)
+        if polls.expired():
+            return None
+        await polls.sleep()
 
 
 async def _end(

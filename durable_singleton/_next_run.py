@@ -211,6 +211,8 @@ class RunView:
     due_at: Optional[str]
     buffered: Optional[str]
     dropped: Optional[str] = None
+    #: Whether the job shows that a Stop reached its run.
+    stopping: bool = False
 
     @classmethod
     def of(cls, custom_status: Any) -> "RunView":
@@ -223,12 +225,30 @@ class RunView:
             _text(custom_status.get("dueAt")),
             _text(buffered.get("request")) if isinstance(buffered, dict) else None,
             _text(custom_status.get("dropped")),
+            custom_status.get("stopping") is True,
         )
 
     def took(self, request_id: str) -> bool:
         """Whether the job has taken ``request_id``'s input, as this run or the next,
         and no Stop has dropped it."""
         return request_id in (self.run, self.buffered) and request_id != self.dropped
+
+    def really_dropped(self, planned: Optional[str], finished: bool) -> Optional[str]:
+        """``planned`` when this status, read after a Stop or terminate that meant to
+        drop ``planned`` (the next run, or the waiting run, an earlier status showed),
+        shows it was dropped; otherwise None.
+
+        The job says so (``dropped``), or the instance has ended with it still next or
+        still waiting. The end may have reached the instance after it began that run
+        (the switch to a next run needs no lock): then the run is stopped, not dropped,
+        and this is None.
+        """
+        if planned is None:
+            return None
+        if self.dropped == planned:
+            return planned
+        never_began = self.buffered == planned or (self.run == planned and self.due_at is not None)
+        return planned if finished and never_began else None
 
 
 def _text(value: Any) -> Optional[str]:

@@ -453,17 +453,21 @@ class _StartRun:
         self, held: HeldLock, action: Action, status: InstanceStatus
     ) -> None:
         """Ask the active instance to end (Stop or terminate) and wait, bounded, until
-        it has; on time-out answer 409 with nothing started."""
+        it has; on time-out answer 409 with nothing started. The next run the end meant
+        to drop is named dropped only if the ended instance shows it never began."""
         budget = await held.fence(self.durable.timeout)
         event = STOP_EVENT if action is Action.STOP_THEN_START else None
-        stop, self.dropped = stop_data(status)
+        stop, planned = stop_data(status)
         with contextlib.suppress(InstanceEnded):  # ended (or purged) already: start
             await self.durable.end(self.id, event, REPLACE_REASON, budget, stop)
         waited = self.settings.terminate_timeout_seconds
         polls = Pauses(FIRST_POLL_SECONDS, MAX_POLL_SECONDS, waited)
         while True:
             current = await self.durable.status(self.id)
-            if current is None or current.runtime_status in FINISHED:
+            if current is None:
+                return  # purged: what it ran is no longer known, so nothing is named
+            if current.runtime_status in FINISHED:
+                self.dropped = RunView.of(current.custom_status).really_dropped(planned, True)
                 return
             if polls.expired():
                 raise ReplaceTimedOut(action, current, self.id, waited)

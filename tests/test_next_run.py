@@ -303,6 +303,62 @@ async def test_a_next_run_buffered_after_the_stop_was_decided_still_runs(
     assert [input_ for _, _, input_, _ in durable.runs][-1] == {"items": ["b"]}
 
 
+async def _when(seen: Any, seconds: float = 5.0) -> None:
+    """Wait (bounded) until ``seen()`` holds."""
+
+    async def poll() -> None:
+        while not seen():
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(poll(), seconds)
+
+
+@pytest.mark.parametrize(
+    "method,query",
+    [
+        ("DELETE", "mode=stop"),
+        ("DELETE", "mode=terminate"),
+        ("POST", "onConflict=stopExisting"),
+        ("POST", "onConflict=terminateExisting"),
+    ],
+)
+async def test_an_end_that_meets_the_switch_to_the_next_run_never_calls_it_dropped(
+    start, instance, durable, method, query
+) -> None:
+    """The end (Stop or terminate) is decided on a status showing run a with b buffered,
+    while the instance commits the work item that ends a and begins b (the double holds
+    it open). The end then reaches b's run, which has begun: the answer must not name b
+    as dropped (b is stopped, not dropped)."""
+    durable.reset(stop_delay=0.05)
+    await start("reindex", {"items": ["a"]})
+    told = body_of(await start("reindex", {"items": ["b"]}, query=BUFFER))
+    durable.begin_switch("reindex")
+    if method == "DELETE":
+        ending = asyncio.ensure_future(instance("DELETE", "reindex", query=query))
+    else:
+        ending = asyncio.ensure_future(start("reindex", {"items": ["c"]}, query=query))
+    await _when(lambda: durable.events[-1][1] == "Stop" or durable.terminations)
+    durable.commit_switch("reindex")
+    response = await ending
+    assert response.status_code == 202
+    began = [run_id for _, run_id, _, _ in durable.runs]
+    assert told["requestId"] in began  # b's run began: it is stopped, not dropped
+    assert body_of(response).get("droppedRequestId") is None
+
+
+async def test_a_stop_that_reaches_the_run_before_the_switch_names_what_it_dropped(
+    start, instance, durable
+) -> None:
+    """The same Stop, taken by run a before it ends: b never begins, and is named."""
+    durable.reset(stop_delay=0.05)
+    await start("reindex", {"items": ["a"]})
+    told = body_of(await start("reindex", {"items": ["b"]}, query=BUFFER))
+    body = body_of(await instance("DELETE", "reindex"))
+    assert body["droppedRequestId"] == told["requestId"]
+    await _when(lambda: durable.instances["reindex"].status == "Completed")
+    assert told["requestId"] not in [run_id for _, run_id, _, _ in durable.runs]
+
+
 @pytest.mark.parametrize("policy", ["stopExisting", "terminateExisting"])
 async def test_a_replacing_start_names_the_next_run_it_drops(start, durable, policy) -> None:
     durable.reset(stop_delay=0.05)

@@ -80,6 +80,10 @@ class Instance:
     created: datetime.datetime = field(default_factory=lambda: _now())
     updated: datetime.datetime = field(default_factory=lambda: _now())
     run: Optional[RunState] = None
+    #: Set while a work item that ends this run and begins its next one is held open
+    #: (:meth:`DurableDouble.begin_switch`): the messages that arrived meanwhile (events,
+    #: terminations), in order, each to be handed to the next execution.
+    held: Optional[List[Callable[["Instance"], None]]] = None
 
     def body(self, instance_id: str) -> Dict[str, Any]:
         """The status document the extension returns."""
@@ -226,6 +230,33 @@ class DurableDouble:
         self.instances[instance_id] = Instance(
             instance.name, "Running", input=input_, custom_status=instance.custom_status
         )
+
+    def begin_switch(self, instance_id: str) -> None:
+        """The instance's run ends in a work item that also begins its buffered next run
+        (continue-as-new), and that work item is held open until :meth:`commit_switch`.
+
+        Meanwhile its status is the one last committed (the ended run, the next one
+        buffered), and an event raised to it waits: the extension raises events to the
+        instance, not to an execution ("External events are not supposed to target any
+        particular execution ID", DurableClient.RaiseEventInternalAsync), so one that
+        arrives while the work item commits is taken by the next execution.
+        """
+        instance = self.instances[instance_id]
+        assert instance.run is not None and instance.run.buffered is not None
+        instance.held = []
+
+    def commit_switch(self, instance_id: str) -> None:
+        """Commit the work item :meth:`begin_switch` held open: the next run begins, and
+        then takes the events raised meanwhile."""
+        self._serving.run(self._commit_switch(instance_id))
+
+    async def _commit_switch(self, instance_id: str) -> None:
+        instance = self.instances[instance_id]
+        held, instance.held = instance.held or [], None
+        self._finish(instance_id, instance, "Completed")
+        successor = self.instances[instance_id]
+        for message in held:
+            message(successor)
 
     def fail_next(self, kind: str, status: int, body: Any = None, times: int = 1) -> None:
         """Make the next ``times`` calls of ``kind`` (status, start, terminate, raiseEvent)
@@ -414,7 +445,7 @@ class DurableDouble:
             created.run = RunState(
                 member["id"], caller, member.get("dueAt"), member.get("latestAt")
             )
-            created.custom_status = created.run.status()
+            created.custom_status = _shown(created.run)
         self._begin_or_wait(instance_id, created)
         return _check_status_response(request, instance_id)
 
@@ -449,7 +480,7 @@ class DurableDouble:
             return
         instance.run = RunState(state.id, state.input, buffered=state.buffered)
         instance.input = state.input
-        instance.custom_status = instance.run.status()
+        instance.custom_status = _shown(instance.run)
         self._begin_or_wait(instance_id, instance)
 
     def _take(self, instance_id: str, instance: Instance, name: str, data: Any) -> None:
@@ -466,12 +497,12 @@ class DurableDouble:
             if self.stopped_after_taking and instance.run.buffered is not None:
                 dropped = instance.run.buffered.request
                 instance.run = instance.run.with_stop({"run": before.id, "dropRequest": dropped})
-                instance.custom_status = instance.run.status()
+                instance.custom_status = _shown(instance.run)
                 self._finish(instance_id, instance, "Completed")
                 return
         else:
             instance.run = before.with_stop(data)
-        instance.custom_status = instance.run.status()
+        instance.custom_status = _shown(instance.run)
         instance.updated = _now()
         if before.waiting and instance.run.due_at != before.due_at:
             self._begin_or_wait(instance_id, instance)  # the run was moved
@@ -507,11 +538,17 @@ class DurableDouble:
         self.terminations.append((instance_id, request.query.get("reason", "")))
         if instance.status == "Pending" and not self.terminate_ends_pending:
             return web.Response(status=202)  # accepted, and the instance stays Pending
+        if instance.held is not None:  # for the next execution
+            instance.held.append(lambda now: self._terminate_later(instance_id, now))
+        else:
+            self._terminate_later(instance_id, instance)
+        return web.Response(status=202)
+
+    def _terminate_later(self, instance_id: str, instance: Instance) -> None:
         if self.terminate_delay is not None:
             asyncio.get_running_loop().call_later(
                 self.terminate_delay, self._finish, instance_id, instance, "Terminated"
             )
-        return web.Response(status=202)
 
     def _finish(self, instance_id: str, instance: Instance, status: str) -> None:
         # Only the execution this was meant for: a newer one under the id runs on.
@@ -529,7 +566,7 @@ class DurableDouble:
                 input=following.input,
                 run=RunState(following.request, following.input),
             )
-            successor.custom_status = successor.run.status() if successor.run else None
+            successor.custom_status = _shown(successor.run)
             self.instances[instance_id] = successor
             self._begin_or_wait(instance_id, successor)
             return
@@ -547,18 +584,24 @@ class DurableDouble:
         text = await request.text()
         self.events.append((instance_id, event, text))
         data = json.loads(text) if text.strip() else None
-        loop = asyncio.get_running_loop()
+        if instance.held is not None:  # for the next execution
+            instance.held.append(lambda now: self._deliver(instance_id, now, event, data))
+        else:
+            self._deliver(instance_id, instance, event, data)
+        return web.Response(status=202)
+
+    def _deliver(self, instance_id: str, instance: Instance, event: str, data: Any) -> None:
+        """The instance receives an event raised to it."""
         if event == NEXT_RUN_EVENT:
             if self.end_before_taking:
                 self._finish(instance_id, instance, "Completed")
             elif self.next_run_delay is not None:
-                loop.call_later(
+                asyncio.get_running_loop().call_later(
                     self.next_run_delay, self._take, instance_id, instance, event, data
                 )
         elif event == "Stop" and self.stop_delay is not None:
             # A job that honours Stop finishes its item in flight, then completes.
             self._take(instance_id, instance, event, data)
-        return web.Response(status=202)
 
 
 def ago(seconds: float) -> datetime.datetime:
@@ -634,6 +677,12 @@ def _format(moment: datetime.datetime) -> str:
     """A time as the extension writes it: ``CreatedTime.ToString("s") + "Z"``, UTC to the
     whole second (HttpApiHandler.ConvertFrom)."""
     return moment.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _shown(run: RunState) -> Dict[str, Any]:
+    """The custom status SingletonOrchestrator shows for ``run``: its run members and
+    whether a Stop reached it (durable_singleton._job._Progress)."""
+    return {**run.status(), "stopping": run.stopping}
 
 
 def _replaced(before: RunState, after: RunState) -> List[str]:
