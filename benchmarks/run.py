@@ -23,7 +23,7 @@ from typing import Any, Awaitable, Callable, Dict, List, Optional, Tuple
 
 import azure.functions as func
 
-from benchmarks.burst import burst
+from benchmarks.burst import burst, storage_ceiling
 from tests.support import seed_starter
 from tests.support.app import app
 from tests.support.azurite import ACCOUNT, ACCOUNT_KEY, Azurite
@@ -746,16 +746,22 @@ def _module_of(path: Optional[str], function: str) -> str:
     return f"stdlib {name}"
 
 
-async def next_run_bursts(durable: DurableDouble, args: argparse.Namespace) -> str:
-    """The bursts of next runs for one id (benchmarks/burst.py) through ours."""
-    return await burst(
+async def next_run_bursts(
+    durable: DurableDouble, azurite: Azurite, args: argparse.Namespace
+) -> str:
+    """The bursts of next runs for one id (benchmarks/burst.py) through ours, and what
+    Azurite serves of the same storage calls alone."""
+    storage = (azurite.connection_string, "singleton-locks")  # the app's default container
+    table = await burst(
         durable,
         OURS.http_start,
         args.burst_pickups,
         args.burst_rates,
         args.burst_seconds,
         OURS.wait_for_background,
+        storage,
     )
+    return table + "\n" + await storage_ceiling(*storage, 16, args.burst_seconds)
 
 
 async def main(args: argparse.Namespace) -> str:
@@ -766,7 +772,7 @@ async def main(args: argparse.Namespace) -> str:
     os.environ["AzureWebJobsStorage"] = azurite.connection_string
     try:
         if args.burst_only:
-            report = await next_run_bursts(durable, args)
+            report = await next_run_bursts(durable, azurite, args)
             await OURS.close()
             await close_app_clients()
             args.out.mkdir(parents=True, exist_ok=True)
@@ -783,7 +789,7 @@ async def main(args: argparse.Namespace) -> str:
         memory = await bench.memory(args.memory_requests)
         bursts = ""
         if not args.skip_burst:
-            bursts = await next_run_bursts(durable, args)
+            bursts = await next_run_bursts(durable, azurite, args)
         profile = await profile_start(bench, args.requests)
         chart(repetitions[-1][0], args.out / "benchmark.png")
         await OURS.close()
@@ -854,7 +860,7 @@ def arguments() -> argparse.Namespace:
     args = parser.parse_args()
     args.target_latency = 10.0 if 10.0 in args.latency_ms else args.latency_ms[-1]
     args.burst_pickups, args.burst_seconds = [0.2, 1.0, 30.0], 10.0
-    args.burst_rates = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]
+    args.burst_rates = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0]
     if args.burst_only and args.out is None:
         args.out = ROOT / "benchmarks" / "out"
     if args.quick:

@@ -27,9 +27,9 @@ from ._policy import Action, OnConflict, Overlap, Reuse
 from ._problems import Problem, ProblemError
 from ._settings import ConfigurationError
 from ._starter import (
+    InstanceEnding,
     InstanceVanished,
     LockBusy,
-    NextRunDropped,
     NextRunOutcomeUnknown,
     Outcome,
     ReplaceTimedOut,
@@ -45,6 +45,7 @@ __all__ = [
     "DurableFailure",
     "DurableUnavailable",
     "InputRule",
+    "InstanceEnding",
     "InstanceStatus",
     "InstanceVanished",
     "InvalidInput",
@@ -52,7 +53,6 @@ __all__ = [
     "LockLost",
     "LockUnavailable",
     "NotStarted",
-    "NextRunDropped",
     "NextRunOutcomeUnknown",
     "OnConflict",
     "Outcome",

@@ -25,9 +25,9 @@ from ._policy import FINISHED, Action, Reuse
 from ._problems import Problem, ProblemError
 from ._settings import ConfigurationError
 from ._starter import (
+    InstanceEnding,
     InstanceVanished,
     LockBusy,
-    NextRunDropped,
     NextRunOutcomeUnknown,
     Outcome,
     ReplaceTimedOut,
@@ -139,6 +139,8 @@ def _outcome_members(outcome: Outcome) -> Dict[str, Any]:
         members["dueAt"] = outcome.due_at
     if outcome.dropped is not None:
         members["droppedRequestId"] = outcome.dropped
+    if outcome.replaced is not None:
+        members["replacedRequestId"] = outcome.replaced
     return members
 
 
@@ -213,12 +215,8 @@ def _outcome_unknown(error: StartOutcomeUnknown, links: Optional[Links]) -> Prob
 
 def _next_run_unknown(error: NextRunOutcomeUnknown, links: Optional[Links]) -> Problem:
     return problems.next_run_outcome_unknown(
-        _required(links)(error.instance_id), RETRY_AFTER_UNAVAILABLE
+        _required(links)(error.instance_id), RETRY_AFTER_UNAVAILABLE, error.members
     )
-
-
-def _next_run_dropped(error: NextRunDropped, links: Optional[Links]) -> Problem:
-    return problems.next_run_dropped(describe(error.status, error.instance_id, _required(links)))
 
 
 def _required(links: Optional[Links]) -> Links:
@@ -236,7 +234,11 @@ FAILURES: List[_Rule] = [
     (InstanceVanished, lambda e, _: problems.start_refused(e.instance_id), ""),
     (StartOutcomeUnknown, _outcome_unknown, "durable"),
     (NextRunOutcomeUnknown, _next_run_unknown, "durable"),
-    (NextRunDropped, _next_run_dropped, ""),
+    (
+        InstanceEnding,
+        lambda e, _: problems.instance_ending(e.waited_seconds, RETRY_AFTER_LOCK_BUSY),
+        "",
+    ),
     (
         DurableUnavailable,
         lambda e, _: problems.durable_unavailable(RETRY_AFTER_UNAVAILABLE),

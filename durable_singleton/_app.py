@@ -17,6 +17,7 @@ from ._instances import StopMode, end_instance, handle_instance_request
 from ._invocation import DEFAULT_ROUTE_PREFIX, Routes
 from ._item_store import handle as handle_item_store
 from ._links import host_links, links_for
+from ._next_run_store import handle as handle_next_run
 from ._overview import handle_list_request
 from ._page import handle_page_request
 from ._policy import OnConflict, Reuse
@@ -134,6 +135,11 @@ class SingletonApp:
     async def item_store(self, request: Mapping[str, Any]) -> Any:
         """Carry out one request of SingletonOrchestrator's item store activity."""
         return await handle_item_store(self.root(), dict(request))
+
+    async def next_run(self, request: Mapping[str, Any]) -> Any:
+        """Carry out one request of SingletonNextRun, the activity through which a job
+        that takes next runs takes its next run (and begins a waiting one)."""
+        return await handle_next_run(self.root().next_runs(), dict(request))
 
     def openapi(self) -> func.HttpResponse:
         """200: the HTTP contract (OpenAPI 3.1, YAML), its operator paths under this

@@ -7,7 +7,18 @@ so both apps run the same code from there on.
 
 from __future__ import annotations
 
-from typing import Awaitable, Callable, Dict, Iterable, List, Mapping, Optional, Tuple, Union
+from typing import (
+    Any,
+    Awaitable,
+    Callable,
+    Dict,
+    Iterable,
+    List,
+    Mapping,
+    Optional,
+    Tuple,
+    Union,
+)
 
 import azure.durable_functions as df
 import azure.functions as func
@@ -15,6 +26,7 @@ import azure.functions as func
 from ._app import SingletonApp
 from ._catalog import Catalog, InputRule
 from ._invocation import DEFAULT_ROUTE_PREFIX, INSTANCE_ROUTE
+from ._next_run import NEXT_RUN_ACTIVITY
 from ._settings import DEFAULT_SCHEDULE_PREFIX, RETENTION_SCHEDULE
 
 #: The HTTP functions a Blueprint may leave out (``leave_out``): all but the start.
@@ -63,6 +75,7 @@ def blueprint(
     next_runs : iterable of str
         Those of ``orchestrators`` that take next runs (``onConflict=bufferOne``,
         ``debounceSeconds``): ones that run :func:`run_job`, or follow its protocol.
+        With any, the Blueprint adds the activity ``SingletonNextRun`` they call.
     retention : bool
         Add the retention timer ``SingletonRetention`` (its schedule in app setting
         ``SINGLETON_RETENTION_SCHEDULE``, which must then be set; it acts only with
@@ -93,7 +106,8 @@ def blueprint(
         it when a program or test that owns its event loop is done. Its functions:
         ``HttpStartSingle`` (POST), ``SingletonInstance`` (GET, DELETE),
         ``SingletonList`` (GET), ``SingletonsPage`` (GET) and ``OpenApiDocument``, every
-        HTTP function at ``auth_level``, and a timer function per schedule.
+        HTTP function at ``auth_level``, a timer function per schedule, and
+        ``SingletonNextRun`` when an orchestrator takes next runs.
     """
     if (app is None) == (orchestrators is None):
         raise TypeError("give either orchestrators or app")
@@ -125,6 +139,9 @@ def blueprint(
         def openapi(req: func.HttpRequest) -> func.HttpResponse:
             return singleton.openapi()
 
+    catalog = singleton.catalog
+    if any(catalog.accepts_next_run(name) for name in catalog.names):
+        _add_next_run(bp, singleton)
     for prefix in prefixes:
         _add_schedule(bp, singleton, prefix)
     if retention:
@@ -148,6 +165,15 @@ def _add_http(
     @bp.generic_input_binding(arg_name="starter", type="durableClient")
     async def http(req: func.HttpRequest, starter: str) -> func.HttpResponse:
         return await handler(req, starter)
+
+
+def _add_next_run(bp: df.Blueprint, singleton: SingletonApp) -> None:
+    """SingletonNextRun, the activity through which those orchestrators take next runs."""
+
+    @bp.function_name(NEXT_RUN_ACTIVITY)
+    @bp.activity_trigger(input_name="request")
+    async def next_run(request: Dict[str, Any]) -> Any:
+        return await singleton.next_run(request)
 
 
 def _add_schedule(bp: df.Blueprint, singleton: SingletonApp, prefix: str) -> None:

@@ -9,30 +9,22 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Any, Optional, Tuple
 
 import azure.functions as func
 
 from . import _answers as answers
 from . import _problems as problems
-from ._durable import (
-    DurableClient,
-    DurableFailure,
-    DurableUnavailable,
-    InstanceEnded,
-    InstanceStatus,
-)
+from ._durable import DurableClient, InstanceEnded, InstanceStatus
 from ._invocation import Invocation, RootFactory, Routes, answer
 from ._links import Links
 from ._lock import HeldLock
-from ._next_run import RunView
 from ._policy import FINISHED
 from ._problems import ProblemError
 from ._root import Root
-from ._starter import FIRST_TAKE_POLL_SECONDS, MAX_TAKE_POLL_SECONDS, hold_lock, stop_data
+from ._starter import close_channel, hold_lock, stop_through_channel
 from ._stop import STOP_EVENT
 from ._validation import check_stop, read_choice, read_route
-from ._waiting import Pauses
 
 TERMINATE_REASON = "Terminated through DELETE with mode=terminate."
 
@@ -101,16 +93,15 @@ async def end_instance(
     mode: StopMode,
     links: Links,
 ) -> Ended:
-    """Ask the instance to end, and learn what that dropped.
+    """Ask the instance to end, and say what that dropped.
 
-    A Stop names the run it stops and the next run it drops (the ones the status
-    shows), so a next run a later request buffers meanwhile still runs. A terminate
-    ends every run the instance holds, so it is sent under the id's lock: no next run
-    is being handed over while the status it is decided on is read. Either may reach
-    the instance after it began the next run it meant to drop (that switch takes no
-    lock): so when there is a next run to drop, the answer waits (at most
-    ``SINGLETON_NEXT_RUN_WAIT_SECONDS``) for the instance to show what it did, and
-    names the next run as dropped only when it shows that.
+    For an orchestrator that takes next runs, a Stop stops the run the id's next-run
+    channel names and then drops its next run (or its waiting run) from the channel
+    (:func:`~durable_singleton._starter.stop_through_channel`), so the request it names
+    as dropped can never run afterwards, and a next run a later request buffers still
+    runs after the stopped run. A terminate is sent under the id's lock, fenced as every
+    call under the lock is, and then closes the channel, dropping (and naming) the next
+    run it held.
 
     Raises
     ------
@@ -122,68 +113,44 @@ async def end_instance(
     """
     if mode is StopMode.STOP:
         check_stop(root.catalog, function_name, "DELETE with mode=terminate")
-        status = await _end(durable, function_name, instance_id, mode, links)
-    else:
-        held = await hold_lock(
-            root.locks(), durable.task_hub, instance_id, root.settings.lock_wait_seconds
-        )
-        try:
-            status = await _end(durable, function_name, instance_id, mode, links, held)
-        finally:
-            await held.release()
-    _, planned = stop_data(status)
-    wait = root.settings.next_run_wait_seconds
-    return Ended(status, await _dropped(durable, instance_id, mode, planned, wait))
-
-
-async def _dropped(
-    durable: DurableClient,
-    instance_id: str,
-    mode: StopMode,
-    planned: Optional[str],
-    wait_seconds: float,
-) -> Optional[str]:
-    """``planned`` once the instance shows that the end dropped it; None when it shows
-    otherwise, or nothing within ``wait_seconds`` (the answer then claims nothing)."""
-    if planned is None:
-        return None
-    polls = Pauses(FIRST_TAKE_POLL_SECONDS, MAX_TAKE_POLL_SECONDS, wait_seconds)
-    while True:
-        try:
-            status = await durable.status(instance_id)
-        except (DurableUnavailable, DurableFailure):
-            status = None  # not known from this read: look again, within the bound
-        else:
-            if status is None:
-                return None  # purged: what it ran is no longer known
-            view = RunView.of(status.custom_status)
-            finished = status.runtime_status in FINISHED
-            took_stop = mode is StopMode.STOP and (view.stopping or view.dropped == planned)
-            if finished or took_stop:
-                return view.really_dropped(planned, finished)
-        if polls.expired():
-            return None
-        await polls.sleep()
+        return await _end(durable, root, function_name, instance_id, mode, links)
+    held = await hold_lock(
+        root.locks(), durable.task_hub, instance_id, root.settings.lock_wait_seconds
+    )
+    try:
+        return await _end(durable, root, function_name, instance_id, mode, links, held)
+    finally:
+        await held.release()
 
 
 async def _end(
     durable: DurableClient,
+    root: Root,
     function_name: str,
     instance_id: str,
     mode: StopMode,
     links: Links,
     held: Optional[HeldLock] = None,
-) -> InstanceStatus:
-    """Send the Stop or the terminate; under ``held``, fenced as every call under the
-    lock is (LockLost when the lease cannot be proven for the call's time)."""
+) -> Ended:
+    """Send the Stop or the terminate (and then drop the next run in the channel); under
+    ``held``, fenced as every call under the lock is (LockLost when the lease cannot be
+    proven for the call's time)."""
     status = await _existing(durable, instance_id, function_name)
     if status.runtime_status not in FINISHED:
-        event = STOP_EVENT if mode is StopMode.STOP else None
-        data, _ = stop_data(status)
-        timeout = durable.timeout if held is None else await held.fence(durable.timeout)
-        try:
+        hub = durable.task_hub
+
+        async def send(data: Any) -> None:
+            timeout = durable.timeout if held is None else await held.fence(durable.timeout)
             await durable.end(instance_id, event, TERMINATE_REASON, timeout, data)
-            return status
+
+        event = STOP_EVENT if mode is StopMode.STOP else None
+        try:
+            if event is not None:
+                dropped = await stop_through_channel(root, hub, function_name, instance_id, send)
+            else:
+                await send(None)
+                dropped = await close_channel(root, hub, function_name, instance_id)
+            return Ended(status, dropped)
         except InstanceEnded as ended:
             if ended.status is None:  # purged since it was read: the request failed
                 raise ended.failure from None

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import functools
 import json
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Generator, List, Optional
@@ -18,7 +17,7 @@ import azure.durable_functions as df
 from azure.durable_functions.models.history import HistoryEventType
 
 from ._catalog import InvalidInput
-from ._next_run import NEXT_RUN_EVENT, Buffered, RunState, iso, parse_time
+from ._next_run import NEXT_RUN_ACTIVITY, RunState, iso, parse_time, stops
 from ._stop import STOP_EVENT
 
 ACTIVITY = "SingletonActivity"
@@ -49,8 +48,8 @@ MAX_RESULTS = 100
 _KEYS = ("items", "repeatEverySeconds", "maxPasses", "pass", "parallelism")
 #: Set only by the orchestrator itself when it continues as new; callers may not.
 _CONTINUATION = "continuation"
-#: Set by the starter (bufferOne, debounce) and by the orchestrator: which request's
-#: input this run has, when it is due, and the next run (durable_singleton._next_run).
+#: Set by the starter and by the orchestrator: which request's input this run has, the
+#: task hub of its next-run channel, and when it is due (durable_singleton._next_run).
 _RUN = "run"
 _INTERNAL = (_CONTINUATION, _RUN)
 
@@ -207,14 +206,14 @@ def run_job(context: df.DurableOrchestrationContext) -> Generator[Any, Any, Any]
     """Run the job: each item through SingletonActivity, in order, then maybe again.
 
     Custom status shows progress as ``{"pass", "processed", "total", "nextRunAt",
-    "stopping", "run", "dueAt", "buffered", "dropped"}`` (the last four:
-    durable_singleton._next_run). A ``Stop`` event ends the job at the next safe
-    point: during a pass after the current item, while waiting between passes (or for
-    a debounced run's due time) at once. A ``NextRun`` event keeps its input as the
-    next run (latest wins), which begins, as a new execution under the same id, when
-    this run ends. Events that arrive together with the one after which an execution
-    ends are never lost (the Python SDK drops events left unprocessed by
-    continue-as-new): the job looks for them in the execution's history first.
+    "stopping", "run", "dueAt"}`` (the last two: durable_singleton._next_run). A
+    ``Stop`` event ends the job at the next safe point: during a pass after the current
+    item, while waiting between passes (or for a debounced run's due time) at once.
+    When the run ends, the job takes its next run from the id's next-run channel
+    (SingletonNextRun) and begins it as a new execution under the same id. Stop events
+    that arrive together with the one after which an execution ends are never lost
+    (the Python SDK drops events left unprocessed by continue-as-new): the job looks for
+    them in the execution's history first, and carries one meant for the run it begins.
 
     Parameters
     ----------
@@ -334,26 +333,29 @@ def _process(
 def _debounce(
     context: df.DurableOrchestrationContext, job: JobInput, signals: "_Signals"
 ) -> Generator[Any, Any, Any]:
-    """Wait until the run is due: each next run meanwhile replaces its input and may
-    move its due time; then begin it as a new execution, or end if it was stopped."""
+    """Wait until the run is due, then look in the channel: requests meanwhile may have
+    replaced its input and moved its due time (wait again), or a Stop dropped it (end);
+    otherwise begin it as a new execution."""
     progress = _Progress(context, job, signals)
+    due = signals.state.due_at
     while True:
-        due = signals.state.due_at
         assert due is not None
         timer = context.create_timer(parse_time(due))
-        yield from signals.wait(timer, until=functools.partial(_moved_or_stopping, due))
-        if timer.is_completed:
-            break
-        timer.cancel()
+        yield from signals.wait(timer, until=_stopping)
         if signals.state.stopping:
+            if not timer.is_completed:
+                timer.cancel()
             progress.update(stopping=True)
-            return _end(context, signals, progress, [])
-    # Due: the run begins. From now on a next run waits for this one to end.
-    signals.begin()
-    if signals.stop_pending():  # a Stop in the batch of the timer: it never begins
-        progress.update(stopping=True)
-        return _end(context, signals, progress, [])
-    return _continue(context, signals, signals.begin_input)
+            return (yield from _end(context, signals, progress, []))
+        decision = yield from signals.next_run({"op": "begin"})
+        if "wait" in decision:
+            due = decision["wait"]
+            signals.moved(due)
+            continue
+        if "begin" in decision:
+            return _begin(context, signals, decision["begin"])
+        signals.dropped()  # a Stop dropped the run before it began
+        return (yield from _end(context, signals, progress, []))
 
 
 def _finish(
@@ -363,13 +365,13 @@ def _finish(
     results: List[Any],
     store: Optional[Continuation],
 ) -> Generator[Any, Any, Optional[Dict[str, Any]]]:
-    """End the run: delete its staged items, if any; then begin the next run, if one
-    is buffered, or return the job's output."""
+    """End the run: delete its staged items, if any; then begin the next run, if the
+    channel has one, or return the job's output."""
     if store is not None:
         yield from signals.result(
             context.call_activity(ITEM_STORE, {"op": "delete", "store": store.store})
         )
-    return _end(context, signals, progress, results)
+    return (yield from _end(context, signals, progress, results))
 
 
 def _end(
@@ -377,15 +379,32 @@ def _end(
     signals: "_Signals",
     progress: "_Progress",
     results: List[Any],
-) -> Optional[Dict[str, Any]]:
-    """The run has ended: continue as new with the next run, if one is buffered, or
-    return the job's output."""
-    signals.settle()
-    following = signals.state.buffered
+) -> Generator[Any, Any, Optional[Dict[str, Any]]]:
+    """The run has ended: take the next run from the channel and continue as new with
+    it, or return the job's output (also for an instance the app did not start, which
+    has no channel)."""
+    following = None
+    if signals.state.hub is not None:
+        following = yield from signals.next_run({"op": "take", "run": signals.state.id})
     if following is None:
+        signals.settle()
         return progress.output(results, signals.state.stopping)
-    context.continue_as_new(_first_input(following))
+    _begin(context, signals, following)
     return None
+
+
+def _begin(
+    context: df.DurableOrchestrationContext, signals: "_Signals", run: Dict[str, Any]
+) -> None:
+    """Begin run ``{"request", "input"}`` as a new execution, stopping at once if a
+    Stop meant for it has arrived already."""
+    signals.settle()
+    member: Dict[str, Any] = {"id": run["request"], "hub": signals.state.hub}
+    if signals.stops_for(run["request"]):
+        member["stopping"] = True
+    given = run["input"]
+    # Not the app's (it validates): the run then fails clearly on its input.
+    context.continue_as_new({**given, _RUN: member} if isinstance(given, dict) else given)
 
 
 def _continue(
@@ -398,18 +417,11 @@ def _continue(
     context.continue_as_new(next_input(signals.state))
 
 
-def _first_input(following: Buffered) -> Any:
-    """The input of the first execution of a buffered run."""
-    if not isinstance(following.input, dict):
-        return following.input  # not the app's (it validates): the run fails clearly
-    return {**following.input, _RUN: {"id": following.request}}
-
-
 def _run_member(run: RunState) -> Dict[str, Any]:
     """The ``run`` member carried to the next execution of the same run."""
     member: Dict[str, Any] = {"id": run.id}
-    if run.buffered is not None:
-        member["buffered"] = {"request": run.buffered.request, "input": run.buffered.input}
+    if run.hub is not None:
+        member["hub"] = run.hub
     return member
 
 
@@ -417,14 +429,17 @@ def _stopping(state: RunState) -> bool:
     return state.stopping
 
 
-def _moved_or_stopping(due: str, state: RunState) -> bool:
-    return state.stopping or state.due_at != due
+#: How the job calls SingletonNextRun: its requests are safe to retry (a retried take
+#: or begin answers as the first did), and a storage outage must not fail the job.
+NEXT_RUN_RETRY = df.RetryOptions(
+    first_retry_interval_in_milliseconds=1000, max_number_of_attempts=6
+)
 
 
 class _Signals:
-    """The job's Stop and NextRun events, taken as they arrive.
+    """The job's Stop events, taken as they arrive, and its calls to its channel.
 
-    A wait for each is part of every task the job waits on, so the SDK hands each
+    A wait for Stop is part of every task the job waits on, so the SDK hands each
     event to one of them in history order (an event with no open wait is deferred
     by the SDK and handed to every later wait of its name). The events the job has
     not taken when an execution ends are in its history; :meth:`settle` applies them.
@@ -433,17 +448,13 @@ class _Signals:
     def __init__(self, context: df.DurableOrchestrationContext, job: JobInput, raw: Any):
         self._context = context
         member = job.run or {}
-        buffered = member.get("buffered")
-        caller = {k: v for k, v in (raw or {}).items() if k not in _INTERNAL}
         self.state = RunState(
             member.get("id") or str(context.new_uuid()),
-            caller,
+            member.get("hub"),
             member.get("dueAt"),
-            member.get("latestAt"),
-            Buffered(buffered["request"], buffered.get("input")) if buffered else None,
+            member.get("stopping") is True,
         )
         self._stop = context.wait_for_external_event(STOP_EVENT)
-        self._next = context.wait_for_external_event(NEXT_RUN_EVENT)
         self._taken = 0
         #: Called after each change, so the custom status shows it.
         self.changed: Callable[[], None] = lambda: None
@@ -459,7 +470,7 @@ class _Signals:
     ) -> Generator[Any, Any, None]:
         """Yield until one of ``tasks`` completes or ``until`` holds, taking events."""
         while not any(task.is_completed for task in tasks) and not until(self.state):
-            yield self._context.task_any([*tasks, self._stop, self._next])
+            yield self._context.task_any([*tasks, self._stop])
             self._take()
 
     def result(self, task: Any) -> Generator[Any, Any, Any]:
@@ -467,37 +478,33 @@ class _Signals:
         yield from self.wait(task)
         return (yield task)
 
+    def next_run(self, request: Dict[str, Any]) -> Generator[Any, Any, Any]:
+        """Send ``request`` to SingletonNextRun for this instance's channel; return its
+        answer."""
+        request = {**request, "hub": self.state.hub, "instanceId": self._context.instance_id}
+        task = self._context.call_activity_with_retry(NEXT_RUN_ACTIVITY, NEXT_RUN_RETRY, request)
+        return (yield from self.result(task))
+
     def _take(self) -> None:
         if self._stop.is_completed:
             self.state = self.state.with_stop(self._stop.result)
             self._stop = self._context.wait_for_external_event(STOP_EVENT)
             self._taken += 1
             self.changed()
-        if self._next.is_completed:
-            self.state = self.state.with_next(self._next.result)
-            self._next = self._context.wait_for_external_event(NEXT_RUN_EVENT)
-            self._taken += 1
-            self.changed()
 
-    def _untaken(self) -> List[Any]:
-        """The Stop and NextRun events of this execution not yet taken, in order."""
-        events = [
-            event
+    def _stop_events(self) -> List[Any]:
+        """The data of every Stop event in this execution's history, in order."""
+        return [
+            _decoded_input(event)
             for event in self._context.histories
             if event.event_type == HistoryEventType.EVENT_RAISED
-            and getattr(event, "Name", None) in (STOP_EVENT, NEXT_RUN_EVENT)
+            and getattr(event, "Name", None) == STOP_EVENT
         ]
-        return events[self._taken :]
 
     def _folded(self) -> RunState:
         state = self.state
-        for event in self._untaken():
-            raw = getattr(event, "Input", None)
-            data = json.loads(raw) if isinstance(raw, str) else raw
-            if getattr(event, "Name", None) == STOP_EVENT:
-                state = state.with_stop(data)
-            else:
-                state = state.with_next(data)
+        for data in self._stop_events()[self._taken :]:
+            state = state.with_stop(data)
         return state
 
     def stop_pending(self) -> bool:
@@ -509,21 +516,33 @@ class _Signals:
         """
         return self._folded().stopping and not self.state.stopping
 
+    def stops_for(self, run: str) -> bool:
+        """Whether a Stop in this execution's history is meant for run ``run`` (the
+        one it begins): only right before the execution ends, as :meth:`settle`."""
+        return any(stops(data, run) for data in self._stop_events())
+
     def settle(self) -> None:
         """Apply the untaken events: only right before the execution ends, so no
         replay ever sees the history beyond this point."""
         self.state = self._folded()
-        self._taken += len(self._untaken())
+        self._taken = len(self._stop_events())
         self.changed()
 
-    def begin(self) -> None:
-        """The waiting run's due time has come: it begins now."""
-        self.state = dataclasses.replace(self.state, due_at=None, latest_at=None)
+    def dropped(self) -> None:
+        """The channel says a Stop dropped the waiting run (its event may not be here
+        yet): the run is stopped before it began."""
+        self.state = dataclasses.replace(self.state, stopping=True)
+        self.changed()
 
-    def begin_input(self, run: RunState) -> Dict[str, Any]:
-        """The input of the first execution of the run that begins now."""
-        caller = run.input if isinstance(run.input, dict) else {}
-        return {**caller, _RUN: _run_member(run)}
+    def moved(self, due: str) -> None:
+        """The waiting run's due time moved to ``due``."""
+        self.state = dataclasses.replace(self.state, due_at=due)
+        self.changed()
+
+
+def _decoded_input(event: Any) -> Any:
+    raw = getattr(event, "Input", None)
+    return json.loads(raw) if isinstance(raw, str) else raw
 
 
 class _Progress:

@@ -1,33 +1,42 @@
 """Run once more: the protocol between the starter and a job that accepts next runs.
 
 A request with ``onConflict=bufferOne`` (or ``debounceSeconds``) for an active
-instance does not start anything: the starter raises :data:`NEXT_RUN_EVENT` on the
-instance, and the job keeps the request's input as its *next run* (latest wins) and
-continues as new with it when the current run ends, under the same id. A debounced
-start creates the instance with a run that first waits until its due time.
+instance does not start anything and does not wait for the instance: it writes its
+input as the id's *next run* into the id's :class:`Channel`, a small document the app
+keeps in its own storage account (:mod:`durable_singleton._next_run_store`), with one
+conditional write (the latest wins). When the instance's run ends, the instance takes
+the next run from the channel with one conditional write of its own
+(:data:`NEXT_RUN_ACTIVITY`, op ``take``) and continues as new with it, under the same
+id; with none there, the same write marks the channel *ended*, and a request that finds
+it so starts the run itself, under the id's lock, once the instance has ended. A
+debounced start creates the instance with a run that first waits until its due time;
+requests meanwhile replace its input and move the due time in the channel, and the
+instance, when its timer fires, reads the due time there and waits again while it has
+moved (op ``begin``).
 
-Each side of the protocol is here, once: the event and the ``run`` member of a
-start's input the starter sends (:func:`next_run_event`, :func:`stop_event`,
-:func:`start_member`); the fold of events a job applies (:class:`RunState`); and the
-members of the job's custom status through which the starter learns that its input
-was taken (:class:`RunView`).
+Every write is conditional on the channel as it was read (its ETag), so each request,
+take, begin and Stop is decided on the channel as it is at that moment, one after the
+other: a request either becomes the next run or finds the channel ended; a Stop drops
+exactly the next run it removes, which no take can then find.
+
+Each decision is a pure function here (:func:`offer`, :func:`take`, :func:`begin`,
+:func:`stop`, :func:`close`, :func:`opened`), applied by the starter and by the
+activity alike. The job's side of Stop events is :class:`RunState`.
 
 Every request carries an id (``requestId`` in the answers). A job's *run* is named by
-the id of the request whose input it runs, so the status shows whose input runs now
-(``run``) and whose runs next (``buffered``). Events name the run they were meant
-for: one that arrives after that run ended is ignored, so an event raised into a run
-that ended before taking it can never make a later run take the input again.
+the id of the request whose input it runs, so the job's status shows whose input runs
+now (``run``).
 """
 
 from __future__ import annotations
 
 import datetime
 import json
-from dataclasses import dataclass, replace
-from typing import Any, Dict, Optional
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Dict, Optional, Tuple, Union
 
-#: The event a next run is sent with.
-NEXT_RUN_EVENT = "NextRun"
+#: The activity through which a job takes its next run and begins a waiting run.
+NEXT_RUN_ACTIVITY = "SingletonNextRun"
 
 #: debounceSeconds and debounceMaxSeconds ranges; debounceMaxSeconds defaults to
 #: this many times debounceSeconds (at most its maximum).
@@ -66,193 +75,268 @@ class Debounce:
         )
 
 
-# -- what the starter sends -------------------------------------------------------------
+# -- the channel -------------------------------------------------------------------------
 
 
-def next_run_event(
-    request_id: str, input_: Any, run: Optional[str], due_at: Optional[str]
-) -> Dict[str, Any]:
-    """The data of :data:`NEXT_RUN_EVENT`: ``input_`` for the run after ``run`` (the
-    run the starter saw; None when the status named none yet), due at ``due_at`` when
-    the request was debounced."""
-    return {"request": request_id, "input": input_, "run": run, "dueAt": due_at}
+@dataclass(frozen=True)
+class Pending:
+    """A request's input, to run after the current run (or to begin now)."""
+
+    request: str
+    input: Any
 
 
-def stop_event(run: Optional[str], drop: Optional[str]) -> Dict[str, Any]:
-    """The data of the ``Stop`` event the app sends: stop ``run`` (the run the app saw)
-    and drop the next run of request ``drop`` (the one the app saw buffered, if any).
+@dataclass(frozen=True)
+class Channel:
+    """The next-run document of one id.
 
-    A job drops only the next run the app saw: one buffered after the app read the
-    status came from a later request, whose caller was told it would run.
+    ``run``: the request whose run the instance runs (or waits to begin); ``input``: that
+    run's input while it waits, and after a take (so a retried take returns it again);
+    ``due_at``/``latest_at``: set while the run waits to begin (debounced); ``next``: the
+    run after it; ``after``: the run the current one was taken from; ``ended``: the run
+    ended with no next run, and the instance takes nothing more; ``stopped``: a Stop was
+    decided for the current run; ``writes``: the ids of the latest writes, so that a
+    writer whose answer was lost can tell whether its write landed (not part of what
+    the channel says: equal channels may differ in it).
     """
-    return {"run": run, "dropRequest": drop}
+
+    run: str
+    input: Any = None
+    due_at: Optional[str] = None
+    latest_at: Optional[str] = None
+    next: Optional[Pending] = None
+    after: Optional[str] = None
+    ended: bool = False
+    stopped: bool = False
+    writes: Tuple[str, ...] = field(default=(), compare=False)
+
+    @property
+    def waiting(self) -> bool:
+        """Whether the run has not begun yet (it waits until ``due_at``)."""
+        return self.due_at is not None
+
+    def to_json(self) -> bytes:
+        """The document as stored."""
+        return json.dumps(asdict(self), separators=(",", ":")).encode("utf-8")
+
+    @classmethod
+    def of_json(cls, data: bytes) -> "Channel":
+        """Read a stored document back (ValueError when it is not one)."""
+        document = json.loads(data)
+        if not isinstance(document, dict) or not isinstance(document.get("run"), str):
+            raise ValueError("not a next-run channel")
+        pending = document.get("next")
+        fields = {k: v for k, v in document.items() if k in cls.__dataclass_fields__}
+        fields["next"] = Pending(**pending) if isinstance(pending, dict) else None
+        fields["writes"] = tuple(document.get("writes") or ())
+        return cls(**fields)
+
+
+@dataclass(frozen=True)
+class Offered:
+    """What a bufferOne or debounced request did to an open channel."""
+
+    channel: Channel
+    #: ``buffered`` (it is the next run) or ``debounced`` (it is the waiting run).
+    kind: str
+    #: When the waiting run is due now (debounced only).
+    due_at: Optional[str]
+    #: The request whose input this one replaced (latest wins), if any.
+    replaced: Optional[str]
+
+
+def offer(channel: Channel, request: str, input_: Any, asked_due: Optional[str]) -> Offered:
+    """A request's input for an instance whose channel is open (not ended).
+
+    While the run waits (and no Stop dropped it), the input replaces the waiting run's
+    and a debounced request moves its due time to ``asked_due`` (never past
+    ``latest_at``); otherwise it becomes the next run, replacing the one there.
+    """
+    assert not channel.ended
+    if channel.waiting and not channel.stopped:
+        due = channel.due_at
+        if asked_due is not None and channel.latest_at is not None:
+            due = iso(min(parse_time(asked_due), parse_time(channel.latest_at)))
+        changed = replace(channel, run=request, input=input_, due_at=due)
+        return Offered(changed, "debounced", due, channel.run)
+    replaced = channel.next.request if channel.next is not None else None
+    return Offered(replace(channel, next=Pending(request, input_)), "buffered", None, replaced)
+
+
+def take(channel: Optional[Channel], run: str) -> Tuple[Optional[Channel], Optional[Pending]]:
+    """The instance's run ``run`` has ended: the channel to write (None: nothing to
+    write) and the run to begin next (None: the instance ends).
+
+    A retried take (the runtime runs an activity at least once) finds its own write and
+    answers as the first did.
+    """
+    if channel is not None:
+        if channel.ended and channel.run == run:
+            return None, None
+        if channel.after == run and not channel.ended:
+            return None, Pending(channel.run, channel.input)
+        following = channel.next
+        if following is not None:
+            return Channel(following.request, following.input, after=run), following
+    return Channel(run, ended=True), None
+
+
+@dataclass(frozen=True)
+class Wait:
+    """The waiting run is not due yet: wait until ``due_at`` and look again."""
+
+    due_at: str
+
+
+#: What a waiting run's instance does when its timer fires: begin the run, wait again,
+#: or end (None: a Stop dropped the run before it began).
+Begin = Union[Pending, Wait, None]
+
+
+def begin(channel: Optional[Channel], now: datetime.datetime) -> Tuple[Optional[Channel], Begin]:
+    """The waiting run's timer fired at ``now``: the channel to write and what to do."""
+    if channel is None or channel.ended:
+        return None, None
+    if not channel.waiting:
+        return None, Pending(channel.run, channel.input)  # a retried begin
+    if channel.stopped:
+        return None, None
+    assert channel.due_at is not None
+    if parse_time(channel.due_at) > now:
+        return None, Wait(channel.due_at)
+    began = replace(channel, due_at=None, latest_at=None)
+    return began, Pending(channel.run, channel.input)
+
+
+@dataclass(frozen=True)
+class Stopped:
+    """What a Stop decided: the run it stops and the request whose run it dropped;
+    ``moved``: the instance took its next run before the Stop was decided, so the Stop
+    is for that run (``run``), which must be sent one of its own."""
+
+    run: Optional[str]
+    dropped: Optional[str]
+    moved: bool = False
+
+
+def stop(channel: Optional[Channel]) -> Tuple[Optional[Channel], Stopped]:
+    """A graceful Stop: stop the current run, and drop the next run (or the waiting
+    run, which then never begins). A request after it becomes the next run again."""
+    if channel is None or channel.ended:
+        return None, Stopped(channel.run if channel else None, None)
+    if channel.waiting and not channel.stopped:
+        return replace(channel, stopped=True), Stopped(channel.run, channel.run)
+    if channel.next is not None:
+        dropped = channel.next.request
+        return replace(channel, stopped=True, next=None), Stopped(channel.run, dropped)
+    return (None if channel.stopped else replace(channel, stopped=True)), Stopped(
+        channel.run, None
+    )
+
+
+def stop_run(channel: Optional[Channel], run: Optional[str]) -> Tuple[Optional[Channel], Stopped]:
+    """:func:`stop`, once a Stop for ``run`` (the channel's run when it was read) has
+    been sent: unless the instance took its next run since (it has begun: it is
+    stopped, not dropped). A waiting run's instance takes every Stop, so while the run
+    waits any input replacing it is the one dropped."""
+    if channel is not None and not channel.ended and not channel.waiting and channel.run != run:
+        return None, Stopped(channel.run, None, moved=True)
+    return stop(channel)
+
+
+def close(channel: Optional[Channel]) -> Tuple[Optional[Channel], Optional[str]]:
+    """Before a terminate: the channel takes nothing more (requests wait for the instance
+    to end, then start), and its next (or waiting) run is dropped: the channel to write
+    and the request dropped."""
+    if channel is None or channel.ended:
+        return None, None
+    if channel.waiting and not channel.stopped:
+        dropped: Optional[str] = channel.run
+    else:
+        dropped = channel.next.request if channel.next is not None else None
+    return replace(channel, ended=True, next=None), dropped
+
+
+def opened(
+    previous: Optional[Channel],
+    run: str,
+    input_: Any = None,
+    due_at: Optional[str] = None,
+    latest_at: Optional[str] = None,
+) -> Channel:
+    """The channel of an instance the app starts (under the id's lock) with run ``run``.
+
+    A next run still in the previous channel was told it would run, and its instance
+    ended without taking it (failed, or terminated outside the app): it stays the next
+    run, now after this one.
+    """
+    waiting_input = input_ if due_at is not None else None
+    carried = previous.next if previous is not None else None
+    return Channel(run, waiting_input, due_at, latest_at, next=carried)
+
+
+# -- what the starter puts in a start's input, and in a Stop --------------------------------
 
 
 def start_member(
-    request_id: str, due_at: Optional[str] = None, latest_at: Optional[str] = None
+    run: str, hub: str, due_at: Optional[str] = None, latest_at: Optional[str] = None
 ) -> Dict[str, Any]:
-    """The ``run`` member the starter adds to the input of a start it makes for a
-    bufferOne or debounced request."""
-    member: Dict[str, Any] = {"id": request_id}
+    """The ``run`` member the starter adds to the input of a start of an orchestrator
+    that takes next runs: the run's id, the task hub (the channel's name has it), and
+    when a debounced run is due."""
+    member: Dict[str, Any] = {"id": run, "hub": hub}
     if due_at is not None:
         member.update(dueAt=due_at, latestAt=latest_at)
     return member
 
 
-# -- what a job keeps ---------------------------------------------------------------
+def stop_event(run: Optional[str]) -> Dict[str, Any]:
+    """The data of the ``Stop`` event the app sends: stop run ``run``."""
+    return {"run": run}
 
 
-@dataclass(frozen=True)
-class Buffered:
-    """The input of the next run and the request it came from."""
-
-    request: str
-    input: Any
-
-    @property
-    def input_bytes(self) -> int:
-        """The size of the input as JSON: what the status shows instead of the input."""
-        return len(json.dumps(self.input, separators=(",", ":")).encode("utf-8"))
+# -- the job's side ----------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class RunState:
-    """A job's run and its next run, as events change them.
+    """A job's run as Stop events change it: pure, so the job and the tests apply the
+    same transitions.
 
-    ``waiting``: the run has not begun (it waits until ``due_at``, debounced); a next
-    run then replaces its input instead of being buffered. ``stopping``: a Stop for
-    this run arrived. Pure: the job and the tests apply the same transitions.
+    ``waiting``: the run has not begun (it waits until ``due_at``, debounced).
+    ``stopping``: a Stop for this run arrived.
     """
 
     id: str
-    input: Any = None
+    hub: Optional[str] = None
     due_at: Optional[str] = None
-    latest_at: Optional[str] = None
-    buffered: Optional[Buffered] = None
     stopping: bool = False
-    #: The request whose next run the last Stop dropped.
-    dropped: Optional[str] = None
 
     @property
     def waiting(self) -> bool:
         """Whether the run is still waiting for its due time."""
         return self.due_at is not None
 
-    def with_next(self, data: Any) -> "RunState":
-        """Apply a :data:`NEXT_RUN_EVENT`'s data."""
-        data = _decoded(data)
-        if not isinstance(data, dict) or not isinstance(data.get("request"), str):
-            return self  # not the app's event: nothing to run
-        request = data["request"]
-        target = data.get("run")
-        if request == self.id or (target is not None and target != self.id):
-            # Its input runs now already, or it was meant for a run that has ended.
-            return self
-        if self.waiting and not self.stopping:
-            # Not begun yet: the latest input is the one the run begins with, and a
-            # debounced request pushes the beginning back (never past latestAt). Once a
-            # Stop has dropped the waiting run, a later input is the next run instead.
-            due = self.due_at
-            asked = data.get("dueAt")
-            if isinstance(asked, str) and self.latest_at is not None:
-                due = iso(min(parse_time(asked), parse_time(self.latest_at)))
-            return replace(self, id=request, input=data.get("input"), due_at=due)
-        return replace(self, buffered=Buffered(request, data.get("input")))
-
     def with_stop(self, data: Any) -> "RunState":
-        """Apply a ``Stop`` event's data.
-
-        The app's Stop (:func:`stop_event`) stops the run it saw, and drops the next
-        run it saw; any other data (a Stop raised by hand) stops the run and drops
-        whatever is buffered.
-        """
-        data = _decoded(data)
-        if not isinstance(data, dict) or "run" not in data:
-            return replace(self, stopping=True, buffered=None, dropped=self._buffered_request())
-        drop = data.get("dropRequest")
-        target = data.get("run")
-        if target is not None and self.id not in (target, drop):
-            # The run it was meant for has ended, or (waiting) a newer input replaced
-            # the one it saw: the run now is a later request's, told it would run.
-            return self
-        state = replace(self, stopping=True)
-        if drop is not None and self._buffered_request() == drop:
-            state = replace(state, buffered=None, dropped=drop)
-        elif drop is not None and self.waiting and self.id == drop:
-            state = replace(state, dropped=drop)  # the waiting run never begins
-        return state
-
-    def _buffered_request(self) -> Optional[str]:
-        return self.buffered.request if self.buffered is not None else None
+        """Apply a ``Stop`` event's data: the app's (:func:`stop_event`) names the run it
+        stops, and one meant for another run is ignored; a Stop raised by hand (any
+        other data) stops the run. A waiting run is the first of its instance, so every
+        Stop is for it."""
+        if self.waiting or stops(data, self.id):
+            return replace(self, stopping=True)
+        return self
 
     def status(self) -> Dict[str, Any]:
-        """The members the job's custom status shows about its runs."""
-        buffered = self.buffered
-        return {
-            "run": self.id,
-            "dueAt": self.due_at,
-            "buffered": (
-                None
-                if buffered is None
-                else {"request": buffered.request, "inputBytes": buffered.input_bytes}
-            ),
-            "dropped": self.dropped,
-        }
+        """The members the job's custom status shows about its run."""
+        return {"run": self.id, "dueAt": self.due_at}
 
 
-# -- what the starter reads back -------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RunView:
-    """The run members of a job's custom status, as the starter reads them."""
-
-    run: Optional[str]
-    due_at: Optional[str]
-    buffered: Optional[str]
-    dropped: Optional[str] = None
-    #: Whether the job shows that a Stop reached its run.
-    stopping: bool = False
-
-    @classmethod
-    def of(cls, custom_status: Any) -> "RunView":
-        """Read them from a custom status (anything: a job may not have set one yet)."""
-        if not isinstance(custom_status, dict):
-            return cls(None, None, None)
-        buffered = custom_status.get("buffered")
-        return cls(
-            _text(custom_status.get("run")),
-            _text(custom_status.get("dueAt")),
-            _text(buffered.get("request")) if isinstance(buffered, dict) else None,
-            _text(custom_status.get("dropped")),
-            custom_status.get("stopping") is True,
-        )
-
-    def took(self, request_id: str) -> bool:
-        """Whether the job has taken ``request_id``'s input, as this run or the next,
-        and no Stop has dropped it."""
-        return request_id in (self.run, self.buffered) and request_id != self.dropped
-
-    def really_dropped(self, planned: Optional[str], finished: bool) -> Optional[str]:
-        """``planned`` when this status, read after a Stop or terminate that meant to
-        drop ``planned`` (the next run, or the waiting run, an earlier status showed),
-        shows it was dropped; otherwise None.
-
-        The job says so (``dropped``), or the instance has ended with it still next or
-        still waiting. The end may have reached the instance after it began that run
-        (the switch to a next run needs no lock): then the run is stopped, not dropped,
-        and this is None.
-        """
-        if planned is None:
-            return None
-        if self.dropped == planned:
-            return planned
-        never_began = self.buffered == planned or (self.run == planned and self.due_at is not None)
-        return planned if finished and never_began else None
-
-
-def _text(value: Any) -> Optional[str]:
-    return value if isinstance(value, str) else None
+def stops(data: Any, run: str) -> bool:
+    """Whether a ``Stop`` event with ``data`` stops run ``run``."""
+    data = _decoded(data)
+    if not isinstance(data, dict) or data.get("run") is None:
+        return True
+    return bool(data["run"] == run)
 
 
 def _decoded(data: Any) -> Any:

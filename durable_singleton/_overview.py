@@ -10,6 +10,7 @@ refused with a 400 before anything is called.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
@@ -24,7 +25,8 @@ from . import _problems as problems
 from ._durable import InstanceStatus
 from ._invocation import Invocation, RootFactory, Routes, answer
 from ._links import Links, list_links
-from ._next_run import RunView
+from ._lock import LockUnavailable
+from ._policy import FINISHED
 from ._problems import ProblemError
 from ._settings import choice_values, parse_choice
 from ._validation import check_function_name, query_values, read_whole_number
@@ -60,23 +62,45 @@ async def _list(call: Invocation) -> Tuple[func.HttpResponse, str]:
     links = list_links(call.settings.management_links, req, call.durable.binding, instances)
     mine = [s for s in page.statuses if s.name == function_name]
     mine.sort(key=lambda s: str(s.document.get("createdTime") or ""), reverse=True)
-    body = {
-        "instances": [list_item(status, links) for status in mine],
-        "continuationToken": _wrap(page.continuation),
-    }
+    items = [list_item(status, links) for status in mine]
+    if call.root.catalog.accepts_next_run(function_name):
+        await _mark_buffered(call, mine, items)
+    body = {"instances": items, "continuationToken": _wrap(page.continuation)}
     return answers.json_response(200, body), "listed"
 
 
 def list_item(status: InstanceStatus, links: Links) -> Dict[str, Any]:
     """One instance as the list shows it: its members (``stuck`` among them), the job's
-    ``progress`` where it reports one, whether a next run is ``buffered``, its URLs."""
+    ``progress`` where it reports one, its URLs."""
     instance_id = str(status.document.get("instanceId", ""))
     item = answers.describe(status, instance_id, links)
     progress = job_progress(status.custom_status)
     if progress is not None:
         item["progress"] = progress
-    item["buffered"] = RunView.of(status.custom_status).buffered is not None
     return item
+
+
+async def _mark_buffered(
+    call: Invocation, statuses: List[InstanceStatus], items: List[Dict[str, Any]]
+) -> None:
+    """Say of each active instance whether a next run is ``buffered`` in its channel (one
+    Blob read each, at once); an instance whose channel cannot be read says nothing."""
+    channels = call.root.next_runs()
+    active = [
+        (item, str(status.document.get("instanceId", "")))
+        for status, item in zip(statuses, items, strict=True)
+        if status.runtime_status not in FINISHED
+    ]
+    read = await asyncio.gather(
+        *[channels.read(call.durable.task_hub, instance_id) for _, instance_id in active],
+        return_exceptions=True,
+    )
+    for (item, _), channel in zip(active, read, strict=True):
+        if isinstance(channel, BaseException):
+            if not isinstance(channel, LockUnavailable):
+                raise channel
+            continue
+        item["buffered"] = channel is not None and not channel.ended and channel.next is not None
 
 
 def job_progress(custom_status: Any) -> Optional[Dict[str, int]]:

@@ -7,6 +7,7 @@ app's own sentences: never a traceback, never a library's exception text.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, Mapping, Optional
 
@@ -121,18 +122,23 @@ def next_run_not_supported(function_name: str) -> Problem:
     )
 
 
-def next_run_outcome_unknown(links: Mapping[str, Any], retry_after: int) -> Problem:
-    """503: the next run was sent but the instance did not show in time that it took it."""
-    return _outcome_unknown(
+def next_run_outcome_unknown(
+    links: Mapping[str, Any], retry_after: int, members: Mapping[str, str]
+) -> Problem:
+    """503: a write to the id's next-run channel was sent and its answer lost;
+    ``members`` name the request and what the write, if it landed, replaced or dropped
+    (``requestId``, ``replacedRequestId``, ``droppedRequestId``)."""
+    problem = _outcome_unknown(
         "next-run-outcome-unknown",
         "Next run outcome unknown",
-        f"The request's input was sent to instance '{links['id']}' as its next run, but "
-        "the instance did not show in time that it took it: it may run, or not. Check "
-        "statusQueryGetUri (its customStatus.run and customStatus.buffered name the "
-        "requests whose input runs now and next).",
+        f"A change to the next run of instance '{links['id']}' was sent to storage, but "
+        "its answer was lost: this request's input may run next, or not (for a stop: the "
+        "next run may have been dropped, or not). If it landed, it replaced (or dropped) "
+        "the request named. Check statusQueryGetUri.",
         links,
         retry_after,
     )
+    return dataclasses.replace(problem, members={**problem.members, **members})
 
 
 def invalid_body(detail: str) -> Problem:
@@ -181,11 +187,6 @@ _ABOUT_INSTANCE = {
         "An orchestrator that does not handle Stop never ends this way; use "
         "onConflict=terminateExisting for it.",
     ),
-    "next-run-dropped": (
-        "Next run dropped",
-        "Instance '{instanceId}' took this request's input as its next run, then a Stop "
-        "dropped it before this request was answered; it will not run.",
-    ),
     "instance-not-running": (
         "Instance already ended",
         "Instance '{instanceId}' ended {runtimeStatus}; there is nothing to stop.",
@@ -197,11 +198,6 @@ def instance_active(instance: Mapping[str, Any]) -> Problem:
     """409: an instance with the id is active; ``instance`` describes it (and says how
     to recover when it is stuck)."""
     return _about(instance, "instance-active")
-
-
-def next_run_dropped(instance: Mapping[str, Any]) -> Problem:
-    """409: the instance took the request's next run, and a Stop then dropped it."""
-    return _about(instance, "next-run-dropped")
 
 
 def instance_finished(instance: Mapping[str, Any], reuse: str) -> Problem:
@@ -304,6 +300,18 @@ def _keyed(
 ) -> Problem:
     """A problem about a request's Idempotency-Key: it names the instance only."""
     return Problem(kind, status, title, detail, {"instanceId": instance_id}, headers or {})
+
+
+def instance_ending(waited_seconds: float, retry_after: int) -> Problem:
+    """503: the active instance takes no next run and did not end in time."""
+    return _unavailable(
+        "instance-ending",
+        "The instance is ending and takes no next run",
+        "The active instance is ending its run (or was not started through this app) "
+        f"and did not end within {waited_seconds:g} s; nothing was buffered or started. "
+        "Retry after the number of seconds in Retry-After.",
+        retry_after,
+    )
 
 
 def lock_busy(retry_after: int) -> Problem:

@@ -23,6 +23,7 @@ from azure.storage.blob.aio import BlobServiceClient, ContainerClient
 from ._catalog import Catalog
 from ._durable import Binding, DurableClient, new_session
 from ._lock import StartLocks
+from ._next_run_store import NextRunStore
 from ._settings import Settings, StorageConnection, load_settings, load_storage_connection
 from ._storage import blob_service_client, check_connection
 
@@ -84,6 +85,12 @@ class Root:
                 clock=self._clock,
             )
         return self._locks
+
+    def next_runs(self) -> NextRunStore:
+        """The next-run channels, beside the locks in the lock container."""
+        return NextRunStore(
+            self.container(self.settings.lock_container), self.settings.storage_timeout_seconds
+        )
 
     async def wait_for_background(self) -> None:
         """Wait until the lock releases handed to the background are done."""

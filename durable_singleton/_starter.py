@@ -12,11 +12,12 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime
+import functools
 import logging
 import math
 import uuid
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Awaitable, Callable, Optional, TypeVar
 
 from . import _problems as problems
 from . import _telemetry as telemetry
@@ -39,7 +40,17 @@ from ._idempotency import (
     judge,
 )
 from ._lock import HeldLock, LockLost, LockUnavailable, StartLocks
-from ._next_run import NEXT_RUN_EVENT, RunView, next_run_event, start_member, stop_event
+from ._next_run import (
+    Channel,
+    Offered,
+    close,
+    offer,
+    opened,
+    start_member,
+    stop_event,
+    stop_run,
+)
+from ._next_run_store import ChannelWriteUnknown
 from ._policy import (
     FINISHED,
     REPLACES,
@@ -56,6 +67,8 @@ from ._waiting import Pauses
 
 logger = logging.getLogger("durable_singleton._starter")
 
+T = TypeVar("T")
+
 #: A caller that finds the lock taken checks again after a jittered pause that starts
 #: short (the holder usually finishes within one Durable API call) and doubles up to
 #: a cap, so waiting callers neither hammer the APIs nor queue behind one another.
@@ -68,9 +81,9 @@ REPLACE_REASON = "Replaced by a start request with onConflict=terminateExisting.
 FIRST_POLL_SECONDS = 0.25
 MAX_POLL_SECONDS = 2.0
 
-#: While the instance takes a next run: it usually does in its next episode.
-FIRST_TAKE_POLL_SECONDS = 0.05
-MAX_TAKE_POLL_SECONDS = 1.0
+#: While a bufferOne request waits for an instance that is ending its run to end.
+FIRST_END_POLL_SECONDS = 0.05
+MAX_END_POLL_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -81,7 +94,8 @@ class Outcome:
     before; that start's answer is given again and nothing was started now.
     ``request_id``: the id a bufferOne or debounced request's input runs under (the
     job's status shows it); ``due_at``: when a debounced run begins; ``dropped``: the
-    request whose next run the replaced instance held, dropped with it.
+    request whose next run the replaced instance held, dropped with it; ``replaced``:
+    the request whose next (or waiting) run this request's input replaced.
     """
 
     action: Action
@@ -91,6 +105,7 @@ class Outcome:
     request_id: Optional[str] = None
     due_at: Optional[str] = None
     dropped: Optional[str] = None
+    replaced: Optional[str] = None
 
     @property
     def decision(self) -> str:
@@ -127,20 +142,24 @@ class InstanceVanished(NotStarted):
 
 
 class NextRunOutcomeUnknown(OutcomeUnknown):
-    """A next run was sent, but the instance did not show in time that it took it."""
+    """A write to the id's next-run channel was sent and its answer lost: whether the
+    next run was kept (or dropped, for a stop) is unknown. ``members``: the request's
+    id, and what the write replaced or dropped if it landed (the answer's members)."""
 
-    def __init__(self, instance_id: str):
+    def __init__(self, instance_id: str, **members: Optional[str]):
         super().__init__(instance_id)
         self.instance_id = instance_id
+        self.members = {name: value for name, value in members.items() if value is not None}
 
 
-class NextRunDropped(NotStarted):
-    """The instance took the next run, and a Stop dropped it before the answer."""
+class InstanceEnding(NotStarted):
+    """The active instance takes no next run (its run is ending, or it was not started
+    through the app) and did not end within ``SINGLETON_NEXT_RUN_WAIT_SECONDS``."""
 
-    def __init__(self, status: InstanceStatus, instance_id: str):
+    def __init__(self, instance_id: str, waited_seconds: float):
         super().__init__(instance_id)
-        self.status = status
         self.instance_id = instance_id
+        self.waited_seconds = waited_seconds
 
 
 class ReplaceTimedOut(NotStarted):
@@ -204,6 +223,10 @@ class _StartRun:
         self.request_id = (
             str(uuid.uuid4()) if request.on_conflict is OnConflict.BUFFER_ONE else None
         )
+        #: Whether the orchestrator takes next runs: its instances have a channel.
+        self.channelled = root.catalog.accepts_next_run(request.function_name)
+        #: The name of the run a start begins (the request's own id, if it has one).
+        self.run_id = self.request_id or str(uuid.uuid4())
         #: The next run of the instance this request replaces, dropped with it.
         self.dropped: Optional[str] = None
         #: When the run of a debounced start is due, once its start was sent.
@@ -224,6 +247,13 @@ class _StartRun:
         if not action.takes_lock:
             # Fast path: refusing or pointing at the running instance needs no lock.
             return self._not_started(action, status)
+        if action is Action.BUFFER:
+            # The input becomes the instance's next run with one write to its channel,
+            # with no lock: unless the instance is ending its run (then the request
+            # starts the run itself, under the lock, once it has ended).
+            offered = await self._offer(status)
+            if offered is not None:
+                return offered
 
         pauses = Pauses(
             FIRST_PAUSE_SECONDS, MAX_PAUSE_SECONDS, self.settings.lock_wait_seconds, jitter=0.5
@@ -298,8 +328,7 @@ class _StartRun:
                     return replay
             action = self._decide(status)
             if action is Action.BUFFER:
-                assert status is not None  # only an active instance takes a next run
-                return await self._send_next_run(held, status)
+                return await self._offer_or_start(held, status)
             if not action.starts:
                 return await self._answered_without_start(self.root.locks(), action, status)
         return await self._start_now(held, status, action)
@@ -312,8 +341,10 @@ class _StartRun:
         if action in REPLACES:
             assert status is not None  # only an existing instance is replaced
             await self._replace_and_wait(held, action, status)
+        input_, due_at, latest_at = self._start_input()
+        if self.channelled:
+            await self._open_channel(held, due_at, latest_at)
         await self._record_start(held, status)
-        input_, due_at = self._start_input()
         try:
             outcome = await self.durable.start(
                 request.function_name,
@@ -346,17 +377,35 @@ class _StartRun:
             refused = Action.REJECT_ACTIVE
         return self._not_started(refused, status)
 
-    def _start_input(self) -> "tuple[Any, Optional[str]]":
-        """The input a start sends, and when a debounced run is due: a bufferOne or
-        debounced request's start names its run (and its due time) in the input."""
-        if self.request_id is None:
-            return self.request.input, None
+    def _start_input(self) -> "tuple[Any, Optional[str], Optional[str]]":
+        """The input a start sends, and when a debounced run is due (and at the latest):
+        a start of an orchestrator that takes next runs names its run, its channel's
+        task hub and its due time in the input."""
+        if not self.channelled:
+            return self.request.input, None, None
         due_at = latest_at = None
         if self.request.debounce is not None:
             due_at, latest_at = self.request.debounce.times(_utc_now())
-        member = start_member(self.request_id, due_at, latest_at)
+        member = start_member(self.run_id, self.durable.task_hub, due_at, latest_at)
         self.due_at = due_at
-        return {**(self.request.input or {}), "run": member}, due_at
+        return {**(self.request.input or {}), "run": member}, due_at, latest_at
+
+    async def _open_channel(
+        self, held: HeldLock, due_at: Optional[str], latest_at: Optional[str]
+    ) -> None:
+        """Before the start is sent, under the lease: the id's channel is this start's,
+        keeping a next run its last instance did not take."""
+        await held.fence(self.settings.storage_timeout_seconds * 2)
+        input_ = self.request.input
+
+        def opening(previous: Any) -> "tuple[Any, None]":
+            return opened(previous, self.run_id, input_, due_at, latest_at), None
+
+        try:
+            with telemetry.step("nextrun.open"):
+                await self.root.next_runs().change(self.durable.task_hub, self.id, opening)
+        except ChannelWriteUnknown as error:  # nothing is started on an unknown channel
+            raise LockUnavailable("opening the next-run channel") from error
 
     def _started(self, action: Action, due_at: Optional[str] = None) -> Outcome:
         return Outcome(
@@ -368,63 +417,64 @@ class _StartRun:
             dropped=self.dropped,
         )
 
-    async def _send_next_run(self, held: HeldLock, status: InstanceStatus) -> Outcome:
-        """Hand the request's input to the active instance as its next run, and answer
-        only once the instance shows it took it.
-
-        If the instance ended before it took the input, the event is void (it names
-        the run it was meant for, which has ended) and the request starts the run
-        itself, under the lock, as a start. When neither shows in time, the outcome
-        is unknown, and the answer says so.
-        """
+    async def _offer(self, status: Optional[InstanceStatus]) -> Optional[Outcome]:
+        """Make the request's input the active instance's next run (or its waiting run's
+        input) with one conditional write to the channel; None when the channel takes
+        nothing (the instance is ending its run, or was not started through the app)."""
         assert self.request_id is not None
-        seen = RunView.of(status.custom_status)
-        due_at = None
+        request_id, input_ = self.request_id, self.request.input
+        asked = None
         if self.request.debounce is not None:
-            due_at, _ = self.request.debounce.times(_utc_now())
-        data = next_run_event(self.request_id, self.request.input, seen.run, due_at)
-        await self._record_start(held, status)  # a next run comes after a keyed start too
+            asked, _ = self.request.debounce.times(_utc_now())
+
+        def offering(channel: Any) -> "tuple[Any, Optional[Offered]]":
+            if channel is None or channel.ended:
+                return None, None
+            offered = offer(channel, request_id, input_, asked)
+            return offered.channel, offered
+
         try:
-            await self.durable.raise_event(
-                self.id, NEXT_RUN_EVENT, data, await held.fence(self.durable.timeout)
-            )
-        except InstanceEnded as ended:
-            return await self._ended_before_taking(held, ended.status)
-        except (DurableUnavailable, DurableFailure) as error:
-            raise NextRunOutcomeUnknown(self.id) from error
-        polls = Pauses(
-            FIRST_TAKE_POLL_SECONDS, MAX_TAKE_POLL_SECONDS, self.settings.next_run_wait_seconds
+            with telemetry.step("nextrun.offer"):
+                offered = await self.root.next_runs().change(
+                    self.durable.task_hub, self.id, offering
+                )
+        except ChannelWriteUnknown as error:
+            maybe: Optional[Offered] = error.result
+            raise NextRunOutcomeUnknown(
+                self.id,
+                requestId=request_id,
+                replacedRequestId=maybe.replaced if maybe is not None else None,
+            ) from error
+        if offered is None:
+            return None
+        return Outcome(
+            Action.BUFFER,
+            status,
+            started=False,
+            request_id=request_id,
+            due_at=offered.due_at,
+            replaced=offered.replaced,
         )
-        while True:
-            try:
-                current = await self.durable.status(self.id)
-            except (DurableUnavailable, DurableFailure):
-                pass  # a failed read while waiting: read again, within the bound
-            else:
-                if current is None:  # purged meanwhile: whether it ran is unknowable
-                    raise NextRunOutcomeUnknown(self.id)
-                view = RunView.of(current.custom_status)
-                if view.dropped == self.request_id:
-                    raise NextRunDropped(current, self.id)
-                if view.took(self.request_id):
-                    waiting = view.run == self.request_id and view.due_at is not None
-                    return Outcome(
-                        Action.BUFFER,
-                        current,
-                        started=False,
-                        request_id=self.request_id,
-                        due_at=view.due_at if waiting else None,
-                    )
-                if current.runtime_status in FINISHED:
-                    return await self._ended_before_taking(held, current)
+
+    async def _offer_or_start(self, held: HeldLock, status: Optional[InstanceStatus]) -> Outcome:
+        """Under the lock: hand the input to the active instance, or, once the instance
+        that was ending its run has ended, start the run as the policies say."""
+        wait = self.settings.next_run_wait_seconds
+        polls = Pauses(FIRST_END_POLL_SECONDS, MAX_END_POLL_SECONDS, wait)
+        while self._decide(status) is Action.BUFFER:
+            offered = await self._offer(status)
+            if offered is not None:
+                return offered
             if polls.expired() or held.remaining() <= 0:
-                raise NextRunOutcomeUnknown(self.id)
+                raise InstanceEnding(self.id, wait)
             await polls.sleep(cap=max(held.remaining(), 0.05))
+            status = await self.durable.status(self.id)
+        return await self._ended_before_taking(held, status)
 
     async def _ended_before_taking(
         self, held: HeldLock, status: Optional[InstanceStatus]
     ) -> Outcome:
-        """The instance ended before it took the next run: start the run as the
+        """The instance ended without taking the request's input: start the run as the
         policies say for the ended instance (the lock is still held)."""
         action = self._decide(status)
         if not action.starts:
@@ -453,21 +503,28 @@ class _StartRun:
         self, held: HeldLock, action: Action, status: InstanceStatus
     ) -> None:
         """Ask the active instance to end (Stop or terminate) and wait, bounded, until
-        it has; on time-out answer 409 with nothing started. The next run the end meant
-        to drop is named dropped only if the ended instance shows it never began."""
-        budget = await held.fence(self.durable.timeout)
+        it has; on time-out answer 409 with nothing started."""
+        hub, function_name = self.durable.task_hub, self.request.function_name
+
+        async def send(data: Any) -> None:
+            budget = await held.fence(self.durable.timeout)
+            await self.durable.end(self.id, event, REPLACE_REASON, budget, data)
+
         event = STOP_EVENT if action is Action.STOP_THEN_START else None
-        stop, planned = stop_data(status)
         with contextlib.suppress(InstanceEnded):  # ended (or purged) already: start
-            await self.durable.end(self.id, event, REPLACE_REASON, budget, stop)
+            if event is not None:
+                self.dropped = await stop_through_channel(
+                    self.root, hub, function_name, self.id, send
+                )
+            else:
+                await send(None)
+        if event is None:
+            self.dropped = await close_channel(self.root, hub, function_name, self.id)
         waited = self.settings.terminate_timeout_seconds
         polls = Pauses(FIRST_POLL_SECONDS, MAX_POLL_SECONDS, waited)
         while True:
             current = await self.durable.status(self.id)
-            if current is None:
-                return  # purged: what it ran is no longer known, so nothing is named
-            if current.runtime_status in FINISHED:
-                self.dropped = RunView.of(current.custom_status).really_dropped(planned, True)
+            if current is None or current.runtime_status in FINISHED:
                 return
             if polls.expired():
                 raise ReplaceTimedOut(action, current, self.id, waited)
@@ -613,13 +670,78 @@ async def hold_lock(
             await pauses.sleep()
 
 
-def stop_data(status: InstanceStatus) -> "tuple[Any, Optional[str]]":
-    """The data of the Stop the app sends to the instance of ``status``, and the
-    request whose next run it drops: the one buffered, or the one whose run still
-    waits for its due time (durable_singleton._next_run.stop_event)."""
-    seen = RunView.of(status.custom_status)
-    dropped = seen.run if seen.due_at is not None else seen.buffered
-    return stop_event(seen.run, dropped), dropped
+#: How many times a Stop follows the instance to the next run it took meanwhile.
+MAX_STOP_ROUNDS = 3
+
+
+async def stop_through_channel(
+    root: Root,
+    task_hub: str,
+    function_name: str,
+    instance_id: str,
+    send: "Callable[[Any], Awaitable[None]]",
+) -> Optional[str]:
+    """Send a Stop (``send(data)``) and return the request whose next (or waiting) run
+    it dropped.
+
+    The Stop names the run the id's channel names; once it is sent, the next run is
+    dropped from the channel with one conditional write, so the instance can never take
+    it afterwards. If the instance took it in between, it has begun: it is sent a Stop
+    of its own, and nothing is dropped. A Stop that cannot be sent changes nothing.
+    Orchestrators that take no next runs have no channel: nothing is dropped.
+
+    Raises what ``send`` raises for the first Stop (InstanceEnded: nothing dropped),
+    LockUnavailable when the channel cannot be read (nothing sent), and
+    NextRunOutcomeUnknown when the drop's answer was lost (it may have been dropped).
+    """
+    if not root.catalog.accepts_next_run(function_name):
+        await send(stop_event(None))
+        return None
+    channel = await root.next_runs().read(task_hub, instance_id)
+    run = channel.run if channel is not None else None
+    await send(stop_event(run))
+    for _ in range(MAX_STOP_ROUNDS):
+        try:
+            stopped = await _in_channel(
+                root, task_hub, instance_id, functools.partial(stop_run, run=run)
+            )
+        except LockUnavailable:
+            return None  # the Stop was sent; the next run was not dropped
+        if not stopped.moved:
+            return stopped.dropped
+        run = stopped.run
+        with contextlib.suppress(InstanceEnded):
+            await send(stop_event(run))
+    return None
+
+
+async def close_channel(
+    root: Root, task_hub: str, function_name: str, instance_id: str
+) -> Optional[str]:
+    """After a terminate was sent: the id's channel takes nothing more, and its next
+    (or waiting) run is dropped; return that request. Done after the terminate, so a
+    terminate that fails loses no next run; a next run the instance took meanwhile is
+    terminated with it. Raises NextRunOutcomeUnknown when the write's answer was lost,
+    LockUnavailable when storage failed before it."""
+    if not root.catalog.accepts_next_run(function_name):
+        return None
+    return await _in_channel(root, task_hub, instance_id, close)
+
+
+async def _in_channel(
+    root: Root,
+    task_hub: str,
+    instance_id: str,
+    decide: "Callable[[Optional[Channel]], tuple[Optional[Channel], T]]",
+) -> T:
+    try:
+        with telemetry.step("nextrun.end"):
+            return await root.next_runs().change(task_hub, instance_id, decide)
+    except ChannelWriteUnknown as error:
+        dropped = getattr(error.result, "dropped", error.result)
+        raise NextRunOutcomeUnknown(
+            instance_id, droppedRequestId=dropped if isinstance(dropped, str) else None
+        ) from error
 
 
 class _Ambiguous(Exception):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from typing import Any, Awaitable, Callable, Iterator, Optional
 
@@ -99,6 +100,7 @@ def app_under_test(request: pytest.FixtureRequest) -> SingletonApp:
 def start(durable: DurableDouble, app_env: str, app_under_test: SingletonApp) -> StartCall:
     """Call HttpStartSingle as the host does (``main`` is ``app.http_start``), against
     the double."""
+    durable.use_storage(os.environ[app_settings.STORAGE_CONNECTION], app_env)
 
     async def call(
         instance_id: str,
@@ -120,6 +122,7 @@ def start(durable: DurableDouble, app_env: str, app_under_test: SingletonApp) ->
 @pytest.fixture
 def instance(durable: DurableDouble, app_env: str, app_under_test: SingletonApp) -> StartCall:
     """Call SingletonInstance (GET or DELETE) as the host does."""
+    durable.use_storage(os.environ[app_settings.STORAGE_CONNECTION], app_env)
 
     async def call(
         method: str,

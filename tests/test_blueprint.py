@@ -36,6 +36,12 @@ def test_the_retention_timer_is_opt_in() -> None:
     assert trigger.schedule == "%SINGLETON_RETENTION_SCHEDULE%"
 
 
+def test_orchestrators_that_take_next_runs_get_the_activity_they_call() -> None:
+    assert "SingletonNextRun" not in registered(durable_singleton.blueprint(["Job"]))
+    functions = registered(durable_singleton.blueprint(["Job"], next_runs=["Job"]))
+    assert functions["SingletonNextRun"].get_trigger().type == "activityTrigger"
+
+
 def test_the_routes_are_registered_and_schedules_are_opt_in() -> None:
     assert set(registered(durable_singleton.blueprint(["Job"]))) == ROUTES
     scheduled = registered(

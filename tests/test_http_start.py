@@ -35,12 +35,15 @@ async def test_no_instance_starts_it_with_the_sdks_check_status_response(start, 
     assert response.headers["Location"] == ORIGIN_STATUS_URL.format(id="nightly-import")
     assert response.headers["Retry-After"] == "10"
     assert durable.accepted_starts == [("SingletonOrchestrator", "nightly-import")]
-    assert durable.instances["nightly-import"].input == {"items": [1, "two"]}
+    # The caller's input, and the run the app names for SingletonOrchestrator, which takes
+    # next runs (the task hub is its channel's: docs/jobs.md).
+    sent = durable.instances["nightly-import"].input
+    assert sent == {"items": [1, "two"], "run": {"id": sent["run"]["id"], "hub": "TestHubName"}}
 
 
 async def test_empty_body_starts_with_no_input(start, durable) -> None:
     assert (await start("no-input")).status_code == 202
-    assert durable.instances["no-input"].input is None
+    assert set(durable.instances["no-input"].input) == {"run"}  # nothing but the run's name
 
 
 @pytest.mark.parametrize("status", sorted(ACTIVE))

@@ -38,7 +38,7 @@ async def test_terminate_existing_replaces_the_running_instance(start, durable) 
     assert terminated == "report" and "terminateExisting" in reason
     assert durable.accepted_starts == [("SingletonOrchestrator", "report")]
     assert durable.dropped_starts == []  # the start came after the old one ended
-    assert durable.instances["report"].input == {"items": ["new"]}
+    assert durable.instances["report"].input["items"] == ["new"]
 
 
 async def give_up_on(start, durable, instance_id: str, policy: str, problem_type: str):
@@ -79,7 +79,7 @@ async def test_stop_existing_starts_only_after_the_old_instance_completed(start,
     assert old.status == "Completed"  # the old execution ended before the new one began
     assert durable.accepted_starts == [("SingletonOrchestrator", "report")]
     assert durable.refused_starts == [] and durable.dropped_starts == []
-    assert durable.instances["report"].input == {"items": ["new"]}
+    assert durable.instances["report"].input["items"] == ["new"]
 
 
 async def test_stop_existing_gives_up_with_its_own_problem_when_stop_is_ignored(

@@ -22,7 +22,8 @@ from durable_singleton._idempotency import (
     keyed,
 )
 from durable_singleton._lock import lock_blob_name
-from tests.support.app import change_setting
+from durable_singleton._next_run_store import handle as next_run
+from tests.support.app import app, change_setting
 from tests.support.azurite import connection_string
 from tests.support.durable_double import ago, starter_binding
 from tests.support.fault_proxy import FaultProxy
@@ -346,10 +347,11 @@ async def test_requests_without_a_key_cost_what_they_did(start, durable, blob_re
     assert await blob_calls("busy", None) == 1  # the lock blob, created ahead
     assert await blob_calls("busy", None) == 0
     assert await blob_calls("busy", "k-8") == 1
-    # A new id: create, lease, release; with a key also the record's read, its write
+    # A new id: create, lease, release, and (SingletonOrchestrator takes next runs) its
+    # next-run channel's read and write; with a key also the record's read, its write
     # before the start and the write that closes its window after the 202.
     plain = await blob_calls("fresh-a", None)
-    assert plain == 3
+    assert plain == 5
     assert await blob_calls("fresh-b", "k-9") == plain + 3
 
 
@@ -426,14 +428,16 @@ async def test_a_lost_record_write_is_503_and_never_a_202_that_cannot_be_replaye
 
 
 async def test_a_next_run_that_becomes_a_start_supersedes_the_key_once(start, durable) -> None:
-    """A bufferOne request hands over a next run (moving the key aside), the instance ends
-    before taking it, and the request starts the run itself under the same lease: the
-    key stays superseded, and the records are read once, from what this holder wrote."""
+    """A bufferOne request finds the key's run ending (it closed its next-run channel), so
+    it starts the run itself under the lease once the instance has ended: the key is
+    superseded by that start."""
     assert (await start("job", {"items": [1]}, key="k-19")).status_code == 202
-    durable.reset(end_before_taking=True)
-    durable.put("job", "Running")
+    run = durable.instances["job"].input["run"]
+    take = {"op": "take", "hub": run["hub"], "instanceId": "job", "run": run["id"]}
+    assert await next_run(app.root().next_runs(), take) is None  # the run ended, took none
+    asyncio.get_running_loop().call_later(0.2, durable.set_status, "job", "Completed")
     buffered = await start("job", {"items": [2]}, query="onConflict=bufferOne")
-    assert buffered.status_code == 202  # it started the run itself
+    assert json.loads(buffered.get_body())["outcome"] == "started"  # the run, itself
     late = await start("job", {"items": [1]}, key="k-19")
     assert (late.status_code, kind(late)) == (409, "idempotency-key-superseded")
 

@@ -1,25 +1,35 @@
-"""Run once more, in SingletonOrchestrator: NextRun and Stop events through the SDK's
-replay engine, in every order and batch they can arrive in."""
+"""Run once more, in SingletonOrchestrator: its calls to SingletonNextRun and its Stop
+events through the SDK's replay engine, in every order and batch they can arrive in; and
+the channel's rules as pure functions."""
 
 from __future__ import annotations
 
 import datetime
 import json
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List
 
 import pytest
+from azure.durable_functions.models.actions.ActionType import ActionType
 
 from durable_singleton._job import ITEM_STORE, ITEMS_PER_EXECUTION
 from durable_singleton._next_run import (
+    NEXT_RUN_ACTIVITY,
+    Channel,
+    Pending,
     RunState,
-    RunView,
+    Wait,
+    begin,
+    close,
     iso,
-    next_run_event,
+    offer,
+    opened,
     start_member,
+    stop,
     stop_event,
+    take,
 )
 from tests.support.history import START, History
-from tests.support.job_driver import JobRun, drive
+from tests.support.job_driver import MemoryChannels, drive
 from tests.test_job import (
     ACTIVITY,
     CONTINUE_AS_NEW,
@@ -30,14 +40,21 @@ from tests.test_job import (
     run,
 )
 
-
-def next_run(request: str, items: List[Any], run_id: Optional[str] = "run-1", due: Any = None):
-    return next_run_event(request, {"items": items}, run_id, due)
+HUB = "hub"
+WITH_RETRY = ActionType.CALL_ACTIVITY_WITH_RETRY
 
 
 def started(items: List[Any], run_id: str = "run-1", **member: Any) -> History:
-    """A run started by the app for request ``run_id`` (a bufferOne or debounced start)."""
-    return History({"items": items, "run": {"id": run_id, **member}})
+    """A run the app started (its input names the run and the channel's task hub)."""
+    return History({"items": items, "run": {"id": run_id, "hub": HUB, **member}})
+
+
+def next_run_calls(state: Dict[str, Any]) -> List[Any]:
+    return [
+        json.loads(a["input"])
+        for a in flat_actions(state)
+        if a["actionType"] == WITH_RETRY and a["functionName"] == NEXT_RUN_ACTIVITY
+    ]
 
 
 def continued_with(state: Dict[str, Any]) -> Any:
@@ -50,201 +67,177 @@ def ends_without_next_run(state: Dict[str, Any]) -> None:
     assert not [a for a in flat_actions(state) if a["actionType"] == CONTINUE_AS_NEW]
 
 
-# -- during a run ----------------------------------------------------------------------
+def take_answered(history: History, answer: Any) -> Dict[str, Any]:
+    """The run's take was scheduled; SingletonNextRun answers ``answer``."""
+    sequence = history.scheduled(NEXT_RUN_ACTIVITY)
+    history.new_episode().completed(sequence, answer)
+    return run(history)
 
 
-def test_a_next_run_shows_in_the_status_by_its_size_not_its_content() -> None:
-    history = started(["a", "b"])
+# -- at the end of a run ---------------------------------------------------------------
+
+
+def test_at_its_end_the_run_takes_its_next_run_from_the_channel() -> None:
+    history = started(["a"])
     complete_items(history, ["ra"])
-    history.scheduled(ACTIVITY)
-    history.new_episode().event_raised("NextRun", next_run("req-2", ["secret"]))
     state = run(history)
     assert state["isDone"] is False
-    custom = state["customStatus"]
-    assert custom["run"] == "run-1"
-    assert custom["buffered"] == {"request": "req-2", "inputBytes": len('{"items":["secret"]}')}
-    assert "secret" not in json.dumps(custom)
-    assert RunView.of(custom).took("req-2")
+    assert next_run_calls(state) == [
+        {"op": "take", "run": "run-1", "hub": HUB, "instanceId": history.instance_id}
+    ]
+    state = take_answered(history, {"request": "req-2", "input": {"items": ["x"]}})
+    assert continued_with(state) == {"items": ["x"], "run": {"id": "req-2", "hub": HUB}}
 
 
-def test_the_next_run_begins_when_the_run_completes_under_the_same_id() -> None:
-    history = started(["a", "b"])
-    complete_items(history, ["ra"])
-    item_b = history.scheduled(ACTIVITY)
-    history.new_episode().event_raised("NextRun", next_run("req-2", ["x"]))
-    history.new_episode().completed(item_b, "rb")
-    state = run(history)
-    assert continued_with(state) == {"items": ["x"], "run": {"id": "req-2"}}
-
-
-def test_a_next_run_in_the_batch_of_the_last_item_is_not_lost() -> None:
+def test_with_no_next_run_the_job_completes() -> None:
     history = started(["a"])
-    item_a = history.scheduled(ACTIVITY)
-    history.new_episode().completed(item_a, "ra").event_raised("NextRun", next_run("req-2", ["x"]))
-    state = run(history)
-    assert continued_with(state) == {"items": ["x"], "run": {"id": "req-2"}}
-
-
-def test_two_next_runs_in_one_batch_latest_wins() -> None:
-    history = started(["a", "b"])
     complete_items(history, ["ra"])
-    item_b = history.scheduled(ACTIVITY)
-    history.new_episode().event_raised("NextRun", next_run("req-2", ["x"])).event_raised(
-        "NextRun", next_run("req-3", ["y"])
-    )
-    state = run(history)
-    assert state["customStatus"]["buffered"]["request"] == "req-3"
-    history.new_episode().completed(item_b, "rb")
-    assert continued_with(run(history)) == {"items": ["y"], "run": {"id": "req-3"}}
-
-
-def test_two_next_runs_in_the_batch_of_the_last_item_latest_wins() -> None:
-    history = started(["a"])
-    item_a = history.scheduled(ACTIVITY)
-    history.new_episode().completed(item_a, "ra").event_raised(
-        "NextRun", next_run("req-2", ["x"])
-    ).event_raised("NextRun", next_run("req-3", ["y"]))
-    assert continued_with(run(history)) == {"items": ["y"], "run": {"id": "req-3"}}
-
-
-def test_a_stop_that_saw_the_next_run_drops_it() -> None:
-    history = started(["a", "b"])
-    complete_items(history, ["ra"])
-    item_b = history.scheduled(ACTIVITY)
-    history.new_episode().event_raised("NextRun", next_run("req-2", ["x"]))
-    history.new_episode().event_raised("Stop", stop_event("run-1", "req-2"))
-    state = run(history)
-    assert state["customStatus"]["buffered"] is None
-    assert state["customStatus"]["dropped"] == "req-2"
-    assert state["customStatus"]["stopping"] is True
-    history.new_episode().completed(item_b, "rb")
-    state = run(history)
-    ends_without_next_run(state)
-    assert state["output"]["stopped"] is True
-
-
-def test_a_next_run_after_the_stop_in_one_batch_is_kept() -> None:
-    """The Stop saw no next run; the one raised after it came from a later request,
-    whose caller was told it would run: it begins once the stopped run has ended."""
-    history = started(["a", "b"])
-    item_a = history.scheduled(ACTIVITY)
-    history.new_episode().completed(item_a, "ra").event_raised(
-        "Stop", stop_event("run-1", None)
-    ).event_raised("NextRun", next_run("req-2", ["x"]))
-    state = run(history)
-    assert state["customStatus"]["stopping"] is True
-    assert state["customStatus"]["buffered"]["request"] == "req-2"
-    item_b = [i for i in activity_inputs(state) if i.get("index") == 1]
-    assert item_b  # b was scheduled before the Stop was seen: it finishes
-    history.new_episode().completed(history.scheduled(ACTIVITY), "rb")
-    assert continued_with(run(history)) == {"items": ["x"], "run": {"id": "req-2"}}
-
-
-@pytest.mark.parametrize("order", ["stop-first", "next-first"])
-def test_a_stop_and_a_next_run_in_the_batch_of_the_last_item(order: str) -> None:
-    history = started(["a"])
-    item_a = history.scheduled(ACTIVITY)
-    history.new_episode().completed(item_a, "ra")
-    events = [("Stop", stop_event("run-1", "req-2")), ("NextRun", next_run("req-2", ["x"]))]
-    for name, data in events if order == "stop-first" else reversed(events):
-        history.event_raised(name, data)
-    state = run(history)
-    if order == "stop-first":  # the Stop named a run not yet buffered: it is kept
-        assert continued_with(state) == {"items": ["x"], "run": {"id": "req-2"}}
-    else:  # buffered, then dropped by the Stop that saw it
-        ends_without_next_run(state)
-        assert state["customStatus"]["dropped"] == "req-2"
-
-
-def test_a_stop_raised_by_hand_drops_whatever_is_buffered() -> None:
-    history = started(["a", "b"])
-    complete_items(history, ["ra"])
-    item_b = history.scheduled(ACTIVITY)
-    history.new_episode().event_raised("NextRun", next_run("req-2", ["x"])).event_raised("Stop")
-    history.new_episode().completed(item_b, "rb")
-    state = run(history)
-    ends_without_next_run(state)
-    assert state["output"]["stopped"] is True
-
-
-def test_an_event_meant_for_an_ended_run_is_ignored() -> None:
-    """A NextRun raised into a run that ended before taking it (the app then started
-    the input itself) must not make the run it started take the input again."""
-    history = started(["a", "b"], run_id="req-2")
-    complete_items(history, ["ra"])
-    item_b = history.scheduled(ACTIVITY)
-    history.new_episode().event_raised(
-        "NextRun", next_run("req-2", ["x"], run_id="run-1")
-    ).event_raised("NextRun", next_run("req-3", ["y"], run_id="run-1"))
-    state = run(history)
-    assert state["customStatus"]["buffered"] is None
-    history.new_episode().completed(item_b, "rb")
-    ends_without_next_run(run(history))
-
-
-def test_a_stop_meant_for_an_ended_run_is_ignored() -> None:
-    history = started(["a", "b"], run_id="req-2")
-    complete_items(history, ["ra"])
-    history.scheduled(ACTIVITY)
-    history.new_episode().event_raised("Stop", stop_event("run-1", None))
-    assert run(history)["customStatus"]["stopping"] is False
-
-
-def test_a_stop_that_dropped_the_next_run_stops_it_if_it_had_begun() -> None:
-    """The app saw req-2 buffered and dropped it; the run ended meanwhile and req-2's
-    run began: that run is the one the Stop dropped, so it stops."""
-    history = started(["a", "b"], run_id="req-2")
-    item_a = history.scheduled(ACTIVITY)
-    history.new_episode().event_raised("Stop", stop_event("run-1", "req-2"))
-    state = run(history)
-    assert state["customStatus"]["stopping"] is True
-    history.new_episode().completed(item_a, "ra")
-    state = run(history)
+    state = take_answered(history, None)
     ends_without_next_run(state)
     assert state["output"]["processed"] == 1
 
 
-def test_a_repeating_job_keeps_the_next_run_until_its_last_pass() -> None:
-    history = History(
-        {"items": ["a"], "repeatEverySeconds": 60, "maxPasses": 2, "run": {"id": "run-1"}}
-    )
-    item_a = history.scheduled(ACTIVITY)
-    history.new_episode().completed(item_a, "ra").event_raised("NextRun", next_run("req-2", ["x"]))
+def test_a_job_the_app_did_not_start_takes_nothing() -> None:
+    """No channel to take from: its input names no task hub."""
+    history = History({"items": ["a"]})
+    complete_items(history, ["ra"])
     state = run(history)
-    assert [a for a in flat_actions(state) if a["actionType"] == CREATE_TIMER]
-    fire_at = history.now + datetime.timedelta(seconds=60)
-    timer = history.timer_created(fire_at)
-    history.new_episode(60).timer_fired(timer, fire_at)
-    second_pass = continued_with(run(history))
-    assert second_pass["run"]["buffered"]["request"] == "req-2"
-    assert second_pass["pass"] == 2
-
-    last = History(second_pass)
-    item = last.scheduled(ACTIVITY)
-    last.new_episode().completed(item, "ra")
-    assert continued_with(run(last)) == {"items": ["x"], "run": {"id": "req-2"}}
+    ends_without_next_run(state)
+    assert next_run_calls(state) == []
 
 
-def test_a_large_job_keeps_the_next_run_through_its_chunks() -> None:
-    """A next run raised in the first chunk of a staged pass is carried by every
-    continue-as-new of the pass and begins only when the pass ends."""
-    total = ITEMS_PER_EXECUTION * 2 + 3
+def test_a_stop_for_the_run_taken_arriving_with_the_take_is_carried() -> None:
+    """The app's Stop saw req-2 already taken (the channel named it), and reached this
+    execution before it ended: req-2 begins stopped."""
+    history = started(["a"])
+    complete_items(history, ["ra"])
+    run(history)
+    sequence = history.scheduled(NEXT_RUN_ACTIVITY)
+    history.new_episode().event_raised("Stop", stop_event("req-2"))
+    history.completed(sequence, {"request": "req-2", "input": {"items": ["x"]}})
+    state = run(history)
+    assert continued_with(state)["run"] == {"id": "req-2", "hub": HUB, "stopping": True}
 
-    def raise_once(history: History, drove: JobRun) -> None:
-        if drove.episodes == 4:
-            history.event_raised("NextRun", next_run_event("req-2", {"items": ["x"]}, None, None))
 
-    drove = drive({"items": list(range(total))}, before_episode=raise_once)
-    assert drove.output["processed"] == 1  # the last run: the buffered one
+def test_a_stop_for_this_run_is_not_carried_to_the_next() -> None:
+    history = started(["a", "b"])
+    complete_items(history, ["ra"])
+    item_b = history.scheduled(ACTIVITY)
+    history.new_episode().event_raised("Stop", stop_event("run-1"))
+    state = run(history)
+    assert state["customStatus"]["stopping"] is True
+    history.new_episode().completed(item_b, "rb")
+    state = run(history)
+    assert next_run_calls(state)[0]["op"] == "take"  # a later request's run may follow
+    state = take_answered(history, {"request": "req-3", "input": {"items": ["y"]}})
+    assert continued_with(state)["run"] == {"id": "req-3", "hub": HUB}
+
+
+def test_a_run_that_begins_stopping_runs_no_item_and_ends() -> None:
+    history = started(["a", "b"], run_id="req-2", stopping=True)
+    state = run(history)
+    assert activity_inputs(state) == []
+    assert next_run_calls(state)[0] == {
+        "op": "take",
+        "run": "req-2",
+        "hub": HUB,
+        "instanceId": history.instance_id,
+    }
+    state = take_answered(history, None)
+    ends_without_next_run(state)
+    assert state["output"]["stopped"] is True and state["output"]["processed"] == 0
+
+
+def test_a_stop_meant_for_another_run_is_ignored() -> None:
+    history = started(["a", "b"], run_id="req-2")
+    complete_items(history, ["ra"])
+    history.scheduled(ACTIVITY)
+    history.new_episode().event_raised("Stop", stop_event("run-1"))
+    assert run(history)["customStatus"]["stopping"] is False
+
+
+def test_a_stop_raised_by_hand_stops_the_run_and_the_next_one() -> None:
+    history = started(["a", "b"])
+    complete_items(history, ["ra"])
+    item_b = history.scheduled(ACTIVITY)
+    history.new_episode().event_raised("Stop")
+    history.new_episode().completed(item_b, "rb")
+    run(history)
+    state = take_answered(history, {"request": "req-2", "input": {"items": ["x"]}})
+    assert continued_with(state)["run"]["stopping"] is True
+
+
+def test_the_status_shows_the_run_not_any_next_run() -> None:
+    state = run(started(["a"]))
+    assert state["customStatus"]["run"] == "run-1"
+    assert "buffered" not in state["customStatus"]
+
+
+def test_the_item_store_is_deleted_before_the_next_run_is_taken() -> None:
+    history = History(
+        {"continuation": {"store": "s", "total": 1, "cursor": 0}, "run": {"id": "r", "hub": HUB}}
+    )
+    load = history.scheduled(ITEM_STORE)
+    history.new_episode().completed(load, ["a"])
+    item = history.scheduled(ACTIVITY)
+    history.new_episode().completed(item, "ra")
+    state = run(history)
+    assert activity_inputs(state)[-1] == {"op": "delete", "store": "s"}
+    delete = history.scheduled(ITEM_STORE)
+    history.new_episode().completed(delete, None)
+    state = take_answered(history, {"request": "q", "input": {"items": ["x"]}})
+    assert continued_with(state) == {"items": ["x"], "run": {"id": "q", "hub": HUB}}
+
+
+# -- through whole runs, with the activity's own code --------------------------------------
+
+
+def test_a_repeating_job_takes_its_next_run_only_after_its_last_pass() -> None:
+    channels = MemoryChannels()
+    channels.channels[(HUB, "big-job")] = Channel("run-1", next=Pending("req-2", {"items": ["x"]}))
+    drove = drive(
+        {
+            "items": ["a"],
+            "repeatEverySeconds": 60,
+            "maxPasses": 2,
+            "run": start_member("run-1", HUB),
+        },
+        channels=channels,
+    )
+    assert [i.get("pass") for i in drove.inputs[:2]] == [None, 2]
+    assert drove.inputs[-1] == {"items": ["x"], "run": {"id": "req-2", "hub": HUB}}
     assert drove.output["results"][0]["item"] == "x"
-    # Raised during the second execution (the first stages the items): every later
-    # execution of the pass carries it.
-    carried = drove.inputs[2:-1]
-    assert len(carried) == 2
-    assert all(i["run"]["buffered"]["request"] == "req-2" for i in carried)
-    assert drove.inputs[-1] == {"items": ["x"], "run": {"id": "req-2"}}
-    first_pass_items = sum(1 for s in drove.statuses if s and s.get("run") != "req-2")
-    assert first_pass_items > total  # every item of the first pass ran before it
+    assert channels.channels[(HUB, "big-job")] == Channel("req-2", ended=True)
+
+
+def test_a_large_job_takes_its_next_run_only_when_the_pass_ends() -> None:
+    total = ITEMS_PER_EXECUTION * 2 + 3
+    channels = MemoryChannels()
+    channels.channels[(HUB, "big-job")] = Channel("run-1", next=Pending("req-2", {"items": ["x"]}))
+    drove = drive(
+        {"items": list(range(total)), "run": start_member("run-1", HUB)}, channels=channels
+    )
+    assert drove.output["processed"] == 1  # the last run: the next one
+    assert drove.inputs[-1] == {"items": ["x"], "run": {"id": "req-2", "hub": HUB}}
+    first_pass = [s for s in drove.statuses if s and s.get("run") == "run-1"]
+    assert max(s["processed"] for s in first_pass) == total
+
+
+def test_a_request_during_the_run_is_its_next_run() -> None:
+    """A request writes the channel while the run works; the run's end finds it."""
+    channels = MemoryChannels()
+    channels.channels[(HUB, "big-job")] = Channel("run-1")
+
+    def a_request_arrives(store: MemoryChannels) -> None:
+        current = store.channels[(HUB, "big-job")]
+        if current.run == "run-1" and not current.ended and current.next is None:
+            store.channels[(HUB, "big-job")] = offer(
+                current, "req-2", {"items": ["x"]}, None
+            ).channel
+
+    channels.before_change = a_request_arrives
+    drove = drive({"items": ["a", "b"], "run": start_member("run-1", HUB)}, channels=channels)
+    assert [i["items"] for i in drove.inputs] == [["a", "b"], ["x"]]
 
 
 # -- debounce --------------------------------------------------------------------------
@@ -254,7 +247,7 @@ LATEST = START + datetime.timedelta(seconds=300)
 
 
 def debounced() -> History:
-    return History({"items": ["a"], "run": start_member("req-1", iso(DUE), iso(LATEST))})
+    return History({"items": ["a"], "run": start_member("req-1", HUB, iso(DUE), iso(LATEST))})
 
 
 def timers(state: Dict[str, Any]) -> List[Dict[str, Any]]:
@@ -266,144 +259,165 @@ def test_a_debounced_run_waits_on_a_durable_timer_until_it_is_due() -> None:
     state = run(history)
     [timer] = timers(state)
     assert timer["fireAt"].startswith(iso(DUE)[:19])
-    assert not activity_inputs(state)
+    assert not activity_inputs(state) and not next_run_calls(state)
     assert state["customStatus"]["dueAt"] == iso(DUE)
     assert state["customStatus"]["run"] == "req-1"
 
 
-def test_when_due_the_run_begins_as_a_new_execution_with_its_input() -> None:
-    history = debounced()
+def due_fired(history: History) -> Dict[str, Any]:
     timer = history.timer_created(DUE)
     history.new_episode(30).timer_fired(timer, DUE)
-    assert continued_with(run(history)) == {"items": ["a"], "run": {"id": "req-1"}}
+    return run(history)
 
 
-def test_a_debounced_request_while_waiting_replaces_the_input_and_pushes_the_run_back() -> None:
+def test_when_due_it_asks_the_channel_and_begins_with_the_latest_input() -> None:
     history = debounced()
-    history.timer_created(DUE)
-    later = START + datetime.timedelta(seconds=50)
-    history.new_episode(20).event_raised("NextRun", next_run("req-2", ["b"], "req-1", iso(later)))
+    state = due_fired(history)
+    assert next_run_calls(state) == [
+        {"op": "begin", "hub": HUB, "instanceId": history.instance_id}
+    ]
+    begin_ = history.scheduled(NEXT_RUN_ACTIVITY)
+    history.new_episode().completed(
+        begin_, {"begin": {"request": "req-3", "input": {"items": ["c"]}}}
+    )
+    assert continued_with(run(history)) == {"items": ["c"], "run": {"id": "req-3", "hub": HUB}}
+
+
+def test_when_the_channel_moved_the_due_time_it_waits_again() -> None:
+    history = debounced()
+    due_fired(history)
+    later = DUE + datetime.timedelta(seconds=20)
+    begin_ = history.scheduled(NEXT_RUN_ACTIVITY)
+    history.new_episode().completed(begin_, {"wait": iso(later)})
     state = run(history)
-    first, second = timers(state)
-    assert first["isCanceled"] is True
-    assert second["fireAt"].startswith(iso(later)[:19])
-    assert state["customStatus"]["run"] == "req-2"
+    assert timers(state)[-1]["fireAt"].startswith(iso(later)[:19])
     assert state["customStatus"]["dueAt"] == iso(later)
-    assert state["customStatus"]["buffered"] is None
-
-    timer = history.timer_created(later)
-    history.new_episode(30).timer_fired(timer, later)
-    assert continued_with(run(history)) == {"items": ["b"], "run": {"id": "req-2"}}
+    assert state["isDone"] is False
 
 
-def test_debounce_never_pushes_the_run_past_its_latest_time() -> None:
+def test_when_a_stop_dropped_it_before_it_began_it_ends_through_the_channel() -> None:
     history = debounced()
-    history.timer_created(DUE)
-    too_late = LATEST + datetime.timedelta(seconds=999)
-    history.new_episode(20).event_raised(
-        "NextRun", next_run("req-2", ["b"], "req-1", iso(too_late))
-    )
+    due_fired(history)
+    begin_ = history.scheduled(NEXT_RUN_ACTIVITY)
+    history.new_episode().completed(begin_, {})
     state = run(history)
-    assert state["customStatus"]["dueAt"] == iso(LATEST)
-
-
-def test_a_bufferone_request_while_waiting_replaces_the_input_but_not_the_time() -> None:
-    history = debounced()
-    history.timer_created(DUE)
-    history.new_episode(5).event_raised("NextRun", next_run("req-2", ["b"], "req-1"))
-    state = run(history)
-    assert state["customStatus"]["dueAt"] == iso(DUE)
-    assert state["customStatus"]["run"] == "req-2"
-
-
-def test_a_request_after_the_deadline_in_the_timers_batch_becomes_the_next_run() -> None:
-    history = debounced()
-    timer = history.timer_created(DUE)
-    history.new_episode(30).timer_fired(timer, DUE).event_raised(
-        "NextRun", next_run("req-2", ["b"], "req-1", iso(DUE + datetime.timedelta(seconds=30)))
-    )
-    begins = continued_with(run(history))
-    assert begins["items"] == ["a"]
-    assert begins["run"] == {
-        "id": "req-1",
-        "buffered": {"request": "req-2", "input": {"items": ["b"]}},
-    }
-
-
-def test_a_stop_while_waiting_ends_the_job_without_running_it() -> None:
-    history = debounced()
-    history.timer_created(DUE)
-    history.new_episode(5).event_raised("Stop", stop_event("req-1", "req-1"))
-    state = run(history)
+    assert next_run_calls(state)[-1]["op"] == "take"
+    state = take_answered(history, None)
     ends_without_next_run(state)
-    assert state["output"]["stopped"] is True
-    assert state["output"]["processed"] == 0
+    assert state["output"]["stopped"] is True and state["output"]["processed"] == 0
+
+
+def test_a_stop_while_waiting_ends_it_unrun() -> None:
+    history = debounced()
+    history.timer_created(DUE)
+    history.new_episode(5).event_raised("Stop", stop_event("req-7"))  # any: it is the first
+    state = run(history)
     assert timers(state)[0]["isCanceled"] is True
-    assert state["customStatus"]["dropped"] == "req-1"
+    assert next_run_calls(state) == [
+        {"op": "take", "run": "req-1", "hub": HUB, "instanceId": history.instance_id}
+    ]
+    state = take_answered(history, {"request": "req-8", "input": {"items": ["z"]}})
+    assert continued_with(state) == {"items": ["z"], "run": {"id": "req-8", "hub": HUB}}
 
 
-def test_a_stop_that_saw_an_older_waiting_input_leaves_the_newer_one() -> None:
-    history = debounced()
-    history.timer_created(DUE)
-    history.new_episode(5).event_raised("NextRun", next_run("req-2", ["b"], "req-1"))
-    history.new_episode(5).event_raised("Stop", stop_event("req-1", "req-1"))
-    state = run(history)
-    assert state["isDone"] is False
-    assert state["customStatus"]["stopping"] is False
-    assert state["customStatus"]["run"] == "req-2"
-
-
-def test_a_request_after_a_stop_while_waiting_runs_next_at_once() -> None:
-    """The Stop dropped the waiting run; a request after it was told it would run."""
-    history = debounced()
-    history.timer_created(DUE)
-    history.new_episode(5).event_raised("Stop", stop_event("req-1", "req-1")).event_raised(
-        "NextRun", next_run("req-2", ["b"], "req-1", iso(DUE))
-    )
-    state = run(history)
-    assert continued_with(state) == {"items": ["b"], "run": {"id": "req-2"}}
-    assert state["customStatus"]["dropped"] == "req-1"
-
-
-def test_a_stop_in_the_batch_of_the_due_time_ends_it_unrun() -> None:
+@pytest.mark.parametrize("began", [False, True])
+def test_a_stop_in_the_batch_of_the_due_time_is_decided_by_the_channel(began: bool) -> None:
+    """The channel decided the race: the Stop dropped the waiting run (it ends unrun),
+    or it began first (the Stop names it: it begins stopping)."""
     history = debounced()
     timer = history.timer_created(DUE)
-    history.new_episode(30).timer_fired(timer, DUE).event_raised(
-        "Stop", stop_event("req-1", "req-1")
-    )
+    history.new_episode(30).timer_fired(timer, DUE).event_raised("Stop", stop_event("req-1"))
     state = run(history)
-    ends_without_next_run(state)
-    assert state["output"]["stopped"] is True
-
-
-# -- the rules, as pure functions ---------------------------------------------------------
-
-
-def test_run_state_ignores_data_that_is_not_the_apps() -> None:
-    state = RunState("run-1")
-    assert state.with_next(None) == state
-    assert state.with_next({"input": 1}) == state
-
-
-def test_run_view_reads_any_custom_status() -> None:
-    assert RunView.of(None) == RunView(None, None, None)
-    assert RunView.of({"run": 3, "buffered": "x"}) == RunView(None, None, None)
-    view = RunView.of({"run": "a", "buffered": {"request": "b"}, "dropped": "c"})
-    assert view.took("a") and view.took("b") and not view.took("c")
-    assert view.dropped == "c"
-
-
-def test_the_item_store_is_deleted_before_the_next_run_begins() -> None:
-    history = History(
-        {"continuation": {"store": "s", "total": 1, "cursor": 0}, "run": {"id": "r"}}
-    )
-    load = history.scheduled(ITEM_STORE)
-    history.new_episode().completed(load, ["a"])
-    item = history.scheduled(ACTIVITY)
-    history.new_episode().completed(item, "ra").event_raised("NextRun", next_run("q", ["x"], "r"))
+    assert [c["op"] for c in next_run_calls(state)] == ["begin"]
+    begin_ = history.scheduled(NEXT_RUN_ACTIVITY)
+    answer = {"begin": {"request": "req-1", "input": {"items": ["a"]}}} if began else {}
+    history.new_episode().completed(begin_, answer)
     state = run(history)
-    assert activity_inputs(state)[-1] == {"op": "delete", "store": "s"}
-    assert state["isDone"] is False
-    delete = history.scheduled(ITEM_STORE)
-    history.new_episode().completed(delete, None)
-    assert continued_with(run(history)) == {"items": ["x"], "run": {"id": "q"}}
+    if began:
+        assert continued_with(state)["run"] == {"id": "req-1", "hub": HUB, "stopping": True}
+    else:
+        assert [c["op"] for c in next_run_calls(state)] == ["begin", "take"]
+
+
+# -- the channel's rules, as pure functions -------------------------------------------------
+
+NOW = START
+
+
+def test_a_retried_take_answers_as_the_first_did() -> None:
+    channel = Channel("run-1", next=Pending("req-2", {"n": 2}))
+    written, taken = take(channel, "run-1")
+    assert written == Channel("req-2", {"n": 2}, after="run-1") and taken == Pending(
+        "req-2", {"n": 2}
+    )
+    assert take(written, "run-1") == (None, taken)  # the retry writes nothing
+    ended, none = take(written, "req-2")
+    assert ended == Channel("req-2", ended=True) and none is None
+    assert take(ended, "req-2") == (None, None)
+
+
+def test_a_take_with_no_channel_closes_one() -> None:
+    assert take(None, "run-1") == (Channel("run-1", ended=True), None)
+
+
+def test_offers_to_a_waiting_run_replace_it_and_move_it_never_past_its_latest() -> None:
+    waiting = opened(None, "req-1", {"n": 1}, iso(DUE), iso(LATEST))
+    moved = offer(waiting, "req-2", {"n": 2}, iso(DUE + datetime.timedelta(seconds=5)))
+    assert (moved.kind, moved.replaced, moved.channel.run) == ("debounced", "req-1", "req-2")
+    capped = offer(moved.channel, "req-3", {"n": 3}, iso(LATEST + datetime.timedelta(days=1)))
+    assert capped.due_at == iso(LATEST)
+    kept = offer(moved.channel, "req-4", {"n": 4}, None)  # bufferOne: the time stays
+    assert kept.due_at == moved.due_at
+
+
+def test_begin_waits_begins_and_answers_a_retry_the_same() -> None:
+    waiting = opened(None, "req-1", {"n": 1}, iso(DUE), iso(LATEST))
+    assert begin(waiting, DUE - datetime.timedelta(seconds=1)) == (None, Wait(iso(DUE)))
+    began, what = begin(waiting, DUE)
+    assert what == Pending("req-1", {"n": 1}) and began is not None and not began.waiting
+    assert begin(began, DUE) == (None, what)
+
+
+def test_a_stop_drops_what_it_finds_and_nothing_later() -> None:
+    running = Channel("run-1", next=Pending("req-2", 2))
+    stopped, decided = stop(running)
+    assert decided.run == "run-1" and decided.dropped == "req-2"
+    assert stopped is not None and stopped.next is None
+    later = offer(stopped, "req-3", 3, None)  # a request after it: the next run again
+    assert take(later.channel, "run-1")[1] == Pending("req-3", 3)
+    waiting = opened(None, "req-1", 1, iso(DUE), iso(LATEST))
+    dropped, decided = stop(waiting)
+    assert decided.dropped == "req-1" and begin(dropped, DUE) == (None, None)
+    assert offer(dropped, "req-5", 5, iso(DUE)).kind == "buffered"  # runs after, at once
+
+
+def test_a_stop_after_the_take_names_the_run_taken_and_drops_nothing() -> None:
+    taken, _ = take(Channel("run-1", next=Pending("req-2", 2)), "run-1")
+    decided = stop(taken)[1]
+    assert (decided.run, decided.dropped) == ("req-2", None)
+
+
+def test_close_ends_the_channel_and_drops_the_next_run() -> None:
+    closed, dropped = close(Channel("run-1", next=Pending("req-2", 2)))
+    assert dropped == "req-2" and closed is not None and closed.ended and closed.next is None
+    assert close(closed) == (None, None)
+
+
+def test_a_start_keeps_a_next_run_its_last_instance_did_not_take() -> None:
+    left = Channel("run-1", next=Pending("req-2", 2))
+    assert opened(left, "req-9").next == Pending("req-2", 2)
+    assert opened(Channel("run-1", ended=True), "req-9") == Channel("req-9")
+
+
+def test_the_channel_survives_its_stored_form() -> None:
+    channel = Channel("a", {"x": [1]}, iso(DUE), iso(LATEST), Pending("b", None), "z", False, True)
+    assert Channel.of_json(channel.to_json()) == channel
+    with pytest.raises(ValueError):
+        Channel.of_json(b"[]")
+
+
+def test_run_state_takes_only_stops_meant_for_it() -> None:
+    assert RunState("r").with_stop({"run": "other"}).stopping is False
+    assert RunState("r").with_stop({"run": "r"}).stopping is True
+    assert RunState("r").with_stop(None).stopping is True  # raised by hand
+    assert RunState("r", due_at=iso(DUE)).with_stop({"run": "other"}).stopping is True

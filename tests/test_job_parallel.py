@@ -16,9 +16,9 @@ from durable_singleton._job import (
     InvalidJobInput,
     parse_job_input,
 )
-from durable_singleton._next_run import next_run_event
+from durable_singleton._next_run import Channel, Pending, start_member
 from tests.support.history import History
-from tests.support.job_driver import JobRun, drive
+from tests.support.job_driver import MemoryChannels, drive
 from tests.test_job import ACTIVITY, CALL_ACTIVITY, activity_inputs, flat_actions, run
 
 
@@ -96,11 +96,10 @@ def test_a_large_job_in_parallel_keeps_every_result_in_order(parallelism: int) -
 
 
 def test_a_next_run_waits_for_the_parallel_pass_to_end() -> None:
-    def raise_once(history: History, drove: JobRun) -> None:
-        if drove.episodes == 3:
-            history.event_raised("NextRun", next_run_event("req-2", {"items": ["x"]}, None, None))
-
-    drove = drive({"items": list(range(300)), "parallelism": 16}, before_episode=raise_once)
+    channels = MemoryChannels()
+    channels.channels[("hub", "big-job")] = Channel("r", next=Pending("req-2", {"items": ["x"]}))
+    job = {"items": list(range(300)), "parallelism": 16, "run": start_member("r", "hub")}
+    drove = drive(job, channels=channels)
     assert drove.output["results"][0]["item"] == "x"
     first_pass = [s for s in drove.statuses if s and s.get("run") != "req-2"]
     assert max(s["processed"] for s in first_pass) == 300

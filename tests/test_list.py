@@ -31,7 +31,7 @@ async def test_lists_the_orchestrators_instances_newest_first(listing, durable) 
     assert durable.calls == {"list": 1}
 
 
-async def test_each_item_says_progress_stuck_and_buffered(listing, durable) -> None:
+async def test_each_item_says_progress_and_stuck(listing, durable) -> None:
     durable.put(
         "job",
         "Running",
@@ -40,17 +40,28 @@ async def test_each_item_says_progress_stuck_and_buffered(listing, durable) -> N
             "processed": 3,
             "total": 10,
             "run": "r1",
-            "buffered": {"request": "r2", "inputBytes": 12},
         },
     )
     durable.put("stuck", "Pending", created=ago(3600))
     durable.put("plain", "Running", custom_status="something else")
     items = {i["instanceId"]: i for i in body(await listing())["instances"]}
     assert items["job"]["progress"] == {"processed": 3, "total": 10, "pass": 1}
-    assert items["job"]["buffered"] is True and items["job"]["stuck"] is False
+    assert items["job"]["stuck"] is False
     assert items["stuck"]["stuck"] is True and items["stuck"]["pendingSeconds"] >= 3600
-    assert items["stuck"]["buffered"] is False and "progress" not in items["stuck"]
-    assert "progress" not in items["plain"] and items["plain"]["buffered"] is False
+    assert "progress" not in items["stuck"] and "progress" not in items["plain"]
+
+
+async def test_an_active_instance_says_whether_a_next_run_is_buffered(
+    listing, start, durable
+) -> None:
+    await start("with-next", {"items": [1]})
+    await start("with-next", {"items": [2]}, query="onConflict=bufferOne")
+    await start("without", {"items": [1]})
+    durable.put("done", "Completed")
+    items = {i["instanceId"]: i for i in body(await listing())["instances"]}
+    assert items["with-next"]["buffered"] is True
+    assert items["without"]["buffered"] is False
+    assert "buffered" not in items["done"]
 
 
 async def test_pages_follow_the_durable_apis_token(listing, durable) -> None:

@@ -1,23 +1,27 @@
 """Run once more through HttpStartSingle and SingletonInstance: onConflict=bufferOne and
 debounceSeconds against the Durable double, which plays the job's part by the job's own
-rules (including the races and failures the starter must answer truthfully)."""
+rules and with its own activity code (it takes next runs from the id's channel in the
+test's Azurite), including the races the starter must answer truthfully."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime
 import json
-from typing import Any, Dict
+from typing import Any, Callable, Dict, Optional
 
 import pytest
 
 from durable_singleton import Catalog, SingletonApp
-from durable_singleton._next_run import parse_time
+from durable_singleton._next_run import Channel, Pending, parse_time
+from durable_singleton._next_run_store import handle as next_run
 from tests.support.answers import problem
+from tests.support.app import app as the_app
 from tests.support.app import change_setting
 from tests.support.requests import start_request
 
 BUFFER = "onConflict=bufferOne"
+HUB = "TestHubName"
 
 
 def body_of(response: Any) -> Dict[str, Any]:
@@ -32,6 +36,34 @@ def utc_now() -> datetime.datetime:
     return datetime.datetime.now(datetime.timezone.utc)
 
 
+async def channel_of(
+    app: SingletonApp = the_app, instance_id: str = "reindex"
+) -> Optional[Channel]:
+    """The id's next-run channel, as the app keeps it."""
+    return await app.root().next_runs().read(HUB, instance_id)
+
+
+async def _when(seen: Callable[[], Any], seconds: float = 5.0) -> None:
+    """Wait (bounded) until ``seen()`` holds."""
+
+    async def poll() -> None:
+        while not seen():
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(poll(), seconds)
+
+
+def run_ids(durable: Any) -> list:
+    return [run_id for _, run_id, _, _ in durable.runs]
+
+
+async def end_run(durable: Any, run: str, instance_id: str = "reindex") -> Any:
+    """The job's run ``run`` ends as SingletonOrchestrator's does: it takes its next run
+    from the channel (SingletonNextRun ``take``)."""
+    request = {"op": "take", "hub": HUB, "instanceId": instance_id, "run": run}
+    return await next_run(the_app.root().next_runs(), request)
+
+
 # -- bufferOne ---------------------------------------------------------------------------
 
 
@@ -42,24 +74,31 @@ async def test_buffer_one_with_no_instance_starts_it_naming_its_run(start, durab
     assert body["outcome"] == "started"
     assert durable.instances["reindex"].input == {
         "items": ["a"],
-        "run": {"id": body["requestId"]},
+        "run": {"id": body["requestId"], "hub": HUB},
     }
+    assert await channel_of() == Channel(body["requestId"])  # open, nothing next
 
 
-async def test_buffer_one_hands_the_input_to_the_active_instance(start, durable) -> None:
+async def test_every_start_of_the_job_opens_its_channel(start, durable) -> None:
     await start("reindex", {"items": ["a"]})
+    member = durable.instances["reindex"].input["run"]
+    assert member["hub"] == HUB
+    assert await channel_of() == Channel(member["id"])
+
+
+async def test_buffer_one_writes_the_input_as_the_next_run_without_waiting(start, durable) -> None:
+    await start("reindex", {"items": ["a"]})
+    durable.calls.clear()
     response = await start("reindex", {"items": ["b"]}, query=BUFFER)
     assert response.status_code == 202
     body = body_of(response)
-    assert body["outcome"] == "buffered"
+    assert body["outcome"] == "buffered" and "replacedRequestId" not in body
     assert body["runtimeStatus"] == "Pending" and body["instanceId"] == "reindex"
     assert response.headers["Location"] == body["statusQueryGetUri"]
-    data = event_data(durable)
-    assert [(i, e) for i, e, _ in durable.events] == [("reindex", "NextRun")]
-    assert data["request"] == body["requestId"] and data["input"] == {"items": ["b"]}
-    # The instance shows it by the request's id and the input's size, not its content.
-    buffered = durable.instances["reindex"].custom_status["buffered"]
-    assert buffered == {"request": body["requestId"], "inputBytes": len('{"items":["b"]}')}
+    assert durable.calls == {"status": 1}  # no event, no wait for the instance
+    assert durable.events == []
+    channel = await channel_of()
+    assert channel is not None and channel.next == Pending(body["requestId"], {"items": ["b"]})
     assert len(durable.created) == 1  # nothing else was started
 
 
@@ -67,22 +106,28 @@ async def test_the_buffered_run_begins_when_the_run_completes(start, durable) ->
     durable.reset(complete_after=0.3)
     first = body_of(await start("reindex", {"items": ["a"]}, query=BUFFER))
     second = body_of(await start("reindex", {"items": ["b"]}, query=BUFFER))
-    await asyncio.sleep(0.5)
+    await _when(lambda: len(durable.runs) == 2)
     runs = [(run_id, input_) for _, run_id, input_, _ in durable.runs]
     assert runs == [
-        (first["requestId"], {"items": ["a"], "run": {"id": first["requestId"]}}),
+        (first["requestId"], {"items": ["a"], "run": {"id": first["requestId"], "hub": HUB}}),
         (second["requestId"], {"items": ["b"]}),
     ]
     assert len(durable.created) == 1  # one start: the next run continued as new
+    await _when(lambda: durable.instances["reindex"].status == "Completed")
+    channel = await channel_of()
+    assert channel is not None and channel.ended and channel.run == second["requestId"]
 
 
-async def test_latest_wins_and_each_caller_is_told_which_request_is_next(start, durable) -> None:
+async def test_latest_wins_and_each_caller_is_told_which_request_it_replaced(
+    start, durable
+) -> None:
     await start("reindex", {"items": ["a"]})
     one = body_of(await start("reindex", {"items": ["b"]}, query=BUFFER))
     two = body_of(await start("reindex", {"items": ["c"]}, query=BUFFER))
     assert one["outcome"] == two["outcome"] == "buffered"
-    assert durable.instances["reindex"].run.buffered.request == two["requestId"]
-    assert durable.instances["reindex"].run.buffered.input == {"items": ["c"]}
+    assert two["replacedRequestId"] == one["requestId"]
+    channel = await channel_of()
+    assert channel is not None and channel.next == Pending(two["requestId"], {"items": ["c"]})
 
 
 async def test_three_buffer_requests_during_one_run_make_one_more_run(start, durable) -> None:
@@ -90,113 +135,70 @@ async def test_three_buffer_requests_during_one_run_make_one_more_run(start, dur
     await start("reindex", {"items": ["a"]})
     for item in ("b", "c", "d"):
         assert (await start("reindex", {"items": [item]}, query=BUFFER)).status_code == 202
-    await asyncio.sleep(1.2)
-    assert [input_ for _, _, input_, _ in durable.runs] == [{"items": ["a"]}, {"items": ["d"]}]
+    await _when(lambda: durable.instances["reindex"].status == "Completed")
+    assert [input_["items"] for _, _, input_, _ in durable.runs] == [["a"], ["d"]]
 
 
-async def test_an_instance_that_completes_before_taking_it_is_started_by_the_request(
-    start, durable
-) -> None:
-    """The race: the instance completes between the event and the acknowledgement. The
-    event is void (it names the ended run), and the request starts the run itself."""
+async def test_a_request_that_finds_the_run_ending_starts_the_run_itself(start, durable) -> None:
+    """The run took nothing and closed its channel; the instance has not completed yet.
+    The request waits, under the lock, until it has, then starts the run."""
     await start("reindex", {"items": ["a"]})
-    durable.reset(end_before_taking=True)
-    durable.put("reindex", "Running")
+    assert await end_run(durable, durable.runs[0][1]) is None  # the run ends: channel closed
+    asyncio.get_running_loop().call_later(0.3, durable.set_status, "reindex", "Completed")
     response = await start("reindex", {"items": ["b"]}, query=BUFFER)
-    assert response.status_code == 202
     body = body_of(response)
-    assert body["outcome"] == "started"
-    assert [(i, e) for i, e, _ in durable.events] == [("reindex", "NextRun")]
-    assert durable.created == [("reindex", {"items": ["b"], "run": {"id": body["requestId"]}})]
+    assert response.status_code == 202 and body["outcome"] == "started"
+    assert durable.created[-1] == (
+        "reindex",
+        {"items": ["b"], "run": {"id": body["requestId"], "hub": HUB}},
+    )
+    assert await channel_of() == Channel(body["requestId"])
 
 
-async def test_an_instance_that_ended_before_the_event_is_started_by_the_request(
+async def test_reuse_still_decides_for_an_instance_that_ended_without_taking_it(
     start, durable
 ) -> None:
-    durable.put("reindex", "Running")
-    durable.fail_next("raiseEvent", 410)
+    await start("reindex", {"items": ["a"]})
+    await end_run(durable, durable.runs[0][1])
     durable.set_status("reindex", "Completed")
-    response = await start("reindex", {"items": ["b"]}, query=BUFFER)
-    assert body_of(response)["outcome"] == "started"
+    durable.put("reindex", "Completed")
+    response = await start("reindex", {"items": ["b"]}, query=BUFFER + "&reuse=rejectDuplicate")
+    problem(response, 409, "instance-finished")
     assert len(durable.created) == 1
 
 
-async def test_a_failed_start_after_the_instance_ended_first_loses_nothing(start, durable) -> None:
-    """The instance ended before it took the input, and the request's own start fails:
-    the answer says so, nothing was created, and the lock is let go for the retry."""
-    durable.reset(end_before_taking=True)
-    durable.put("reindex", "Running")
-    durable.fail_next("start", 500, {"Message": "boom"})
-    problem(await start("reindex", {"items": ["b"]}, query=BUFFER), 502, "durable-error")
-    assert durable.created == []
-    durable.reset()
-    durable.put("reindex", "Completed")
-    assert body_of(await start("reindex", {"items": ["b"]}, query=BUFFER))["outcome"] == "started"
-
-
-async def test_reuse_still_decides_for_an_instance_that_ended_before_taking_it(
-    start, durable
-) -> None:
-    durable.reset(end_before_taking=True)
-    durable.put("reindex", "Running")
-    response = await start("reindex", {"items": ["b"]}, query=BUFFER + "&reuse=rejectDuplicate")
-    problem(response, 409, "instance-finished")
-    assert durable.created == []
-
-
-async def test_an_instance_that_never_takes_it_is_an_unknown_outcome(
+async def test_an_instance_that_takes_no_next_run_and_does_not_end_is_a_503(
     start, durable, monkeypatch
 ) -> None:
+    """Its run has ended (channel closed), or it was started outside the app (no
+    channel): nothing is buffered, nothing started, and the lock is let go."""
     await change_setting(monkeypatch, "SINGLETON_NEXT_RUN_WAIT_SECONDS", "1")
-    durable.reset(next_run_delay=None)
-    durable.put("reindex", "Running")
-    response = await start("reindex", {"items": ["b"]}, query=BUFFER)
-    body = problem(response, 503, "next-run-outcome-unknown")
-    assert body["statusQueryGetUri"] == response.headers["Location"]
-    assert "buffered" not in json.dumps(body).replace("customStatus.buffered", "")
-    assert durable.created == []
-    # The lock was let go: the next request is not blocked by it.
-    durable.reset()
-    durable.put("reindex", "Running")
-    assert (await start("reindex", {"items": ["c"]}, query=BUFFER)).status_code == 202
+    durable.put("outside", "Running")
+    body = problem(await start("outside", {"items": ["b"]}, query=BUFFER), 503, "instance-ending")
+    assert "1 s" in body["detail"]
+    assert durable.created == [] and await channel_of(instance_id="outside") is None
+    durable.set_status("outside", "Completed")
+    assert body_of(await start("outside", {"items": ["c"]}, query=BUFFER))["outcome"] == "started"
 
 
-@pytest.mark.parametrize("failure", [(503, None), (500, {"Message": "boom"})])
-async def test_a_failed_event_is_an_unknown_outcome(start, durable, failure) -> None:
-    durable.put("reindex", "Running")
-    durable.fail_next("raiseEvent", *failure)
-    problem(
-        await start("reindex", {"items": ["b"]}, query=BUFFER), 503, "next-run-outcome-unknown"
-    )
-    assert durable.created == []
-
-
-async def test_a_failed_status_read_sends_nothing(start, durable) -> None:
-    durable.put("reindex", "Running")
+async def test_a_failed_status_read_writes_nothing(start, durable) -> None:
+    await start("reindex", {"items": ["a"]})
+    before = await channel_of()
     durable.fail_next("status", 503)
     problem(await start("reindex", {"items": ["b"]}, query=BUFFER), 502, "durable-error")
-    assert durable.events == [] and durable.created == []
+    assert await channel_of() == before and len(durable.created) == 1
 
 
-async def test_status_reads_that_fail_while_waiting_are_waited_out(start, durable) -> None:
-    durable.reset(next_run_delay=0.5)
-    durable.put("reindex", "Running")
-    answer = asyncio.ensure_future(start("reindex", {"items": ["b"]}, query=BUFFER))
-    while not durable.events:
-        await asyncio.sleep(0.01)
-    durable.fail_next("status", 503, times=2)  # two reads while it waits
-    response = await answer
-    assert body_of(response)["outcome"] == "buffered"
-    assert durable.calls["status"] >= 4
-
-
-async def test_a_stop_that_dropped_it_before_the_answer_is_said(start, durable) -> None:
-    durable.reset(stopped_after_taking=True)
-    durable.put("reindex", "Running")
-    response = await start("reindex", {"items": ["b"]}, query=BUFFER)
-    body = problem(response, 409, "next-run-dropped")
-    assert body["runtimeStatus"] == "Completed"
-    assert durable.created == [] and durable.runs == []
+async def test_a_next_run_left_by_an_instance_that_failed_runs_after_the_next_start(
+    start, durable
+) -> None:
+    """Told "buffered", it stays the next run: the app's next start of the id keeps it."""
+    await start("reindex", {"items": ["a"]})
+    told = body_of(await start("reindex", {"items": ["b"]}, query=BUFFER))
+    durable.set_status("reindex", "Failed")  # failed without taking it
+    await start("reindex", {"items": ["c"]})
+    channel = await channel_of()
+    assert channel is not None and channel.next == Pending(told["requestId"], {"items": ["b"]})
 
 
 # -- debounce ----------------------------------------------------------------------------
@@ -217,6 +219,8 @@ async def test_a_debounced_start_creates_a_run_that_waits(start, durable) -> Non
     assert member["dueAt"] == body["dueAt"]
     latest = parse_time(member["latestAt"])
     assert (latest - due).total_seconds() == pytest.approx(270, abs=0.01)  # 10 x 30 - 30
+    channel = await channel_of()
+    assert channel is not None and channel.waiting and channel.input == {"items": ["a"]}
     assert durable.runs == []  # not begun
 
 
@@ -225,18 +229,25 @@ async def test_a_debounced_request_while_waiting_replaces_and_pushes_back(start,
     await asyncio.sleep(0.05)
     second = body_of(await start("reindex", {"items": ["b"]}, query="debounceSeconds=30"))
     assert second["outcome"] == "debounced"
+    assert second["replacedRequestId"] == first["requestId"]
     assert parse_time(second["dueAt"]) > parse_time(first["dueAt"])
-    run = durable.instances["reindex"].run
-    assert (run.id, run.input) == (second["requestId"], {"items": ["b"]})
+    channel = await channel_of()
+    assert channel is not None
+    assert (channel.run, channel.input, channel.due_at) == (
+        second["requestId"],
+        {"items": ["b"]},
+        second["dueAt"],
+    )
 
 
 async def test_a_debounced_run_begins_when_due_with_the_last_input(start, durable) -> None:
+    """Its timer fires at the first due time; the channel says it moved; it waits again."""
     durable.reset(complete_after=0.1)
     await start("reindex", {"items": ["a"]}, query="debounceSeconds=1")
     await asyncio.sleep(0.3)
     told = body_of(await start("reindex", {"items": ["b"]}, query="debounceSeconds=1"))
     assert durable.runs == []
-    await asyncio.sleep(1.4)
+    await _when(lambda: durable.runs)
     [(_, run_id, input_, began)] = durable.runs
     assert (run_id, input_) == (told["requestId"], {"items": ["b"]})
     assert began >= parse_time(told["dueAt"])
@@ -260,18 +271,17 @@ async def test_a_debounced_request_during_the_run_is_buffered(start, durable) ->
 async def test_delete_names_the_next_run_it_drops(start, instance, durable) -> None:
     durable.reset(stop_delay=5)
     await start("reindex", {"items": ["a"]})
+    run = durable.runs[0][1]
     told = body_of(await start("reindex", {"items": ["b"]}, query=BUFFER))
     response = await instance("DELETE", "reindex")
     assert response.status_code == 202
     body = body_of(response)
     assert body["outcome"] == "stopRequested"
     assert body["droppedRequestId"] == told["requestId"]
-    assert event_data(durable) == {"run": body_of_run(durable), "dropRequest": told["requestId"]}
-    assert durable.instances["reindex"].run.buffered is None
-
-
-def body_of_run(durable: Any) -> str:
-    return durable.instances["reindex"].run.id
+    assert event_data(durable) == {"run": run}
+    channel = await channel_of()
+    assert channel is not None and channel.next is None and channel.stopped
+    assert await end_run(durable, run) is None  # the run's end takes nothing
 
 
 async def test_delete_of_a_waiting_debounced_run_drops_it(start, instance, durable) -> None:
@@ -279,8 +289,8 @@ async def test_delete_of_a_waiting_debounced_run_drops_it(start, instance, durab
     told = body_of(await start("reindex", {"items": ["a"]}, query="debounceSeconds=30"))
     body = body_of(await instance("DELETE", "reindex"))
     assert body["droppedRequestId"] == told["requestId"]
-    await asyncio.sleep(0.2)
-    assert durable.instances["reindex"].status == "Completed" and durable.runs == []
+    await _when(lambda: durable.instances["reindex"].status == "Completed")
+    assert durable.runs == []
 
 
 async def test_delete_with_nothing_buffered_drops_nothing(start, instance, durable) -> None:
@@ -293,24 +303,42 @@ async def test_delete_with_nothing_buffered_drops_nothing(start, instance, durab
 async def test_a_next_run_buffered_after_the_stop_was_decided_still_runs(
     start, instance, durable
 ) -> None:
-    """The Stop names what it saw; a request buffered after it was told it would run."""
+    """The Stop drops what the channel held; a request buffered after it was told it
+    would run, and runs once the stopped run has ended."""
     durable.reset(stop_delay=0.3)
     await start("reindex", {"items": ["a"]})
     await instance("DELETE", "reindex")
     told = body_of(await start("reindex", {"items": ["b"]}, query=BUFFER))
     assert told["outcome"] == "buffered"
-    await asyncio.sleep(0.5)
-    assert [input_ for _, _, input_, _ in durable.runs][-1] == {"items": ["b"]}
+    await _when(lambda: len(durable.runs) == 2)
+    assert durable.runs[-1][1:3] == (told["requestId"], {"items": ["b"]})
 
 
-async def _when(seen: Any, seconds: float = 5.0) -> None:
-    """Wait (bounded) until ``seen()`` holds."""
+@pytest.mark.parametrize("policy", ["stopExisting", "terminateExisting"])
+async def test_a_replacing_start_names_the_next_run_it_drops(start, durable, policy) -> None:
+    durable.reset(stop_delay=0.05)
+    await start("reindex", {"items": ["a"]})
+    told = body_of(await start("reindex", {"items": ["b"]}, query=BUFFER))
+    body = body_of(await start("reindex", {"items": ["c"]}, query=f"onConflict={policy}"))
+    assert body["outcome"] == "started"
+    assert body["droppedRequestId"] == told["requestId"]
+    assert durable.instances["reindex"].input["items"] == ["c"]
+    assert told["requestId"] not in run_ids(durable)
 
-    async def poll() -> None:
-        while not seen():
-            await asyncio.sleep(0.01)
 
-    await asyncio.wait_for(poll(), seconds)
+async def test_a_terminate_drops_the_next_run_and_closes_the_channel(
+    start, instance, durable, monkeypatch
+) -> None:
+    await change_setting(monkeypatch, "SINGLETON_NEXT_RUN_WAIT_SECONDS", "5")
+    durable.reset(terminate_delay=0.3)
+    await start("reindex", {"items": ["a"]})
+    told = body_of(await start("reindex", {"items": ["b"]}, query=BUFFER))
+    response = await instance("DELETE", "reindex", query="mode=terminate")
+    assert body_of(response)["droppedRequestId"] == told["requestId"]
+    # A request meanwhile finds the channel closed: it starts once the instance ended.
+    after = body_of(await start("reindex", {"items": ["c"]}, query=BUFFER))
+    assert after["outcome"] == "started"
+    assert durable.instances["reindex"].input["items"] == ["c"]
 
 
 @pytest.mark.parametrize(
@@ -325,10 +353,9 @@ async def _when(seen: Any, seconds: float = 5.0) -> None:
 async def test_an_end_that_meets_the_switch_to_the_next_run_never_calls_it_dropped(
     start, instance, durable, method, query
 ) -> None:
-    """The end (Stop or terminate) is decided on a status showing run a with b buffered,
-    while the instance commits the work item that ends a and begins b (the double holds
-    it open). The end then reaches b's run, which has begun: the answer must not name b
-    as dropped (b is stopped, not dropped)."""
+    """Run a has ended and taken b in a work item that is still committing (the double
+    holds it open) when the end (Stop or terminate) is decided: b has begun, so it is
+    stopped, never called dropped."""
     durable.reset(stop_delay=0.05)
     await start("reindex", {"items": ["a"]})
     told = body_of(await start("reindex", {"items": ["b"]}, query=BUFFER))
@@ -337,52 +364,24 @@ async def test_an_end_that_meets_the_switch_to_the_next_run_never_calls_it_dropp
         ending = asyncio.ensure_future(instance("DELETE", "reindex", query=query))
     else:
         ending = asyncio.ensure_future(start("reindex", {"items": ["c"]}, query=query))
-    await _when(lambda: durable.events[-1][1] == "Stop" or durable.terminations)
+    await _when(lambda: durable.events or durable.terminations)
     durable.commit_switch("reindex")
     response = await ending
     assert response.status_code == 202
-    began = [run_id for _, run_id, _, _ in durable.runs]
-    assert told["requestId"] in began  # b's run began: it is stopped, not dropped
+    assert told["requestId"] in run_ids(durable)  # b's run began: it is stopped
     assert body_of(response).get("droppedRequestId") is None
 
 
-async def test_a_stop_that_reaches_the_run_before_the_switch_names_what_it_dropped(
+async def test_a_stop_decided_before_the_switch_drops_it_and_it_never_runs(
     start, instance, durable
 ) -> None:
-    """The same Stop, taken by run a before it ends: b never begins, and is named."""
-    durable.reset(stop_delay=0.05)
+    durable.reset(stop_delay=0.3)  # the run ends after the drop was decided
     await start("reindex", {"items": ["a"]})
     told = body_of(await start("reindex", {"items": ["b"]}, query=BUFFER))
     body = body_of(await instance("DELETE", "reindex"))
     assert body["droppedRequestId"] == told["requestId"]
     await _when(lambda: durable.instances["reindex"].status == "Completed")
-    assert told["requestId"] not in [run_id for _, run_id, _, _ in durable.runs]
-
-
-@pytest.mark.parametrize("policy", ["stopExisting", "terminateExisting"])
-async def test_a_replacing_start_names_the_next_run_it_drops(start, durable, policy) -> None:
-    durable.reset(stop_delay=0.05)
-    await start("reindex", {"items": ["a"]})
-    told = body_of(await start("reindex", {"items": ["b"]}, query=BUFFER))
-    body = body_of(await start("reindex", {"items": ["c"]}, query=f"onConflict={policy}"))
-    assert body["outcome"] == "started"
-    assert body["droppedRequestId"] == told["requestId"]
-    assert durable.instances["reindex"].input == {"items": ["c"]}
-
-
-async def test_a_terminate_waits_for_a_next_run_being_handed_over(
-    start, instance, durable
-) -> None:
-    """DELETE mode=terminate takes the id's lock: it never ends a run whose next run a
-    request is still handing over, so its answer names every next run it drops."""
-    durable.reset(next_run_delay=0.4)
-    await start("reindex", {"items": ["a"]})
-    buffering = asyncio.ensure_future(start("reindex", {"items": ["b"]}, query=BUFFER))
-    await asyncio.sleep(0.1)
-    response = await instance("DELETE", "reindex", query="mode=terminate")
-    told = body_of(await buffering)
-    assert told["outcome"] == "buffered"
-    assert body_of(response)["droppedRequestId"] == told["requestId"]
+    assert told["requestId"] not in run_ids(durable)
 
 
 # -- rules ---------------------------------------------------------------------------------
@@ -453,7 +452,7 @@ async def test_the_library_start_buffers_and_debounces_by_the_same_rules(durable
         )
         # The run still waits: the input replaced its input, due when it was.
         assert (again.kind, again.due_at) == ("debounced", started.due_at)
-        assert durable.instances["lib"].run.input == {"n": 2}
+        assert (await channel_of(app, "lib")).input == {"n": 2}
         with pytest.raises(ProblemError) as refused:
             await app.start(durable.starter(), "Plain", "p", on_conflict=OnConflict.BUFFER_ONE)
         assert refused.value.problem.kind == "next-run-not-supported"
@@ -480,12 +479,13 @@ async def test_buffered_and_debounced_decisions_are_logged(start, durable, caplo
     caplog.set_level(logging.INFO)
     await start("reindex", query="debounceSeconds=30")
     await start("reindex", query="debounceSeconds=30")
-    durable.put("other", "Running")
+    await start("other")
     await start("other", query=BUFFER)
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("HttpStart")]
     assert [line.split("decision=")[1].split()[0] for line in lines] == [
         "debounced",
         "debounced",
+        "started",
         "buffered",
     ]
     assert "requestId" not in " ".join(lines)  # one line, the usual members only

@@ -79,7 +79,12 @@ async def test_a_start_is_one_span_with_its_steps(start, durable, spans) -> None
     assert span.attributes["singleton.function_name"] == "SingletonOrchestrator"
     assert span.attributes["singleton.decision"] == "started"
     assert span.attributes["http.response.status_code"] == 202
-    assert children(spans, span) == ["durable.status", "lock.acquire", "durable.start"]
+    assert children(spans, span) == [
+        "durable.status",
+        "lock.acquire",
+        "nextrun.open",
+        "durable.start",
+    ]
     [point] = [p for p in points("singleton.decisions") if p.attributes["decision"] == "started"]
     assert point.value == 1
 

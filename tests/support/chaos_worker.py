@@ -6,14 +6,16 @@ environment. From START_AT (wall clock), CALLERS concurrent loops each start one
 the comma-separated IDS after another until SECONDS have passed (the last id is
 started by the debounce callers only); every start carries
 a token of its own as its only item, so the run's checker can tell which caller's
-start created which instance. The callers, by their number modulo 6: plain starts
+start created which instance. The callers, by their number modulo 7: plain starts
 (0); ``onConflict=bufferOne`` (1); ``debounceSeconds=1`` (3); a stopper that asks to
-stop a random id now and then (4); and callers that send an Idempotency-Key (2, 5, one
+stop a random id now and then (4); callers that send an Idempotency-Key (2, 5, one
 key per token), retrying with it after every 503, every 409
 ``idempotency-key-in-progress`` and after their first 202, which they treat as lost,
-until they get another answer or 40 tries have passed. Prints one JSON list of
-``[instance id, token, status code, problem kind or "", key or "", replayed, mode,
-outcome, requestId, dueAt, droppedRequestId]``, one per answer, in order.
+until they get another answer or 40 tries have passed; and a burst caller (6) that sends
+bursts of :data:`BURST` bufferOne or debounced requests for one id, one every
+:data:`BURST_PAUSE` seconds. Prints one JSON list of ``[instance id, token, status code,
+problem kind or "", key or "", replayed, mode, outcome, requestId, dueAt,
+droppedRequestId, replacedRequestId]``, one per answer, in order.
 """
 
 from __future__ import annotations
@@ -34,8 +36,11 @@ from tests.support.requests import instance_request, start_request
 #: The tries a keyed caller makes for one start at most.
 KEYED_TRIES = 40
 
-#: Each caller's kind, by its number modulo 6, and the query its starts carry.
-KINDS = ["plain", "bufferOne", "keyed", "debounce", "stopper", "keyed"]
+#: Each caller's kind, by its number modulo 7, and the query its starts carry.
+KINDS = ["plain", "bufferOne", "keyed", "debounce", "stopper", "keyed", "burst"]
+#: A burst caller's requests for one id in a row, and the pause between two.
+BURST = 40
+BURST_PAUSE = 0.01
 QUERIES = {"bufferOne": "onConflict=bufferOne", "debounce": "debounceSeconds=1"}
 
 
@@ -56,6 +61,7 @@ def _recorded(response: Any, instance_id: str, token: str, key: str, mode: str) 
         body.get("requestId", ""),
         body.get("dueAt", ""),
         body.get("droppedRequestId", ""),
+        body.get("replacedRequestId", ""),
     ]
 
 
@@ -110,6 +116,13 @@ async def caller(
         if kind == "stopper":
             answers.append(await stop(starter, instance_id))
             await asyncio.sleep(rng.uniform(0.5, 1.5))
+            continue
+        if kind == "burst":
+            for _ in range(BURST):
+                mode = rng.choice(["bufferOne", "debounce"])
+                answer = await ask(starter, instance_id, uuid.uuid4().hex, "", mode)
+                answers.append([*answer[:6], "burst", *answer[7:]])
+                await asyncio.sleep(BURST_PAUSE)
             continue
         token = uuid.uuid4().hex
         key = f"key-{token}" if keyed else ""

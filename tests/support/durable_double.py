@@ -23,13 +23,14 @@ Azure/azure-functions-durable-extension, with DurableTask.AzureStorage underneat
   all the same (older builds).
 
 An instance plays SingletonOrchestrator's part in run once more, by the job's own rules
-(``durable_singleton._next_run.RunState``): it takes a ``NextRun`` after
-``next_run_delay`` (never, when None), shows its runs in its custom status, and when it
-completes with a next run buffered it continues as new with it (``runs`` records each
-run as it begins). A debounced run begins at its due time. ``end_before_taking`` makes
-an instance complete as the event arrives, before it takes it, and
-``stopped_after_taking`` makes a Stop drop each next run as soon as it is taken: the
-races the starter must answer truthfully.
+(``durable_singleton._next_run``): when a run ends it takes its next run from the id's
+channel in the app's storage with the job's own activity code
+(``durable_singleton._next_run_store.handle``, on the storage :meth:`use_storage` names)
+and continues as new with it; a debounced run's instance, when its timer fires, asks the
+channel whether it is due. ``runs`` records each run as it begins. A Stop is taken
+``event_delay`` after it arrives (as the Azure Storage backend picks up new messages
+after its control-queue poll). :meth:`begin_switch` holds open the work item in which a
+run ends and its next run begins: the race a Stop must answer truthfully.
 
 It runs its own event loop in a thread so that tests, and other processes, can call
 it whatever loop they run on. ``latency`` delays every answer, like a storage round
@@ -40,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import datetime
 import json
 import uuid
@@ -48,8 +50,11 @@ from typing import Any, Awaitable, Callable, Deque, Dict, List, Optional, Set, T
 
 from aiohttp import web
 from azure.durable_functions import OrchestrationRuntimeStatus as Status
+from azure.storage.blob.aio import BlobServiceClient
 
-from durable_singleton._next_run import NEXT_RUN_EVENT, RunState, parse_time
+from durable_singleton._next_run import RunState, parse_time, stops
+from durable_singleton._next_run_store import NextRunStore
+from durable_singleton._next_run_store import handle as next_run
 from tests.support.loop_thread import LoopThread
 
 # How the extension treats each runtime status, by the SDK's names.
@@ -80,10 +85,22 @@ class Instance:
     created: datetime.datetime = field(default_factory=lambda: _now())
     updated: datetime.datetime = field(default_factory=lambda: _now())
     run: Optional[RunState] = None
+    #: The data of every Stop this execution took.
+    stops: List[Any] = field(default_factory=list)
     #: Set while a work item that ends this run and begins its next one is held open
     #: (:meth:`DurableDouble.begin_switch`): the messages that arrived meanwhile (events,
-    #: terminations), in order, each to be handed to the next execution.
+    #: terminations), in order, each to be handed to the next execution; and the run
+    #: the work item begins.
     held: Optional[List[Callable[["Instance"], None]]] = None
+    switching_to: Optional[Dict[str, Any]] = None
+    #: Set once the run's end is under way: an execution ends once (its completion and
+    #: a Stop may both come due).
+    ending: bool = False
+
+    def run_stops_for(self, run: str) -> bool:
+        """Whether a Stop this execution took is meant for run ``run`` (the job carries
+        it to the run it begins)."""
+        return any(stops(data, run) for data in self.stops)
 
     def body(self, instance_id: str) -> Dict[str, Any]:
         """The status document the extension returns."""
@@ -119,9 +136,8 @@ class DurableDouble:
     terminate_delay: Optional[float] = 0.05
     complete_after: Optional[float] = None  # a started instance completes after this
     stop_delay: Optional[float] = None  # completes this long after Stop (None: ignores it)
-    next_run_delay: Optional[float] = 0.01  # takes a NextRun this long after it (None: never)
-    end_before_taking: bool = False  # completes as a NextRun arrives, without taking it
-    stopped_after_taking: bool = False  # a Stop drops each next run as soon as it is taken
+    #: How long after an event arrives the instance takes it.
+    event_delay: float = 0.0
     #: Whether terminate ends a Pending instance: DurableTask.AzureStorage does since
     #: Azure/durabletask#1256; before it, the terminate is accepted and nothing happens.
     terminate_ends_pending: bool = True
@@ -144,8 +160,9 @@ class DurableDouble:
         self.events: List[Tuple[str, str, Any]] = []
         #: (instance id, run id, input, when it began) of every run, as it begins.
         self.runs: List[Tuple[str, str, Any, datetime.datetime]] = []
-        #: Requests whose next (or waiting) run a later request's input replaced.
-        self.replaced: List[str] = []
+        #: Where the job's activity keeps next-run channels (:meth:`use_storage`).
+        self.channels: Optional[NextRunStore] = None
+        self._blob_service: Optional[BlobServiceClient] = None
         #: Ids purged, in order.
         self.purged: List[str] = []
         self._runs_made = 0
@@ -176,9 +193,7 @@ class DurableDouble:
             "terminate_delay",
             "complete_after",
             "stop_delay",
-            "next_run_delay",
-            "end_before_taking",
-            "stopped_after_taking",
+            "event_delay",
             "terminate_ends_pending",
             "purge_refuses_active",
             "purge_delay",
@@ -196,7 +211,6 @@ class DurableDouble:
         self.terminations.clear()
         self.events.clear()
         self.runs.clear()
-        self.replaced.clear()
         self.purged.clear()
         self.faults.clear()
 
@@ -231,19 +245,35 @@ class DurableDouble:
             instance.name, "Running", input=input_, custom_status=instance.custom_status
         )
 
-    def begin_switch(self, instance_id: str) -> None:
-        """The instance's run ends in a work item that also begins its buffered next run
-        (continue-as-new), and that work item is held open until :meth:`commit_switch`.
+    def use_storage(self, connection_string: str, container: str) -> None:
+        """Keep next-run channels where the app under test does: the storage account
+        of ``connection_string``, the lock container ``container``."""
+        self._serving.run(self._use_storage(connection_string, container))
 
-        Meanwhile its status is the one last committed (the ended run, the next one
-        buffered), and an event raised to it waits: the extension raises events to the
-        instance, not to an execution ("External events are not supposed to target any
-        particular execution ID", DurableClient.RaiseEventInternalAsync), so one that
-        arrives while the work item commits is taken by the next execution.
+    async def _use_storage(self, connection_string: str, container: str) -> None:
+        if self._blob_service is None:
+            self._blob_service = BlobServiceClient.from_connection_string(connection_string)
+        self.channels = NextRunStore(self._blob_service.get_container_client(container), 5.0)
+
+    def begin_switch(self, instance_id: str) -> None:
+        """The instance's run ends in a work item that takes its next run from the
+        channel and begins it (continue-as-new), and that work item is held open until
+        :meth:`commit_switch`.
+
+        Meanwhile its status is the one last committed (the ended run), and an event
+        raised to it waits: the extension raises events to the instance, not to an
+        execution ("External events are not supposed to target any particular execution
+        ID", DurableClient.RaiseEventInternalAsync), so one that arrives while the work
+        item commits is taken by the next execution.
         """
+        self._serving.run(self._begin_switch(instance_id))
+
+    async def _begin_switch(self, instance_id: str) -> None:
         instance = self.instances[instance_id]
-        assert instance.run is not None and instance.run.buffered is not None
+        following = await self._take_next(instance_id, instance)
+        assert following is not None, "the channel holds no next run to switch to"
         instance.held = []
+        instance.switching_to = following
 
     def commit_switch(self, instance_id: str) -> None:
         """Commit the work item :meth:`begin_switch` held open: the next run begins, and
@@ -253,8 +283,8 @@ class DurableDouble:
     async def _commit_switch(self, instance_id: str) -> None:
         instance = self.instances[instance_id]
         held, instance.held = instance.held or [], None
-        self._finish(instance_id, instance, "Completed")
-        successor = self.instances[instance_id]
+        assert instance.switching_to is not None and instance.run is not None
+        successor = self._continue(instance_id, instance, instance.switching_to)
         for message in held:
             message(successor)
 
@@ -277,7 +307,13 @@ class DurableDouble:
     def stop(self) -> None:
         """Stop serving and end the thread."""
         if self._runner is not None:
-            self._serving.stop(self._runner.cleanup)
+            self._serving.stop(self._close)
+
+    async def _close(self) -> None:
+        if self._blob_service is not None:
+            await self._blob_service.close()
+        assert self._runner is not None
+        await self._runner.cleanup()
 
     async def _open(self) -> None:
         app = web.Application()
@@ -439,12 +475,8 @@ class DurableDouble:
         )
         self.instances[instance_id] = created
         self.created.append((instance_id, created.input))
-        member = created.input.get("run") if isinstance(created.input, dict) else None
-        if isinstance(member, dict):
-            caller = {k: v for k, v in created.input.items() if k != "run"}
-            created.run = RunState(
-                member["id"], caller, member.get("dueAt"), member.get("latestAt")
-            )
+        created.run = _run_of(created.input)
+        if created.run is not None:
             created.custom_status = _shown(created.run)
         self._begin_or_wait(instance_id, created)
         return _check_status_response(request, instance_id)
@@ -453,7 +485,6 @@ class DurableDouble:
 
     def _begin_or_wait(self, instance_id: str, instance: Instance) -> None:
         """Begin the instance's run now, or at its due time if it waits (debounced)."""
-        loop = asyncio.get_running_loop()
         state = instance.run
         if state is not None and state.waiting:
             due = state.due_at
@@ -461,55 +492,103 @@ class DurableDouble:
             delay = (
                 parse_time(due) - datetime.datetime.now(datetime.timezone.utc)
             ).total_seconds()
-            loop.call_later(max(delay, 0.0), self._due, instance_id, instance, due)
+            self._later(max(delay, 0.0), lambda: self._due(instance_id, instance))
             return
         run_id = state.id if state is not None else ""
         self.runs.append(
             (instance_id, run_id, instance.input, datetime.datetime.now(datetime.timezone.utc))
         )
-        if self.complete_after is not None:
-            loop.call_later(self.complete_after, self._finish, instance_id, instance, "Completed")
+        if state is not None and state.stopping:  # a Stop for it came before it began
+            self._later(0.0, lambda: self._run_ended(instance_id, instance))
+        elif self.complete_after is not None:
+            self._later(self.complete_after, lambda: self._run_ended(instance_id, instance))
 
-    def _due(self, instance_id: str, instance: Instance, due: str) -> None:
-        """A waiting run's timer fired: it begins, unless it was moved or stopped."""
+    def _later(self, delay: float, work: Callable[[], Awaitable[None]]) -> None:
+        """Do ``work()`` ``delay`` seconds from now, on the double's loop."""
+        loop = asyncio.get_running_loop()
+        loop.call_later(delay, lambda: asyncio.ensure_future(work()))
+
+    async def _due(self, instance_id: str, instance: Instance) -> None:
+        """A waiting run's timer fired: ask the channel (SingletonNextRun ``begin``)."""
         state = instance.run
-        if not self._current(instance_id, instance) or state is None or state.due_at != due:
+        if not self._current(instance_id, instance) or state is None or state.stopping:
             return
-        if state.stopping:
-            self._finish(instance_id, instance, "Completed")
+        assert self.channels is not None, "use_storage() first"
+        request = {"op": "begin", "hub": state.hub, "instanceId": instance_id}
+        decision = await next_run(self.channels, request)
+        if not self._current(instance_id, instance) or instance.run is None:
             return
-        instance.run = RunState(state.id, state.input, buffered=state.buffered)
-        instance.input = state.input
-        instance.custom_status = _shown(instance.run)
-        self._begin_or_wait(instance_id, instance)
+        if "wait" in decision:
+            instance.run = dataclasses.replace(instance.run, due_at=decision["wait"])
+            instance.custom_status = _shown(instance.run)
+            self._begin_or_wait(instance_id, instance)
+        elif "begin" in decision:
+            self._continue(instance_id, instance, decision["begin"])
+        else:  # a Stop dropped it before it began
+            await self._run_ended(instance_id, instance)
 
-    def _take(self, instance_id: str, instance: Instance, name: str, data: Any) -> None:
-        """The job takes an event, by its own rules."""
+    async def _take_next(self, instance_id: str, instance: Instance) -> Optional[Dict[str, Any]]:
+        """The run has ended: take the next run from the channel (SingletonNextRun
+        ``take``), when the app started the instance (its run names the task hub)."""
+        state = instance.run
+        if state is None or state.hub is None:
+            return None
+        assert self.channels is not None, "use_storage() first"
+        request = {"op": "take", "hub": state.hub, "instanceId": instance_id, "run": state.id}
+        taken: Optional[Dict[str, Any]] = await next_run(self.channels, request)
+        return taken
+
+    async def _run_ended(self, instance_id: str, instance: Instance) -> None:
+        """The run ended: continue as new with the next run, or complete."""
+        if not self._current(instance_id, instance) or instance.held is not None:
+            return
+        if instance.ending:
+            return
+        instance.ending = True
+        following = await self._take_next(instance_id, instance)
+        if not self._current(instance_id, instance):
+            return
+        if following is None:
+            self._finish(instance_id, instance, "Completed")
+        else:
+            self._continue(instance_id, instance, following)
+
+    def _continue(
+        self, instance_id: str, instance: Instance, following: Dict[str, Any]
+    ) -> Instance:
+        """Continue as new with run ``{"request", "input"}``: a new execution of the same
+        instance (so a pending timer of the old one is void). Each execution's
+        ExecutionStarted stamps the instance row's CreatedTime anew
+        (DurableTask.AzureStorage AzureTableTrackingStore.UpdateStateAsync)."""
+        assert instance.run is not None
+        hub = instance.run.hub
+        request = following["request"]
+        successor = Instance(
+            instance.name,
+            "Running",
+            input=following["input"],
+            run=RunState(request, hub, stopping=instance.run_stops_for(request)),
+        )
+        assert successor.run is not None
+        successor.custom_status = _shown(successor.run)
+        self.instances[instance_id] = successor
+        self._begin_or_wait(instance_id, successor)
+        return successor
+
+    def _take(self, instance_id: str, instance: Instance, data: Any) -> None:
+        """The job takes a Stop, by its own rules."""
         if not self._current(instance_id, instance):
             return  # it ended before it took the event: the event is dropped
+        instance.stops.append(data)
         if instance.run is None:
             self._runs_made += 1
-            instance.run = RunState(f"own-run-{self._runs_made}", instance.input)
+            instance.run = RunState(f"own-run-{self._runs_made}")
         before = instance.run
-        if name == NEXT_RUN_EVENT:
-            instance.run = before.with_next(data)
-            self.replaced.extend(_replaced(before, instance.run))
-            if self.stopped_after_taking and instance.run.buffered is not None:
-                dropped = instance.run.buffered.request
-                instance.run = instance.run.with_stop({"run": before.id, "dropRequest": dropped})
-                instance.custom_status = _shown(instance.run)
-                self._finish(instance_id, instance, "Completed")
-                return
-        else:
-            instance.run = before.with_stop(data)
+        instance.run = before.with_stop(data)
         instance.custom_status = _shown(instance.run)
         instance.updated = _now()
-        if before.waiting and instance.run.due_at != before.due_at:
-            self._begin_or_wait(instance_id, instance)  # the run was moved
         if instance.run.stopping and not before.stopping and self.stop_delay is not None:
-            asyncio.get_running_loop().call_later(
-                self.stop_delay, self._finish, instance_id, instance, "Completed"
-            )
+            self._later(self.stop_delay, lambda: self._run_ended(instance_id, instance))
 
     def _current(self, instance_id: str, instance: Instance) -> bool:
         return self.instances.get(instance_id) is instance and instance.status in ACTIVE
@@ -554,22 +633,6 @@ class DurableDouble:
         # Only the execution this was meant for: a newer one under the id runs on.
         if not self._current(instance_id, instance):
             return
-        following = instance.run.buffered if instance.run is not None else None
-        if status == "Completed" and following is not None:
-            # The run completed with a next run buffered: continue as new with it, a new
-            # execution of the same instance (so a pending timer of the old one is void).
-            # Each execution's ExecutionStarted stamps the instance row's CreatedTime anew
-            # (DurableTask.AzureStorage AzureTableTrackingStore.UpdateStateAsync).
-            successor = Instance(
-                instance.name,
-                "Running",
-                input=following.input,
-                run=RunState(following.request, following.input),
-            )
-            successor.custom_status = _shown(successor.run)
-            self.instances[instance_id] = successor
-            self._begin_or_wait(instance_id, successor)
-            return
         instance.status = status
         instance.updated = _now()
 
@@ -591,17 +654,16 @@ class DurableDouble:
         return web.Response(status=202)
 
     def _deliver(self, instance_id: str, instance: Instance, event: str, data: Any) -> None:
-        """The instance receives an event raised to it."""
-        if event == NEXT_RUN_EVENT:
-            if self.end_before_taking:
-                self._finish(instance_id, instance, "Completed")
-            elif self.next_run_delay is not None:
+        """The instance receives an event raised to it, and takes it after
+        ``event_delay``; a job that honours Stop (``stop_delay`` set) then finishes its
+        item in flight and ends its run."""
+        if event == "Stop" and self.stop_delay is not None:
+            if self.event_delay:
                 asyncio.get_running_loop().call_later(
-                    self.next_run_delay, self._take, instance_id, instance, event, data
+                    self.event_delay, self._take, instance_id, instance, data
                 )
-        elif event == "Stop" and self.stop_delay is not None:
-            # A job that honours Stop finishes its item in flight, then completes.
-            self._take(instance_id, instance, event, data)
+            else:
+                self._take(instance_id, instance, data)
 
 
 def ago(seconds: float) -> datetime.datetime:
@@ -679,17 +741,15 @@ def _format(moment: datetime.datetime) -> str:
     return moment.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _run_of(input_: Any) -> Optional[RunState]:
+    """The run a start's input names (the ``run`` member the starter adds), if any."""
+    member = input_.get("run") if isinstance(input_, dict) else None
+    if not isinstance(member, dict):
+        return None
+    return RunState(member["id"], member.get("hub"), member.get("dueAt"))
+
+
 def _shown(run: RunState) -> Dict[str, Any]:
     """The custom status SingletonOrchestrator shows for ``run``: its run members and
     whether a Stop reached it (durable_singleton._job._Progress)."""
     return {**run.status(), "stopping": run.stopping}
-
-
-def _replaced(before: RunState, after: RunState) -> List[str]:
-    """The request whose input a next run replaced: the waiting run's, or the buffered."""
-    if before.waiting and after.id != before.id:
-        return [before.id]
-    old = before.buffered
-    if old is not None and after.buffered is not None and after.buffered.request != old.request:
-        return [old.request]
-    return []

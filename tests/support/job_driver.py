@@ -4,28 +4,34 @@ activities an episode scheduled run (at once, with ``activity_seconds`` each, wh
 several are in flight) and their results arrive together in the next episode, and
 continue-as-new begins a new execution with a new history.
 
-Activities run in-process: SingletonActivity's own ``main``, and an in-memory stand-in
+Activities run in-process: SingletonActivity's own ``main``, an in-memory stand-in
 for SingletonItemStore with the same requests and answers (its real code is tested
-against Azurite separately). Only the orchestrator's CPU time is counted.
+against Azurite separately), and SingletonNextRun's own code
+(``durable_singleton._next_run_store.handle``) on an in-memory channel store. Only the
+orchestrator's CPU time is counted.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from azure.durable_functions.models.actions.ActionType import ActionType
 
 import SingletonActivity
 import SingletonOrchestrator
 from durable_singleton._job import ACTIVITY, ITEM_STORE
+from durable_singleton._next_run import NEXT_RUN_ACTIVITY, Channel
+from durable_singleton._next_run_store import handle as next_run
 from tests.support.history import History
 
 CALL_ACTIVITY = ActionType.CALL_ACTIVITY
+CALL_ACTIVITY_WITH_RETRY = ActionType.CALL_ACTIVITY_WITH_RETRY
 CONTINUE_AS_NEW = ActionType.CONTINUE_AS_NEW
 CREATE_TIMER = ActionType.CREATE_TIMER
 
@@ -67,15 +73,44 @@ class MemoryItemStore:
         return None
 
 
+class MemoryChannels:
+    """Next-run channels in a dict, with NextRunStore's ``change``: what the job's
+    activity code runs on in these tests. ``before_change`` runs before each change
+    (a test changes the channel there, as a request or a Stop would meanwhile)."""
+
+    def __init__(self) -> None:
+        """No channels."""
+        self.channels: Dict[Tuple[str, str], Channel] = {}
+        self.before_change: Callable[["MemoryChannels"], None] = lambda _: None
+
+    async def change(self, hub: str, instance_id: str, decide: Callable[[Any], Any]) -> Any:
+        """Apply ``decide`` to the channel and keep what it writes, as the store does."""
+        self.before_change(self)
+        written, result = decide(self.channels.get((hub, instance_id)))
+        if written is not None:
+            self.channels[(hub, instance_id)] = written
+        return result
+
+    def __call__(self, request: Dict[str, Any]) -> Any:
+        """Answer one SingletonNextRun request with the activity's own code."""
+        return asyncio.run(next_run(self, request))  # type: ignore[arg-type]
+
+
 def _parse_time(text: str) -> datetime.datetime:
     return datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-def _new_actions(state: Dict[str, Any], seen: int) -> List[Dict[str, Any]]:
+def flattened(actions: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """The actions, compound ones (a task_any, a retried call) opened up, in order."""
     flat: List[Dict[str, Any]] = []
-    for action in state["actions"][0] if state["actions"] else []:
-        flat.extend(action.get("compoundActions", [action]))
-    return flat[seen:]
+    for action in actions:
+        inner = action.get("compoundActions")
+        flat.extend(flattened(inner) if inner is not None else [action])
+    return flat
+
+
+def _new_actions(state: Dict[str, Any], seen: int) -> List[Dict[str, Any]]:
+    return flattened(state["actions"][0] if state["actions"] else [])[seen:]
 
 
 def drive(
@@ -84,22 +119,29 @@ def drive(
     before_episode: Optional[Callable[[History, JobRun], None]] = None,
     max_episodes: int = 10**7,
     activity_seconds: float = 0.0,
+    channels: Optional[MemoryChannels] = None,
 ) -> JobRun:
     """Run the job with ``input_`` until it completes; return what happened.
 
     ``before_episode`` may add events (a Stop) to the history before an episode runs.
     A durable timer fires in the episode after it was created, at its fire time.
     ``activity_seconds``: how long SingletonActivity takes per item (a sleep).
+    ``channels``: where SingletonNextRun keeps next-run channels (empty by default).
     """
     run = JobRun()
     store = MemoryItemStore()
+    next_runs = channels or MemoryChannels()
 
     def activity(work: Any) -> Any:
         if activity_seconds:
             time.sleep(activity_seconds)
         return SingletonActivity.main(work)
 
-    activities: Dict[str, Callable[[Any], Any]] = {ACTIVITY: activity, ITEM_STORE: store}
+    activities: Dict[str, Callable[[Any], Any]] = {
+        ACTIVITY: activity,
+        ITEM_STORE: store,
+        NEXT_RUN_ACTIVITY: next_runs,
+    }
     while True:
         run.executions += 1
         run.inputs.append(input_)
@@ -124,7 +166,9 @@ def drive(
             if state["isDone"]:
                 run.output = state.get("output")
                 return run
-            calls = [a for a in new if a["actionType"] == CALL_ACTIVITY]
+            calls = [
+                a for a in new if a["actionType"] in (CALL_ACTIVITY, CALL_ACTIVITY_WITH_RETRY)
+            ]
             timers = [a for a in new if a["actionType"] == CREATE_TIMER]
             if timers and not calls:
                 fire_at = _parse_time(timers[0]["fireAt"])
