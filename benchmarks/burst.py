@@ -8,8 +8,8 @@ open loop, at a fixed rate for a fixed time, each as the host calls HttpStartSin
 rate doubles until a step has a 503. The table gives, per mode and pickup delay, the
 highest rate with no 503, the answer times there, what the next rate got, and the p50
 of a conflict answer (the default policy's 409) for the same id beside it. Below it, what
-Azurite serves of the same storage calls alone: changes of one id's next-run channel
-(a read and a conditional write each) by as many concurrent writers, closed loop.
+Azurite and the next-run store serve alone: changes of one id's next-run channel by 16
+concurrent writers, closed loop.
 """
 
 from __future__ import annotations
@@ -31,6 +31,9 @@ from tests.support.durable_double import DurableDouble
 from tests.support.requests import start_request
 
 Starter = Callable[[func.HttpRequest, str], Awaitable[func.HttpResponse]]
+
+#: The rate the issue asks for, for one id: its answer times are shown on their own.
+GOAL = 200.0
 
 #: The query of each mode: a debounced request, and a bufferOne one.
 MODES = {"debounce (30 s)": "debounceSeconds=30", "bufferOne": "onConflict=bufferOne"}
@@ -121,9 +124,9 @@ async def storage_ceiling(
         await asyncio.gather(*[writer(n) for n in range(writers)])
         rate = done / (time.perf_counter() - began)
     return (
-        f"Azurite alone, the same storage calls: {rate:.0f} channel changes/s for one id "
-        f"({writers} concurrent writers, closed loop, {seconds:g} s; each change a read and "
-        "a conditional write, both again on a conflict).\n"
+        f"Azurite and the next-run store alone (no app, no Durable call): {rate:.0f} "
+        f"channel changes/s for one id ({writers} concurrent writers, closed loop, "
+        f"{seconds:g} s; changes made at once written together, as the app's are).\n"
     )
 
 
@@ -154,17 +157,21 @@ async def burst(
             conflict = await _conflict_p50(starter, durable.starter(), instance_id)
             best: Optional[Step] = None
             failed: Optional[Step] = None
+            at_goal: Optional[Step] = None
             for rate in rates:
                 step = await _step(starter, durable.starter(), instance_id, query, rate, seconds)
                 await settle()
+                if rate == GOAL:
+                    at_goal = step
                 if not step.clean:
                     failed = step
                     break
                 best = step
-            rows.append(_row(mode, pickup, best, failed, conflict))
+            rows.append(_row(mode, pickup, best, failed, conflict, at_goal))
     header = (
         "| mode | pickup delay | highest rate with no 503 (req/s) | p50 ms | p99 ms "
-        "| the next rate got | 409 p50 ms |\n|---|---:|---:|---:|---:|---|---:|\n"
+        f"| the next rate got | at {GOAL:g}/s: p50 / p99 ms | 409 p50 ms |\n"
+        "|---|---:|---:|---:|---:|---|---:|---:|\n"
     )
     return (
         f"## Bursts of next runs for one id\n\n"
@@ -177,7 +184,12 @@ async def burst(
 
 
 def _row(
-    mode: str, pickup: float, best: Optional[Step], failed: Optional[Step], conflict: float
+    mode: str,
+    pickup: float,
+    best: Optional[Step],
+    failed: Optional[Step],
+    conflict: float,
+    at_goal: Optional[Step],
 ) -> str:
     if best is None:
         sustained, p50, p99 = "< " + (f"{failed.rate:g}" if failed else "?"), "-", "-"
@@ -189,4 +201,10 @@ def _row(
     else:
         got = ", ".join(f"{n} {k}" for k, n in sorted(failed.kinds.items()))
         then = f"{failed.rate:g}/s: {got}; max {max(failed.latencies_ms):.0f} ms"
-    return f"| {mode} | {pickup:g} s | {sustained} | {p50} | {p99} | {then} | {conflict:.0f} |"
+    goal = "-"
+    if at_goal is not None:
+        goal = f"{at_goal.percentile(0.5):.0f} / {at_goal.percentile(0.99):.0f}"
+    return (
+        f"| {mode} | {pickup:g} s | {sustained} | {p50} | {p99} | {then} | {goal} "
+        f"| {conflict:.0f} |"
+    )

@@ -860,7 +860,7 @@ def arguments() -> argparse.Namespace:
     args = parser.parse_args()
     args.target_latency = 10.0 if 10.0 in args.latency_ms else args.latency_ms[-1]
     args.burst_pickups, args.burst_seconds = [0.2, 1.0, 30.0], 10.0
-    args.burst_rates = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0]
+    args.burst_rates = [25.0, 50.0, 100.0, 200.0, 400.0, 800.0]
     if args.burst_only and args.out is None:
         args.out = ROOT / "benchmarks" / "out"
     if args.quick:

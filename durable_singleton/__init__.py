@@ -36,7 +36,7 @@ from ._starter import (
 )
 from ._stop import STOP_EVENT, stop_requested
 
-__version__ = "4.0.0"
+__version__ = "5.0.0"
 
 __all__ = [
     "Action",

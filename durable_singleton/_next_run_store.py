@@ -15,7 +15,7 @@ import dataclasses
 import datetime
 import random
 import uuid
-from typing import Any, Callable, Dict, Optional, Tuple, TypeVar
+from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar
 
 from azure.core import MatchConditions
 from azure.core.exceptions import (
@@ -62,19 +62,36 @@ class ChannelWriteUnknown(Exception):
         self.result = result
 
 
+def _settle(answer: "asyncio.Future[Any]", result: Any = None, error: Any = None) -> None:
+    if not answer.done():
+        if error is not None:
+            answer.set_exception(error)
+        else:
+            answer.set_result(result)
+
+
 def channel_blob_name(task_hub: str, instance_id: str) -> str:
     """The channel blob's name: the lock blob's, with ``.next`` instead of its suffix."""
     return lock_blob_name(task_hub, instance_id)[: -len(LOCK_SUFFIX)] + ".next"
 
 
 class NextRunStore:
-    """The next-run channels of one lock container."""
+    """The next-run channels of one lock container.
+
+    Changes of one id's channel made in this process at the same time are written
+    together: one caller reads the channel, applies every change waiting (each to the
+    channel the one before left) and writes once, and each change gets its own result.
+    So a burst for one id costs about one read and one write per storage round trip,
+    not per request, and writers of one id contend only across processes.
+    """
 
     def __init__(self, container: ContainerClient, storage_timeout: float) -> None:
         """Keep channels in ``container``; bound every storage call by
         ``storage_timeout`` seconds."""
         self._container = container
         self._timeout = storage_timeout
+        #: Changes waiting to be written, by blob name; a name is here while its writer runs.
+        self._waiting: Dict[str, List[Tuple[Callable[[Any], Any], "asyncio.Future[Any]"]]] = {}
 
     async def change(
         self, task_hub: str, instance_id: str, decide: Callable[[Optional[Channel]], Decision[T]]
@@ -91,25 +108,72 @@ class NextRunStore:
         ChannelWriteUnknown
             A write's answer was lost and it is unknown whether it landed.
         """
-        blob = self._container.get_blob_client(channel_blob_name(task_hub, instance_id))
+        name = channel_blob_name(task_hub, instance_id)
+        answer: "asyncio.Future[T]" = asyncio.get_running_loop().create_future()
+        waiting = self._waiting.get(name)
+        if waiting is not None:
+            waiting.append((decide, answer))  # the writer running takes it in its next round
+        else:
+            self._waiting[name] = [(decide, answer)]
+            # The writer is a task of its own: a caller that goes away does not stop it.
+            asyncio.ensure_future(self._writer(name))
+        return await asyncio.shield(answer)
+
+    async def _writer(self, name: str) -> None:
+        """Write the changes waiting for ``name``, a round at a time, until none wait."""
+        blob = self._container.get_blob_client(name)
+        try:
+            while self._waiting[name]:
+                changes, self._waiting[name] = self._waiting[name], []
+                await self._round(blob, changes)
+        finally:
+            del self._waiting[name]
+
+    async def _round(
+        self, blob: Any, changes: List[Tuple[Callable[[Any], Any], "asyncio.Future[Any]"]]
+    ) -> None:
+        """Apply ``changes`` in order to the channel read, write the result once, and
+        answer each change (with its own exception, on a failure)."""
         pause = FIRST_RETRY_SECONDS
-        for _ in range(MAX_ATTEMPTS):
-            current, etag = await self._read(blob)
-            written, result = decide(current)
-            if written is None:
-                return result
-            token = uuid.uuid4().hex[:16]
-            earlier = current.writes if current is not None else ()
-            written = dataclasses.replace(written, writes=(*earlier, token)[-MAX_WRITES:])
-            try:
-                landed = await self._write(blob, written, etag, token)
-            except ChannelWriteUnknown as unknown:
-                raise ChannelWriteUnknown(str(unknown), result) from None
-            if landed:
-                return result
-            await asyncio.sleep(pause * random.uniform(0.5, 1.5))
-            pause = min(pause * 2, MAX_RETRY_SECONDS)
-        raise ChannelBusy("the next-run channel kept changing")
+        results: List[Any] = []
+        try:
+            for _ in range(MAX_ATTEMPTS):
+                current, etag = await self._read(blob)
+                channel, changed = current, False
+                results = []
+                for decide, _ in changes:
+                    written, result = decide(channel)
+                    results.append(result)
+                    if written is not None:
+                        channel, changed = written, True
+                if not changed or await self._write_new(blob, current, channel, etag):
+                    for (_, answer), result in zip(changes, results, strict=True):
+                        _settle(answer, result=result)
+                    return
+                await asyncio.sleep(pause * random.uniform(0.5, 1.5))
+                pause = min(pause * 2, MAX_RETRY_SECONDS)
+            raise ChannelBusy("the next-run channel kept changing")
+        except ChannelWriteUnknown as unknown:
+            for (_, answer), result in zip(changes, results, strict=True):
+                _settle(answer, error=ChannelWriteUnknown(str(unknown), result))
+        except Exception as error:  # every change of the round failed alike
+            for _, answer in changes:
+                _settle(answer, error=error)
+
+    async def _write_new(
+        self,
+        blob: Any,
+        current: Optional[Channel],
+        channel: Optional[Channel],
+        etag: Optional[str],
+    ) -> bool:
+        """Write ``channel``, changed from ``current`` (read at ``etag``), with a new write
+        id after the ones ``current`` keeps."""
+        assert channel is not None
+        token = uuid.uuid4().hex[:16]
+        earlier = current.writes if current is not None else ()
+        channel = dataclasses.replace(channel, writes=(*earlier, token)[-MAX_WRITES:])
+        return await self._write(blob, channel, etag, token)
 
     async def read(self, task_hub: str, instance_id: str) -> Optional[Channel]:
         """The id's channel, or None when it has none (LockUnavailable on failure)."""
@@ -144,16 +208,20 @@ class NextRunStore:
                 "match_condition": MatchConditions.IfNotModified,
             }
         )
-        # No retry inside the SDK: a retried write whose first attempt landed would be
-        # refused by its own condition, and a landed write taken for a refused one.
-        conditions["retry_total"] = 0
         try:
             await asyncio.wait_for(
                 blob.upload_blob(channel.to_json(), **conditions), self._timeout
             )
             return True
         except (ResourceModifiedError, ResourceExistsError):
-            return False
+            # Refused: by another writer's change, or by this write itself, sent again
+            # below this call after its first attempt landed and its answer was lost (the
+            # SDK's retry, or aiohttp's own on a pooled connection the server closed).
+            try:
+                landed, _ = await self._read(blob)
+            except LockUnavailable:
+                raise ChannelWriteUnknown("writing the next-run channel") from None
+            return landed is not None and token in landed.writes
         except ResourceNotFoundError:  # the container is missing: first use of the app
             await self._create_container()
             return False

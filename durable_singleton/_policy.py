@@ -95,8 +95,9 @@ class Action(str, enum.Enum):
 
     @property
     def takes_lock(self) -> bool:
-        """Whether carrying this action out takes the id's lock: a start, and a next
-        run, which must not race a start or another next run of the id."""
+        """Whether carrying this action out may take the id's lock: a start, and a next
+        run, which takes it only when the instance's run has ended without it (the
+        request then starts the run itself)."""
         return self.starts or self is Action.BUFFER
 
 

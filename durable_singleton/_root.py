@@ -55,6 +55,7 @@ class Root:
         self._session: Optional[aiohttp.ClientSession] = None
         self._blob_service: Optional[BlobServiceClient] = None
         self._locks: Optional[StartLocks] = None
+        self._next_runs: Optional[NextRunStore] = None
 
     def durable(self, binding: str) -> DurableClient:
         """The Durable API client for an invocation's ``durableClient`` binding JSON."""
@@ -87,10 +88,14 @@ class Root:
         return self._locks
 
     def next_runs(self) -> NextRunStore:
-        """The next-run channels, beside the locks in the lock container."""
-        return NextRunStore(
-            self.container(self.settings.lock_container), self.settings.storage_timeout_seconds
-        )
+        """The next-run channels, beside the locks in the lock container (one store, so
+        that changes of one id made at once are written together)."""
+        if self._next_runs is None:
+            self._next_runs = NextRunStore(
+                self.container(self.settings.lock_container),
+                self.settings.storage_timeout_seconds,
+            )
+        return self._next_runs
 
     async def wait_for_background(self) -> None:
         """Wait until the lock releases handed to the background are done."""
@@ -102,6 +107,7 @@ class Root:
         await self.wait_for_background()
         session, blobs = self._session, self._blob_service
         self._session, self._blob_service, self._locks = None, None, None
+        self._next_runs = None
         if session is not None:
             await session.close()
         if blobs is not None:

@@ -241,13 +241,24 @@ def read_route(req: func.HttpRequest, orchestrators: Collection[str]) -> Tuple[s
 
 
 def check_input(catalog: Catalog, function_name: str, value: Any) -> None:
-    """Raise a 400 problem when the orchestrator's own rule refuses ``value``."""
+    """Raise a 400 problem when the orchestrator's own rule refuses ``value``, or when an
+    orchestrator that takes next runs is given anything but an object (the app adds its
+    member ``run``, which the caller may not set)."""
     rule = catalog.rule(function_name)
     if rule is not None:
         try:
             rule(value)
         except InvalidInput as error:
             raise ProblemError(problems.invalid_input(str(error))) from None
+    if catalog.accepts_next_run(function_name) and not (
+        value is None or (isinstance(value, dict) and "run" not in value)
+    ):
+        raise ProblemError(
+            problems.invalid_input(
+                f"{function_name} takes next runs: its input is a JSON object (or no body), "
+                "without the member run, which the app sets."
+            )
+        )
 
 
 def check_function_name(name: str, orchestrators: Collection[str]) -> str:

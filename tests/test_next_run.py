@@ -86,10 +86,15 @@ async def test_every_start_of_the_job_opens_its_channel(start, durable) -> None:
     assert await channel_of() == Channel(member["id"])
 
 
-async def test_buffer_one_writes_the_input_as_the_next_run_without_waiting(start, durable) -> None:
+async def test_buffer_one_writes_the_input_as_the_next_run_without_waiting(
+    start, durable, blob_requests
+) -> None:
     await start("reindex", {"items": ["a"]})
+    await blob_requests.app.wait_for_background()
     durable.calls.clear()
+    before = blob_requests.requests
     response = await start("reindex", {"items": ["b"]}, query=BUFFER)
+    assert blob_requests.requests - before == 2  # the channel's read and conditional write
     assert response.status_code == 202
     body = body_of(response)
     assert body["outcome"] == "buffered" and "replacedRequestId" not in body
@@ -489,3 +494,75 @@ async def test_buffered_and_debounced_decisions_are_logged(start, durable, caplo
         "buffered",
     ]
     assert "requestId" not in " ".join(lines)  # one line, the usual members only
+
+
+async def test_an_orchestrator_that_takes_next_runs_takes_an_object_without_run(
+    durable, app_env
+) -> None:
+    """The app adds the member run (the run's name and its channel's task hub): any other
+    input could not carry it, and a caller's own run would be overwritten."""
+    app = SingletonApp(Catalog.of(["Job"], next_runs=["Job"]))
+    durable.reset(orchestrators={"Job"})
+    try:
+        for body in ([1, 2], "text", {"run": {"id": "mine"}}):
+            request = start_request("Job", "x", body, "")
+            problem(await app.http_start(request, durable.starter()), 400, "invalid-input")
+        assert sum(durable.calls.values()) == 0
+        accepted = await app.http_start(start_request("Job", "x", {"n": 1}, ""), durable.starter())
+        assert accepted.status_code == 202
+    finally:
+        await app.close()
+
+
+async def test_a_burst_in_one_process_is_written_together_and_every_answer_is_true(
+    start, durable, blob_requests
+) -> None:
+    """Thirty requests at once: their changes are written a round at a time, each
+    answered with the request it replaced, so exactly one is next and every other one is
+    named replaced by exactly one answer."""
+    await start("burst", {"items": ["a"]})
+    await blob_requests.app.wait_for_background()
+    before = blob_requests.requests
+    answers = await asyncio.gather(
+        *[start("burst", {"items": [n]}, query=BUFFER) for n in range(30)]
+    )
+    bodies = [body_of(a) for a in answers]
+    assert {b["outcome"] for b in bodies} == {"buffered"}
+    replaced = [b["replacedRequestId"] for b in bodies if "replacedRequestId" in b]
+    requests = {b["requestId"] for b in bodies}
+    assert len(replaced) == len(set(replaced)) == 29 and set(replaced) < requests
+    [last] = requests - set(replaced)
+    channel = await channel_of(instance_id="burst")
+    assert channel is not None and channel.next is not None and channel.next.request == last
+    assert blob_requests.requests - before < 30  # not a read and a write per request
+
+
+async def test_a_write_whose_answer_is_lost_is_read_back_not_done_twice(
+    start, durable, azurite, app_env, monkeypatch
+) -> None:
+    """Storage takes the channel's write but its answer is cut: the app reads the channel
+    back, finds its own write there, and answers as it did; it neither writes the input
+    again (an SDK retry would be refused by its own condition, and taken for a conflict)
+    nor calls itself the request it replaced."""
+    from durable_singleton._next_run_store import channel_blob_name
+    from tests.support.azurite import connection_string
+    from tests.support.fault_proxy import FaultProxy
+
+    proxy = FaultProxy(azurite.port).start()
+    await change_setting(monkeypatch, "AzureWebJobsStorage", connection_string(proxy.port))
+    try:
+        await start("cut", {"items": ["a"]})
+        first = body_of(await start("cut", {"items": ["b"]}, query=BUFFER))
+        blob = channel_blob_name(HUB, "cut")
+        put = f"PUT /devstoreaccount1/{app_env}/{blob}".encode()
+        proxy.set("cut_responses", match=put, times=1)  # a retry of the write gets through
+        second = await start("cut", {"items": ["c"]}, query=BUFFER)
+    finally:
+        proxy.stop()
+        await change_setting(monkeypatch, "AzureWebJobsStorage", azurite.connection_string)
+    assert proxy.faults == 1
+    body = body_of(second)
+    assert second.status_code == 202 and body["outcome"] == "buffered"
+    assert body["replacedRequestId"] == first["requestId"]
+    channel = await channel_of(instance_id="cut")
+    assert channel is not None and channel.next == Pending(body["requestId"], {"items": ["c"]})

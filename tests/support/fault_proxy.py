@@ -10,7 +10,8 @@ break the network the way a real outage does, while both ends stay real:
 - ``cut_responses``: requests reach the dependency, but the connection is reset as
   soon as the dependency starts answering: the request was carried out and its
   answer is lost. With ``match``, only for requests whose first bytes (the request
-  line) start with it, e.g. ``b"POST /durabletask/orchestrators/"``.
+  line) start with it, e.g. ``b"POST /durabletask/orchestrators/"``; with ``times``, only
+  that many answers, then it passes again (a client's own retry then gets through).
 
 It runs its own event loop in a thread, so tests on any loop (and other processes,
 through its port) can use it. ``faults`` counts the cuts and stalls it caused.
@@ -40,6 +41,7 @@ class FaultProxy:
         self.mode = "pass"
         self.delay = 0.0
         self.match = b""
+        self.times: Optional[int] = None
         self.faults = 0
         self._writers: Set[asyncio.StreamWriter] = set()
         self._server: Optional[asyncio.AbstractServer] = None
@@ -47,14 +49,16 @@ class FaultProxy:
 
     # -- control -----------------------------------------------------------------------
 
-    def set(self, mode: str, delay: float = 0.0, match: bytes = b"") -> None:
+    def set(
+        self, mode: str, delay: float = 0.0, match: bytes = b"", times: Optional[int] = None
+    ) -> None:
         """Switch to ``mode``; ``cut`` also resets every connection open now."""
         if mode not in MODES:
             raise ValueError(mode)
-        self._serving.run(self._switch(mode, delay, match))
+        self._serving.run(self._switch(mode, delay, match, times))
 
-    async def _switch(self, mode: str, delay: float, match: bytes) -> None:
-        self.mode, self.delay, self.match = mode, delay, match
+    async def _switch(self, mode: str, delay: float, match: bytes, times: Optional[int]) -> None:
+        self.mode, self.delay, self.match, self.times = mode, delay, match, times
         if mode == "cut":
             for writer in list(self._writers):
                 self._reset(writer)
@@ -137,6 +141,10 @@ class FaultProxy:
                 )
                 if self.mode == "cut" or cut_answer:
                     self.faults += 1
+                    if cut_answer and self.times is not None:
+                        self.times -= 1
+                        if self.times <= 0:
+                            self.mode = "pass"
                     self._reset(writer)
                     break
                 if self.delay:
