@@ -25,7 +25,7 @@ from ._retention import RetentionReport, handle_retention_tick
 from ._root import Root
 from ._starter import Outcome, start_singleton
 from ._timer_start import handle_tick
-from ._validation import StartRequest, check_start, debounce_of, effective_on_conflict
+from ._validation import checked_start, debounce_of
 
 
 class SingletonApp:
@@ -191,17 +191,16 @@ class SingletonApp:
             The failures of docs/library.md; :meth:`answer` answers each.
         """
         root = self.root()
-        settings = root.settings
-        debounce = debounce_of(debounce_seconds, debounce_max_seconds)
-        request = StartRequest(
+        request = checked_start(
+            root.catalog,
+            root.settings,
             function_name,
             instance_id,
-            input,
-            effective_on_conflict(on_conflict, settings.on_conflict, debounce),
-            reuse or settings.reuse,
-            debounce=debounce,
+            input_=input,
+            on_conflict=on_conflict,
+            reuse=reuse,
+            debounce=debounce_of(debounce_seconds, debounce_max_seconds),
         )
-        check_start(request, root.catalog, settings.max_body_bytes)
         return await start_singleton(request, root.durable(binding), root)
 
     async def status(self, binding: str, instance_id: str) -> Optional[InstanceStatus]:

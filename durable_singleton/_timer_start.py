@@ -20,19 +20,12 @@ from . import _answers as answers
 from . import _telemetry as telemetry
 from ._invocation import RootFactory, log_decision, loggable
 from ._links import Links, host_links
-from ._policy import Action, Overlap
+from ._policy import Action
 from ._problems import ProblemError
 from ._root import Root
 from ._settings import ConfigurationError, Schedule, load_schedule
 from ._starter import Outcome, start_singleton
-from ._validation import (
-    StartRequest,
-    check_function_name,
-    check_input,
-    check_instance_id,
-    check_next_run,
-    read_json_body,
-)
+from ._validation import StartRequest, checked_start
 
 logger = logging.getLogger("durable_singleton.timer")
 
@@ -96,40 +89,41 @@ async def handle_tick(
     )
 
 
+#: The setting of a schedule that each problem of its start request is about.
+_SETTING_OF = {
+    "unknown-orchestrator": "ORCHESTRATOR",
+    "invalid-instance-id": "INSTANCE_ID",
+    "invalid-body": "INPUT",
+    "body-too-large": "INPUT",
+    "invalid-input": "INPUT",
+}
+
+
 def schedule_request(schedule: Schedule, root: Root) -> StartRequest:
-    """The start a tick makes, checked with the starter's own rules.
+    """The start a tick makes, checked by the one constructor every start goes through
+    (:func:`~durable_singleton._validation.checked_start`).
 
     Raises
     ------
     ConfigurationError
         Naming the setting that breaks a rule, never its value.
     """
-    name = f"{schedule.prefix}_ORCHESTRATOR"
     try:
-        function_name = check_function_name(schedule.orchestrator, root.catalog.names)
-        name = f"{schedule.prefix}_INSTANCE_ID"
-        instance_id = check_instance_id(schedule.instance_id)
-        name = f"{schedule.prefix}_INPUT"
-        input_ = read_json_body(schedule.input_json.encode("utf-8"), root.settings.max_body_bytes)
-        check_input(root.catalog, function_name, input_)
-        name = f"{schedule.prefix}_OVERLAP"
-        if schedule.overlap is Overlap.BUFFER_ONE:
-            check_next_run(root.catalog, function_name, None)
-        if schedule.overlap is Overlap.CANCEL_OTHER and not root.catalog.accepts_stop(
-            function_name
-        ):
-            raise ConfigurationError(
-                f"App setting {name} is cancelOther, but the orchestrator does not take a "
-                "graceful Stop: use terminateOther."
-            )
+        return checked_start(
+            root.catalog,
+            root.settings,
+            schedule.orchestrator,
+            schedule.instance_id,
+            raw=schedule.input_json.encode("utf-8"),
+            on_conflict=schedule.overlap.on_conflict,
+            reuse=schedule.reuse,
+        )
     except ProblemError as error:
         # The title names the rule; the detail may repeat the value, so it stays out.
+        setting = _SETTING_OF.get(error.problem.kind, "OVERLAP")
         raise ConfigurationError(
-            f"App setting {name} is not valid: {error.problem.title}."
+            f"App setting {schedule.prefix}_{setting} is not valid: {error.problem.title}."
         ) from None
-    return StartRequest(
-        function_name, instance_id, input_, schedule.overlap.on_conflict, schedule.reuse
-    )
 
 
 def _decision(outcome: Outcome) -> Tuple[str, int]:

@@ -62,21 +62,8 @@ class StartRequest:
 def parse_start_request(
     req: func.HttpRequest, settings: Settings, catalog: Catalog
 ) -> StartRequest:
-    """Check every part of a start request.
-
-    Parameters
-    ----------
-    req : func.HttpRequest
-        The request as the host passes it.
-    settings : Settings
-        The app settings (body limit, default policies).
-    catalog : Catalog
-        The app's startable orchestrators and their input rules.
-
-    Returns
-    -------
-    StartRequest
-        The clean values; ``input`` is None when the body is empty.
+    """Read a start request from the route, the query and the body, and check it with
+    :func:`checked_start`, as every door is checked.
 
     Raises
     ------
@@ -88,25 +75,64 @@ def parse_start_request(
     given = read_choice(req, "onConflict", OnConflict, settings.on_conflict)
     reuse = read_choice(req, "reuse", Reuse, settings.reuse)
     debounce = read_debounce(req)
-    explicit = given if query_values(req, "onConflict") else None
-    on_conflict = effective_on_conflict(explicit, settings.on_conflict, debounce)
-    check_replacement(catalog, function_name, on_conflict)
-    raw = req.get_body() or b""
-    body = read_json_body(raw, settings.max_body_bytes)
-    check_input(catalog, function_name, body)
-    key = read_idempotency_key(req)
-    if on_conflict is OnConflict.BUFFER_ONE:
+    return checked_start(
+        catalog,
+        settings,
+        function_name,
+        instance_id,
+        raw=req.get_body() or b"",
+        on_conflict=given if query_values(req, "onConflict") else None,
+        reuse=reuse,
+        debounce=debounce,
+        key=read_idempotency_key(req),
+    )
+
+
+def checked_start(
+    catalog: Catalog,
+    settings: Settings,
+    function_name: str,
+    instance_id: str,
+    *,
+    raw: Optional[bytes] = None,
+    input_: Any = None,
+    on_conflict: Optional[OnConflict] = None,
+    reuse: Optional[Reuse] = None,
+    debounce: Optional[Debounce] = None,
+    key: Optional[str] = None,
+) -> StartRequest:
+    """The one constructor of a start request: every rule a start keeps, in one order,
+    whichever door it came through (the HTTP route parses its query and body, the
+    library takes arguments, the timer its settings).
+
+    ``raw`` is the input as JSON text (a body, a setting; empty: no input); without it,
+    ``input_`` is checked as JSON. ``on_conflict`` and ``reuse`` default to the
+    settings'; ``debounce`` implies bufferOne. Raises ProblemError naming the rule.
+    """
+    check_function_name(function_name, catalog.names)
+    check_instance_id(instance_id)
+    chosen = effective_on_conflict(on_conflict, settings.on_conflict, debounce)
+    check_replacement(catalog, function_name, chosen)
+    if raw is None:
+        try:
+            raw = json.dumps(input_, allow_nan=False).encode("utf-8")
+        except (TypeError, ValueError):
+            raise ProblemError(problems.invalid_body("The input is not JSON.")) from None
+    input_ = read_json_body(raw, settings.max_body_bytes)
+    check_input(catalog, function_name, input_)
+    if chosen is OnConflict.BUFFER_ONE:
         check_next_run(catalog, function_name, key)
+    policy = reuse or settings.reuse
     keyed = None
     if key is not None:
         parts = {
             "function": function_name,
             "instance": instance_id,
-            "onConflict": on_conflict.value,
-            "reuse": reuse.value,
+            "onConflict": chosen.value,
+            "reuse": policy.value,
         }
         keyed = keyed_request(key, parts, raw)
-    return StartRequest(function_name, instance_id, body, on_conflict, reuse, keyed, debounce)
+    return StartRequest(function_name, instance_id, input_, chosen, policy, keyed, debounce)
 
 
 def read_debounce(req: func.HttpRequest) -> Optional[Debounce]:
@@ -186,7 +212,7 @@ def check_next_run(catalog: Catalog, function_name: str, key: Optional[str]) -> 
             problems.conflicting_parameters(
                 "An Idempotency-Key cannot be combined with onConflict=bufferOne or "
                 "debounceSeconds; send the request without it (its answer's requestId "
-                "shows in the instance's status once the instance has taken the input)."
+                "shows in the instance's status as its run once its input runs)."
             )
         )
 
@@ -213,24 +239,6 @@ def read_idempotency_key(req: func.HttpRequest) -> Optional[str]:
     if not valid_key(str(value)):
         raise ProblemError(problems.invalid_idempotency_key(KEY_RULE))
     return str(value)
-
-
-def check_start(request: StartRequest, catalog: Catalog, limit: int) -> None:
-    """Check a start made from code as the HTTP route's is checked (ProblemError).
-
-    The input must be JSON of at most ``limit`` bytes, under the body's rules.
-    """
-    check_function_name(request.function_name, catalog.names)
-    check_instance_id(request.instance_id)
-    try:
-        encoded = json.dumps(request.input, allow_nan=False).encode("utf-8")
-    except (TypeError, ValueError):
-        raise ProblemError(problems.invalid_body("The input is not JSON.")) from None
-    read_json_body(encoded, limit)
-    check_input(catalog, request.function_name, request.input)
-    check_replacement(catalog, request.function_name, request.on_conflict)
-    if request.on_conflict is OnConflict.BUFFER_ONE or request.debounce is not None:
-        check_next_run(catalog, request.function_name, None)
 
 
 def read_route(req: func.HttpRequest, orchestrators: Collection[str]) -> Tuple[str, str]:
