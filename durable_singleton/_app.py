@@ -21,11 +21,11 @@ from ._next_run_store import handle as handle_next_run
 from ._overview import handle_list_request
 from ._page import handle_page_request
 from ._policy import OnConflict, Reuse
+from ._request import checked_start, debounce_of
 from ._retention import RetentionReport, handle_retention_tick
 from ._root import Root
 from ._starter import Outcome, start_singleton
 from ._timer_start import handle_tick
-from ._validation import checked_start, debounce_of
 
 
 class SingletonApp:

@@ -21,10 +21,11 @@ from ._links import Links
 from ._lock import HeldLock
 from ._policy import FINISHED
 from ._problems import ProblemError
+from ._request import check_stop
 from ._root import Root
 from ._starter import close_channel, hold_lock, stop_through_channel
 from ._stop import STOP_EVENT
-from ._validation import check_stop, read_choice, read_route
+from ._validation import read_choice, read_route
 
 TERMINATE_REASON = "Terminated through DELETE with mode=terminate."
 

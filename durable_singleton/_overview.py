@@ -28,8 +28,9 @@ from ._links import Links, list_links
 from ._lock import LockUnavailable
 from ._policy import FINISHED
 from ._problems import ProblemError
+from ._request import check_function_name
 from ._settings import choice_values, parse_choice
-from ._validation import check_function_name, query_values, read_whole_number
+from ._validation import query_values, read_whole_number
 
 #: Instances per page unless ``top`` says otherwise, and the most it may ask for.
 DEFAULT_TOP = 50

@@ -60,9 +60,9 @@ from ._policy import (
     must_recheck_under_lock,
 )
 from ._problems import ProblemError
+from ._request import StartRequest
 from ._root import Root
 from ._stop import STOP_EVENT
-from ._validation import StartRequest
 from ._waiting import Pauses
 
 logger = logging.getLogger("durable_singleton._starter")

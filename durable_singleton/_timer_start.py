@@ -22,10 +22,10 @@ from ._invocation import RootFactory, log_decision, loggable
 from ._links import Links, host_links
 from ._policy import Action
 from ._problems import ProblemError
+from ._request import StartRequest, checked_start
 from ._root import Root
 from ._settings import ConfigurationError, Schedule, load_schedule
 from ._starter import Outcome, start_singleton
-from ._validation import StartRequest, checked_start
 
 logger = logging.getLogger("durable_singleton.timer")
 
@@ -101,7 +101,7 @@ _SETTING_OF = {
 
 def schedule_request(schedule: Schedule, root: Root) -> StartRequest:
     """The start a tick makes, checked by the one constructor every start goes through
-    (:func:`~durable_singleton._validation.checked_start`).
+    (:func:`~durable_singleton._request.checked_start`).
 
     Raises
     ------

@@ -1,6 +1,6 @@
 """One rule for a start, whichever door it comes through: the HTTP route, the library's
 ``SingletonApp.start`` and a schedule's tick all build their request with the one checked
-constructor (``_validation.checked_start``), so each row of this table is answered alike by
+constructor (``_request.checked_start``), so each row of this table is answered alike by
 the three, and nothing is called."""
 
 from __future__ import annotations

@@ -13,15 +13,14 @@ from hypothesis import strategies as st
 from durable_singleton import Catalog
 from durable_singleton._policy import OnConflict, Reuse
 from durable_singleton._problems import ProblemError
-from durable_singleton._settings import Settings
-from durable_singleton._validation import (
+from durable_singleton._request import (
     MAX_INSTANCE_ID_LENGTH,
     check_function_name,
     check_instance_id,
-    parse_start_request,
-    read_choice,
     read_json_body,
 )
+from durable_singleton._settings import Settings
+from durable_singleton._validation import parse_start_request, read_choice
 from tests.support.app import APP_ROOT
 from tests.support.requests import start_request
 
