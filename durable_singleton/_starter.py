@@ -315,9 +315,14 @@ class _StartRun:
         request = self.request
         keyed = request.keyed
         # A request with a key looks again: another one with the same key may have
-        # started the id since it read the record.
-        if keyed is not None or must_recheck_under_lock(
-            action, request.on_conflict, request.reuse
+        # started the id since it read the record. So does a start of an orchestrator
+        # that takes next runs: it opens the id's channel before its start is sent, and
+        # must not open it over an instance another caller started meanwhile (whose
+        # start the runtime would refuse after the channel was taken from it).
+        if (
+            keyed is not None
+            or self.channelled
+            or must_recheck_under_lock(action, request.on_conflict, request.reuse)
         ):
             status = await self.durable.status(self.id)
             if keyed is not None:

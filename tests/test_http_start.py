@@ -78,7 +78,9 @@ async def test_extension_duplicate_refusal_is_409(start, durable, answer: str) -
     refuses (500 in older builds, 409 in newer) and the caller gets our 409."""
     durable.reset(duplicate_answer=answer)
     durable.put("nightly-import", "Running")
-    durable.fail_next("status", 404)  # the first read misses the running instance
+    # Both reads miss the running instance (the one before the lock, and the one under it
+    # that a start of SingletonOrchestrator makes before it opens the next-run channel).
+    durable.fail_next("status", 404, times=2)
     response = await start("nightly-import")
     body = problem(response, 409, "instance-active")
     assert body["runtimeStatus"] == "Running"
@@ -86,9 +88,11 @@ async def test_extension_duplicate_refusal_is_409(start, durable, answer: str) -
     assert durable.accepted_starts == []
 
 
-async def test_fresh_start_makes_one_status_read_and_one_start(start, durable) -> None:
+async def test_fresh_start_makes_two_status_reads_and_one_start(start, durable) -> None:
+    """SingletonOrchestrator takes next runs: the start reads the status again under the
+    lock before it opens the id's next-run channel (docs/design.md, cost per request)."""
     assert (await start("calls")).status_code == 202
-    assert durable.calls == {"status": 1, "start": 1}
+    assert durable.calls == {"status": 2, "start": 1}
 
 
 # -- bad input: a clear error, nothing reaches the Durable runtime -------------------

@@ -566,3 +566,26 @@ async def test_a_write_whose_answer_is_lost_is_read_back_not_done_twice(
     assert body["replacedRequestId"] == first["requestId"]
     channel = await channel_of(instance_id="cut")
     assert channel is not None and channel.next == Pending(body["requestId"], {"items": ["c"]})
+
+
+async def test_a_start_decided_on_a_stale_status_never_takes_the_channel_of_a_running_one(
+    start, durable
+) -> None:
+    """A start read "no instance", then another caller started one and let the lock go:
+    the first must look again under the lock before it opens the channel, or it would
+    open it over the running instance (whose waiting run would then begin with no input)
+    and only then be refused by the runtime."""
+
+    told = body_of(await start("stale", {"items": ["a"]}, query="debounceSeconds=30"))
+    before = await channel_of(instance_id="stale")
+    real_status = durable.instances.pop("stale")  # the first read finds no instance
+
+    async def first_read_then_back(instance_id: str) -> None:
+        # Answered "none", then started by the other caller right after the read.
+        asyncio.get_running_loop().call_soon(durable.instances.__setitem__, "stale", real_status)
+
+    durable.hold_status = first_read_then_back
+    response = await start("stale", {"items": ["b"]})
+    problem(response, 409, "instance-active")
+    assert await channel_of(instance_id="stale") == before  # still the waiting run's
+    assert before is not None and before.run == told["requestId"]

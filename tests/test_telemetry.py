@@ -82,6 +82,7 @@ async def test_a_start_is_one_span_with_its_steps(start, durable, spans) -> None
     assert children(spans, span) == [
         "durable.status",
         "lock.acquire",
+        "durable.status",
         "nextrun.open",
         "durable.start",
     ]
