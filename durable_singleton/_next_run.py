@@ -19,9 +19,14 @@ take, begin and Stop is decided on the channel as it is at that moment, one afte
 other: a request either becomes the next run or finds the channel ended; a Stop drops
 exactly the next run it removes, which no take can then find.
 
+A start opens the channel before it is sent, and the channel takes requests only once
+the start is known to have created the instance (:func:`takes_requests`,
+:func:`confirmed`): a start that did not happen must not leave a request waiting where
+no instance will take it.
+
 Each decision is a pure function here (:func:`offer`, :func:`take`, :func:`begin`,
-:func:`stop`, :func:`close`, :func:`opened`), applied by the starter and by the
-activity alike. The job's side of Stop events is :class:`RunState`.
+:func:`stop`, :func:`close`, :func:`opened`, :func:`confirmed`), applied by the starter
+and by the activity alike. The job's side of Stop events is :class:`RunState`.
 
 Every request carries an id (``requestId`` in the answers). A job's *run* is named by
 the id of the request whose input it runs, so the job's status shows whose input runs
@@ -95,7 +100,11 @@ class Channel:
     ``due_at``/``latest_at``: set while the run waits to begin (debounced); ``next``: the
     run after it; ``after``: the run the current one was taken from; ``ended``: the run
     ended with no next run, and the instance takes nothing more; ``stopped``: a Stop was
-    decided for the current run; ``writes``: the ids of the latest writes, so that a
+    decided for the current run; ``starting``: the app opened the channel for a start not
+    yet known to have created the instance, and until that is known (the app's own
+    confirmation, or a status that shows the run) the channel takes no request: if the
+    start did not happen, nothing would ever take it; ``writes``: the ids of the latest
+    writes, so that a
     writer whose answer was lost can tell whether its write landed (not part of what
     the channel says: equal channels may differ in it).
     """
@@ -108,6 +117,7 @@ class Channel:
     after: Optional[str] = None
     ended: bool = False
     stopped: bool = False
+    starting: bool = False
     writes: Tuple[str, ...] = field(default=(), compare=False)
 
     @property
@@ -145,14 +155,39 @@ class Offered:
     replaced: Optional[str]
 
 
+def shown_run(custom_status: Any) -> Optional[str]:
+    """The run a job's custom status shows (:meth:`RunState.status`), if any."""
+    run = custom_status.get("run") if isinstance(custom_status, dict) else None
+    return run if isinstance(run, str) else None
+
+
+def takes_requests(channel: Optional[Channel], shown: Optional[str]) -> bool:
+    """Whether a request may become the next (or waiting) run in ``channel``, for an
+    instance whose status shows run ``shown``: the channel is open, and its instance is
+    known to exist (confirmed, or that very run is shown active)."""
+    if channel is None or channel.ended:
+        return False
+    return not channel.starting or shown == channel.run
+
+
+def confirmed(channel: Optional[Channel], run: str) -> Optional[Channel]:
+    """The channel once the start of run ``run`` is known to have created the instance
+    (None: nothing to write)."""
+    if channel is None or not channel.starting or channel.run != run:
+        return None
+    return replace(channel, starting=False)
+
+
 def offer(channel: Channel, request: str, input_: Any, asked_due: Optional[str]) -> Offered:
-    """A request's input for an instance whose channel is open (not ended).
+    """A request's input for an instance whose channel takes requests
+    (:func:`takes_requests`; the write confirms the channel).
 
     While the run waits (and no Stop dropped it), the input replaces the waiting run's
     and a debounced request moves its due time to ``asked_due`` (never past
     ``latest_at``); otherwise it becomes the next run, replacing the one there.
     """
     assert not channel.ended
+    channel = replace(channel, starting=False)
     if channel.waiting and not channel.stopped:
         due = channel.due_at
         if asked_due is not None and channel.latest_at is not None:
@@ -204,7 +239,7 @@ def begin(channel: Optional[Channel], now: datetime.datetime) -> Tuple[Optional[
     assert channel.due_at is not None
     if parse_time(channel.due_at) > now:
         return None, Wait(channel.due_at)
-    began = replace(channel, due_at=None, latest_at=None)
+    began = replace(channel, due_at=None, latest_at=None, starting=False)
     return began, Pending(channel.run, channel.input)
 
 
@@ -268,11 +303,11 @@ def opened(
 
     A next run still in the previous channel was told it would run, and its instance
     ended without taking it (failed, or terminated outside the app): it stays the next
-    run, now after this one.
+    run, now after this one. The channel is ``starting`` until the start is confirmed.
     """
     waiting_input = input_ if due_at is not None else None
     carried = previous.next if previous is not None else None
-    return Channel(run, waiting_input, due_at, latest_at, next=carried)
+    return Channel(run, waiting_input, due_at, latest_at, next=carried, starting=True)
 
 
 # -- what the starter puts in a start's input, and in a Stop --------------------------------

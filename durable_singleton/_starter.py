@@ -44,11 +44,14 @@ from ._next_run import (
     Channel,
     Offered,
     close,
+    confirmed,
     offer,
     opened,
+    shown_run,
     start_member,
     stop_event,
     stop_run,
+    takes_requests,
 )
 from ._next_run_store import ChannelWriteUnknown
 from ._policy import (
@@ -367,6 +370,7 @@ class _StartRun:
             raise
         if outcome is StartOutcome.STARTED:
             await self._mark_landed(held)
+            await self._confirm_channel()
             return self._started(action, due_at)
         await self._restore_records(held)
         # The extension refused: an instance with the id is active after all (started
@@ -412,6 +416,24 @@ class _StartRun:
         except ChannelWriteUnknown as error:  # nothing is started on an unknown channel
             raise LockUnavailable("opening the next-run channel") from error
 
+    async def _confirm_channel(self) -> None:
+        """The start created the instance: its channel takes requests from now on. If this
+        write fails, the first request that reads a status showing the run confirms it
+        (durable_singleton._next_run.takes_requests); until then requests wait under the
+        lock, so a failure here delays them and loses nothing."""
+        if not self.channelled:
+            return
+        run = self.run_id
+
+        def confirming(channel: Any) -> "tuple[Any, None]":
+            return confirmed(channel, run), None
+
+        try:
+            with telemetry.step("nextrun.confirm"):
+                await self.root.next_runs().change(self.durable.task_hub, self.id, confirming)
+        except (LockUnavailable, ChannelWriteUnknown) as error:
+            logger.warning("The next-run channel was not confirmed: %s", error)
+
     def _started(self, action: Action, due_at: Optional[str] = None) -> Outcome:
         return Outcome(
             action,
@@ -432,8 +454,10 @@ class _StartRun:
         if self.request.debounce is not None:
             asked, _ = self.request.debounce.times(_utc_now())
 
+        shown = shown_run(status.custom_status) if status is not None else None
+
         def offering(channel: Any) -> "tuple[Any, Optional[Offered]]":
-            if channel is None or channel.ended:
+            if not takes_requests(channel, shown):
                 return None, None
             offered = offer(channel, request_id, input_, asked)
             return offered.channel, offered
@@ -501,6 +525,7 @@ class _StartRun:
             status = None
         if status is not None and _created_since(status, before, acquired_at):
             logger.info("A start's answer was lost; its status shows it started.")
+            await self._confirm_channel()
             return self._started(Action.START, self.due_at)
         raise StartOutcomeUnknown(self.id)
 

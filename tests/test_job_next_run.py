@@ -20,13 +20,16 @@ from durable_singleton._next_run import (
     Wait,
     begin,
     close,
+    confirmed,
     iso,
     offer,
     opened,
+    shown_run,
     start_member,
     stop,
     stop_event,
     take,
+    takes_requests,
 )
 from tests.support.history import START, History
 from tests.support.job_driver import MemoryChannels, drive
@@ -406,7 +409,29 @@ def test_close_ends_the_channel_and_drops_the_next_run() -> None:
 def test_a_start_keeps_a_next_run_its_last_instance_did_not_take() -> None:
     left = Channel("run-1", next=Pending("req-2", 2))
     assert opened(left, "req-9").next == Pending("req-2", 2)
-    assert opened(Channel("run-1", ended=True), "req-9") == Channel("req-9")
+    assert opened(Channel("run-1", ended=True), "req-9") == Channel("req-9", starting=True)
+
+
+def test_a_channel_opened_for_a_start_takes_requests_only_once_the_start_is_known() -> None:
+    """Opened before the start is sent: if the start never happened, no instance would
+    take a request written there."""
+    opening = opened(Channel("run-1", ended=True), "req-9")
+    assert not takes_requests(opening, None) and not takes_requests(opening, "run-1")
+    assert takes_requests(opening, "req-9")  # a status that shows the run: it exists
+    offered = offer(opening, "req-10", 10, None)
+    assert not offered.channel.starting  # the request's write confirms it
+    started = confirmed(opening, "req-9")
+    assert started is not None and takes_requests(started, None)
+    assert confirmed(started, "req-9") is None and confirmed(opening, "req-8") is None
+    assert not takes_requests(None, "req-9")
+    assert not takes_requests(Channel("req-9", ended=True), "req-9")
+    assert shown_run({"run": "req-9", "processed": 0}) == "req-9"
+    assert shown_run(None) is None and shown_run({"run": 3}) is None
+    # A take or a begin shows the instance exists: what they write takes requests.
+    ended, _ = take(opening, "req-9")
+    assert ended is not None and ended.ended and not ended.starting
+    began, _ = begin(opened(None, "req-1", 1, iso(DUE), iso(LATEST)), DUE)
+    assert began is not None and not began.starting
 
 
 def test_the_channel_survives_its_stored_form() -> None:

@@ -589,3 +589,30 @@ async def test_a_start_decided_on_a_stale_status_never_takes_the_channel_of_a_ru
     problem(response, 409, "instance-active")
     assert await channel_of(instance_id="stale") == before  # still the waiting run's
     assert before is not None and before.run == told["requestId"]
+
+
+async def test_a_channel_opened_for_a_start_that_did_not_happen_takes_no_request(
+    start, durable
+) -> None:
+    """A start opens the id's channel before it is sent; here the runtime then refuses
+    it (unavailable), so no instance will ever take from that channel. A request that
+    read the status a moment before the last instance ended (it saw it running) must not
+    be told it is buffered there: it finds the channel not confirmed, and starts the run
+    itself under the lock."""
+    await start("gone", {"items": ["a"]})
+    assert await end_run(durable, durable.runs[0][1], "gone") is None  # channel ended
+    durable.set_status("gone", "Completed")
+    durable.fail_next("start", 503)
+    assert (await start("gone", {"items": ["b"]})).status_code >= 500  # nothing started
+    assert len(durable.created) == 1
+
+    async def stale_read(instance_id: str) -> None:
+        # This read still finds the last instance running; it ends right after.
+        durable.set_status(instance_id, "Running")
+        asyncio.get_running_loop().call_soon(durable.set_status, instance_id, "Completed")
+
+    durable.hold_status = stale_read
+    response = await start("gone", {"items": ["c"]}, query=BUFFER)
+    body = body_of(response)
+    assert response.status_code == 202 and body["outcome"] == "started", body
+    assert durable.created[-1][1]["items"] == ["c"]

@@ -85,6 +85,7 @@ async def test_a_start_is_one_span_with_its_steps(start, durable, spans) -> None
         "durable.status",
         "nextrun.open",
         "durable.start",
+        "nextrun.confirm",
     ]
     [point] = [p for p in points("singleton.decisions") if p.attributes["decision"] == "started"]
     assert point.value == 1
