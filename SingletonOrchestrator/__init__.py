@@ -7,7 +7,7 @@ after that pause, as a new execution, until ``maxPasses`` or a ``Stop`` event.
 
 import azure.durable_functions as df
 
-from durable_singleton import parse_job_input, run_job
+from durable_singleton.job import parse_job_input, run_job
 
 main = df.Orchestrator.create(run_job)
 

@@ -15,61 +15,42 @@ A v2 (decorator) app registers the Blueprint::
 A function.json (v1) app makes one :class:`SingletonApp` and passes it to its functions.
 """
 
+from . import errors as errors
+from . import job as job
 from ._app import SingletonApp
 from ._blueprint import blueprint
 from ._catalog import Catalog, InputRule, InvalidInput
-from ._durable import DurableFailure, DurableUnavailable, InstanceStatus, StartOutcomeUnknown
+from ._client import SingletonClient, Stopped
+from ._durable import InstanceStatus
 from ._errors import NotStarted, OutcomeUnknown, SingletonError
 from ._instances import StopMode
-from ._job import parse_job_input, run_job
-from ._lock import LockLost, LockUnavailable
 from ._policy import Action, OnConflict, Overlap, Reuse
-from ._problems import Problem, ProblemError
-from ._settings import ConfigurationError
-from ._starter import (
-    InstanceEnding,
-    InstanceVanished,
-    LockBusy,
-    NextRunOutcomeUnknown,
-    Outcome,
-    ReplaceTimedOut,
-)
+from ._starter import Outcome
 from ._stop import STOP_EVENT, stop_requested
 
 __version__ = "5.0.0"
 
+#: The failures by kind are in :mod:`durable_singleton.errors`; the sample job is
+#: :mod:`durable_singleton.job`.
 __all__ = [
     "Action",
     "Catalog",
-    "ConfigurationError",
-    "DurableFailure",
-    "DurableUnavailable",
     "InputRule",
-    "InstanceEnding",
     "InstanceStatus",
-    "InstanceVanished",
     "InvalidInput",
-    "LockBusy",
-    "LockLost",
-    "LockUnavailable",
     "NotStarted",
-    "NextRunOutcomeUnknown",
     "OnConflict",
     "Outcome",
     "OutcomeUnknown",
     "Overlap",
-    "Problem",
-    "ProblemError",
-    "ReplaceTimedOut",
-    "STOP_EVENT",
     "Reuse",
+    "STOP_EVENT",
     "SingletonApp",
+    "SingletonClient",
     "SingletonError",
-    "StartOutcomeUnknown",
     "StopMode",
+    "Stopped",
     "__version__",
     "blueprint",
-    "parse_job_input",
-    "run_job",
     "stop_requested",
 ]

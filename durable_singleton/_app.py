@@ -11,20 +11,19 @@ import azure.functions as func
 
 from . import _answers as answers
 from ._catalog import Catalog
-from ._durable import InstanceStatus
+from ._client import SingletonClient
 from ._http_start import handle_start_request
-from ._instances import StopMode, end_instance, handle_instance_request
+from ._instances import handle_instance_request
 from ._invocation import DEFAULT_ROUTE_PREFIX, Routes
 from ._item_store import handle as handle_item_store
-from ._links import host_links, links_for
+from ._links import links_for
 from ._next_run_store import handle as handle_next_run
 from ._overview import handle_list_request
 from ._page import handle_page_request
-from ._policy import OnConflict, Reuse
-from ._request import checked_start, debounce_of
+from ._policy import Reuse
 from ._retention import RetentionReport, handle_retention_tick
 from ._root import Root
-from ._starter import Outcome, start_singleton
+from ._starter import Outcome
 from ._timer_start import handle_tick
 
 
@@ -146,84 +145,12 @@ class SingletonApp:
         app's route prefix."""
         return answers.openapi_document(self.routes.prefix)
 
-    # -- the operations, for functions of an app's own ----------------------------------
+    # -- the client, for functions of an app's own -----------------------------------------
 
-    async def start(
-        self,
-        binding: str,
-        function_name: str,
-        instance_id: str,
-        input: Any = None,
-        on_conflict: Optional[OnConflict] = None,
-        reuse: Optional[Reuse] = None,
-        debounce_seconds: Optional[int] = None,
-        debounce_max_seconds: Optional[int] = None,
-    ) -> Outcome:
-        """Start ``function_name`` under ``instance_id`` unless the policies say otherwise.
-
-        Parameters
-        ----------
-        binding : str
-            The ``durableClient`` binding's JSON.
-        function_name, instance_id : str
-            What to start, under which id; checked as the HTTP route is.
-        input : Any
-            The orchestrator's input (JSON-serialisable), checked by its input rule.
-        on_conflict, reuse : OnConflict, Reuse, optional
-            The policies; the app settings' defaults when not given.
-            ``OnConflict.BUFFER_ONE`` hands the input to an active instance as its
-            next run (orchestrators that take next runs only).
-        debounce_seconds, debounce_max_seconds : int, optional
-            Debounce the run, as the route's ``debounceSeconds`` and
-            ``debounceMaxSeconds`` do (implies ``OnConflict.BUFFER_ONE``).
-
-        Returns
-        -------
-        Outcome
-            Started, or what was done about the existing instance (``Outcome.kind``
-            says it in the answers' word).
-
-        Raises
-        ------
-        ProblemError
-            The request breaks a rule (its ``problem`` says which).
-        Exception
-            The failures of docs/library.md; :meth:`answer` answers each.
-        """
-        root = self.root()
-        request = checked_start(
-            root.catalog,
-            root.settings,
-            function_name,
-            instance_id,
-            input_=input,
-            on_conflict=on_conflict,
-            reuse=reuse,
-            debounce=debounce_of(debounce_seconds, debounce_max_seconds),
-        )
-        return await start_singleton(request, root.durable(binding), root)
-
-    async def status(self, binding: str, instance_id: str) -> Optional[InstanceStatus]:
-        """The instance's status, or None when no instance has the id."""
-        return await self.root().durable(binding).status(instance_id)
-
-    async def stop(
-        self,
-        binding: str,
-        function_name: str,
-        instance_id: str,
-        mode: StopMode = StopMode.STOP,
-    ) -> InstanceStatus:
-        """Ask the instance to end: ``Stop`` (it finishes its item in flight) or terminate.
-
-        Returns the status it had. Raises ProblemError 404 when no instance of
-        ``function_name`` has the id, 409 when it has already ended.
-        """
-        root = self.root()
-        durable = root.durable(binding)
-        links = host_links(durable.binding)
-        ended = await end_instance(durable, root, function_name, instance_id, mode, links)
-        return ended.status
+    def client(self, binding: str) -> SingletonClient:
+        """A :class:`SingletonClient` (start, status, list, stop) through the
+        ``durableClient`` binding's JSON ``binding``, in this event loop."""
+        return SingletonClient(self.root(), binding)
 
     def answer(
         self,
@@ -233,7 +160,8 @@ class SingletonApp:
         binding: str,
         reuse: Optional[Reuse] = None,
     ) -> func.HttpResponse:
-        """The HTTP answer HttpStartSingle gives for what :meth:`start` returned or raised.
+        """The HTTP answer HttpStartSingle gives for what :meth:`SingletonClient.start`
+        returned or raised.
 
         ``reuse`` is the policy the start was given (the settings' default if None).
         """

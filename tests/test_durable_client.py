@@ -8,13 +8,13 @@ import json
 import logging
 import re
 from pathlib import Path
-from typing import Any
 
 import pytest
 from azure.functions.timer import TimerRequest
 
 import TimerStartSingle
 from durable_singleton._durable import Binding, InstanceStatus
+from tests.support.answers import kind
 from tests.support.app import APP_ROOT
 
 FAILED = {
@@ -25,10 +25,6 @@ FAILED = {
     "createdTime": "2026-01-05T03:00:00Z",
     "lastUpdatedTime": "2026-01-05T03:01:00Z",
 }
-
-
-def kind(response: Any) -> str:
-    return json.loads(response.get_body())["type"].rsplit(":", 1)[1]
 
 
 @pytest.mark.parametrize("code", [400, 500])

@@ -17,18 +17,20 @@ MAY_HAVE_STARTED = {"StartOutcomeUnknown", "NextRunOutcomeUnknown", "DurableFail
 
 
 def exported_errors() -> dict:
+    """The failure classes the package exports: its top level's and its errors module's."""
     return {
         name: value
-        for name, value in vars(durable_singleton).items()
-        if name in durable_singleton.__all__
-        and inspect.isclass(value)
-        and issubclass(value, BaseException)
+        for module in (durable_singleton, durable_singleton.errors)
+        for name, value in vars(module).items()
+        if name in module.__all__ and inspect.isclass(value) and issubclass(value, BaseException)
     }
 
 
 def test_every_exported_failure_is_one_of_the_two() -> None:
     errors = exported_errors()
-    assert {"SingletonError", "NotStarted", "OutcomeUnknown", "ProblemError"} <= set(errors)
+    assert {"SingletonError", "NotStarted", "OutcomeUnknown", "ProblemError", "LockBusy"} <= set(
+        errors
+    )
     for name, error in errors.items():
         if name in ("SingletonError", "NotStarted", "OutcomeUnknown", "InvalidInput"):
             continue  # the bases, and what an input rule raises (answered as ProblemError)
@@ -42,18 +44,19 @@ async def test_a_caller_of_start_acts_on_the_two(durable, app_env) -> None:
     app = durable_singleton.SingletonApp(durable_singleton.Catalog.of(["SingletonOrchestrator"]))
     try:
         with pytest.raises(NotStarted):  # refused connection: nothing was sent
-            await app.start(starter_binding("http://127.0.0.1:9/durabletask/"), "Nope", "x")
+            await app.client(starter_binding("http://127.0.0.1:9/durabletask/")).start("Nope", "x")
         with pytest.raises(NotStarted):
-            await app.start(
-                starter_binding("http://127.0.0.1:9/durabletask/"), "SingletonOrchestrator", "x"
+            await app.client(starter_binding("http://127.0.0.1:9/durabletask/")).start(
+                "SingletonOrchestrator", "x"
             )
         proxy = FaultProxy(durable.port).start()
         try:
             proxy.set("cut_responses", match=b"POST /durabletask/orchestrators/")
             durable.fail_next("status", 503, None, times=3)  # nor can the status tell
             with pytest.raises(OutcomeUnknown):
-                await app.start(
-                    starter_binding(f"http://127.0.0.1:{proxy.port}/durabletask/"),
+                await app.client(
+                    starter_binding(f"http://127.0.0.1:{proxy.port}/durabletask/")
+                ).start(
                     "SingletonOrchestrator",
                     "lost",
                 )

@@ -13,7 +13,7 @@ import json
 import os
 import threading
 import time
-from typing import Any, Iterator
+from typing import Iterator
 
 import pytest
 from azure.storage.blob.aio import BlobLeaseClient, BlobServiceClient
@@ -21,19 +21,13 @@ from azure.storage.blob.aio import BlobLeaseClient, BlobServiceClient
 from durable_singleton import Catalog, SingletonApp
 from durable_singleton._lock import LEASE_SECONDS, lock_blob_name
 from durable_singleton._settings import STORAGE_CONNECTION
+from tests.support.answers import kind
 from tests.support.app import APP_ROOT, change_setting
 from tests.support.azurite import connection_string
 from tests.support.durable_double import starter_binding
 from tests.support.fault_proxy import FaultProxy
 from tests.support.report import report
 from tests.support.requests import instance_request
-
-
-def kind(response: Any) -> str:
-    """The problem kind of an answer, or its status for a success."""
-    if response.status_code < 300:
-        return str(response.status_code)
-    return json.loads(response.get_body())["type"].rsplit(":", 1)[1]
 
 
 @pytest.fixture

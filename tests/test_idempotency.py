@@ -23,6 +23,7 @@ from durable_singleton._idempotency import (
 )
 from durable_singleton._lock import lock_blob_name
 from durable_singleton._next_run_store import handle as next_run
+from tests.support.answers import kind
 from tests.support.app import app, change_setting
 from tests.support.azurite import connection_string
 from tests.support.durable_double import ago, starter_binding
@@ -150,12 +151,6 @@ def test_records_keep_no_key_and_no_body_and_read_back() -> None:
 
 
 # -- end to end --------------------------------------------------------------------------
-
-
-def kind(response: Any) -> str:
-    if response.status_code < 300:
-        return str(response.status_code)
-    return json.loads(response.get_body())["type"].rsplit(":", 1)[1]
 
 
 async def test_a_retry_gets_the_first_answer_again_running_or_finished(start, durable) -> None:

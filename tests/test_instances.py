@@ -2,26 +2,12 @@
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 import pytest
 from azure.durable_functions import OrchestrationRuntimeStatus as Status
 
 from durable_singleton._policy import ACTIVE, FINISHED
+from tests.support.answers import body, problem
 from tests.support.durable_double import SYSTEM_KEY
-
-
-def body(response: Any) -> dict:
-    return json.loads(response.get_body())
-
-
-def problem(response: Any, status: int, kind: str) -> dict:
-    assert response.status_code == status
-    assert response.headers["Content-Type"] == "application/problem+json"
-    document = body(response)
-    assert document["type"] == f"urn:singleton-starter:problem:{kind}"
-    return document
 
 
 @pytest.mark.parametrize("status", sorted(s.value for s in Status))

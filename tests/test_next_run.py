@@ -15,6 +15,7 @@ import pytest
 from durable_singleton import Catalog, SingletonApp
 from durable_singleton._next_run import Channel, Pending, parse_time
 from durable_singleton._next_run_store import handle as next_run
+from tests.support.answers import body as body_of
 from tests.support.answers import problem
 from tests.support.app import app as the_app
 from tests.support.app import change_setting
@@ -22,10 +23,6 @@ from tests.support.requests import start_request
 
 BUFFER = "onConflict=bufferOne"
 HUB = "TestHubName"
-
-
-def body_of(response: Any) -> Dict[str, Any]:
-    return json.loads(response.get_body())
 
 
 def event_data(durable: Any, index: int = -1) -> Dict[str, Any]:
@@ -445,32 +442,37 @@ async def test_the_conflict_path_of_the_default_policy_is_unchanged(
 
 
 async def test_the_library_start_buffers_and_debounces_by_the_same_rules(durable, app_env) -> None:
-    from durable_singleton import OnConflict, ProblemError
+    from durable_singleton import OnConflict
+    from durable_singleton.errors import ProblemError
 
     app = SingletonApp(Catalog.of(["Job", "Plain"], next_runs=["Job"]))
     durable.reset(orchestrators={"Job", "Plain"})
     try:
-        started = await app.start(durable.starter(), "Job", "lib", {"n": 1}, debounce_seconds=5)
+        started = await app.client(durable.starter()).start(
+            "Job", "lib", {"n": 1}, debounce_seconds=5
+        )
         assert (started.kind, started.decision) == ("debounced", "debounced")
-        again = await app.start(
-            durable.starter(), "Job", "lib", {"n": 2}, on_conflict=OnConflict.BUFFER_ONE
+        again = await app.client(durable.starter()).start(
+            "Job", "lib", {"n": 2}, on_conflict=OnConflict.BUFFER_ONE
         )
         # The run still waits: the input replaced its input, due when it was.
         assert (again.kind, again.due_at) == ("debounced", started.due_at)
         assert (await channel_of(app, "lib")).input == {"n": 2}
         with pytest.raises(ProblemError) as refused:
-            await app.start(durable.starter(), "Plain", "p", on_conflict=OnConflict.BUFFER_ONE)
+            await app.client(durable.starter()).start(
+                "Plain", "p", on_conflict=OnConflict.BUFFER_ONE
+            )
         assert refused.value.problem.kind == "next-run-not-supported"
         with pytest.raises(ProblemError) as bad:
-            await app.start(durable.starter(), "Job", "lib", debounce_seconds=0)
+            await app.client(durable.starter()).start("Job", "lib", debounce_seconds=0)
         assert bad.value.problem.kind == "invalid-query-parameter"
         with pytest.raises(ProblemError):
-            await app.start(durable.starter(), "Job", "lib", debounce_max_seconds=9)
+            await app.client(durable.starter()).start("Job", "lib", debounce_max_seconds=9)
         # As the route's debounceSeconds with onConflict=reject: refused, not buffered.
         for other in (OnConflict.REJECT, OnConflict.USE_EXISTING, OnConflict.TERMINATE_EXISTING):
             with pytest.raises(ProblemError) as mixed:
-                await app.start(
-                    durable.starter(), "Job", "lib", on_conflict=other, debounce_seconds=5
+                await app.client(durable.starter()).start(
+                    "Job", "lib", on_conflict=other, debounce_seconds=5
                 )
             assert mixed.value.problem.kind == "conflicting-parameters"
         assert len(durable.created) == 1

@@ -14,16 +14,13 @@ import time
 import pytest
 
 from tests.support import seed_starter
+from tests.support.answers import body
 from tests.support.processes import AppProcesses
 from tests.support.report import report
 from tests.support.requests import start_request
 
 CALLERS = 30
 WIDENED = 0.2  # seconds between the double's duplicate check and its write
-
-
-def body(response) -> dict:
-    return json.loads(response.get_body())
 
 
 async def test_exactly_one_of_many_concurrent_callers_wins(start, durable) -> None:

@@ -14,10 +14,10 @@ import pytest
 from azure.functions.timer import TimerRequest
 from azure.storage.blob.aio import BlobServiceClient
 
-from durable_singleton import DurableUnavailable
 from durable_singleton._lock import lock_blob_name
 from durable_singleton._retention import run_retention
 from durable_singleton._settings import Retention
+from durable_singleton.errors import DurableUnavailable
 from tests.support.app import app, change_setting
 from tests.support.processes import AppProcesses
 

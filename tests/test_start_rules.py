@@ -10,18 +10,11 @@ from typing import Any, Optional
 
 import pytest
 
-from durable_singleton import (
-    Catalog,
-    ConfigurationError,
-    OnConflict,
-    Overlap,
-    ProblemError,
-    Reuse,
-    SingletonApp,
-    parse_job_input,
-)
+from durable_singleton import Catalog, OnConflict, Overlap, Reuse, SingletonApp
 from durable_singleton._settings import Schedule
 from durable_singleton._timer_start import schedule_request
+from durable_singleton.errors import ConfigurationError, ProblemError
+from durable_singleton.job import parse_job_input
 from tests.support.requests import start_request
 
 JOB = "SingletonOrchestrator"
@@ -126,8 +119,7 @@ async def test_the_route_answers_the_rule(app, durable, rule) -> None:
 async def test_the_library_answers_the_rule(app, durable, rule) -> None:
     _, function, instance_id, input_, on_conflict, debounce, kind, _ = rule
     with pytest.raises(ProblemError) as refused:
-        await app.start(
-            durable.starter(),
+        await app.client(durable.starter()).start(
             function,
             instance_id,
             input_,

@@ -13,7 +13,8 @@ import pytest
 from azure.functions.timer import TimerRequest
 
 import durable_singleton
-from durable_singleton import Catalog, OnConflict, ProblemError, SingletonApp, StopMode
+from durable_singleton import Catalog, OnConflict, SingletonApp, StopMode
+from durable_singleton.errors import ProblemError
 from tests.support.answers import problem
 from tests.support.app import APP_ROOT
 from tests.support.contract import check_response
@@ -103,11 +104,12 @@ async def test_stop_existing_is_refused_for_it_over_http_and_from_code(plain, du
     request = start_request("Plain", "p-2", None, "onConflict=stopExisting", None, {})
     answer = check_response("POST", await plain.http_start(request, durable.starter()))
     assert "onConflict=terminateExisting" in problem(answer, 400, "stop-not-supported")["detail"]
+    client = plain.client(durable.starter())
     with pytest.raises(ProblemError) as refused:
-        await plain.start(durable.starter(), "Plain", "p-2", on_conflict=OnConflict.STOP_EXISTING)
+        await client.start("Plain", "p-2", on_conflict=OnConflict.STOP_EXISTING)
     assert refused.value.problem.kind == "stop-not-supported"
     with pytest.raises(ProblemError):
-        await plain.stop(durable.starter(), "Plain", "p-2", StopMode.STOP)
+        await client.stop("Plain", "p-2", mode=StopMode.STOP)
     assert sum(durable.calls.values()) == 0
     # The orchestrator that takes Stop still gets it.
     durable.put("s-1", "Running")

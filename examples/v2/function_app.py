@@ -39,7 +39,7 @@ def import_file(name: str) -> str:
 
 
 #: The guarantee's state (settings, sessions, locks), kept to share with functions of
-#: this app's own (``singleton.start(...)``) and to close in tests.
+#: this app's own (``singleton.client(binding).start(...)``) and to close in tests.
 singleton = durable_singleton.SingletonApp(
     durable_singleton.Catalog.of({"nightly_import": files_rule})
 )

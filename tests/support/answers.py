@@ -27,6 +27,14 @@ def body(response: func.HttpResponse) -> Dict[str, Any]:
     return document
 
 
+def kind(response: func.HttpResponse) -> str:
+    """The problem kind of an answer (the end of its ``type``), or its status code for a
+    success."""
+    if response.status_code < 300:
+        return str(response.status_code)
+    return str(json.loads(response.get_body())["type"].rsplit(":", 1)[1])
+
+
 def problem(response: func.HttpResponse, status: int, kind: str) -> Dict[str, Any]:
     """Check ``response`` is the problem+json ``kind`` with ``status``; return its body."""
     assert response.status_code == status

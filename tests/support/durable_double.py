@@ -185,20 +185,8 @@ class DurableDouble:
     def reset(self, **knobs: Any) -> None:
         """Forget every instance and call, and set the knobs given (others to defaults)."""
         defaults = DurableDouble()
-        for name in (
-            "orchestrators",
-            "latency",
-            "start_check_delay",
-            "duplicate_answer",
-            "terminate_delay",
-            "complete_after",
-            "stop_delay",
-            "event_delay",
-            "terminate_ends_pending",
-            "purge_refuses_active",
-            "purge_delay",
-            "hold_status",
-        ):
+        for knob in dataclasses.fields(self):  # the knobs are the dataclass's fields
+            name = knob.name
             setattr(self, name, knobs.pop(name, getattr(defaults, name)))
         if knobs:
             raise TypeError(f"unknown knobs: {sorted(knobs)}")
