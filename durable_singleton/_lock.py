@@ -84,8 +84,9 @@ class LockUnavailable(NotStarted):
     """The storage account that holds the locks could not be used (in time)."""
 
 
-class _Gone(Exception):
-    """The lock blob a call under the lease was made on does not exist."""
+class BlobMissing(Exception):
+    """The blob (or its container) a storage call was made on does not exist
+    (:func:`storage_call`); each caller says what that means."""
 
     def __init__(self, description: str):
         super().__init__(description)
@@ -98,6 +99,41 @@ class AcquireTimedOut(LockUnavailable):
 
 class LockLost(NotStarted):
     """The holder can no longer prove it holds the lease; it must act no further."""
+
+
+#: What storage answers a call that needs a lease the caller does not hold (409
+#: LeaseIdMismatch, LeaseLost, LeaseNotPresent; 412 a lease condition not met).
+LEASE_REFUSED = (409, 412)
+
+T = TypeVar("T")
+
+
+async def storage_call(
+    call: Awaitable[T],
+    timeout: float,
+    lost_on: Tuple[int, ...] = (),
+    timed_out: Callable[[str], LockUnavailable] = LockUnavailable,
+) -> T:
+    """Make one storage ``call`` within ``timeout`` seconds: the one place where the
+    Storage SDK's failures become the lock's.
+
+    Raises ``timed_out`` when storage does not answer in time, BlobMissing when the blob (or
+    its container) does not exist (each caller says what that means), LockLost for an
+    HTTP status in ``lost_on`` (the lease is not held), LockUnavailable for any other
+    failure.
+    """
+    try:
+        return await asyncio.wait_for(call, timeout)
+    except asyncio.TimeoutError:
+        raise timed_out("storage did not answer in time") from None
+    except ResourceNotFoundError as error:
+        raise BlobMissing(_describe(error)) from error
+    except HttpResponseError as error:
+        if error.status_code in lost_on:
+            raise LockLost(_describe(error)) from error
+        raise LockUnavailable(_describe(error)) from error
+    except AzureError as error:
+        raise LockUnavailable(_describe(error)) from error
 
 
 def lock_blob_name(task_hub: str, instance_id: str) -> str:
@@ -174,36 +210,40 @@ class LeaseStore:
     async def acquire_new(self, name: str, lease: BlobLeaseClient) -> Tuple[bool, bool]:
         """:meth:`acquire`, and whether this call created the blob (it had none)."""
         try:
-            return await asyncio.wait_for(self._acquire(name, lease), self.storage_timeout)
-        except asyncio.TimeoutError:
-            raise AcquireTimedOut("storage did not answer in time") from None
+            return await storage_call(
+                self._acquire(name, lease), self.storage_timeout, timed_out=AcquireTimedOut
+            )
+        except BlobMissing as gone:
+            raise LockUnavailable(gone.description) from gone.__cause__
 
     async def _acquire(self, name: str, lease: BlobLeaseClient) -> Tuple[bool, bool]:
         blob = self._blob(name)
         created = False
+        seen = self._known.get(name)
+        if name not in self._known:
+            # Not used in this process yet: it may be new. Creating first costs one
+            # request either way, where a failed lease request would cost two.
+            seen = await self._create(blob)
+            created = seen is not None
         try:
-            seen = self._known.get(name)
-            if name not in self._known:
-                # Not used in this process yet: it may be new. Creating first costs one
-                # request either way, where a failed lease request would cost two.
-                seen = await self._create(blob)
-                created = seen is not None
-            try:
-                await lease.acquire(lease_duration=self._lease_seconds)
-            except ResourceNotFoundError:
-                # Known but gone (the container was deleted): create, then once more.
-                seen = await self._create(blob)
-                created = seen is not None
-                await lease.acquire(lease_duration=self._lease_seconds)
-            acquired = True
-        except HttpResponseError as error:
-            if error.status_code != 409 or _code(error) != "LeaseAlreadyPresent":
-                raise LockUnavailable(_describe(error)) from error
-            acquired = False
-        except AzureError as error:
-            raise LockUnavailable(_describe(error)) from error
+            acquired = await self._request_lease(lease)
+        except ResourceNotFoundError:
+            # Known but gone (the container was deleted): create, then once more.
+            seen = await self._create(blob)
+            created = seen is not None
+            acquired = await self._request_lease(lease)
         self._remember(name, seen)
         return acquired, created
+
+    async def _request_lease(self, lease: BlobLeaseClient) -> bool:
+        """Request ``lease``; False when another holder has the blob's lease."""
+        try:
+            await lease.acquire(lease_duration=self._lease_seconds)
+        except HttpResponseError as error:
+            if error.status_code == 409 and _code(error) == "LeaseAlreadyPresent":
+                return False
+            raise
+        return True
 
     def seen(self, name: str) -> Optional[Seen]:
         """The metadata of blob ``name`` this process last saw, with the blob's ETag then
@@ -218,13 +258,12 @@ class LeaseStore:
         """Create blob ``name`` ahead of a lease request, within the storage timeout;
         remember it on success. Returns (never raises) the failure, for the lease
         request that may follow to answer with: storage already had its time."""
-        blob = self._blob(name)
         try:
-            seen = await asyncio.wait_for(self._create(blob), self.storage_timeout)
-        except asyncio.TimeoutError:
-            return LockUnavailable("storage did not answer in time")
-        except AzureError as error:
-            return LockUnavailable(_describe(error))
+            seen = await storage_call(self._create(self._blob(name)), self.storage_timeout)
+        except LockUnavailable as error:
+            return error
+        except BlobMissing as gone:
+            return LockUnavailable(gone.description)
         self._remember(name, seen)
         return None
 
@@ -266,15 +305,9 @@ class LeaseStore:
         """
         sent = self.clock()
         try:
-            await asyncio.wait_for(lease.renew(), self.storage_timeout)
-        except asyncio.TimeoutError:
-            raise LockUnavailable("storage did not answer in time") from None
-        except HttpResponseError as error:
-            if error.status_code == 409:  # LeaseIdMismatch, LeaseLost, LeaseNotPresent
-                raise LockLost(_describe(error)) from error
-            raise LockUnavailable(_describe(error)) from error
-        except AzureError as error:
-            raise LockUnavailable(_describe(error)) from error
+            await storage_call(lease.renew(), self.storage_timeout, lost_on=(409,))
+        except BlobMissing as gone:
+            raise LockUnavailable(gone.description) from gone.__cause__
         return self.valid_until(sent)
 
     async def read_metadata(self, name: str) -> Optional[Dict[str, str]]:
@@ -295,13 +328,9 @@ class LeaseStore:
         """
         blob = self._blob(name)
         try:
-            properties = await asyncio.wait_for(blob.get_blob_properties(), self.storage_timeout)
-        except ResourceNotFoundError:
+            properties = await storage_call(blob.get_blob_properties(), self.storage_timeout)
+        except BlobMissing:
             return None
-        except asyncio.TimeoutError:
-            raise LockUnavailable("storage did not answer in time") from None
-        except AzureError as error:
-            raise LockUnavailable(_describe(error)) from error
         metadata = dict(properties.metadata or {})
         self._remember(name, (str(properties.etag), metadata))
         return metadata, properties.last_modified
@@ -317,7 +346,7 @@ class LeaseStore:
         self._known.pop(name, None)
         try:
             await self._under_lease(self._blob(name).delete_blob(lease=lease), timeout)
-        except _Gone:
+        except BlobMissing:
             return False
         return True
 
@@ -334,7 +363,7 @@ class LeaseStore:
             written = await self._under_lease(
                 self._blob(name).set_blob_metadata(metadata, lease=lease), timeout
             )
-        except _Gone as gone:
+        except BlobMissing as gone:
             raise LockUnavailable(gone.description) from gone.__cause__
         etag = str(written["etag"])
         self._remember(name, (etag, dict(metadata)))
@@ -344,21 +373,10 @@ class LeaseStore:
         """Make one storage ``call`` that needs the lease, within ``timeout`` seconds (and
         the storage timeout).
 
-        Raises _Gone when the blob does not exist, LockLost when storage says the lease
+        Raises BlobMissing when the blob does not exist, LockLost when storage says the lease
         is not held, LockUnavailable when storage cannot be reached in time.
         """
-        try:
-            return await asyncio.wait_for(call, min(timeout, self.storage_timeout))
-        except asyncio.TimeoutError:
-            raise LockUnavailable("storage did not answer in time") from None
-        except ResourceNotFoundError as error:
-            raise _Gone(_describe(error)) from error
-        except HttpResponseError as error:
-            if error.status_code in (409, 412):  # LeaseIdMismatch, LeaseLost, ...
-                raise LockLost(_describe(error)) from error
-            raise LockUnavailable(_describe(error)) from error
-        except AzureError as error:
-            raise LockUnavailable(_describe(error)) from error
+        return await storage_call(call, min(timeout, self.storage_timeout), LEASE_REFUSED)
 
     async def release(self, lease: BlobLeaseClient) -> None:
         """Release ``lease``; never raises (an unreleased lease expires on its own)."""
@@ -372,9 +390,6 @@ class LeaseStore:
     def valid_until(self, sent: float) -> float:
         """Until when a lease acquired or renewed by a request sent at ``sent`` holds."""
         return sent + self._lease_seconds - SAFETY_MARGIN_SECONDS
-
-
-T = TypeVar("T")
 
 
 class Background:

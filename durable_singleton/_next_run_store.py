@@ -11,6 +11,7 @@ SingletonNextRun, the activity through which a job takes its next run.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime
 import random
@@ -27,7 +28,7 @@ from azure.core.exceptions import (
 from azure.storage.blob.aio import ContainerClient
 
 from . import _next_run as protocol
-from ._lock import LOCK_SUFFIX, LockUnavailable, lock_blob_name
+from ._lock import LOCK_SUFFIX, BlobMissing, LockUnavailable, lock_blob_name, storage_call
 from ._next_run import Channel
 
 T = TypeVar("T")
@@ -182,14 +183,10 @@ class NextRunStore:
 
     async def _read(self, blob: Any) -> Tuple[Optional[Channel], Optional[str]]:
         try:
-            download = await asyncio.wait_for(blob.download_blob(), self._timeout)
-            data = await asyncio.wait_for(download.readall(), self._timeout)
-        except ResourceNotFoundError:
+            download = await storage_call(blob.download_blob(), self._timeout)
+            data = await storage_call(download.readall(), self._timeout)
+        except BlobMissing:
             return None, None
-        except (asyncio.TimeoutError, AzureError) as error:
-            raise LockUnavailable(
-                f"reading the next-run channel: {type(error).__name__}"
-            ) from None
         try:
             return Channel.of_json(data), download.properties.etag
         except (ValueError, TypeError):
@@ -245,12 +242,11 @@ class NextRunStore:
         raise ChannelWriteUnknown("writing the next-run channel")
 
     async def _create_container(self) -> None:
-        try:
-            await asyncio.wait_for(self._container.create_container(), self._timeout)
-        except ResourceExistsError:
-            pass
-        except (asyncio.TimeoutError, AzureError) as error:
-            raise LockUnavailable(f"creating the lock container: {type(error).__name__}") from None
+        async def create() -> None:
+            with contextlib.suppress(ResourceExistsError):
+                await self._container.create_container()
+
+        await storage_call(create(), self._timeout)
 
 
 async def handle(store: NextRunStore, request: Dict[str, Any]) -> Any:
