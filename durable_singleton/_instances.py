@@ -23,7 +23,7 @@ from ._policy import FINISHED
 from ._problems import ProblemError
 from ._request import check_stop
 from ._root import Root
-from ._starter import close_channel, hold_lock, stop_through_channel
+from ._starter import close_channel, dropped_by_terminate, hold_lock, stop_through_channel
 from ._stop import STOP_EVENT
 from ._validation import read_choice, read_route
 
@@ -150,7 +150,9 @@ async def _end(
                 dropped = await stop_through_channel(root, hub, function_name, instance_id, send)
             else:
                 await send(None)
-                dropped = await close_channel(root, hub, function_name, instance_id)
+                closed = await close_channel(root, hub, function_name, instance_id)
+                wait = root.settings.next_run_wait_seconds
+                dropped = await dropped_by_terminate(durable, instance_id, closed, wait)
             return Ended(status, dropped)
         except InstanceEnded as ended:
             if ended.status is None:  # purged since it was read: the request failed

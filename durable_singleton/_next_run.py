@@ -100,8 +100,10 @@ class Channel:
     ``due_at``/``latest_at``: set while the run waits to begin (debounced); ``next``: the
     run after it; ``after``: the run the current one was taken from; ``ended``: the run
     ended with no next run, and the instance takes nothing more; ``stopped``: a Stop was
-    decided for the current run; ``starting``: the app opened the channel for a start not
-    yet known to have created the instance, and until that is known (the app's own
+    decided for the current run; ``began``: the current run waited and was begun by op
+    ``begin`` (like a run taken, the instance may still end before it runs it);
+    ``starting``: the app opened the channel for a start not yet known to have created
+    the instance, and until that is known (the app's own
     confirmation, or a status that shows the run) the channel takes no request: if the
     start did not happen, nothing would ever take it; ``writes``: the ids of the latest
     writes, so that a
@@ -118,6 +120,7 @@ class Channel:
     ended: bool = False
     stopped: bool = False
     starting: bool = False
+    began: bool = False
     writes: Tuple[str, ...] = field(default=(), compare=False)
 
     @property
@@ -239,7 +242,7 @@ def begin(channel: Optional[Channel], now: datetime.datetime) -> Tuple[Optional[
     assert channel.due_at is not None
     if parse_time(channel.due_at) > now:
         return None, Wait(channel.due_at)
-    began = replace(channel, due_at=None, latest_at=None, starting=False)
+    began = replace(channel, due_at=None, latest_at=None, starting=False, began=True)
     return began, Pending(channel.run, channel.input)
 
 
@@ -279,17 +282,39 @@ def stop_run(channel: Optional[Channel], run: Optional[str]) -> Tuple[Optional[C
     return stop(channel)
 
 
-def close(channel: Optional[Channel]) -> Tuple[Optional[Channel], Optional[str]]:
+@dataclass(frozen=True)
+class Closed:
+    """What a close (before a terminate) removed: ``dropped``, the next (or waiting)
+    run; ``handed``, the run the channel had handed to the instance (taken, or begun
+    after its wait), which the instance may still end without beginning."""
+
+    dropped: Optional[str]
+    handed: Optional[str] = None
+
+    def after_end(self, shown: Optional[str]) -> Optional[str]:
+        """The request the terminate dropped, once the ended instance's status shows run
+        ``shown``: the run it removed, or else the run handed to the instance when the
+        instance ended in another run (it never began it)."""
+        if self.dropped is not None:
+            return self.dropped
+        if self.handed is not None and shown is not None and shown != self.handed:
+            return self.handed
+        return None
+
+
+def close(channel: Optional[Channel]) -> Tuple[Optional[Channel], Closed]:
     """Before a terminate: the channel takes nothing more (requests wait for the instance
     to end, then start), and its next (or waiting) run is dropped: the channel to write
-    and the request dropped."""
+    and what it removed."""
     if channel is None or channel.ended:
-        return None, None
+        return None, Closed(None)
     if channel.waiting and not channel.stopped:
         dropped: Optional[str] = channel.run
     else:
         dropped = channel.next.request if channel.next is not None else None
-    return replace(channel, ended=True, next=None), dropped
+    handed_over = not channel.waiting and (channel.after is not None or channel.began)
+    closed = Closed(dropped, channel.run if handed_over else None)
+    return replace(channel, ended=True, next=None), closed
 
 
 def opened(

@@ -42,6 +42,7 @@ from ._idempotency import (
 from ._lock import HeldLock, LockLost, LockUnavailable, StartLocks
 from ._next_run import (
     Channel,
+    Closed,
     Offered,
     close,
     confirmed,
@@ -548,13 +549,17 @@ class _StartRun:
                 )
             else:
                 await send(None)
+        closed = None
         if event is None:
-            self.dropped = await close_channel(self.root, hub, function_name, self.id)
+            closed = await close_channel(self.root, hub, function_name, self.id)
+            self.dropped = closed.dropped
         waited = self.settings.terminate_timeout_seconds
         polls = Pauses(FIRST_POLL_SECONDS, MAX_POLL_SECONDS, waited)
         while True:
             current = await self.durable.status(self.id)
             if current is None or current.runtime_status in FINISHED:
+                if closed is not None and current is not None:
+                    self.dropped = closed.after_end(shown_run(current.custom_status))
                 return
             if polls.expired():
                 raise ReplaceTimedOut(action, current, self.id, waited)
@@ -745,17 +750,38 @@ async def stop_through_channel(
     return None
 
 
-async def close_channel(
-    root: Root, task_hub: str, function_name: str, instance_id: str
-) -> Optional[str]:
+async def close_channel(root: Root, task_hub: str, function_name: str, instance_id: str) -> Closed:
     """After a terminate was sent: the id's channel takes nothing more, and its next
-    (or waiting) run is dropped; return that request. Done after the terminate, so a
-    terminate that fails loses no next run; a next run the instance took meanwhile is
-    terminated with it. Raises NextRunOutcomeUnknown when the write's answer was lost,
-    LockUnavailable when storage failed before it."""
+    (or waiting) run is dropped; return what it removed, and the run it had handed to
+    the instance (see :func:`dropped_by_terminate`). Done after the terminate, so a
+    terminate that fails loses no next run. Raises NextRunOutcomeUnknown when the
+    write's answer was lost, LockUnavailable when storage failed before it."""
     if not root.catalog.accepts_next_run(function_name):
-        return None
+        return Closed(None)
     return await _in_channel(root, task_hub, instance_id, close)
+
+
+async def dropped_by_terminate(
+    durable: DurableClient, instance_id: str, closed: Closed, wait: float
+) -> Optional[str]:
+    """The request a terminate dropped. A run the channel had handed to the instance
+    (taken at a run's end, or begun after its wait) is dropped too when the instance
+    ends before beginning it, which its status shows once it has ended: it is read until
+    then, at most ``wait`` seconds; after that (or when it cannot be read) only what the
+    close removed is claimed."""
+    if closed.handed is None or closed.dropped is not None:
+        return closed.dropped
+    polls = Pauses(FIRST_END_POLL_SECONDS, MAX_END_POLL_SECONDS, wait)
+    while True:
+        try:
+            status = await durable.status(instance_id)
+        except (DurableUnavailable, DurableFailure):
+            return None
+        if status is not None and status.runtime_status in FINISHED:
+            return closed.after_end(shown_run(status.custom_status))
+        if status is None or polls.expired():
+            return None
+        await polls.sleep()
 
 
 async def _in_channel(

@@ -15,6 +15,7 @@ from durable_singleton._job import ITEM_STORE, ITEMS_PER_EXECUTION
 from durable_singleton._next_run import (
     NEXT_RUN_ACTIVITY,
     Channel,
+    Closed,
     Pending,
     RunState,
     Wait,
@@ -401,9 +402,25 @@ def test_a_stop_after_the_take_names_the_run_taken_and_drops_nothing() -> None:
 
 
 def test_close_ends_the_channel_and_drops_the_next_run() -> None:
-    closed, dropped = close(Channel("run-1", next=Pending("req-2", 2)))
-    assert dropped == "req-2" and closed is not None and closed.ended and closed.next is None
-    assert close(closed) == (None, None)
+    closed, removed = close(Channel("run-1", next=Pending("req-2", 2)))
+    assert removed == Closed("req-2") and closed is not None and closed.ended
+    assert closed.next is None and close(closed) == (None, Closed(None))
+
+
+def test_a_run_handed_over_is_dropped_by_a_terminate_only_if_it_never_began() -> None:
+    """Taken at run-1's end (or begun after its wait), req-2 may still never begin: the
+    instance's status after the end tells (it shows the run it ended in)."""
+    taken, _ = take(Channel("run-1", next=Pending("req-2", 2)), "run-1")
+    _, removed = close(taken)
+    assert removed == Closed(None, handed="req-2")
+    assert removed.after_end("run-1") == "req-2"  # ended in run-1: req-2 never began
+    assert removed.after_end("req-2") is None  # it began, and was terminated
+    assert removed.after_end(None) is None  # the status shows no run: claim nothing
+    began, _ = begin(
+        offer(opened(None, "req-1", 1, iso(DUE), iso(LATEST)), "req-3", 3, None).channel, DUE
+    )
+    assert close(began)[1] == Closed(None, handed="req-3")
+    assert close(Channel("run-1"))[1] == Closed(None)  # started by the app: never handed
 
 
 def test_a_start_keeps_a_next_run_its_last_instance_did_not_take() -> None:

@@ -374,6 +374,28 @@ async def test_an_end_that_meets_the_switch_to_the_next_run_never_calls_it_dropp
     assert body_of(response).get("droppedRequestId") is None
 
 
+@pytest.mark.parametrize(
+    "method,query",
+    [("DELETE", "mode=terminate"), ("POST", "onConflict=terminateExisting")],
+)
+async def test_a_terminate_that_ends_the_instance_after_its_take_names_the_run_taken(
+    start, instance, durable, method, query
+) -> None:
+    """Run a has ended and taken b (its activity wrote the channel), and the terminate
+    arrives before the episode that would continue as new with b: the instance ends in
+    a, b never begins, and the answer must say it dropped b."""
+    await start("reindex", {"items": ["a"]})
+    told = body_of(await start("reindex", {"items": ["b"]}, query=BUFFER))
+    durable.begin_switch("reindex", terminated_first=True)
+    if method == "DELETE":
+        response = await instance("DELETE", "reindex", query=query)
+    else:
+        response = await start("reindex", {"items": ["c"]}, query=query)
+    assert response.status_code == 202
+    assert body_of(response).get("droppedRequestId") == told["requestId"]
+    assert told["requestId"] not in run_ids(durable)
+
+
 async def test_a_stop_decided_before_the_switch_drops_it_and_it_never_runs(
     start, instance, durable
 ) -> None:

@@ -93,6 +93,9 @@ class Instance:
     #: the work item begins.
     held: Optional[List[Callable[["Instance"], None]]] = None
     switching_to: Optional[Dict[str, Any]] = None
+    #: Whether a terminate arriving while the switch is held ends this execution (the
+    #: run taken never begins) instead of the next one.
+    terminated_in_switch: bool = False
     #: Set once the run's end is under way: an execution ends once (its completion and
     #: a Stop may both come due).
     ending: bool = False
@@ -243,7 +246,7 @@ class DurableDouble:
             self._blob_service = BlobServiceClient.from_connection_string(connection_string)
         self.channels = NextRunStore(self._blob_service.get_container_client(container), 5.0)
 
-    def begin_switch(self, instance_id: str) -> None:
+    def begin_switch(self, instance_id: str, terminated_first: bool = False) -> None:
         """The instance's run ends in a work item that takes its next run from the
         channel and begins it (continue-as-new), and that work item is held open until
         :meth:`commit_switch`.
@@ -253,15 +256,22 @@ class DurableDouble:
         execution ("External events are not supposed to target any particular execution
         ID", DurableClient.RaiseEventInternalAsync), so one that arrives while the work
         item commits is taken by the next execution.
-        """
-        self._serving.run(self._begin_switch(instance_id))
 
-    async def _begin_switch(self, instance_id: str) -> None:
+        ``terminated_first``: the take (an activity) has completed, but the episode that
+        continues as new has not run, and a terminate arriving now is in its batch: the
+        instance ends Terminated with the ended run's status and the run taken never
+        begins (DurableTask.Core TaskOrchestrationDispatcher: an ExecutionTerminated
+        message in a batch ends the orchestration before its events are replayed).
+        """
+        self._serving.run(self._begin_switch(instance_id, terminated_first))
+
+    async def _begin_switch(self, instance_id: str, terminated_first: bool) -> None:
         instance = self.instances[instance_id]
         following = await self._take_next(instance_id, instance)
         assert following is not None, "the channel holds no next run to switch to"
         instance.held = []
         instance.switching_to = following
+        instance.terminated_in_switch = terminated_first
 
     def commit_switch(self, instance_id: str) -> None:
         """Commit the work item :meth:`begin_switch` held open: the next run begins, and
@@ -605,7 +615,10 @@ class DurableDouble:
         self.terminations.append((instance_id, request.query.get("reason", "")))
         if instance.status == "Pending" and not self.terminate_ends_pending:
             return web.Response(status=202)  # accepted, and the instance stays Pending
-        if instance.held is not None:  # for the next execution
+        if instance.held is not None and instance.terminated_in_switch:
+            instance.held = instance.switching_to = None  # the switch never commits
+            self._terminate_later(instance_id, instance)
+        elif instance.held is not None:  # for the next execution
             instance.held.append(lambda now: self._terminate_later(instance_id, now))
         else:
             self._terminate_later(instance_id, instance)
