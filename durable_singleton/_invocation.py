@@ -11,12 +11,13 @@ from dataclasses import dataclass
 from typing import Awaitable, Callable, Optional, Tuple
 
 import azure.functions as func
+from opentelemetry.trace import Span
 
 from . import _answers as answers
 from . import _telemetry as telemetry
 from ._durable import DurableClient
 from ._links import Links, links_for
-from ._problems import printable
+from ._problems import Problem, printable
 from ._root import Root
 from ._settings import Settings
 
@@ -108,6 +109,66 @@ Work = Callable[[Invocation], Awaitable[Tuple[func.HttpResponse, str]]]
 RootFactory = Callable[[], Root]
 
 
+@dataclass
+class Told:
+    """What one invocation (a request or a timer tick) tells of itself: its span's
+    decision and status, its metric, its log line. The work fills it in as it goes."""
+
+    decision: str = ""
+    status: int = 0
+    problem_kind: Optional[str] = None
+    instance_id: str = ""
+    function_name: str = ""
+    #: Ends the log line (`` trigger=timer``, `` method=GET``).
+    extra: str = ""
+    #: The URLs a failure's problem may name, once known.
+    links: Optional[Links] = None
+    #: The problem a failure was answered with.
+    problem: Optional[Problem] = None
+
+    def failed(self, problem: Problem) -> None:
+        """The work failed: it is answered with ``problem``."""
+        self.problem = problem
+        self.decision = self.problem_kind = problem.kind
+        self.status = problem.status
+
+
+async def enveloped(
+    trigger: str,
+    source: str,
+    work: Callable[[Told, Span], Awaitable[None]],
+    told: Told,
+    method: Optional[str] = None,
+    route: Optional[str] = None,
+    on_problem: Callable[[Problem], None] = lambda problem: None,
+) -> Told:
+    """Run ``work`` as one invocation: inside one span (``trigger``; HTTP ``method`` and
+    ``route`` when given), every failure answered with its problem (nothing escapes;
+    ``on_problem`` sees it), then its decision counted and one log line headed by
+    ``source`` (the function's name). Returns ``told``, as the work left it."""
+    began = time.perf_counter()
+    with telemetry.request(
+        trigger, loggable(told.instance_id), loggable(told.function_name), method, route
+    ) as span:
+        try:
+            await work(told, span)
+        except Exception as error:
+            told.failed(answers.for_failure(error, told.links))
+            assert told.problem is not None
+            on_problem(told.problem)
+        telemetry.record_decision(span, trigger, told.decision, told.status, told.problem_kind)
+    log_decision(
+        source,
+        told.instance_id,
+        told.function_name,
+        told.decision,
+        told.status,
+        began,
+        told.extra,
+    )
+    return told
+
+
 async def answer(
     make_root: RootFactory,
     req: func.HttpRequest,
@@ -117,39 +178,35 @@ async def answer(
     work: Work,
     routes: Routes,
 ) -> func.HttpResponse:
-    """Run ``work`` for ``req``; answer every failure with its problem (nothing escapes).
-
-    ``source`` heads the log line (the function's name); ``trigger`` names the span, and
-    its route among the app's ``routes`` the span's ``http.route``.
+    """Run ``work`` for ``req`` as one invocation (:func:`enveloped`); answer every
+    failure with its problem. ``source`` heads the log line (the function's name);
+    ``trigger`` names the span, and its route among the app's ``routes`` the span's
+    ``http.route``.
     """
-    began = time.perf_counter()
-    instance_id = req.route_params.get("instanceId", "")
-    function_name = req.route_params.get("functionName", "")
-    links: Optional[Links] = None
-    problem_kind: Optional[str] = None
     method = req.method.upper()
-    with telemetry.request(
-        trigger,
-        loggable(instance_id),
-        loggable(function_name),
-        method,
-        "/api/" + routes.template(trigger),
-    ) as span:
-        try:
-            root = make_root()
-            durable = root.durable(starter)
-            links = links_for(root.settings.management_links, req, durable.binding)
-            response, decision = await work(Invocation(req, root, durable, links, routes))
-            # A refusal the policy decided (409) is an answer, not a failure: its kind
-            # is read back from the answer, for the span and metrics.
-            problem_kind = answers.problem_kind_of(response)
-        except Exception as error:
-            problem = answers.for_failure(error, links)
-            response = answers.problem_response(problem)
-            decision = problem_kind = problem.kind
-        telemetry.record_decision(span, trigger, decision, response.status_code, problem_kind)
-    extra = "" if method == "POST" else f" method={loggable(method)}"
-    log_decision(source, instance_id, function_name, decision, response.status_code, began, extra)
+    response: Optional[func.HttpResponse] = None
+
+    async def run(told: Told, span: Span) -> None:
+        nonlocal response
+        root = make_root()
+        durable = root.durable(starter)
+        told.links = links_for(root.settings.management_links, req, durable.binding)
+        response, told.decision = await work(Invocation(req, root, durable, told.links, routes))
+        # A refusal the policy decided (409) is an answer, not a failure: its kind is
+        # read back from the answer, for the span and metrics.
+        told.problem_kind = answers.problem_kind_of(response)
+        told.status = response.status_code
+
+    told = Told(
+        instance_id=req.route_params.get("instanceId", ""),
+        function_name=req.route_params.get("functionName", ""),
+        extra="" if method == "POST" else f" method={loggable(method)}",
+    )
+    route = "/api/" + routes.template(trigger)
+    await enveloped(trigger, source, run, told, method, route)
+    if told.problem is not None or response is None:
+        assert told.problem is not None
+        return answers.problem_response(told.problem)
     return response
 
 

@@ -35,15 +35,15 @@ from typing import Any, AsyncIterator, List, Optional, Set
 import azure.functions as func
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob.aio import ContainerClient
+from opentelemetry.trace import Span
 
-from . import _answers as answers
 from . import _telemetry as telemetry
 from ._durable import DurableClient, DurableFailure, InstanceStatus
 from ._idempotency import Records
-from ._invocation import RootFactory, log_decision
+from ._invocation import RootFactory, Told, enveloped
 from ._lock import LOCK_SUFFIX, HeldLock, LockLost, LockUnavailable, lock_blob_name
 from ._policy import FINISHED
-from ._problems import printable
+from ._problems import Problem, printable
 from ._root import Root
 from ._settings import Retention, load_retention
 
@@ -88,34 +88,31 @@ async def handle_retention_tick(
 ) -> Optional[RetentionReport]:
     """Run one tick of the retention timer; log one line. Returns what it removed
     (None when retention is off or could not run)."""
-    began = time.perf_counter()
     report: Optional[RetentionReport] = None
-    problem_kind: Optional[str] = None
-    status = 200
-    with telemetry.request("retention", "-", "-") as span:
-        try:
-            root = make_root()
-            retention = load_retention(root.environ)
-            if not retention.enabled:
-                decision = "retention-disabled"
-            else:
-                report = await run_retention(root, root.durable(starter), retention)
-                decision = "retention-done" if report.stopped is None else "retention-bounded"
-        except Exception as error:
-            problem = answers.for_failure(error, None)
-            if problem.kind == "misconfigured":
-                logger.error("Retention removes nothing: %s", problem.detail)
-            decision, status, problem_kind = problem.kind, problem.status, problem.kind
-        telemetry.record_decision(span, "retention", decision, status, problem_kind)
-    extra = f" trigger=timer past_due={str(timer.past_due).lower()}"
-    if report is not None:
-        extra += (
+
+    async def tick(told: Told, span: Span) -> None:
+        nonlocal report
+        root = make_root()
+        retention = load_retention(root.environ)
+        told.status = 200
+        if not retention.enabled:
+            told.decision = "retention-disabled"
+            return
+        report = await run_retention(root, root.durable(starter), retention)
+        told.decision = "retention-done" if report.stopped is None else "retention-bounded"
+        told.extra += (
             f" purged={len(report.purged)} staged_blobs={len(report.staged_blobs)}"
             f" lock_blobs={len(report.lock_blobs)} busy={len(report.busy)}"
             f" failed={len(report.failed)}"
             f" calls={report.calls} stopped={report.stopped or '-'}"
         )
-    log_decision("SingletonRetention", "", "", decision, status, began, extra)
+
+    def misconfigured(problem: Problem) -> None:
+        if problem.kind == "misconfigured":
+            logger.error("Retention removes nothing: %s", problem.detail)
+
+    told = Told(extra=f" trigger=timer past_due={str(timer.past_due).lower()}")
+    await enveloped("retention", "SingletonRetention", tick, told, on_problem=misconfigured)
     return report
 
 

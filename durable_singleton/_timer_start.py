@@ -11,17 +11,15 @@ twice.
 from __future__ import annotations
 
 import logging
-import time
-from typing import Optional, Tuple
+from typing import Tuple
 
 import azure.functions as func
+from opentelemetry.trace import Span
 
-from . import _answers as answers
-from . import _telemetry as telemetry
-from ._invocation import RootFactory, log_decision, loggable
-from ._links import Links, host_links
+from ._invocation import RootFactory, Told, enveloped, loggable
+from ._links import host_links
 from ._policy import Action
-from ._problems import ProblemError
+from ._problems import Problem, ProblemError
 from ._request import StartRequest, checked_start
 from ._root import Root
 from ._settings import ConfigurationError, Schedule, load_schedule
@@ -50,43 +48,32 @@ async def handle_tick(
     prefix : str
         The schedule's app setting prefix (``SINGLETON_SCHEDULE`` for the first one).
     """
-    began = time.perf_counter()
-    request: Optional[StartRequest] = None
-    links: Optional[Links] = None
-    problem_kind: Optional[str] = None
-    status = 0
-    with telemetry.request("timer", "-", "-") as span:
+
+    async def tick(told: Told, span: Span) -> None:
         span.set_attribute("singleton.schedule", prefix)
-        try:
-            root = make_root()
-            schedule = load_schedule(prefix, root.environ)
-            if not schedule.enabled:
-                decision = DISABLED
-            else:
-                # Checked before anything names them: a value that breaks a rule (a
-                # connection string in the wrong setting) never reaches a log or span.
-                request = schedule_request(schedule, root)
-                span.set_attribute("singleton.instance_id", loggable(request.instance_id))
-                span.set_attribute("singleton.function_name", loggable(request.function_name))
-                durable = root.durable(starter)
-                links = host_links(durable.binding)
-                outcome = await start_singleton(request, durable, root)
-                decision, status = _decision(outcome)
-        except Exception as error:
-            problem = answers.for_failure(error, links)
-            if problem.kind == "misconfigured":
-                logger.error("Schedule %s starts nothing: %s", prefix, problem.detail)
-            decision, status, problem_kind = problem.kind, problem.status, problem.kind
-        telemetry.record_decision(span, "timer", decision, status, problem_kind)
-    log_decision(
-        "TimerStartSingle",
-        request.instance_id if request else "",
-        request.function_name if request else "",
-        decision,
-        status,
-        began,
-        f" trigger=timer schedule={loggable(prefix)} past_due={str(timer.past_due).lower()}",
-    )
+        root = make_root()
+        schedule = load_schedule(prefix, root.environ)
+        if not schedule.enabled:
+            told.decision = DISABLED
+            return
+        # Checked before anything names them: a value that breaks a rule (a connection
+        # string in the wrong setting) never reaches a log or span.
+        request = schedule_request(schedule, root)
+        told.instance_id, told.function_name = request.instance_id, request.function_name
+        span.set_attribute("singleton.instance_id", loggable(request.instance_id))
+        span.set_attribute("singleton.function_name", loggable(request.function_name))
+        durable = root.durable(starter)
+        told.links = host_links(durable.binding)
+        outcome = await start_singleton(request, durable, root)
+        told.decision, told.status = _decision(outcome)
+
+    def misconfigured(problem: Problem) -> None:
+        if problem.kind == "misconfigured":
+            logger.error("Schedule %s starts nothing: %s", prefix, problem.detail)
+
+    past_due = str(timer.past_due).lower()
+    told = Told(extra=f" trigger=timer schedule={loggable(prefix)} past_due={past_due}")
+    await enveloped("timer", "TimerStartSingle", tick, told, on_problem=misconfigured)
 
 
 #: The setting of a schedule that each problem of its start request is about.
