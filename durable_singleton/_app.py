@@ -17,8 +17,8 @@ from ._instances import handle_instance_request
 from ._invocation import DEFAULT_ROUTE_PREFIX, Routes
 from ._item_store import handle as handle_item_store
 from ._links import links_for
+from ._list import handle_list_request
 from ._next_run_store import handle as handle_next_run
-from ._overview import handle_list_request
 from ._page import handle_page_request
 from ._policy import Reuse
 from ._retention import RetentionReport, handle_retention_tick

@@ -11,7 +11,7 @@ from . import _problems as problems
 from ._durable import InstancePage, InstanceStatus
 from ._instances import StopMode, end_instance
 from ._links import host_links
-from ._overview import MAX_TOP
+from ._list import MAX_TOP
 from ._policy import OnConflict, Reuse
 from ._problems import ProblemError
 from ._request import check_function_name, checked_start, debounce_of

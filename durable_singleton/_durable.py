@@ -333,16 +333,8 @@ class DurableClient:
             raise DurableFailure(stage)
         return outcomes[code]
 
-    async def end(
-        self,
-        instance_id: str,
-        event: Optional[str],
-        reason: str,
-        timeout: float,
-        data: Any = None,
-    ) -> None:
-        """Ask the active instance to end: send it ``event`` (the job's ``Stop``) with
-        ``data``, or, when ``event`` is None, terminate it with ``reason``. It ends later.
+    async def terminate(self, instance_id: str, reason: str, timeout: float) -> None:
+        """Terminate the active instance with ``reason``; it ends a little later.
 
         Raises
         ------
@@ -351,9 +343,6 @@ class DurableClient:
         DurableFailure, DurableUnavailable
             The request failed.
         """
-        if event is not None:
-            await self.raise_event(instance_id, event, data, timeout)
-            return
         stage = "terminating the existing instance"
         url = f"{self._base}instances/{instance_id}/terminate?reason={quote(reason)}"
         with telemetry.step("durable.terminate"):
@@ -363,7 +352,7 @@ class DurableClient:
     async def raise_event(self, instance_id: str, event: str, data: Any, timeout: float) -> None:
         """Send ``event`` with ``data`` (any JSON value) to the active instance.
 
-        Raises what :meth:`end` raises.
+        Raises what :meth:`terminate` raises.
         """
         stage = f"sending {event} to the existing instance"
         url = f"{self._base}instances/{instance_id}/raiseEvent/{event}"

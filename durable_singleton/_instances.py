@@ -140,16 +140,16 @@ async def _end(
     if status.runtime_status not in FINISHED:
         hub = durable.task_hub
 
-        async def send(data: Any) -> None:
-            timeout = durable.timeout if held is None else await held.fence(durable.timeout)
-            await durable.end(instance_id, event, TERMINATE_REASON, timeout, data)
+        async def stop(data: Any) -> None:
+            await durable.raise_event(instance_id, STOP_EVENT, data, durable.timeout)
 
-        event = STOP_EVENT if mode is StopMode.STOP else None
         try:
-            if event is not None:
-                dropped = await stop_through_channel(root, hub, function_name, instance_id, send)
+            if mode is StopMode.STOP:
+                dropped = await stop_through_channel(root, hub, function_name, instance_id, stop)
             else:
-                await send(None)
+                assert held is not None  # a terminate is sent under the id's lock
+                timeout = await held.fence(durable.timeout)
+                await durable.terminate(instance_id, TERMINATE_REASON, timeout)
                 closed = await close_channel(root, hub, function_name, instance_id)
                 wait = root.settings.next_run_wait_seconds
                 dropped = await dropped_by_terminate(durable, instance_id, closed, wait)

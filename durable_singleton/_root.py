@@ -7,8 +7,9 @@ by :class:`durable_singleton.SingletonApp`, passed to every adapter and to the s
 and closed through :meth:`Root.close`. The settings, the storage connection among
 them, are read and checked once, when it is made.
 
-The storage client and the locks are made only when first needed: the conflict path
-never needs them.
+The storage client and the locks are made on first use. Every start makes them: while
+it reads the status, the lock blob of an id this process has not met is created ahead
+(once per id per process), so the conflict path makes no storage call after that.
 """
 
 from __future__ import annotations

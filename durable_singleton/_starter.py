@@ -537,20 +537,21 @@ class _StartRun:
         it has; on time-out answer 409 with nothing started."""
         hub, function_name = self.durable.task_hub, self.request.function_name
 
-        async def send(data: Any) -> None:
+        async def stop(data: Any) -> None:
             budget = await held.fence(self.durable.timeout)
-            await self.durable.end(self.id, event, REPLACE_REASON, budget, data)
+            await self.durable.raise_event(self.id, STOP_EVENT, data, budget)
 
-        event = STOP_EVENT if action is Action.STOP_THEN_START else None
+        graceful = action is Action.STOP_THEN_START
         with contextlib.suppress(InstanceEnded):  # ended (or purged) already: start
-            if event is not None:
+            if graceful:
                 self.dropped = await stop_through_channel(
-                    self.root, hub, function_name, self.id, send
+                    self.root, hub, function_name, self.id, stop
                 )
             else:
-                await send(None)
+                budget = await held.fence(self.durable.timeout)
+                await self.durable.terminate(self.id, REPLACE_REASON, budget)
         closed = None
-        if event is None:
+        if not graceful:
             closed = await close_channel(self.root, hub, function_name, self.id)
             self.dropped = closed.dropped
         waited = self.settings.terminate_timeout_seconds
