@@ -91,7 +91,33 @@ async def test_the_runtime_indexes_the_apps_functions_and_the_blueprints(host) -
         "SingletonList",
         "SingletonsPage",
         "OpenApiDocument",
+        "start_import",
     }
+
+
+async def test_a_function_of_the_apps_own_starts_through_the_client(
+    host, example_double, app_env
+) -> None:
+    """examples/v2's start_import: its own route, SingletonClient.start and answer()."""
+    starter = example_double.starter()
+
+    async def post(day: str) -> HttpAnswer:
+        url = f"{ORIGIN}/api/imports/{day}"
+        request = host.http("POST", url, {}, {"day": day}, b"")
+        response = await host.invoke(
+            "start_import", {"req": request, "starter": host.durable_client(starter)}
+        )
+        assert host.succeeded(response), host.failure(response)
+        return host.http_answer(response)
+
+    started = await post("2026-12-03")
+    assert started.status == 202 and started.json()["outcome"] == "started"
+    assert example_double.instances["import-2026-12-03"].input == ["2026-12-03.csv"]
+    again = await post("2026-12-03")
+    assert (again.status, kind(again)) == (409, "instance-active")
+    bad = await post("no/such")
+    assert (bad.status, kind(bad)) == (400, "invalid-instance-id")
+    assert example_double.accepted_starts == [(ORCHESTRATOR, "import-2026-12-03")]
 
 
 async def test_a_start_a_conflict_a_status_and_a_stop(host, example_double, app_env) -> None:

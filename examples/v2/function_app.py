@@ -39,8 +39,26 @@ def import_file(name: str) -> str:
 
 
 #: The guarantee's state (settings, sessions, locks), kept to share with functions of
-#: this app's own (``singleton.client(binding).start(...)``) and to close in tests.
+#: this app's own (``singleton.client(binding)``, below) and to close in tests.
 singleton = durable_singleton.SingletonApp(
     durable_singleton.Catalog.of({"nightly_import": files_rule})
 )
 app.register_functions(durable_singleton.blueprint(app=singleton))
+
+
+@app.route(route="imports/{day}", methods=["POST"])
+@app.generic_input_binding(arg_name="starter", type="durableClient")
+async def start_import(req: func.HttpRequest, starter: str) -> func.HttpResponse:
+    """A start of this app's own: the day's import, under the id ``import-<day>``, guarded
+    as the Blueprint's route guards it. ``starter`` is the durableClient binding's JSON
+    (a generic input binding, as the Blueprint's functions take it)."""
+    day = req.route_params.get("day", "")
+    instance_id = f"import-{day}"
+    result: Any
+    try:
+        result = await singleton.client(starter).start(
+            "nightly_import", instance_id, [f"{day}.csv"]
+        )
+    except durable_singleton.SingletonError as error:  # answered as the route answers it
+        result = error
+    return singleton.answer(result, instance_id, req, starter)
