@@ -7,9 +7,10 @@ leaves the app.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 from dataclasses import dataclass
-from typing import Any, Optional, Tuple
+from typing import Any, Iterator, Optional, Tuple
 
 import azure.functions as func
 
@@ -18,7 +19,6 @@ from . import _problems as problems
 from ._durable import DurableClient, InstanceEnded, InstanceStatus
 from ._invocation import Invocation, RootFactory, Routes, answer
 from ._links import Links
-from ._lock import HeldLock
 from ._policy import FINISHED
 from ._problems import ProblemError
 from ._request import check_stop
@@ -112,51 +112,47 @@ async def end_instance(
     LockBusy
         A terminate waited too long for the id's lock.
     """
+    hub = durable.task_hub
     if mode is StopMode.STOP:
         check_stop(root.catalog, function_name, "DELETE with mode=terminate")
-        return await _end(durable, root, function_name, instance_id, mode, links)
-    held = await hold_lock(
-        root.locks(), durable.task_hub, instance_id, root.settings.lock_wait_seconds
-    )
-    try:
-        return await _end(durable, root, function_name, instance_id, mode, links, held)
-    finally:
-        await held.release()
-
-
-async def _end(
-    durable: DurableClient,
-    root: Root,
-    function_name: str,
-    instance_id: str,
-    mode: StopMode,
-    links: Links,
-    held: Optional[HeldLock] = None,
-) -> Ended:
-    """Send the Stop or the terminate (and then drop the next run in the channel); under
-    ``held``, fenced as every call under the lock is (LockLost when the lease cannot be
-    proven for the call's time)."""
-    status = await _existing(durable, instance_id, function_name)
-    if status.runtime_status not in FINISHED:
-        hub = durable.task_hub
+        status = await _existing(durable, instance_id, function_name)
 
         async def stop(data: Any) -> None:
             await durable.raise_event(instance_id, STOP_EVENT, data, durable.timeout)
 
-        try:
-            if mode is StopMode.STOP:
-                dropped = await stop_through_channel(root, hub, function_name, instance_id, stop)
-            else:
-                assert held is not None  # a terminate is sent under the id's lock
-                timeout = await held.fence(durable.timeout)
-                await durable.terminate(instance_id, TERMINATE_REASON, timeout)
-                closed = await close_channel(root, hub, function_name, instance_id)
-                wait = root.settings.next_run_wait_seconds
-                dropped = await dropped_by_terminate(durable, instance_id, closed, wait)
-            return Ended(status, dropped)
-        except InstanceEnded as ended:
-            if ended.status is None:  # purged since it was read: the request failed
-                raise ended.failure from None
-            status = ended.status  # ended between the read and the request
-    described = answers.describe(status, instance_id, links)
-    raise ProblemError(problems.instance_not_running(described))
+        with _refused_once_ended(status, instance_id, links):
+            dropped = await stop_through_channel(root, hub, function_name, instance_id, stop)
+        return Ended(status, dropped)
+    held = await hold_lock(
+        root.locks(), durable.task_hub, instance_id, root.settings.lock_wait_seconds
+    )
+    try:
+        status = await _existing(durable, instance_id, function_name)
+        with _refused_once_ended(status, instance_id, links):
+            # Fenced as every call under the lock is (LockLost when the lease cannot be
+            # proven for the call's time).
+            timeout = await held.fence(durable.timeout)
+            await durable.terminate(instance_id, TERMINATE_REASON, timeout)
+            closed = await close_channel(root, hub, function_name, instance_id)
+    finally:
+        await held.release()
+    # Read (bounded) once the lock is let go: a start need not wait for this instance's end.
+    wait = root.settings.next_run_wait_seconds
+    return Ended(status, await dropped_by_terminate(durable, instance_id, closed, wait))
+
+
+@contextlib.contextmanager
+def _refused_once_ended(status: InstanceStatus, instance_id: str, links: Links) -> Iterator[None]:
+    """409 ``instance-not-running`` when the instance had ended when it was read, or ended
+    before the Stop or terminate reached it (the request failed when it was purged
+    meanwhile)."""
+    if status.runtime_status in FINISHED:
+        described = answers.describe(status, instance_id, links)
+        raise ProblemError(problems.instance_not_running(described))
+    try:
+        yield
+    except InstanceEnded as ended:
+        if ended.status is None:  # purged since it was read: the request failed
+            raise ended.failure from None
+        described = answers.describe(ended.status, instance_id, links)
+        raise ProblemError(problems.instance_not_running(described)) from None
