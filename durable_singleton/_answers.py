@@ -18,6 +18,7 @@ import azure.functions as func
 from . import _problems as problems
 from . import _telemetry as telemetry
 from ._durable import DurableFailure, DurableUnavailable, InstanceStatus, StartOutcomeUnknown
+from ._handover import NextRunOutcomeUnknown
 from ._idempotency import REPLAYED_HEADER
 from ._links import Links
 from ._lock import LockLost, LockUnavailable
@@ -28,7 +29,6 @@ from ._starter import (
     InstanceEnding,
     InstanceVanished,
     LockBusy,
-    NextRunOutcomeUnknown,
     Outcome,
     ReplaceTimedOut,
 )

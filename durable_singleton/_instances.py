@@ -17,13 +17,14 @@ import azure.functions as func
 from . import _answers as answers
 from . import _problems as problems
 from ._durable import DurableClient, InstanceEnded, InstanceStatus
+from ._handover import close_channel, dropped_by_terminate, stop_through_channel
 from ._invocation import Invocation, RootFactory, Routes, answer
 from ._links import Links
 from ._policy import FINISHED
 from ._problems import ProblemError
 from ._request import check_stop
 from ._root import Root
-from ._starter import close_channel, dropped_by_terminate, hold_lock, stop_through_channel
+from ._starter import hold_lock
 from ._stop import STOP_EVENT
 from ._validation import read_choice, read_route
 
@@ -98,7 +99,7 @@ async def end_instance(
 
     For an orchestrator that takes next runs, a Stop stops the run the id's next-run
     channel names and then drops its next run (or its waiting run) from the channel
-    (:func:`~durable_singleton._starter.stop_through_channel`), so the request it names
+    (:func:`~durable_singleton._handover.stop_through_channel`), so the request it names
     as dropped can never run afterwards, and a next run a later request buffers still
     runs after the stopped run. A terminate is sent under the id's lock, fenced as every
     call under the lock is, and then closes the channel, dropping (and naming) the next

@@ -10,16 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import datetime
-import functools
 import logging
-import math
-import uuid
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Optional, TypeVar
+from typing import Any, Optional, TypeVar
 
-from . import _problems as problems
 from . import _telemetry as telemetry
 from ._durable import (
     DurableClient,
@@ -30,40 +25,27 @@ from ._durable import (
     StartOutcome,
     StartOutcomeUnknown,
 )
-from ._errors import NotStarted, OutcomeUnknown
+from ._errors import NotStarted
+from ._handover import (
+    FIRST_END_POLL_SECONDS,
+    MAX_END_POLL_SECONDS,
+    Handover,
+    close_channel,
+    shown_by,
+    stop_through_channel,
+)
 from ._idempotency import (
-    Record,
-    Records,
-    Verdict,
     created_second,
-    created_text,
-    judge,
 )
-from ._lock import HeldLock, LockLost, LockUnavailable, StartLocks
-from ._next_run import (
-    Channel,
-    Closed,
-    Offered,
-    close,
-    confirmed,
-    offer,
-    opened,
-    shown_run,
-    start_member,
-    stop_event,
-    stop_run,
-    takes_requests,
-)
-from ._next_run_store import ChannelWriteUnknown
+from ._key_records import KeyRecords
+from ._lock import HeldLock, LockLost, StartLocks
 from ._policy import (
     FINISHED,
     REPLACES,
     Action,
-    OnConflict,
     decide,
     must_recheck_under_lock,
 )
-from ._problems import ProblemError
 from ._request import StartRequest
 from ._root import Root
 from ._stop import STOP_EVENT
@@ -84,10 +66,6 @@ REPLACE_REASON = "Replaced by a start request with onConflict=terminateExisting.
 #: While the old instance of onConflict=terminateExisting or stopExisting winds down.
 FIRST_POLL_SECONDS = 0.25
 MAX_POLL_SECONDS = 2.0
-
-#: While a bufferOne request waits for an instance that is ending its run to end.
-FIRST_END_POLL_SECONDS = 0.05
-MAX_END_POLL_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -143,17 +121,6 @@ class InstanceVanished(NotStarted):
     def __init__(self, instance_id: str):
         super().__init__(instance_id)
         self.instance_id = instance_id
-
-
-class NextRunOutcomeUnknown(OutcomeUnknown):
-    """A write to the id's next-run channel was sent and its answer lost: whether the
-    next run was kept (or dropped, for a stop) is unknown. ``members``: the request's
-    id, and what the write replaced or dropped if it landed (the answer's members)."""
-
-    def __init__(self, instance_id: str, **members: Optional[str]):
-        super().__init__(instance_id)
-        self.instance_id = instance_id
-        self.members = {name: value for name, value in members.items() if value is not None}
 
 
 class InstanceEnding(NotStarted):
@@ -219,22 +186,12 @@ class _StartRun:
         self.root = root
         self.settings = root.settings
         self.id = request.instance_id
-        #: The id's key records before this start wrote its own (when it wrote any), and
-        #: the records it wrote.
-        self.prior: Optional[Records] = None
-        self.records: Optional[Records] = None
-        #: A bufferOne or debounced request's own id: its run's name in the job's status.
-        self.request_id = (
-            str(uuid.uuid4()) if request.on_conflict is OnConflict.BUFFER_ONE else None
-        )
-        #: Whether the orchestrator takes next runs: its instances have a channel.
-        self.channelled = root.catalog.accepts_next_run(request.function_name)
-        #: The name of the run a start begins (the request's own id, if it has one).
-        self.run_id = self.request_id or str(uuid.uuid4())
+        #: The request's side of the id's key records.
+        self.keys = KeyRecords(request, durable.task_hub, root.settings, durable.timeout)
+        #: The request's side of the id's next-run channel.
+        self.handover = Handover(request, durable, root)
         #: The next run of the instance this request replaces, dropped with it.
         self.dropped: Optional[str] = None
-        #: When the run of a debounced start is due, once its start was sent.
-        self.due_at: Optional[str] = None
 
     async def execute(self) -> Outcome:
         """Decide on the current status; take the lock only for a start."""
@@ -244,9 +201,8 @@ class _StartRun:
         locks.prepare(self.durable.task_hub, self.id)
         status = await self.durable.status(self.id)
         if self.request.keyed is not None:
-            replay = await self._by_key(locks, status)
-            if replay is not None:
-                return replay
+            if await self.keys.replayed(locks, status):
+                return _REPLAYED
         action = self._decide(status)
         if not action.takes_lock:
             # Fast path: refusing or pointing at the running instance needs no lock.
@@ -325,16 +281,15 @@ class _StartRun:
         # start the runtime would refuse after the channel was taken from it).
         if (
             keyed is not None
-            or self.channelled
+            or self.handover.channelled
             or must_recheck_under_lock(action, request.on_conflict, request.reuse)
         ):
             status = await self.durable.status(self.id)
             if keyed is not None:
                 # The key's records as they are under the lease: a request with the same
                 # key that started (and, a quick job, finished) meanwhile is answered.
-                replay = self._by_records(await self._held_records(held), status)
-                if replay is not None:
-                    return replay
+                if self.keys.replayed_by(await self.keys.held(held), status):
+                    return _REPLAYED
             action = self._decide(status)
             if action is Action.BUFFER:
                 return await self._offer_or_start(held, status)
@@ -350,10 +305,9 @@ class _StartRun:
         if action in REPLACES:
             assert status is not None  # only an existing instance is replaced
             await self._replace_and_wait(held, action, status)
-        input_, due_at, latest_at = self._start_input()
-        if self.channelled:
-            await self._open_channel(held, due_at, latest_at)
-        await self._record_start(held, status)
+        input_, due_at, latest_at = self.handover.start_input()
+        await self.handover.open(held, due_at, latest_at)
+        await self.keys.record_start(held, status)
         try:
             outcome = await self.durable.start(
                 request.function_name,
@@ -367,13 +321,13 @@ class _StartRun:
             # The caller went away mid-start: the start may land all the same.
             raise _Ambiguous(status, cancelled=True) from error
         except (DurableUnavailable, DurableFailure):
-            await self._restore_records(held)  # answered: no execution came of this start
+            await self.keys.restore(held)  # answered: no execution came of this start
             raise
         if outcome is StartOutcome.STARTED:
-            await self._mark_landed(held)
-            await self._confirm_channel()
+            await self.keys.mark_landed(held)
+            await self.handover.confirm()
             return self._started(action, due_at)
-        await self._restore_records(held)
+        await self.keys.restore(held)
         # The extension refused: an instance with the id is active after all (started
         # outside this app's lock, for example). Answer as the policy says for it. An
         # older build's 500 may also be a plain failure: then no instance is active.
@@ -387,101 +341,27 @@ class _StartRun:
             refused = Action.REJECT_ACTIVE
         return self._not_started(refused, status)
 
-    def _start_input(self) -> "tuple[Any, Optional[str], Optional[str]]":
-        """The input a start sends, and when a debounced run is due (and at the latest):
-        a start of an orchestrator that takes next runs names its run, its channel's
-        task hub and its due time in the input."""
-        if not self.channelled:
-            return self.request.input, None, None
-        due_at = latest_at = None
-        if self.request.debounce is not None:
-            due_at, latest_at = self.request.debounce.times(_utc_now())
-        member = start_member(self.run_id, self.durable.task_hub, due_at, latest_at)
-        self.due_at = due_at
-        return {**(self.request.input or {}), "run": member}, due_at, latest_at
-
-    async def _open_channel(
-        self, held: HeldLock, due_at: Optional[str], latest_at: Optional[str]
-    ) -> None:
-        """Before the start is sent, under the lease: the id's channel is this start's,
-        keeping a next run its last instance did not take."""
-        await held.fence(self.settings.storage_timeout_seconds * 2)
-        input_ = self.request.input
-
-        def opening(previous: Any) -> "tuple[Any, None]":
-            return opened(previous, self.run_id, input_, due_at, latest_at), None
-
-        try:
-            with telemetry.step("nextrun.open"):
-                await self.root.next_runs().change(self.durable.task_hub, self.id, opening)
-        except ChannelWriteUnknown as error:  # nothing is started on an unknown channel
-            raise LockUnavailable("opening the next-run channel") from error
-
-    async def _confirm_channel(self) -> None:
-        """The start created the instance: its channel takes requests from now on. If this
-        write fails, the first request that reads a status showing the run confirms it
-        (durable_singleton._next_run.takes_requests); until then requests wait under the
-        lock, so a failure here delays them and loses nothing."""
-        if not self.channelled:
-            return
-        run = self.run_id
-
-        def confirming(channel: Any) -> "tuple[Any, None]":
-            return confirmed(channel, run), None
-
-        try:
-            with telemetry.step("nextrun.confirm"):
-                await self.root.next_runs().change(self.durable.task_hub, self.id, confirming)
-        except (LockUnavailable, ChannelWriteUnknown) as error:
-            logger.warning("The next-run channel was not confirmed: %s", error)
-
     def _started(self, action: Action, due_at: Optional[str] = None) -> Outcome:
         return Outcome(
             action,
             None,
             started=True,
-            request_id=self.request_id,
+            request_id=self.handover.request_id,
             due_at=due_at,
             dropped=self.dropped,
         )
 
     async def _offer(self, status: Optional[InstanceStatus]) -> Optional[Outcome]:
-        """Make the request's input the active instance's next run (or its waiting run's
-        input) with one conditional write to the channel; None when the channel takes
-        nothing (the instance is ending its run, or was not started through the app)."""
-        assert self.request_id is not None
-        request_id, input_ = self.request_id, self.request.input
-        asked = None
-        if self.request.debounce is not None:
-            asked, _ = self.request.debounce.times(_utc_now())
-
-        shown = shown_run(status.custom_status) if status is not None else None
-
-        def offering(channel: Any) -> "tuple[Any, Optional[Offered]]":
-            if not takes_requests(channel, shown):
-                return None, None
-            offered = offer(channel, request_id, input_, asked)
-            return offered.channel, offered
-
-        try:
-            with telemetry.step("nextrun.offer"):
-                offered = await self.root.next_runs().change(
-                    self.durable.task_hub, self.id, offering
-                )
-        except ChannelWriteUnknown as error:
-            maybe: Optional[Offered] = error.result
-            raise NextRunOutcomeUnknown(
-                self.id,
-                requestId=request_id,
-                replacedRequestId=maybe.replaced if maybe is not None else None,
-            ) from error
+        """The request's input as the active instance's next run (or its waiting run's
+        input), answered at once; None when the channel takes nothing."""
+        offered = await self.handover.offer(shown_by(status))
         if offered is None:
             return None
         return Outcome(
             Action.BUFFER,
             status,
             started=False,
-            request_id=request_id,
+            request_id=self.handover.request_id,
             due_at=offered.due_at,
             replaced=offered.replaced,
         )
@@ -526,8 +406,8 @@ class _StartRun:
             status = None
         if status is not None and _created_since(status, before, acquired_at):
             logger.info("A start's answer was lost; its status shows it started.")
-            await self._confirm_channel()
-            return self._started(Action.START, self.due_at)
+            await self.handover.confirm()
+            return self._started(Action.START, self.handover.due_at)
         raise StartOutcomeUnknown(self.id)
 
     async def _replace_and_wait(
@@ -560,7 +440,7 @@ class _StartRun:
             current = await self.durable.status(self.id)
             if current is None or current.runtime_status in FINISHED:
                 if closed is not None and current is not None:
-                    self.dropped = closed.after_end(shown_run(current.custom_status))
+                    self.dropped = closed.after_end(shown_by(current))
                 return
             if polls.expired():
                 raise ReplaceTimedOut(action, current, self.id, waited)
@@ -570,110 +450,14 @@ class _StartRun:
                 raise LockLost("the lease ran out while the old instance was ending")
             await polls.sleep(cap=max(held.remaining(), 0.05))
 
-    async def _by_key(
-        self, locks: StartLocks, status: Optional[InstanceStatus]
-    ) -> Optional[Outcome]:
-        """What the request's Idempotency-Key says: the earlier answer again, a problem
-        (raised), or None for an ordinary start request."""
-        with telemetry.step("idempotency.read"):
-            metadata = await locks.read_record(self.durable.task_hub, self.id)
-        return self._by_records(Records.from_metadata(metadata or {}), status)
-
-    def _by_records(self, records: Records, status: Optional[InstanceStatus]) -> Optional[Outcome]:
-        """What :func:`judge` says of the key, given ``records``: see :meth:`_by_key`."""
-        keyed = self.request.keyed
-        assert keyed is not None
-        now = _utc_now()
-        verdict = judge(records, keyed, status, now)
-        if verdict is Verdict.REPLAY:
-            return Outcome(Action.START, None, started=True, replayed=True)
-        if verdict is Verdict.MISMATCH:
-            raise ProblemError(problems.idempotency_key_mismatch(self.id))
-        if verdict is Verdict.IN_PROGRESS:
-            assert records.current is not None
-            wait = math.ceil((records.current.window_to - now).total_seconds()) + 1
-            raise ProblemError(problems.idempotency_key_in_progress(self.id, wait))
-        if verdict is Verdict.SUPERSEDED:
-            raise ProblemError(problems.idempotency_key_superseded(self.id))
-        return None
-
     async def _answered_without_start(
         self, locks: StartLocks, action: Action, status: Optional[InstanceStatus]
     ) -> Outcome:
         """The answer when another caller's start shows: for a request with a key, the
         key's own start may be that one."""
-        if self.request.keyed is not None:
-            replay = await self._by_key(locks, status)
-            if replay is not None:
-                return replay
+        if self.request.keyed is not None and await self.keys.replayed(locks, status):
+            return _REPLAYED
         return self._not_started(action, status)
-
-    async def _record_start(self, held: HeldLock, before: Optional[InstanceStatus]) -> None:
-        """Under the lease, before the start is sent: move a live key record aside (this
-        start comes after its key's), and for a request with a key write its own.
-
-        Costs no storage call for a request without a key unless a record may be live
-        (see :meth:`HeldLock.known_metadata`).
-        """
-        keyed = self.request.keyed
-        ttl = datetime.timedelta(seconds=self.settings.idempotency_ttl_seconds)
-        prior = await self._held_records(held)
-        now = _utc_now()
-        own = prior.live_current(now)
-        if keyed is None and own is None:
-            return
-        base = prior
-        if keyed is not None and own is not None and own.key_digest == keyed.key_digest:
-            base = prior.with_current(None)  # its own earlier attempt, which never landed
-        records = base.superseding(now)
-        if keyed is not None:
-            await _past_the_second_of(before)
-            # The record's window: from now to the end of the time the lease is proven
-            # held; the start call is bounded by that time.
-            await held.fence(self.durable.timeout + self.settings.storage_timeout_seconds)
-            began = _utc_now()
-            record = Record(
-                keyed.key_digest,
-                keyed.fingerprint,
-                began + datetime.timedelta(seconds=max(held.remaining(), 0.0)),
-                created_text(before),
-                began + ttl,
-            )
-            records = records.with_current(record)
-        with telemetry.step("idempotency.record"):
-            await held.write_metadata(records.metadata())
-        self.prior, self.records = prior, records
-
-    async def _held_records(self, held: HeldLock) -> Records:
-        """The id's key records, read under the lease only when they may have changed
-        since this process last saw them (:meth:`HeldLock.known_metadata`)."""
-        ttl = datetime.timedelta(seconds=self.settings.idempotency_ttl_seconds)
-        metadata = held.known_metadata(ttl + _CLOCK_ALLOWANCE)
-        if metadata is None:
-            with telemetry.step("idempotency.read"):
-                metadata = await held.read_metadata()
-        return Records.from_metadata(metadata)
-
-    async def _mark_landed(self, held: HeldLock) -> None:
-        """After the key's start was answered 202, say so in its record. Best effort: an
-        unmarked record is judged from the instance's status instead."""
-        records = self.records
-        if records is None or records.current is None:
-            return
-        landed = dataclasses.replace(records.current, landed=True, window_to=_utc_now())
-        with contextlib.suppress(LockLost, LockUnavailable):
-            with telemetry.step("idempotency.record"):
-                await held.write_metadata(records.with_current(landed).metadata())
-
-    async def _restore_records(self, held: HeldLock) -> None:
-        """Put the key records back as they were once the start was answered without
-        starting: no start came after the keys it moved aside, and a retry of its own
-        key is a new request at once, not "in progress" until its window ends. Best
-        effort: records left behind only make a retry wait for the window, or answer
-        "superseded" where nothing newer started."""
-        if self.prior is not None:
-            with contextlib.suppress(LockLost, LockUnavailable):
-                await held.write_metadata(self.prior.metadata())
 
     def _decide(self, status: Optional[InstanceStatus]) -> Action:
         runtime_status = status.runtime_status if status is not None else None
@@ -706,99 +490,9 @@ async def hold_lock(
             await pauses.sleep()
 
 
-#: How many times a Stop follows the instance to the next run it took meanwhile.
-MAX_STOP_ROUNDS = 3
-
-
-async def stop_through_channel(
-    root: Root,
-    task_hub: str,
-    function_name: str,
-    instance_id: str,
-    send: "Callable[[Any], Awaitable[None]]",
-) -> Optional[str]:
-    """Send a Stop (``send(data)``) and return the request whose next (or waiting) run
-    it dropped.
-
-    The Stop names the run the id's channel names; once it is sent, the next run is
-    dropped from the channel with one conditional write, so the instance can never take
-    it afterwards. If the instance took it in between, it has begun: it is sent a Stop
-    of its own, and nothing is dropped. A Stop that cannot be sent changes nothing.
-    Orchestrators that take no next runs have no channel: nothing is dropped.
-
-    Raises what ``send`` raises for the first Stop (InstanceEnded: nothing dropped),
-    LockUnavailable when the channel cannot be read (nothing sent), and
-    NextRunOutcomeUnknown when the drop's answer was lost (it may have been dropped).
-    """
-    if not root.catalog.accepts_next_run(function_name):
-        await send(stop_event(None))
-        return None
-    channel = await root.next_runs().read(task_hub, instance_id)
-    run = channel.run if channel is not None else None
-    await send(stop_event(run))
-    for _ in range(MAX_STOP_ROUNDS):
-        try:
-            stopped = await _in_channel(
-                root, task_hub, instance_id, functools.partial(stop_run, run=run)
-            )
-        except LockUnavailable:
-            return None  # the Stop was sent; the next run was not dropped
-        if not stopped.moved:
-            return stopped.dropped
-        run = stopped.run
-        with contextlib.suppress(InstanceEnded):
-            await send(stop_event(run))
-    return None
-
-
-async def close_channel(root: Root, task_hub: str, function_name: str, instance_id: str) -> Closed:
-    """After a terminate was sent: the id's channel takes nothing more, and its next
-    (or waiting) run is dropped; return what it removed, and the run it had handed to
-    the instance (see :func:`dropped_by_terminate`). Done after the terminate, so a
-    terminate that fails loses no next run. Raises NextRunOutcomeUnknown when the
-    write's answer was lost, LockUnavailable when storage failed before it."""
-    if not root.catalog.accepts_next_run(function_name):
-        return Closed(None)
-    return await _in_channel(root, task_hub, instance_id, close)
-
-
-async def dropped_by_terminate(
-    durable: DurableClient, instance_id: str, closed: Closed, wait: float
-) -> Optional[str]:
-    """The request a terminate dropped. A run the channel had handed to the instance
-    (taken at a run's end, or begun after its wait) is dropped too when the instance
-    ends before beginning it, which its status shows once it has ended: it is read until
-    then, at most ``wait`` seconds; after that (or when it cannot be read) only what the
-    close removed is claimed."""
-    if closed.handed is None or closed.dropped is not None:
-        return closed.dropped
-    polls = Pauses(FIRST_END_POLL_SECONDS, MAX_END_POLL_SECONDS, wait)
-    while True:
-        try:
-            status = await durable.status(instance_id)
-        except (DurableUnavailable, DurableFailure):
-            return None
-        if status is not None and status.runtime_status in FINISHED:
-            return closed.after_end(shown_run(status.custom_status))
-        if status is None or polls.expired():
-            return None
-        await polls.sleep()
-
-
-async def _in_channel(
-    root: Root,
-    task_hub: str,
-    instance_id: str,
-    decide: "Callable[[Optional[Channel]], tuple[Optional[Channel], T]]",
-) -> T:
-    try:
-        with telemetry.step("nextrun.end"):
-            return await root.next_runs().change(task_hub, instance_id, decide)
-    except ChannelWriteUnknown as error:
-        dropped = getattr(error.result, "dropped", error.result)
-        raise NextRunOutcomeUnknown(
-            instance_id, droppedRequestId=dropped if isinstance(dropped, str) else None
-        ) from error
+#: The answer to a request whose Idempotency-Key started the current execution: its 202,
+#: given again.
+_REPLAYED = Outcome(Action.START, None, started=True, replayed=True)
 
 
 class _Ambiguous(Exception):
@@ -813,28 +507,6 @@ class _Ambiguous(Exception):
 
 def _utc_now() -> datetime.datetime:
     return datetime.datetime.now(datetime.timezone.utc)
-
-
-#: A key record is looked for while it may be live by the app's clock: the lock blob's
-#: last modification is storage's clock.
-_CLOCK_ALLOWANCE = datetime.timedelta(minutes=5)
-#: The longest a keyed start waits for the second of the execution before it to pass
-#: (more would mean the clocks of the app's instances disagree by that much).
-MAX_SECOND_WAIT = 2.0
-
-
-async def _past_the_second_of(before: Optional[InstanceStatus]) -> None:
-    """Wait until this machine's clock has left the whole second ``before`` was created
-    in: the host stamps the next execution's ``createdTime`` with this clock, so the
-    two cannot share a second and a lost answer can be told from the status."""
-    created = created_second(before)
-    if created is None:
-        return
-    wait = (created + datetime.timedelta(seconds=1) - _utc_now()).total_seconds()
-    if wait > MAX_SECOND_WAIT:
-        logger.warning("The instance before this start was created %.1f s ahead.", wait)
-    if wait > 0:
-        await asyncio.sleep(min(wait, MAX_SECOND_WAIT))
 
 
 def _created_since(

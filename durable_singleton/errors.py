@@ -11,6 +11,7 @@ an input rule raises; :class:`Problem` is what a :class:`ProblemError` carries.
 from ._catalog import InvalidInput
 from ._durable import DurableFailure, DurableUnavailable, StartOutcomeUnknown
 from ._errors import NotStarted, OutcomeUnknown, SingletonError
+from ._handover import NextRunOutcomeUnknown
 from ._lock import LockLost, LockUnavailable
 from ._problems import Problem, ProblemError
 from ._settings import ConfigurationError
@@ -18,7 +19,6 @@ from ._starter import (
     InstanceEnding,
     InstanceVanished,
     LockBusy,
-    NextRunOutcomeUnknown,
     ReplaceTimedOut,
 )
 

@@ -1,0 +1,275 @@
+"""The starter's side of an id's next-run channel (durable_singleton._next_run): what a
+start of an orchestrator that takes next runs puts in its input, opening and confirming
+the channel around that start, a bufferOne or debounced request's write, and the Stop and
+terminate that drop what the channel holds.
+
+The rules themselves are the pure functions of :mod:`durable_singleton._next_run`; this
+module only reads and writes the channel with them (through the app's NextRunStore) and
+turns what a write could not tell into the answer's words.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import functools
+import logging
+import uuid
+from typing import Any, Awaitable, Callable, Optional, TypeVar
+
+from . import _telemetry as telemetry
+from ._durable import DurableClient, DurableFailure, DurableUnavailable, InstanceEnded
+from ._errors import OutcomeUnknown
+from ._lock import HeldLock, LockUnavailable
+from ._next_run import (
+    Channel,
+    Closed,
+    Offered,
+    close,
+    confirmed,
+    offer,
+    opened,
+    shown_run,
+    start_member,
+    stop_event,
+    stop_run,
+    takes_requests,
+)
+from ._next_run_store import ChannelWriteUnknown
+from ._policy import FINISHED, OnConflict
+from ._request import StartRequest
+from ._root import Root
+from ._waiting import Pauses
+
+logger = logging.getLogger("durable_singleton._starter")
+
+T = TypeVar("T")
+
+#: While a request waits for an instance that is ending its run to end, and while a
+#: terminate's answer waits for the instance's end.
+FIRST_END_POLL_SECONDS = 0.05
+MAX_END_POLL_SECONDS = 1.0
+
+#: How many times a Stop follows the instance to the next run it took meanwhile.
+MAX_STOP_ROUNDS = 3
+
+
+class NextRunOutcomeUnknown(OutcomeUnknown):
+    """A write to the id's next-run channel was sent and its answer lost: whether the
+    next run was kept (or dropped, for a stop) is unknown. ``members``: the request's
+    id, and what the write replaced or dropped if it landed (the answer's members)."""
+
+    def __init__(self, instance_id: str, **members: Optional[str]):
+        super().__init__(instance_id)
+        self.instance_id = instance_id
+        self.members = {name: value for name, value in members.items() if value is not None}
+
+
+class Handover:
+    """One start request's side of its id's channel.
+
+    ``request_id``: a bufferOne or debounced request's own id (its run's name in the
+    job's status); ``run_id``: the name of the run a start begins (the request's id, if it
+    has one); ``channelled``: whether the orchestrator takes next runs (its instances
+    have a channel); ``due_at``: when a debounced start's run is due, once its input was
+    made.
+    """
+
+    def __init__(self, request: StartRequest, durable: DurableClient, root: Root) -> None:
+        """For ``request``, through ``durable`` (its task hub names the channel) and the
+        app's ``root`` (its catalog, settings and channel store)."""
+        self.request = request
+        self.durable = durable
+        self.root = root
+        self.id = request.instance_id
+        self.request_id: Optional[str] = (
+            _new_id() if request.on_conflict is OnConflict.BUFFER_ONE else None
+        )
+        self.channelled = root.catalog.accepts_next_run(request.function_name)
+        self.run_id = self.request_id or _new_id()
+        self.due_at: Optional[str] = None
+
+    def start_input(self) -> "tuple[Any, Optional[str], Optional[str]]":
+        """The input a start sends, and when a debounced run is due (and at the latest):
+        a start of an orchestrator that takes next runs names its run, its channel's
+        task hub and its due time in the input."""
+        if not self.channelled:
+            return self.request.input, None, None
+        due_at = latest_at = None
+        if self.request.debounce is not None:
+            due_at, latest_at = self.request.debounce.times(_utc_now())
+        member = start_member(self.run_id, self.durable.task_hub, due_at, latest_at)
+        self.due_at = due_at
+        return {**(self.request.input or {}), "run": member}, due_at, latest_at
+
+    async def open(self, held: HeldLock, due_at: Optional[str], latest_at: Optional[str]) -> None:
+        """Before the start is sent, under the lease: the id's channel is this start's
+        (``starting`` until :meth:`confirm`), keeping a next run its last instance did not
+        take. Raises LockUnavailable when it cannot be told whether it was written."""
+        if not self.channelled:
+            return
+        await held.fence(self.root.settings.storage_timeout_seconds * 2)
+        input_, run = self.request.input, self.run_id
+
+        def opening(previous: Any) -> "tuple[Any, None]":
+            return opened(previous, run, input_, due_at, latest_at), None
+
+        try:
+            with telemetry.step("nextrun.open"):
+                await self.root.next_runs().change(self.durable.task_hub, self.id, opening)
+        except ChannelWriteUnknown as error:  # nothing is started on an unknown channel
+            raise LockUnavailable("opening the next-run channel") from error
+
+    async def confirm(self) -> None:
+        """The start created the instance: its channel takes requests from now on. If this
+        write fails, the first request that reads a status showing the run confirms it
+        (durable_singleton._next_run.takes_requests); until then requests wait under the
+        lock, so a failure here delays them and loses nothing."""
+        if not self.channelled:
+            return
+        run = self.run_id
+
+        def confirming(channel: Any) -> "tuple[Any, None]":
+            return confirmed(channel, run), None
+
+        try:
+            with telemetry.step("nextrun.confirm"):
+                await self.root.next_runs().change(self.durable.task_hub, self.id, confirming)
+        except (LockUnavailable, ChannelWriteUnknown) as error:
+            logger.warning("The next-run channel was not confirmed: %s", error)
+
+    async def offer(self, shown: Optional[str]) -> Optional[Offered]:
+        """Make the request's input the active instance's next run (or its waiting run's
+        input) with one conditional write to the channel, the instance's status showing
+        run ``shown``; None when the channel takes nothing (the instance is ending its
+        run, was not started through the app, or its start is not yet confirmed).
+
+        Raises NextRunOutcomeUnknown when the write's answer was lost and reading back
+        could not tell.
+        """
+        assert self.request_id is not None
+        request_id, input_ = self.request_id, self.request.input
+        asked = None
+        if self.request.debounce is not None:
+            asked, _ = self.request.debounce.times(_utc_now())
+
+        def offering(channel: Any) -> "tuple[Any, Optional[Offered]]":
+            if not takes_requests(channel, shown):
+                return None, None
+            offered = offer(channel, request_id, input_, asked)
+            return offered.channel, offered
+
+        try:
+            with telemetry.step("nextrun.offer"):
+                return await self.root.next_runs().change(self.durable.task_hub, self.id, offering)
+        except ChannelWriteUnknown as error:
+            maybe: Optional[Offered] = error.result
+            raise NextRunOutcomeUnknown(
+                self.id,
+                requestId=request_id,
+                replacedRequestId=maybe.replaced if maybe is not None else None,
+            ) from error
+
+
+def shown_by(status: Any) -> Optional[str]:
+    """The run an instance's status (an InstanceStatus, or None) shows."""
+    return shown_run(status.custom_status) if status is not None else None
+
+
+async def stop_through_channel(
+    root: Root,
+    task_hub: str,
+    function_name: str,
+    instance_id: str,
+    send: Callable[[Any], Awaitable[None]],
+) -> Optional[str]:
+    """Send a Stop (``send(data)``) and return the request whose next (or waiting) run
+    it dropped.
+
+    The Stop names the run the id's channel names; once it is sent, the next run is
+    dropped from the channel with one conditional write, so the instance can never take
+    it afterwards. If the instance took it in between, it has begun: it is sent a Stop
+    of its own, and nothing is dropped. A Stop that cannot be sent changes nothing.
+    Orchestrators that take no next runs have no channel: nothing is dropped.
+
+    Raises what ``send`` raises for the first Stop (InstanceEnded: nothing dropped),
+    LockUnavailable when the channel cannot be read (nothing sent), and
+    NextRunOutcomeUnknown when the drop's answer was lost (it may have been dropped).
+    """
+    if not root.catalog.accepts_next_run(function_name):
+        await send(stop_event(None))
+        return None
+    channel = await root.next_runs().read(task_hub, instance_id)
+    run = channel.run if channel is not None else None
+    await send(stop_event(run))
+    for _ in range(MAX_STOP_ROUNDS):
+        try:
+            stopped = await _in_channel(
+                root, task_hub, instance_id, functools.partial(stop_run, run=run)
+            )
+        except LockUnavailable:
+            return None  # the Stop was sent; the next run was not dropped
+        if not stopped.moved:
+            return stopped.dropped
+        run = stopped.run
+        with contextlib.suppress(InstanceEnded):
+            await send(stop_event(run))
+    return None
+
+
+async def close_channel(root: Root, task_hub: str, function_name: str, instance_id: str) -> Closed:
+    """After a terminate was sent: the id's channel takes nothing more, and its next
+    (or waiting) run is dropped; return what it removed, and the run it had handed to
+    the instance (see :func:`dropped_by_terminate`). Done after the terminate, so a
+    terminate that fails loses no next run. Raises NextRunOutcomeUnknown when the
+    write's answer was lost, LockUnavailable when storage failed before it."""
+    if not root.catalog.accepts_next_run(function_name):
+        return Closed(None)
+    return await _in_channel(root, task_hub, instance_id, close)
+
+
+async def dropped_by_terminate(
+    durable: DurableClient, instance_id: str, closed: Closed, wait: float
+) -> Optional[str]:
+    """The request a terminate dropped. A run the channel had handed to the instance
+    (taken at a run's end, or begun after its wait) is dropped too when the instance
+    ends before beginning it, which its status shows once it has ended: it is read until
+    then, at most ``wait`` seconds; after that (or when it cannot be read) only what the
+    close removed is claimed."""
+    if closed.handed is None or closed.dropped is not None:
+        return closed.dropped
+    polls = Pauses(FIRST_END_POLL_SECONDS, MAX_END_POLL_SECONDS, wait)
+    while True:
+        try:
+            status = await durable.status(instance_id)
+        except (DurableUnavailable, DurableFailure):
+            return None
+        if status is not None and status.runtime_status in FINISHED:
+            return closed.after_end(shown_by(status))
+        if status is None or polls.expired():
+            return None
+        await polls.sleep()
+
+
+async def _in_channel(
+    root: Root,
+    task_hub: str,
+    instance_id: str,
+    decide: Callable[[Optional[Channel]], "tuple[Optional[Channel], T]"],
+) -> T:
+    try:
+        with telemetry.step("nextrun.end"):
+            return await root.next_runs().change(task_hub, instance_id, decide)
+    except ChannelWriteUnknown as error:
+        dropped = getattr(error.result, "dropped", error.result)
+        raise NextRunOutcomeUnknown(
+            instance_id, droppedRequestId=dropped if isinstance(dropped, str) else None
+        ) from error
+
+
+def _new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def _utc_now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc)
