@@ -13,7 +13,7 @@ import contextlib
 import datetime
 import logging
 from dataclasses import dataclass
-from typing import Any, Optional, TypeVar
+from typing import Any, Optional
 
 from . import _telemetry as telemetry
 from ._durable import (
@@ -52,8 +52,6 @@ from ._stop import STOP_EVENT
 from ._waiting import Pauses
 
 logger = logging.getLogger("durable_singleton._starter")
-
-T = TypeVar("T")
 
 #: A caller that finds the lock taken checks again after a jittered pause that starts
 #: short (the holder usually finishes within one Durable API call) and doubles up to
