@@ -20,7 +20,7 @@ from typing import Any, Awaitable, Callable, Optional, TypeVar
 from . import _telemetry as telemetry
 from ._durable import DurableClient, DurableFailure, DurableUnavailable, InstanceEnded
 from ._errors import OutcomeUnknown
-from ._lock import HeldLock, LockUnavailable
+from ._lock import HeldLock, LockLost, LockUnavailable
 from ._next_run import (
     Channel,
     Closed,
@@ -105,13 +105,19 @@ class Handover:
     async def open(self, held: HeldLock, due_at: Optional[str], latest_at: Optional[str]) -> None:
         """Before the start is sent, under the lease: the id's channel is this start's
         (``starting`` until :meth:`confirm`), keeping a next run its last instance did not
-        take. Raises LockUnavailable when it cannot be told whether it was written."""
+        take. Raises LockUnavailable when it cannot be told whether it was written, LockLost
+        when the lease cannot be proven for the write."""
         if not self.channelled:
             return
-        await held.fence(self.root.settings.storage_timeout_seconds * 2)
+        write_time = self.root.settings.storage_timeout_seconds
+        await held.fence(write_time * 2)
         input_, run = self.request.input, self.run_id
 
         def opening(previous: Any) -> "tuple[Any, None]":
+            # Decided only while the lease is certain for the write's whole time limit: a
+            # holder paused since its fence (past its lease) writes nothing.
+            if held.remaining() < write_time:
+                raise LockLost("the lease could not be proven for the next-run channel's write")
             return opened(previous, run, input_, due_at, latest_at), None
 
         try:

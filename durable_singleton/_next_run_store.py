@@ -63,7 +63,17 @@ class ChannelWriteUnknown(Exception):
         self.result = result
 
 
+@dataclasses.dataclass(frozen=True)
+class _Refused:
+    """A change whose decision raised ``error``: it wrote nothing, and its caller gets
+    the error, whatever became of the changes written with it."""
+
+    error: Exception
+
+
 def _settle(answer: "asyncio.Future[Any]", result: Any = None, error: Any = None) -> None:
+    if isinstance(result, _Refused):
+        error = result.error
     if not answer.done():
         if error is not None:
             answer.set_exception(error)
@@ -143,7 +153,11 @@ class NextRunStore:
                 channel, changed = current, False
                 results = []
                 for decide, _ in changes:
-                    written, result = decide(channel)
+                    try:
+                        written, result = decide(channel)
+                    except Exception as error:  # this change alone fails (writes nothing)
+                        results.append(_Refused(error))
+                        continue
                     results.append(result)
                     if written is not None:
                         channel, changed = written, True
@@ -156,7 +170,10 @@ class NextRunStore:
             raise ChannelBusy("the next-run channel kept changing")
         except ChannelWriteUnknown as unknown:
             for (_, answer), result in zip(changes, results, strict=True):
-                _settle(answer, error=ChannelWriteUnknown(str(unknown), result))
+                if isinstance(result, _Refused):
+                    _settle(answer, result=result)
+                else:
+                    _settle(answer, error=ChannelWriteUnknown(str(unknown), result))
         except Exception as error:  # every change of the round failed alike
             for _, answer in changes:
                 _settle(answer, error=error)

@@ -13,9 +13,11 @@ import json
 import os
 import threading
 import time
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
+from azure.storage.blob import BlobClient as SyncBlobClient
+from azure.storage.blob import BlobLeaseClient as SyncLeaseClient
 from azure.storage.blob.aio import BlobLeaseClient, BlobServiceClient
 
 from durable_singleton import Catalog, SingletonApp
@@ -27,7 +29,7 @@ from tests.support.azurite import connection_string
 from tests.support.durable_double import starter_binding
 from tests.support.fault_proxy import FaultProxy
 from tests.support.report import report
-from tests.support.requests import instance_request
+from tests.support.requests import instance_request, start_request
 
 
 @pytest.fixture
@@ -311,6 +313,46 @@ async def test_a_terminate_whose_lease_ran_out_meanwhile_never_ends_the_next_ins
     assert kind(answer) == "lock-lost"
     assert len(durable.terminations) == 1  # the holder sent nothing
     assert durable.instances["paused"] is new_instance and new_instance.status != "Terminated"
+
+
+async def test_a_holder_paused_before_it_opens_the_channel_writes_nothing(
+    durable, azurite, app_env
+) -> None:
+    """A start of SingletonOrchestrator opens the id's next-run channel under the lease.
+    Its process is paused while it reads the channel (its clock jumps past the lease, and
+    storage breaks the lease as expiry does): it must not then write the channel, which by
+    then may be another holder's."""
+    pause = Pause()
+    armed = [True]
+
+    def paused_at_the_channel_read(request: Any) -> None:  # the Storage SDK's hook
+        http = request.http_request
+        if armed and http.method == "GET" and http.url.split("?")[0].endswith(".next"):
+            armed.clear()
+            lock = lock_blob_name("TestHubName", "fenced-open")
+            with SyncBlobClient.from_connection_string(
+                azurite.connection_string, app_env, lock
+            ) as blob:
+                SyncLeaseClient(blob).break_lease(lease_break_period=0)
+            pause.advance(LEASE_SECONDS + 5)
+
+    holder = SingletonApp(
+        Catalog.from_folders(APP_ROOT),
+        os.environ,
+        blob_options={"raw_request_hook": paused_at_the_channel_read},
+        clock=pause.clock,
+    )
+    try:
+        answer = await holder.http_start(
+            start_request("SingletonOrchestrator", "fenced-open", {"items": ["a"]}),
+            durable.starter(),
+        )
+        assert not armed  # the pause came at the channel's read
+        assert kind(answer) == "lock-lost"
+        assert await holder.root().next_runs().read("TestHubName", "fenced-open") is None
+        assert durable.created == []
+    finally:
+        await holder.close()
 
 
 class Pause:

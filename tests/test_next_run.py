@@ -640,3 +640,27 @@ async def test_a_channel_opened_for_a_start_that_did_not_happen_takes_no_request
     body = body_of(response)
     assert response.status_code == 202 and body["outcome"] == "started", body
     assert durable.created[-1][1]["items"] == ["c"]
+
+
+async def test_a_change_that_refuses_fails_alone_among_those_written_together(
+    app_env,
+) -> None:
+    """Changes of one id made at once are written in one round; one whose decision raises
+    (a start that can no longer prove its lease) writes nothing and gets its error, and
+    the others land."""
+    from durable_singleton.errors import LockLost
+
+    def refusing(channel: Any) -> Any:
+        raise LockLost("the lease could not be proven")
+
+    def writing(channel: Any) -> Any:
+        return Channel("run-1"), "written"
+
+    store = the_app.root().next_runs()
+    refused, written = await asyncio.gather(
+        store.change(HUB, "together", refusing),
+        store.change(HUB, "together", writing),
+        return_exceptions=True,
+    )
+    assert isinstance(refused, LockLost) and written == "written"
+    assert await channel_of(instance_id="together") == Channel("run-1")
