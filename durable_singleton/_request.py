@@ -1,5 +1,5 @@
 """A start request, checked once: the core's type, and the one constructor every door
-builds it with (the HTTP route, ``SingletonApp.start``, a schedule's tick), with the rules
+builds it with (the HTTP route, ``SingletonClient.start``, a schedule's tick), with the rules
 it keeps.
 
 Nothing invalid gets past :func:`checked_start`, so bad input never reaches the Durable
@@ -112,7 +112,7 @@ def effective_on_conflict(
 ) -> OnConflict:
     """The onConflict a start runs with: ``given``, else ``default``; a debounced start
     is bufferOne, and one that names another onConflict is a 400 problem (the one rule
-    for the route and for :meth:`SingletonApp.start`)."""
+    for the route and for :meth:`SingletonClient.start`)."""
     if debounce is None:
         return given or default
     if given is not None and given is not OnConflict.BUFFER_ONE:
