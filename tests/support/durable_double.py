@@ -260,8 +260,11 @@ class DurableDouble:
         ``terminated_first``: the take (an activity) has completed, but the episode that
         continues as new has not run, and a terminate arriving now is in its batch: the
         instance ends Terminated with the ended run's status and the run taken never
-        begins (DurableTask.Core TaskOrchestrationDispatcher: an ExecutionTerminated
-        message in a batch ends the orchestration before its events are replayed).
+        begins. Sources: the extension's orchestration middleware ("A termination is
+        applied by the DTFx orchestration executor itself, which completes the instance
+        without ever running the orchestrator shim to completion",
+        azure-functions-durable-extension, with its issue #286), and DurableTask.Core's
+        TaskOrchestrationContext.HandleExecutionTerminatedEvent (completes it Terminated).
         """
         self._serving.run(self._begin_switch(instance_id, terminated_first))
 
