@@ -11,7 +11,7 @@ from . import _problems as problems
 from ._durable import InstancePage, InstanceStatus
 from ._instances import StopMode, end_instance
 from ._links import host_links
-from ._list import MAX_TOP
+from ._list import MAX_TOP, orchestrator_page
 from ._policy import OnConflict, Reuse
 from ._problems import ProblemError
 from ._request import check_function_name, checked_start, debounce_of
@@ -93,9 +93,7 @@ class SingletonClient:
         check_function_name(function_name, self._root.catalog.names)
         if not 1 <= top <= MAX_TOP:
             raise ProblemError(problems.invalid_number_query("top", 1, MAX_TOP))
-        page = await self._durable.list_page(statuses, top, continuation)
-        mine = [status for status in page.statuses if status.name == function_name]
-        return InstancePage(mine, page.continuation)
+        return await orchestrator_page(self._durable, function_name, statuses, top, continuation)
 
     async def stop(
         self, function_name: str, instance_id: str, *, mode: StopMode = StopMode.STOP

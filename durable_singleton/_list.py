@@ -14,7 +14,7 @@ import asyncio
 import base64
 import binascii
 import json
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 from urllib.parse import urlsplit
 
 import azure.functions as func
@@ -22,7 +22,7 @@ from azure.durable_functions import OrchestrationRuntimeStatus
 
 from . import _answers as answers
 from . import _problems as problems
-from ._durable import InstanceStatus
+from ._durable import DurableClient, InstancePage, InstanceStatus
 from ._invocation import Invocation, RootFactory, Routes, answer
 from ._links import Links, list_links
 from ._lock import LockUnavailable
@@ -57,17 +57,33 @@ async def _list(call: Invocation) -> Tuple[func.HttpResponse, str]:
     statuses = read_statuses(req)
     top = read_whole_number(req, "top", 1, MAX_TOP) or DEFAULT_TOP
     continuation = read_continuation(req)
-    page = await call.durable.list_page(statuses, top, continuation)
+    page = await orchestrator_page(call.durable, function_name, statuses, top, continuation)
     route = call.routes.list.replace("{functionName}", function_name)
     instances = call.routes.instance_paths(urlsplit(req.url).path, route)
     links = list_links(call.settings.management_links, req, call.durable.binding, instances)
-    mine = [s for s in page.statuses if s.name == function_name]
-    mine.sort(key=lambda s: str(s.document.get("createdTime") or ""), reverse=True)
+    mine = sorted(
+        page.statuses, key=lambda s: str(s.document.get("createdTime") or ""), reverse=True
+    )
     items = [list_item(status, links) for status in mine]
     if call.root.catalog.accepts_next_run(function_name):
         await _mark_buffered(call, mine, items)
     body = {"instances": items, "continuationToken": _wrap(page.continuation)}
     return answers.json_response(200, body), "listed"
+
+
+async def orchestrator_page(
+    durable: DurableClient,
+    function_name: str,
+    statuses: Iterable[OrchestrationRuntimeStatus],
+    top: int,
+    continuation: Optional[str],
+) -> InstancePage:
+    """One page of the task hub's instances (``top`` from ``continuation``, of the runtime
+    ``statuses`` given or all), keeping ``function_name``'s: the Durable API filters by
+    status, not by name."""
+    page = await durable.list_page(statuses, top, continuation)
+    mine = [status for status in page.statuses if status.name == function_name]
+    return InstancePage(mine, page.continuation)
 
 
 def list_item(status: InstanceStatus, links: Links) -> Dict[str, Any]:
