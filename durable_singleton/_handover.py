@@ -27,6 +27,7 @@ from ._next_run import (
     Offered,
     close,
     confirmed,
+    drop_waiting,
     offer,
     opened,
     shown_run,
@@ -195,7 +196,10 @@ async def stop_through_channel(
     The Stop names the run the id's channel names; once it is sent, the next run is
     dropped from the channel with one conditional write, so the instance can never take
     it afterwards. If the instance took it in between, it has begun: it is sent a Stop
-    of its own, and nothing is dropped. A Stop that cannot be sent changes nothing.
+    of its own, and nothing is dropped. A Stop that cannot be sent changes nothing. A run
+    still waiting (debounced) is dropped by that write alone, so for it the write comes
+    first and the Stop only once it landed: a Stop whose drop cannot be written sends
+    nothing.
     Orchestrators that take no next runs have no channel: nothing is dropped.
 
     Raises what ``send`` raises for the first Stop (InstanceEnded: nothing dropped),
@@ -206,6 +210,19 @@ async def stop_through_channel(
         await send(stop_event(None))
         return None
     channel = await root.next_runs().read(task_hub, instance_id)
+    if channel is not None and channel.waiting and not channel.ended:
+        # A waiting run is dropped by the channel alone: its timer then finds it stopped
+        # and the instance ends. So the drop is written first, and a Stop whose drop
+        # cannot be written sends nothing; the event only makes the end prompt.
+        dropped = await _in_channel(root, task_hub, instance_id, drop_waiting)
+        if dropped is not None:
+            try:
+                await send(stop_event(channel.run))
+            except (DurableUnavailable, DurableFailure) as error:
+                # Dropped all the same: the instance ends when its timer finds it so.
+                logger.warning("A waiting run was dropped; its Stop was not sent: %s", error)
+            return dropped.dropped
+        channel = await root.next_runs().read(task_hub, instance_id)  # it began meanwhile
     run = channel.run if channel is not None else None
     await send(stop_event(run))
     for _ in range(MAX_STOP_ROUNDS):

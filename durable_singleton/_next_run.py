@@ -272,6 +272,15 @@ def stop(channel: Optional[Channel]) -> Tuple[Optional[Channel], Stopped]:
     )
 
 
+def drop_waiting(channel: Optional[Channel]) -> Tuple[Optional[Channel], Optional[Stopped]]:
+    """A graceful Stop while the run waits: drop it (the channel to write, and what the
+    Stop decided); None when the run no longer waits (it began, or a Stop already
+    dropped it), and the Stop is decided as for a running run (:func:`stop_run`)."""
+    if channel is None or channel.ended or not channel.waiting or channel.stopped:
+        return None, None
+    return stop(channel)
+
+
 def stop_run(channel: Optional[Channel], run: Optional[str]) -> Tuple[Optional[Channel], Stopped]:
     """:func:`stop`, once a Stop for ``run`` (the channel's run when it was read) has
     been sent: unless the instance took its next run since (it has begun: it is

@@ -19,7 +19,7 @@ from tests.support.answers import body as body_of
 from tests.support.answers import problem
 from tests.support.app import app as the_app
 from tests.support.app import change_setting
-from tests.support.requests import start_request
+from tests.support.requests import instance_request, start_request
 
 BUFFER = "onConflict=bufferOne"
 HUB = "TestHubName"
@@ -664,3 +664,50 @@ async def test_a_change_that_refuses_fails_alone_among_those_written_together(
     )
     assert isinstance(refused, LockLost) and written == "written"
     assert await channel_of(instance_id="together") == Channel("run-1")
+
+
+async def test_a_stop_whose_drop_of_a_waiting_run_cannot_be_written_sends_nothing(
+    durable, app_env
+) -> None:
+    """A waiting (debounced) run is stopped by any Stop its instance takes. If the write
+    that drops it cannot be made (storage cut), the Stop must not be sent either: sent,
+    it would end the instance and lose the waiting run, told ``debounced``, with no
+    answer naming it. Nothing is sent; the answer is a 503; the run still waits."""
+    from azure.core.exceptions import ServiceRequestError
+
+    cut = [False]
+
+    def storage(request: Any) -> None:  # the Storage SDK's hook: the channel is cut
+        url = request.http_request.url.split("?")[0]
+        if cut[0] and url.endswith(".next") and request.http_request.method == "PUT":
+            raise ServiceRequestError("connection cut (test)")
+
+    app = SingletonApp(the_app.catalog, blob_options={"raw_request_hook": storage})
+    durable.reset(stop_delay=0.05)
+    try:
+        await app.http_start(
+            start_request(
+                "SingletonOrchestrator", "wait-cut", {"items": ["a"]}, "debounceSeconds=30"
+            ),
+            durable.starter(),
+        )
+        told = body_of(
+            await app.http_start(
+                start_request(
+                    "SingletonOrchestrator", "wait-cut", {"items": ["b"]}, "debounceSeconds=30"
+                ),
+                durable.starter(),
+            )
+        )
+        assert told["outcome"] == "debounced"
+        before = await channel_of(app, "wait-cut")
+        cut[0] = True
+        request = instance_request("DELETE", "SingletonOrchestrator", "wait-cut")
+        response = await app.http_instance(request, durable.starter())
+        cut[0] = False
+        assert response.status_code == 503, body_of(response)
+        assert durable.events == []  # no Stop was sent
+        assert await channel_of(app, "wait-cut") == before  # the run still waits
+        assert durable.instances["wait-cut"].status in ("Pending", "Running")
+    finally:
+        await app.close()

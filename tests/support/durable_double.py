@@ -52,6 +52,7 @@ from aiohttp import web
 from azure.durable_functions import OrchestrationRuntimeStatus as Status
 from azure.storage.blob.aio import BlobServiceClient
 
+from durable_singleton._job import NEXT_RUN_RETRY
 from durable_singleton._next_run import RunState, parse_time, stops
 from durable_singleton._next_run_store import NextRunStore
 from durable_singleton._next_run_store import handle as next_run
@@ -516,7 +517,9 @@ class DurableDouble:
             return
         assert self.channels is not None, "use_storage() first"
         request = {"op": "begin", "hub": state.hub, "instanceId": instance_id}
-        decision = await next_run(self.channels, request)
+        decision = await self._next_run_activity(instance_id, instance, request)
+        if decision is None:
+            return
         if not self._current(instance_id, instance) or instance.run is None:
             return
         if "wait" in decision:
@@ -528,6 +531,27 @@ class DurableDouble:
         else:  # a Stop dropped it before it began
             await self._run_ended(instance_id, instance)
 
+    async def _next_run_activity(
+        self, instance_id: str, instance: Instance, request: Dict[str, Any]
+    ) -> Any:
+        """SingletonNextRun as the job calls it: with the job's own retry options
+        (``call_activity_with_retry``, durable_singleton._job.NEXT_RUN_RETRY), each attempt
+        the activity's code. When every attempt fails, the orchestration fails, as an
+        activity's TaskFailedException left unhandled fails it: the instance ends Failed
+        (None is returned)."""
+        assert self.channels is not None, "use_storage() first"
+        attempts = NEXT_RUN_RETRY.max_number_of_attempts
+        pause = NEXT_RUN_RETRY.first_retry_interval_in_milliseconds / 1000
+        for attempt in range(attempts):
+            try:
+                return await next_run(self.channels, request)
+            except Exception:
+                if attempt + 1 == attempts:
+                    break
+                await asyncio.sleep(pause)
+        self._finish(instance_id, instance, "Failed")
+        return None
+
     async def _take_next(self, instance_id: str, instance: Instance) -> Optional[Dict[str, Any]]:
         """The run has ended: take the next run from the channel (SingletonNextRun
         ``take``), when the app started the instance (its run names the task hub)."""
@@ -536,8 +560,8 @@ class DurableDouble:
             return None
         assert self.channels is not None, "use_storage() first"
         request = {"op": "take", "hub": state.hub, "instanceId": instance_id, "run": state.id}
-        taken: Optional[Dict[str, Any]] = await next_run(self.channels, request)
-        return taken
+        taken = await self._next_run_activity(instance_id, instance, request)
+        return taken if isinstance(taken, dict) and taken else None
 
     async def _run_ended(self, instance_id: str, instance: Instance) -> None:
         """The run ended: continue as new with the next run, or complete."""
