@@ -57,6 +57,7 @@ from azure.durable_functions import OrchestrationRuntimeStatus
 
 from . import _telemetry as telemetry
 from ._errors import NotStarted, OutcomeUnknown
+from ._lock import Fenced
 from ._policy import FINISHED, is_stuck
 
 #: The placeholder the binding's management URL templates hold in place of an id.
@@ -299,9 +300,10 @@ class DurableClient:
         return InstanceStatus.from_json(document, now, self.stuck_after)
 
     async def start(
-        self, function_name: str, instance_id: str, input_: Any, timeout: float
+        self, function_name: str, instance_id: str, input_: Any, limit: Fenced
     ) -> StartOutcome:
-        """Start ``function_name`` under ``instance_id``, giving up after ``timeout`` s.
+        """Start ``function_name`` under ``instance_id``, giving up when ``limit`` (the
+        time the id's lease is proven for) or the Durable timeout runs out.
 
         Raises
         ------
@@ -319,7 +321,7 @@ class DurableClient:
         payload = None if input_ is None else json.dumps(input_)
         with telemetry.step("durable.start"):
             try:
-                code, _ = await self._send("POST", url, payload, min(timeout, self.timeout), stage)
+                code, _ = await self._send("POST", url, payload, self._within(limit), stage)
             except DurableUnavailable as unavailable:
                 if isinstance(unavailable.__cause__, aiohttp.ClientConnectorError):
                     raise  # refused before anything was sent: nothing was started
@@ -333,8 +335,9 @@ class DurableClient:
             raise DurableFailure(stage)
         return outcomes[code]
 
-    async def terminate(self, instance_id: str, reason: str, timeout: float) -> None:
-        """Terminate the active instance with ``reason``; it ends a little later.
+    async def terminate(self, instance_id: str, reason: str, limit: Fenced) -> None:
+        """Terminate the active instance with ``reason``, within ``limit`` (the time the
+        id's lease is proven for); it ends a little later.
 
         Raises
         ------
@@ -346,11 +349,15 @@ class DurableClient:
         stage = "terminating the existing instance"
         url = f"{self._base}instances/{instance_id}/terminate?reason={quote(reason)}"
         with telemetry.step("durable.terminate"):
-            code, _ = await self._send("POST", url, None, min(timeout, self.timeout), stage)
+            code, _ = await self._send("POST", url, None, self._within(limit), stage)
         await self._accepted(instance_id, code, stage)
 
-    async def raise_event(self, instance_id: str, event: str, data: Any, timeout: float) -> None:
-        """Send ``event`` with ``data`` (any JSON value) to the active instance.
+    async def raise_event(
+        self, instance_id: str, event: str, data: Any, limit: Optional[Fenced]
+    ) -> None:
+        """Send ``event`` with ``data`` (any JSON value) to the active instance, within
+        ``limit`` when sent under the id's lease; None only for an event meant for
+        whichever instance is active (a Stop asked with ``mode=stop``).
 
         Raises what :meth:`terminate` raises.
         """
@@ -358,7 +365,7 @@ class DurableClient:
         url = f"{self._base}instances/{instance_id}/raiseEvent/{event}"
         with telemetry.step("durable.raise_event"):
             # The request body is the event's data as JSON.
-            code, _ = await self._send("POST", url, data, min(timeout, self.timeout), stage)
+            code, _ = await self._send("POST", url, data, self._within(limit), stage)
         await self._accepted(instance_id, code, stage)
 
     async def list_page(
@@ -403,9 +410,9 @@ class DurableClient:
         # Some builds send the token of an ended query as the text "null".
         return InstancePage(statuses_read, None if following == "null" else following)
 
-    async def purge(self, instance_id: str, timeout: float) -> bool:
-        """Purge the instance's history and status: True when it was purged, False when
-        no instance has the id.
+    async def purge(self, instance_id: str, limit: Fenced) -> bool:
+        """Purge the instance's history and status within ``limit`` (the time the id's
+        lease is proven for): True when it was purged, False when no instance has the id.
 
         The caller checks that it has finished (older builds purge whatever it is).
 
@@ -417,7 +424,7 @@ class DurableClient:
         stage = "purging the instance"
         url = f"{self._base}instances/{instance_id}"
         with telemetry.step("durable.purge"):
-            code, body = await self._send("DELETE", url, None, min(timeout, self.timeout), stage)
+            code, body = await self._send("DELETE", url, None, self._within(limit), stage)
         if code == 404:
             return False
         if (
@@ -440,6 +447,11 @@ class DurableClient:
         elif code == 404:
             raise InstanceEnded(None, failure)
         raise failure
+
+    def _within(self, limit: Optional[Fenced]) -> float:
+        """The time limit of a call: the Durable timeout, or less when the lease it is
+        made under is proven for less."""
+        return self.timeout if limit is None else min(limit.seconds, self.timeout)
 
     async def _send(
         self, method: str, url: str, payload: Any, timeout: float, stage: str

@@ -119,7 +119,8 @@ async def end_instance(
         status = await _existing(durable, instance_id, function_name)
 
         async def stop(data: Any) -> None:
-            await durable.raise_event(instance_id, STOP_EVENT, data, durable.timeout)
+            # Not under the lock: a Stop is meant for whichever instance is active.
+            await durable.raise_event(instance_id, STOP_EVENT, data, None)
 
         with _refused_once_ended(status, instance_id, links):
             dropped = await stop_through_channel(root, hub, function_name, instance_id, stop)
@@ -132,8 +133,8 @@ async def end_instance(
         with _refused_once_ended(status, instance_id, links):
             # Fenced as every call under the lock is (LockLost when the lease cannot be
             # proven for the call's time).
-            timeout = await held.fence(durable.timeout)
-            await durable.terminate(instance_id, TERMINATE_REASON, timeout)
+            fenced = await held.fence(durable.timeout)
+            await durable.terminate(instance_id, TERMINATE_REASON, fenced)
             closed = await close_channel(root, hub, function_name, instance_id)
     finally:
         await held.release()

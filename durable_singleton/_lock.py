@@ -14,9 +14,12 @@ network for longer than the lease lasts). So the holder never trusts that it hol
 the lease; it knows until when it certainly does: from the moment it *sent* its last
 successful acquire or renew, for the lease's length less a safety margin, on the
 monotonic clock. Before each call it makes under the lock (start, terminate, raise
-Stop) it asks :meth:`HeldLock.fence` for at least that call's time limit, renewing
-first when less remains; it gets the time left, and bounds the call by it. A holder
-that cannot prove enough time raises :class:`LockLost` and makes no call.
+Stop, purge, a write of the lock blob) it asks :meth:`HeldLock.fence` for at least that
+call's time limit, renewing first when less remains; it gets the time left as a
+:class:`Fenced` limit, and bounds the call by it. A holder that cannot prove enough
+time raises :class:`LockLost` and makes no call. The Durable client's calls that can
+start or end an instance take only a :class:`Fenced` limit, so no call site can make
+one under the lock without the fence.
 
 What remains, and why it is safe: the Durable extension may act on a start request
 a little after the app's call to it timed out (it carries out a start whose caller
@@ -39,6 +42,7 @@ import logging
 import time
 import uuid
 from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Coroutine, Dict, Optional, Set, Tuple, TypeVar
 
 from azure.core.exceptions import (
@@ -602,6 +606,14 @@ class StartLocks:
         await self.background.close()
 
 
+@dataclass(frozen=True)
+class Fenced:
+    """The time a call made under a held lease may take, proven by
+    :meth:`HeldLock.fence` (the only maker of one): the call ends before the lease can."""
+
+    seconds: float
+
+
 class HeldLock:
     """A lease this caller holds, renewed in the background until let go."""
 
@@ -644,7 +656,7 @@ class HeldLock:
         """Seconds for which the lease is certainly still held (negative once not)."""
         return self._valid_until - self._store.clock()
 
-    async def fence(self, needed: float) -> float:
+    async def fence(self, needed: float) -> Fenced:
         """Make sure the lease is held for ``needed`` more seconds; return the time left.
 
         A lease just acquired or renewed has enough and costs no storage call.
@@ -669,7 +681,7 @@ class HeldLock:
         left = self.remaining()
         if left < MIN_FENCED_SECONDS:
             raise LockLost("the lease could not be renewed while it was valid")
-        return left
+        return Fenced(left)
 
     def known_metadata(self, within: datetime.timedelta) -> Optional[Dict[str, str]]:
         """The lock blob's metadata, as far as it may have been written in the last
@@ -699,7 +711,9 @@ class HeldLock:
         """Replace the lock blob's metadata under this lease, fenced like every call
         made under the lock (LockLost, LockUnavailable)."""
         left = await self.fence(self._store.storage_timeout)
-        self._etag = await self._store.write_metadata(self.name, self._lease, metadata, left)
+        self._etag = await self._store.write_metadata(
+            self.name, self._lease, metadata, left.seconds
+        )
 
     async def delete_blob(self) -> bool:
         """Delete the lock blob under this lease, fenced like every call made under the
@@ -709,7 +723,7 @@ class HeldLock:
         Raises LockLost or LockUnavailable; the lease is then still held, to release.
         """
         left = await self.fence(self._store.storage_timeout)
-        deleted = await self._store.delete(self.name, self._lease, left)
+        deleted = await self._store.delete(self.name, self._lease, left.seconds)
         await self._stop()
         return deleted
 
