@@ -7,9 +7,10 @@ job ends (docs/jobs.md).
 
 from typing import Any, Dict
 
+from durable_singleton import job
 from singleton_app import app
 
 
 async def main(request: Dict[str, Any]) -> Any:
     """Carry out one ``stage``, ``load`` or ``delete`` request of the orchestrator."""
-    return await app.item_store(request)
+    return await job.item_store(app, request)

@@ -659,7 +659,7 @@ def job_large_parallel(items: int, parallelism: int) -> str:
     """One large pass at ``parallelism`` driven to its end: its longest execution history
     against the bound docs/jobs.md states (two events per item of an execution, four per
     episode, about ``WINDOWS_PER_EXECUTION + 2`` episodes)."""
-    from durable_singleton._job import ITEMS_PER_EXECUTION, WINDOWS_PER_EXECUTION
+    from durable_singleton.job._run import ITEMS_PER_EXECUTION, WINDOWS_PER_EXECUTION
 
     rows, _, histories = _job_table(
         "items", {items: {"items": list(range(items)), "parallelism": parallelism}}

@@ -15,7 +15,6 @@ from ._client import SingletonClient
 from ._http_start import handle_start_request
 from ._instances import handle_instance_request
 from ._invocation import DEFAULT_ROUTE_PREFIX, Routes
-from ._item_store import handle as handle_item_store
 from ._links import links_for
 from ._list import handle_list_request
 from ._next_run_store import handle as handle_next_run
@@ -130,10 +129,6 @@ class SingletonApp:
         """Run one tick of the retention timer (``SINGLETON_RETENTION_*``, off by
         default; docs/operate.md); returns what it removed, None when it did not run."""
         return await handle_retention_tick(self.root, timer, binding)
-
-    async def item_store(self, request: Mapping[str, Any]) -> Any:
-        """Carry out one request of SingletonOrchestrator's item store activity."""
-        return await handle_item_store(self.root(), dict(request))
 
     async def next_run(self, request: Mapping[str, Any]) -> Any:
         """Carry out one request of SingletonNextRun, the activity through which a job

@@ -40,8 +40,16 @@ import json
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Dict, Optional, Tuple, Union
 
+import azure.durable_functions as df
+
 #: The activity through which a job takes its next run and begins a waiting run.
 NEXT_RUN_ACTIVITY = "SingletonNextRun"
+#: How an orchestrator calls :data:`NEXT_RUN_ACTIVITY`: its requests are safe to retry (a
+#: retried take or begin answers as the first did), and a storage outage must not fail
+#: the orchestrator.
+NEXT_RUN_RETRY = df.RetryOptions(
+    first_retry_interval_in_milliseconds=1000, max_number_of_attempts=6
+)
 
 #: debounceSeconds and debounceMaxSeconds ranges; debounceMaxSeconds defaults to
 #: this many times debounceSeconds (at most its maximum).

@@ -6,7 +6,7 @@ import pytest
 from azure.core.exceptions import ResourceNotFoundError
 
 import SingletonItemStore
-from durable_singleton._item_store import BLOCK_ITEMS
+from durable_singleton.job._items import BLOCK_ITEMS
 
 
 @pytest.fixture

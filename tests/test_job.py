@@ -12,7 +12,7 @@ from azure.durable_functions.models.actions.ActionType import ActionType
 
 import SingletonActivity
 import SingletonOrchestrator
-from durable_singleton._job import ITEM_STORE, ITEMS_PER_EXECUTION, MAX_RESULTS
+from durable_singleton.job._run import ITEM_STORE, ITEMS_PER_EXECUTION, MAX_RESULTS
 from tests.support.history import START, History, iso
 from tests.support.job_driver import JobRun, drive, flattened
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from durable_singleton._job import InvalidJobInput, JobInput, parse_job_input
 from durable_singleton._next_run import RunState
+from durable_singleton.job._run import InvalidJobInput, JobInput, parse_job_input
 
 
 @pytest.mark.parametrize(

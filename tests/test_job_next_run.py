@@ -11,7 +11,6 @@ from typing import Any, Dict, List
 import pytest
 from azure.durable_functions.models.actions.ActionType import ActionType
 
-from durable_singleton._job import ITEM_STORE, ITEMS_PER_EXECUTION
 from durable_singleton._next_run import (
     NEXT_RUN_ACTIVITY,
     Channel,
@@ -32,6 +31,7 @@ from durable_singleton._next_run import (
     take,
     takes_requests,
 )
+from durable_singleton.job._run import ITEM_STORE, ITEMS_PER_EXECUTION
 from tests.support.history import START, History
 from tests.support.job_driver import MemoryChannels, drive
 from tests.test_job import (

@@ -8,7 +8,8 @@ from typing import Any, Dict, List
 
 import pytest
 
-from durable_singleton._job import (
+from durable_singleton._next_run import Channel, Pending, start_member
+from durable_singleton.job._run import (
     ITEM_STORE,
     ITEMS_PER_EXECUTION,
     MAX_RESULTS,
@@ -16,7 +17,6 @@ from durable_singleton._job import (
     InvalidJobInput,
     parse_job_input,
 )
-from durable_singleton._next_run import Channel, Pending, start_member
 from tests.support.history import History
 from tests.support.job_driver import MemoryChannels, drive
 from tests.test_job import ACTIVITY, CALL_ACTIVITY, activity_inputs, flat_actions, run

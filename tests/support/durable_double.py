@@ -52,8 +52,7 @@ from aiohttp import web
 from azure.durable_functions import OrchestrationRuntimeStatus as Status
 from azure.storage.blob.aio import BlobServiceClient
 
-from durable_singleton._job import NEXT_RUN_RETRY
-from durable_singleton._next_run import RunState, parse_time, stops
+from durable_singleton._next_run import NEXT_RUN_RETRY, RunState, parse_time, stops
 from durable_singleton._next_run_store import NextRunStore
 from durable_singleton._next_run_store import handle as next_run
 from tests.support.loop_thread import LoopThread
@@ -535,7 +534,7 @@ class DurableDouble:
         self, instance_id: str, instance: Instance, request: Dict[str, Any]
     ) -> Any:
         """SingletonNextRun as the job calls it: with the job's own retry options
-        (``call_activity_with_retry``, durable_singleton._job.NEXT_RUN_RETRY), each attempt
+        (``call_activity_with_retry``, durable_singleton._next_run.NEXT_RUN_RETRY), each attempt
         the activity's code. When every attempt fails, the orchestration fails, as an
         activity's TaskFailedException left unhandled fails it: the instance ends Failed
         (None is returned)."""
@@ -779,5 +778,5 @@ def _run_of(input_: Any) -> Optional[RunState]:
 
 def _shown(run: RunState) -> Dict[str, Any]:
     """The custom status SingletonOrchestrator shows for ``run``: its run members and
-    whether a Stop reached it (durable_singleton._job._Progress)."""
+    whether a Stop reached it (durable_singleton.job._run._Progress)."""
     return {**run.status(), "stopping": run.stopping}

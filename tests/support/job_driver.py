@@ -25,9 +25,9 @@ from azure.durable_functions.models.actions.ActionType import ActionType
 
 import SingletonActivity
 import SingletonOrchestrator
-from durable_singleton._job import ACTIVITY, ITEM_STORE
 from durable_singleton._next_run import NEXT_RUN_ACTIVITY, Channel
 from durable_singleton._next_run_store import handle as next_run
+from durable_singleton.job._run import ACTIVITY, ITEM_STORE
 from tests.support.history import History
 
 CALL_ACTIVITY = ActionType.CALL_ACTIVITY

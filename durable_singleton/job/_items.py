@@ -1,6 +1,6 @@
 """A large job's items, kept in blobs while the job runs (SingletonItemStore).
 
-A job of more items than one execution processes (see :mod:`durable_singleton._job`) would
+A job of more items than one execution processes (see :mod:`durable_singleton.job._run`) would
 otherwise carry all of them in every execution's input, and every episode would
 read them all again. They are written once, in blocks of :data:`BLOCK_ITEMS`, under
 ``<instance id>/<key>/`` in the job container; each execution loads its share, and
@@ -18,7 +18,7 @@ from typing import Any, Dict, List
 
 from azure.core.exceptions import ResourceNotFoundError
 
-from ._root import Root
+from .._root import Root
 
 #: Items per blob: a load reads at most two blobs for one execution's share.
 BLOCK_ITEMS = 1000

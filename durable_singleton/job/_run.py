@@ -16,9 +16,9 @@ from typing import Any, Callable, Dict, Generator, List, Optional
 import azure.durable_functions as df
 from azure.durable_functions.models.history import HistoryEventType
 
-from ._catalog import InvalidInput
-from ._next_run import NEXT_RUN_ACTIVITY, RunState, iso, parse_time, stops
-from ._stop import STOP_EVENT
+from .._catalog import InvalidInput
+from .._next_run import NEXT_RUN_ACTIVITY, NEXT_RUN_RETRY, RunState, iso, parse_time, stops
+from .._stop import STOP_EVENT
 
 ACTIVITY = "SingletonActivity"
 ITEM_STORE = "SingletonItemStore"
@@ -427,13 +427,6 @@ def _run_member(run: RunState) -> Dict[str, Any]:
 
 def _stopping(state: RunState) -> bool:
     return state.stopping
-
-
-#: How the job calls SingletonNextRun: its requests are safe to retry (a retried take
-#: or begin answers as the first did), and a storage outage must not fail the job.
-NEXT_RUN_RETRY = df.RetryOptions(
-    first_retry_interval_in_milliseconds=1000, max_number_of_attempts=6
-)
 
 
 class _Signals:
