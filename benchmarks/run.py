@@ -25,7 +25,7 @@ import azure.functions as func
 
 from benchmarks.burst import burst, storage_ceiling
 from tests.support import seed_starter
-from tests.support.app import app
+from tests.support.app import app, settled
 from tests.support.azurite import ACCOUNT, ACCOUNT_KEY, Azurite
 from tests.support.blob_counter import RequestCounter, counted_app
 from tests.support.clients import close_app_clients
@@ -125,18 +125,18 @@ class Bench:
             # An instance the app started (as in production), still running.
             ids = [ids[0]] * count
             await self.call(STARTERS["ours"], self.request(ids[0]))
-            await OURS.wait_for_background()
+            await settled(OURS)
             self.durable.put(ids[0], "Running")
         elif path == "restart after Completed":
             for instance_id in set(ids):  # a first start makes the instance (and lock blob)
                 await self.call(STARTERS["ours"], self.request(instance_id))
                 self.durable.set_status(instance_id, "Completed")
-            await OURS.wait_for_background()
+            await settled(OURS)
         keyed = path in KEYED_PATHS
         if path == "retry with the key (answer given again)":
             for instance_id in ids:  # the first request with each key
                 await self.call(OURS.http_start, self.request(instance_id, f"key-{instance_id}"))
-            await OURS.wait_for_background()
+            await settled(OURS)
         requests = [self.request(i, f"key-{i}" if keyed else None) for i in ids]
         durable_before = sum(self.durable.calls.values())
         blob_before = self.counter.requests
@@ -147,7 +147,7 @@ class Bench:
             code = await self.call(starter, request)
             latencies.append((time.perf_counter() - began) * 1000)
             errors += code not in (202, 409)
-        await OURS.wait_for_background()  # their storage calls belong to these requests
+        await settled(OURS)  # their storage calls belong to these requests
         return PathResult(
             latencies,
             (sum(self.durable.calls.values()) - durable_before) / count,
@@ -191,7 +191,7 @@ class Bench:
             for instance_id in chunk:  # finished, so every request takes the full path
                 self.durable.put(instance_id, "Completed")
             await asyncio.gather(*[self.call(STARTERS["ours"], self.request(i)) for i in chunk])
-            await OURS.wait_for_background()
+            await settled(OURS)
             # Keep the double's own logs from growing: only the app is measured.
             self.durable.accepted_starts.clear()
             self.durable.created.clear()
@@ -691,7 +691,7 @@ async def profile_start(bench: Bench, count: int) -> str:
     profiler.start()
     for request in requests:
         await bench.call(OURS.http_start, request)
-    await OURS.wait_for_background()
+    await settled(OURS)
     session = profiler.stop()
     totals: "collections.Counter[str]" = collections.Counter()
     root = session.root_frame()
@@ -758,7 +758,7 @@ async def next_run_bursts(
         args.burst_pickups,
         args.burst_rates,
         args.burst_seconds,
-        OURS.wait_for_background,
+        lambda: settled(OURS),
         storage,
     )
     return table + "\n" + await storage_ceiling(*storage, 16, args.burst_seconds)

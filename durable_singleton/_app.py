@@ -68,30 +68,29 @@ class SingletonApp:
         self.routes = Routes(route_prefix)
         self._environ = environ
         self._blob_options = blob_options
-        self._root: Optional[Root] = None
+        self._current: Optional[Root] = None
 
-    def root(self) -> Root:
-        """The running event loop's composition root, made on first use.
+    def _root(self) -> Root:
+        """The running event loop's composition root, made on first use (private: the
+        handlers, the client and :mod:`durable_singleton.job` reach the app through it;
+        tests through tests/support/app.py's ``root_of``).
 
         Raises ConfigurationError (answered 500 ``misconfigured``) when a setting is
         wrong; nothing is kept then, so the next call reads the settings again.
         """
-        root = self._root
+        root = self._current
         if root is None or root.loop is not asyncio.get_running_loop():
-            root = self._root = Root(self._environ, self.catalog, self._blob_options, self._clock)
+            root = self._current = Root(
+                self._environ, self.catalog, self._blob_options, self._clock
+            )
         return root
 
     async def close(self) -> None:
         """Finish the background lock releases and close the running loop's session
         and clients; the next use makes them anew, reading the settings again."""
-        root, self._root = self._root, None
+        root, self._current = self._current, None
         if root is not None and root.loop is asyncio.get_running_loop():
             await root.close()
-
-    async def wait_for_background(self) -> None:
-        """Wait until the lock releases handed to the background are done."""
-        if self._root is not None and self._root.loop is asyncio.get_running_loop():
-            await self._root.wait_for_background()
 
     # -- the functions ------------------------------------------------------------------
 
@@ -101,39 +100,39 @@ class SingletonApp:
         ``binding`` is the ``durableClient`` binding's JSON. Returns 202 started, 200
         existing instance used, or a problem+json answer (docs/http-api.md).
         """
-        return await handle_start_request(self.root, req, binding, self.routes)
+        return await handle_start_request(self._root, req, binding, self.routes)
 
     async def http_instance(self, req: func.HttpRequest, binding: str) -> func.HttpResponse:
         """Answer ``GET`` (status) or ``DELETE`` (stop) on the same route."""
-        return await handle_instance_request(self.root, req, binding, self.routes)
+        return await handle_instance_request(self._root, req, binding, self.routes)
 
     async def http_list(self, req: func.HttpRequest, binding: str) -> func.HttpResponse:
         """Answer ``GET /api/singletons/{functionName}``: a page of its instances
         (``?status=``, ``?top=``, ``?continuationToken=``; docs/http-api.md)."""
-        return await handle_list_request(self.root, req, binding, self.routes)
+        return await handle_list_request(self._root, req, binding, self.routes)
 
     async def http_page(self, req: func.HttpRequest, binding: str) -> func.HttpResponse:
         """Answer ``GET /api/singletons``: the page that shows every singleton of the app
         (docs/operate.md)."""
-        return await handle_page_request(self.root, req, binding, self.routes)
+        return await handle_page_request(self._root, req, binding, self.routes)
 
     async def timer_tick(
         self, timer: func.TimerRequest, binding: str, prefix: str = "SINGLETON_SCHEDULE"
     ) -> None:
         """Run one tick of the schedule whose app settings start with ``prefix``."""
-        await handle_tick(self.root, timer, binding, prefix)
+        await handle_tick(self._root, timer, binding, prefix)
 
     async def retention_tick(
         self, timer: func.TimerRequest, binding: str
     ) -> Optional[RetentionReport]:
         """Run one tick of the retention timer (``SINGLETON_RETENTION_*``, off by
         default; docs/operate.md); returns what it removed, None when it did not run."""
-        return await handle_retention_tick(self.root, timer, binding)
+        return await handle_retention_tick(self._root, timer, binding)
 
     async def next_run(self, request: Mapping[str, Any]) -> Any:
         """Carry out one request of SingletonNextRun, the activity through which a job
         that takes next runs takes its next run (and begins a waiting one)."""
-        return await handle_next_run(self.root().next_runs(), dict(request))
+        return await handle_next_run(self._root().next_runs(), dict(request))
 
     def openapi(self) -> func.HttpResponse:
         """200: the HTTP contract (OpenAPI 3.1, YAML), its operator paths under this
@@ -145,7 +144,7 @@ class SingletonApp:
     def client(self, binding: str) -> SingletonClient:
         """A :class:`SingletonClient` (start, status, list, stop) through the
         ``durableClient`` binding's JSON ``binding``, in this event loop."""
-        return SingletonClient(self.root(), binding)
+        return SingletonClient(self._root(), binding)
 
     def answer(
         self,
@@ -160,7 +159,7 @@ class SingletonApp:
 
         ``reuse`` is the policy the start was given (the settings' default if None).
         """
-        root = self.root()
+        root = self._root()
         links = links_for(root.settings.management_links, req, root.durable(binding).binding)
         if isinstance(result, BaseException):
             return answers.problem_response(answers.for_failure(result, links))

@@ -24,7 +24,7 @@ from durable_singleton import Catalog, SingletonApp
 from durable_singleton._lock import LEASE_SECONDS, lock_blob_name
 from durable_singleton._settings import STORAGE_CONNECTION
 from tests.support.answers import kind
-from tests.support.app import APP_ROOT, change_setting
+from tests.support.app import APP_ROOT, change_setting, root_of
 from tests.support.azurite import connection_string
 from tests.support.durable_double import starter_binding
 from tests.support.fault_proxy import FaultProxy
@@ -349,7 +349,7 @@ async def test_a_holder_paused_before_it_opens_the_channel_writes_nothing(
         )
         assert not armed  # the pause came at the channel's read
         assert kind(answer) == "lock-lost"
-        assert await holder.root().next_runs().read("TestHubName", "fenced-open") is None
+        assert await root_of(holder).next_runs().read("TestHubName", "fenced-open") is None
         assert durable.created == []
     finally:
         await holder.close()

@@ -24,7 +24,7 @@ from durable_singleton._idempotency import (
 from durable_singleton._lock import lock_blob_name
 from durable_singleton._next_run_store import handle as next_run
 from tests.support.answers import kind
-from tests.support.app import app, change_setting
+from tests.support.app import app, change_setting, root_of, settled
 from tests.support.azurite import connection_string
 from tests.support.durable_double import ago, starter_binding
 from tests.support.fault_proxy import FaultProxy
@@ -329,13 +329,13 @@ async def test_requests_without_a_key_cost_what_they_did(start, durable, blob_re
     too; after that a conflict costs none."""
     before = blob_requests.requests
     await start("warm-up")  # the lock container exists from here on
-    await blob_requests.app.wait_for_background()
+    await settled(blob_requests.app)
     durable.put("busy", "Running")
 
     async def blob_calls(instance_id: str, key: Optional[str]) -> int:
         mark = blob_requests.requests
         await start(instance_id, key=key)
-        await blob_requests.app.wait_for_background()
+        await settled(blob_requests.app)
         return blob_requests.requests - mark
 
     assert before == 0
@@ -430,7 +430,7 @@ async def test_a_next_run_that_becomes_a_start_supersedes_the_key_once(start, du
     assert (await start("job", {"items": [1]}, key="k-19")).status_code == 202
     run = durable.instances["job"].input["run"]
     take = {"op": "take", "hub": run["hub"], "instanceId": "job", "run": run["id"]}
-    assert await next_run(app.root().next_runs(), take) is None  # the run ended, took none
+    assert await next_run(root_of(app).next_runs(), take) is None  # the run ended, took none
     asyncio.get_running_loop().call_later(0.2, durable.set_status, "job", "Completed")
     buffered = await start("job", {"items": [2]}, query="onConflict=bufferOne")
     assert json.loads(buffered.get_body())["outcome"] == "started"  # the run, itself

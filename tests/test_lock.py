@@ -12,13 +12,13 @@ from azure.storage.blob.aio import BlobServiceClient
 from durable_singleton._lock import LEASE_SECONDS, LockUnavailable, StartLocks, lock_blob_name
 from durable_singleton._settings import StorageConnection
 from durable_singleton._storage import blob_service_client
-from tests.support.app import app, change_setting
+from tests.support.app import app, change_setting, root_of, settled
 from tests.support.azurite import connection_string, free_port
 
 
 def lock_container(name: str):
     """A client for the lock container ``name`` on the app's own Blob Storage client."""
-    return app.root().container(name)
+    return root_of(app).container(name)
 
 
 @pytest.fixture
@@ -125,7 +125,7 @@ async def test_crashed_holders_lease_expires_and_a_live_holder_keeps_renewing(
 async def test_callers_in_one_process_share_one_storage_attempt(
     azurite, app_env, blob_requests
 ) -> None:
-    locks = StartLocks(blob_requests.app.root().container(app_env), 5)
+    locks = StartLocks(root_of(blob_requests.app).container(app_env), 5)
     first = await locks.try_acquire("hub", "shared")
     assert first is not None
     sent = blob_requests.requests
@@ -146,7 +146,7 @@ async def test_callers_in_one_process_share_one_storage_attempt(
 async def test_a_lock_learns_which_lock_blobs_exist(azurite, app_env, blob_requests) -> None:
     """The first use of an id in a process creates its blob before the lease request;
     afterwards the lease request alone, until the memory of known blobs is full."""
-    container = blob_requests.app.root().container(app_env)
+    container = root_of(blob_requests.app).container(app_env)
     locks = StartLocks(container, 5, known_blobs=2)
     await (await locks.try_acquire("hub", "warm-up")).release()  # the container exists
 
@@ -178,7 +178,7 @@ async def test_a_burst_in_one_process_costs_a_few_storage_requests(
     durable.reset(start_check_delay=0.05)
     responses = await asyncio.gather(*[start("burst") for _ in range(40)])
     assert sorted(r.status_code for r in responses) == [202] + [409] * 39
-    await blob_requests.app.wait_for_background()
+    await settled(blob_requests.app)
     # The container, the blob, the lease and its release, and the next-run channel's read
     # and write when it is opened and again when the start is confirmed
     # (SingletonOrchestrator takes next runs): not one request per caller.

@@ -18,7 +18,7 @@ from durable_singleton._next_run_store import handle as next_run
 from tests.support.answers import body as body_of
 from tests.support.answers import problem
 from tests.support.app import app as the_app
-from tests.support.app import change_setting
+from tests.support.app import change_setting, root_of, settled
 from tests.support.requests import instance_request, start_request
 
 BUFFER = "onConflict=bufferOne"
@@ -37,7 +37,7 @@ async def channel_of(
     app: SingletonApp = the_app, instance_id: str = "reindex"
 ) -> Optional[Channel]:
     """The id's next-run channel, as the app keeps it."""
-    return await app.root().next_runs().read(HUB, instance_id)
+    return await root_of(app).next_runs().read(HUB, instance_id)
 
 
 async def _when(seen: Callable[[], Any], seconds: float = 5.0) -> None:
@@ -58,7 +58,7 @@ async def end_run(durable: Any, run: str, instance_id: str = "reindex") -> Any:
     """The job's run ``run`` ends as SingletonOrchestrator's does: it takes its next run
     from the channel (SingletonNextRun ``take``)."""
     request = {"op": "take", "hub": HUB, "instanceId": instance_id, "run": run}
-    return await next_run(the_app.root().next_runs(), request)
+    return await next_run(root_of(the_app).next_runs(), request)
 
 
 # -- bufferOne ---------------------------------------------------------------------------
@@ -87,7 +87,7 @@ async def test_buffer_one_writes_the_input_as_the_next_run_without_waiting(
     start, durable, blob_requests
 ) -> None:
     await start("reindex", {"items": ["a"]})
-    await blob_requests.app.wait_for_background()
+    await settled(blob_requests.app)
     durable.calls.clear()
     before = blob_requests.requests
     response = await start("reindex", {"items": ["b"]}, query=BUFFER)
@@ -455,7 +455,7 @@ async def test_the_conflict_path_of_the_default_policy_is_unchanged(
     start, durable, blob_requests
 ) -> None:
     await start("reindex", {"items": ["a"]})  # an instance this app started
-    await blob_requests.app.wait_for_background()
+    await settled(blob_requests.app)
     durable.calls.clear()
     before = blob_requests.requests
     problem(await start("reindex", query=""), 409, "instance-active")
@@ -545,7 +545,7 @@ async def test_a_burst_in_one_process_is_written_together_and_every_answer_is_tr
     answered with the request it replaced, so exactly one is next and every other one is
     named replaced by exactly one answer."""
     await start("burst", {"items": ["a"]})
-    await blob_requests.app.wait_for_background()
+    await settled(blob_requests.app)
     before = blob_requests.requests
     answers = await asyncio.gather(
         *[start("burst", {"items": [n]}, query=BUFFER) for n in range(30)]
@@ -656,7 +656,7 @@ async def test_a_change_that_refuses_fails_alone_among_those_written_together(
     def writing(channel: Any) -> Any:
         return Channel("run-1"), "written"
 
-    store = the_app.root().next_runs()
+    store = root_of(the_app).next_runs()
     refused, written = await asyncio.gather(
         store.change(HUB, "together", refusing),
         store.change(HUB, "together", writing),

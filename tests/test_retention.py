@@ -18,7 +18,7 @@ from durable_singleton._lock import lock_blob_name
 from durable_singleton._retention import run_retention
 from durable_singleton._settings import Retention
 from durable_singleton.errors import DurableUnavailable
-from tests.support.app import app, change_setting
+from tests.support.app import app, change_setting, root_of, settled
 from tests.support.processes import AppProcesses
 
 HUB = "TestHubName"
@@ -50,7 +50,7 @@ async def names(container: Any) -> List[str]:
 async def tick(durable: Any, now_ahead: datetime.timedelta = datetime.timedelta(), **knobs: Any):
     """One tick of the app's retention with ``knobs`` (Retention's fields), reckoned
     ``now_ahead`` from now."""
-    root = app.root()
+    root = root_of(app)
     retention = Retention(enabled=True, **knobs)
     now = datetime.datetime.now(datetime.timezone.utc) + now_ahead
     return await run_retention(root, root.durable(durable.starter()), retention, now)
@@ -58,7 +58,7 @@ async def tick(durable: Any, now_ahead: datetime.timedelta = datetime.timedelta(
 
 async def make_lock(instance_id: str) -> None:
     """The id's lock blob, as a start leaves it (free)."""
-    held = await app.root().locks().try_acquire(HUB, instance_id)
+    held = await root_of(app).locks().try_acquire(HUB, instance_id)
     assert held is not None
     await held.release()
 
@@ -107,7 +107,7 @@ async def test_an_instance_running_again_under_its_lease_is_kept(durable, contai
 
 async def test_an_id_whose_lease_is_held_is_passed_by(durable, containers) -> None:
     durable.put("old-done", "Completed", created=ago(40))
-    held = await app.root().locks().try_acquire(HUB, "old-done")
+    held = await root_of(app).locks().try_acquire(HUB, "old-done")
     assert held is not None
     try:
         report = await tick(durable)
@@ -135,7 +135,7 @@ async def test_lock_blobs_of_long_unused_free_ids_go(durable, containers) -> Non
         await make_lock(instance_id)
     durable.put("busy", "Running")
     durable.put("recent-done", "Completed")
-    held = await app.root().locks().try_acquire(HUB, "leased")
+    held = await root_of(app).locks().try_acquire(HUB, "leased")
     assert held is not None
     try:
         report = await tick(durable, FUTURE, purge_instances=False)
@@ -164,7 +164,7 @@ async def test_a_recent_lock_blob_and_a_live_key_record_are_kept(
     await make_lock("fresh-ghost")
     await change_setting(monkeypatch, "SINGLETON_IDEMPOTENCY_TTL_SECONDS", "2592000")
     assert (await start("keyed", key="key-1")).status_code == 202
-    await app.wait_for_background()  # the start's lease, released in the background
+    await settled(app)  # the start's lease, released in the background
     durable.set_status("keyed", "Completed")
     # Two days on: the instance finished more than a day ago and is purged; its lock
     # blob holds the key's record for 28 more days, and stays.
@@ -214,7 +214,7 @@ async def test_a_purge_whose_answer_is_lost_keeps_the_lease(
     durable.put("old-done", "Completed", created=ago(40))
     with pytest.raises(DurableUnavailable):
         await tick(durable)
-    assert await app.root().locks().try_acquire(HUB, "old-done") is None  # still held
+    assert await root_of(app).locks().try_acquire(HUB, "old-done") is None  # still held
     document = json.loads((await start("old-done")).get_body())
     assert document["type"].endswith(":lock-busy")
     await asyncio.sleep(1.5)
@@ -225,7 +225,7 @@ async def test_keeping_instances_keeps_reject_duplicate(start, durable, containe
     durable.put("once", "Completed", created=ago(40))
     assert (await tick(durable, purge_instances=False)).purged == []
     assert (await start("once", query="reuse=rejectDuplicate")).status_code == 409
-    await app.wait_for_background()
+    await settled(app)
     assert (await tick(durable)).purged == ["once"]
     # Purged, the id is forgotten: rejectDuplicate starts it again.
     assert (await start("once", query="reuse=rejectDuplicate")).status_code == 202
@@ -325,13 +325,13 @@ async def test_the_call_budget_is_every_call_counted_at_the_door(durable, contai
     try:
         reports = []
         for _ in range(40):
-            root = counted.root()
+            root = root_of(counted)
             blob_before, durable_before = counter.requests, sum(durable.calls.values())
             now = datetime.datetime.now(datetime.timezone.utc)
             report = await run_retention(
                 root, root.durable(durable.starter()), Retention(enabled=True, max_calls=10), now
             )
-            await counted.wait_for_background()
+            await settled(counted)
             made = counter.requests - blob_before + sum(durable.calls.values()) - durable_before
             assert made == report.calls <= 10, (made, report)
             reports.append(report)

@@ -15,6 +15,7 @@ from durable_singleton._settings import Schedule
 from durable_singleton._timer_start import schedule_request
 from durable_singleton.errors import ConfigurationError, ProblemError
 from durable_singleton.job import parse_job_input
+from tests.support.app import root_of
 from tests.support.requests import start_request
 
 JOB = "SingletonOrchestrator"
@@ -143,5 +144,5 @@ async def test_a_schedule_names_the_setting_that_breaks_the_rule(app, rule) -> N
         Reuse.ALLOW_DUPLICATE,
     )
     with pytest.raises(ConfigurationError) as wrong:
-        schedule_request(schedule, app.root())
+        schedule_request(schedule, root_of(app))
     assert f"App setting NIGHTLY_{setting} is not valid" in str(wrong.value)

@@ -8,7 +8,7 @@ import logging
 import pytest
 
 from tests.support.answers import body, problem
-from tests.support.app import change_setting
+from tests.support.app import change_setting, settled
 from tests.support.durable_double import ago
 
 
@@ -89,7 +89,7 @@ async def test_the_conflict_path_on_a_stuck_instance_costs_what_it_did(
     start, durable, blob_requests
 ) -> None:
     await start("nightly")  # met by this process: its lock blob exists
-    await blob_requests.app.wait_for_background()
+    await settled(blob_requests.app)
     durable.put("nightly", "Pending", created=ago(3600))
     durable.calls.clear()
     before = blob_requests.requests

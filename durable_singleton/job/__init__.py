@@ -17,4 +17,4 @@ __all__ = ["item_store", "parse_job_input", "run_job"]
 async def item_store(app: SingletonApp, request: Mapping[str, Any]) -> Any:
     """Carry out one request of the job's SingletonItemStore activity (``stage``,
     ``load`` or ``delete``) in ``app``'s storage account."""
-    return await handle(app.root(), dict(request))
+    return await handle(app._root(), dict(request))

@@ -5,12 +5,26 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from durable_singleton import SingletonApp
+from durable_singleton._root import Root
 from singleton_app import app
 
 #: The function.json app's root: host.json and the function folders.
 APP_ROOT = Path(__file__).resolve().parents[2]
 
-__all__ = ["APP_ROOT", "app", "change_setting"]
+__all__ = ["APP_ROOT", "app", "change_setting", "root_of", "settled"]
+
+
+def root_of(singleton: SingletonApp) -> Root:
+    """The composition root ``singleton`` uses in this event loop: the tests' one door to
+    the private parts (locks, channels, settings) their assertions look at."""
+    return singleton._root()
+
+
+async def settled(singleton: SingletonApp) -> None:
+    """Wait until the lock releases ``singleton`` handed to the background are done (what
+    ``close()`` waits for, without closing)."""
+    await singleton._root().wait_for_background()
 
 
 async def change_setting(monkeypatch: Any, name: str, value: str) -> None:

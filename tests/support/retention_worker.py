@@ -19,12 +19,13 @@ from typing import Any, Dict
 from durable_singleton._retention import run_retention
 from durable_singleton._settings import load_retention
 from singleton_app import app
+from tests.support.app import root_of
 from tests.support.durable_double import starter_binding
 
 
 async def tick(rpc_base_url: str, start_at: float, days_ahead: float) -> Dict[str, Any]:
     """One retention tick of this process's app, from ``start_at``."""
-    root = app.root()
+    root = root_of(app)
     durable = root.durable(starter_binding(rpc_base_url))
     now = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=days_ahead)
     await asyncio.sleep(max(0.0, start_at - time.time()))
