@@ -262,16 +262,15 @@ async def dropped_by_terminate(
     if closed.handed is None or closed.dropped is not None:
         return closed.dropped
     polls = Pauses(FIRST_END_POLL_SECONDS, MAX_END_POLL_SECONDS, wait)
-    while True:
-        try:
-            status = await durable.status(instance_id)
-        except (DurableUnavailable, DurableFailure):
-            return None
-        if status is not None and status.runtime_status in FINISHED:
-            return closed.after_end(shown_by(status))
-        if status is None or polls.expired():
-            return None
-        await polls.sleep()
+    try:
+        async for status in polls.looks(lambda: durable.status(instance_id)):
+            if status is None:
+                return None  # purged: its end cannot be read
+            if status.runtime_status in FINISHED:
+                return closed.after_end(shown_by(status))
+    except (DurableUnavailable, DurableFailure):
+        pass
+    return None
 
 
 async def _in_channel(

@@ -13,7 +13,7 @@ import contextlib
 import datetime
 import logging
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from . import _telemetry as telemetry
 from ._durable import (
@@ -364,20 +364,20 @@ class _StartRun:
             replaced=offered.replaced,
         )
 
-    async def _offer_or_start(self, held: HeldLock, status: Optional[InstanceStatus]) -> Outcome:
+    async def _offer_or_start(self, held: HeldLock, read: Optional[InstanceStatus]) -> Outcome:
         """Under the lock: hand the input to the active instance, or, once the instance
         that was ending its run has ended, start the run as the policies say."""
         wait = self.settings.next_run_wait_seconds
         polls = Pauses(FIRST_END_POLL_SECONDS, MAX_END_POLL_SECONDS, wait)
-        while self._decide(status) is Action.BUFFER:
+        async for status in polls.looks(self._read, (read,), _lease_cap(held)):
+            if self._decide(status) is not Action.BUFFER:
+                return await self._ended_before_taking(held, status)
             offered = await self._offer(status)
             if offered is not None:
                 return offered
-            if polls.expired() or held.remaining() <= 0:
-                raise InstanceEnding(self.id, wait)
-            await polls.sleep(cap=max(held.remaining(), 0.05))
-            status = await self.durable.status(self.id)
-        return await self._ended_before_taking(held, status)
+            if held.remaining() <= 0:
+                break
+        raise InstanceEnding(self.id, wait)
 
     async def _ended_before_taking(
         self, held: HeldLock, status: Optional[InstanceStatus]
@@ -434,19 +434,17 @@ class _StartRun:
             self.dropped = closed.dropped
         waited = self.settings.terminate_timeout_seconds
         polls = Pauses(FIRST_POLL_SECONDS, MAX_POLL_SECONDS, waited)
-        while True:
-            current = await self.durable.status(self.id)
+        async for current in polls.looks(self._read, cap=_lease_cap(held)):
             if current is None or current.runtime_status in FINISHED:
                 if closed is not None and current is not None:
                     self.dropped = closed.after_end(shown_by(current))
                 return
-            if polls.expired():
-                raise ReplaceTimedOut(action, current, self.id, waited)
-            if held.remaining() <= 0:
+            if held.remaining() <= 0 and not polls.expired():
                 # The renewals failed for a whole lease: say so now, not when the old
                 # instance ends (the start would be refused by the fence anyway).
                 raise LockLost("the lease ran out while the old instance was ending")
-            await polls.sleep(cap=max(held.remaining(), 0.05))
+            last = current
+        raise ReplaceTimedOut(action, last, self.id, waited)
 
     async def _answered_without_start(
         self, locks: StartLocks, action: Action, status: Optional[InstanceStatus]
@@ -456,6 +454,9 @@ class _StartRun:
         if self.request.keyed is not None and await self.keys.replayed(locks, status):
             return _REPLAYED
         return self._not_started(action, status)
+
+    async def _read(self) -> Optional[InstanceStatus]:
+        return await self.durable.status(self.id)
 
     def _decide(self, status: Optional[InstanceStatus]) -> Action:
         runtime_status = status.runtime_status if status is not None else None
@@ -527,3 +528,9 @@ def _created_since(
     if previous is not None and created <= previous:
         return False
     return created >= acquired_at.replace(microsecond=0)
+
+
+def _lease_cap(held: HeldLock) -> Callable[[], float]:
+    """The longest pause a holder polling under ``held`` takes: never past its lease (with
+    a floor, so that a lease gone does not make it spin)."""
+    return lambda: max(held.remaining(), 0.05)

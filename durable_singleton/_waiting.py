@@ -1,7 +1,8 @@
 """Waiting with a deadline: the one way the app pauses between two looks at something.
 
 A caller that polls (a busy lock, an instance winding down, a renewal to retry) makes a
-:class:`Pauses` with the time it may wait in all, and sleeps through it between looks.
+:class:`Pauses` with the time it may wait in all, and sleeps through it between looks
+(:meth:`Pauses.looks` makes the looks too).
 The pauses start short and double up to a cap, each jittered so that callers waiting
 on the same thing spread out, and never reach past the deadline.
 """
@@ -12,7 +13,9 @@ import asyncio
 import math
 import random
 import time
-from typing import Awaitable, Callable
+from typing import AsyncIterator, Awaitable, Callable, TypeVar
+
+T = TypeVar("T")
 
 
 class Pauses:
@@ -60,3 +63,21 @@ class Pauses:
         pause = self._next * random.uniform(1 - self._jitter, 1 + self._jitter)
         self._next = min(self._next * 2, self._most)
         await self._sleep(max(min(pause, cap, self.remaining()), 0.0))
+
+    async def looks(
+        self,
+        look: Callable[[], Awaitable[T]],
+        first: "tuple[T] | None" = None,
+        cap: Callable[[], float] = lambda: math.inf,
+    ) -> AsyncIterator[T]:
+        """What ``look`` sees now (or ``first[0]``, when given, without a look), then after
+        each pause (at most ``cap()`` s), until a pause would end past the deadline: the
+        caller leaves the loop once it has seen what it waits for, and reads the loop's
+        end as the time-out."""
+        seen = first[0] if first is not None else await look()
+        while True:
+            yield seen
+            if self.expired():
+                return
+            await self.sleep(cap=cap())
+            seen = await look()

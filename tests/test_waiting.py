@@ -59,3 +59,35 @@ async def test_an_expired_deadline_does_not_sleep() -> None:
     assert pauses.expired()
     await pauses.sleep()
     assert time.slept == [0.0]
+
+
+async def test_looks_are_made_until_the_deadline_and_the_first_can_be_given() -> None:
+    time = FakeTime()
+    seen: List[float] = []
+
+    async def look() -> float:
+        seen.append(time.now)
+        return time.now
+
+    pauses = Pauses(1.0, 1.0, 2.5, clock=time.clock, sleep=time.sleep)
+    got = [value async for value in pauses.looks(look, first=(0.0,), cap=lambda: 0.75)]
+    # The given first, then a look after each pause (capped) until the deadline.
+    assert got == [0.0, 100.75, 101.5, 102.25, 102.5]
+    assert seen == got[1:]
+    assert time.slept == [0.75, 0.75, 0.75, 0.25]
+
+
+async def test_a_caller_that_has_seen_enough_makes_no_more_looks() -> None:
+    time = FakeTime()
+    looks = 0
+
+    async def look() -> int:
+        nonlocal looks
+        looks += 1
+        return looks
+
+    pauses = Pauses(1.0, 1.0, 60.0, clock=time.clock, sleep=time.sleep)
+    async for value in pauses.looks(look):
+        if value == 3:
+            break
+    assert looks == 3 and time.slept == [1.0, 1.0]
