@@ -43,7 +43,18 @@ import time
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Coroutine, Dict, Optional, Set, Tuple, TypeVar
+from typing import (
+    Any,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Dict,
+    Optional,
+    Protocol,
+    Set,
+    Tuple,
+    TypeVar,
+)
 
 from azure.core.exceptions import (
     AzureError,
@@ -155,6 +166,55 @@ def lock_blob_name(task_hub: str, instance_id: str) -> str:
 
 #: What a process last saw of a lock blob: its ETag and its metadata then.
 Seen = Tuple[str, Dict[str, str]]
+
+#: A sleep (the event loop's, unless a test gives one on its own clock).
+Sleep = Callable[[float], Awaitable[None]]
+
+
+def valid_until(sent: float, lease_seconds: float) -> float:
+    """Until when a lease acquired or renewed by a request sent at ``sent`` certainly holds."""
+    return sent + lease_seconds - SAFETY_MARGIN_SECONDS
+
+
+class Leases(Protocol):
+    """The storage a lock's leases live in, as :class:`StartLocks` and :class:`HeldLock`
+    use it: :class:`LeaseStore` on Blob Storage (each method is documented there); tests
+    give one in memory on a clock they move (tests/support/memory_leases.py).
+
+    A lease is whatever :meth:`lease` hands out, with the ``etag`` and
+    ``last_modified`` its lease request answered with.
+    """
+
+    clock: Callable[[], float]
+    storage_timeout: float
+
+    def lease(self, name: str) -> Any: ...
+
+    async def acquire_new(self, name: str, lease: Any) -> Tuple[bool, bool]: ...
+
+    async def renew(self, lease: Any) -> float: ...
+
+    async def release(self, lease: Any) -> None: ...
+
+    async def delete(self, name: str, lease: Any, timeout: float) -> bool: ...
+
+    async def write_metadata(
+        self, name: str, lease: Any, metadata: Dict[str, str], timeout: float
+    ) -> str: ...
+
+    async def read_properties(
+        self, name: str
+    ) -> Optional[Tuple[Dict[str, str], datetime.datetime]]: ...
+
+    async def read_metadata(self, name: str) -> Optional[Dict[str, str]]: ...
+
+    def seen(self, name: str) -> Optional[Seen]: ...
+
+    def knows(self, name: str) -> bool: ...
+
+    async def create_ahead(self, name: str) -> Optional[LockUnavailable]: ...
+
+    def valid_until(self, sent: float) -> float: ...
 
 
 class LeaseStore:
@@ -393,7 +453,7 @@ class LeaseStore:
 
     def valid_until(self, sent: float) -> float:
         """Until when a lease acquired or renewed by a request sent at ``sent`` holds."""
-        return sent + self._lease_seconds - SAFETY_MARGIN_SECONDS
+        return valid_until(sent, self._lease_seconds)
 
 
 class Background:
@@ -467,29 +527,26 @@ class LocalAttempts:
 
 
 class StartLocks:
-    """The start locks of one lock container: the lease's storage calls
-    (:class:`LeaseStore`), the attempts of this process (:class:`LocalAttempts`) and the
-    work left to the background (:class:`Background`).
+    """The start locks of one lock container: the lease's storage calls (``store``,
+    :class:`LeaseStore` on Blob Storage), the attempts of this process
+    (:class:`LocalAttempts`) and the work left to the background (:class:`Background`).
 
     One object per composition root (:mod:`durable_singleton._root`).
     """
 
     def __init__(
         self,
-        container: ContainerClient,
-        storage_timeout: float,
-        lease_seconds: int = LEASE_SECONDS,
+        store: Leases,
         renew_every: float = RENEW_EVERY_SECONDS,
-        known_blobs: int = KNOWN_BLOBS,
-        clock: Callable[[], float] = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
     ) -> None:
-        """Keep locks as blobs in ``container``, created on first use; every storage
-        request (with its retries) ends within ``storage_timeout`` seconds; remember
-        at most ``known_blobs`` blob names as existing; reckon leases on ``clock``."""
-        self.store = LeaseStore(container, storage_timeout, lease_seconds, known_blobs, clock)
+        """Keep locks in ``store``; renew a held lease every ``renew_every`` seconds,
+        pausing with ``sleep`` (the leases are reckoned on ``store.clock``)."""
+        self.store = store
         self.attempts = LocalAttempts()
         self.background = Background()
         self._renew_every = renew_every
+        self._sleep = sleep
         #: Lock blobs being created ahead of a possible lease request, by name.
         self._preparing: Dict[str, "asyncio.Task[Optional[LockUnavailable]]"] = {}
 
@@ -571,7 +628,9 @@ class StartLocks:
         if not acquired:
             finish(None)
             return None
-        held = HeldLock(name, lease, self.store, self.background, sent, self._renew_every, finish)
+        held = HeldLock(
+            name, lease, self.store, self.background, sent, self._renew_every, finish, self._sleep
+        )
         held.created = created
         return held
 
@@ -620,12 +679,13 @@ class HeldLock:
     def __init__(
         self,
         name: str,
-        lease: BlobLeaseClient,
-        store: LeaseStore,
+        lease: Any,
+        store: Leases,
         background: Background,
         sent: float,
         renew_every: float,
         on_done: Callable[[Optional[LockUnavailable]], None],
+        sleep: Sleep = asyncio.sleep,
     ) -> None:
         """Hold ``lease`` on blob ``name``, acquired by a request sent at monotonic time
         ``sent``; renew
@@ -633,7 +693,8 @@ class HeldLock:
         ``background``.
 
         ``on_done`` runs as soon as the holder lets go, before the release reaches
-        storage: it wakes the callers in this process that wait for the lock.
+        storage: it wakes the callers in this process that wait for the lock. ``sleep``
+        pauses between renewals.
         """
         self.name = name
         self._lease = lease
@@ -642,6 +703,7 @@ class HeldLock:
         self._renew_every = renew_every
         self._valid_until = store.valid_until(sent)
         self._on_done = on_done
+        self._sleep = sleep
         self._renewing = asyncio.Lock()
         #: Whether the lease request created the lock blob (the id had none).
         self.created = False
@@ -671,7 +733,13 @@ class HeldLock:
             not act under the lock.
         """
         if self.remaining() < needed:
-            retries = Pauses(RENEW_RETRY_SECONDS, RENEW_RETRY_SECONDS, self.remaining())
+            retries = Pauses(
+                RENEW_RETRY_SECONDS,
+                RENEW_RETRY_SECONDS,
+                self.remaining(),
+                clock=self._store.clock,
+                sleep=self._sleep,
+            )
             while not retries.expired():
                 try:
                     await self._renew()
@@ -774,7 +842,7 @@ class HeldLock:
         """
         pause = self._renew_every
         while True:
-            await asyncio.sleep(pause)
+            await self._sleep(pause)
             try:
                 await self._renew()
                 pause = self._renew_every

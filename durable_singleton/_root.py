@@ -23,7 +23,7 @@ from azure.storage.blob.aio import BlobServiceClient, ContainerClient
 
 from ._catalog import Catalog
 from ._durable import Binding, DurableClient, new_session
-from ._lock import StartLocks
+from ._lock import LeaseStore, StartLocks
 from ._next_run_store import NextRunStore
 from ._settings import Settings, StorageConnection, load_settings, load_storage_connection
 from ._storage import blob_service_client, check_connection
@@ -81,11 +81,12 @@ class Root:
     def locks(self) -> StartLocks:
         """The start locks, in the lock container of the settings."""
         if self._locks is None:
-            self._locks = StartLocks(
+            store = LeaseStore(
                 self.container(self.settings.lock_container),
                 self.settings.storage_timeout_seconds,
                 clock=self._clock,
             )
+            self._locks = StartLocks(store)
         return self._locks
 
     def next_runs(self) -> NextRunStore:

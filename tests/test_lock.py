@@ -9,7 +9,13 @@ import time
 import pytest
 from azure.storage.blob.aio import BlobServiceClient
 
-from durable_singleton._lock import LEASE_SECONDS, LockUnavailable, StartLocks, lock_blob_name
+from durable_singleton._lock import (
+    LEASE_SECONDS,
+    LeaseStore,
+    LockUnavailable,
+    StartLocks,
+    lock_blob_name,
+)
 from durable_singleton._settings import StorageConnection
 from durable_singleton._storage import blob_service_client
 from tests.support.app import app, change_setting, root_of, settled
@@ -23,7 +29,7 @@ def lock_container(name: str):
 
 @pytest.fixture
 async def locks(azurite, app_env):
-    return StartLocks(lock_container(app_env), 5)
+    return StartLocks(LeaseStore(lock_container(app_env), 5))
 
 
 async def raw_lease(azurite, container: str, blob: str):
@@ -56,7 +62,7 @@ async def test_first_use_creates_container_and_blob_then_excludes(locks) -> None
 async def test_unreachable_storage_raises_lock_unavailable() -> None:
     dead = StorageConnection(connection_string(free_port()))
     async with blob_service_client(dead) as service:
-        locks = StartLocks(service.get_container_client("locks"), 5)
+        locks = StartLocks(LeaseStore(service.get_container_client("locks"), 5))
         began = time.monotonic()
         with pytest.raises(LockUnavailable):
             await locks.try_acquire("hub", "job")
@@ -101,31 +107,10 @@ async def test_held_lease_gives_503_after_the_wait_and_never_delays_other_ids(
         await service.close()
 
 
-@pytest.mark.slow
-async def test_crashed_holders_lease_expires_and_a_live_holder_keeps_renewing(
-    start, durable, azurite, app_env, monkeypatch
-) -> None:
-    """A lease nobody renews blocks for at most LEASE_SECONDS; one that is renewed holds."""
-    await change_setting(monkeypatch, "SINGLETON_LOCK_WAIT_SECONDS", "1")
-    await start("warm-up")
-    service, _crashed = await raw_lease(azurite, app_env, lock_blob_name("TestHubName", "crashed"))
-    renewing = StartLocks(lock_container(app_env), 5, renew_every=2)
-    held = await renewing.try_acquire("TestHubName", "held")
-    try:
-        assert (await start("crashed")).status_code == 503
-        await asyncio.sleep(LEASE_SECONDS + 1.5)
-        assert (await start("crashed")).status_code == 202  # expired on its own
-        assert (await start("held")).status_code == 503  # renewed past LEASE_SECONDS
-    finally:
-        await held.release()
-        await service.close()
-    assert (await start("held")).status_code == 202
-
-
 async def test_callers_in_one_process_share_one_storage_attempt(
     azurite, app_env, blob_requests
 ) -> None:
-    locks = StartLocks(root_of(blob_requests.app).container(app_env), 5)
+    locks = StartLocks(LeaseStore(root_of(blob_requests.app).container(app_env), 5))
     first = await locks.try_acquire("hub", "shared")
     assert first is not None
     sent = blob_requests.requests
@@ -147,7 +132,7 @@ async def test_a_lock_learns_which_lock_blobs_exist(azurite, app_env, blob_reque
     """The first use of an id in a process creates its blob before the lease request;
     afterwards the lease request alone, until the memory of known blobs is full."""
     container = root_of(blob_requests.app).container(app_env)
-    locks = StartLocks(container, 5, known_blobs=2)
+    locks = StartLocks(LeaseStore(container, 5, known_blobs=2))
     await (await locks.try_acquire("hub", "warm-up")).release()  # the container exists
 
     async def requests_for(instance_id: str) -> int:
@@ -165,7 +150,7 @@ async def test_a_lock_learns_which_lock_blobs_exist(azurite, app_env, blob_reque
     assert await requests_for("new") == 2  # ...so "new" is created (it exists: fine)
     assert await requests_for("third") == 1
     # Another process knows nothing yet: it pays the create once, and still excludes.
-    elsewhere = StartLocks(container, 5)
+    elsewhere = StartLocks(LeaseStore(container, 5))
     held = await elsewhere.try_acquire("hub", "third")
     assert held is not None
     assert await locks.try_acquire("hub", "third") is None  # held elsewhere, seen in storage
@@ -276,8 +261,6 @@ def test_background_close_ends_when_the_work_just_finished() -> None:
 
 
 async def test_the_lease_store_alone_excludes_a_second_holder(azurite, app_env) -> None:
-    from durable_singleton._lock import LeaseStore
-
     store = LeaseStore(lock_container(app_env), storage_timeout=5)
     first, second = store.lease("hub/one.lock"), store.lease("hub/one.lock")
     assert await store.acquire("hub/one.lock", first) is True
