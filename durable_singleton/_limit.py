@@ -1,0 +1,335 @@
+"""A limit of N per key: the key's queue and its rules, as pure functions.
+
+The slots of a key are N instance ids, ``<key>~0`` to ``<key>~N-1``, each started as a
+singleton under its own lock. So never more than N instances of a key are active,
+whatever this document says: an id has at most one. The document only decides who runs
+next, first in, first out, and makes sure nobody queued is lost:
+
+- a request is admitted into a free slot when nobody waits, else it waits at the tail
+  (:func:`admit`); when a slot is free while others wait, the head goes into it first
+  (:func:`fill`);
+- a slot's instance, at its run's end, takes the head of the queue and continues as new
+  with it, so a busy slot passes straight to the next request (:func:`take`); with nobody
+  waiting it frees the slot and ends;
+- a start that did not happen gives its slot back, and a queued request its place at the
+  head (:func:`not_started`); a slot whose instance ended without taking (failed,
+  terminated, purged) is freed by the sweep, which puts a request that never began back
+  at the head (:func:`vacate`);
+- a waiting request can be cancelled until it starts (:func:`cancel`).
+
+Each function takes the document as read (None: there is none) and returns the document
+to write (None: nothing to write) with its result, so a store can apply it with one
+conditional write, and again on a conflict.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Dict, List, Optional, Tuple, Union
+
+#: The limit's range per orchestrator.
+MIN_LIMIT = 1
+MAX_LIMIT = 100
+#: Separates a key from its slot number in a slot's instance id.
+SLOT_SEPARATOR = "~"
+#: How many started and cancelled requests a queue remembers (newest kept), so that a
+#: request's URL can still say what became of it.
+MAX_HISTORY = 64
+
+
+def slot_id(key: str, slot: int) -> str:
+    """The instance id of ``key``'s slot ``slot``."""
+    return f"{key}{SLOT_SEPARATOR}{slot}"
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """A request waiting for a slot: its id, its input, and when it was queued."""
+
+    request: str
+    input: Any
+    queued_at: str
+
+
+@dataclass(frozen=True)
+class Slot:
+    """A busy slot: the request it runs (or is about to start).
+
+    ``queued``: the request waited in the queue (it was promised a run: a start of it that
+    does not happen puts it back at the head, so ``input`` is kept until it is known to
+    have begun); ``confirmed``: its instance is known to run it (started, or continued
+    as new into it); ``after``: the run the slot's instance took it at the end of (a
+    retried take answers it again).
+    """
+
+    request: str
+    since: str
+    queued: bool = False
+    input: Any = None
+    confirmed: bool = False
+    after: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class Queue:
+    """One key's queue document: its busy slots, its waiting requests (oldest first),
+    and the latest started and cancelled requests; ``writes``: the ids of the latest
+    writes (the store's, to tell whether a write whose answer was lost landed)."""
+
+    slots: Dict[int, Slot] = field(default_factory=dict)
+    waiting: Tuple[Waiting, ...] = ()
+    started: Tuple[Tuple[str, int], ...] = ()
+    cancelled: Tuple[str, ...] = ()
+    writes: Tuple[str, ...] = ()
+
+    def to_json(self) -> bytes:
+        """The document as stored."""
+        data = asdict(self)
+        data["slots"] = {str(number): slot for number, slot in data["slots"].items()}
+        return json.dumps(data, separators=(",", ":")).encode()
+
+    @classmethod
+    def of_json(cls, data: Union[bytes, str]) -> "Queue":
+        """The document :meth:`to_json` wrote (ValueError or TypeError otherwise)."""
+        raw = json.loads(data)
+        return cls(
+            slots={int(number): Slot(**slot) for number, slot in raw["slots"].items()},
+            waiting=tuple(Waiting(**entry) for entry in raw["waiting"]),
+            started=tuple((request, int(slot)) for request, slot in raw["started"]),
+            cancelled=tuple(raw["cancelled"]),
+            writes=tuple(raw["writes"]),
+        )
+
+    def free(self, limit: int) -> List[int]:
+        """The slots below ``limit`` that no request holds, lowest first."""
+        return [number for number in range(limit) if number not in self.slots]
+
+    def position(self, request: str) -> Optional[int]:
+        """Where ``request`` waits (1: next), None when it does not."""
+        for index, entry in enumerate(self.waiting):
+            if entry.request == request:
+                return index + 1
+        return None
+
+    def slot_of(self, request: str) -> Optional[int]:
+        """The slot ``request`` holds or was started in (latest known), None if neither."""
+        for number, slot in self.slots.items():
+            if slot.request == request:
+                return number
+        for started, number in reversed(self.started):
+            if started == request:
+                return number
+        return None
+
+
+@dataclass(frozen=True)
+class Start:
+    """Start the request in ``slot`` (its slot is reserved for it)."""
+
+    slot: int
+
+
+@dataclass(frozen=True)
+class Queued:
+    """The request waits at ``position`` (1: next)."""
+
+    position: int
+
+
+@dataclass(frozen=True)
+class Full:
+    """Nothing was queued: the queue holds ``bound`` requests already."""
+
+    bound: int
+
+
+@dataclass(frozen=True)
+class Busy:
+    """Nothing was queued (``onFull=reject``): every slot is busy or others wait."""
+
+    slots: Tuple[int, ...]
+
+
+Admission = Union[Start, Queued, Full, Busy]
+
+#: Heads of the queue moved into free slots, to be started by whoever wrote that.
+Heads = Tuple[Tuple[int, Waiting], ...]
+
+
+def admit(
+    queue: Optional[Queue],
+    request: str,
+    input_: Any,
+    now: str,
+    limit: int,
+    bound: int,
+    reject_when_full: bool = False,
+) -> Tuple[Optional[Queue], Tuple[Admission, Heads]]:
+    """Admit ``request`` at the queue's tail, then give the free slots to the heads of the
+    queue: the request starts now (:class:`Start`, its slot reserved for it) when it
+    reaches one, and waits (:class:`Queued`) otherwise. Nothing changes when it would wait
+    and ``reject_when_full`` (:class:`Busy`), or when ``bound`` requests wait already
+    (:class:`Full`). The heads given slots before it are the caller's to start too."""
+    queue = queue or Queue()
+    free = queue.free(limit)
+    would_wait = len(queue.waiting) + 1 - len(free)
+    if would_wait > 0 and reject_when_full:
+        return None, (Busy(tuple(sorted(queue.slots))), ())
+    if would_wait > bound:
+        return None, (Full(bound), ())
+    queue = replace(queue, waiting=(*queue.waiting, Waiting(request, input_, now)))
+    queue, heads = _filled(queue, limit, now)
+    own = [number for number, head in heads if head.request == request]
+    if not own:
+        return queue, (Queued(queue.position(request) or 0), heads)
+    # Its own start: a start that fails is its caller's failure, not a queued request's.
+    queue = _with_slot(queue, own[0], Slot(request, now))
+    return queue, (Start(own[0]), tuple(h for h in heads if h[1].request != request))
+
+
+def fill(queue: Optional[Queue], limit: int, now: str) -> Tuple[Optional[Queue], Heads]:
+    """Move the heads of the queue into the free slots; the caller starts them."""
+    if queue is None:
+        return None, ()
+    filled, heads = _filled(queue, limit, now)
+    return (filled if heads else None), heads
+
+
+def started(queue: Optional[Queue], slot: int, request: str) -> Tuple[Optional[Queue], bool]:
+    """The start of ``request`` in ``slot`` is known to have happened; False (nothing
+    written) when the slot no longer holds it."""
+    held = queue.slots.get(slot) if queue is not None else None
+    if queue is None or held is None or held.request != request:
+        return None, False
+    if held.confirmed:
+        return None, True
+    confirmed = replace(held, confirmed=True, input=None)
+    return _remember_start(_with_slot(queue, slot, confirmed), request, slot), True
+
+
+def not_started(queue: Optional[Queue], slot: int, request: str) -> Tuple[Optional[Queue], bool]:
+    """The start of ``request`` in ``slot`` is known not to have happened: the slot is
+    free again, and a queued request is back at the head. False when the slot no longer
+    holds it (nothing written)."""
+    held = queue.slots.get(slot) if queue is not None else None
+    if queue is None or held is None or held.request != request or held.confirmed:
+        return None, False
+    return _given_back(queue, slot, held), True
+
+
+def take(
+    queue: Optional[Queue], slot: int, run: str, now: str
+) -> Tuple[Optional[Queue], Optional[Waiting]]:
+    """Run ``run`` in ``slot`` has ended: the request the slot's instance runs next (it
+    continues as new with it), or None (the slot is free; the instance ends).
+
+    A retried take answers as the first did; a slot that holds another request (freed
+    and given to another since) is not this instance's to pass on: None, nothing written.
+    """
+    held = queue.slots.get(slot) if queue is not None else None
+    if queue is None or held is None:
+        return None, None
+    if held.after == run:  # taken already: the same answer again
+        return None, Waiting(held.request, held.input, held.since)
+    if held.request != run:
+        return None, None
+    if not queue.waiting:
+        slots = {number: s for number, s in queue.slots.items() if number != slot}
+        return replace(queue, slots=slots), None
+    head, rest = queue.waiting[0], queue.waiting[1:]
+    following = Slot(head.request, now, queued=True, input=head.input, confirmed=True, after=run)
+    queue = _with_slot(replace(queue, waiting=rest), slot, following)
+    return _remember_start(queue, head.request, slot), head
+
+
+def vacate(
+    queue: Optional[Queue], slot: int, request: str, began: bool, limit: int, now: str
+) -> Tuple[Optional[Queue], Heads]:
+    """The sweep found ``slot``'s instance ended (or gone) while the slot holds
+    ``request``: the slot is freed; a queued request that never ``began`` goes back to
+    the head. Free slots then go to the heads (the caller starts them)."""
+    held = queue.slots.get(slot) if queue is not None else None
+    if queue is None or held is None or held.request != request:
+        return None, ()
+    if began:
+        slots = {number: s for number, s in queue.slots.items() if number != slot}
+        queue = replace(queue, slots=slots)
+    else:
+        queue = _given_back(queue, slot, held)
+    return _filled(queue, limit, now)
+
+
+@dataclass(frozen=True)
+class Cancelled:
+    """The request was removed from the queue (or had been): it never runs."""
+
+
+@dataclass(frozen=True)
+class AlreadyStarted:
+    """Too late: the request holds (or held) ``slot``."""
+
+    slot: int
+
+
+@dataclass(frozen=True)
+class Unknown:
+    """The queue knows no such request (never queued here, or forgotten)."""
+
+
+Cancellation = Union[Cancelled, AlreadyStarted, Unknown]
+
+
+def cancel(queue: Optional[Queue], request: str) -> Tuple[Optional[Queue], Cancellation]:
+    """Remove a waiting ``request`` from the queue."""
+    if queue is None:
+        return None, Unknown()
+    if queue.position(request) is not None:
+        waiting = tuple(entry for entry in queue.waiting if entry.request != request)
+        cancelled = (*queue.cancelled, request)[-MAX_HISTORY:]
+        return replace(queue, waiting=waiting, cancelled=cancelled), Cancelled()
+    if request in queue.cancelled:
+        return None, Cancelled()
+    slot = queue.slot_of(request)
+    return None, (Unknown() if slot is None else AlreadyStarted(slot))
+
+
+def _filled(queue: Queue, limit: int, now: str) -> Tuple[Queue, Heads]:
+    heads: List[Tuple[int, Waiting]] = []
+    for number in queue.free(limit):
+        if not queue.waiting:
+            break
+        head = queue.waiting[0]
+        reserved = Slot(head.request, now, queued=True, input=head.input)
+        queue = _with_slot(replace(queue, waiting=queue.waiting[1:]), number, reserved)
+        heads.append((number, head))
+    return queue, tuple(heads)
+
+
+def _given_back(queue: Queue, slot: int, held: Slot) -> Queue:
+    slots = {number: s for number, s in queue.slots.items() if number != slot}
+    waiting = queue.waiting
+    if held.queued:
+        waiting = (Waiting(held.request, held.input, held.since), *waiting)
+    return replace(queue, slots=slots, waiting=waiting)
+
+
+def _with_slot(queue: Queue, number: int, slot: Slot) -> Queue:
+    return replace(queue, slots={**queue.slots, number: slot})
+
+
+def _remember_start(queue: Queue, request: str, slot: int) -> Queue:
+    return replace(queue, started=(*queue.started, (request, slot))[-MAX_HISTORY:])
+
+
+def describe(queue: Optional[Queue], limit: int) -> Dict[str, Any]:
+    """What the list and the overview show of a key: busy slots, queue length, oldest."""
+    queue = queue or Queue()
+    oldest = queue.waiting[0] if queue.waiting else None
+    return {
+        "active": sorted(number for number in queue.slots if number < limit),
+        "queued": len(queue.waiting),
+        "oldestQueued": None
+        if oldest is None
+        else {"requestId": oldest.request, "queuedAt": oldest.queued_at},
+    }
