@@ -83,6 +83,10 @@ class Queue:
     cancelled: Tuple[str, ...] = ()
     writes: Tuple[str, ...] = ()
 
+    def with_writes(self, writes: Tuple[str, ...]) -> "Queue":
+        """This document with the ids ``writes`` as its latest writes' (the store's)."""
+        return replace(self, writes=writes)
+
     def to_json(self) -> bytes:
         """The document as stored."""
         data = asdict(self)

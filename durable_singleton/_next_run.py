@@ -136,6 +136,10 @@ class Channel:
         """Whether the run has not begun yet (it waits until ``due_at``)."""
         return self.due_at is not None
 
+    def with_writes(self, writes: Tuple[str, ...]) -> "Channel":
+        """This document with the ids ``writes`` as its latest writes' (the store's)."""
+        return replace(self, writes=writes)
+
     def to_json(self) -> bytes:
         """The document as stored."""
         return json.dumps(asdict(self), separators=(",", ":")).encode("utf-8")

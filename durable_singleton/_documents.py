@@ -1,0 +1,292 @@
+"""Small JSON documents in the lock container, each changed only by a pure function of
+the document as read, written only if the blob is unchanged since (or, when there was
+none, only if there is still none), and tried again on a conflict.
+
+The next-run channels (durable_singleton._next_run_store) and the queues of keys with a
+limit (durable_singleton._limit_store) are kept this way. Changes of one document made
+in one process at the same time are written together (:class:`BlobDocuments`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import random
+import uuid
+from typing import Any, Callable, Dict, Generic, List, Optional, Protocol, Tuple, TypeVar
+
+from azure.core import MatchConditions
+from azure.core.exceptions import (
+    AzureError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
+from azure.storage.blob.aio import ContainerClient
+
+from ._lock import BlobMissing, LockUnavailable, storage_call
+
+
+class Document(Protocol):
+    """What a stored document is: the ids of its latest writes (``writes``), a copy with
+    others (:meth:`with_writes`), written as :meth:`to_json` and read back by the
+    store's parser."""
+
+    @property
+    def writes(self) -> Tuple[str, ...]: ...
+
+    def with_writes(self: D, writes: Tuple[str, ...]) -> D: ...
+
+    def to_json(self) -> bytes: ...
+
+
+D = TypeVar("D", bound=Document)
+
+
+T = TypeVar("T")
+
+#: How many times a change is tried when other writers change the document between its
+#: read and its write (each try takes two storage calls).
+MAX_ATTEMPTS = 24
+#: The pause before another try grows from this, jittered, so writers spread out.
+FIRST_RETRY_SECONDS = 0.002
+MAX_RETRY_SECONDS = 0.05
+
+#: The pauses before each read that tells whether a write whose answer was lost landed.
+READ_BACK_PAUSES = (0.0, 0.2, 0.5)
+
+#: How many write ids a document keeps (its ``writes``).
+MAX_WRITES = 32
+
+#: What a change decides: the document to write (None: nothing to write) and its result.
+Decision = Tuple[Optional[D], T]
+
+
+class DocumentBusy(LockUnavailable):
+    """Other writers changed the document between every read and write of a change."""
+
+
+class DocumentWriteUnknown(Exception):
+    """A write's answer was lost, and reading the document back could not tell whether it
+    landed; ``result``: what the change decided (what it did, if it landed)."""
+
+    def __init__(self, description: str, result: Any = None):
+        super().__init__(description)
+        self.result = result
+
+
+@dataclasses.dataclass(frozen=True)
+class _Refused:
+    """A change whose decision raised ``error``: it wrote nothing, and its caller gets
+    the error, whatever became of the changes written with it."""
+
+    error: Exception
+
+
+def _settle(answer: "asyncio.Future[Any]", result: Any = None, error: Any = None) -> None:
+    if isinstance(result, _Refused):
+        error = result.error
+    if not answer.done():
+        if error is not None:
+            answer.set_exception(error)
+        else:
+            answer.set_result(result)
+
+
+class BlobDocuments(Generic[D]):
+    """The documents of one kind in one lock container, named ``<task hub>/<name>`` and
+    ``suffix``.
+
+    Changes of one document made in this process at the same time are written
+    together: one caller reads the document, applies every change waiting (each to the
+    document the one before left) and writes once, and each change gets its own result.
+    So a burst for one document costs about one read and one write per storage round
+    trip, not per request, and its writers contend only across processes.
+    """
+
+    def __init__(
+        self,
+        container: ContainerClient,
+        storage_timeout: float,
+        parse: Callable[[bytes], D],
+        suffix: str,
+        what: str,
+    ) -> None:
+        """Keep documents in ``container`` as blobs named with ``suffix``, read with
+        ``parse`` (ValueError or TypeError for what is not one); bound every storage call
+        by ``storage_timeout`` seconds. ``what`` names the kind in errors."""
+        self._container = container
+        self._timeout = storage_timeout
+        self._parse = parse
+        self._suffix = suffix
+        self._what = what
+        #: Changes waiting to be written, by blob name; a name is here while its writer runs.
+        self._waiting: Dict[str, List[Tuple[Callable[[Any], Any], "asyncio.Future[Any]"]]] = {}
+
+    def blob_name(self, task_hub: str, name: str) -> str:
+        """The blob of document ``name`` of ``task_hub`` (the hub lowercased, as the lock
+        blobs' names are)."""
+        return f"{task_hub.lower()}/{name}{self._suffix}"
+
+    async def change(
+        self, task_hub: str, name: str, decide: Callable[[Optional[D]], Decision[D, T]]
+    ) -> T:
+        """Read document ``name``, apply ``decide``, write what it returns if the document
+        is still as read, and return its result; on a conflict, all of it again.
+
+        Raises
+        ------
+        LockUnavailable
+            Storage failed or did not answer in time; nothing was written.
+        DocumentBusy
+            :data:`MAX_ATTEMPTS` conflicts in a row; nothing was written.
+        DocumentWriteUnknown
+            A write's answer was lost and it is unknown whether it landed.
+        """
+        name = self.blob_name(task_hub, name)
+        answer: "asyncio.Future[T]" = asyncio.get_running_loop().create_future()
+        waiting = self._waiting.get(name)
+        if waiting is not None:
+            waiting.append((decide, answer))  # the writer running takes it in its next round
+        else:
+            self._waiting[name] = [(decide, answer)]
+            # The writer is a task of its own: a caller that goes away does not stop it.
+            asyncio.ensure_future(self._writer(name))
+        return await asyncio.shield(answer)
+
+    async def _writer(self, name: str) -> None:
+        """Write the changes waiting for ``name``, a round at a time, until none wait."""
+        blob = self._container.get_blob_client(name)
+        try:
+            while self._waiting[name]:
+                changes, self._waiting[name] = self._waiting[name], []
+                await self._round(blob, changes)
+        finally:
+            del self._waiting[name]
+
+    async def _round(
+        self, blob: Any, changes: List[Tuple[Callable[[Any], Any], "asyncio.Future[Any]"]]
+    ) -> None:
+        """Apply ``changes`` in order to the document read, write the result once, and
+        answer each change (with its own exception, on a failure)."""
+        pause = FIRST_RETRY_SECONDS
+        results: List[Any] = []
+        try:
+            for _ in range(MAX_ATTEMPTS):
+                current, etag = await self._read(blob)
+                document, changed = current, False
+                results = []
+                for decide, _ in changes:
+                    try:
+                        written, result = decide(document)
+                    except Exception as error:  # this change alone fails (writes nothing)
+                        results.append(_Refused(error))
+                        continue
+                    results.append(result)
+                    if written is not None:
+                        document, changed = written, True
+                if not changed or await self._write_new(blob, current, document, etag):
+                    for (_, answer), result in zip(changes, results, strict=True):
+                        _settle(answer, result=result)
+                    return
+                await asyncio.sleep(pause * random.uniform(0.5, 1.5))
+                pause = min(pause * 2, MAX_RETRY_SECONDS)
+            raise DocumentBusy(f"the {self._what} kept changing")
+        except DocumentWriteUnknown as unknown:
+            for (_, answer), result in zip(changes, results, strict=True):
+                if isinstance(result, _Refused):
+                    _settle(answer, result=result)
+                else:
+                    _settle(answer, error=DocumentWriteUnknown(str(unknown), result))
+        except Exception as error:  # every change of the round failed alike
+            for _, answer in changes:
+                _settle(answer, error=error)
+
+    async def _write_new(
+        self,
+        blob: Any,
+        current: Optional[D],
+        document: Optional[D],
+        etag: Optional[str],
+    ) -> bool:
+        """Write ``document``, changed from ``current`` (read at ``etag``), with a new write
+        id after the ones ``current`` keeps."""
+        assert document is not None
+        token = uuid.uuid4().hex[:16]
+        earlier = current.writes if current is not None else ()
+        writes = (*earlier, token)[-MAX_WRITES:]
+        document = document.with_writes(writes)
+        return await self._write(blob, document, etag, token)
+
+    async def read(self, task_hub: str, name: str) -> Optional[D]:
+        """Document ``name``, or None when there is none (LockUnavailable on failure)."""
+        blob = self._container.get_blob_client(self.blob_name(task_hub, name))
+        return (await self._read(blob))[0]
+
+    async def _read(self, blob: Any) -> Tuple[Optional[D], Optional[str]]:
+        try:
+            download = await storage_call(blob.download_blob(), self._timeout)
+            data = await storage_call(download.readall(), self._timeout)
+        except BlobMissing:
+            return None, None
+        try:
+            return self._parse(data), download.properties.etag
+        except (ValueError, TypeError):
+            # Not a document this app wrote: replaced (conditionally) by the next change.
+            return None, download.properties.etag
+
+    async def _write(self, blob: Any, document: D, etag: Optional[str], token: str) -> bool:
+        """Write ``document`` (whose latest write id is ``token``) if the blob is still at
+        ``etag`` (absent, for None): True when written, False when it had changed."""
+        conditions: Dict[str, Any] = (
+            {"overwrite": False}
+            if etag is None
+            else {
+                "overwrite": True,
+                "etag": etag,
+                "match_condition": MatchConditions.IfNotModified,
+            }
+        )
+        try:
+            await asyncio.wait_for(
+                blob.upload_blob(document.to_json(), **conditions), self._timeout
+            )
+            return True
+        except (ResourceModifiedError, ResourceExistsError):
+            # Refused: by another writer's change, or by this write itself, sent again
+            # below this call after its first attempt landed and its answer was lost (the
+            # SDK's retry, or aiohttp's own on a pooled connection the server closed).
+            try:
+                landed, _ = await self._read(blob)
+            except LockUnavailable:
+                raise DocumentWriteUnknown(f"writing the {self._what}") from None
+            return landed is not None and token in landed.writes
+        except ResourceNotFoundError:  # the container is missing: first use of the app
+            await self._create_container()
+            return False
+        except (asyncio.TimeoutError, AzureError):
+            pass
+        # The answer was lost: the write may have landed. Read the document back: still
+        # as it was read, the write did not land; carrying the write's id, it did (later
+        # writers keep the latest ids); otherwise it cannot be told. A cut connection
+        # often mends within moments, so the read is tried a few times.
+        for pause in READ_BACK_PAUSES:
+            await asyncio.sleep(pause)
+            try:
+                landed, now = await self._read(blob)
+            except LockUnavailable:
+                continue
+            if now == etag:
+                return False
+            if landed is not None and token in landed.writes:
+                return True
+            break
+        raise DocumentWriteUnknown(f"writing the {self._what}")
+
+    async def _create_container(self) -> None:
+        async def create() -> None:
+            with contextlib.suppress(ResourceExistsError):
+                await self._container.create_container()
+
+        await storage_call(create(), self._timeout)
