@@ -132,7 +132,8 @@ class SingletonApp:
     async def next_run(self, request: Mapping[str, Any]) -> Any:
         """Carry out one request of SingletonNextRun, the activity through which a job
         that takes next runs takes its next run (and begins a waiting one)."""
-        return await handle_next_run(self._root().next_runs(), dict(request))
+        root = self._root()
+        return await handle_next_run(root.next_runs(), dict(request), root.queues())
 
     def openapi(self) -> func.HttpResponse:
         """200: the HTTP contract (OpenAPI 3.1, YAML), its operator paths under this

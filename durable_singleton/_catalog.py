@@ -20,6 +20,11 @@ work and ends when it comes (:func:`durable_singleton.stop_requested`). It opts 
 same way (``stops``; ``accepts_stop = True``); one that takes next runs takes Stop too.
 For any other, a graceful stop would be a request nothing reads: the app refuses it and
 offers terminate.
+
+An orchestrator *has a limit* of N per key (durable_singleton._limited) when the app
+says so: a v2 app in ``limits`` (name to N), a function.json app's module by declaring
+``concurrency_limit = N``. It must take next runs: its instances pass their slot on to
+the key's queue at each run's end, as they take a next run.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import json
 from pathlib import Path
 from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Mapping, Optional, Union
 
+from ._limit import MAX_LIMIT, MIN_LIMIT
 from ._settings import RETENTION_SCHEDULE
 
 #: An orchestrator's input check: returns (anything) when the input is fine.
@@ -50,19 +56,29 @@ class Catalog:
         next_runs: Union[Iterable[str], Callable[[str], bool]] = (),
         schedules: Iterable[str] = (),
         stops: Union[Iterable[str], Callable[[str], bool]] = (),
+        limits: Union[Mapping[str, int], Callable[[str], Optional[int]]] = {},
     ) -> None:
         """Allow ``names``; check inputs with ``rules`` (by name), or with the rule
         ``find_rule`` returns for a name (asked once per name, when first needed).
         ``next_runs`` names the orchestrators that take next runs, and ``stops`` those
         that take a graceful Stop, or each tells for a name (asked once per name).
         ``schedules``: the app settings prefixes of the app's scheduled singletons (the
-        overview page shows each)."""
+        overview page shows each). ``limits``: the limit per key of the orchestrators that
+        have one (a mapping, or a function asked once per name); ValueError for a limit out
+        of range or on an orchestrator that does not take next runs."""
         self.names: FrozenSet[str] = frozenset(names)
         self.schedules: List[str] = list(dict.fromkeys(schedules))
         self._rules: Dict[str, Optional[InputRule]] = dict(rules or {})
         self._find_rule = find_rule
         self._next_runs = _OptIn(self.names, next_runs)
         self._stops = _OptIn(self.names, stops)
+        self._limits: Dict[str, Optional[int]] = {}
+        self._find_limit: Callable[[str], Optional[int]] = (
+            limits if callable(limits) else dict(limits).get
+        )
+        if not callable(limits):
+            for name in limits:
+                self.limit(name)  # checked now: a wrong limit is the app's mistake
 
     @classmethod
     def of(
@@ -71,12 +87,18 @@ class Catalog:
         next_runs: Iterable[str] = (),
         schedules: Iterable[str] = (),
         stops: Iterable[str] = (),
+        limits: Mapping[str, int] = {},
     ) -> "Catalog":
         """A catalog of the names given; a mapping also gives each name's input rule
         (None for none). ``next_runs``: those of them that take next runs; ``stops``:
         those that take a graceful Stop; ``schedules``: the settings prefixes of the
-        app's schedules."""
-        options: Dict[str, Any] = {"next_runs": next_runs, "schedules": schedules, "stops": stops}
+        app's schedules; ``limits``: the limit per key of those that have one."""
+        options: Dict[str, Any] = {
+            "next_runs": next_runs,
+            "schedules": schedules,
+            "stops": stops,
+            "limits": limits,
+        }
         if isinstance(orchestrators, Mapping):
             rules = {name: rule for name, rule in orchestrators.items() if rule is not None}
             return cls(orchestrators.keys(), rules, **options)
@@ -112,6 +134,7 @@ class Catalog:
             next_runs=_module_says("accepts_next_run"),
             schedules=schedules,
             stops=_module_says("accepts_stop"),
+            limits=_module_limit,
         )
 
     def rule(self, function_name: str) -> Optional[InputRule]:
@@ -125,6 +148,16 @@ class Catalog:
     def accepts_next_run(self, function_name: str) -> bool:
         """Whether ``function_name`` (one of :attr:`names`) takes next runs."""
         return self._next_runs(function_name)
+
+    def limit(self, function_name: str) -> Optional[int]:
+        """The limit per key of ``function_name`` (one of :attr:`names`), None when it has
+        none (its starts are singletons)."""
+        if function_name not in self._limits:
+            found = self._find_limit(function_name) if function_name in self.names else None
+            if found is not None:
+                _check_limit(function_name, found, self.accepts_next_run(function_name))
+            self._limits[function_name] = found
+        return self._limits[function_name]
 
     def accepts_stop(self, function_name: str) -> bool:
         """Whether ``function_name`` (one of :attr:`names`) takes a graceful Stop (one
@@ -185,3 +218,22 @@ def _module_rule(function_name: str) -> Optional[InputRule]:
     """The ``input_rule`` a function folder's module declares, if any."""
     rule: Optional[InputRule] = getattr(importlib.import_module(function_name), "input_rule", None)
     return rule
+
+
+def _module_limit(function_name: str) -> Optional[int]:
+    """The ``concurrency_limit`` a function folder's module declares, if any."""
+    found = getattr(importlib.import_module(function_name), "concurrency_limit", None)
+    return found if isinstance(found, int) else None
+
+
+def _check_limit(function_name: str, limit: Any, takes_next_runs: bool) -> None:
+    whole = isinstance(limit, int) and not isinstance(limit, bool)
+    if not whole or not MIN_LIMIT <= limit <= MAX_LIMIT:
+        raise ValueError(
+            f"The limit of {function_name} must be a whole number from {MIN_LIMIT} to {MAX_LIMIT}"
+        )
+    if not takes_next_runs:
+        raise ValueError(
+            f"{function_name} has a limit but does not take next runs: its instances could "
+            "not pass their slot on to the queue"
+        )

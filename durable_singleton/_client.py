@@ -10,11 +10,17 @@ from azure.durable_functions import OrchestrationRuntimeStatus
 from . import _problems as problems
 from ._durable import InstancePage, InstanceStatus
 from ._instances import StopMode, end_instance
+from ._limited import Admitted, start_limited
 from ._links import host_links
 from ._list import MAX_TOP, orchestrator_page
 from ._policy import OnConflict, Reuse
 from ._problems import ProblemError
-from ._request import check_function_name, checked_start, debounce_of
+from ._request import (
+    check_function_name,
+    checked_limited_start,
+    checked_start,
+    debounce_of,
+)
 from ._root import Root
 from ._starter import Outcome, start_singleton
 
@@ -73,6 +79,28 @@ class SingletonClient:
             debounce=debounce_of(debounce_seconds, debounce_max_seconds),
         )
         return await start_singleton(request, self._durable, self._root)
+
+    async def start_limited(
+        self, function_name: str, key: str, input: Any = None, *, reject_when_full: bool = False
+    ) -> Admitted:
+        """Start ``function_name`` for ``key`` when fewer than its limit of instances of
+        the key are active, else queue the request (first in, first out).
+
+        Returns :class:`Admitted`: started as a slot's ``instance_id``, or waiting at
+        ``position``; ``request_id`` names it. ``reject_when_full`` refuses instead of
+        queuing (``LimitReached``). Raises ``errors.ProblemError`` (a broken rule; 400
+        ``no-limit`` for an orchestrator without a limit), ``QueueFull`` past
+        ``SINGLETON_QUEUE_BOUND``, or another ``SingletonError``.
+        """
+        start = checked_limited_start(
+            self._root.catalog,
+            self._root.settings,
+            function_name,
+            key,
+            input_=input,
+            reject=reject_when_full,
+        )
+        return await start_limited(start, self._durable, self._root)
 
     async def status(self, instance_id: str) -> Optional[InstanceStatus]:
         """The instance's status, or None when no instance has the id."""

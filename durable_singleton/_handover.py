@@ -86,14 +86,21 @@ class Handover:
         self.request_id: Optional[str] = (
             _new_id() if request.on_conflict is OnConflict.BUFFER_ONE else None
         )
-        self.channelled = root.catalog.accepts_next_run(request.function_name)
-        self.run_id = self.request_id or _new_id()
+        # A start that names its run (a queued request's, in its key's slot) is handed
+        # over through the key's queue, not through a channel of its own.
+        self.channelled = (
+            root.catalog.accepts_next_run(request.function_name) and request.run_id is None
+        )
+        self.run_id = request.run_id or self.request_id or _new_id()
         self.due_at: Optional[str] = None
 
     def start_input(self) -> "tuple[Any, Optional[str], Optional[str]]":
         """The input a start sends, and when a debounced run is due (and at the latest):
         a start of an orchestrator that takes next runs names its run, its channel's
         task hub and its due time in the input."""
+        if self.request.run_id is not None:
+            member = start_member(self.run_id, self.durable.task_hub, None, None)
+            return {**(self.request.input or {}), "run": member}, None, None
         if not self.channelled:
             return self.request.input, None, None
         due_at = latest_at = None

@@ -31,6 +31,8 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 #: The limit's range per orchestrator.
 MIN_LIMIT = 1
 MAX_LIMIT = 100
+#: A key's queue is the blob ``<task hub>/<key>`` and this, beside the lock blobs.
+QUEUE_SUFFIX = ".queue"
 #: Separates a key from its slot number in a slot's instance id.
 SLOT_SEPARATOR = "~"
 #: How many started and cancelled requests a queue remembers (newest kept), so that a

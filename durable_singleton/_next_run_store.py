@@ -11,7 +11,7 @@ SingletonNextRun, the activity through which a job takes its next run.
 from __future__ import annotations
 
 import datetime
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 from azure.storage.blob.aio import ContainerClient
 
@@ -19,6 +19,7 @@ from . import _next_run as protocol
 from ._documents import BlobDocuments, DocumentBusy, DocumentWriteUnknown
 from ._lock import LOCK_SUFFIX, lock_blob_name
 from ._next_run import Channel
+from ._slots import QueueStore, take_queued
 
 #: The names the channel's callers know these failures by.
 ChannelBusy = DocumentBusy
@@ -45,11 +46,14 @@ class NextRunStore(BlobDocuments[Channel]):
         )
 
 
-async def handle(store: NextRunStore, request: Dict[str, Any]) -> Any:
+async def handle(
+    store: NextRunStore, request: Dict[str, Any], queues: Optional[QueueStore] = None
+) -> Any:
     """Carry out one request of SingletonNextRun, the job's side of the channel.
 
     ``{"op": "take", "hub", "instanceId", "run"}``: run ``run`` has ended; returns the
-    next run as ``{"request", "input"}``, or None (the instance ends).
+    next run as ``{"request", "input"}``, or None (the instance ends); for a slot of a key
+    with a limit (given ``queues``) with no next run of its own, the key's queue's head.
     ``{"op": "begin", "hub", "instanceId"}``: a waiting run's timer fired; returns
     ``{"begin": {"request", "input"}}``, ``{"wait": dueAt}`` or ``{}`` (a Stop dropped
     it). Each may be retried by the runtime and answers as it did the first time.
@@ -58,6 +62,9 @@ async def handle(store: NextRunStore, request: Dict[str, Any]) -> Any:
     if request["op"] == "take":
         run = request["run"]
         following = await store.change(hub, instance_id, lambda c: protocol.take(c, run))
+        if following is None and queues is not None:
+            # A slot of a key with a limit passes itself on to the key's queue's head.
+            return await take_queued(queues, hub, instance_id, run)
         return (
             None if following is None else {"request": following.request, "input": following.input}
         )

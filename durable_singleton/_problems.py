@@ -122,6 +122,23 @@ def next_run_not_supported(function_name: str) -> Problem:
     )
 
 
+def no_limit(function_name: str) -> Problem:
+    """400: a start with a key for an orchestrator that has no limit per key."""
+    return Problem(
+        "no-limit",
+        400,
+        "Orchestrator has no limit per key",
+        f"Orchestrator '{printable(function_name)}' has no limit per key, so it is started "
+        "under an instance id of the caller's (a singleton); nothing was started or queued.",
+        {"orchestrator": function_name},
+    )
+
+
+def invalid_key(rule: str) -> Problem:
+    """400: the key of a start with a limit breaks ``rule``."""
+    return Problem("invalid-key", 400, "Invalid key", rule)
+
+
 def next_run_outcome_unknown(
     links: Mapping[str, Any], retry_after: int, members: Mapping[str, str]
 ) -> Problem:

@@ -12,12 +12,14 @@ import json
 import math
 import re
 from dataclasses import dataclass
-from typing import Any, Collection, Dict, Optional
+from typing import Any, Awaitable, Callable, Collection, Dict, Optional
 
 from . import _problems as problems
 from ._catalog import Catalog, InvalidInput
 from ._idempotency import KeyedRequest
 from ._idempotency import keyed as keyed_request
+from ._limit import slot_id
+from ._lock import HeldLock
 from ._next_run import (
     DEBOUNCE_MAX_FACTOR,
     MAX_DEBOUNCE_MAX_SECONDS,
@@ -58,6 +60,12 @@ class StartRequest:
     keyed: Optional[KeyedRequest] = None
     #: debounceSeconds and debounceMaxSeconds, when given (onConflict is bufferOne).
     debounce: Optional[Debounce] = None
+    #: The run's name, when the start names it: a queued request's start in a slot of its
+    #: key (durable_singleton._limited) names its request; such a start opens no channel.
+    run_id: Optional[str] = None
+    #: Checked under the id's lease before anything is sent: a queued request's start
+    #: makes sure its slot is still reserved for it (raises NotStarted when not).
+    before_start: Optional[Callable[[HeldLock], Awaitable[None]]] = None
 
 
 def checked_start(
@@ -86,12 +94,8 @@ def checked_start(
     chosen = effective_on_conflict(on_conflict, settings.on_conflict, debounce)
     check_replacement(catalog, function_name, chosen)
     if raw is None:
-        try:
-            raw = json.dumps(input_, allow_nan=False).encode("utf-8")
-        except (TypeError, ValueError):
-            raise ProblemError(problems.invalid_body("The input is not JSON.")) from None
-    input_ = read_json_body(raw, settings.max_body_bytes)
-    check_input(catalog, function_name, input_)
+        raw = _as_json(input_)
+    input_ = _checked_input(catalog, settings, function_name, raw, None)
     if chosen is OnConflict.BUFFER_ONE:
         check_next_run(catalog, function_name, key)
     policy = reuse or settings.reuse
@@ -105,6 +109,64 @@ def checked_start(
         }
         keyed = keyed_request(key, parts, raw)
     return StartRequest(function_name, instance_id, input_, chosen, policy, keyed, debounce)
+
+
+@dataclass(frozen=True)
+class LimitedStart:
+    """A start with a limit per key that passed every check: ``limit`` slots for
+    ``key``, ``bound`` requests at most waiting, ``reject`` (``onFull=reject``) to refuse
+    instead of queuing."""
+
+    function_name: str
+    key: str
+    input: Any
+    limit: int
+    bound: int
+    reject: bool = False
+
+
+def checked_limited_start(
+    catalog: Catalog,
+    settings: Settings,
+    function_name: str,
+    key: str,
+    *,
+    raw: Optional[bytes] = None,
+    input_: Any = None,
+    reject: bool = False,
+) -> LimitedStart:
+    """The one constructor of a start with a limit per key (the route's and the
+    library's): the orchestrator has a limit, the key makes valid slot ids, the input is
+    JSON its rule takes. Raises ProblemError naming the rule."""
+    check_function_name(function_name, catalog.names)
+    limit = catalog.limit(function_name)
+    if limit is None:
+        raise ProblemError(problems.no_limit(function_name))
+    try:
+        check_instance_id(slot_id(key, limit - 1))
+    except ProblemError as refused:
+        rule = refused.problem.detail.replace("instance id", "key (with its slot suffix)")
+        raise ProblemError(problems.invalid_key(rule)) from None
+    checked = _checked_input(catalog, settings, function_name, raw, input_)
+    return LimitedStart(function_name, key, checked, limit, settings.queue_bound, reject)
+
+
+def _checked_input(
+    catalog: Catalog, settings: Settings, function_name: str, raw: Optional[bytes], input_: Any
+) -> Any:
+    """The input of a start: ``raw`` JSON text (a body, a setting; empty: no input), or
+    ``input_`` checked as JSON; then the orchestrator's input rule."""
+    checked = read_json_body(_as_json(input_) if raw is None else raw, settings.max_body_bytes)
+    check_input(catalog, function_name, checked)
+    return checked
+
+
+def _as_json(input_: Any) -> bytes:
+    """An input given as a value, as the JSON text a body would carry (400 if not JSON)."""
+    try:
+        return json.dumps(input_, allow_nan=False).encode("utf-8")
+    except (TypeError, ValueError):
+        raise ProblemError(problems.invalid_body("The input is not JSON.")) from None
 
 
 def effective_on_conflict(

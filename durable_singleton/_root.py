@@ -22,7 +22,9 @@ import aiohttp
 from azure.storage.blob.aio import BlobServiceClient, ContainerClient
 
 from ._catalog import Catalog
+from ._documents import BlobDocuments
 from ._durable import Binding, DurableClient, new_session
+from ._limit import QUEUE_SUFFIX, Queue
 from ._lock import LeaseStore, StartLocks
 from ._next_run_store import NextRunStore
 from ._settings import Settings, StorageConnection, load_settings, load_storage_connection
@@ -57,6 +59,7 @@ class Root:
         self._blob_service: Optional[BlobServiceClient] = None
         self._locks: Optional[StartLocks] = None
         self._next_runs: Optional[NextRunStore] = None
+        self._queues: Optional[BlobDocuments[Queue]] = None
 
     def durable(self, binding: str) -> DurableClient:
         """The Durable API client for an invocation's ``durableClient`` binding JSON."""
@@ -88,6 +91,18 @@ class Root:
             )
             self._locks = StartLocks(store)
         return self._locks
+
+    def queues(self) -> "BlobDocuments[Queue]":
+        """The queues of the keys with a limit, beside the locks in the lock container."""
+        if self._queues is None:
+            self._queues = BlobDocuments(
+                self.container(self.settings.lock_container),
+                self.settings.storage_timeout_seconds,
+                Queue.of_json,
+                QUEUE_SUFFIX,
+                "key's queue",
+            )
+        return self._queues
 
     def next_runs(self) -> NextRunStore:
         """The next-run channels, beside the locks in the lock container (one store, so

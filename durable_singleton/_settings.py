@@ -32,6 +32,7 @@ MANAGEMENT_LINKS = "SINGLETON_MANAGEMENT_LINKS"
 IDEMPOTENCY_TTL_SECONDS = "SINGLETON_IDEMPOTENCY_TTL_SECONDS"
 NEXT_RUN_WAIT_SECONDS = "SINGLETON_NEXT_RUN_WAIT_SECONDS"
 STUCK_PENDING_SECONDS = "SINGLETON_STUCK_PENDING_SECONDS"
+QUEUE_BOUND = "SINGLETON_QUEUE_BOUND"
 #: The retention timer's NCRONTAB schedule, read by the Functions host (%...%).
 RETENTION_SCHEDULE = "SINGLETON_RETENTION_SCHEDULE"
 #: The retention timer's own settings (read by its tick only, see load_retention).
@@ -78,6 +79,7 @@ APP_SETTINGS = (
     IDEMPOTENCY_TTL_SECONDS,
     NEXT_RUN_WAIT_SECONDS,
     STUCK_PENDING_SECONDS,
+    QUEUE_BOUND,
     RETENTION_SCHEDULE,
     RETENTION_ENABLED,
     RETENTION_DAYS,
@@ -113,6 +115,7 @@ class Settings:
     idempotency_ttl_seconds: float = 86400.0
     next_run_wait_seconds: float = 20.0
     stuck_pending_seconds: float = 600.0
+    queue_bound: int = 100
 
 
 @dataclass(frozen=True)
@@ -187,6 +190,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         stuck_pending_seconds=_int(
             environ, STUCK_PENDING_SECONDS, int(defaults.stuck_pending_seconds), 10, 30 * 86400
         ),
+        queue_bound=_int(environ, QUEUE_BOUND, defaults.queue_bound, 1, 10_000),
     )
 
 

@@ -272,6 +272,8 @@ class _StartRun:
     ) -> Outcome:
         request = self.request
         keyed = request.keyed
+        if request.before_start is not None:
+            await request.before_start(held)
         # A request with a key looks again: another one with the same key may have
         # started the id since it read the record. So does a start of an orchestrator
         # that takes next runs: it opens the id's channel before its start is sent, and

@@ -52,6 +52,8 @@ from aiohttp import web
 from azure.durable_functions import OrchestrationRuntimeStatus as Status
 from azure.storage.blob.aio import BlobServiceClient
 
+from durable_singleton._documents import BlobDocuments
+from durable_singleton._limit import QUEUE_SUFFIX, Queue
 from durable_singleton._next_run import NEXT_RUN_RETRY, RunState, parse_time, stops
 from durable_singleton._next_run_store import NextRunStore
 from durable_singleton._next_run_store import handle as next_run
@@ -165,6 +167,7 @@ class DurableDouble:
         self.runs: List[Tuple[str, str, Any, datetime.datetime]] = []
         #: Where the job's activity keeps next-run channels (:meth:`use_storage`).
         self.channels: Optional[NextRunStore] = None
+        self.queues: Optional[BlobDocuments[Queue]] = None
         self._blob_service: Optional[BlobServiceClient] = None
         #: Ids purged, in order.
         self.purged: List[str] = []
@@ -226,6 +229,14 @@ class DurableDouble:
         instance.status = status
         instance.updated = _now()
 
+    def end_run(self, instance_id: str) -> None:
+        """The active instance's run ends now, as the job's does: it takes its next run
+        (SingletonNextRun ``take``: from its channel, or, for a slot of a key with a
+        limit, from the key's queue) and continues as new with it, or completes."""
+        instance = self.instances[instance_id]
+        assert instance.status in ACTIVE
+        self._serving.run(self._run_ended(instance_id, instance), timeout=30)
+
     def continue_as_new(self, instance_id: str, input_: Any = None) -> None:
         """The active instance continues as new (a repeating job's next pass): a new
         execution of the same instance, its ``createdTime`` stamped now, as the provider
@@ -237,14 +248,17 @@ class DurableDouble:
         )
 
     def use_storage(self, connection_string: str, container: str) -> None:
-        """Keep next-run channels where the app under test does: the storage account
-        of ``connection_string``, the lock container ``container``."""
+        """Keep next-run channels (and the queues of keys with a limit) where the app
+        under test does: the storage account of ``connection_string``, the lock
+        container ``container``."""
         self._serving.run(self._use_storage(connection_string, container))
 
     async def _use_storage(self, connection_string: str, container: str) -> None:
         if self._blob_service is None:
             self._blob_service = BlobServiceClient.from_connection_string(connection_string)
-        self.channels = NextRunStore(self._blob_service.get_container_client(container), 5.0)
+        locks = self._blob_service.get_container_client(container)
+        self.channels = NextRunStore(locks, 5.0)
+        self.queues = BlobDocuments(locks, 5.0, Queue.of_json, QUEUE_SUFFIX, "key's queue")
 
     def begin_switch(self, instance_id: str, terminated_first: bool = False) -> None:
         """The instance's run ends in a work item that takes its next run from the
@@ -543,7 +557,7 @@ class DurableDouble:
         pause = NEXT_RUN_RETRY.first_retry_interval_in_milliseconds / 1000
         for attempt in range(attempts):
             try:
-                return await next_run(self.channels, request)
+                return await next_run(self.channels, request, self.queues)
             except Exception:
                 if attempt + 1 == attempts:
                     break

@@ -1,0 +1,319 @@
+"""Starts with a limit of N per key: admission through the key's queue, starts in its
+slots, the hand-over at a run's end, and the sweep (the rules: durable_singleton._limit).
+
+A start of ``(orchestrator, key)`` is admitted by one conditional write of the key's
+queue (``<task hub>/<key>.queue``, beside the lock blobs). Admitted into slot ``n``, it
+is started as the singleton ``<key>~n`` under that id's lock, the run named by the
+request's id; a start made for a queued request first checks, under the slot's lease,
+that the slot is still reserved for it. At a run's end the slot's instance takes the
+queue's head through SingletonNextRun (op ``take``) and continues as new with it. The
+sweep (:func:`sweep_key`) frees the slots of instances that ended without taking
+(failed, terminated, purged) and starts the heads in them.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import Any, Optional, Tuple
+
+from . import _limit as rules
+from ._documents import DocumentWriteUnknown
+from ._durable import DurableClient, InstanceStatus
+from ._errors import NotStarted, OutcomeUnknown
+from ._limit import Queue, slot_id
+from ._lock import MIN_FENCED_SECONDS, HeldLock, LockLost
+from ._next_run import iso, shown_run
+from ._policy import ACTIVE, OnConflict, Reuse
+from ._request import LimitedStart, StartRequest
+from ._root import Root
+from ._slots import QueueStore
+from ._starter import start_singleton
+from ._waiting import Pauses
+
+logger = logging.getLogger("durable_singleton.limited")
+
+#: A reservation no start has confirmed is left to its starter this long before the
+#: sweep looks at it (the starter holds the slot's lock while it starts, and the sweep
+#: takes it too; this only spares the sweep the reservations being started now).
+RESERVATION_GRACE = datetime.timedelta(minutes=2)
+#: Polls for the end of a slot's instance that passed its slot on but is still ending.
+FIRST_END_POLL_SECONDS = 0.05
+MAX_END_POLL_SECONDS = 0.5
+
+
+@dataclass(frozen=True)
+class Admitted:
+    """What a start with a limit came to: started as ``instance_id`` (a slot of its key),
+    or waiting at ``position`` (1: next) in the key's queue. ``request_id`` names the
+    request either way (its URL; the run's name in the job's status)."""
+
+    request_id: str
+    instance_id: Optional[str] = None
+    position: Optional[int] = None
+
+    @property
+    def started(self) -> bool:
+        """Whether the request was started now."""
+        return self.instance_id is not None
+
+
+class QueueFull(NotStarted):
+    """The key's queue holds ``bound`` requests already: nothing was queued."""
+
+    def __init__(self, key: str, bound: int):
+        super().__init__(key)
+        self.key = key
+        self.bound = bound
+
+
+class LimitReached(NotStarted):
+    """``onFull=reject``: every slot of the key is busy (or others wait); nothing was
+    queued. ``instance_ids``: the key's busy slots."""
+
+    def __init__(self, key: str, instance_ids: Tuple[str, ...]):
+        super().__init__(key)
+        self.key = key
+        self.instance_ids = instance_ids
+
+
+class SlotTaken(NotStarted):
+    """The slot is no longer reserved for the request (the sweep gave it back)."""
+
+
+class QueueOutcomeUnknown(OutcomeUnknown):
+    """The write to the key's queue lost its answer: the request may be queued (or
+    started); ``request_id`` names it (its URL tells)."""
+
+    def __init__(self, key: str, request_id: str):
+        super().__init__(key)
+        self.key = key
+        self.request_id = request_id
+
+
+async def start_limited(start: LimitedStart, durable: DurableClient, root: Root) -> Admitted:
+    """Admit ``start`` through its key's queue: start it in a free slot, or queue it.
+
+    Raises
+    ------
+    QueueFull, LimitReached
+        Nothing was queued.
+    QueueOutcomeUnknown
+        The queue's write lost its answer.
+    NotStarted, OutcomeUnknown
+        Its start in a slot failed (nothing started, and it is not queued), or may have.
+    LockUnavailable
+        Storage failed: nothing was queued.
+    """
+    hub, key = durable.task_hub, start.key
+    request_id = str(uuid.uuid4())
+    now = _now()
+
+    def admitting(queue: Optional[Queue]) -> "tuple[Optional[Queue], Any]":
+        return rules.admit(
+            queue, request_id, start.input, now, start.limit, start.bound, start.reject
+        )
+
+    try:
+        admission, heads = await root.queues().change(hub, key, admitting)
+    except DocumentWriteUnknown as error:
+        raise QueueOutcomeUnknown(key, request_id) from error
+    for number, head in heads:
+        await _start_head(start.function_name, key, number, head, durable, root)
+    if isinstance(admission, rules.Start):
+        instance_id = await start_in_slot(
+            start.function_name, key, admission.slot, request_id, start.input, durable, root
+        )
+        return Admitted(request_id, instance_id=instance_id)
+    if isinstance(admission, rules.Queued):
+        return Admitted(request_id, position=admission.position)
+    if isinstance(admission, rules.Full):
+        raise QueueFull(key, admission.bound)
+    assert isinstance(admission, rules.Busy)
+    raise LimitReached(key, tuple(slot_id(key, n) for n in admission.slots))
+
+
+async def start_in_slot(
+    function_name: str,
+    key: str,
+    number: int,
+    request_id: str,
+    input_: Any,
+    durable: DurableClient,
+    root: Root,
+) -> str:
+    """Start the run of ``request_id`` as slot ``number``'s instance, reserved for it;
+    return the instance id. Waits (bounded) for an instance of the slot that passed it
+    on to end first. The queue says afterwards whether it started (a start that did not
+    happen gives the slot back, and a queued request its place at the head).
+
+    Raises NotStarted (nothing started) or OutcomeUnknown (it may have started: the
+    sweep settles the slot).
+    """
+    hub = durable.task_hub
+    instance_id = slot_id(key, number)
+    queues = root.queues()
+    storage_timeout = root.settings.storage_timeout_seconds
+
+    async def still_reserved(held: HeldLock) -> None:
+        # Under the slot's lease, decided while the lease is certain: the sweep takes
+        # this lock too before it gives a reservation back.
+        await held.fence(storage_timeout * 2)
+        queue = await queues.read(hub, key)
+        if held.remaining() < MIN_FENCED_SECONDS:
+            raise LockLost("the lease could not be proven for the slot's check")
+        slot = queue.slots.get(number) if queue is not None else None
+        if slot is None or slot.request != request_id:
+            raise SlotTaken(instance_id)
+
+    request = StartRequest(
+        function_name,
+        instance_id,
+        input_,
+        OnConflict.REJECT,
+        Reuse.ALLOW_DUPLICATE,
+        run_id=request_id,
+        before_start=still_reserved,
+    )
+    wait = root.settings.next_run_wait_seconds
+    polls = Pauses(FIRST_END_POLL_SECONDS, MAX_END_POLL_SECONDS, wait)
+    try:
+        while True:
+            outcome = await start_singleton(request, durable, root)
+            if outcome.started:
+                break
+            # The slot's last instance passed it on and is still ending: wait for it.
+            if polls.expired():
+                raise SlotStillEnding(instance_id)
+            await polls.sleep()
+    except SlotTaken:
+        raise
+    except NotStarted:
+        await _give_back(queues, hub, key, number, request_id)
+        raise
+    await _confirm(queues, hub, key, number, request_id)
+    return instance_id
+
+
+class SlotStillEnding(NotStarted):
+    """The slot's last instance did not end within ``SINGLETON_NEXT_RUN_WAIT_SECONDS``."""
+
+
+async def _start_head(
+    function_name: str,
+    key: str,
+    number: int,
+    head: rules.Waiting,
+    durable: DurableClient,
+    root: Root,
+) -> None:
+    """Start a queued request given a slot; a failure leaves it to the queue (given back
+    to the head) or to the sweep (outcome unknown), and is only logged: the caller who
+    moved it is not the one it belongs to."""
+    try:
+        await start_in_slot(function_name, key, number, head.request, head.input, durable, root)
+    except (NotStarted, OutcomeUnknown) as error:
+        logger.warning(
+            "A queued request's start in slot %s failed (%s); it waits for the next chance.",
+            number,
+            type(error).__name__,
+        )
+
+
+async def _give_back(queues: QueueStore, hub: str, key: str, number: int, request: str) -> None:
+    try:
+        await queues.change(hub, key, lambda q: rules.not_started(q, number, request))
+    except Exception as error:  # the sweep gives it back once its grace has passed
+        logger.warning("A slot could not be given back (%s).", type(error).__name__)
+
+
+async def _confirm(queues: QueueStore, hub: str, key: str, number: int, request: str) -> None:
+    try:
+        await queues.change(hub, key, lambda q: rules.started(q, number, request))
+    except Exception as error:  # the sweep confirms it from the instance's status
+        logger.warning("A slot's start could not be confirmed (%s).", type(error).__name__)
+
+
+async def sweep_key(
+    function_name: str, key: str, limit: int, durable: DurableClient, root: Root
+) -> int:
+    """Free the key's slots whose instances ended without taking (failed, terminated,
+    purged) and start the queue's heads in the free slots; confirm starts the
+    instances' statuses show. Returns how many heads it started.
+
+    A slot is looked at under its lock, with its instance's status read under it: a run
+    that began is done with its slot; a queued request that never began goes back to the
+    head. A reservation younger than :data:`RESERVATION_GRACE` is left to its starter.
+    """
+    hub = durable.task_hub
+    queues = root.queues()
+    queue = await queues.read(hub, key)
+    if queue is None:
+        return 0
+    for number, slot in sorted(queue.slots.items()):
+        status = await durable.status(slot_id(key, number))
+        if status is not None and status.runtime_status in ACTIVE:
+            if not slot.confirmed and shown_run(status.custom_status) == slot.request:
+                await _confirm(queues, hub, key, number, slot.request)
+            continue
+        if not slot.confirmed and not _older(slot.since, RESERVATION_GRACE):
+            continue
+        await _vacate_under_lock(key, number, slot, durable, root)
+    # Heads for the slots free now (the vacated ones' and any others').
+    filled, heads = await queues.change(hub, key, lambda q: _fill(q, limit))
+    for number, head in heads:
+        await _start_head(function_name, key, number, head, durable, root)
+    return len(heads)
+
+
+def _fill(queue: Optional[Queue], limit: int) -> "tuple[Optional[Queue], Any]":
+    written, heads = rules.fill(queue, limit, _now())
+    return written, (written, heads)
+
+
+async def _vacate_under_lock(
+    key: str, number: int, slot: rules.Slot, durable: DurableClient, root: Root
+) -> None:
+    instance_id = slot_id(key, number)
+    held = await root.locks().try_acquire(durable.task_hub, instance_id)
+    if held is None:
+        return  # a start of the slot is in progress: it is its starter's
+    try:
+        status = await durable.status(instance_id)
+        if status is not None and status.runtime_status in ACTIVE:
+            return
+        began = _began(status, slot)
+        now = _now()
+
+        def vacating(queue: Optional[Queue]) -> "tuple[Optional[Queue], Any]":
+            if held.remaining() < MIN_FENCED_SECONDS:
+                raise LockLost("the lease could not be proven for the sweep's write")
+            # Heads are given the free slots afterwards, with the lock let go.
+            written, _ = rules.vacate(queue, number, slot.request, began, 0, now)
+            return written, None
+
+        await held.fence(root.settings.storage_timeout_seconds * 2)
+        await root.queues().change(durable.task_hub, key, vacating)
+    finally:
+        await held.release()
+
+
+def _began(status: Optional[InstanceStatus], slot: rules.Slot) -> bool:
+    """Whether the ended instance of a slot began the run of the slot's request: its
+    status shows that run. A purged instance's status cannot be read: a start known to
+    have landed (confirmed) is taken to have begun, so that nothing runs twice; one never
+    confirmed did not create the instance."""
+    if status is None:
+        return slot.confirmed
+    return shown_run(status.custom_status) == slot.request
+
+
+def _older(since: str, grace: datetime.timedelta) -> bool:
+    moment = datetime.datetime.fromisoformat(since.replace("Z", "+00:00"))
+    return datetime.datetime.now(datetime.timezone.utc) - moment > grace
+
+
+def _now() -> str:
+    return iso(datetime.datetime.now(datetime.timezone.utc))

@@ -1,0 +1,40 @@
+"""A slot's side of its key's queue: which instance ids are slots, and the hand-over at
+a run's end (SingletonNextRun ``take``); the rules are durable_singleton._limit's."""
+
+from __future__ import annotations
+
+import datetime
+import re
+from typing import Any, Optional, Tuple
+
+from . import _limit as rules
+from ._documents import BlobDocuments
+from ._limit import Queue
+from ._next_run import iso
+
+#: The queues of the keys with a limit, in the lock container (Root.queues).
+QueueStore = BlobDocuments[Queue]
+
+#: A slot's instance id: the key, the separator, the slot's number.
+_SLOT_ID = re.compile(r"^(?P<key>.+)" + re.escape(rules.SLOT_SEPARATOR) + r"(?P<slot>\d{1,3})$")
+
+
+def parse_slot(instance_id: str) -> Optional[Tuple[str, int]]:
+    """The key and slot number of a slot's instance id; None for any other id."""
+    found = _SLOT_ID.match(instance_id)
+    if found is None:
+        return None
+    return found["key"], int(found["slot"])
+
+
+async def take_queued(queues: QueueStore, hub: str, instance_id: str, run: str) -> Any:
+    """SingletonNextRun's ``take`` for a slot's instance whose channel has no next run:
+    the queue's head as ``{"request", "input"}`` (the instance continues as new with
+    it), or None (the slot is free, or the id is no slot: the instance ends)."""
+    slot = parse_slot(instance_id)
+    if slot is None:
+        return None
+    key, number = slot
+    now = iso(datetime.datetime.now(datetime.timezone.utc))
+    head = await queues.change(hub, key, lambda q: rules.take(q, number, run, now))
+    return None if head is None else {"request": head.request, "input": head.input}

@@ -1,0 +1,164 @@
+"""A limit of N per key against the Durable double and Azurite: at most N instances of a
+key, the rest queued in order and started as slots free, without any caller acting;
+racing callers in several processes; the bound; onFull=reject; and slots freed by a
+failed, a terminated and a purged instance (the sweep)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Dict, List
+
+import pytest
+
+from durable_singleton import Catalog, InvalidInput, SingletonApp, StopMode
+from durable_singleton._limited import LimitReached, QueueFull, sweep_key
+from durable_singleton.errors import ProblemError
+from tests.support.app import root_of
+
+JOB = "Job"
+LIMIT = 2
+
+
+def no_bad_input(input_: Any) -> None:
+    if isinstance(input_, dict) and "bad" in input_:
+        raise InvalidInput("bad is not allowed")
+
+
+def catalog() -> Catalog:
+    return Catalog.of({JOB: no_bad_input, "Plain": None}, next_runs=[JOB], limits={JOB: LIMIT})
+
+
+@pytest.fixture
+async def limited(durable, app_env, monkeypatch):
+    """The app of one process, with ``Job`` limited to 2 per key (its runs end when a
+    test says: durable.end_run)."""
+    import os
+
+    from durable_singleton import _settings
+
+    durable.reset(orchestrators={JOB, "Plain"})
+    durable.use_storage(os.environ[_settings.STORAGE_CONNECTION], app_env)
+    apps: List[SingletonApp] = []
+
+    def process() -> SingletonApp:
+        made = SingletonApp(catalog())
+        apps.append(made)
+        return made
+
+    yield process
+    for made in apps:
+        await made.close()
+
+
+def active_of(durable, key: str) -> List[str]:
+    return sorted(i for i in durable.active_instances() if i.startswith(f"{key}~"))
+
+
+def runs_of(durable, key: str) -> List[Dict[str, Any]]:
+    """The inputs of the key's runs, in the order they began (without the run member)."""
+    return [
+        {k: v for k, v in (given or {}).items() if k != "run"}
+        for instance_id, _, given, _ in durable.runs
+        if instance_id.startswith(f"{key}~")
+    ]
+
+
+async def test_a_key_runs_at_most_its_limit_and_its_queue_in_order(limited, durable) -> None:
+    client = limited().client(durable.starter())
+    answers = [await client.start_limited(JOB, "tenant-1", {"n": n}) for n in range(5)]
+    assert [a.instance_id for a in answers[:2]] == ["tenant-1~0", "tenant-1~1"]
+    assert [a.position for a in answers[2:]] == [1, 2, 3]
+    assert len({a.request_id for a in answers}) == 5
+    assert active_of(durable, "tenant-1") == ["tenant-1~0", "tenant-1~1"]
+    other = await client.start_limited(JOB, "tenant-2", {"n": 99})  # keys are apart
+    assert other.instance_id == "tenant-2~0"
+    for slot in ["tenant-1~0", "tenant-1~1", "tenant-1~0", "tenant-1~1", "tenant-1~0"]:
+        durable.end_run(slot)  # each run's end takes the head, no caller acting
+        assert len(active_of(durable, "tenant-1")) <= LIMIT
+    assert runs_of(durable, "tenant-1") == [{"n": n} for n in range(5)]
+    assert active_of(durable, "tenant-1") == []  # the last ends took nothing
+    # The runs are named by the requests' ids, as the answers named them.
+    named = [run for instance_id, run, _, _ in durable.runs if instance_id.startswith("tenant-1~")]
+    assert named == [a.request_id for a in answers]
+
+
+async def test_racing_callers_in_several_processes_get_the_limit_and_a_queue(
+    limited, durable
+) -> None:
+    clients = [limited().client(durable.starter()) for _ in range(3)]
+    answers = await asyncio.gather(
+        *[clients[n % 3].start_limited(JOB, "race", {"n": n}) for n in range(7)]
+    )
+    started = [a for a in answers if a.started]
+    assert sorted(a.instance_id for a in started) == ["race~0", "race~1"]
+    assert sorted(a.position for a in answers if not a.started) == [1, 2, 3, 4, 5]
+    for _ in range(12):
+        for slot in active_of(durable, "race"):
+            durable.end_run(slot)
+        assert len(active_of(durable, "race")) <= LIMIT
+    ran = runs_of(durable, "race")
+    assert sorted(r["n"] for r in ran) == list(range(7))  # every request ran exactly once
+    queued = sorted((a.position, a.request_id) for a in answers if not a.started)
+    order = [run for i, run, _, _ in durable.runs if i.startswith("race~")]
+    assert [order.index(r) for _, r in queued] == sorted(order.index(r) for _, r in queued)
+
+
+async def test_past_the_bound_nothing_is_queued_and_reject_refuses(
+    limited, durable, monkeypatch
+) -> None:
+    monkeypatch.setenv("SINGLETON_QUEUE_BOUND", "2")
+    client = limited().client(durable.starter())
+    for n in range(4):
+        await client.start_limited(JOB, "bounded", {"n": n})
+    with pytest.raises(QueueFull) as full:
+        await client.start_limited(JOB, "bounded", {"n": 4})
+    assert full.value.bound == 2
+    with pytest.raises(LimitReached) as busy:
+        await client.start_limited(JOB, "bounded", {"n": 5}, reject_when_full=True)
+    assert busy.value.instance_ids == ("bounded~0", "bounded~1")
+    for _ in range(4):
+        for slot in active_of(durable, "bounded"):
+            durable.end_run(slot)
+    assert sorted(r["n"] for r in runs_of(durable, "bounded")) == [0, 1, 2, 3]
+
+
+async def test_bad_requests_change_nothing(limited, durable) -> None:
+    client = limited().client(durable.starter())
+    with pytest.raises(ProblemError) as no_limit:
+        await client.start_limited("Plain", "k", {})
+    assert no_limit.value.problem.kind == "no-limit"
+    with pytest.raises(ProblemError) as bad_key:
+        await client.start_limited(JOB, "a/b", {})
+    assert bad_key.value.problem.kind == "invalid-key"
+    with pytest.raises(ProblemError) as bad_input:
+        await client.start_limited(JOB, "k", {"bad": 1})
+    assert bad_input.value.problem.kind == "invalid-input"
+    assert durable.created == []
+
+
+@pytest.mark.parametrize("ending", ["failed", "terminated", "purged"])
+async def test_a_slot_freed_without_a_take_starts_the_next_request(
+    limited, durable, ending, monkeypatch
+) -> None:
+    app = limited()
+    client = app.client(durable.starter())
+    first = await client.start_limited(JOB, "swept", {"n": 0}, reject_when_full=False)
+    await client.start_limited(JOB, "swept", {"n": 1})
+    waiting = await client.start_limited(JOB, "swept", {"n": 2})
+    assert first.instance_id == "swept~0" and waiting.position == 1
+    if ending == "terminated":
+        await client.stop(JOB, "swept~0", mode=StopMode.TERMINATE)
+        await asyncio.sleep(0.2)  # the double ends it a moment later
+    else:
+        durable.set_status("swept~0", "Failed")
+        if ending == "purged":
+            del durable.instances["swept~0"]
+    assert active_of(durable, "swept") == ["swept~1"]
+    root = root_of(app)
+    started = await sweep_key(JOB, "swept", LIMIT, root.durable(durable.starter()), root)
+    assert started == 1
+    assert active_of(durable, "swept") == ["swept~0", "swept~1"]
+    assert runs_of(durable, "swept") == [{"n": 0}, {"n": 1}, {"n": 2}]
+    # A second sweep finds nothing to do: nobody runs twice.
+    assert await sweep_key(JOB, "swept", LIMIT, root.durable(durable.starter()), root) == 0
+    assert runs_of(durable, "swept") == [{"n": 0}, {"n": 1}, {"n": 2}]
