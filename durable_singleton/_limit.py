@@ -75,10 +75,12 @@ class Slot:
 
 @dataclass(frozen=True)
 class Queue:
-    """One key's queue document: its busy slots, its waiting requests (oldest first),
-    and the latest started and cancelled requests; ``writes``: the ids of the latest
-    writes (the store's, to tell whether a write whose answer was lost landed)."""
+    """One key's queue document: the orchestrator the key's slots run, its busy slots,
+    its waiting requests (oldest first), and the latest started and cancelled requests;
+    ``writes``: the ids of the latest writes (the store's, to tell whether a write whose
+    answer was lost landed)."""
 
+    orchestrator: str = ""
     slots: Dict[int, Slot] = field(default_factory=dict)
     waiting: Tuple[Waiting, ...] = ()
     started: Tuple[Tuple[str, int], ...] = ()
@@ -100,6 +102,7 @@ class Queue:
         """The document :meth:`to_json` wrote (ValueError or TypeError otherwise)."""
         raw = json.loads(data)
         return cls(
+            orchestrator=str(raw["orchestrator"]),
             slots={int(number): Slot(**slot) for number, slot in raw["slots"].items()},
             waiting=tuple(Waiting(**entry) for entry in raw["waiting"]),
             started=tuple((request, int(slot)) for request, slot in raw["started"]),
@@ -157,7 +160,15 @@ class Busy:
     slots: Tuple[int, ...]
 
 
-Admission = Union[Start, Queued, Full, Busy]
+@dataclass(frozen=True)
+class OtherOrchestrator:
+    """Nothing was queued: the key's slots run ``orchestrator`` (a key is one
+    orchestrator's: its slots are instance ids of the task hub)."""
+
+    orchestrator: str
+
+
+Admission = Union[Start, Queued, Full, Busy, OtherOrchestrator]
 
 #: Heads of the queue moved into free slots, to be started by whoever wrote that.
 Heads = Tuple[Tuple[int, Waiting], ...]
@@ -165,6 +176,7 @@ Heads = Tuple[Tuple[int, Waiting], ...]
 
 def admit(
     queue: Optional[Queue],
+    orchestrator: str,
     request: str,
     input_: Any,
     now: str,
@@ -177,7 +189,9 @@ def admit(
     reaches one, and waits (:class:`Queued`) otherwise. Nothing changes when it would wait
     and ``reject_when_full`` (:class:`Busy`), or when ``bound`` requests wait already
     (:class:`Full`). The heads given slots before it are the caller's to start too."""
-    queue = queue or Queue()
+    if queue is not None and queue.orchestrator != orchestrator and (queue.slots or queue.waiting):
+        return None, (OtherOrchestrator(queue.orchestrator), ())
+    queue = replace(queue or Queue(), orchestrator=orchestrator)
     free = queue.free(limit)
     would_wait = len(queue.waiting) + 1 - len(free)
     if would_wait > 0 and reject_when_full:

@@ -79,6 +79,15 @@ class LimitReached(NotStarted):
         self.instance_ids = instance_ids
 
 
+class KeyInUse(NotStarted):
+    """The key's slots run another orchestrator (``orchestrator``): nothing was queued."""
+
+    def __init__(self, key: str, orchestrator: str):
+        super().__init__(key)
+        self.key = key
+        self.orchestrator = orchestrator
+
+
 class SlotTaken(NotStarted):
     """The slot is no longer reserved for the request (the sweep gave it back)."""
 
@@ -113,7 +122,14 @@ async def start_limited(start: LimitedStart, durable: DurableClient, root: Root)
 
     def admitting(queue: Optional[Queue]) -> "tuple[Optional[Queue], Any]":
         return rules.admit(
-            queue, request_id, start.input, now, start.limit, start.bound, start.reject
+            queue,
+            start.function_name,
+            request_id,
+            start.input,
+            now,
+            start.limit,
+            start.bound,
+            start.reject,
         )
 
     try:
@@ -131,6 +147,8 @@ async def start_limited(start: LimitedStart, durable: DurableClient, root: Root)
         return Admitted(request_id, position=admission.position)
     if isinstance(admission, rules.Full):
         raise QueueFull(key, admission.bound)
+    if isinstance(admission, rules.OtherOrchestrator):
+        raise KeyInUse(key, admission.orchestrator)
     assert isinstance(admission, rules.Busy)
     raise LimitReached(key, tuple(slot_id(key, n) for n in admission.slots))
 

@@ -19,6 +19,7 @@ from durable_singleton._limit import (
     Busy,
     Cancelled,
     Full,
+    OtherOrchestrator,
     Queue,
     Queued,
     Start,
@@ -41,27 +42,29 @@ def test_a_slot_id_is_the_key_and_the_slot_number() -> None:
 
 
 def test_requests_start_until_the_limit_then_wait_in_order() -> None:
-    queue, (first, _) = admit(None, "a", 1, NOW, limit=2, bound=10)
-    queue, (second, _) = admit(queue, "b", 2, NOW, limit=2, bound=10)
-    queue, (third, _) = admit(queue, "c", 3, NOW, limit=2, bound=10)
-    queue, (fourth, _) = admit(queue, "d", 4, NOW, limit=2, bound=10)
+    queue, (first, _) = admit(None, "Job", "a", 1, NOW, limit=2, bound=10)
+    queue, (second, _) = admit(queue, "Job", "b", 2, NOW, limit=2, bound=10)
+    queue, (third, _) = admit(queue, "Job", "c", 3, NOW, limit=2, bound=10)
+    queue, (fourth, _) = admit(queue, "Job", "d", 4, NOW, limit=2, bound=10)
     assert (first, second, third, fourth) == (Start(0), Start(1), Queued(1), Queued(2))
     assert queue is not None and [w.request for w in queue.waiting] == ["c", "d"]
 
 
 def test_past_the_bound_nothing_is_queued_and_reject_refuses_instead() -> None:
-    queue, _ = admit(None, "a", None, NOW, limit=1, bound=1)
-    queue, _ = admit(queue, "b", None, NOW, limit=1, bound=1)
-    unchanged, (full, _) = admit(queue, "c", None, NOW, limit=1, bound=1)
+    queue, _ = admit(None, "Job", "a", None, NOW, limit=1, bound=1)
+    queue, _ = admit(queue, "Job", "b", None, NOW, limit=1, bound=1)
+    unchanged, (full, _) = admit(queue, "Job", "c", None, NOW, limit=1, bound=1)
     assert unchanged is None and full == Full(1)
-    unchanged, (busy, _) = admit(queue, "c", None, NOW, limit=1, bound=5, reject_when_full=True)
+    unchanged, (busy, _) = admit(
+        queue, "Job", "c", None, NOW, limit=1, bound=5, reject_when_full=True
+    )
     assert unchanged is None and busy == Busy((0,))
 
 
 def test_a_run_that_ends_hands_its_slot_to_the_head_and_a_retry_gets_the_same() -> None:
-    queue, _ = admit(None, "a", None, NOW, limit=1, bound=5)
+    queue, _ = admit(None, "Job", "a", None, NOW, limit=1, bound=5)
     queue, _ = started(queue, 0, "a")
-    queue, _ = admit(queue, "b", {"x": 1}, NOW, limit=1, bound=5)
+    queue, _ = admit(queue, "Job", "b", {"x": 1}, NOW, limit=1, bound=5)
     queue, following = take(queue, 0, "a", NOW)
     assert following is not None and (following.request, following.input) == ("b", {"x": 1})
     again, retried = take(queue, 0, "a", NOW)
@@ -71,20 +74,20 @@ def test_a_run_that_ends_hands_its_slot_to_the_head_and_a_retry_gets_the_same() 
 
 
 def test_a_start_that_did_not_happen_puts_a_queued_request_back_at_the_head() -> None:
-    queue, _ = admit(None, "a", None, NOW, limit=1, bound=5)
-    queue, _ = admit(queue, "b", None, NOW, limit=1, bound=5)
-    queue, _ = admit(queue, "c", None, NOW, limit=1, bound=5)
+    queue, _ = admit(None, "Job", "a", None, NOW, limit=1, bound=5)
+    queue, _ = admit(queue, "Job", "b", None, NOW, limit=1, bound=5)
+    queue, _ = admit(queue, "Job", "c", None, NOW, limit=1, bound=5)
     queue, _ = not_started(queue, 0, "a")  # its own start: its caller hears it failed
     assert queue is not None and [w.request for w in queue.waiting] == ["b", "c"]
-    queue, (admission, heads) = admit(queue, "d", None, NOW, limit=1, bound=5)
+    queue, (admission, heads) = admit(queue, "Job", "d", None, NOW, limit=1, bound=5)
     assert admission == Queued(2) and [(n, h.request) for n, h in heads] == [(0, "b")]
     queue, _ = not_started(queue, 0, "b")
     assert queue is not None and [w.request for w in queue.waiting] == ["b", "c", "d"]
 
 
 def test_a_waiting_request_can_be_cancelled_until_it_starts() -> None:
-    queue, _ = admit(None, "a", None, NOW, limit=1, bound=5)
-    queue, _ = admit(queue, "b", None, NOW, limit=1, bound=5)
+    queue, _ = admit(None, "Job", "a", None, NOW, limit=1, bound=5)
+    queue, _ = admit(queue, "Job", "b", None, NOW, limit=1, bound=5)
     queue, answer = cancel(queue, "b")
     assert answer == Cancelled() and queue is not None and queue.waiting == ()
     assert cancel(queue, "b") == (None, Cancelled())  # a retried cancel
@@ -92,9 +95,15 @@ def test_a_waiting_request_can_be_cancelled_until_it_starts() -> None:
     assert cancel(queue, "zzz") == (None, Unknown())
 
 
+def test_a_key_is_one_orchestrators() -> None:
+    queue, _ = admit(None, "Job", "a", None, NOW, limit=1, bound=5)
+    unchanged, (other, _) = admit(queue, "Export", "b", None, NOW, limit=1, bound=5)
+    assert unchanged is None and other == OtherOrchestrator("Job")
+
+
 def test_the_document_reads_back_as_written() -> None:
-    queue, _ = admit(None, "a", {"n": [1, 2]}, NOW, limit=2, bound=5)
-    queue, _ = admit(queue, "b", None, NOW, limit=1, bound=5)
+    queue, _ = admit(None, "Job", "a", {"n": [1, 2]}, NOW, limit=2, bound=5)
+    queue, _ = admit(queue, "Job", "b", None, NOW, limit=1, bound=5)
     assert queue is not None and Queue.of_json(queue.to_json()) == queue
 
 
@@ -153,7 +162,7 @@ class LimitMachine(RuleBasedStateMachine):
         self.count += 1
         request = f"r{self.count}"
         written, (admission, heads) = admit(
-            self.queue, request, self.count, NOW, self.LIMIT, self.BOUND, reject
+            self.queue, "Job", request, self.count, NOW, self.LIMIT, self.BOUND, reject
         )
         self._write(written)
         if isinstance(admission, Start):
