@@ -15,6 +15,7 @@ from ._client import SingletonClient
 from ._http_start import handle_start_request
 from ._instances import handle_instance_request
 from ._invocation import DEFAULT_ROUTE_PREFIX, Routes
+from ._limit_sweep import SweepReport, handle_limit_sweep
 from ._links import links_for
 from ._list import handle_list_request
 from ._next_run_store import handle as handle_next_run
@@ -128,6 +129,12 @@ class SingletonApp:
         """Run one tick of the retention timer (``SINGLETON_RETENTION_*``, off by
         default; docs/operate.md); returns what it removed, None when it did not run."""
         return await handle_retention_tick(self._root, timer, binding)
+
+    async def limit_sweep(self, timer: func.TimerRequest, binding: str) -> Optional[SweepReport]:
+        """Run one tick of SingletonLimitSweep, which keeps the queues of keys with a limit
+        moving when an instance ended without passing its slot on (failed, terminated,
+        purged); returns what it did, None when it could not run."""
+        return await handle_limit_sweep(self._root, timer, binding)
 
     async def next_run(self, request: Mapping[str, Any]) -> Any:
         """Carry out one request of SingletonNextRun, the activity through which a job

@@ -3,7 +3,7 @@ the document as read, written only if the blob is unchanged since (or, when ther
 none, only if there is still none), and tried again on a conflict.
 
 The next-run channels (durable_singleton._next_run_store) and the queues of keys with a
-limit (durable_singleton._limit_store) are kept this way. Changes of one document made
+limit (durable_singleton._limited) are kept this way. Changes of one document made
 in one process at the same time are written together (:class:`BlobDocuments`).
 """
 
@@ -95,8 +95,8 @@ def _settle(answer: "asyncio.Future[Any]", result: Any = None, error: Any = None
 
 
 class BlobDocuments(Generic[D]):
-    """The documents of one kind in one lock container, named ``<task hub>/<name>`` and
-    ``suffix``.
+    """The documents of one kind in one lock container, each a blob named by ``naming``
+    from its task hub and its name.
 
     Changes of one document made in this process at the same time are written
     together: one caller reads the document, applies every change waiting (each to the
@@ -110,24 +110,27 @@ class BlobDocuments(Generic[D]):
         container: ContainerClient,
         storage_timeout: float,
         parse: Callable[[bytes], D],
-        suffix: str,
+        naming: Callable[[str, str], str],
         what: str,
+        metadata: Callable[[D], Dict[str, str]] = lambda document: {},
     ) -> None:
-        """Keep documents in ``container`` as blobs named with ``suffix``, read with
-        ``parse`` (ValueError or TypeError for what is not one); bound every storage call
-        by ``storage_timeout`` seconds. ``what`` names the kind in errors."""
+        """Keep documents in ``container`` as blobs named by ``naming(task_hub, name)``,
+        read with ``parse`` (ValueError or TypeError for what is not one), each written
+        with the blob metadata ``metadata`` gives (what a listing shows without reading
+        the document); bound every storage call by ``storage_timeout`` seconds. ``what``
+        names the kind in errors."""
         self._container = container
         self._timeout = storage_timeout
         self._parse = parse
-        self._suffix = suffix
+        self._naming = naming
+        self._metadata = metadata
         self._what = what
         #: Changes waiting to be written, by blob name; a name is here while its writer runs.
         self._waiting: Dict[str, List[Tuple[Callable[[Any], Any], "asyncio.Future[Any]"]]] = {}
 
     def blob_name(self, task_hub: str, name: str) -> str:
-        """The blob of document ``name`` of ``task_hub`` (the hub lowercased, as the lock
-        blobs' names are)."""
-        return f"{task_hub.lower()}/{name}{self._suffix}"
+        """The blob of document ``name`` of ``task_hub``."""
+        return self._naming(task_hub, name)
 
     async def change(
         self, task_hub: str, name: str, decide: Callable[[Optional[D]], Decision[D, T]]
@@ -250,7 +253,10 @@ class BlobDocuments(Generic[D]):
         )
         try:
             await asyncio.wait_for(
-                blob.upload_blob(document.to_json(), **conditions), self._timeout
+                blob.upload_blob(
+                    document.to_json(), metadata=self._metadata(document), **conditions
+                ),
+                self._timeout,
             )
             return True
         except (ResourceModifiedError, ResourceExistsError):

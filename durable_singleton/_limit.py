@@ -31,13 +31,27 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 #: The limit's range per orchestrator.
 MIN_LIMIT = 1
 MAX_LIMIT = 100
-#: A key's queue is the blob ``<task hub>/<key>`` and this, beside the lock blobs.
-QUEUE_SUFFIX = ".queue"
+#: A key's queue is the blob ``<task hub>`` and this, ``/<key>``: in the lock container,
+#: apart from the lock blobs (task hub names hold no dot), so a listing finds the queues
+#: alone.
+QUEUE_FOLDER = ".queues"
 #: Separates a key from its slot number in a slot's instance id.
 SLOT_SEPARATOR = "~"
 #: How many started and cancelled requests a queue remembers (newest kept), so that a
 #: request's URL can still say what became of it.
 MAX_HISTORY = 64
+
+
+def queue_blob_name(task_hub: str, key: str) -> str:
+    """The blob of ``key``'s queue in ``task_hub`` (lowercased, as lock blobs' hubs are)."""
+    return f"{task_hub.lower()}{QUEUE_FOLDER}/{key}"
+
+
+def queue_metadata(queue: "Queue") -> Dict[str, str]:
+    """What a listing of the queues shows of one: how many requests wait, and how many
+    slots were reserved for starts not yet confirmed (the sweep's work)."""
+    unconfirmed = sum(1 for slot in queue.slots.values() if not slot.confirmed)
+    return {"waiting": str(len(queue.waiting)), "unconfirmed": str(unconfirmed)}
 
 
 def slot_id(key: str, slot: int) -> str:

@@ -42,7 +42,7 @@ class NextRunStore(BlobDocuments[Channel]):
         """Keep channels in ``container``; bound every storage call by
         ``storage_timeout`` seconds."""
         super().__init__(
-            container, storage_timeout, Channel.of_json, CHANNEL_SUFFIX, "next-run channel"
+            container, storage_timeout, Channel.of_json, channel_blob_name, "next-run channel"
         )
 
 

@@ -24,7 +24,7 @@ from azure.storage.blob.aio import BlobServiceClient, ContainerClient
 from ._catalog import Catalog
 from ._documents import BlobDocuments
 from ._durable import Binding, DurableClient, new_session
-from ._limit import QUEUE_SUFFIX, Queue
+from ._limit import Queue, queue_blob_name, queue_metadata
 from ._lock import LeaseStore, StartLocks
 from ._next_run_store import NextRunStore
 from ._settings import Settings, StorageConnection, load_settings, load_storage_connection
@@ -99,8 +99,9 @@ class Root:
                 self.container(self.settings.lock_container),
                 self.settings.storage_timeout_seconds,
                 Queue.of_json,
-                QUEUE_SUFFIX,
+                queue_blob_name,
                 "key's queue",
+                queue_metadata,
             )
         return self._queues
 

@@ -28,6 +28,7 @@ REQUEST_SPANS = {
     "list": "SingletonList",
     "page": "SingletonsPage",
     "retention": "SingletonRetention",
+    "limit-sweep": "SingletonLimitSweep",
 }
 
 _tracer = trace.get_tracer(_SCOPE)

@@ -6,9 +6,11 @@ failed, a terminated and a purged instance (the sweep)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any, Dict, List
 
 import pytest
+from azure.functions.timer import TimerRequest
 
 from durable_singleton import Catalog, InvalidInput, SingletonApp, StopMode
 from durable_singleton._limited import LimitReached, QueueFull, sweep_key
@@ -162,3 +164,23 @@ async def test_a_slot_freed_without_a_take_starts_the_next_request(
     # A second sweep finds nothing to do: nobody runs twice.
     assert await sweep_key(JOB, "swept", LIMIT, root.durable(durable.starter()), root) == 0
     assert runs_of(durable, "swept") == [{"n": 0}, {"n": 1}, {"n": 2}]
+
+
+async def test_the_sweep_timer_moves_only_the_queues_that_wait(limited, durable, caplog) -> None:
+    caplog.set_level(logging.INFO)
+    app = limited()
+    client = app.client(durable.starter())
+    for n in range(3):
+        await client.start_limited(JOB, "timer-a", {"n": n})  # two run, one waits
+    await client.start_limited(JOB, "timer-b", {"n": 9})  # runs; nobody waits
+    durable.set_status("timer-a~1", "Failed")  # ended without passing its slot on
+    durable.set_status("timer-b~0", "Failed")
+    before = durable.calls["status"]
+    report = await app.limit_sweep(TimerRequest(), durable.starter())
+    assert report is not None and report.swept == ["timer-a"] and report.started == 1
+    assert durable.calls["status"] - before <= 4  # timer-b, with nobody waiting, untouched
+    assert active_of(durable, "timer-a") == ["timer-a~0", "timer-a~1"]
+    assert [r["n"] for r in runs_of(durable, "timer-a")] == [0, 1, 2]
+    again = await app.limit_sweep(TimerRequest(), durable.starter())
+    assert again is not None and again.swept == [] and again.started == 0
+    assert "SingletonLimitSweep" in caplog.text and "decision=sweep-done" in caplog.text

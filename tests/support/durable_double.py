@@ -53,7 +53,7 @@ from azure.durable_functions import OrchestrationRuntimeStatus as Status
 from azure.storage.blob.aio import BlobServiceClient
 
 from durable_singleton._documents import BlobDocuments
-from durable_singleton._limit import QUEUE_SUFFIX, Queue
+from durable_singleton._limit import Queue, queue_blob_name, queue_metadata
 from durable_singleton._next_run import NEXT_RUN_RETRY, RunState, parse_time, stops
 from durable_singleton._next_run_store import NextRunStore
 from durable_singleton._next_run_store import handle as next_run
@@ -258,7 +258,9 @@ class DurableDouble:
             self._blob_service = BlobServiceClient.from_connection_string(connection_string)
         locks = self._blob_service.get_container_client(container)
         self.channels = NextRunStore(locks, 5.0)
-        self.queues = BlobDocuments(locks, 5.0, Queue.of_json, QUEUE_SUFFIX, "key's queue")
+        self.queues = BlobDocuments(
+            locks, 5.0, Queue.of_json, queue_blob_name, "key's queue", queue_metadata
+        )
 
     def begin_switch(self, instance_id: str, terminated_first: bool = False) -> None:
         """The instance's run ends in a work item that takes its next run from the

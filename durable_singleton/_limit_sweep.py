@@ -1,0 +1,105 @@
+"""SingletonLimitSweep: a timer that keeps the queues of keys with a limit moving.
+
+A slot passes itself on at its run's end (durable_singleton._slots). An instance that
+ends without that end (failed, terminated, purged), and a start that reserved a slot and
+then neither started nor gave it back (its process stopped), leave a slot held that no
+instance holds. Each tick lists the task hub's queues (one listing; each queue's blob
+metadata says how many requests wait and how many reservations are unconfirmed) and
+sweeps those with either (:func:`durable_singleton._limited.sweep_key`): a key where
+nobody waits needs nothing, and the first request that queues there makes it one the
+next tick sweeps.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+import azure.functions as func
+from opentelemetry.trace import Span
+
+from ._durable import DurableClient
+from ._errors import NotStarted, OutcomeUnknown
+from ._invocation import RootFactory, Told, enveloped
+from ._limit import QUEUE_FOLDER
+from ._limited import sweep_key
+from ._lock import BlobMissing, storage_call
+from ._root import Root
+
+logger = logging.getLogger("durable_singleton.limit_sweep")
+
+#: The most keys one tick sweeps (the oldest-listed first; the rest the next tick).
+MAX_KEYS_PER_TICK = 100
+
+
+@dataclass
+class SweepReport:
+    """What one tick did: the keys it swept, the heads it started, the keys it could not
+    sweep (a dependency failed; the next tick tries again)."""
+
+    swept: List[str] = field(default_factory=list)
+    started: int = 0
+    failed: List[str] = field(default_factory=list)
+
+
+async def handle_limit_sweep(
+    make_root: RootFactory, timer: func.TimerRequest, starter: str
+) -> Optional[SweepReport]:
+    """Run one tick of the sweep; log one line. Returns what it did (None when it could
+    not run)."""
+    report: Optional[SweepReport] = None
+
+    async def tick(told: Told, span: Span) -> None:
+        nonlocal report
+        root = make_root()
+        report = await sweep_all(root, root.durable(starter))
+        told.status = 200
+        told.decision = "sweep-done"
+        told.extra += (
+            f" swept={len(report.swept)} started={report.started} failed={len(report.failed)}"
+        )
+
+    told = Told(extra=f" trigger=timer past_due={str(timer.past_due).lower()}")
+    await enveloped("limit-sweep", "SingletonLimitSweep", tick, told)
+    return report
+
+
+async def sweep_all(root: Root, durable: DurableClient) -> SweepReport:
+    """Sweep the task hub's queues that have requests waiting or reservations
+    unconfirmed, at most :data:`MAX_KEYS_PER_TICK`."""
+    report = SweepReport()
+    for key in await _keys_to_sweep(root, durable.task_hub):
+        queue = await root.queues().read(durable.task_hub, key)
+        limit = root.catalog.limit(queue.orchestrator) if queue is not None else None
+        if queue is None or limit is None:
+            continue  # gone meanwhile, or its orchestrator no longer has a limit
+        try:
+            report.started += await sweep_key(queue.orchestrator, key, limit, durable, root)
+        except (NotStarted, OutcomeUnknown) as error:
+            logger.warning("The queue of a key could not be swept (%s).", type(error).__name__)
+            report.failed.append(key)
+            continue
+        report.swept.append(key)
+    return report
+
+
+async def _keys_to_sweep(root: Root, task_hub: str) -> List[str]:
+    container = root.container(root.settings.lock_container)
+    prefix = f"{task_hub.lower()}{QUEUE_FOLDER}/"
+    keys: List[str] = []
+
+    async def listed() -> None:
+        async for blob in container.list_blobs(name_starts_with=prefix, include=["metadata"]):
+            metadata = blob.metadata or {}
+            if metadata.get("waiting", "1") != "0" or metadata.get("unconfirmed", "1") != "0":
+                keys.append(blob.name[len(prefix) :])
+                if len(keys) >= MAX_KEYS_PER_TICK:
+                    return
+
+    try:
+        # One bound for the whole listing: a tick that cannot list sweeps nothing.
+        await storage_call(listed(), root.settings.storage_timeout_seconds * 2)
+    except BlobMissing:
+        return []  # no lock container yet: no queue either
+    return keys
