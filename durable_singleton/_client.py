@@ -13,7 +13,7 @@ from ._instances import StopMode, end_instance
 from ._limited import Admitted, start_limited
 from ._links import host_links
 from ._list import MAX_TOP, orchestrator_page
-from ._policy import OnConflict, Reuse
+from ._policy import OnConflict, OnFull, Reuse
 from ._problems import ProblemError
 from ._request import (
     check_function_name,
@@ -81,13 +81,18 @@ class SingletonClient:
         return await start_singleton(request, self._durable, self._root)
 
     async def start_limited(
-        self, function_name: str, key: str, input: Any = None, *, reject_when_full: bool = False
+        self,
+        function_name: str,
+        key: str,
+        input: Any = None,
+        *,
+        on_full: OnFull = OnFull.QUEUE,
     ) -> Admitted:
         """Start ``function_name`` for ``key`` when fewer than its limit of instances of
         the key are active, else queue the request (first in, first out).
 
         Returns :class:`Admitted`: started as a slot's ``instance_id``, or waiting at
-        ``position``; ``request_id`` names it. ``reject_when_full`` refuses instead of
+        ``position``; ``request_id`` names it. ``OnFull.REJECT`` refuses instead of
         queuing (``LimitReached``). Raises ``errors.ProblemError`` (a broken rule; 400
         ``no-limit`` for an orchestrator without a limit), ``QueueFull`` past
         ``SINGLETON_QUEUE_BOUND``, or another ``SingletonError``.
@@ -98,7 +103,7 @@ class SingletonClient:
             function_name,
             key,
             input_=input,
-            reject=reject_when_full,
+            on_full=on_full,
         )
         return await start_limited(start, self._durable, self._root)
 

@@ -90,7 +90,8 @@ class Slot:
 @dataclass(frozen=True)
 class Queue:
     """One key's queue document: the orchestrator the key's slots run, its busy slots,
-    its waiting requests (oldest first), and the latest started and cancelled requests;
+    its waiting requests (oldest first), the latest started and cancelled requests, and
+    the Idempotency-Keys of the latest requests;
     ``writes``: the ids of the latest writes (the store's, to tell whether a write whose
     answer was lost landed)."""
 
@@ -99,6 +100,8 @@ class Queue:
     waiting: Tuple[Waiting, ...] = ()
     started: Tuple[Tuple[str, int], ...] = ()
     cancelled: Tuple[str, ...] = ()
+    #: Idempotency-Keys of the latest requests: (key digest, fingerprint, request).
+    keys: Tuple[Tuple[str, str, str], ...] = ()
     writes: Tuple[str, ...] = ()
 
     def with_writes(self, writes: Tuple[str, ...]) -> "Queue":
@@ -121,6 +124,7 @@ class Queue:
             waiting=tuple(Waiting(**entry) for entry in raw["waiting"]),
             started=tuple((request, int(slot)) for request, slot in raw["started"]),
             cancelled=tuple(raw["cancelled"]),
+            keys=tuple((str(d), str(f), str(r)) for d, f, r in raw["keys"]),
             writes=tuple(raw["writes"]),
         )
 
@@ -182,7 +186,24 @@ class OtherOrchestrator:
     orchestrator: str
 
 
-Admission = Union[Start, Queued, Full, Busy, OtherOrchestrator]
+@dataclass(frozen=True)
+class Replayed:
+    """The request's Idempotency-Key was first used by ``request``, which waits at
+    ``position`` or holds (held) ``slot``, or was ``cancelled``: nothing changed."""
+
+    request: str
+    position: Optional[int] = None
+    slot: Optional[int] = None
+    cancelled: bool = False
+
+
+@dataclass(frozen=True)
+class KeyMismatch:
+    """The request's Idempotency-Key was first used for another request: nothing
+    changed."""
+
+
+Admission = Union[Start, Queued, Full, Busy, OtherOrchestrator, Replayed, KeyMismatch]
 
 #: Heads of the queue moved into free slots, to be started by whoever wrote that.
 Heads = Tuple[Tuple[int, Waiting], ...]
@@ -197,12 +218,22 @@ def admit(
     limit: int,
     bound: int,
     reject_when_full: bool = False,
+    keyed: Optional[Tuple[str, str]] = None,
 ) -> Tuple[Optional[Queue], Tuple[Admission, Heads]]:
     """Admit ``request`` at the queue's tail, then give the free slots to the heads of the
     queue: the request starts now (:class:`Start`, its slot reserved for it) when it
     reaches one, and waits (:class:`Queued`) otherwise. Nothing changes when it would wait
     and ``reject_when_full`` (:class:`Busy`), or when ``bound`` requests wait already
-    (:class:`Full`). The heads given slots before it are the caller's to start too."""
+    (:class:`Full`). The heads given slots before it are the caller's to start too.
+
+    ``keyed`` (the Idempotency-Key's digest and the request's fingerprint): a key first
+    used by a request the queue still knows is answered with that request
+    (:class:`Replayed`, or :class:`KeyMismatch` for another request); one whose request
+    failed to start is free again."""
+    if keyed is not None and queue is not None:
+        earlier = _keyed_request(queue, keyed)
+        if earlier is not None:
+            return None, (earlier, ())
     if queue is not None and queue.orchestrator != orchestrator and (queue.slots or queue.waiting):
         return None, (OtherOrchestrator(queue.orchestrator), ())
     queue = replace(queue or Queue(), orchestrator=orchestrator)
@@ -214,12 +245,28 @@ def admit(
         return None, (Full(bound), ())
     queue = replace(queue, waiting=(*queue.waiting, Waiting(request, input_, now)))
     queue, heads = _filled(queue, limit, now)
+    if keyed is not None:
+        kept = tuple(k for k in queue.keys if k[0] != keyed[0])
+        queue = replace(queue, keys=(*kept, (keyed[0], keyed[1], request))[-MAX_HISTORY:])
     own = [number for number, head in heads if head.request == request]
     if not own:
         return queue, (Queued(queue.position(request) or 0), heads)
     # Its own start: a start that fails is its caller's failure, not a queued request's.
     queue = _with_slot(queue, own[0], Slot(request, now))
     return queue, (Start(own[0]), tuple(h for h in heads if h[1].request != request))
+
+
+def _keyed_request(queue: Queue, keyed: Tuple[str, str]) -> Optional[Admission]:
+    for digest, fingerprint, request in queue.keys:
+        if digest != keyed[0]:
+            continue
+        if fingerprint != keyed[1]:
+            return KeyMismatch()
+        position, slot = queue.position(request), queue.slot_of(request)
+        if position is not None or slot is not None or request in queue.cancelled:
+            return Replayed(request, position, slot, request in queue.cancelled)
+        return None  # its start failed: the key is free again
+    return None
 
 
 def fill(queue: Optional[Queue], limit: int, now: str) -> Tuple[Optional[Queue], Heads]:

@@ -20,13 +20,15 @@ from dataclasses import dataclass
 from typing import Any, Optional, Tuple
 
 from . import _limit as rules
+from . import _problems as problems
 from ._documents import DocumentWriteUnknown
 from ._durable import DurableClient, InstanceStatus
 from ._errors import NotStarted, OutcomeUnknown
 from ._limit import Queue, slot_id
 from ._lock import MIN_FENCED_SECONDS, HeldLock, LockLost
 from ._next_run import iso, shown_run
-from ._policy import ACTIVE, OnConflict, Reuse
+from ._policy import ACTIVE, OnConflict, OnFull, Reuse
+from ._problems import ProblemError
 from ._request import LimitedStart, StartRequest
 from ._root import Root
 from ._slots import QueueStore
@@ -53,6 +55,9 @@ class Admitted:
     request_id: str
     instance_id: Optional[str] = None
     position: Optional[int] = None
+    #: The request's Idempotency-Key was first used by this request: its answer again,
+    #: as the request is now.
+    replayed: bool = False
 
     @property
     def started(self) -> bool:
@@ -88,6 +93,15 @@ class KeyInUse(NotStarted):
         self.orchestrator = orchestrator
 
 
+class RequestCancelled(NotStarted):
+    """The request's Idempotency-Key was first used by a request since cancelled."""
+
+    def __init__(self, key: str, request_id: str):
+        super().__init__(key)
+        self.key = key
+        self.request_id = request_id
+
+
 class SlotTaken(NotStarted):
     """The slot is no longer reserved for the request (the sweep gave it back)."""
 
@@ -116,7 +130,7 @@ async def start_limited(start: LimitedStart, durable: DurableClient, root: Root)
     LockUnavailable
         Storage failed: nothing was queued.
     """
-    hub, key = durable.task_hub, start.key
+    hub, key, keyed = durable.task_hub, start.key, start.keyed
     request_id = str(uuid.uuid4())
     now = _now()
 
@@ -129,7 +143,8 @@ async def start_limited(start: LimitedStart, durable: DurableClient, root: Root)
             now,
             start.limit,
             start.bound,
-            start.reject,
+            start.on_full is OnFull.REJECT,
+            None if keyed is None else (keyed.key_digest, keyed.fingerprint),
         )
 
     try:
@@ -147,6 +162,13 @@ async def start_limited(start: LimitedStart, durable: DurableClient, root: Root)
         return Admitted(request_id, position=admission.position)
     if isinstance(admission, rules.Full):
         raise QueueFull(key, admission.bound)
+    if isinstance(admission, rules.Replayed):
+        if admission.cancelled:
+            raise RequestCancelled(key, admission.request)
+        held = None if admission.slot is None else slot_id(key, admission.slot)
+        return Admitted(admission.request, held, admission.position, replayed=True)
+    if isinstance(admission, rules.KeyMismatch):
+        raise ProblemError(problems.idempotency_key_mismatch(key))
     if isinstance(admission, rules.OtherOrchestrator):
         raise KeyInUse(key, admission.orchestrator)
     assert isinstance(admission, rules.Busy)

@@ -76,6 +76,14 @@ class Reuse(str, enum.Enum):
     REJECT_DUPLICATE = "rejectDuplicate"
 
 
+class OnFull(str, enum.Enum):
+    """What a start with a limit per key does when the key's slots are all busy (query
+    ``onFull``): wait in the key's queue, or be refused."""
+
+    QUEUE = "queue"
+    REJECT = "reject"
+
+
 class Action(str, enum.Enum):
     """What the starter does; the value is the word the request log line uses."""
 

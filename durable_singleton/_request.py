@@ -27,7 +27,7 @@ from ._next_run import (
     MIN_DEBOUNCE_SECONDS,
     Debounce,
 )
-from ._policy import OnConflict, Reuse
+from ._policy import OnConflict, OnFull, Reuse
 from ._problems import ProblemError
 from ._settings import Settings
 
@@ -122,7 +122,9 @@ class LimitedStart:
     input: Any
     limit: int
     bound: int
-    reject: bool = False
+    on_full: OnFull = OnFull.QUEUE
+    #: The request's Idempotency-Key and fingerprint, when it carried a key.
+    keyed: Optional[KeyedRequest] = None
 
 
 def checked_limited_start(
@@ -133,7 +135,8 @@ def checked_limited_start(
     *,
     raw: Optional[bytes] = None,
     input_: Any = None,
-    reject: bool = False,
+    on_full: OnFull = OnFull.QUEUE,
+    idempotency_key: Optional[str] = None,
 ) -> LimitedStart:
     """The one constructor of a start with a limit per key (the route's and the
     library's): the orchestrator has a limit, the key makes valid slot ids, the input is
@@ -147,8 +150,14 @@ def checked_limited_start(
     except ProblemError as refused:
         rule = refused.problem.detail.replace("instance id", "key (with its slot suffix)")
         raise ProblemError(problems.invalid_key(rule)) from None
-    checked = _checked_input(catalog, settings, function_name, raw, input_)
-    return LimitedStart(function_name, key, checked, limit, settings.queue_bound, reject)
+    if raw is None:
+        raw = _as_json(input_)
+    checked = _checked_input(catalog, settings, function_name, raw, None)
+    keyed = None
+    if idempotency_key is not None:
+        parts = {"function": function_name, "key": key, "onFull": on_full.value}
+        keyed = keyed_request(idempotency_key, parts, raw)
+    return LimitedStart(function_name, key, checked, limit, settings.queue_bound, on_full, keyed)
 
 
 def _checked_input(

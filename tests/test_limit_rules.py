@@ -22,6 +22,7 @@ from durable_singleton._limit import (
     OtherOrchestrator,
     Queue,
     Queued,
+    Replayed,
     Start,
     Unknown,
     admit,
@@ -135,6 +136,8 @@ class LimitMachine(RuleBasedStateMachine):
         self.told_started: Set[str] = set()
         self.cancelled: Set[str] = set()
         self.failed_own: Set[str] = set()
+        self.admitted: Set[str] = set()
+        self.keyed: Dict[Tuple[str, str], str] = {}
 
     # -- helpers ---------------------------------------------------------------------
 
@@ -157,13 +160,38 @@ class LimitMachine(RuleBasedStateMachine):
 
     # -- rules -----------------------------------------------------------------------
 
-    @rule(reject=st.booleans())
-    def arrive(self, reject: bool) -> None:
+    @rule(reject=st.booleans(), keyed=st.booleans())
+    def arrive(self, reject: bool, keyed: bool) -> None:
         self.count += 1
         request = f"r{self.count}"
+        key = (f"key-{self.count}", "same") if keyed else None
+        self._admit(request, reject, key)
+
+    @precondition(lambda self: self.keyed)
+    @rule(data=st.data())
+    def a_caller_retries_with_its_key(self, data) -> None:
+        key, first = data.draw(st.sampled_from(sorted(self.keyed.items())))
+        self.count += 1
         written, (admission, heads) = admit(
-            self.queue, "Job", request, self.count, NOW, self.LIMIT, self.BOUND, reject
+            self.queue, "Job", f"r{self.count}", None, NOW, self.LIMIT, self.BOUND, False, key
         )
+        if isinstance(admission, Replayed):
+            assert written is None and heads == () and admission.request == first
+        else:  # only a key whose first request failed to start is free again
+            assert first in self.failed_own or first not in self.admitted, (first, admission)
+            self._record(f"r{self.count}", written, admission, heads, key)
+
+    def _admit(self, request: str, reject: bool, key) -> None:
+        written, (admission, heads) = admit(
+            self.queue, "Job", request, self.count, NOW, self.LIMIT, self.BOUND, reject, key
+        )
+        self._record(request, written, admission, heads, key)
+
+    def _record(self, request: str, written, admission, heads, key) -> None:
+        if isinstance(admission, (Start, Queued)):
+            self.admitted.add(request)
+            if key is not None:
+                self.keyed[key] = request
         self._write(written)
         if isinstance(admission, Start):
             self._slotted(request)

@@ -14,6 +14,7 @@ from azure.functions.timer import TimerRequest
 
 from durable_singleton import Catalog, InvalidInput, SingletonApp, StopMode
 from durable_singleton._limited import LimitReached, QueueFull, sweep_key
+from durable_singleton._policy import OnFull
 from durable_singleton.errors import ProblemError
 from tests.support.app import root_of
 
@@ -116,7 +117,7 @@ async def test_past_the_bound_nothing_is_queued_and_reject_refuses(
         await client.start_limited(JOB, "bounded", {"n": 4})
     assert full.value.bound == 2
     with pytest.raises(LimitReached) as busy:
-        await client.start_limited(JOB, "bounded", {"n": 5}, reject_when_full=True)
+        await client.start_limited(JOB, "bounded", {"n": 5}, on_full=OnFull.REJECT)
     assert busy.value.instance_ids == ("bounded~0", "bounded~1")
     for _ in range(4):
         for slot in active_of(durable, "bounded"):
@@ -144,7 +145,7 @@ async def test_a_slot_freed_without_a_take_starts_the_next_request(
 ) -> None:
     app = limited()
     client = app.client(durable.starter())
-    first = await client.start_limited(JOB, "swept", {"n": 0}, reject_when_full=False)
+    first = await client.start_limited(JOB, "swept", {"n": 0})
     await client.start_limited(JOB, "swept", {"n": 1})
     waiting = await client.start_limited(JOB, "swept", {"n": 2})
     assert first.instance_id == "swept~0" and waiting.position == 1
