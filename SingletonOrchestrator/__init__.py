@@ -16,3 +16,7 @@ input_rule = parse_job_input
 
 #: It takes next runs: onConflict=bufferOne and debounceSeconds (docs/jobs.md).
 accepts_next_run = True
+
+#: At most this many instances per key when started with a key (POST
+#: /api/limits/SingletonOrchestrator/{key}); the rest wait in the key's queue.
+concurrency_limit = 3

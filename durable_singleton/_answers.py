@@ -20,6 +20,16 @@ from . import _telemetry as telemetry
 from ._durable import DurableFailure, DurableUnavailable, InstanceStatus, StartOutcomeUnknown
 from ._handover import NextRunOutcomeUnknown
 from ._idempotency import REPLAYED_HEADER
+from ._limited import (
+    Admitted,
+    KeyInUse,
+    LimitReached,
+    QueueFull,
+    QueueOutcomeUnknown,
+    RequestCancelled,
+    RequestState,
+    SlotTaken,
+)
 from ._links import Links
 from ._lock import LockLost, LockUnavailable
 from ._policy import FINISHED, Action, Reuse
@@ -41,6 +51,8 @@ JSON = "application/json"
 RETRY_AFTER_UNAVAILABLE = 5
 RETRY_AFTER_LOCK_BUSY = 2
 RETRY_AFTER_STARTED = 10
+#: Retry-After (seconds) when a key's queue is full.
+RETRY_AFTER_QUEUE_FULL = 30
 
 #: Members of a status the 409, 200 and status answers repeat for the caller.
 _STATUS_MEMBERS = ("instanceId", "name", "runtimeStatus", "createdTime", "lastUpdatedTime")
@@ -165,6 +177,38 @@ def for_outcome(
     return problem_response(problems.instance_active(instance))
 
 
+def for_admitted(admitted: Admitted, links: Links, request_url: str) -> func.HttpResponse:
+    """The answer to a start with a limit: 202 started (follow the instance) or queued
+    (follow the request's URL, ``requestUri``)."""
+    members: Dict[str, Any] = {"requestId": admitted.request_id, "requestUri": request_url}
+    if admitted.instance_id is not None:
+        response = accepted(admitted.instance_id, links, {"outcome": "started", **members})
+    else:
+        members.update(outcome="queued", position=admitted.position)
+        response = json_response(
+            202,
+            members,
+            {"Location": request_url, "Retry-After": str(RETRY_AFTER_STARTED)},
+        )
+    if admitted.replayed:
+        response.headers[REPLAYED_HEADER] = "true"
+    return response
+
+
+def queued_request(
+    state: RequestState, key: str, request_id: str, links: Links
+) -> func.HttpResponse:
+    """200: where a request of a key's queue is: ``queued`` (with its position),
+    ``started`` (with its instance), or ``cancelled``."""
+    body: Dict[str, Any] = {"requestId": request_id, "key": key, "state": state.state}
+    if state.position is not None:
+        body["position"] = state.position
+    if state.instance_id is not None:
+        body.update(links(state.instance_id))
+        body["instanceId"] = state.instance_id
+    return json_response(200, body)
+
+
 def instance_status(status: InstanceStatus, instance_id: str) -> func.HttpResponse:
     """200: an instance's status as the app describes it; its output once finished."""
     document = status.to_json()
@@ -179,12 +223,16 @@ def instance_status(status: InstanceStatus, instance_id: str) -> func.HttpRespon
 OPENAPI_DOCUMENT = Path(__file__).with_name("openapi.yaml")
 
 
-def openapi_document(route_prefix: str = "singletons") -> func.HttpResponse:
+def openapi_document(route_prefix: str = "singletons", limits: bool = True) -> func.HttpResponse:
     """200: the OpenAPI document (read per request: it is small, and never stale), its
-    operator paths (written under ``/singletons``) under ``route_prefix``."""
+    operator paths (written under ``/singletons``) under ``route_prefix``; without the
+    paths of starts with a limit when ``limits`` is False (the app serves none)."""
     text = OPENAPI_DOCUMENT.read_text(encoding="utf-8")
     if route_prefix != "singletons":
         text = re.sub(r"(?m)^  /singletons(?=[/:])", f"  /{route_prefix}", text)
+    if not limits:
+        # Each path is a block from its "  /" line to the next one at that depth.
+        text = re.sub(r"(?ms)^  /limits/.*?(?=^  /(?!limits/))", "", text)
     return func.HttpResponse(
         body=text.encode("utf-8"),
         status_code=200,
@@ -219,6 +267,15 @@ def _next_run_unknown(error: NextRunOutcomeUnknown, links: Optional[Links]) -> P
     )
 
 
+def _limit_reached(error: LimitReached, links: Optional[Links]) -> Problem:
+    urls = _required(links)
+    instances = [
+        {"instanceId": i, "statusQueryGetUri": urls(i)["statusQueryGetUri"]}
+        for i in error.instance_ids
+    ]
+    return problems.limit_reached(error.key, error.limit, instances)
+
+
 def _required(links: Optional[Links]) -> Links:
     assert links is not None, "raised only after the links were made"
     return links
@@ -234,6 +291,16 @@ FAILURES: List[_Rule] = [
     (InstanceVanished, lambda e, _: problems.start_refused(e.instance_id), ""),
     (StartOutcomeUnknown, _outcome_unknown, "durable"),
     (NextRunOutcomeUnknown, _next_run_unknown, "durable"),
+    (QueueFull, lambda e, _: problems.queue_full(e.key, e.bound, RETRY_AFTER_QUEUE_FULL), ""),
+    (LimitReached, _limit_reached, ""),
+    (KeyInUse, lambda e, _: problems.key_in_use(e.key, e.orchestrator), ""),
+    (RequestCancelled, lambda e, _: problems.request_cancelled(e.key, e.request_id), ""),
+    (
+        QueueOutcomeUnknown,
+        lambda e, _: problems.queue_outcome_unknown(e.key, e.request_id, RETRY_AFTER_UNAVAILABLE),
+        "storage",
+    ),
+    (SlotTaken, lambda e, _: problems.lock_lost(RETRY_AFTER_UNAVAILABLE), "storage"),
     (
         InstanceEnding,
         lambda e, _: problems.instance_ending(e.waited_seconds, RETRY_AFTER_LOCK_BUSY),

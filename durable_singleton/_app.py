@@ -12,6 +12,7 @@ import azure.functions as func
 from . import _answers as answers
 from ._catalog import Catalog
 from ._client import SingletonClient
+from ._http_limited import handle_limited_request, handle_limited_start
 from ._http_start import handle_start_request
 from ._instances import handle_instance_request
 from ._invocation import DEFAULT_ROUTE_PREFIX, Routes
@@ -107,6 +108,16 @@ class SingletonApp:
         """Answer ``GET`` (status) or ``DELETE`` (stop) on the same route."""
         return await handle_instance_request(self._root, req, binding, self.routes)
 
+    async def http_limited_start(self, req: func.HttpRequest, binding: str) -> func.HttpResponse:
+        """Answer ``POST /api/limits/{functionName}/{key}``: 202 started (in a slot of the
+        key) or queued (follow ``requestUri``), or a problem+json answer (docs/http-api.md)."""
+        return await handle_limited_start(self._root, req, binding, self.routes)
+
+    async def http_limited_request(self, req: func.HttpRequest, binding: str) -> func.HttpResponse:
+        """Answer ``GET`` (where it is) or ``DELETE`` (cancel it while it waits) on
+        ``/api/limits/{functionName}/{key}/requests/{requestId}``."""
+        return await handle_limited_request(self._root, req, binding, self.routes)
+
     async def http_list(self, req: func.HttpRequest, binding: str) -> func.HttpResponse:
         """Answer ``GET /api/singletons/{functionName}``: a page of its instances
         (``?status=``, ``?top=``, ``?continuationToken=``; docs/http-api.md)."""
@@ -145,7 +156,7 @@ class SingletonApp:
     def openapi(self) -> func.HttpResponse:
         """200: the HTTP contract (OpenAPI 3.1, YAML), its operator paths under this
         app's route prefix."""
-        return answers.openapi_document(self.routes.prefix)
+        return answers.openapi_document(self.routes.prefix, self.catalog.has_limits())
 
     # -- the client, for functions of an app's own -----------------------------------------
 

@@ -25,7 +25,13 @@ import azure.functions as func
 
 from ._app import SingletonApp
 from ._catalog import Catalog, InputRule
-from ._invocation import DEFAULT_ROUTE_PREFIX, INSTANCE_ROUTE
+from ._invocation import (
+    DEFAULT_ROUTE_PREFIX,
+    INSTANCE_ROUTE,
+    LIMITED_REQUEST_ROUTE,
+    LIMITED_ROUTE,
+)
+from ._limit_sweep import LIMIT_SWEEP_SCHEDULE
 from ._next_run import NEXT_RUN_ACTIVITY
 from ._settings import DEFAULT_SCHEDULE_PREFIX, RETENTION_SCHEDULE
 
@@ -57,6 +63,7 @@ def blueprint(
     route_prefix: Optional[str] = None,
     leave_out: Iterable[str] = (),
     stops: Iterable[str] = (),
+    limits: Mapping[str, int] = {},
 ) -> SingletonBlueprint:
     """The Blueprint a v2 app registers with ``app.register_functions(...)``.
 
@@ -97,6 +104,12 @@ def blueprint(
         Those of ``orchestrators`` that take a graceful Stop (they wait for it:
         :func:`stop_requested`); those in ``next_runs`` do. Every other is offered
         terminate only: a Stop for it is refused (400 ``stop-not-supported``).
+    limits : mapping of str to int
+        Those of ``orchestrators`` (in ``next_runs``) with a limit per key, and N for
+        each (1 to 100). With any, the Blueprint adds ``HttpStartLimited`` (POST
+        ``limits/{functionName}/{key}``), ``LimitedRequest`` (GET, DELETE
+        ``limits/{functionName}/{key}/requests/{requestId}``) and the timer
+        ``SingletonLimitSweep`` (every 30 s).
 
     Returns
     -------
@@ -115,7 +128,7 @@ def blueprint(
         raise TypeError("give route_prefix to the SingletonApp")
     prefixes = list(schedules)
     singleton = app or SingletonApp(
-        Catalog.of(orchestrators or (), next_runs, prefixes, stops),
+        Catalog.of(orchestrators or (), next_runs, prefixes, stops, limits),
         route_prefix=DEFAULT_ROUTE_PREFIX if route_prefix is None else route_prefix,
     )
     routes = singleton.routes
@@ -142,6 +155,24 @@ def blueprint(
     catalog = singleton.catalog
     if any(catalog.accepts_next_run(name) for name in catalog.names):
         _add_next_run(bp, singleton)
+    if catalog.has_limits():
+        _add_http(
+            bp,
+            "HttpStartLimited",
+            LIMITED_ROUTE,
+            ["POST"],
+            singleton.http_limited_start,
+            auth_level,
+        )
+        _add_http(
+            bp,
+            "LimitedRequest",
+            LIMITED_REQUEST_ROUTE,
+            ["GET", "DELETE"],
+            singleton.http_limited_request,
+            auth_level,
+        )
+        _add_limit_sweep(bp, singleton)
     for prefix in prefixes:
         _add_schedule(bp, singleton, prefix)
     if retention:
@@ -187,6 +218,16 @@ def _add_schedule(bp: df.Blueprint, singleton: SingletonApp, prefix: str) -> Non
     @bp.generic_input_binding(arg_name="starter", type="durableClient")
     async def tick(timer: func.TimerRequest, starter: str) -> None:
         await singleton.timer_tick(timer, starter, prefix)
+
+
+def _add_limit_sweep(bp: df.Blueprint, singleton: SingletonApp) -> None:
+    """The timer that keeps the queues of keys with a limit moving."""
+
+    @bp.function_name("SingletonLimitSweep")
+    @bp.timer_trigger(arg_name="timer", schedule=LIMIT_SWEEP_SCHEDULE)
+    @bp.generic_input_binding(arg_name="starter", type="durableClient")
+    async def limit_sweep(timer: func.TimerRequest, starter: str) -> None:
+        await singleton.limit_sweep(timer, starter)
 
 
 def _add_retention(bp: df.Blueprint, singleton: SingletonApp) -> None:

@@ -159,6 +159,10 @@ class Catalog:
             self._limits[function_name] = found
         return self._limits[function_name]
 
+    def has_limits(self) -> bool:
+        """Whether any of the orchestrators has a limit per key."""
+        return any(self.limit(name) is not None for name in self.names)
+
     def accepts_stop(self, function_name: str) -> bool:
         """Whether ``function_name`` (one of :attr:`names`) takes a graceful Stop (one
         that takes next runs does)."""

@@ -26,12 +26,15 @@ logger = logging.getLogger("durable_singleton._starter")
 #: The route of a start, a status read and a stop, under the host's ``/api`` prefix: the
 #: product's contract, whichever app serves it.
 INSTANCE_ROUTE = "orchestrators/{functionName}/{instanceId}"
+#: A start with a limit per key, and the URL its request is followed at.
+LIMITED_ROUTE = "limits/{functionName}/{key}"
+LIMITED_REQUEST_ROUTE = "limits/{functionName}/{key}/requests/{requestId}"
 #: Where the operator routes (list, page, contract) go unless an app says otherwise.
 DEFAULT_ROUTE_PREFIX = "singletons"
 _PREFIX = re.compile(r"[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*")
 #: First segments a prefix must not take: the Durable starters' routes
 #: (``orchestrators/{functionName}`` in the templates and samples), and the host's own.
-_TAKEN = {"orchestrators", "runtime", "admin"}
+_TAKEN = {"orchestrators", "runtime", "admin", "limits"}
 
 
 @dataclass(frozen=True)
@@ -52,7 +55,7 @@ class Routes:
         if not _PREFIX.fullmatch(self.prefix) or self.prefix.split("/")[0].lower() in _TAKEN:
             raise ValueError(
                 f"route_prefix {self.prefix!r}: one or more path segments of letters, digits, "
-                "- and _, not starting with orchestrators, runtime or admin"
+                "- and _, not starting with orchestrators, limits, runtime or admin"
             )
 
     @property
@@ -72,7 +75,13 @@ class Routes:
 
     def template(self, trigger: str) -> str:
         """The route template of the HTTP function ``trigger`` names."""
-        return {"list": self.list, "page": self.page}.get(trigger, INSTANCE_ROUTE)
+        routes = {
+            "list": self.list,
+            "page": self.page,
+            "limited": LIMITED_ROUTE,
+            "limited-request": LIMITED_REQUEST_ROUTE,
+        }
+        return routes.get(trigger, INSTANCE_ROUTE)
 
     def instance_paths(self, request_path: str, route: str) -> str:
         """The path under which this app's instances are (``/api/orchestrators/``), from

@@ -29,6 +29,9 @@ from ._root import Root
 
 logger = logging.getLogger("durable_singleton.limit_sweep")
 
+#: When the sweep runs (NCRONTAB, seconds first): every 30 seconds, so a slot freed
+#: without a take passes to the queue's head within about that.
+LIMIT_SWEEP_SCHEDULE = "*/30 * * * * *"
 #: The most keys one tick sweeps (the oldest-listed first; the rest the next tick).
 MAX_KEYS_PER_TICK = 100
 

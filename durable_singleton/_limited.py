@@ -76,11 +76,12 @@ class QueueFull(NotStarted):
 
 class LimitReached(NotStarted):
     """``onFull=reject``: every slot of the key is busy (or others wait); nothing was
-    queued. ``instance_ids``: the key's busy slots."""
+    queued. ``instance_ids``: the key's busy slots; ``limit``: the key's limit."""
 
-    def __init__(self, key: str, instance_ids: Tuple[str, ...]):
+    def __init__(self, key: str, limit: int, instance_ids: Tuple[str, ...]):
         super().__init__(key)
         self.key = key
+        self.limit = limit
         self.instance_ids = instance_ids
 
 
@@ -168,11 +169,62 @@ async def start_limited(start: LimitedStart, durable: DurableClient, root: Root)
         held = None if admission.slot is None else slot_id(key, admission.slot)
         return Admitted(admission.request, held, admission.position, replayed=True)
     if isinstance(admission, rules.KeyMismatch):
-        raise ProblemError(problems.idempotency_key_mismatch(key))
+        raise ProblemError(problems.limited_key_mismatch(key))
     if isinstance(admission, rules.OtherOrchestrator):
         raise KeyInUse(key, admission.orchestrator)
     assert isinstance(admission, rules.Busy)
-    raise LimitReached(key, tuple(slot_id(key, n) for n in admission.slots))
+    raise LimitReached(key, start.limit, tuple(slot_id(key, n) for n in admission.slots))
+
+
+@dataclass(frozen=True)
+class RequestState:
+    """Where a request of a key's queue is: ``queued`` at ``position``, ``started`` as
+    ``instance_id``, or ``cancelled``."""
+
+    state: str
+    position: Optional[int] = None
+    instance_id: Optional[str] = None
+
+
+def _state_of(queue: Optional[Queue], key: str, request_id: str) -> Optional[RequestState]:
+    if queue is None:
+        return None
+    position = queue.position(request_id)
+    if position is not None:
+        return RequestState("queued", position=position)
+    slot = queue.slot_of(request_id)
+    if slot is not None:
+        return RequestState("started", instance_id=slot_id(key, slot))
+    if request_id in queue.cancelled:
+        return RequestState("cancelled")
+    return None
+
+
+async def request_state(
+    root: Root, task_hub: str, key: str, request_id: str
+) -> Optional[RequestState]:
+    """Where request ``request_id`` of ``key``'s queue is; None when the queue knows no
+    such request."""
+    return _state_of(await root.queues().read(task_hub, key), key, request_id)
+
+
+async def cancel_request(
+    root: Root, task_hub: str, key: str, request_id: str
+) -> Optional[RequestState]:
+    """Cancel a waiting request (it never runs): its state after, ``cancelled``, or
+    ``started`` when it was too late; None when the queue knows no such request.
+
+    Raises QueueOutcomeUnknown when the write lost its answer (it may be cancelled).
+    """
+
+    def cancelling(queue: Optional[Queue]) -> "tuple[Optional[Queue], Any]":
+        written, _ = rules.cancel(queue, request_id)
+        return written, _state_of(written or queue, key, request_id)
+
+    try:
+        return await root.queues().change(task_hub, key, cancelling)
+    except DocumentWriteUnknown as error:
+        raise QueueOutcomeUnknown(key, request_id) from error
 
 
 async def start_in_slot(

@@ -139,6 +139,108 @@ def invalid_key(rule: str) -> Problem:
     return Problem("invalid-key", 400, "Invalid key", rule)
 
 
+def queue_full(key: str, bound: int, retry_after: int) -> Problem:
+    """429: the key's queue holds ``bound`` requests; nothing was queued."""
+    return Problem(
+        "queue-full",
+        429,
+        "The key's queue is full",
+        f"{bound} requests already wait for a slot of key '{printable(key)}' "
+        "(SINGLETON_QUEUE_BOUND); nothing was started or queued. Retry after Retry-After "
+        "seconds.",
+        {"key": key, "bound": bound},
+        {"Retry-After": str(retry_after)},
+    )
+
+
+def limit_reached(key: str, limit: int, instances: Iterable[Mapping[str, Any]]) -> Problem:
+    """409 (``onFull=reject``): every slot of the key is busy; nothing was queued."""
+    return Problem(
+        "limit-reached",
+        409,
+        "The key's limit is reached",
+        f"Key '{printable(key)}' has {limit} instances active (its limit), or requests "
+        "waiting for a slot, and onFull=reject was asked; nothing was started or queued.",
+        {"key": key, "limit": limit, "instances": list(instances)},
+    )
+
+
+def key_in_use(key: str, orchestrator: str) -> Problem:
+    """409: the key's slots run another orchestrator."""
+    return Problem(
+        "key-in-use",
+        409,
+        "The key belongs to another orchestrator",
+        f"Key '{printable(key)}' is used with orchestrator '{printable(orchestrator)}' "
+        "(its slots are instance ids of the task hub); nothing was started or queued.",
+        {"key": key, "orchestrator": orchestrator},
+    )
+
+
+def request_cancelled(key: str, request_id: str) -> Problem:
+    """409: the Idempotency-Key's request was cancelled since."""
+    return Problem(
+        "request-cancelled",
+        409,
+        "The request was cancelled",
+        "The request this Idempotency-Key was first used for was cancelled before it "
+        "started; nothing was started or queued. Use a new key for a new request.",
+        {"key": key, "requestId": request_id},
+    )
+
+
+def limited_key_mismatch(key: str) -> Problem:
+    """422: the Idempotency-Key was first used for another start of the key."""
+    return Problem(
+        "idempotency-key-mismatch",
+        422,
+        "Idempotency-Key used for another request",
+        f"This Idempotency-Key was first used for a different start for key "
+        f"'{printable(key)}' (another orchestrator, body or onFull); nothing was started or "
+        "queued. Use a new key for a new request.",
+        {"key": key},
+    )
+
+
+def request_not_found(key: str, request_id: str) -> Problem:
+    """404: the key's queue knows no such request."""
+    return Problem(
+        "request-not-found",
+        404,
+        "No such request",
+        f"The queue of key '{printable(key)}' knows no request '{printable(request_id)}' "
+        "(never queued here, or long forgotten).",
+        {"key": key, "requestId": request_id},
+    )
+
+
+def request_started(instance: Mapping[str, Any], request_id: str) -> Problem:
+    """409: a DELETE of a queued request that has started already."""
+    return Problem(
+        "request-started",
+        409,
+        "The request has started",
+        "The request left the queue and started (or ran) before the cancel; nothing was "
+        "cancelled. Stop its instance to end it.",
+        {**instance, "requestId": request_id},
+        _location(instance),
+    )
+
+
+def queue_outcome_unknown(key: str, request_id: str, retry_after: int) -> Problem:
+    """503: the write to the key's queue lost its answer; the request may be queued."""
+    return Problem(
+        "queue-outcome-unknown",
+        503,
+        "The request may be queued",
+        "The write to the key's queue lost its answer and it cannot be told whether it "
+        "landed: the request may be queued (or started). Read its request URL before "
+        "asking again.",
+        {"key": key, "requestId": request_id},
+        {"Retry-After": str(retry_after)},
+    )
+
+
 def next_run_outcome_unknown(
     links: Mapping[str, Any], retry_after: int, members: Mapping[str, str]
 ) -> Problem:

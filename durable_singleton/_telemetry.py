@@ -29,6 +29,8 @@ REQUEST_SPANS = {
     "page": "SingletonsPage",
     "retention": "SingletonRetention",
     "limit-sweep": "SingletonLimitSweep",
+    "limited": "HttpStartLimited",
+    "limited-request": "LimitedRequest",
 }
 
 _tracer = trace.get_tracer(_SCOPE)

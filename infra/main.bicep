@@ -129,6 +129,11 @@ param nextRunWaitSeconds int = 20
 @description('App setting SINGLETON_STUCK_PENDING_SECONDS: an instance Pending for longer is reported stuck.')
 param stuckPendingSeconds int = 600
 
+@minValue(1)
+@maxValue(10000)
+@description('App setting SINGLETON_QUEUE_BOUND: the most requests that wait in one key\'s queue (a start with a limit per key).')
+param queueBound int = 100
+
 @description('App setting SINGLETON_RETENTION_ENABLED: whether the retention timer purges and deletes (docs/operate.md).')
 param retentionEnabled bool = false
 
@@ -195,6 +200,7 @@ module resources 'resources.bicep' = {
     idempotencyTtlSeconds: idempotencyTtlSeconds
     nextRunWaitSeconds: nextRunWaitSeconds
     stuckPendingSeconds: stuckPendingSeconds
+    queueBound: queueBound
     retentionEnabled: retentionEnabled
     retentionSchedule: retentionSchedule
     retentionDays: retentionDays

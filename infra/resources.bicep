@@ -20,6 +20,7 @@ param managementLinks string
 param idempotencyTtlSeconds int
 param nextRunWaitSeconds int
 param stuckPendingSeconds int
+param queueBound int
 param retentionEnabled bool
 param retentionSchedule string
 param retentionDays int
@@ -192,6 +193,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       SINGLETON_IDEMPOTENCY_TTL_SECONDS: string(idempotencyTtlSeconds)
       SINGLETON_NEXT_RUN_WAIT_SECONDS: string(nextRunWaitSeconds)
       SINGLETON_STUCK_PENDING_SECONDS: string(stuckPendingSeconds)
+      SINGLETON_QUEUE_BOUND: string(queueBound)
       // The retention timer, SingletonRetention (docs/operate.md).
       SINGLETON_RETENTION_ENABLED: string(retentionEnabled)
       SINGLETON_RETENTION_SCHEDULE: retentionSchedule

@@ -67,3 +67,28 @@ def _bodiless(
         params=dict(parse_qsl(query, keep_blank_values=True)),
         route_params=dict(route_params),
     )
+
+
+def limited_request(
+    function_name: str,
+    key: str,
+    body: Any = None,
+    query: str = "",
+    headers: Optional[Mapping[str, str]] = None,
+) -> func.HttpRequest:
+    """A POST to /api/limits/{functionName}/{key} (a start with a limit per key)."""
+    url = f"{ORIGIN}/api/limits/{function_name}/{key}" + (f"?{query}" if query else "")
+    return func.HttpRequest(
+        method="POST",
+        url=url,
+        body=b"" if body is None else json.dumps(body).encode("utf-8"),
+        headers={"Content-Type": "application/json", **(headers or {})},
+        params=dict(parse_qsl(query, keep_blank_values=True)),
+        route_params={"functionName": function_name, "key": key},
+    )
+
+
+def queued_request(method: str, function_name: str, key: str, request_id: str) -> func.HttpRequest:
+    """A GET or DELETE on /api/limits/{functionName}/{key}/requests/{requestId}."""
+    route = {"functionName": function_name, "key": key, "requestId": request_id}
+    return _bodiless(method, f"limits/{function_name}/{key}/requests/{request_id}", "", route)

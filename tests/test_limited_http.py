@@ -1,0 +1,138 @@
+"""Starts with a limit per key over HTTP, through the v1 app (SingletonOrchestrator has a
+limit of 3 per key): every answer checked against the OpenAPI document; the queued
+request's URL, its cancel, the bound, onFull=reject and Idempotency-Key."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.support.answers import body, kind
+from tests.support.app import app
+from tests.support.contract import check_response
+from tests.support.requests import limited_request, queued_request
+
+JOB = "SingletonOrchestrator"
+START_PATH = "/limits/{functionName}/{key}"
+REQUEST_PATH = "/limits/{functionName}/{key}/requests/{requestId}"
+
+
+@pytest.fixture
+def post(durable, app_env):
+    import os
+
+    from durable_singleton import _settings
+
+    durable.use_storage(os.environ[_settings.STORAGE_CONNECTION], app_env)
+
+    async def call(key, body=None, query="", headers=None):
+        response = await app.http_limited_start(
+            limited_request(JOB, key, body, query, headers), durable.starter()
+        )
+        return check_response("POST", response, START_PATH)
+
+    return call
+
+
+@pytest.fixture
+def follow(durable):
+    async def call(method, key, request_id):
+        response = await app.http_limited_request(
+            queued_request(method, JOB, key, request_id), durable.starter()
+        )
+        return check_response(method, response, REQUEST_PATH)
+
+    return call
+
+
+async def test_three_start_the_rest_queue_and_each_is_followed_at_its_url(
+    post, follow, durable
+) -> None:
+    answers = [await post("tenant", {"items": [n]}) for n in range(5)]
+    assert [a.status_code for a in answers] == [202] * 5
+    started, queued = [body(a) for a in answers[:3]], [body(a) for a in answers[3:]]
+    assert [b["outcome"] for b in started] == ["started"] * 3
+    assert [b["id"] for b in started] == ["tenant~0", "tenant~1", "tenant~2"]
+    assert [(b["outcome"], b["position"]) for b in queued] == [("queued", 1), ("queued", 2)]
+    assert answers[3].headers["Location"] == queued[0]["requestUri"]
+    assert queued[0]["requestUri"].endswith(
+        f"/api/limits/{JOB}/tenant/requests/{queued[0]['requestId']}"
+    )
+    waiting = body(await follow("GET", "tenant", queued[1]["requestId"]))
+    assert (waiting["state"], waiting["position"]) == ("queued", 2)
+    durable.end_run("tenant~1")  # its slot passes to the head
+    now = body(await follow("GET", "tenant", queued[0]["requestId"]))
+    assert (now["state"], now["instanceId"]) == ("started", "tenant~1")
+    assert body(await follow("GET", "tenant", queued[1]["requestId"]))["position"] == 1
+
+
+async def test_a_waiting_request_is_cancelled_and_one_that_started_is_not(
+    post, follow, durable
+) -> None:
+    for n in range(3):
+        await post("cancel", {"items": [n]})
+    waiting = body(await post("cancel", {"items": [3]}))
+    cancelled = await follow("DELETE", "cancel", waiting["requestId"])
+    assert cancelled.status_code == 200 and body(cancelled)["state"] == "cancelled"
+    again = await follow("DELETE", "cancel", waiting["requestId"])  # a retried cancel
+    assert again.status_code == 200
+    for slot in ["cancel~0", "cancel~1", "cancel~2"]:
+        durable.end_run(slot)
+    assert all(not i.startswith("cancel~") for i in durable.active_instances())
+    assert [i for i, _, _, _ in durable.runs if i.startswith("cancel~")] == [
+        "cancel~0",
+        "cancel~1",
+        "cancel~2",
+    ]  # the cancelled request never ran
+    first = body(await post("cancel2", {"items": [0]}))
+    late = await follow("DELETE", "cancel2", first["requestId"])
+    assert late.status_code == 409 and kind(late) == "request-started"
+    assert body(late)["instanceId"] == "cancel2~0"
+    missing = await follow("GET", "cancel2", "no-such-request")
+    assert missing.status_code == 404 and kind(missing) == "request-not-found"
+
+
+async def test_the_bound_is_429_and_reject_is_409_and_both_change_nothing(
+    post, durable, monkeypatch
+) -> None:
+    from tests.support.app import change_setting
+
+    await change_setting(monkeypatch, "SINGLETON_QUEUE_BOUND", "1")
+    for n in range(4):
+        assert (await post("full", {"items": [n]})).status_code == 202
+    full = await post("full", {"items": [4]})
+    assert full.status_code == 429 and kind(full) == "queue-full"
+    assert int(full.headers["Retry-After"]) > 0
+    busy = await post("full", {"items": [5]}, query="onFull=reject")
+    assert busy.status_code == 409 and kind(busy) == "limit-reached"
+    assert [i["instanceId"] for i in body(busy)["instances"]] == ["full~0", "full~1", "full~2"]
+    assert len([c for c in durable.created if c[0].startswith("full~")]) == 3
+
+
+async def test_a_retry_with_its_key_gets_its_first_request_as_it_is_now(post, durable) -> None:
+    for n in range(3):
+        await post("keyed", {"items": [n]})
+    first = await post("keyed", {"items": [9]}, headers={"Idempotency-Key": "k-1"})
+    retry = await post("keyed", {"items": [9]}, headers={"Idempotency-Key": "k-1"})
+    assert retry.headers["Idempotent-Replayed"] == "true"
+    assert body(retry)["requestId"] == body(first)["requestId"]
+    assert body(retry)["position"] == 1
+    durable.end_run("keyed~0")
+    later = await post("keyed", {"items": [9]}, headers={"Idempotency-Key": "k-1"})
+    assert body(later)["outcome"] == "started" and body(later)["id"] == "keyed~0"
+    other = await post("keyed", {"items": [8]}, headers={"Idempotency-Key": "k-1"})
+    assert other.status_code == 422 and kind(other) == "idempotency-key-mismatch"
+    runs = [r for i, r, _, _ in durable.runs if i.startswith("keyed~")]
+    assert runs.count(body(first)["requestId"]) == 1
+
+
+async def test_bad_requests_are_refused_before_anything(post, durable) -> None:
+    bad_key = await post("a~b/c")
+    assert bad_key.status_code == 400 and kind(bad_key) == "invalid-key"
+    bad_query = await post("k", query="onFull=later")
+    assert bad_query.status_code == 400 and kind(bad_query) == "invalid-query-parameter"
+    bad_input = await post("k", {"items": "no"})
+    assert bad_input.status_code == 400 and kind(bad_input) == "invalid-input"
+    assert durable.created == []
+    assert json.loads(bad_key.get_body())["status"] == 400
