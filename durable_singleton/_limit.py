@@ -48,10 +48,19 @@ def queue_blob_name(task_hub: str, key: str) -> str:
 
 
 def queue_metadata(queue: "Queue") -> Dict[str, str]:
-    """What a listing of the queues shows of one: how many requests wait, and how many
+    """What a listing of the queues shows of one without reading it: its orchestrator,
+    its busy slots, how many requests wait and since when the oldest does, and how many
     slots were reserved for starts not yet confirmed (the sweep's work)."""
     unconfirmed = sum(1 for slot in queue.slots.values() if not slot.confirmed)
-    return {"waiting": str(len(queue.waiting)), "unconfirmed": str(unconfirmed)}
+    oldest = queue.waiting[0] if queue.waiting else None
+    return {
+        "orchestrator": queue.orchestrator,
+        "slots": ",".join(str(number) for number in sorted(queue.slots)),
+        "waiting": str(len(queue.waiting)),
+        "unconfirmed": str(unconfirmed),
+        "oldestrequest": oldest.request if oldest else "",
+        "oldestqueuedat": oldest.queued_at if oldest else "",
+    }
 
 
 def slot_id(key: str, slot: int) -> str:
@@ -401,16 +410,3 @@ def _with_slot(queue: Queue, number: int, slot: Slot) -> Queue:
 
 def _remember_start(queue: Queue, request: str, slot: int) -> Queue:
     return replace(queue, started=(*queue.started, (request, slot))[-MAX_HISTORY:])
-
-
-def describe(queue: Optional[Queue], limit: int) -> Dict[str, Any]:
-    """What the list and the overview show of a key: busy slots, queue length, oldest."""
-    queue = queue or Queue()
-    oldest = queue.waiting[0] if queue.waiting else None
-    return {
-        "active": sorted(number for number in queue.slots if number < limit),
-        "queued": len(queue.waiting),
-        "oldestQueued": None
-        if oldest is None
-        else {"requestId": oldest.request, "queuedAt": oldest.queued_at},
-    }

@@ -22,9 +22,7 @@ from opentelemetry.trace import Span
 from ._durable import DurableClient
 from ._errors import NotStarted, OutcomeUnknown
 from ._invocation import RootFactory, Told, enveloped
-from ._limit import QUEUE_FOLDER
-from ._limited import sweep_key
-from ._lock import BlobMissing, storage_call
+from ._limited import listed_queues, sweep_key
 from ._root import Root
 
 logger = logging.getLogger("durable_singleton.limit_sweep")
@@ -88,21 +86,10 @@ async def sweep_all(root: Root, durable: DurableClient) -> SweepReport:
 
 
 async def _keys_to_sweep(root: Root, task_hub: str) -> List[str]:
-    container = root.container(root.settings.lock_container)
-    prefix = f"{task_hub.lower()}{QUEUE_FOLDER}/"
-    keys: List[str] = []
-
-    async def listed() -> None:
-        async for blob in container.list_blobs(name_starts_with=prefix, include=["metadata"]):
-            metadata = blob.metadata or {}
-            if metadata.get("waiting", "1") != "0" or metadata.get("unconfirmed", "1") != "0":
-                keys.append(blob.name[len(prefix) :])
-                if len(keys) >= MAX_KEYS_PER_TICK:
-                    return
-
-    try:
-        # One bound for the whole listing: a tick that cannot list sweeps nothing.
-        await storage_call(listed(), root.settings.storage_timeout_seconds * 2)
-    except BlobMissing:
-        return []  # no lock container yet: no queue either
+    keys = []
+    for key, metadata in await listed_queues(root, task_hub):
+        if metadata.get("waiting", "1") != "0" or metadata.get("unconfirmed", "1") != "0":
+            keys.append(key)
+            if len(keys) >= MAX_KEYS_PER_TICK:
+                break
     return keys

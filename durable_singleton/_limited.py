@@ -17,7 +17,7 @@ import datetime
 import logging
 import uuid
 from dataclasses import dataclass
-from typing import Any, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from . import _limit as rules
 from . import _problems as problems
@@ -25,7 +25,7 @@ from ._documents import DocumentWriteUnknown
 from ._durable import DurableClient, InstanceStatus
 from ._errors import NotStarted, OutcomeUnknown
 from ._limit import Queue, slot_id
-from ._lock import MIN_FENCED_SECONDS, HeldLock, LockLost
+from ._lock import MIN_FENCED_SECONDS, BlobMissing, HeldLock, LockLost, storage_call
 from ._next_run import iso, shown_run
 from ._policy import ACTIVE, OnConflict, OnFull, Reuse
 from ._problems import ProblemError
@@ -409,3 +409,28 @@ def _older(since: str, grace: datetime.timedelta) -> bool:
 
 def _now() -> str:
     return iso(datetime.datetime.now(datetime.timezone.utc))
+
+
+#: The most queues one listing reads (about a page of blob names).
+MAX_LISTED_QUEUES = 5000
+
+
+async def listed_queues(root: Root, task_hub: str) -> List[Tuple[str, Dict[str, str]]]:
+    """The task hub's key queues, each key with its blob metadata
+    (:func:`durable_singleton._limit.queue_metadata`), from one listing bounded by the
+    storage timeout (twice); none when there is no lock container yet."""
+    container = root.container(root.settings.lock_container)
+    prefix = rules.queue_blob_name(task_hub, "")
+    found: List[Tuple[str, Dict[str, str]]] = []
+
+    async def listing() -> None:
+        async for blob in container.list_blobs(name_starts_with=prefix, include=["metadata"]):
+            found.append((blob.name[len(prefix) :], dict(blob.metadata or {})))
+            if len(found) >= MAX_LISTED_QUEUES:
+                return
+
+    try:
+        await storage_call(listing(), root.settings.storage_timeout_seconds * 2)
+    except BlobMissing:
+        return []
+    return found

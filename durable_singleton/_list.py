@@ -24,11 +24,14 @@ from . import _answers as answers
 from . import _problems as problems
 from ._durable import DurableClient, InstancePage, InstanceStatus
 from ._invocation import Invocation, RootFactory, Routes, answer
+from ._limit import slot_id
+from ._limited import listed_queues
 from ._links import Links, list_links
 from ._lock import LockUnavailable
 from ._policy import FINISHED
 from ._problems import ProblemError
 from ._request import check_function_name
+from ._root import Root
 from ._settings import choice_values, parse_choice
 from ._validation import query_values, read_whole_number
 
@@ -67,7 +70,9 @@ async def _list(call: Invocation) -> Tuple[func.HttpResponse, str]:
     items = [list_item(status, links) for status in mine]
     if call.root.catalog.accepts_next_run(function_name):
         await _mark_buffered(call, mine, items)
-    body = {"instances": items, "continuationToken": _wrap(page.continuation)}
+    body: Dict[str, Any] = {"instances": items, "continuationToken": _wrap(page.continuation)}
+    if continuation is None and call.root.catalog.limit(function_name) is not None:
+        body["keys"] = await keys_of(call.root, call.durable.task_hub, function_name)
     return answers.json_response(200, body), "listed"
 
 
@@ -84,6 +89,33 @@ async def orchestrator_page(
     page = await durable.list_page(statuses, top, continuation)
     mine = [status for status in page.statuses if status.name == function_name]
     return InstancePage(mine, page.continuation)
+
+
+async def keys_of(root: Root, task_hub: str, function_name: str) -> List[Dict[str, Any]]:
+    """The keys of an orchestrator with a limit that have instances active or requests
+    waiting: each key's active slots' instance ids, its queue's length and its oldest
+    waiting request, from one listing of the queues (no queue is read)."""
+    keys = []
+    for key, metadata in await listed_queues(root, task_hub):
+        slots = [int(n) for n in metadata.get("slots", "").split(",") if n.isdigit()]
+        waiting = int(metadata.get("waiting", "0") or 0)
+        if metadata.get("orchestrator") != function_name or not (slots or waiting):
+            continue
+        oldest = None
+        if metadata.get("oldestrequest"):
+            oldest = {
+                "requestId": metadata["oldestrequest"],
+                "queuedAt": metadata.get("oldestqueuedat", ""),
+            }
+        keys.append(
+            {
+                "key": key,
+                "active": [slot_id(key, n) for n in sorted(slots)],
+                "queued": waiting,
+                "oldestQueued": oldest,
+            }
+        )
+    return keys
 
 
 def list_item(status: InstanceStatus, links: Links) -> Dict[str, Any]:

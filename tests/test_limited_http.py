@@ -136,3 +136,22 @@ async def test_bad_requests_are_refused_before_anything(post, durable) -> None:
     assert bad_input.status_code == 400 and kind(bad_input) == "invalid-input"
     assert durable.created == []
     assert json.loads(bad_key.get_body())["status"] == 400
+
+
+async def test_the_list_shows_each_key_with_its_active_slots_and_its_queue(post, durable) -> None:
+    from tests.support.requests import list_request
+
+    answers = [body(await post("listed", {"items": [n]})) for n in range(6)]
+    await post("other-key", {"items": [0]})
+    response = await app.http_list(list_request(JOB, "top=100"), durable.starter())
+    listed = body(check_response("GET", response, "/singletons/{functionName}"))
+    keys = {k["key"]: k for k in listed["keys"]}
+    assert keys["listed"]["active"] == ["listed~0", "listed~1", "listed~2"]
+    assert keys["listed"]["queued"] == 3
+    assert keys["listed"]["oldestQueued"]["requestId"] == answers[3]["requestId"]
+    assert keys["other-key"] == {
+        "key": "other-key",
+        "active": ["other-key~0"],
+        "queued": 0,
+        "oldestQueued": None,
+    }

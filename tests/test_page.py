@@ -177,6 +177,28 @@ def test_the_page_shows_the_schedule_and_its_next_tick(front, durable, browser, 
     assert tick.minute % 15 == 0 and tick.second == 0
 
 
+_READ_KEY = """
+const row = document.querySelector('tr[data-key="' + arguments[0] + '"]');
+return row ? Array.from(row.querySelectorAll('td')).map(td => td.textContent) : null;
+"""
+
+
+def test_the_page_shows_each_key_with_its_slots_and_its_queue(front, durable, browser) -> None:
+    for n in range(4):  # SingletonOrchestrator's limit is 3 per key: one waits
+        started = urllib.request.Request(
+            f"{front.origin}/api/limits/SingletonOrchestrator/tenant-7?code={KEY}",
+            data=b'{"items": [1]}',
+            method="POST",
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(started, timeout=10) as answer:
+            assert answer.status == 202
+    browser.get(f"{front.origin}/api/singletons?code={KEY}&refresh=1")
+    cells = wait(browser, lambda b: b.execute_script(_READ_KEY, "tenant-7"))
+    assert cells[:3] == ["tenant-7", "tenant-7~0, tenant-7~1, tenant-7~2", "1"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", cells[3])  # when it queued
+
+
 def test_the_page_loads_nothing_from_elsewhere_and_needs_the_key(front, durable) -> None:
     with urllib.request.urlopen(f"{front.origin}/api/singletons?code={KEY}", timeout=10) as page:
         html = page.read().decode()

@@ -26,6 +26,8 @@ HANDLERS: Dict[str, Handler] = {
     "SingletonInstance": lambda app, req, starter: app.http_instance(req, starter),
     "SingletonList": lambda app, req, starter: app.http_list(req, starter),
     "SingletonsPage": lambda app, req, starter: app.http_page(req, starter),
+    "HttpStartLimited": lambda app, req, starter: app.http_limited_start(req, starter),
+    "LimitedRequest": lambda app, req, starter: app.http_limited_request(req, starter),
 }
 
 
