@@ -24,6 +24,7 @@ from typing import Any, Awaitable, Callable, Dict, List, Optional, Tuple
 import azure.functions as func
 
 from benchmarks.burst import burst, storage_ceiling
+from benchmarks.limited import limited_costs
 from tests.support import seed_starter
 from tests.support.app import app, settled
 from tests.support.azurite import ACCOUNT, ACCOUNT_KEY, Azurite
@@ -791,6 +792,14 @@ async def main(args: argparse.Namespace) -> str:
         if not args.skip_burst:
             bursts = await next_run_bursts(durable, azurite, args)
         profile = await profile_start(bench, args.requests)
+        limits = await limited_costs(
+            durable,
+            OURS.http_start,
+            OURS.http_limited_start,
+            lambda: settled(OURS),
+            lambda: counter.requests,
+            args.requests,
+        )
         chart(repetitions[-1][0], args.out / "benchmark.png")
         await OURS.close()
         await close_app_clients()
@@ -804,6 +813,8 @@ async def main(args: argparse.Namespace) -> str:
         + tables(repetitions, memory, args.target_latency)
         + "\n"
         + profile
+        + "\n"
+        + limits
         + ("\n" + bursts if bursts else "")
     )
     if not args.skip_jobs:

@@ -17,6 +17,7 @@ A function.json (v1) app makes one :class:`SingletonApp` and passes it to its fu
 
 from . import errors as errors
 from . import job as job
+from . import limits as limits
 from ._app import SingletonApp
 from ._blueprint import blueprint
 from ._catalog import Catalog, InputRule, InvalidInput
@@ -31,7 +32,7 @@ from ._stop import STOP_EVENT, stop_requested
 __version__ = "5.0.0"
 
 #: The failures by kind are in :mod:`durable_singleton.errors`; the sample job is
-#: :mod:`durable_singleton.job`.
+#: :mod:`durable_singleton.job`; a limit per key's types are :mod:`durable_singleton.limits`.
 __all__ = [
     "Action",
     "Catalog",

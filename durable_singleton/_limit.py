@@ -37,9 +37,9 @@ MAX_LIMIT = 100
 QUEUE_FOLDER = ".queues"
 #: Separates a key from its slot number in a slot's instance id.
 SLOT_SEPARATOR = "~"
-#: How many started and cancelled requests a queue remembers (newest kept), so that a
-#: request's URL can still say what became of it.
-MAX_HISTORY = 64
+#: How many slotted and cancelled requests (and Idempotency-Keys) a queue remembers
+#: (newest kept), so that a request's URL can still say what became of it.
+MAX_HISTORY = 256
 
 
 def queue_blob_name(task_hub: str, key: str) -> str:
@@ -99,8 +99,9 @@ class Slot:
 @dataclass(frozen=True)
 class Queue:
     """One key's queue document: the orchestrator the key's slots run, its busy slots,
-    its waiting requests (oldest first), the latest started and cancelled requests, and
-    the Idempotency-Keys of the latest requests;
+    its waiting requests (oldest first), the latest requests given a slot (``started``,
+    in the order they were given one) and cancelled, and the Idempotency-Keys of the
+    latest requests;
     ``writes``: the ids of the latest writes (the store's, to tell whether a write whose
     answer was lost landed)."""
 
@@ -295,7 +296,7 @@ def started(queue: Optional[Queue], slot: int, request: str) -> Tuple[Optional[Q
     if held.confirmed:
         return None, True
     confirmed = replace(held, confirmed=True, input=None)
-    return _remember_start(_with_slot(queue, slot, confirmed), request, slot), True
+    return _with_slot(queue, slot, confirmed), True
 
 
 def not_started(queue: Optional[Queue], slot: int, request: str) -> Tuple[Optional[Queue], bool]:
@@ -330,7 +331,7 @@ def take(
     head, rest = queue.waiting[0], queue.waiting[1:]
     following = Slot(head.request, now, queued=True, input=head.input, confirmed=True, after=run)
     queue = _with_slot(replace(queue, waiting=rest), slot, following)
-    return _remember_start(queue, head.request, slot), head
+    return _remember_slotted(queue, head.request, slot), head
 
 
 def vacate(
@@ -392,21 +393,24 @@ def _filled(queue: Queue, limit: int, now: str) -> Tuple[Queue, Heads]:
         head = queue.waiting[0]
         reserved = Slot(head.request, now, queued=True, input=head.input)
         queue = _with_slot(replace(queue, waiting=queue.waiting[1:]), number, reserved)
+        queue = _remember_slotted(queue, head.request, number)
         heads.append((number, head))
     return queue, tuple(heads)
 
 
 def _given_back(queue: Queue, slot: int, held: Slot) -> Queue:
     slots = {number: s for number, s in queue.slots.items() if number != slot}
-    waiting = queue.waiting
+    waiting, history = queue.waiting, queue.started
     if held.queued:
         waiting = (Waiting(held.request, held.input, held.since), *waiting)
-    return replace(queue, slots=slots, waiting=waiting)
+    else:  # its caller was told it did not start: the request is gone
+        history = tuple(entry for entry in history if entry[0] != held.request)
+    return replace(queue, slots=slots, waiting=waiting, started=history)
 
 
 def _with_slot(queue: Queue, number: int, slot: Slot) -> Queue:
     return replace(queue, slots={**queue.slots, number: slot})
 
 
-def _remember_start(queue: Queue, request: str, slot: int) -> Queue:
+def _remember_slotted(queue: Queue, request: str, slot: int) -> Queue:
     return replace(queue, started=(*queue.started, (request, slot))[-MAX_HISTORY:])

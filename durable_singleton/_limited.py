@@ -31,16 +31,13 @@ from ._policy import ACTIVE, OnConflict, OnFull, Reuse
 from ._problems import ProblemError
 from ._request import LimitedStart, StartRequest
 from ._root import Root
+from ._settings import Settings
 from ._slots import QueueStore
 from ._starter import start_singleton
 from ._waiting import Pauses
 
 logger = logging.getLogger("durable_singleton.limited")
 
-#: A reservation no start has confirmed is left to its starter this long before the
-#: sweep looks at it (the starter holds the slot's lock while it starts, and the sweep
-#: takes it too; this only spares the sweep the reservations being started now).
-RESERVATION_GRACE = datetime.timedelta(minutes=2)
 #: Polls for the end of a slot's instance that passed its slot on but is still ending.
 FIRST_END_POLL_SECONDS = 0.05
 MAX_END_POLL_SECONDS = 0.5
@@ -337,7 +334,7 @@ async def sweep_key(
 
     A slot is looked at under its lock, with its instance's status read under it: a run
     that began is done with its slot; a queued request that never began goes back to the
-    head. A reservation younger than :data:`RESERVATION_GRACE` is left to its starter.
+    head. A reservation younger than :func:`reservation_grace` is left to its starter.
     """
     hub = durable.task_hub
     queues = root.queues()
@@ -350,7 +347,7 @@ async def sweep_key(
             if not slot.confirmed and shown_run(status.custom_status) == slot.request:
                 await _confirm(queues, hub, key, number, slot.request)
             continue
-        if not slot.confirmed and not _older(slot.since, RESERVATION_GRACE):
+        if not slot.confirmed and not _older(slot.since, reservation_grace(root.settings)):
             continue
         await _vacate_under_lock(key, number, slot, durable, root)
     # Heads for the slots free now (the vacated ones' and any others').
@@ -358,6 +355,17 @@ async def sweep_key(
     for number, head in heads:
         await _start_head(function_name, key, number, head, durable, root)
     return len(heads)
+
+
+def reservation_grace(settings: Settings) -> datetime.timedelta:
+    """How long the sweep leaves an unconfirmed reservation to its starter: the longest a
+    starter takes from its reservation to the slot's lease (a status read, the lock wait,
+    the lease request), and twice that. Correctness does not rest on it: the starter
+    checks its reservation under the lease, and the sweep gives one back only under that
+    lease; it only spares the sweep the starts in progress."""
+    seconds = settings.durable_timeout_seconds + settings.lock_wait_seconds
+    seconds += 2 * settings.storage_timeout_seconds
+    return datetime.timedelta(seconds=2 * seconds)
 
 
 def _fill(queue: Optional[Queue], limit: int) -> "tuple[Optional[Queue], Any]":

@@ -46,6 +46,7 @@ from ._policy import FINISHED
 from ._problems import Problem, printable
 from ._root import Root
 from ._settings import Retention, load_retention
+from ._slots import parse_slot
 
 logger = logging.getLogger("durable_singleton.retention")
 
@@ -344,7 +345,10 @@ class _Tick:
         if status is not None and status.runtime_status not in FINISHED:
             return False  # active (or unreadable): never touched
         purged = False
-        if status is not None and self.retention.purge_instances and self._purgeable(status):
+        purgeable = status is not None and self.retention.purge_instances
+        if purgeable and status is not None and self._purgeable(status):
+            if await self._slot_held(instance_id):
+                return False  # the sweep has yet to read its status: its run is in it
             if await self._purge(instance_id, held):
                 self._removed("instance", instance_id)
                 self.report.purged.append(instance_id)
@@ -354,6 +358,17 @@ class _Tick:
         if status is None:
             return await self._delete_lock(instance_id, held, purged)
         return False
+
+    async def _slot_held(self, instance_id: str) -> bool:
+        """Whether ``instance_id`` is a slot of a key whose queue still holds it: the
+        sweep settles such a slot from the instance's status, which a purge would take
+        away (one counted read; none for an id that is no slot)."""
+        slot = parse_slot(instance_id)
+        if slot is None:
+            return False
+        self._call()
+        queue = await self.root.queues().read(self.durable.task_hub, slot[0])
+        return queue is not None and slot[1] in queue.slots
 
     async def _purge(self, instance_id: str, held: HeldLock) -> bool:
         """Purge the finished instance under ``held``; False when it was gone already.

@@ -12,6 +12,14 @@ from ._catalog import InvalidInput
 from ._durable import DurableFailure, DurableUnavailable, StartOutcomeUnknown
 from ._errors import NotStarted, OutcomeUnknown, SingletonError
 from ._handover import NextRunOutcomeUnknown
+from ._limited import (
+    KeyInUse,
+    LimitReached,
+    QueueFull,
+    QueueOutcomeUnknown,
+    RequestCancelled,
+    SlotTaken,
+)
 from ._lock import LockLost, LockUnavailable
 from ._problems import Problem, ProblemError
 from ._settings import ConfigurationError
@@ -29,6 +37,8 @@ __all__ = [
     "InstanceEnding",
     "InstanceVanished",
     "InvalidInput",
+    "KeyInUse",
+    "LimitReached",
     "LockBusy",
     "LockLost",
     "LockUnavailable",
@@ -37,7 +47,11 @@ __all__ = [
     "OutcomeUnknown",
     "Problem",
     "ProblemError",
+    "QueueFull",
+    "QueueOutcomeUnknown",
     "ReplaceTimedOut",
+    "RequestCancelled",
     "SingletonError",
+    "SlotTaken",
     "StartOutcomeUnknown",
 ]

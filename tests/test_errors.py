@@ -13,7 +13,12 @@ from durable_singleton import NotStarted, OutcomeUnknown, SingletonError
 from tests.support.durable_double import starter_binding
 from tests.support.fault_proxy import FaultProxy
 
-MAY_HAVE_STARTED = {"StartOutcomeUnknown", "NextRunOutcomeUnknown", "DurableFailure"}
+MAY_HAVE_STARTED = {
+    "StartOutcomeUnknown",
+    "NextRunOutcomeUnknown",
+    "QueueOutcomeUnknown",
+    "DurableFailure",
+}
 
 
 def exported_errors() -> dict:

@@ -304,6 +304,10 @@ class LimitMachine(RuleBasedStateMachine):
         order = {request: index for index, request in enumerate(self.queued_order)}
         slotted = [order[r] for r in self.slotted if r in order]
         assert slotted == sorted(slotted)
+        # The document's own record of who was given a slot, in order, says the same.
+        if self.queue is not None:
+            recorded = list(dict.fromkeys(r for r, _ in self.queue.started if r in order))
+            assert [order[r] for r in recorded] == sorted(order[r] for r in recorded)
 
     def teardown(self) -> None:
         """Drain: carry out every start, end every run, sweep every slot, until idle."""

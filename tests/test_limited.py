@@ -13,9 +13,9 @@ import pytest
 from azure.functions.timer import TimerRequest
 
 from durable_singleton import Catalog, InvalidInput, SingletonApp, StopMode
-from durable_singleton._limited import LimitReached, QueueFull, sweep_key
-from durable_singleton._policy import OnFull
-from durable_singleton.errors import ProblemError
+from durable_singleton._limited import sweep_key
+from durable_singleton.errors import LimitReached, ProblemError, QueueFull
+from durable_singleton.limits import OnFull
 from tests.support.app import root_of
 
 JOB = "Job"
@@ -185,3 +185,23 @@ async def test_the_sweep_timer_moves_only_the_queues_that_wait(limited, durable,
     again = await app.limit_sweep(TimerRequest(), durable.starter())
     assert again is not None and again.swept == [] and again.started == 0
     assert "SingletonLimitSweep" in caplog.text and "decision=sweep-done" in caplog.text
+
+
+async def test_retention_leaves_a_slot_the_sweep_has_yet_to_settle(limited, durable) -> None:
+    import datetime
+
+    from durable_singleton._retention import run_retention
+    from durable_singleton._settings import Retention
+
+    app = limited()
+    client = app.client(durable.starter())
+    await client.start_limited(JOB, "kept", {"n": 0})
+    durable.set_status("kept~0", "Terminated")  # ended without passing its slot on
+    root = root_of(app)
+    later = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=40)
+    retention = Retention(enabled=True, days=30)
+    report = await run_retention(root, root.durable(durable.starter()), retention, later)
+    assert report.purged == [] and "kept~0" in durable.instances  # its run is in its status
+    await sweep_key(JOB, "kept", LIMIT, root.durable(durable.starter()), root)
+    report = await run_retention(root, root.durable(durable.starter()), retention, later)
+    assert report.purged == ["kept~0"]

@@ -100,7 +100,7 @@ def _imports(path: Path) -> set:
 
 def test_the_apps_import_only_the_public_api() -> None:
     """The v1 app's folders and the v2 example use what durable_singleton exports (its
-    top level and its public modules, errors and job), no private module."""
+    top level and its public modules, errors, job and limits), no private module."""
     sources = [APP_ROOT / "singleton_app.py", *APP_ROOT.glob("*/__init__.py")]
     sources += list((APP_ROOT / "examples").rglob("*.py"))
     sources = [p for p in sources if p.parent.name not in ("durable_singleton", "tests")]
@@ -120,7 +120,7 @@ def test_the_public_api_is_what_all_names() -> None:
     assert len(durable_singleton.__all__) <= 20
     assert all(hasattr(durable_singleton, name) for name in exported)
     assert not [name for name in exported if name.startswith("_") and name != "__version__"]
-    for module in (durable_singleton.errors, durable_singleton.job):
+    for module in (durable_singleton.errors, durable_singleton.job, durable_singleton.limits):
         assert module.__all__ and all(hasattr(module, name) for name in module.__all__)
 
 

@@ -184,7 +184,7 @@ return row ? Array.from(row.querySelectorAll('td')).map(td => td.textContent) : 
 
 
 def test_the_page_shows_each_key_with_its_slots_and_its_queue(front, durable, browser) -> None:
-    for n in range(4):  # SingletonOrchestrator's limit is 3 per key: one waits
+    for _ in range(4):  # SingletonOrchestrator's limit is 3 per key: one waits
         started = urllib.request.Request(
             f"{front.origin}/api/limits/SingletonOrchestrator/tenant-7?code={KEY}",
             data=b'{"items": [1]}',

@@ -21,6 +21,7 @@ import pytest
 
 pytest.importorskip("azure_functions_runtime_v1", reason="the runtime needs Python 3.13+")
 
+from durable_singleton._settings import STORAGE_CONNECTION  # noqa: E402
 from tests.support.app import APP_ROOT, change_setting  # noqa: E402
 from tests.support.azurite import connection_string, free_port  # noqa: E402
 from tests.support.contract import LIST_PATH, check_answer  # noqa: E402
@@ -79,7 +80,7 @@ def kind(answer: HttpAnswer) -> str:
 
 async def test_every_function_loads(host) -> None:
     assert set(host.function_ids) == set(FUNCTIONS)
-    assert len(FUNCTIONS) == 11
+    assert len(FUNCTIONS) == 14
 
 
 async def test_the_page_through_the_runtime(host, durable, app_env) -> None:
@@ -112,6 +113,35 @@ async def test_a_start_through_the_runtime(host, durable, app_env) -> None:
     assert answer.status == 202
     assert answer.headers["location"] == answer.json()["statusQueryGetUri"]
     assert durable.instances["rt-start"].input["items"] == [1, 2]
+
+
+async def test_a_start_with_a_limit_through_the_runtime(host, durable, app_env) -> None:
+    durable.use_storage(os.environ[STORAGE_CONNECTION], app_env)
+    answers = []
+    for n in range(4):  # SingletonOrchestrator's limit: 3 per key
+        url = f"{ORIGIN}/api/limits/SingletonOrchestrator/rt-tenant"
+        request = host.http(
+            "POST",
+            url,
+            {"Content-Type": "application/json"},
+            {"functionName": "SingletonOrchestrator", "key": "rt-tenant"},
+            json.dumps({"items": [n]}).encode(),
+        )
+        response = await host.invoke(
+            "HttpStartLimited", {"req": request, "starter": host.durable_client(durable.starter())}
+        )
+        assert host.succeeded(response), host.failure(response)
+        answer = host.http_answer(response)
+        check_answer(
+            "POST", answer.status, answer.headers, answer.body, "/limits/{functionName}/{key}"
+        )
+        answers.append(answer.json())
+    assert [a["outcome"] for a in answers] == ["started", "started", "started", "queued"]
+    assert sorted(i for i in durable.active_instances() if i.startswith("rt-tenant~")) == [
+        "rt-tenant~0",
+        "rt-tenant~1",
+        "rt-tenant~2",
+    ]
 
 
 async def test_a_conflict_through_the_runtime(host, durable, app_env) -> None:
