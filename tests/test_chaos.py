@@ -21,6 +21,14 @@ they treat as lost). For them, besides: no key started more than one generation,
 after a 202 gets it again, and every key's last answer is definite: 202 for the
 generation it started, or a refusal for a key that started nothing (or
 ``idempotency-key-superseded``, which claims neither).
+
+Callers with a limit per key start SingletonOrchestrator (3 per key) for two keys and
+cancel now and then a request told ``queued``; once the callers stop, the sweep runs as
+its timer would until every queue is empty. Afterwards, besides: never more than 3
+instances of a key were active at one moment (from the double's log of instances
+becoming active and ending); every request told ``started`` or ``queued`` ran exactly
+once, unless a cancel's answer said it was cancelled; and of two requests told
+``queued``, the one answered before the other was sent was given a slot first.
 """
 
 from __future__ import annotations
@@ -38,18 +46,21 @@ import pytest
 from durable_singleton._next_run import parse_time
 from durable_singleton._settings import STORAGE_CONNECTION
 from tests.support.azurite import connection_string
+from tests.support.chaos_worker import LIMIT_KEYS
 from tests.support.durable_double import ACTIVE
 from tests.support.fault_proxy import FaultProxy
 from tests.support.processes import AppProcesses
 from tests.support.report import report
 
 PROCESSES = 3
-CALLERS_PER_PROCESS = 7
+CALLERS_PER_PROCESS = 8
 #: The last is started by the debounce callers only (tests/support/chaos_worker.py).
 IDS = ["chaos-a", "chaos-b", "chaos-c", "chaos-d", "chaos-quiet"]
 SECONDS = 12.0
 #: Answers that say a start may have happened; every other non-202 says it did not.
-MAY_HAVE_STARTED = {"start-outcome-unknown"}
+MAY_HAVE_STARTED = {"start-outcome-unknown", "queue-outcome-unknown"}
+#: SingletonOrchestrator's limit per key (its module's concurrency_limit).
+LIMIT = 3
 #: A keyed caller's last answer that says nothing about whether its key started.
 NEITHER = {"idempotency-key-superseded"}
 
@@ -62,6 +73,43 @@ async def settled(durable: Any, seconds: float) -> None:
         i.status in ACTIVE for i in list(durable.instances.values())
     ):
         await asyncio.sleep(0.2)
+
+
+async def drained(durable: Any, seconds: float) -> int:
+    """Run the sweep (as SingletonLimitSweep's timer would) until every key's queue is
+    empty and no instance is active, bounded; return the ticks it took. The keys'
+    instances end a moment after each run begins and pass their slots on."""
+    from durable_singleton._limit_sweep import sweep_all
+    from tests.support.app import app, root_of
+
+    root = root_of(app)
+    client = root.durable(durable.starter())
+    deadline, ticks = time.time() + seconds, 0
+    while time.time() < deadline:
+        await sweep_all(root, client)
+        ticks += 1
+        queues = [await root.queues().read(client.task_hub, key) for key in LIMIT_KEYS]
+        busy = any(q is not None and (q.waiting or q.slots) for q in queues)
+        active = any(i.status in ACTIVE for i in list(durable.instances.values()))
+        if not busy and not active:
+            break
+        await asyncio.sleep(1.0)
+    return ticks
+
+
+def most_active_per_key(durable: Any) -> Dict[str, int]:
+    """From the double's log of instances becoming active and ending: the most instances
+    of each key active at one moment."""
+    active: Dict[str, set] = collections.defaultdict(set)
+    most: Dict[str, int] = collections.defaultdict(int)
+    for _, instance_id, now_active in sorted(durable.activity, key=lambda e: e[0]):
+        key, _, slot = instance_id.rpartition("~")
+        if key not in LIMIT_KEYS:
+            continue
+        assert slot.isdigit() and int(slot) < LIMIT, instance_id
+        (active[key].add if now_active else active[key].discard)(instance_id)
+        most[key] = max(most[key], len(active[key]))
+    return dict(most)
 
 
 async def inject_faults(proxies: List[FaultProxy], until: float, rng: random.Random) -> int:
@@ -113,6 +161,7 @@ async def test_chaos_never_two_winners_and_every_202_is_true(
         await asyncio.sleep(max(0.0, start_at - time.time()))
         faults = await inject_faults([storage, api], start_at + SECONDS - 1, random.Random(seed))
         outputs = await workers.outputs(90)
+        sweeps = await drained(durable, 60)
         await settled(durable, 15)
     finally:
         storage.stop()
@@ -138,7 +187,10 @@ async def test_chaos_never_two_winners_and_every_202_is_true(
         f"generations {len(created)}; keyed starts {len(keyed)}, answers given again "
         f"{replayed}; outcomes {dict(outcomes)}; runs {len(durable.runs)}, next runs "
         f"replaced {sum(1 for a in answers if a[11])}, dropped by a stop "
-        f"{sum(1 for a in answers if a[10])}; burst requests {len(bursts)}"
+        f"{sum(1 for a in answers if a[10])}; burst requests {len(bursts)}; "
+        f"limited {collections.Counter(a[7] or a[3] for a in answers if a[6] == 'limited')}, "
+        f"cancels {collections.Counter(a[7] or a[3] for a in answers if a[6] == 'cancel')}, "
+        f"most active per key {most_active_per_key(durable)}, sweeps to drain {sweeps}"
     )
 
     assert told[202] > 0 and faults > 0  # the run did start things and did break things
@@ -194,6 +246,28 @@ async def test_chaos_never_two_winners_and_every_202_is_true(
         assert code != 503 and kind != "idempotency-key-in-progress", by_token[token]
         if code != 202 and kind not in NEITHER:  # a refusal: the key started nothing
             assert (instance_id, token) not in created, by_token[token]
+    # A limit per key: never more than 3 of a key at any moment; every request told queued
+    # or started ran exactly once, unless a cancel's answer said it was cancelled; the
+    # key's queue gave slots in the order its requests were queued.
+    limited = [a for a in answers if a[6] == "limited"]
+    assert any(a[7] == "queued" for a in limited) and any(a[7] == "started" for a in limited)
+    assert all(most <= LIMIT for most in most_active_per_key(durable).values())
+    cancelled = {a[8] for a in answers if a[6] == "cancel" and a[2] == 200}
+    for answer in limited:
+        if answer[2] == 202 and answer[8] not in cancelled:
+            assert runs[answer[1]] == 1, answer
+    from tests.support.app import app, root_of
+
+    root = root_of(app)
+    for key in LIMIT_KEYS:
+        queue = await root.queues().read("TestHubName", key)
+        given = list(dict.fromkeys(r for r, _ in queue.started)) if queue else []
+        queued = [a for a in limited if a[12] == key and a[7] == "queued"]
+        for first in queued:
+            for then in queued:
+                if first[14] < then[13] and first[8] in given and then[8] in given:
+                    assert given.index(first[8]) < given.index(then[8]), (first, then)
     # Only the documented answers, never an internal error.
-    # (404: a stopper asked to stop an id not started yet; 422 only for a reused key: never.)
-    assert set(told) <= {202, 404, 409, 502, 503}, told
+    # (404: a stopper asked to stop an id not started yet; 422 only for a reused key: never;
+    # 200: a cancel.)
+    assert set(told) <= {200, 202, 404, 409, 502, 503}, told

@@ -13,9 +13,12 @@ key per token), retrying with it after every 503, every 409
 ``idempotency-key-in-progress`` and after their first 202, which they treat as lost,
 until they get another answer or 40 tries have passed; and a burst caller (6) that sends
 bursts of :data:`BURST` bufferOne or debounced requests for one id, one every
-:data:`BURST_PAUSE` seconds. Prints one JSON list of ``[instance id, token, status code,
-problem kind or "", key or "", replayed, mode, outcome, requestId, dueAt,
-droppedRequestId, replacedRequestId]``, one per answer, in order.
+:data:`BURST_PAUSE` seconds; and a limited caller (7) that starts SingletonOrchestrator
+for one of :data:`LIMIT_KEYS` (limit 3 per key) and now and then cancels a request told
+``queued``. Prints one JSON list of ``[instance id, token, status code, problem kind or
+"", key or "", replayed, mode, outcome, requestId, dueAt, droppedRequestId,
+replacedRequestId]`` (a limited caller's answers add its key and the times the request was
+sent and answered), one per answer, in order.
 """
 
 from __future__ import annotations
@@ -28,16 +31,27 @@ import time
 import uuid
 from typing import Any, List, Optional
 
+import HttpStartLimited
 import HttpStartSingle
+import LimitedRequest
 import SingletonInstance
 from tests.support.durable_double import starter_binding
-from tests.support.requests import instance_request, start_request
+from tests.support.requests import (
+    instance_request,
+    limited_request,
+    queued_request,
+    start_request,
+)
 
 #: The tries a keyed caller makes for one start at most.
 KEYED_TRIES = 40
 
-#: Each caller's kind, by its number modulo 7, and the query its starts carry.
-KINDS = ["plain", "bufferOne", "keyed", "debounce", "stopper", "keyed", "burst"]
+#: Each caller's kind, by its number modulo 8, and the query its starts carry.
+KINDS = ["plain", "bufferOne", "keyed", "debounce", "stopper", "keyed", "burst", "limited"]
+#: The keys the limited callers start SingletonOrchestrator for (its limit: 3 per key).
+LIMIT_KEYS = ["tenant-x", "tenant-y"]
+#: How often a limited caller cancels a request it was told is queued.
+CANCEL_SHARE = 0.2
 #: A burst caller's requests for one id in a row, and the pause between two.
 BURST = 40
 BURST_PAUSE = 0.01
@@ -79,6 +93,33 @@ async def ask(starter: str, instance_id: str, token: str, key: str, mode: str) -
     return _recorded(response, instance_id, token, key, mode)
 
 
+async def ask_limited(starter: str, key: str, token: str) -> List[Any]:
+    """One start with a limit for ``key``; its answer as the run records it, with the
+    slot's instance id in place of the key when it started, and then the times the
+    request was sent and answered (wall clock)."""
+    sent = time.time()
+    request = limited_request("SingletonOrchestrator", key, {"items": [token]})
+    response = await HttpStartLimited.main(request, starter)
+    answered = time.time()
+    recorded = _recorded(response, key, token, "", "limited")
+    body = json.loads(response.get_body() or b"{}")
+    if body.get("outcome") == "started":
+        recorded[0] = body["id"]
+    return [*recorded, key, sent, answered]
+
+
+async def cancel(starter: str, key: str, token: str, request_id: str) -> List[Any]:
+    """A DELETE of a queued request; recorded under ``cancel:<token>`` (a request's own
+    answers stay the last under its token)."""
+    request = queued_request("DELETE", "SingletonOrchestrator", key, request_id)
+    response = await LimitedRequest.main(request, starter)
+    recorded = _recorded(response, key, f"cancel:{token}", "", "cancel")
+    recorded[8] = request_id
+    body = json.loads(response.get_body() or b"{}")
+    recorded[7] = body.get("state", "")
+    return [*recorded, key, 0.0, 0.0]
+
+
 async def stop(starter: str, instance_id: str) -> List[Any]:
     """One stop request (DELETE); its answer as the run records it."""
     request = instance_request("DELETE", "SingletonOrchestrator", instance_id)
@@ -116,6 +157,15 @@ async def caller(
         if kind == "stopper":
             answers.append(await stop(starter, instance_id))
             await asyncio.sleep(rng.uniform(0.5, 1.5))
+            continue
+        if kind == "limited":
+            key, token = rng.choice(LIMIT_KEYS), uuid.uuid4().hex
+            answer = await ask_limited(starter, key, token)
+            answers.append(answer)
+            if answer[7] == "queued" and rng.random() < CANCEL_SHARE:
+                await asyncio.sleep(rng.uniform(0.0, 0.5))
+                answers.append(await cancel(starter, key, token, answer[8]))
+            await asyncio.sleep(rng.uniform(0.0, 0.1))
             continue
         if kind == "burst":
             for _ in range(BURST):

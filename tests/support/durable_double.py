@@ -44,6 +44,7 @@ import collections
 import dataclasses
 import datetime
 import json
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Deque, Dict, List, Optional, Set, Tuple, Union
@@ -165,6 +166,9 @@ class DurableDouble:
         self.events: List[Tuple[str, str, Any]] = []
         #: (instance id, run id, input, when it began) of every run, as it begins.
         self.runs: List[Tuple[str, str, Any, datetime.datetime]] = []
+        #: (monotonic time, instance id, active): every instance's becoming active (its
+        #: creation) and its end, in order: which instances were active at any moment.
+        self.activity: List[Tuple[float, str, bool]] = []
         #: Where the job's activity keeps next-run channels (:meth:`use_storage`).
         self.channels: Optional[NextRunStore] = None
         self.queues: Optional[BlobDocuments[Queue]] = None
@@ -226,6 +230,8 @@ class DurableDouble:
     def set_status(self, instance_id: str, status: str) -> None:
         """Move an existing instance to ``status``."""
         instance = self.instances[instance_id]
+        if instance.status in ACTIVE and status not in ACTIVE:
+            self.activity.append((time.monotonic(), instance_id, False))
         instance.status = status
         instance.updated = _now()
 
@@ -491,6 +497,7 @@ class DurableDouble:
             updated=now,
         )
         self.instances[instance_id] = created
+        self.activity.append((time.monotonic(), instance_id, True))
         self.created.append((instance_id, created.input))
         created.run = _run_of(created.input)
         if created.run is not None:
@@ -678,6 +685,7 @@ class DurableDouble:
             return
         instance.status = status
         instance.updated = _now()
+        self.activity.append((time.monotonic(), instance_id, False))
 
     async def _raise_event(self, request: web.Request) -> web.Response:
         found = await self._active_instance("raiseEvent", request)
