@@ -33,7 +33,7 @@ from ._request import LimitedStart, StartRequest
 from ._root import Root
 from ._settings import Settings
 from ._slots import QueueStore
-from ._starter import start_singleton
+from ._starter import InstanceEnding, start_singleton
 from ._waiting import Pauses
 
 logger = logging.getLogger("durable_singleton.limited")
@@ -275,7 +275,7 @@ async def start_in_slot(
                 break
             # The slot's last instance passed it on and is still ending: wait for it.
             if polls.expired():
-                raise SlotStillEnding(instance_id)
+                raise InstanceEnding(instance_id, wait)
             await polls.sleep()
     except SlotTaken:
         raise
@@ -284,10 +284,6 @@ async def start_in_slot(
         raise
     await _confirm(queues, hub, key, number, request_id)
     return instance_id
-
-
-class SlotStillEnding(NotStarted):
-    """The slot's last instance did not end within ``SINGLETON_NEXT_RUN_WAIT_SECONDS``."""
 
 
 async def _start_head(

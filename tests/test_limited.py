@@ -6,6 +6,7 @@ failed, a terminated and a purged instance (the sweep)."""
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
 from typing import Any, Dict, List
 
@@ -188,8 +189,6 @@ async def test_the_sweep_timer_moves_only_the_queues_that_wait(limited, durable,
 
 
 async def test_retention_leaves_a_slot_the_sweep_has_yet_to_settle(limited, durable) -> None:
-    import datetime
-
     from durable_singleton._retention import run_retention
     from durable_singleton._settings import Retention
 
@@ -205,3 +204,50 @@ async def test_retention_leaves_a_slot_the_sweep_has_yet_to_settle(limited, dura
     await sweep_key(JOB, "kept", LIMIT, root.durable(durable.starter()), root)
     report = await run_retention(root, root.durable(durable.starter()), retention, later)
     assert report.purged == ["kept~0"]
+
+
+async def _free_slot_while_its_instance_ends(app: SingletonApp, durable, key: str) -> None:
+    """The slot's run ended and took nothing (its slot is free in the queue), and its
+    instance has yet to complete, as between the take and the episode's end."""
+    from durable_singleton import _limit
+    from durable_singleton._next_run import iso
+
+    root = root_of(app)
+    hub = root.durable(durable.starter()).task_hub
+    run = durable.instances[f"{key}~0"].run.id
+    now = iso(datetime.datetime.now(datetime.timezone.utc))
+    await root.queues().change(hub, key, lambda q: _limit.take(q, 0, run, now))
+
+
+async def test_a_start_in_a_slot_waits_for_its_last_instance_to_end(limited, durable) -> None:
+    app = limited()
+    client = app.client(durable.starter())
+    await client.start_limited(JOB, "ending", {"n": 0}, on_full=OnFull.QUEUE)
+    await client.start_limited(JOB, "ending", {"n": 1})
+    await _free_slot_while_its_instance_ends(app, durable, "ending")
+    later = asyncio.get_running_loop().call_later(0.3, durable.set_status, "ending~0", "Completed")
+    try:
+        admitted = await client.start_limited(JOB, "ending", {"n": 2})
+    finally:
+        later.cancel()
+    assert admitted.instance_id == "ending~0"  # once the last instance had ended
+    assert runs_of(durable, "ending") == [{"n": 0}, {"n": 1}, {"n": 2}]
+
+
+async def test_a_slot_whose_instance_does_not_end_is_given_back(
+    limited, durable, monkeypatch
+) -> None:
+    from durable_singleton.errors import InstanceEnding
+
+    monkeypatch.setenv("SINGLETON_NEXT_RUN_WAIT_SECONDS", "1")
+    app = limited()
+    client = app.client(durable.starter())
+    await client.start_limited(JOB, "stays", {"n": 0})
+    await client.start_limited(JOB, "stays", {"n": 1})
+    await _free_slot_while_its_instance_ends(app, durable, "stays")
+    with pytest.raises(InstanceEnding):  # nothing started; the caller may retry
+        await client.start_limited(JOB, "stays", {"n": 2})
+    durable.set_status("stays~0", "Completed")
+    again = await client.start_limited(JOB, "stays", {"n": 3})
+    assert again.instance_id == "stays~0"  # the slot was given back
+    assert runs_of(durable, "stays") == [{"n": 0}, {"n": 1}, {"n": 3}]
