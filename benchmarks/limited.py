@@ -17,6 +17,8 @@ from tests.support.requests import limited_request, start_request
 
 #: SingletonOrchestrator's limit per key (its module's concurrency_limit).
 LIMIT = 3
+#: Queued requests measured per key (SINGLETON_QUEUE_BOUND is 100 by default).
+PER_FULL_KEY = 50
 
 Call = Callable[[func.HttpRequest, str], Awaitable[func.HttpResponse]]
 
@@ -42,13 +44,17 @@ async def limited_costs(
     def fresh_key() -> func.HttpRequest:
         return limited_request("SingletonOrchestrator", f"fresh-{next(serial)}", body)
 
-    full_key = f"full-{next(serial)}"
-    for _ in range(LIMIT):  # its slots busy: every measured request queues
-        await limited(limited_request("SingletonOrchestrator", full_key, body), starter)
+    # Keys whose slots are busy, so that every measured request queues; a new one every
+    # PER_FULL_KEY requests, well within the queue's bound.
+    full_keys = [f"full-{next(serial)}" for _ in range(-(-count // PER_FULL_KEY))]
+    for full_key in full_keys:
+        for _ in range(LIMIT):
+            await limited(limited_request("SingletonOrchestrator", full_key, body), starter)
     await settle()
+    queued_keys = iter([key for key in full_keys for _ in range(PER_FULL_KEY)])
 
     def queued() -> func.HttpRequest:
-        return limited_request("SingletonOrchestrator", full_key, body)
+        return limited_request("SingletonOrchestrator", next(queued_keys), body)
 
     rows = []
     for label, make, call, expected in [

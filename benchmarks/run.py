@@ -772,6 +772,20 @@ async def main(args: argparse.Namespace) -> str:
     durable = DurableDouble().start()
     os.environ["AzureWebJobsStorage"] = azurite.connection_string
     try:
+        if args.limits_only:
+            report = await limited_costs(
+                durable,
+                OURS.http_start,
+                OURS.http_limited_start,
+                lambda: settled(OURS),
+                lambda: counter.requests,
+                args.requests,
+            )
+            await OURS.close()
+            await close_app_clients()
+            args.out.mkdir(parents=True, exist_ok=True)
+            (args.out / "limits.md").write_text(report + "\n")
+            return report
         if args.burst_only:
             report = await next_run_bursts(durable, azurite, args)
             await OURS.close()
@@ -850,6 +864,11 @@ def arguments() -> argparse.Namespace:
         help="only the bursts of next runs, into burst.md (benchmarks/out/ unless --out)",
     )
     parser.add_argument(
+        "--limits-only",
+        action="store_true",
+        help="only what a start with a limit per key costs, into limits.md (benchmarks/out/ unless --out)",
+    )
+    parser.add_argument(
         "--latency-ms",
         type=float,
         nargs="+",
@@ -872,7 +891,7 @@ def arguments() -> argparse.Namespace:
     args.target_latency = 10.0 if 10.0 in args.latency_ms else args.latency_ms[-1]
     args.burst_pickups, args.burst_seconds = [0.2, 1.0, 30.0], 10.0
     args.burst_rates = [25.0, 50.0, 100.0, 200.0, 400.0, 800.0]
-    if args.burst_only and args.out is None:
+    if (args.burst_only or args.limits_only) and args.out is None:
         args.out = ROOT / "benchmarks" / "out"
     if args.quick:
         args.requests, args.races, args.memory_requests = 20, [10, 50], 1000
