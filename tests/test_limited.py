@@ -251,3 +251,36 @@ async def test_a_slot_whose_instance_does_not_end_is_given_back(
     again = await client.start_limited(JOB, "stays", {"n": 3})
     assert again.instance_id == "stays~0"  # the slot was given back
     assert runs_of(durable, "stays") == [{"n": 0}, {"n": 1}, {"n": 3}]
+
+
+async def test_a_limit_of_one_is_the_singleton_of_its_key(durable, app_env) -> None:
+    import os
+
+    from durable_singleton import _settings
+
+    durable.reset(orchestrators={"Solo"})
+    durable.use_storage(os.environ[_settings.STORAGE_CONNECTION], app_env)
+    app = SingletonApp(Catalog.of(["Solo"], next_runs=["Solo"], limits={"Solo": 1}))
+    try:
+        client = app.client(durable.starter())
+        first = await client.start_limited("Solo", "account-9", {"n": 0})
+        second = await client.start_limited("Solo", "account-9", {"n": 1})
+        assert (first.instance_id, second.position) == ("account-9~0", 1)
+        with pytest.raises(LimitReached):
+            await client.start_limited("Solo", "account-9", {"n": 2}, on_full=OnFull.REJECT)
+        durable.end_run("account-9~0")  # the one slot passes to the one waiting
+        assert active_of(durable, "account-9") == ["account-9~0"]
+        durable.end_run("account-9~0")
+        assert runs_of(durable, "account-9") == [{"n": 0}, {"n": 1}]
+        assert active_of(durable, "account-9") == []
+    finally:
+        await app.close()
+
+
+def test_a_limit_is_checked_when_the_catalog_is_made() -> None:
+    with pytest.raises(ValueError):
+        Catalog.of(["Job"], next_runs=["Job"], limits={"Job": 0})
+    with pytest.raises(ValueError):
+        Catalog.of(["Job"], next_runs=["Job"], limits={"Job": 101})
+    with pytest.raises(ValueError):  # it could not pass its slot on
+        Catalog.of(["Job"], limits={"Job": 2})
