@@ -765,6 +765,19 @@ async def next_run_bursts(
     return table + "\n" + await storage_ceiling(*storage, 16, args.burst_seconds)
 
 
+async def limit_costs(durable: DurableDouble, counter: RequestCounter, requests: int) -> str:
+    """What a start with a limit per key costs beside a singleton start, through ours
+    (benchmarks/limited.py)."""
+    return await limited_costs(
+        durable,
+        OURS.http_start,
+        OURS.http_limited_start,
+        lambda: settled(OURS),
+        lambda: counter.requests,
+        requests,
+    )
+
+
 async def main(args: argparse.Namespace) -> str:
     """Run the benchmark and return its report."""
     counter = COUNTER
@@ -773,14 +786,7 @@ async def main(args: argparse.Namespace) -> str:
     os.environ["AzureWebJobsStorage"] = azurite.connection_string
     try:
         if args.limits_only:
-            report = await limited_costs(
-                durable,
-                OURS.http_start,
-                OURS.http_limited_start,
-                lambda: settled(OURS),
-                lambda: counter.requests,
-                args.requests,
-            )
+            report = await limit_costs(durable, counter, args.requests)
             await OURS.close()
             await close_app_clients()
             args.out.mkdir(parents=True, exist_ok=True)
@@ -806,14 +812,7 @@ async def main(args: argparse.Namespace) -> str:
         if not args.skip_burst:
             bursts = await next_run_bursts(durable, azurite, args)
         profile = await profile_start(bench, args.requests)
-        limits = await limited_costs(
-            durable,
-            OURS.http_start,
-            OURS.http_limited_start,
-            lambda: settled(OURS),
-            lambda: counter.requests,
-            args.requests,
-        )
+        limits = await limit_costs(durable, counter, args.requests)
         chart(repetitions[-1][0], args.out / "benchmark.png")
         await OURS.close()
         await close_app_clients()
