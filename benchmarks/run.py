@@ -865,7 +865,8 @@ def arguments() -> argparse.Namespace:
     parser.add_argument(
         "--limits-only",
         action="store_true",
-        help="only what a start with a limit per key costs, into limits.md (benchmarks/out/ unless --out)",
+        help="only what a start with a limit per key costs, into limits.md "
+        "(benchmarks/out/ unless --out)",
     )
     parser.add_argument(
         "--latency-ms",
