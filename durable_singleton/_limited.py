@@ -214,7 +214,7 @@ async def cancel_request(
     Raises QueueOutcomeUnknown when the write lost its answer (it may be cancelled).
     """
 
-    def cancelling(queue: Optional[Queue]) -> "tuple[Optional[Queue], Any]":
+    def cancelling(queue: Optional[Queue]) -> "tuple[Optional[Queue], Optional[RequestState]]":
         written, _ = rules.cancel(queue, request_id)
         return written, _state_of(written or queue, key, request_id)
 
@@ -347,7 +347,7 @@ async def sweep_key(
             continue
         await _vacate_under_lock(key, number, slot, durable, root)
     # Heads for the slots free now (the vacated ones' and any others').
-    filled, heads = await queues.change(hub, key, lambda q: _fill(q, limit))
+    _, heads = await queues.change(hub, key, lambda q: _fill(q, limit))
     for number, head in heads:
         await _start_head(function_name, key, number, head, durable, root)
     return len(heads)

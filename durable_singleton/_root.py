@@ -22,12 +22,11 @@ import aiohttp
 from azure.storage.blob.aio import BlobServiceClient, ContainerClient
 
 from ._catalog import Catalog
-from ._documents import BlobDocuments
 from ._durable import Binding, DurableClient, new_session
-from ._limit import Queue, queue_blob_name, queue_metadata
 from ._lock import LeaseStore, StartLocks
 from ._next_run_store import NextRunStore
 from ._settings import Settings, StorageConnection, load_settings, load_storage_connection
+from ._slots import QueueStore, queue_store
 from ._storage import blob_service_client, check_connection
 
 
@@ -59,7 +58,7 @@ class Root:
         self._blob_service: Optional[BlobServiceClient] = None
         self._locks: Optional[StartLocks] = None
         self._next_runs: Optional[NextRunStore] = None
-        self._queues: Optional[BlobDocuments[Queue]] = None
+        self._queues: Optional[QueueStore] = None
 
     def durable(self, binding: str) -> DurableClient:
         """The Durable API client for an invocation's ``durableClient`` binding JSON."""
@@ -92,16 +91,12 @@ class Root:
             self._locks = StartLocks(store)
         return self._locks
 
-    def queues(self) -> "BlobDocuments[Queue]":
+    def queues(self) -> QueueStore:
         """The queues of the keys with a limit, beside the locks in the lock container."""
         if self._queues is None:
-            self._queues = BlobDocuments(
+            self._queues = queue_store(
                 self.container(self.settings.lock_container),
                 self.settings.storage_timeout_seconds,
-                Queue.of_json,
-                queue_blob_name,
-                "key's queue",
-                queue_metadata,
             )
         return self._queues
 

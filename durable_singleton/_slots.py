@@ -7,13 +7,24 @@ import datetime
 import re
 from typing import Any, Optional, Tuple
 
+from azure.storage.blob.aio import ContainerClient
+
 from . import _limit as rules
 from ._documents import BlobDocuments
-from ._limit import Queue
+from ._limit import Queue, queue_blob_name, queue_metadata
 from ._next_run import iso
 
 #: The queues of the keys with a limit, in the lock container (Root.queues).
 QueueStore = BlobDocuments[Queue]
+
+
+def queue_store(container: ContainerClient, storage_timeout: float) -> QueueStore:
+    """The key queues kept in ``container`` (the lock container), every storage call
+    bounded by ``storage_timeout`` seconds."""
+    return BlobDocuments(
+        container, storage_timeout, Queue.of_json, queue_blob_name, "key's queue", queue_metadata
+    )
+
 
 #: A slot's instance id: the key, the separator, the slot's number.
 _SLOT_ID = re.compile(r"^(?P<key>.+)" + re.escape(rules.SLOT_SEPARATOR) + r"(?P<slot>\d{1,3})$")

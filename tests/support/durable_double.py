@@ -53,11 +53,10 @@ from aiohttp import web
 from azure.durable_functions import OrchestrationRuntimeStatus as Status
 from azure.storage.blob.aio import BlobServiceClient
 
-from durable_singleton._documents import BlobDocuments
-from durable_singleton._limit import Queue, queue_blob_name, queue_metadata
 from durable_singleton._next_run import NEXT_RUN_RETRY, RunState, parse_time, stops
 from durable_singleton._next_run_store import NextRunStore
 from durable_singleton._next_run_store import handle as next_run
+from durable_singleton._slots import QueueStore, queue_store
 from tests.support.loop_thread import LoopThread
 
 # How the extension treats each runtime status, by the SDK's names.
@@ -171,7 +170,7 @@ class DurableDouble:
         self.activity: List[Tuple[float, str, bool]] = []
         #: Where the job's activity keeps next-run channels (:meth:`use_storage`).
         self.channels: Optional[NextRunStore] = None
-        self.queues: Optional[BlobDocuments[Queue]] = None
+        self.queues: Optional[QueueStore] = None
         self._blob_service: Optional[BlobServiceClient] = None
         #: Ids purged, in order.
         self.purged: List[str] = []
@@ -264,9 +263,7 @@ class DurableDouble:
             self._blob_service = BlobServiceClient.from_connection_string(connection_string)
         locks = self._blob_service.get_container_client(container)
         self.channels = NextRunStore(locks, 5.0)
-        self.queues = BlobDocuments(
-            locks, 5.0, Queue.of_json, queue_blob_name, "key's queue", queue_metadata
-        )
+        self.queues = queue_store(locks, 5.0)
 
     def begin_switch(self, instance_id: str, terminated_first: bool = False) -> None:
         """The instance's run ends in a work item that takes its next run from the
