@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import azure.functions as func
 from opentelemetry.trace import Span
@@ -70,13 +70,12 @@ async def sweep_all(root: Root, durable: DurableClient) -> SweepReport:
     """Sweep the task hub's queues that have requests waiting or reservations
     unconfirmed, at most :data:`MAX_KEYS_PER_TICK`."""
     report = SweepReport()
-    for key in await _keys_to_sweep(root, durable.task_hub):
-        queue = await root.queues().read(durable.task_hub, key)
-        limit = root.catalog.limit(queue.orchestrator) if queue is not None else None
-        if queue is None or limit is None:
-            continue  # gone meanwhile, or its orchestrator no longer has a limit
+    for key, orchestrator in await _keys_to_sweep(root, durable.task_hub):
+        limit = root.catalog.limit(orchestrator)
+        if limit is None:
+            continue  # its orchestrator no longer has a limit (or is no longer the app's)
         try:
-            report.started += await sweep_key(queue.orchestrator, key, limit, durable, root)
+            report.started += await sweep_key(orchestrator, key, limit, durable, root)
         except (NotStarted, OutcomeUnknown) as error:
             logger.warning("The queue of a key could not be swept (%s).", type(error).__name__)
             report.failed.append(key)
@@ -85,11 +84,13 @@ async def sweep_all(root: Root, durable: DurableClient) -> SweepReport:
     return report
 
 
-async def _keys_to_sweep(root: Root, task_hub: str) -> List[str]:
+async def _keys_to_sweep(root: Root, task_hub: str) -> List[Tuple[str, str]]:
+    """The keys to sweep, each with its orchestrator, from the listing's blob metadata
+    alone (sweep_key reads each queue itself)."""
     keys = []
     for key, metadata in await listed_queues(root, task_hub):
         if metadata.get("waiting", "1") != "0" or metadata.get("unconfirmed", "1") != "0":
-            keys.append(key)
+            keys.append((key, metadata.get("orchestrator", "")))
             if len(keys) >= MAX_KEYS_PER_TICK:
                 break
     return keys
