@@ -10,10 +10,11 @@ An input rule is a function that raises :class:`InvalidInput` for an input its
 orchestrator cannot run with; the starter checks every input with it before
 anything starts.
 
-An orchestrator *takes next runs* (``onConflict=bufferOne``, ``debounceSeconds``) when
-it handles the ``NextRun`` event and shows what it took in its custom status, as
-SingletonOrchestrator does (durable_singleton._next_run). It opts in: a v2 app names
-it in ``next_runs``; a function.json app's module declares ``accepts_next_run = True``.
+An orchestrator *takes next runs* (``onConflict=bufferOne``, ``debounceSeconds``) when,
+at its run's end, it takes the id's next run through the activity ``SingletonNextRun`` and
+continues as new with it, as SingletonOrchestrator does (durable_singleton._next_run). It
+opts in: a v2 app names it in ``next_runs``; a function.json app's module declares
+``accepts_next_run = True``.
 
 An orchestrator *takes a graceful Stop* when it waits for the ``Stop`` event beside its
 work and ends when it comes (:func:`durable_singleton.stop_requested`). It opts in the

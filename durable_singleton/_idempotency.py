@@ -1,26 +1,11 @@
 """Retries that get the same answer: the ``Idempotency-Key`` header.
 
-A start that carries a key records, under the id's start lease and before its start is
-sent, which key is starting the id: the key's digest, the request's fingerprint, the
-``createdTime`` of the execution the start was decided on, and until when its start can
-land. Once the Durable API answers 202 the record says so (``landed``). The records live
-in the lock blob's metadata, so they are written under the same lease as the starts (no
-two requests can both be the first for a key) and cost no blob of their own.
-
-Which execution a key started is never read from times alone: the extension writes
-``createdTime`` to the whole second, and stamps it anew each time an instance continues
-as new, so two executions can share one and one run can have several. Instead every
-start this app makes goes through the id's lease, and each one that finds a live record
-moves it aside (:meth:`Records.superseding`) before it is sent. So a key's record is
-current exactly while no later start of the id has been made through this app: its
-answer is replayed while it is current and the instance exists, and a key moved aside is
-``superseded``. Only a start whose answer was lost is read from the status: an execution
-created in a later second than the one its start was decided on is its own (a keyed
-start waits, under the lease, until this machine's clock, which the host stamps
-``createdTime`` with, has passed that second).
-
-:func:`judge` is the whole rule, pure: what a request with a key gets, given the records
-and the status.
+docs/design.md, "Idempotency keys" gives the rule. A keyed start records, under the id's
+start lease and before its start is sent, which key is starting the id; the records live in
+the lock blob's metadata (:mod:`durable_singleton._key_records`). A key's record is current
+exactly while no later start of the id has been made through this app, never judged from
+``createdTime`` alone (whole seconds, stamped anew by continue-as-new); only a start whose
+answer was lost is read from the status. :func:`judge` is the whole rule, pure.
 """
 
 from __future__ import annotations

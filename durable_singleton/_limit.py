@@ -1,26 +1,12 @@
 """A limit of N per key: the key's queue and its rules, as pure functions.
 
-The slots of a key are N instance ids, ``<key>~0`` to ``<key>~N-1``, each started as a
-singleton under its own lock. So never more than N instances of a key are active,
-whatever this document says: an id has at most one. The document only decides who runs
-next, first in, first out, and makes sure nobody queued is lost:
-
-- a request is admitted into a free slot when nobody waits, else it waits at the tail
-  (:func:`admit`); when a slot is free while others wait, the head goes into it first
-  (:func:`fill`);
-- a slot's instance, at its run's end, takes the head of the queue and continues as new
-  with it, so a busy slot passes straight to the next request (:func:`take`); with nobody
-  waiting it frees the slot and ends;
-- a start that did not happen gives its slot back, and a queued request its place at the
-  head (:func:`not_started`); a slot whose instance ended without taking (failed,
-  terminated, purged) is freed by the sweep, which puts a request that never began back
-  at the head (:func:`vacate`);
-- a waiting request can be cancelled until it starts (:func:`cancel`).
-
-Each function takes the document as read (None: there is none) and returns the document
-to write (None: nothing to write) with its result, so a store can apply it with one
-conditional write, and again on a conflict.
-"""
+The slots of a key are N instance ids, ``<key>~0`` to ``<key>~N-1``, each a singleton,
+so never more than N are active whatever this document says; the document decides only
+who runs next, first in, first out, and keeps everyone queued
+(docs/design.md#a-limit-of-n-per-key-_limitpy-_limitedpy-_slotspy-_limit_sweeppy):
+:func:`admit`, :func:`fill`, :func:`take`, :func:`not_started`, :func:`vacate`,
+:func:`cancel`. Each takes the document as read (None: none yet) and returns the
+document to write (None: nothing to write) with its result, for one conditional write."""
 
 from __future__ import annotations
 

@@ -1,37 +1,11 @@
-"""The lease around check-and-start: one blob lease per task hub and instance id.
+"""The lease around check-and-start: one blob lease per task hub and instance id, shared by
+every app instance through the storage account.
 
-A blob lease is a mutex that every app instance shares through the storage account,
-so it holds across processes and scaled-out hosts, not only inside one worker.
-
-Lease length: 15 s, the shortest fixed lease Blob Storage grants (15 to 60 s, or
-infinite). While held it is renewed every 5 s; a renewal that fails is retried every
-second for as long as the lease may still be valid. A holder that dies stops renewing
-and loses the lease at most 15 s after its last renewal. An infinite lease would
-outlive a crashed holder forever.
-
-Fencing. A lease can be lost while its holder still runs (renewals cut off by the
-network for longer than the lease lasts). So the holder never trusts that it holds
-the lease; it knows until when it certainly does: from the moment it *sent* its last
-successful acquire or renew, for the lease's length less a safety margin, on the
-monotonic clock. Before each call it makes under the lock (start, terminate, raise
-Stop, purge, a write of the lock blob) it asks :meth:`HeldLock.fence` for at least that
-call's time limit, renewing first when less remains; it gets the time left as a
-:class:`Fenced` limit, and bounds the call by it. A holder that cannot prove enough
-time raises :class:`LockLost` and makes no call. The Durable client's calls that can
-start or end an instance take only a :class:`Fenced` limit, so no call site can make
-one under the lock without the fence.
-
-What remains, and why it is safe: the Durable extension may act on a start request
-a little after the app's call to it timed out (it carries out a start whose caller
-disconnected). The starter therefore never releases the lease after a start whose
-answer was lost: it renews once more and lets the lease run out
-(:meth:`HeldLock.abandon`), so a start still in flight inside the extension has that
-call's limit plus 15 s to land before another caller can take the lock. A start
-that takes the extension longer than that is the window left.
-
-Lease ids are proposed by the app (a new UUID per attempt), so every path that may
-have acquired a lease, cancellation and time-outs included, can release it.
-"""
+docs/design.md, "The lease under faults (`_lock.py`)" gives the rules kept here: a 15 s
+lease renewed every 5 s, the fence before each call under the lock
+(:meth:`HeldLock.fence`, the only maker of a :class:`Fenced` limit), a lease left to run
+out after a start whose answer was lost (:meth:`HeldLock.abandon`), and lease ids
+proposed by the app so every path can release."""
 
 from __future__ import annotations
 

@@ -1,37 +1,13 @@
 """Run once more: the protocol between the starter and a job that accepts next runs.
 
-A request with ``onConflict=bufferOne`` (or ``debounceSeconds``) for an active
-instance does not start anything and does not wait for the instance: it writes its
-input as the id's *next run* into the id's :class:`Channel`, a small document the app
-keeps in its own storage account (:mod:`durable_singleton._next_run_store`), with one
-conditional write (the latest wins). When the instance's run ends, the instance takes
-the next run from the channel with one conditional write of its own
-(:data:`NEXT_RUN_ACTIVITY`, op ``take``) and continues as new with it, under the same
-id; with none there, the same write marks the channel *ended*, and a request that finds
-it so starts the run itself, under the id's lock, once the instance has ended. A
-debounced start creates the instance with a run that first waits until its due time;
-requests meanwhile replace its input and move the due time in the channel, and the
-instance, when its timer fires, reads the due time there and waits again while it has
-moved (op ``begin``).
-
-Every write is conditional on the channel as it was read (its ETag), so each request,
-take, begin and Stop is decided on the channel as it is at that moment, one after the
-other: a request either becomes the next run or finds the channel ended; a Stop drops
-exactly the next run it removes, which no take can then find.
-
-A start opens the channel before it is sent, and the channel takes requests only once
-the start is known to have created the instance (:func:`takes_requests`,
-:func:`confirmed`): a start that did not happen must not leave a request waiting where
-no instance will take it.
-
-Each decision is a pure function here (:func:`offer`, :func:`take`, :func:`begin`,
-:func:`stop`, :func:`close`, :func:`opened`, :func:`confirmed`), applied by the starter
-and by the activity alike. The job's side of Stop events is :class:`RunState`.
-
-Every request carries an id (``requestId`` in the answers). A job's *run* is named by
-the id of the request whose input it runs, so the job's status shows whose input runs
-now (``run``).
-"""
+docs/design.md, "Run once more (bufferOne, debounce)" gives the protocol: a bufferOne or
+debounced request writes its input as the id's next run into the id's :class:`Channel`
+(one conditional write, the latest wins) and is answered; the instance takes it at its
+run's end through :data:`NEXT_RUN_ACTIVITY` and continues as new with it, or marks the
+channel ended. Every decision is a pure function here (:func:`offer`, :func:`take`,
+:func:`begin`, :func:`stop`, :func:`close`, :func:`opened`, :func:`confirmed`), applied
+by the starter and the activity alike on the channel as read (its ETag); the job's side
+of Stop events is :class:`RunState`."""
 
 from __future__ import annotations
 

@@ -1,26 +1,10 @@
 """SingletonRetention: an opt-in timer that cleans up after singletons that ended.
 
-Each tick (``SINGLETON_RETENTION_ENABLED=true``), bounded by
-``SINGLETON_RETENTION_MAX_CALLS`` storage and Durable API calls and
-``SINGLETON_RETENTION_MAX_SECONDS``, visits ids from three sources, each id once:
-
-1. finished instances of the app's orchestrators last updated more than
-   ``SINGLETON_RETENTION_DAYS`` ago (the Durable API's instance query);
-2. ids with staged item blobs in the job container (a large job that was terminated or
-   failed leaves them);
-3. lock blobs of the task hub last modified more than that long ago (or the idempotency
-   TTL, if longer) whose lease is free.
-
-An id is tidied under its own start lease, the one every start takes, with its status
-read again under it: no start of the id can happen meanwhile, and a lease held by
-anyone else (a start in progress, another tick) makes the tick pass the id by. Under
-the lease it purges the instance when it finished long enough ago (never an active
-one; never one of another app's orchestrator); deletes the id's staged item blobs when
-no instance of it is active; and deletes the lock blob itself when the id has no
-instance and no live Idempotency-Key record, and has had none for that long. Ticks on
-several app instances at once each remove a thing at most once between them: the
-lease decides who tidies an id, and a purge or delete of what is already gone is not
-counted.
+docs/operate.md, "Retention" says what a tick removes and what it never touches. Each id
+is tidied under its own start lease with its status read again under it, so no start of
+the id runs meanwhile and ticks on several app instances remove a thing at most once. Every
+storage and Durable call is counted where it is made (:meth:`_Tick._call`), so the tick's
+``calls`` is exact and never passes ``SINGLETON_RETENTION_MAX_CALLS``.
 """
 
 from __future__ import annotations

@@ -100,3 +100,33 @@ def test_a_section_that_moved_is_found(tmp_path: Path) -> None:
         ("README", "Scheduled singletons")
     ]
     assert _slug("Scheduled singletons") not in _anchors(PROJECT_ROOT / "README.md")
+
+
+PACKAGE = "durable_singleton"
+_CODE_PATH = re.compile(
+    r"`((?:[\w.-]+/)+[\w.-]+\.(?:py|md|yaml|yml|sh|json|html|bicep))(?::\w+)?`"
+)
+
+
+def _named_paths() -> Iterator[Tuple[Path, str]]:
+    for page in PAGES:
+        for path in _CODE_PATH.findall(page.read_text(encoding="utf-8")):
+            yield page, path
+
+
+@pytest.mark.parametrize("page,path", list(_named_paths()), ids=lambda v: str(v))
+def test_every_file_a_page_names_exists(page: Path, path: str) -> None:
+    """A file named in backticks (``durable_singleton/job/_run.py``) is where the page says,
+    from the project's root, or from the folder of the tests or the package (the pages name
+    support files and modules so)."""
+    candidates = [PROJECT_ROOT / path, *(PROJECT_ROOT / d / path for d in ("tests", PACKAGE))]
+    assert any(c.exists() for c in candidates), f"{page.name}: `{path}` is not in the project"
+
+
+def test_every_module_the_module_map_names_exists() -> None:
+    text = (PROJECT_ROOT / "docs" / "design.md").read_text(encoding="utf-8")
+    table = text.split("## Module map", 1)[1]
+    named = set(re.findall(r"`(_?\w+\.py)`", table))
+    package = PROJECT_ROOT / PACKAGE
+    missing = {name for name in named if not list(package.rglob(name))}
+    assert len(named) > 20 and not missing, missing

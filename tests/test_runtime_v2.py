@@ -10,9 +10,11 @@ installed (Python before 3.13).
 from __future__ import annotations
 
 import json
-from typing import Any, Iterator
+import os
+from typing import Any, Dict, Iterator, List
 
 import pytest
+from azure.durable_functions.models.actions.ActionType import ActionType
 
 pytest.importorskip("azure_functions_runtime", reason="the v2 runtime needs Python 3.13+")
 
@@ -21,6 +23,7 @@ from tests.support.contract import check_answer  # noqa: E402
 from tests.support.durable_double import DurableDouble  # noqa: E402
 from tests.support.functions_host import FunctionsHost, HttpAnswer  # noqa: E402
 from tests.support.history import History  # noqa: E402
+from tests.support.job_driver import flattened  # noqa: E402
 
 pytestmark = pytest.mark.runtime
 
@@ -78,10 +81,6 @@ async def call(
     return answer
 
 
-def kind(answer: HttpAnswer) -> Any:
-    return answer.json()["type"].rsplit(":", 1)[1]
-
-
 async def test_the_runtime_indexes_the_apps_functions_and_the_blueprints(host) -> None:
     assert set(host.function_ids) == {
         ORCHESTRATOR,
@@ -92,6 +91,12 @@ async def test_the_runtime_indexes_the_apps_functions_and_the_blueprints(host) -
         "SingletonsPage",
         "OpenApiDocument",
         "start_import",
+        "export_tables",
+        "export_table",
+        "SingletonNextRun",
+        "HttpStartLimited",
+        "LimitedRequest",
+        "SingletonLimitSweep",
     }
 
 
@@ -114,9 +119,9 @@ async def test_a_function_of_the_apps_own_starts_through_the_client(
     assert started.status == 202 and started.json()["outcome"] == "started"
     assert example_double.instances["import-2026-12-03"].input == ["2026-12-03.csv"]
     again = await post("2026-12-03")
-    assert (again.status, kind(again)) == (409, "instance-active")
+    assert (again.status, again.kind()) == (409, "instance-active")
     bad = await post("no/such")
-    assert (bad.status, kind(bad)) == (400, "invalid-instance-id")
+    assert (bad.status, bad.kind()) == (400, "invalid-instance-id")
     assert example_double.accepted_starts == [(ORCHESTRATOR, "import-2026-12-03")]
 
 
@@ -126,7 +131,7 @@ async def test_a_start_a_conflict_a_status_and_a_stop(host, example_double, app_
     assert started.status == 202
     assert example_double.instances["v2-job"].input == ["a.csv"]
     conflict = await call(host, "HttpStartSingle", "POST", starter, "v2-job", b'["b.csv"]')
-    assert (conflict.status, kind(conflict)) == (409, "instance-active")
+    assert (conflict.status, conflict.kind()) == (409, "instance-active")
     status = await call(host, "SingletonInstance", "GET", starter, "v2-job")
     assert (status.status, status.json()["runtimeStatus"]) == (200, "Pending")
     stop = await call(
@@ -140,10 +145,10 @@ async def test_a_start_a_conflict_a_status_and_a_stop(host, example_double, app_
 async def test_bad_input_is_refused_by_the_apps_own_rule(host, example_double, app_env) -> None:
     starter = example_double.starter()
     answer = await call(host, "HttpStartSingle", "POST", starter, "v2-bad", b'{"not": "a list"}')
-    assert (answer.status, kind(answer)) == (400, "invalid-input")
+    assert (answer.status, answer.kind()) == (400, "invalid-input")
     assert "array of file names" in answer.json()["detail"]
     bad_id = await call(host, "HttpStartSingle", "POST", starter, "@bad")
-    assert (bad_id.status, kind(bad_id)) == (400, "invalid-instance-id")
+    assert (bad_id.status, bad_id.kind()) == (400, "invalid-instance-id")
     assert sum(example_double.calls.values()) == 0
 
 
@@ -164,3 +169,75 @@ async def test_the_contract_is_served(host) -> None:
     assert host.succeeded(response), host.failure(response)
     answer = host.http_answer(response)
     assert answer.status == 200 and answer.body.startswith(b"openapi: 3.1")
+
+
+EXPORT = "export_tables"  # the example's orchestrator with a limit of 2 per key
+
+
+def calls_of(state: Dict[str, Any]) -> List[Any]:
+    """(function, input) of each activity an orchestrator episode scheduled."""
+    actions = flattened(state["actions"][0]) if state["actions"] else []
+    return [(a["functionName"], json.loads(a["input"])) for a in actions if "functionName" in a]
+
+
+async def test_an_orchestrator_of_the_apps_own_with_a_limit_passes_its_slot_on(
+    host, durable, app_env
+) -> None:
+    """examples/v2's export_tables (``runs.takes_next_runs``, a limit of 2): two starts
+    take the key's slots, the third waits; the first slot's run, episode by episode in the
+    runtime, ends by taking the third through SingletonNextRun and continues with it."""
+    durable.orchestrators = {EXPORT}
+    durable.use_storage(os.environ["AzureWebJobsStorage"], app_env)
+    starter = host.durable_client(durable.starter())
+    answers = []
+    for n in range(3):
+        request = host.http(
+            "POST",
+            f"{ORIGIN}/api/limits/{EXPORT}/acme",
+            {"Content-Type": "application/json"},
+            {"functionName": EXPORT, "key": "acme"},
+            json.dumps({"tables": [f"t{n}"]}).encode(),
+        )
+        response = await host.invoke("HttpStartLimited", {"req": request, "starter": starter})
+        assert host.succeeded(response), host.failure(response)
+        answer = host.http_answer(response)
+        check_answer(
+            "POST", answer.status, answer.headers, answer.body, "/limits/{functionName}/{key}"
+        )
+        answers.append(answer.json())
+    assert [a["outcome"] for a in answers] == ["started", "started", "queued"]
+
+    first = durable.instances["acme~0"].input
+    history = History(first, "acme~0")
+    response = await host.invoke(
+        EXPORT, {"context": host.orchestration_context(history.context())}
+    )
+    assert host.succeeded(response), host.failure(response)
+    state = host.return_value(response)
+    assert calls_of(state) == [("export_table", "t0")]  # the caller's input, not the app's member
+    assert state["customStatus"]["run"] == first["run"]["id"]  # the app sees the run began
+
+    sequence = history.scheduled("export_table")
+    history.new_episode().completed(sequence, "exported t0")
+    response = await host.invoke(
+        EXPORT, {"context": host.orchestration_context(history.context())}
+    )
+    activity, take = calls_of(host.return_value(response))[-1]  # after the dump: the take
+    assert activity == "SingletonNextRun" and take["op"] == "take"
+
+    response = await host.invoke("SingletonNextRun", {"request": host.json(take)})
+    assert host.succeeded(response), host.failure(response)
+    taken = host.return_value(response)
+    assert taken == {"request": answers[2]["requestId"], "input": {"tables": ["t2"]}}
+
+    sequence = history.scheduled("SingletonNextRun")
+    history.new_episode().completed(sequence, taken)
+    response = await host.invoke(
+        EXPORT, {"context": host.orchestration_context(history.context())}
+    )
+    actions = flattened(host.return_value(response)["actions"][0])
+    [continued] = [a for a in actions if a["actionType"] == ActionType.CONTINUE_AS_NEW]
+    assert json.loads(continued["input"]) == {
+        "tables": ["t2"],
+        "run": {"id": answers[2]["requestId"], "hub": first["run"]["hub"]},
+    }

@@ -9,16 +9,22 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import json
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Generator, List, Optional
 
 import azure.durable_functions as df
-from azure.durable_functions.models.history import HistoryEventType
 
 from .._catalog import InvalidInput
-from .._next_run import NEXT_RUN_ACTIVITY, NEXT_RUN_RETRY, RunState, iso, parse_time, stops
-from .._stop import STOP_EVENT
+from .._in_orchestrator import (
+    RUN_MEMBER,
+    Signals,
+    begin,
+    run_member,
+    stopping,
+    take_next,
+    wait_until_due,
+)
+from .._next_run import RunState, iso
 
 ACTIVITY = "SingletonActivity"
 ITEM_STORE = "SingletonItemStore"
@@ -50,7 +56,7 @@ _KEYS = ("items", "repeatEverySeconds", "maxPasses", "pass", "parallelism")
 _CONTINUATION = "continuation"
 #: Set by the starter and by the orchestrator: which request's input this run has, the
 #: task hub of its next-run channel, and when it is due (durable_singleton._next_run).
-_RUN = "run"
+_RUN = RUN_MEMBER
 _INTERNAL = (_CONTINUATION, _RUN)
 
 
@@ -118,7 +124,7 @@ class JobInput:
         document: Dict[str, Any] = {
             "repeatEverySeconds": self.repeat_every_seconds,
             "pass": pass_number,
-            _RUN: _run_member(run),
+            _RUN: run_member(run),
         }
         if continuation is None:
             document["items"] = self.items
@@ -227,9 +233,8 @@ def run_job(context: df.DurableOrchestrationContext) -> Generator[Any, Any, Any]
         nothing when the job continues as new. ``results`` holds the results of the
         first :data:`MAX_RESULTS` items of the pass.
     """
-    raw = context.get_input()
-    job = parse_job_input(raw, internal=True)
-    signals = _Signals(context, job, raw)
+    job = parse_job_input(context.get_input(), internal=True)
+    signals = Signals(context, job.run or {})
     if signals.state.waiting:
         return (yield from _debounce(context, job, signals))
     store = job.continuation
@@ -284,7 +289,7 @@ def run_job(context: df.DurableOrchestrationContext) -> Generator[Any, Any, Any]
     )
     progress.update(next_run_at=fire_at)
     timer = context.create_timer(fire_at)
-    yield from signals.wait(timer, until=_stopping)
+    yield from signals.wait(timer, until=stopping)
     if signals.state.stopping or signals.stop_pending():
         if not timer.is_completed:
             # Cancel the timer so the finished instance leaves nothing pending.
@@ -297,7 +302,7 @@ def run_job(context: df.DurableOrchestrationContext) -> Generator[Any, Any, Any]
 
 def _process(
     context: df.DurableOrchestrationContext,
-    signals: "_Signals",
+    signals: Signals,
     progress: "_Progress",
     parallelism: int,
     cursor: int,
@@ -331,37 +336,21 @@ def _process(
 
 
 def _debounce(
-    context: df.DurableOrchestrationContext, job: JobInput, signals: "_Signals"
+    context: df.DurableOrchestrationContext, job: JobInput, signals: Signals
 ) -> Generator[Any, Any, Any]:
-    """Wait until the run is due, then look in the channel: requests meanwhile may have
-    replaced its input and moved its due time (wait again), or a Stop dropped it (end);
-    otherwise begin it as a new execution."""
+    """Wait until the run is due (its input and due time may move meanwhile), then begin
+    it as a new execution; end when a Stop ended it first."""
     progress = _Progress(context, job, signals)
-    due = signals.state.due_at
-    while True:
-        assert due is not None
-        timer = context.create_timer(parse_time(due))
-        yield from signals.wait(timer, until=_stopping)
-        if signals.state.stopping:
-            if not timer.is_completed:
-                timer.cancel()
-            progress.update(stopping=True)
-            return (yield from _end(context, signals, progress, []))
-        decision = yield from signals.next_run({"op": "begin"})
-        if "wait" in decision:
-            due = decision["wait"]
-            signals.moved(due)
-            continue
-        if "begin" in decision:
-            return _begin(context, signals, decision["begin"])
-        signals.dropped()  # a Stop dropped the run before it began
-        return (yield from _end(context, signals, progress, []))
+    run = yield from wait_until_due(context, signals)
+    if run is not None:
+        return begin(context, signals, run)
+    return (yield from _end(context, signals, progress, []))
 
 
 def _finish(
     context: df.DurableOrchestrationContext,
     progress: "_Progress",
-    signals: "_Signals",
+    signals: Signals,
     results: List[Any],
     store: Optional[Continuation],
 ) -> Generator[Any, Any, Optional[Dict[str, Any]]]:
@@ -376,166 +365,29 @@ def _finish(
 
 def _end(
     context: df.DurableOrchestrationContext,
-    signals: "_Signals",
+    signals: Signals,
     progress: "_Progress",
     results: List[Any],
 ) -> Generator[Any, Any, Optional[Dict[str, Any]]]:
     """The run has ended: take the next run from the channel and continue as new with
     it, or return the job's output (also for an instance the app did not start, which
     has no channel)."""
-    following = None
-    if signals.state.hub is not None:
-        following = yield from signals.next_run({"op": "take", "run": signals.state.id})
+    following = yield from take_next(signals)
     if following is None:
         signals.settle()
         return progress.output(results, signals.state.stopping)
-    _begin(context, signals, following)
+    begin(context, signals, following)
     return None
-
-
-def _begin(
-    context: df.DurableOrchestrationContext, signals: "_Signals", run: Dict[str, Any]
-) -> None:
-    """Begin run ``{"request", "input"}`` as a new execution, stopping at once if a
-    Stop meant for it has arrived already."""
-    signals.settle()
-    member: Dict[str, Any] = {"id": run["request"], "hub": signals.state.hub}
-    if signals.stops_for(run["request"]):
-        member["stopping"] = True
-    given = run["input"]
-    # Not the app's (it validates): the run then fails clearly on its input.
-    context.continue_as_new({**given, _RUN: member} if isinstance(given, dict) else given)
 
 
 def _continue(
     context: df.DurableOrchestrationContext,
-    signals: "_Signals",
+    signals: Signals,
     next_input: Callable[[RunState], Dict[str, Any]],
 ) -> None:
     """The run goes on in a new execution, carrying what the signals have taken."""
     signals.settle()
     context.continue_as_new(next_input(signals.state))
-
-
-def _run_member(run: RunState) -> Dict[str, Any]:
-    """The ``run`` member carried to the next execution of the same run."""
-    member: Dict[str, Any] = {"id": run.id}
-    if run.hub is not None:
-        member["hub"] = run.hub
-    return member
-
-
-def _stopping(state: RunState) -> bool:
-    return state.stopping
-
-
-class _Signals:
-    """The job's Stop events, taken as they arrive, and its calls to its channel.
-
-    A wait for Stop is part of every task the job waits on, so the SDK hands each
-    event to one of them in history order (an event with no open wait is deferred
-    by the SDK and handed to every later wait of its name). The events the job has
-    not taken when an execution ends are in its history; :meth:`settle` applies them.
-    """
-
-    def __init__(self, context: df.DurableOrchestrationContext, job: JobInput, raw: Any):
-        self._context = context
-        member = job.run or {}
-        self.state = RunState(
-            member.get("id") or str(context.new_uuid()),
-            member.get("hub"),
-            member.get("dueAt"),
-            member.get("stopping") is True,
-        )
-        self._stop = context.wait_for_external_event(STOP_EVENT)
-        self._taken = 0
-        #: Called after each change, so the custom status shows it.
-        self.changed: Callable[[], None] = lambda: None
-
-    def wait(
-        self, task: Any, until: Callable[[RunState], bool] = lambda _: False
-    ) -> Generator[Any, Any, None]:
-        """Yield until ``task`` completes or ``until`` holds, taking events meanwhile."""
-        yield from self.wait_any([task], until)
-
-    def wait_any(
-        self, tasks: List[Any], until: Callable[[RunState], bool] = lambda _: False
-    ) -> Generator[Any, Any, None]:
-        """Yield until one of ``tasks`` completes or ``until`` holds, taking events."""
-        while not any(task.is_completed for task in tasks) and not until(self.state):
-            yield self._context.task_any([*tasks, self._stop])
-            self._take()
-
-    def result(self, task: Any) -> Generator[Any, Any, Any]:
-        """Wait for ``task`` as :meth:`wait` does; return its result (or raise)."""
-        yield from self.wait(task)
-        return (yield task)
-
-    def next_run(self, request: Dict[str, Any]) -> Generator[Any, Any, Any]:
-        """Send ``request`` to SingletonNextRun for this instance's channel; return its
-        answer."""
-        request = {**request, "hub": self.state.hub, "instanceId": self._context.instance_id}
-        task = self._context.call_activity_with_retry(NEXT_RUN_ACTIVITY, NEXT_RUN_RETRY, request)
-        return (yield from self.result(task))
-
-    def _take(self) -> None:
-        if self._stop.is_completed:
-            self.state = self.state.with_stop(self._stop.result)
-            self._stop = self._context.wait_for_external_event(STOP_EVENT)
-            self._taken += 1
-            self.changed()
-
-    def _stop_events(self) -> List[Any]:
-        """The data of every Stop event in this execution's history, in order."""
-        return [
-            _decoded_input(event)
-            for event in self._context.histories
-            if event.event_type == HistoryEventType.EVENT_RAISED
-            and getattr(event, "Name", None) == STOP_EVENT
-        ]
-
-    def _folded(self) -> RunState:
-        state = self.state
-        for data in self._stop_events()[self._taken :]:
-            state = state.with_stop(data)
-        return state
-
-    def stop_pending(self) -> bool:
-        """Whether an untaken event stops this run.
-
-        Called only where "no" means the execution ends now (it continues as new), so
-        a "no" is never replayed; a "yes" stays "yes" in every later replay, since
-        history only grows. So the job stays deterministic.
-        """
-        return self._folded().stopping and not self.state.stopping
-
-    def stops_for(self, run: str) -> bool:
-        """Whether a Stop in this execution's history is meant for run ``run`` (the
-        one it begins): only right before the execution ends, as :meth:`settle`."""
-        return any(stops(data, run) for data in self._stop_events())
-
-    def settle(self) -> None:
-        """Apply the untaken events: only right before the execution ends, so no
-        replay ever sees the history beyond this point."""
-        self.state = self._folded()
-        self._taken = len(self._stop_events())
-        self.changed()
-
-    def dropped(self) -> None:
-        """The channel says a Stop dropped the waiting run (its event may not be here
-        yet): the run is stopped before it began."""
-        self.state = dataclasses.replace(self.state, stopping=True)
-        self.changed()
-
-    def moved(self, due: str) -> None:
-        """The waiting run's due time moved to ``due``."""
-        self.state = dataclasses.replace(self.state, due_at=due)
-        self.changed()
-
-
-def _decoded_input(event: Any) -> Any:
-    raw = getattr(event, "Input", None)
-    return json.loads(raw) if isinstance(raw, str) else raw
 
 
 class _Progress:
@@ -545,7 +397,7 @@ class _Progress:
         self,
         context: df.DurableOrchestrationContext,
         job: JobInput,
-        signals: _Signals,
+        signals: Signals,
         processed: int = 0,
     ):
         self._context = context

@@ -1,9 +1,10 @@
 """A v2 (decorator) Function App that adds the singleton guarantee to a job of its own.
 
-``nightly_import`` is this app's orchestrator; the Blueprint from durable_singleton adds
-``POST /api/orchestrators/nightly_import/{instanceId}`` (the guarded start), ``GET`` and
-``DELETE`` on the same route, and the list, overview page and contract under
-``/api/singletons``.
+``nightly_import`` and ``export_tables`` are this app's orchestrators; the Blueprint from
+durable_singleton adds ``POST /api/orchestrators/{functionName}/{instanceId}`` (the guarded
+start), ``GET`` and ``DELETE`` on the same route, the list, overview page and contract
+under ``/api/singletons``, and, for ``export_tables`` (a limit of 2 per key),
+``POST /api/limits/export_tables/{key}`` and the function it needs to take next runs.
 """
 
 from typing import Any, Dict, Generator, List
@@ -12,6 +13,7 @@ import azure.durable_functions as df
 import azure.functions as func
 
 import durable_singleton
+from durable_singleton import runs
 
 app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
 
@@ -38,10 +40,38 @@ def import_file(name: str) -> str:
     return f"imported {name}"
 
 
+@app.orchestration_trigger(context_name="context")
+@runs.takes_next_runs
+def export_tables(
+    context: df.DurableOrchestrationContext, run: runs.Run
+) -> Generator[Any, Any, Dict[str, Any]]:
+    """Export each table in turn. It takes next runs (``runs.takes_next_runs``), so it can
+    have a limit per key: at most 2 exports per customer at once, the rest queued."""
+    tables: List[str] = run.input.get("tables", []) if isinstance(run.input, dict) else []
+    exported: List[str] = []
+    for table in tables:
+        run.show({"exported": len(exported), "total": len(tables)})  # progress
+        task = context.call_activity("export_table", table)
+        if not (yield from run.wait(task)):
+            return {"exported": exported, "stopped": True}  # a Stop for this run came
+        exported.append((yield task))
+    return {"exported": exported, "stopped": False}
+
+
+@app.activity_trigger(input_name="table")
+def export_table(table: str) -> str:
+    """The unit of real work: export one table."""
+    return f"exported {table}"
+
+
 #: The guarantee's state (settings, sessions, locks), kept to share with functions of
 #: this app's own (``singleton.client(binding)``, below) and to close in tests.
 singleton = durable_singleton.SingletonApp(
-    durable_singleton.Catalog.of({"nightly_import": files_rule})
+    durable_singleton.Catalog.of(
+        {"nightly_import": files_rule, "export_tables": None},
+        next_runs=["export_tables"],
+        limits={"export_tables": 2},
+    )
 )
 app.register_functions(durable_singleton.blueprint(app=singleton))
 

@@ -154,6 +154,19 @@ class DurableDouble:
     hold_status: Optional[Callable[[str], Awaitable[None]]] = None
 
     def __post_init__(self) -> None:
+        self._forget()
+        #: Where the job's activity keeps next-run channels (:meth:`use_storage`).
+        self.channels: Optional[NextRunStore] = None
+        self.queues: Optional[QueueStore] = None
+        self._blob_service: Optional[BlobServiceClient] = None
+        self._runs_made = 0
+        self._serving = LoopThread("durable-double")
+        self._runner: Optional[web.AppRunner] = None
+        self.port = 0
+
+    def _forget(self) -> None:
+        """Start every record empty: the instances, the calls and the logs below (not the
+        knobs, not the storage in use)."""
         self.instances: Dict[str, Instance] = {}
         self.calls: collections.Counter = collections.Counter()
         self.accepted_starts: List[Tuple[str, str]] = []
@@ -168,17 +181,9 @@ class DurableDouble:
         #: (monotonic time, instance id, active): every instance's becoming active (its
         #: creation) and its end, in order: which instances were active at any moment.
         self.activity: List[Tuple[float, str, bool]] = []
-        #: Where the job's activity keeps next-run channels (:meth:`use_storage`).
-        self.channels: Optional[NextRunStore] = None
-        self.queues: Optional[QueueStore] = None
-        self._blob_service: Optional[BlobServiceClient] = None
         #: Ids purged, in order.
         self.purged: List[str] = []
-        self._runs_made = 0
         self.faults: Dict[str, Deque[Fault]] = collections.defaultdict(collections.deque)
-        self._serving = LoopThread("durable-double")
-        self._runner: Optional[web.AppRunner] = None
-        self.port = 0
 
     # -- control from tests ------------------------------------------------------------
 
@@ -193,23 +198,17 @@ class DurableDouble:
 
     def reset(self, **knobs: Any) -> None:
         """Forget every instance and call, and set the knobs given (others to defaults)."""
-        defaults = DurableDouble()
         for knob in dataclasses.fields(self):  # the knobs are the dataclass's fields
-            name = knob.name
-            setattr(self, name, knobs.pop(name, getattr(defaults, name)))
+            if knob.name in knobs:
+                value = knobs.pop(knob.name)
+            elif knob.default_factory is not dataclasses.MISSING:
+                value = knob.default_factory()
+            else:
+                value = knob.default
+            setattr(self, knob.name, value)
         if knobs:
             raise TypeError(f"unknown knobs: {sorted(knobs)}")
-        self.instances.clear()
-        self.calls.clear()
-        self.accepted_starts.clear()
-        self.refused_starts.clear()
-        self.dropped_starts.clear()
-        self.created.clear()
-        self.terminations.clear()
-        self.events.clear()
-        self.runs.clear()
-        self.purged.clear()
-        self.faults.clear()
+        self._forget()
 
     def put(
         self,

@@ -93,6 +93,10 @@ class HttpAnswer:
         """The body, decoded."""
         return json.loads(self.body)
 
+    def kind(self) -> str:
+        """The problem's kind: the last part of a problem+json answer's ``type``."""
+        return str(self.json()["type"]).rsplit(":", 1)[1]
+
 
 class FunctionsHost:
     """Loads the app's functions into the runtime and invokes them.

@@ -120,6 +120,8 @@ def drive(
     max_episodes: int = 10**7,
     activity_seconds: float = 0.0,
     channels: Optional[MemoryChannels] = None,
+    orchestrator: Callable[[str], str] = SingletonOrchestrator.main,
+    activities: Optional[Dict[str, Callable[[Any], Any]]] = None,
 ) -> JobRun:
     """Run the job with ``input_`` until it completes; return what happened.
 
@@ -127,6 +129,8 @@ def drive(
     A durable timer fires in the episode after it was created, at its fire time.
     ``activity_seconds``: how long SingletonActivity takes per item (a sleep).
     ``channels``: where SingletonNextRun keeps next-run channels (empty by default).
+    ``orchestrator``: another orchestrator's ``main`` (``df.Orchestrator.create(...)``) to
+    drive instead, with its own ``activities`` beside SingletonNextRun.
     """
     run = JobRun()
     store = MemoryItemStore()
@@ -137,10 +141,11 @@ def drive(
             time.sleep(activity_seconds)
         return SingletonActivity.main(work)
 
-    activities: Dict[str, Callable[[Any], Any]] = {
+    run_activities: Dict[str, Callable[[Any], Any]] = {
         ACTIVITY: activity,
         ITEM_STORE: store,
         NEXT_RUN_ACTIVITY: next_runs,
+        **(activities or {}),
     }
     while True:
         run.executions += 1
@@ -152,7 +157,7 @@ def drive(
                 before_episode(history, run)
             context = history.context()
             began = time.process_time()
-            state = json.loads(SingletonOrchestrator.main(context))
+            state = json.loads(orchestrator(context))
             run.orchestrator_seconds += time.process_time() - began
             run.episodes += 1
             run.longest_history = max(run.longest_history, len(history.events))
@@ -181,7 +186,7 @@ def drive(
             sequences = [history.scheduled(call["functionName"]) for call in calls]
             results = list(
                 _POOL.map(
-                    lambda call: activities[call["functionName"]](json.loads(call["input"])),
+                    lambda call: run_activities[call["functionName"]](json.loads(call["input"])),
                     calls,
                 )
             )
