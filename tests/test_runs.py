@@ -33,12 +33,13 @@ def export(context: df.DurableOrchestrationContext, run: runs.Run) -> Generator[
     """An orchestrator as an app writes one: a table at a time, taking a Stop at each."""
     done: List[Any] = []
     for table in run.input["tables"]:
+        if run.stopping:
+            break
         run.show({"exported": len(done)})
         task = context.call_activity(DUMP, table)
-        if not (yield from run.wait(task)):
-            return {"exported": done, "stopped": True}
-        done.append((yield task))
-    return {"exported": done, "stopped": False}
+        if (yield from run.wait(task)):
+            done.append((yield task))
+    return {"exported": done, "stopped": run.stopping}
 
 
 main = df.Orchestrator.create(runs.takes_next_runs(export))
@@ -219,3 +220,17 @@ def test_driven_to_the_end_each_request_runs_once_in_order_under_the_same_id() -
     assert [i["run"]["id"] for i in done.inputs] == ["run-1", "req-2"]
     assert done.output == {"exported": ["dumped x", "dumped y"], "stopped": False}
     assert channels.channels[(HUB, "exports")].ended
+
+
+def test_a_stop_in_the_batch_of_a_result_ends_the_run_at_its_next_wait() -> None:
+    """a's result and the Stop arrive in one batch. The SDK hands the result over first,
+    so b is scheduled before the Stop is seen (replay must see what the first run saw);
+    the Stop is taken at b's wait: the run ends stopped without waiting for b."""
+    history = started(["a", "b"])
+    sequence = history.scheduled(DUMP)
+    history.new_episode().completed(sequence, "da").event_raised("Stop", stop_event("run-1"))
+    state = episode(history)
+    assert dumps(state) == ["a", "b"] and [c["op"] for c in next_run_calls(state)] == ["take"]
+    history.scheduled(DUMP)
+    state = take_answered(history, None)
+    assert state["output"] == {"exported": ["da"], "stopped": True}

@@ -50,12 +50,13 @@ def export_tables(
     tables: List[str] = run.input.get("tables", []) if isinstance(run.input, dict) else []
     exported: List[str] = []
     for table in tables:
+        if run.stopping:  # a Stop for this run came: schedule nothing more
+            break
         run.show({"exported": len(exported), "total": len(tables)})  # progress
         task = context.call_activity("export_table", table)
-        if not (yield from run.wait(task)):
-            return {"exported": exported, "stopped": True}  # a Stop for this run came
-        exported.append((yield task))
-    return {"exported": exported, "stopped": False}
+        if (yield from run.wait(task)):  # False: the Stop came first
+            exported.append((yield task))
+    return {"exported": exported, "stopped": run.stopping}
 
 
 @app.activity_trigger(input_name="table")
