@@ -123,7 +123,7 @@ async def test_a_start_whose_answer_is_lost_is_answered_from_the_status(
     response = await start("lost-answer", starter=proxied_starter(durable_proxy))
     assert kind(response) == "202"  # the status read under the lock shows it started
     assert durable.accepted_starts == [("SingletonOrchestrator", "lost-answer")]
-    assert durable.instances["lost-answer"].status == "Pending"
+    assert durable.instances["lost-answer"].status == "Running"
 
 
 async def test_when_the_status_cannot_tell_the_answer_says_it_may_have_started(
@@ -138,7 +138,7 @@ async def test_when_the_status_cannot_tell_the_answer_says_it_may_have_started(
     assert (response.status_code, kind(response)) == (503, "start-outcome-unknown")
     assert "may have started" in body["detail"] and "nothing was started" not in body["detail"]
     assert body["statusQueryGetUri"] == response.headers["Location"]
-    assert durable.instances["unknown"].status == "Pending"  # it did start
+    assert durable.instances["unknown"].status == "Running"  # it did start
 
 
 async def test_the_lease_is_kept_after_an_unknown_outcome(
@@ -170,7 +170,7 @@ async def test_a_caller_cancelled_during_its_start_keeps_the_lease(
     with pytest.raises(asyncio.CancelledError):
         await task
     await asyncio.sleep(1.0)  # the double finishes the start; background work settles
-    assert durable.instances["cancel-start"].status == "Pending"
+    assert durable.instances["cancel-start"].status == "Running"
     async with BlobServiceClient.from_connection_string(azurite.connection_string) as other:
         blob = other.get_blob_client(app_env, lock_blob_name("TestHubName", "cancel-start"))
         assert (await blob.get_blob_properties()).lease.state == "leased"

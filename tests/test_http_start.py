@@ -69,7 +69,7 @@ async def test_finished_instance_starts_a_new_execution(start, durable, status: 
     response = await start("nightly-import", {"items": ["x"]})
     assert response.status_code == 202
     assert durable.accepted_starts == [("SingletonOrchestrator", "nightly-import")]
-    assert durable.instances["nightly-import"].status == "Pending"
+    assert durable.instances["nightly-import"].status == "Running"
 
 
 @pytest.mark.parametrize("answer", ["legacy", "modern"])

@@ -168,6 +168,32 @@ async def test_a_slot_freed_without_a_take_starts_the_next_request(
     assert runs_of(durable, "swept") == [{"n": 0}, {"n": 1}, {"n": 2}]
 
 
+async def test_a_slot_terminated_before_its_first_episode_passes_to_the_next(
+    limited, durable
+) -> None:
+    """Slot 0's instance is terminated while still Pending, before its first episode (its
+    status shows no run, as the runtime's does): the sweep frees the slot for the request
+    that waits; the terminated request is over (its caller was told started, and an
+    operator ended it), so it never runs, now or at a later sweep."""
+    app = limited()
+    client = app.client(durable.starter())
+    durable.pickup_delay = None  # slot 0's instance is never picked up
+    never = await client.start_limited(JOB, "stuck", {"n": 0})
+    durable.pickup_delay = 0.0
+    await client.start_limited(JOB, "stuck", {"n": 1})
+    waiting = await client.start_limited(JOB, "stuck", {"n": 2})
+    assert never.instance_id == "stuck~0" and waiting.position == 1
+    assert durable.instances["stuck~0"].custom_status is None
+    await client.stop(JOB, "stuck~0", mode=StopMode.TERMINATE)
+    await asyncio.sleep(0.2)  # the double ends it a moment later
+    root = root_of(app)
+    assert await sweep_key(JOB, "stuck", LIMIT, root.durable(durable.starter()), root) == 1
+    assert runs_of(durable, "stuck") == [{"n": 1}, {"n": 2}]
+    assert active_of(durable, "stuck") == ["stuck~0", "stuck~1"]
+    assert await sweep_key(JOB, "stuck", LIMIT, root.durable(durable.starter()), root) == 0
+    assert runs_of(durable, "stuck") == [{"n": 1}, {"n": 2}]
+
+
 async def test_the_sweep_timer_moves_only_the_queues_that_wait(limited, durable, caplog) -> None:
     caplog.set_level(logging.INFO)
     app = limited()

@@ -95,7 +95,7 @@ async def test_buffer_one_writes_the_input_as_the_next_run_without_waiting(
     assert response.status_code == 202
     body = body_of(response)
     assert body["outcome"] == "buffered" and "replacedRequestId" not in body
-    assert body["runtimeStatus"] == "Pending" and body["instanceId"] == "reindex"
+    assert body["runtimeStatus"] == "Running" and body["instanceId"] == "reindex"
     assert response.headers["Location"] == body["statusQueryGetUri"]
     assert durable.calls == {"status": 1}  # no event, no wait for the instance
     assert durable.events == []
@@ -118,6 +118,32 @@ async def test_the_buffered_run_begins_when_the_run_completes(start, durable) ->
     await _when(lambda: durable.instances["reindex"].status == "Completed")
     channel = await channel_of()
     assert channel is not None and channel.ended and channel.run == second["requestId"]
+
+
+async def test_a_start_not_yet_picked_up_takes_its_next_run_once_it_runs(start, durable) -> None:
+    """The instance is Pending, its custom status empty, when the next request comes (the
+    runtime has not run its first episode): the app's own 202 confirmed the channel, so
+    the request is buffered, and the run after the first one is the buffered request's."""
+    durable.reset(pickup_delay=0.5, complete_after=0.2)
+    first = body_of(await start("reindex", {"items": ["a"]}, query=BUFFER))
+    assert durable.instances["reindex"].custom_status is None  # Pending: nothing shown yet
+    second = body_of(await start("reindex", {"items": ["b"]}, query=BUFFER))
+    assert second["outcome"] == "buffered" and second["runtimeStatus"] == "Pending"
+    await _when(lambda: len(durable.runs) == 2)
+    assert run_ids(durable) == [first["requestId"], second["requestId"]]
+    assert len(durable.created) == 1
+
+
+async def test_a_stuck_start_holds_what_was_buffered_for_it(start, durable) -> None:
+    """Never picked up (stuck Pending): the buffered request waits in the channel; the
+    answer said buffered, nothing more, and nothing else starts."""
+    durable.reset(pickup_delay=None)
+    await start("reindex", {"items": ["a"]})
+    second = body_of(await start("reindex", {"items": ["b"]}, query=BUFFER))
+    assert second["outcome"] == "buffered"
+    channel = await channel_of()
+    assert channel is not None and channel.next == Pending(second["requestId"], {"items": ["b"]})
+    assert durable.runs == [] and len(durable.created) == 1
 
 
 async def test_latest_wins_and_each_caller_is_told_which_request_it_replaced(

@@ -38,7 +38,7 @@ async def test_exactly_one_of_many_concurrent_callers_wins(start, durable) -> No
         if response.status_code == 409:
             conflict = body(response)
             assert conflict["instanceId"] == "race"
-            assert conflict["runtimeStatus"] == "Pending"
+            assert conflict["runtimeStatus"] == "Running"
             assert conflict["statusQueryGetUri"] == response.headers["Location"]
 
 

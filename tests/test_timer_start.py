@@ -138,7 +138,7 @@ async def test_a_tick_after_completion_starts_again(durable, schedule) -> None:
     durable.set_status("nightly", "Completed")
     await tick(durable)
     assert len(durable.accepted_starts) == 2
-    assert durable.instances["nightly"].status == "Pending"
+    assert durable.instances["nightly"].status == "Running"
 
 
 async def test_reuse_applies_to_a_finished_run(durable, schedule, caplog) -> None:

@@ -27,7 +27,9 @@ An instance plays SingletonOrchestrator's part in run once more, by the job's ow
 channel in the app's storage with the job's own activity code
 (``durable_singleton._next_run_store.handle``, on the storage :meth:`use_storage` names)
 and continues as new with it; a debounced run's instance, when its timer fires, asks the
-channel whether it is due. ``runs`` records each run as it begins. A Stop is taken
+channel whether it is due. A started instance is Pending, with no custom status, until
+its first episode (``pickup_delay`` after its creation; never, for a stuck one): then it
+is Running and shows its run. ``runs`` records each run as it begins. A Stop is taken
 ``event_delay`` after it arrives (as the Azure Storage backend picks up new messages
 after its control-queue poll). :meth:`begin_switch` holds open the work item in which a
 run ends and its next run begins: the race a Stop must answer truthfully.
@@ -143,6 +145,12 @@ class DurableDouble:
     stop_delay: Optional[float] = None  # completes this long after Stop (None: ignores it)
     #: How long after an event arrives the instance takes it.
     event_delay: float = 0.0
+    #: How long after its creation a started instance runs its first episode: until then
+    #: it is Pending with no custom status ("scheduled but not yet started",
+    #: OrchestrationRuntimeStatus; the custom status is only what the orchestrator's code
+    #: sets, durable-functions-custom-orchestration-status); then Running, showing its run.
+    #: 0: before the start is answered; None: never (a stuck instance).
+    pickup_delay: Optional[float] = 0.0
     #: Whether terminate ends a Pending instance: DurableTask.AzureStorage does since
     #: Azure/durabletask#1256; before it, the terminate is accepted and nothing happens.
     terminate_ends_pending: bool = True
@@ -496,10 +504,29 @@ class DurableDouble:
         self.activity.append((time.monotonic(), instance_id, True))
         self.created.append((instance_id, created.input))
         created.run = _run_of(created.input)
-        if created.run is not None:
-            created.custom_status = _shown(created.run)
-        self._begin_or_wait(instance_id, created)
+        if self.pickup_delay == 0:
+            self._first_episode(instance_id, created)
+        elif self.pickup_delay is not None:
+            self._later(self.pickup_delay, self._first_episode_later(instance_id, created))
         return _check_status_response(request, instance_id)
+
+    def _first_episode(self, instance_id: str, instance: Instance) -> None:
+        """The orchestrator's first episode: Running, its run shown, the run begun."""
+        if not self._current(instance_id, instance) or instance.status != "Pending":
+            return
+        instance.status = "Running"
+        instance.updated = _now()
+        if instance.run is not None:
+            instance.custom_status = _shown(instance.run)
+        self._begin_or_wait(instance_id, instance)
+
+    def _first_episode_later(
+        self, instance_id: str, instance: Instance
+    ) -> Callable[[], Awaitable[None]]:
+        async def episode() -> None:
+            self._first_episode(instance_id, instance)
+
+        return episode
 
     # -- the job's part ----------------------------------------------------------------
 
