@@ -133,7 +133,7 @@ async def test_a_start_a_conflict_a_status_and_a_stop(host, example_double, app_
     conflict = await call(host, "HttpStartSingle", "POST", starter, "v2-job", b'["b.csv"]')
     assert (conflict.status, conflict.kind()) == (409, "instance-active")
     status = await call(host, "SingletonInstance", "GET", starter, "v2-job")
-    assert (status.status, status.json()["runtimeStatus"]) == (200, "Pending")
+    assert (status.status, status.json()["runtimeStatus"]) == (200, "Running")
     stop = await call(
         host, "SingletonInstance", "DELETE", starter, "v2-job", query="mode=terminate"
     )
