@@ -18,6 +18,7 @@ A function.json (v1) app makes one :class:`SingletonApp` and passes it to its fu
 from . import errors as errors
 from . import job as job
 from . import limits as limits
+from . import runs as runs
 from ._app import SingletonApp
 from ._blueprint import blueprint
 from ._catalog import Catalog, InputRule, InvalidInput
@@ -32,7 +33,8 @@ from ._stop import STOP_EVENT, stop_requested
 __version__ = "5.0.0"
 
 #: The failures by kind are in :mod:`durable_singleton.errors`; the sample job is
-#: :mod:`durable_singleton.job`; a limit per key's types are :mod:`durable_singleton.limits`.
+#: :mod:`durable_singleton.job`; a limit per key's types are :mod:`durable_singleton.limits`;
+#: next runs in an orchestrator of your own, :mod:`durable_singleton.runs`.
 __all__ = [
     "Action",
     "Catalog",
