@@ -844,8 +844,8 @@ async def main(args: argparse.Namespace) -> str:
         "lock (`tests/support/seed_starter.py`).\n"
         + tables(repetitions, memory, args.target_latency)
         + "\n"
-        + profile
-        + "\n"
+        + profile.rstrip("\n")
+        + "\n\n"
         + limits
         + ("\n" + bursts if bursts else "")
     )
