@@ -135,8 +135,11 @@ class Bench:
         elif path == "restart after Completed":
             for instance_id in set(ids):  # a first start makes the instance (and lock blob)
                 await self.call(STARTERS["ours"], self.request(instance_id))
-                self.durable.set_status(instance_id, "Completed")
             await settled(OURS)
+            for instance_id in set(ids):
+                # Its run ends as SingletonOrchestrator's does: it takes its next run
+                # (there is none: its channel says ended) and completes.
+                self.durable.end_run(instance_id)
         keyed = path in KEYED_PATHS
         if path == "retry with the key (answer given again)":
             for instance_id in ids:  # the first request with each key
@@ -342,7 +345,7 @@ def machine() -> str:
 
 def tables(
     repetitions: List[Tuple[List[Run], LockProtocol]],
-    memory: Dict[str, float],
+    memory: Optional[Dict[str, float]],
     target_latency: float,
 ) -> str:
     """The Markdown tables the command prints and the README shows: every figure of the
@@ -412,7 +415,7 @@ def tables(
 
 def targets(
     repetitions: List[Tuple[List[Run], LockProtocol]],
-    memory: Dict[str, float],
+    memory: Optional[Dict[str, float]],
     target_latency: float,
 ) -> str:
     """The targets table: each target with its figure in every repetition (separated by
@@ -438,6 +441,8 @@ def targets(
             else f"in {met} of {len(by_repetition)}"
         )
         lines.append(f"| {wording} | {' · '.join(figures)} | {verdict} |")
+    if memory is None:  # --http-only
+        return "\n".join(lines)
     lines.append(
         f"| Memory growth over {memory['requests']:,} requests: a few MiB at most (< 4) | "
         f"{memory['growth_mib']:+.2f} MiB after a {memory['warm_up']:,}-request "
@@ -803,6 +808,8 @@ async def main(args: argparse.Namespace) -> str:
     azurite = Azurite().start()
     durable = DurableDouble().start()
     os.environ["AzureWebJobsStorage"] = azurite.connection_string
+    # The double plays the job's end (SingletonNextRun) on the app's lock container.
+    durable.use_storage(azurite.connection_string, "singleton-locks")
     try:
         if args.limits_only:
             report = await limit_costs(durable, counter, args.requests)
@@ -826,12 +833,16 @@ async def main(args: argparse.Namespace) -> str:
                 for latency in args.latency_ms
             ]
             repetitions.append((runs, await lock_protocol(azurite, max(args.races))))
-        profile = await profile_start(bench, args.requests)
-        limits = await limit_costs(durable, counter, args.requests)
-        # Last on this Azurite: the memory phase's thousands of requests leave it busy
-        # for minutes (later phases on it got 503 storage-unavailable).
-        memory = await bench.memory(args.memory_requests)
-        bursts = "" if args.skip_burst else await bursts_apart(args)
+        if args.http_only:
+            profile = limits = bursts = ""
+            memory = None
+        else:
+            profile = await profile_start(bench, args.requests)
+            limits = await limit_costs(durable, counter, args.requests)
+            # Last on this Azurite: the memory phase's thousands of requests leave it busy
+            # for minutes (later phases on it got 503 storage-unavailable).
+            memory = await bench.memory(args.memory_requests)
+            bursts = "" if args.skip_burst else await bursts_apart(args)
         chart(repetitions[-1][0], args.out / "benchmark.png")
         await OURS.close()
         await close_app_clients()
@@ -849,7 +860,7 @@ async def main(args: argparse.Namespace) -> str:
         + limits
         + ("\n" + bursts if bursts else "")
     )
-    if not args.skip_jobs:
+    if not (args.skip_jobs or args.http_only):
         report += (
             "\n"
             + job_cost(args.job_sizes)
@@ -875,6 +886,13 @@ def arguments() -> argparse.Namespace:
     )
     parser.add_argument(
         "--skip-burst", action="store_true", help="leave out the bursts of next runs"
+    )
+    parser.add_argument(
+        "--http-only",
+        action="store_true",
+        help="only the HTTP tables and their targets, without the profile, the limit's "
+        "costs, the memory phase, the bursts and the jobs (a few minutes; give --out, or "
+        "it replaces docs/benchmark.md)",
     )
     parser.add_argument(
         "--burst-only",

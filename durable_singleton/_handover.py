@@ -66,6 +66,11 @@ class NextRunOutcomeUnknown(OutcomeUnknown):
         self.members = {name: value for name, value in members.items() if value is not None}
 
 
+class ChannelInUse(Exception):
+    """The id's channel holds a run that has not ended, and the status was not read
+    under the lease: the start must read it before it opens the channel."""
+
+
 class Handover:
     """One start request's side of its id's channel.
 
@@ -110,47 +115,74 @@ class Handover:
         self.due_at = due_at
         return {**(self.request.input or {}), "run": member}, due_at, latest_at
 
-    async def open(self, held: HeldLock, due_at: Optional[str], latest_at: Optional[str]) -> None:
+    async def open(
+        self, held: HeldLock, due_at: Optional[str], latest_at: Optional[str], checked: bool
+    ) -> Optional[Channel]:
         """Before the start is sent, under the lease: the id's channel is this start's
         (``starting`` until :meth:`confirm`), keeping a next run its last instance did not
-        take. Raises LockUnavailable when it cannot be told whether it was written, LockLost
+        take; returns the channel as it was (for :meth:`withdraw`).
+
+        ``checked``: the status was read under the lease. Without that read, the channel
+        is opened only when it holds no run that has not ended (none, or ended): any
+        start this app made since the status was read would have opened it, and it would
+        show that run. Otherwise :class:`ChannelInUse` is raised and nothing is written.
+        Raises LockUnavailable when it cannot be told whether it was written, LockLost
         when the lease cannot be proven for the write."""
         if not self.channelled:
-            return
+            return None
         write_time = self.root.settings.storage_timeout_seconds
         await held.fence(write_time * 2)
         input_, run = self.request.input, self.run_id
 
-        def opening(previous: Any) -> "tuple[Any, None]":
+        def opening(previous: Optional[Channel]) -> "tuple[Channel, Optional[Channel]]":
+            if not checked and previous is not None and not previous.ended:
+                raise ChannelInUse()
             # Decided only while the lease is certain for the write's whole time limit: a
             # holder paused since its fence (past its lease) writes nothing.
             if held.remaining() < write_time:
                 raise LockLost("the lease could not be proven for the next-run channel's write")
-            return opened(previous, run, input_, due_at, latest_at), None
+            return opened(previous, run, input_, due_at, latest_at), previous
 
         try:
             with telemetry.step("nextrun.open"):
-                await self.root.next_runs().change(self.durable.task_hub, self.id, opening)
+                return await self.root.next_runs().change(self.durable.task_hub, self.id, opening)
         except ChannelWriteUnknown as error:  # nothing is started on an unknown channel
             raise LockUnavailable("opening the next-run channel") from error
 
+    async def withdraw(self, previous: Optional[Channel]) -> None:
+        """The runtime refused the start (an instance with the id is active): the channel
+        goes back to what it was before :meth:`open`, unless it changed since. A channel
+        left ``starting`` for a run that never began takes no request and is replaced by
+        the next start's, so a failure here is only logged."""
+        if previous is None:
+            return
+        run = self.run_id
+
+        def withdrawing(channel: Optional[Channel]) -> "tuple[Optional[Channel], None]":
+            ours = channel is not None and channel.starting and channel.run == run
+            return (previous if ours else None), None
+
+        await self._best_effort("withdrawn", withdrawing)
+
     async def confirm(self) -> None:
-        """The start created the instance: its channel takes requests from now on. If this
-        write fails, the first request that reads a status showing the run confirms it
+        """The start created the instance: its channel takes requests from now on. Sent
+        after the answer, before the lease is released. If this write fails, the first
+        request that reads a status showing the run confirms it
         (durable_singleton._next_run.takes_requests); until then requests wait under the
         lock, so a failure here delays them and loses nothing."""
         if not self.channelled:
             return
         run = self.run_id
+        with telemetry.step("nextrun.confirm"):
+            await self._best_effort("confirmed", lambda channel: (confirmed(channel, run), None))
 
-        def confirming(channel: Any) -> "tuple[Any, None]":
-            return confirmed(channel, run), None
-
+    async def _best_effort(
+        self, done: str, decide: Callable[[Optional[Channel]], "tuple[Optional[Channel], None]"]
+    ) -> None:
         try:
-            with telemetry.step("nextrun.confirm"):
-                await self.root.next_runs().change(self.durable.task_hub, self.id, confirming)
+            await self.root.next_runs().change(self.durable.task_hub, self.id, decide)
         except (LockUnavailable, ChannelWriteUnknown) as error:
-            logger.warning("The next-run channel was not confirmed: %s", error)
+            logger.warning("The next-run channel was not %s: %s", done, error)
 
     async def offer(self, shown: Optional[str]) -> Optional[Offered]:
         """Make the request's input the active instance's next run (or its waiting run's

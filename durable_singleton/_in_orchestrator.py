@@ -161,13 +161,19 @@ def wait_until_due(
         return None
 
 
-def take_next(signals: Signals) -> Generator[Any, Any, Optional[Dict[str, Any]]]:
-    """The run has ended: take the next run from the channel (``{"request", "input"}``),
-    None when there is none (or no channel: an instance the app did not start)."""
-    if signals.state.hub is None:
-        return None
-    taken = yield from signals.next_run({"op": "take", "run": signals.state.id})
-    return None if taken is None else dict(taken)
+def end_run(
+    context: df.DurableOrchestrationContext, signals: Signals
+) -> Generator[Any, Any, bool]:
+    """The run has ended: take the id's next run and begin it (the orchestrator continues
+    as new), or settle the signals; True when there was none (or no channel: an instance
+    the app did not start), and the orchestrator completes with the run's output."""
+    if signals.state.hub is not None:
+        taken = yield from signals.next_run({"op": "take", "run": signals.state.id})
+        if taken is not None:
+            begin(context, signals, taken)
+            return False
+    signals.settle()
+    return True
 
 
 def begin(

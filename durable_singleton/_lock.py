@@ -774,10 +774,19 @@ class HeldLock:
         await self._stop()
         await self._store.release(self._lease)
 
-    def release_in_background(self) -> None:
-        """Release without making the caller wait; see :meth:`StartLocks.close`."""
+    def release_in_background(self, first: Optional[Awaitable[None]] = None) -> None:
+        """Release without making the caller wait, once ``first`` (work that comes
+        before the release, if any) has ended; see :meth:`StartLocks.close`."""
         self._let_go()
-        self._background.spawn(self.release())
+
+        async def release() -> None:
+            try:
+                if first is not None:
+                    await first
+            finally:
+                await self.release()
+
+        self._background.spawn(release())
 
     def abandon(self) -> None:
         """Keep the lease until it runs out: after a start whose answer was lost.

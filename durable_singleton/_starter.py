@@ -29,6 +29,7 @@ from ._errors import NotStarted
 from ._handover import (
     FIRST_END_POLL_SECONDS,
     MAX_END_POLL_SECONDS,
+    ChannelInUse,
     Handover,
     close_channel,
     shown_by,
@@ -263,50 +264,58 @@ class _StartRun:
             raise
         # The caller need not wait for the release: the start (or the status that
         # refused it) is visible now, so later callers are answered from the
-        # instance's status without needing this lock.
-        held.release_in_background()
+        # instance's status without needing this lock. Nor for the channel's
+        # confirmation: until it lands, requests wait for the lease (as when it fails).
+        started_now = answer.started and not answer.replayed
+        held.release_in_background(self.handover.confirm() if started_now else None)
         return answer
 
     async def _under_lock(
         self, held: HeldLock, status: Optional[InstanceStatus], action: Action
     ) -> Outcome:
         request = self.request
-        keyed = request.keyed
         if request.before_start is not None:
             await request.before_start(held)
-        # A request with a key looks again: another one with the same key may have
-        # started the id since it read the record. So does a start of an orchestrator
-        # that takes next runs: it opens the id's channel before its start is sent, and
-        # must not open it over an instance another caller started meanwhile (whose
-        # start the runtime would refuse after the channel was taken from it).
-        if (
-            keyed is not None
-            or self.handover.channelled
-            or must_recheck_under_lock(action, request.on_conflict, request.reuse)
+        if request.keyed is None and not must_recheck_under_lock(
+            action, request.on_conflict, request.reuse
         ):
-            status = await self.durable.status(self.id)
-            if keyed is not None:
-                # The key's records as they are under the lease: a request with the same
-                # key that started (and, a quick job, finished) meanwhile is answered.
-                if self.keys.replayed_by(await self.keys.held(held), status):
-                    return _REPLAYED
-            action = self._decide(status)
-            if action is Action.BUFFER:
-                return await self._offer_or_start(held, status)
-            if not action.starts:
-                return await self._answered_without_start(self.root.locks(), action, status)
+            # A start of an orchestrator that takes next runs opens the id's channel
+            # before its start is sent; the channel itself tells whether another caller
+            # started the id since the status was read (ChannelInUse), so it needs no
+            # second status read unless it holds a run.
+            with contextlib.suppress(ChannelInUse):
+                return await self._start_now(held, status, action, checked=False)
+        # Read again: another request with the same key may have started the id since
+        # it read the record; the policy needs the current status; or another caller may
+        # have started the id, whose channel must not be opened over its instance.
+        status = await self.durable.status(self.id)
+        if request.keyed is not None:
+            # The key's records as they are under the lease: a request with the same
+            # key that started (and, a quick job, finished) meanwhile is answered.
+            if self.keys.replayed_by(await self.keys.held(held), status):
+                return _REPLAYED
+        action = self._decide(status)
+        if action is Action.BUFFER:
+            return await self._offer_or_start(held, status)
+        if not action.starts:
+            return await self._answered_without_start(self.root.locks(), action, status)
         return await self._start_now(held, status, action)
 
     async def _start_now(
-        self, held: HeldLock, status: Optional[InstanceStatus], action: Action
+        self,
+        held: HeldLock,
+        status: Optional[InstanceStatus],
+        action: Action,
+        checked: bool = True,
     ) -> Outcome:
-        """Start under ``held``: replace the active instance first if ``action`` says so."""
+        """Start under ``held``: replace the active instance first if ``action`` says so.
+        ``checked``: ``status`` was read under the lease (see :meth:`Handover.open`)."""
         request = self.request
         if action in REPLACES:
             assert status is not None  # only an existing instance is replaced
             await self._replace_and_wait(held, action, status)
         input_, due_at, latest_at = self.handover.start_input()
-        await self.handover.open(held, due_at, latest_at)
+        previous = await self.handover.open(held, due_at, latest_at, checked)
         await self.keys.record_start(held, status)
         try:
             outcome = await self.durable.start(
@@ -325,9 +334,9 @@ class _StartRun:
             raise
         if outcome is StartOutcome.STARTED:
             await self.keys.mark_landed(held)
-            await self.handover.confirm()
             return self._started(action, due_at)
         await self.keys.restore(held)
+        await self.handover.withdraw(previous)
         # The extension refused: an instance with the id is active after all (started
         # outside this app's lock, for example). Answer as the policy says for it. An
         # older build's 500 may also be a plain failure: then no instance is active.

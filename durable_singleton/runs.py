@@ -24,8 +24,8 @@ from ._in_orchestrator import (
     RUN_MEMBER,
     Signals,
     begin,
+    end_run,
     stopping,
-    take_next,
     wait_until_due,
 )
 
@@ -110,11 +110,8 @@ def takes_next_runs(work: Work) -> Callable[[df.DurableOrchestrationContext], An
             output = work(context, run)
             if inspect.isgenerator(output):
                 output = yield from output
-        following = yield from take_next(signals)
-        if following is not None:
-            return begin(context, signals, following)
-        signals.settle()
-        return output
+        ended = yield from end_run(context, signals)
+        return output if ended else None
 
     # The name the Functions runtime indexes the orchestrator by; not ``__wrapped__``,
     # whose signature (context, run) the runtime would read as an unbound parameter.

@@ -5,11 +5,9 @@ the channel's rules as pure functions."""
 from __future__ import annotations
 
 import datetime
-import json
 from typing import Any, Dict, List
 
 import pytest
-from azure.durable_functions.models.actions.ActionType import ActionType
 
 from durable_singleton._next_run import (
     NEXT_RUN_ACTIVITY,
@@ -33,7 +31,8 @@ from durable_singleton._next_run import (
 )
 from durable_singleton.job._run import ITEM_STORE, ITEMS_PER_EXECUTION
 from tests.support.history import START, History
-from tests.support.job_driver import MemoryChannels, drive
+from tests.support.job_driver import MemoryChannels, continued_with, drive, next_run_calls
+from tests.support.job_driver import take_answered as answer_take
 from tests.test_job import (
     ACTIVITY,
     CONTINUE_AS_NEW,
@@ -45,25 +44,11 @@ from tests.test_job import (
 )
 
 HUB = "hub"
-WITH_RETRY = ActionType.CALL_ACTIVITY_WITH_RETRY
 
 
 def started(items: List[Any], run_id: str = "run-1", **member: Any) -> History:
     """A run the app started (its input names the run and the channel's task hub)."""
     return History({"items": items, "run": {"id": run_id, "hub": HUB, **member}})
-
-
-def next_run_calls(state: Dict[str, Any]) -> List[Any]:
-    return [
-        json.loads(a["input"])
-        for a in flat_actions(state)
-        if a["actionType"] == WITH_RETRY and a["functionName"] == NEXT_RUN_ACTIVITY
-    ]
-
-
-def continued_with(state: Dict[str, Any]) -> Any:
-    [action] = [a for a in flat_actions(state) if a["actionType"] == CONTINUE_AS_NEW]
-    return json.loads(action["input"])
 
 
 def ends_without_next_run(state: Dict[str, Any]) -> None:
@@ -73,9 +58,7 @@ def ends_without_next_run(state: Dict[str, Any]) -> None:
 
 def take_answered(history: History, answer: Any) -> Dict[str, Any]:
     """The run's take was scheduled; SingletonNextRun answers ``answer``."""
-    sequence = history.scheduled(NEXT_RUN_ACTIVITY)
-    history.new_episode().completed(sequence, answer)
-    return run(history)
+    return answer_take(history, answer, run)
 
 
 # -- at the end of a run ---------------------------------------------------------------

@@ -54,7 +54,7 @@ async def test_with_app_links_no_answer_of_any_kind_holds_the_system_key(
     proxy = FaultProxy(durable.port).start()
     try:
         proxy.set("cut_responses", match=b"POST /durabletask/orchestrators/")
-        durable.fail_next("status", 404, times=2)  # before the lock, and under it
+        durable.fail_next("status", 404)  # before the lock (no read under it: no channel)
         durable.fail_next("status", 503)  # the read after the lost answer
         proxied = starter_binding(f"http://127.0.0.1:{proxy.port}/durabletask/")
         answers.append(await start("k-unknown", starter=proxied))  # 503 outcome unknown

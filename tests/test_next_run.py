@@ -36,7 +36,9 @@ def utc_now() -> datetime.datetime:
 async def channel_of(
     app: SingletonApp = the_app, instance_id: str = "reindex"
 ) -> Optional[Channel]:
-    """The id's next-run channel, as the app keeps it."""
+    """The id's next-run channel, as the app keeps it once the work it does after its
+    answers (a start's confirmation, the lease's release) is done."""
+    await settled(app)
     return await root_of(app).next_runs().read(HUB, instance_id)
 
 
@@ -639,6 +641,29 @@ async def test_a_start_decided_on_a_stale_status_never_takes_the_channel_of_a_ru
     problem(response, 409, "instance-active")
     assert await channel_of(instance_id="stale") == before  # still the waiting run's
     assert before is not None and before.run == told["requestId"]
+
+
+async def test_a_start_refused_after_opening_an_ended_channel_puts_it_back(start, durable) -> None:
+    """A start read "no instance"; meanwhile another caller started the id and its run
+    ended, taking nothing (the channel says ended), while its instance is still Running.
+    The ended channel lets the start open it without reading the status again; the
+    runtime then refuses the start, the caller is told the instance is active, and the
+    channel is put back as it was (a Stop must not name a run that never began)."""
+    await start("quick", {"items": ["a"]})
+    assert await end_run(durable, durable.runs[0][1], "quick") is None  # the channel ends
+    before = await channel_of(instance_id="quick")
+    assert before is not None and before.ended
+    real_status = durable.instances.pop("quick")  # the first read finds no instance
+
+    async def first_read_then_back(instance_id: str) -> None:
+        asyncio.get_running_loop().call_soon(durable.instances.__setitem__, "quick", real_status)
+
+    durable.hold_status = first_read_then_back
+    response = await start("quick", {"items": ["b"]})
+    assert problem(response, 409, "instance-active")["runtimeStatus"] == "Running"
+    await settled(the_app)
+    assert await channel_of(instance_id="quick") == before
+    assert len(durable.created) == 1 and durable.calls["start"] == 2  # sent, refused
 
 
 async def test_a_channel_opened_for_a_start_that_did_not_happen_takes_no_request(

@@ -22,7 +22,14 @@ from durable_singleton._next_run import (
     stop_event,
 )
 from tests.support.history import START, History
-from tests.support.job_driver import MemoryChannels, drive, flattened
+from tests.support.job_driver import (
+    MemoryChannels,
+    actions_of,
+    continued_with,
+    drive,
+    next_run_calls,
+)
+from tests.support.job_driver import take_answered as answer_take
 
 HUB = "hub"
 DUMP = "dump"
@@ -49,26 +56,8 @@ def episode(history: History) -> Dict[str, Any]:
     return json.loads(main(history.context()))
 
 
-def actions(state: Dict[str, Any], kind: ActionType) -> List[Dict[str, Any]]:
-    flat = flattened(state["actions"][0]) if state["actions"] else []
-    return [a for a in flat if a["actionType"] == kind]
-
-
 def dumps(state: Dict[str, Any]) -> List[Any]:
-    return [json.loads(a["input"]) for a in actions(state, ActionType.CALL_ACTIVITY)]
-
-
-def next_run_calls(state: Dict[str, Any]) -> List[Any]:
-    return [
-        json.loads(a["input"])
-        for a in actions(state, ActionType.CALL_ACTIVITY_WITH_RETRY)
-        if a["functionName"] == NEXT_RUN_ACTIVITY
-    ]
-
-
-def continued_with(state: Dict[str, Any]) -> Any:
-    [action] = actions(state, ActionType.CONTINUE_AS_NEW)
-    return json.loads(action["input"])
+    return [json.loads(a["input"]) for a in actions_of(state, ActionType.CALL_ACTIVITY)]
 
 
 def started(tables: List[str], run_id: str = "run-1", **member: Any) -> History:
@@ -84,9 +73,7 @@ def dumped(history: History, results: List[Any]) -> Dict[str, Any]:
 
 
 def take_answered(history: History, answer: Any) -> Dict[str, Any]:
-    sequence = history.scheduled(NEXT_RUN_ACTIVITY)
-    history.new_episode().completed(sequence, answer)
-    return episode(history)
+    return answer_take(history, answer, episode)
 
 
 def test_the_work_gets_the_callers_input_and_the_status_shows_the_run_at_once() -> None:
@@ -113,7 +100,7 @@ def test_at_its_end_the_run_takes_its_next_run_and_continues_with_it() -> None:
 def test_with_no_next_run_it_completes_with_the_works_output() -> None:
     history = started(["a", "b"])
     state = take_answered_after(history, ["da", "db"], None)
-    assert state["isDone"] is True and not actions(state, ActionType.CONTINUE_AS_NEW)
+    assert state["isDone"] is True and not actions_of(state, ActionType.CONTINUE_AS_NEW)
     assert state["output"] == {"exported": ["da", "db"], "stopped": False}
 
 
@@ -171,7 +158,7 @@ def test_a_run_that_begins_stopping_does_no_work_and_takes() -> None:
 def test_a_debounced_run_waits_until_due_then_begins_with_the_latest_input() -> None:
     history = History({"tables": ["a"], "run": start_member("req-1", HUB, iso(DUE), iso(DUE))})
     state = episode(history)
-    [timer] = actions(state, ActionType.CREATE_TIMER)
+    [timer] = actions_of(state, ActionType.CREATE_TIMER)
     assert timer["fireAt"].startswith(iso(DUE)[:19]) and dumps(state) == []
     assert state["customStatus"]["dueAt"] == iso(DUE)
     fired = history.timer_created(DUE)
@@ -187,7 +174,7 @@ def test_a_stop_while_a_debounced_run_waits_ends_it_unrun_and_takes() -> None:
     history.timer_created(DUE)
     history.new_episode(5).event_raised("Stop", stop_event("req-1"))
     state = episode(history)
-    assert actions(state, ActionType.CREATE_TIMER)[0]["isCanceled"] is True
+    assert actions_of(state, ActionType.CREATE_TIMER)[0]["isCanceled"] is True
     assert dumps(state) == [] and [c["op"] for c in next_run_calls(state)] == ["take"]
 
 

@@ -19,9 +19,9 @@ from .._in_orchestrator import (
     RUN_MEMBER,
     Signals,
     begin,
+    end_run,
     run_member,
     stopping,
-    take_next,
     wait_until_due,
 )
 from .._next_run import RunState, iso
@@ -372,11 +372,8 @@ def _end(
     """The run has ended: take the next run from the channel and continue as new with
     it, or return the job's output (also for an instance the app did not start, which
     has no channel)."""
-    following = yield from take_next(signals)
-    if following is None:
-        signals.settle()
+    if (yield from end_run(context, signals)):
         return progress.output(results, signals.state.stopping)
-    begin(context, signals, following)
     return None
 
 

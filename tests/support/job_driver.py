@@ -109,6 +109,37 @@ def flattened(actions: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
     return flat
 
 
+def actions_of(state: Dict[str, Any], kind: ActionType) -> List[Dict[str, Any]]:
+    """An episode's actions of ``kind``, compound ones opened up, in order."""
+    flat = flattened(state["actions"][0]) if state["actions"] else []
+    return [action for action in flat if action["actionType"] == kind]
+
+
+def next_run_calls(state: Dict[str, Any]) -> List[Any]:
+    """The inputs of an episode's calls to SingletonNextRun."""
+    return [
+        json.loads(action["input"])
+        for action in actions_of(state, ActionType.CALL_ACTIVITY_WITH_RETRY)
+        if action["functionName"] == NEXT_RUN_ACTIVITY
+    ]
+
+
+def continued_with(state: Dict[str, Any]) -> Any:
+    """The input of an episode's one continue-as-new."""
+    [action] = actions_of(state, ActionType.CONTINUE_AS_NEW)
+    return json.loads(action["input"])
+
+
+def take_answered(
+    history: History, answer: Any, episode: Callable[[History], Dict[str, Any]]
+) -> Dict[str, Any]:
+    """The run's take was scheduled; SingletonNextRun answers ``answer``; the state after
+    the next ``episode``."""
+    sequence = history.scheduled(NEXT_RUN_ACTIVITY)
+    history.new_episode().completed(sequence, answer)
+    return episode(history)
+
+
 def _new_actions(state: Dict[str, Any], seen: int) -> List[Dict[str, Any]]:
     return flattened(state["actions"][0] if state["actions"] else [])[seen:]
 
