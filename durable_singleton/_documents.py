@@ -62,6 +62,9 @@ MAX_WRITES = 32
 #: What a change decides: the document to write (None: nothing to write) and its result.
 Decision = Tuple[Optional[D], T]
 
+#: A document as read (None: there is none) and the blob's ETag then (None: no blob).
+Tagged = Tuple[Optional[D], Optional[str]]
+
 
 class DocumentBusy(LockUnavailable):
     """Other writers changed the document between every read and write of a change."""
@@ -133,10 +136,18 @@ class BlobDocuments(Generic[D]):
         return self._naming(task_hub, name)
 
     async def change(
-        self, task_hub: str, name: str, decide: Callable[[Optional[D]], Decision[D, T]]
+        self,
+        task_hub: str,
+        name: str,
+        decide: Callable[[Optional[D]], Decision[D, T]],
+        read: Optional["Tagged[D]"] = None,
     ) -> T:
         """Read document ``name``, apply ``decide``, write what it returns if the document
         is still as read, and return its result; on a conflict, all of it again.
+
+        ``read``: the document as read a moment ago (:meth:`read_tagged`), used instead
+        of the first read when no other change of it is being written in this process;
+        the write is conditional on it all the same.
 
         Raises
         ------
@@ -155,29 +166,35 @@ class BlobDocuments(Generic[D]):
         else:
             self._waiting[name] = [(decide, answer)]
             # The writer is a task of its own: a caller that goes away does not stop it.
-            asyncio.ensure_future(self._writer(name))
+            asyncio.ensure_future(self._writer(name, read))
         return await asyncio.shield(answer)
 
-    async def _writer(self, name: str) -> None:
+    async def _writer(self, name: str, read: Optional["Tagged[D]"]) -> None:
         """Write the changes waiting for ``name``, a round at a time, until none wait."""
         blob = self._container.get_blob_client(name)
         try:
             while self._waiting[name]:
                 changes, self._waiting[name] = self._waiting[name], []
-                await self._round(blob, changes)
+                await self._round(blob, changes, read)
+                read = None
         finally:
             del self._waiting[name]
 
     async def _round(
-        self, blob: Any, changes: List[Tuple[Callable[[Any], Any], "asyncio.Future[Any]"]]
+        self,
+        blob: Any,
+        changes: List[Tuple[Callable[[Any], Any], "asyncio.Future[Any]"]],
+        read: Optional["Tagged[D]"],
     ) -> None:
-        """Apply ``changes`` in order to the document read, write the result once, and
-        answer each change (with its own exception, on a failure)."""
+        """Apply ``changes`` in order to the document read (first ``read``, if given),
+        write the result once, and answer each change (with its own exception, on a
+        failure)."""
         pause = FIRST_RETRY_SECONDS
         results: List[Any] = []
         try:
             for _ in range(MAX_ATTEMPTS):
-                current, etag = await self._read(blob)
+                current, etag = read if read is not None else await self._read(blob)
+                read = None
                 document, changed = current, False
                 results = []
                 for decide, _ in changes:
@@ -224,10 +241,13 @@ class BlobDocuments(Generic[D]):
 
     async def read(self, task_hub: str, name: str) -> Optional[D]:
         """Document ``name``, or None when there is none (LockUnavailable on failure)."""
-        blob = self._container.get_blob_client(self.blob_name(task_hub, name))
-        return (await self._read(blob))[0]
+        return (await self.read_tagged(task_hub, name))[0]
 
-    async def _read(self, blob: Any) -> Tuple[Optional[D], Optional[str]]:
+    async def read_tagged(self, task_hub: str, name: str) -> "Tagged[D]":
+        """Document ``name`` and the blob's ETag, for a :meth:`change` to come."""
+        return await self._read(self._container.get_blob_client(self.blob_name(task_hub, name)))
+
+    async def _read(self, blob: Any) -> "Tagged[D]":
         try:
             download = await storage_call(blob.download_blob(), self._timeout)
             data = await storage_call(download.readall(), self._timeout)

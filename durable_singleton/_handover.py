@@ -10,6 +10,7 @@ turns what a write could not tell into the answer's words.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime
 import functools
@@ -18,6 +19,7 @@ import uuid
 from typing import Any, Awaitable, Callable, Optional, TypeVar
 
 from . import _telemetry as telemetry
+from ._documents import Tagged
 from ._durable import DurableClient, DurableFailure, DurableUnavailable, InstanceEnded
 from ._errors import OutcomeUnknown
 from ._lock import HeldLock, LockLost, LockUnavailable
@@ -98,6 +100,27 @@ class Handover:
         )
         self.run_id = request.run_id or self.request_id or _new_id()
         self.due_at: Optional[str] = None
+        #: The channel as read while the lease was requested (:meth:`read_ahead`).
+        self._ahead: Optional["asyncio.Future[Tagged[Channel]]"] = None
+
+    def read_ahead(self) -> None:
+        """Read the id's channel now, while the lease is requested, so that :meth:`open`
+        writes on what it read without reading again (its write is conditional on it,
+        so a channel changed since is read again). Once per request."""
+        if self.channelled and self._ahead is None:
+            read = self.root.next_runs().read_tagged(self.durable.task_hub, self.id)
+            self._ahead = asyncio.ensure_future(read)
+            # A failure is the open's to meet (it reads again); never an unretrieved one.
+            self._ahead.add_done_callback(lambda done: done.cancelled() or done.exception())
+
+    async def _read_earlier(self) -> "Optional[Tagged[Channel]]":
+        ahead, self._ahead = self._ahead, None
+        if ahead is None:
+            return None
+        try:
+            return await ahead
+        except LockUnavailable:
+            return None
 
     def start_input(self) -> "tuple[Any, Optional[str], Optional[str]]":
         """The input a start sends, and when a debounced run is due (and at the latest):
@@ -143,9 +166,12 @@ class Handover:
                 raise LockLost("the lease could not be proven for the next-run channel's write")
             return opened(previous, run, input_, due_at, latest_at), previous
 
+        read = await self._read_earlier()
         try:
             with telemetry.step("nextrun.open"):
-                return await self.root.next_runs().change(self.durable.task_hub, self.id, opening)
+                return await self.root.next_runs().change(
+                    self.durable.task_hub, self.id, opening, read
+                )
         except ChannelWriteUnknown as error:  # nothing is started on an unknown channel
             raise LockUnavailable("opening the next-run channel") from error
 

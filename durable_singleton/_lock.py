@@ -487,6 +487,10 @@ class LocalAttempts:
 
         return finish
 
+    def __contains__(self, name: object) -> bool:
+        """Whether a caller here is taking (or holds) the lock ``name``."""
+        return name in self._attempts
+
     async def wait(self, name: str, timeout: float) -> bool:
         """Wait, at most ``timeout`` seconds, until the attempt at ``name`` ends; False at
         once when there is none. Raises the attempt's LockUnavailable, if it failed."""
@@ -607,6 +611,11 @@ class StartLocks:
         )
         held.created = created
         return held
+
+    def taken_here(self, task_hub: str, instance_id: str) -> bool:
+        """Whether a caller in this process is taking (or holds) the id's lock: then
+        :meth:`try_acquire` answers None at once, without a storage call."""
+        return lock_blob_name(task_hub, instance_id) in self.attempts
 
     async def wait_for_local_holder(self, task_hub: str, instance_id: str, timeout: float) -> bool:
         """Wait, at most ``timeout`` seconds, until this process's holder of the id's

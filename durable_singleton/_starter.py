@@ -214,13 +214,16 @@ class _StartRun:
             if offered is not None:
                 return offered
 
+        task_hub = self.durable.task_hub
+        if not self._reads_again(action) and not locks.taken_here(task_hub, self.id):
+            self.handover.read_ahead()  # beside the lease request, for the channel's open
         pauses = Pauses(
             FIRST_PAUSE_SECONDS, MAX_PAUSE_SECONDS, self.settings.lock_wait_seconds, jitter=0.5
         )
         waiting = telemetry.LockWait()
         while True:
             with telemetry.step("lock.acquire"):
-                held = await locks.try_acquire(self.durable.task_hub, self.id)
+                held = await locks.try_acquire(task_hub, self.id)
             if held is not None:
                 waiting.end("acquired")
                 return await self._holding(held, status, action)
@@ -233,7 +236,6 @@ class _StartRun:
             if pauses.expired():
                 waiting.end("gave-up")
                 raise LockBusy()
-            task_hub = self.durable.task_hub
             if not await locks.wait_for_local_holder(task_hub, self.id, pauses.remaining()):
                 await pauses.sleep()
             status = await self.durable.status(self.id)
@@ -276,9 +278,7 @@ class _StartRun:
         request = self.request
         if request.before_start is not None:
             await request.before_start(held)
-        if request.keyed is None and not must_recheck_under_lock(
-            action, request.on_conflict, request.reuse
-        ):
+        if not self._reads_again(action):
             # A start of an orchestrator that takes next runs opens the id's channel
             # before its start is sent; the channel itself tells whether another caller
             # started the id since the status was read (ChannelInUse), so it needs no
@@ -465,6 +465,14 @@ class _StartRun:
         if self.request.keyed is not None and await self.keys.replayed(locks, status):
             return _REPLAYED
         return self._not_started(action, status)
+
+    def _reads_again(self, action: Action) -> bool:
+        """Whether a start decided as ``action`` reads the status again under the lock
+        whatever the id's channel says (:func:`must_recheck_under_lock`; a request with
+        a key looks for its own start)."""
+        request = self.request
+        keyed = request.keyed is not None
+        return keyed or must_recheck_under_lock(action, request.on_conflict, request.reuse)
 
     async def _read(self) -> Optional[InstanceStatus]:
         return await self.durable.status(self.id)

@@ -693,6 +693,42 @@ async def test_a_channel_opened_for_a_start_that_did_not_happen_takes_no_request
     assert durable.created[-1][1]["items"] == ["c"]
 
 
+async def test_a_change_on_a_channel_read_earlier_decides_again_when_it_changed_since(
+    app_env,
+) -> None:
+    """A start reads the channel while it requests the lease, and opens it on that read;
+    if another caller wrote the channel in between, the write is refused and the open
+    decides again on the channel as it is now, never on the earlier read."""
+    store = root_of(the_app).next_runs()
+    earlier = await store.read_tagged(HUB, "ahead")
+    assert earlier == (None, None)
+    assert await store.change(HUB, "ahead", lambda c: (Channel("theirs"), "theirs")) == "theirs"
+    seen = []
+
+    def opening(channel: Any) -> Any:
+        seen.append(channel)
+        return Channel("ours", starting=True), "ours"
+
+    assert await store.change(HUB, "ahead", opening, earlier) == "ours"
+    assert seen == [None, Channel("theirs")]  # the earlier read's write was refused
+    assert await channel_of(instance_id="ahead") == Channel("ours", starting=True)
+
+
+async def test_a_burst_reads_the_channel_ahead_once(start, durable, blob_requests) -> None:
+    """Only the caller that asks storage for the lease reads the channel beside it: the
+    others of its process wait for it, and read nothing (docs/design.md, cost)."""
+    await start("warm-up")
+    await settled(blob_requests.app)
+    durable.reset(start_check_delay=0.05)
+    mark = blob_requests.requests
+    answers = await asyncio.gather(*[start("ahead-burst") for _ in range(20)])
+    assert sorted(r.status_code for r in answers) == [202] + [409] * 19
+    await settled(blob_requests.app)
+    # The lock blob's creation, the lease and its release; the channel's read (ahead of
+    # the lease) and write to open it, and its read and write to confirm it.
+    assert blob_requests.requests - mark == 7
+
+
 async def test_a_change_that_refuses_fails_alone_among_those_written_together(
     app_env,
 ) -> None:
