@@ -16,13 +16,12 @@ from typing import Any, Dict, Optional
 from azure.storage.blob.aio import ContainerClient
 
 from . import _next_run as protocol
-from ._documents import BlobDocuments, DocumentBusy, DocumentWriteUnknown
+from ._documents import BlobDocuments, DocumentWriteUnknown
 from ._lock import LOCK_SUFFIX, lock_blob_name
 from ._next_run import Channel
 from ._slots import QueueStore, take_queued
 
-#: The names the channel's callers know these failures by.
-ChannelBusy = DocumentBusy
+#: The name the channel's callers know this failure by.
 ChannelWriteUnknown = DocumentWriteUnknown
 
 #: Beside the id's lock blob (``<task hub>/<instance id>.lock``).
