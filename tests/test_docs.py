@@ -130,3 +130,14 @@ def test_every_module_the_module_map_names_exists() -> None:
     package = PROJECT_ROOT / PACKAGE
     missing = {name for name in named if not list(package.rglob(name))}
     assert len(named) > 20 and not missing, missing
+
+
+def test_every_span_the_app_records_is_listed_in_operate() -> None:
+    """docs/operate.md names every child span (``telemetry.step``) the code records."""
+    steps = {
+        name
+        for module in (PROJECT_ROOT / "durable_singleton").rglob("*.py")
+        for name in re.findall(r'step\("([a-z_.]+)"\)', module.read_text(encoding="utf-8"))
+    }
+    operate = (PROJECT_ROOT / "docs" / "operate.md").read_text(encoding="utf-8")
+    assert steps and not {name for name in steps if f"`{name}`" not in operate}
