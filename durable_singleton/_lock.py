@@ -431,7 +431,8 @@ class LeaseStore:
 
 
 class Background:
-    """Work no caller waits for (lease releases, a last renewal), kept until closed."""
+    """Work no caller waits for (lease releases and a start's confirmation before them, a
+    last renewal), kept until closed."""
 
     def __init__(self) -> None:
         """Nothing running yet."""

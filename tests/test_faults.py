@@ -319,18 +319,25 @@ async def test_a_terminate_whose_lease_ran_out_meanwhile_never_ends_the_next_ins
 async def test_a_holder_paused_before_it_opens_the_channel_writes_nothing(
     durable, azurite, app_env
 ) -> None:
-    """A start of SingletonOrchestrator opens the id's next-run channel under the lease.
-    Its process is paused while it reads the channel (its clock jumps past the lease, and
-    storage breaks the lease as expiry does): it must not then write the channel, which by
-    then may be another holder's."""
+    """A start of SingletonOrchestrator opens the id's next-run channel under the lease
+    (its read goes beside the lease request; its write is fenced). The process is paused
+    as the lease is granted (its clock jumps past the lease, and storage breaks the lease
+    as expiry does): it must not then write the channel, which by then may be another
+    holder's."""
     pause = Pause()
     armed = [True]
+    lock = lock_blob_name("TestHubName", "fenced-open")
 
-    def paused_at_the_channel_read(request: Any) -> None:  # the Storage SDK's hook
-        http = request.http_request
-        if armed and http.method == "GET" and http.url.split("?")[0].endswith(".next"):
+    def paused_as_the_lease_is_granted(response: Any) -> None:  # the Storage SDK's hook
+        http = response.http_request
+        granted = (
+            http.method == "PUT"
+            and http.url.split("?")[0].endswith(lock)
+            and http.headers.get("x-ms-lease-action") == "acquire"
+            and response.http_response.status_code == 201
+        )
+        if armed and granted:
             armed.clear()
-            lock = lock_blob_name("TestHubName", "fenced-open")
             with SyncBlobClient.from_connection_string(
                 azurite.connection_string, app_env, lock
             ) as blob:
@@ -340,7 +347,7 @@ async def test_a_holder_paused_before_it_opens_the_channel_writes_nothing(
     holder = SingletonApp(
         Catalog.from_folders(APP_ROOT),
         os.environ,
-        blob_options={"raw_request_hook": paused_at_the_channel_read},
+        blob_options={"raw_response_hook": paused_as_the_lease_is_granted},
         clock=pause.clock,
     )
     try:
@@ -348,7 +355,7 @@ async def test_a_holder_paused_before_it_opens_the_channel_writes_nothing(
             start_request("SingletonOrchestrator", "fenced-open", {"items": ["a"]}),
             durable.starter(),
         )
-        assert not armed  # the pause came at the channel's read
+        assert not armed  # the pause came as the lease was granted
         assert kind(answer) == "lock-lost"
         assert await root_of(holder).next_runs().read("TestHubName", "fenced-open") is None
         assert durable.created == []
