@@ -145,9 +145,9 @@ class BlobDocuments(Generic[D]):
         """Read document ``name``, apply ``decide``, write what it returns if the document
         is still as read, and return its result; on a conflict, all of it again.
 
-        ``read``: the document as read a moment ago (:meth:`read_tagged`), used instead
-        of the first read when no other change of it is being written in this process;
-        the write is conditional on it all the same.
+        ``read``: the document as read (or written) a moment ago (:meth:`read_tagged`,
+        :meth:`change_tagged`), used instead of the first read when no other change of
+        it is being written in this process; the write is conditional on it all the same.
 
         Raises
         ------
@@ -158,8 +158,20 @@ class BlobDocuments(Generic[D]):
         DocumentWriteUnknown
             A write's answer was lost and it is unknown whether it landed.
         """
+        result, _ = await self.change_tagged(task_hub, name, decide, read)
+        return result
+
+    async def change_tagged(
+        self,
+        task_hub: str,
+        name: str,
+        decide: Callable[[Optional[D]], Decision[D, T]],
+        read: Optional["Tagged[D]"] = None,
+    ) -> "Tuple[T, Tagged[D]]":
+        """:meth:`change`, and also the document as the change left it with the blob's
+        ETag then, for a later change to write on without reading it first."""
         name = self.blob_name(task_hub, name)
-        answer: "asyncio.Future[T]" = asyncio.get_running_loop().create_future()
+        answer: "asyncio.Future[Tuple[T, Tagged[D]]]" = asyncio.get_running_loop().create_future()
         waiting = self._waiting.get(name)
         if waiting is not None:
             waiting.append((decide, answer))  # the writer running takes it in its next round
@@ -187,8 +199,8 @@ class BlobDocuments(Generic[D]):
         read: Optional["Tagged[D]"],
     ) -> None:
         """Apply ``changes`` in order to the document read (first ``read``, if given),
-        write the result once, and answer each change (with its own exception, on a
-        failure)."""
+        write the result once, and answer each change with its result and the document
+        as the round left it (or with its own exception, on a failure)."""
         pause = FIRST_RETRY_SECONDS
         results: List[Any] = []
         try:
@@ -206,9 +218,15 @@ class BlobDocuments(Generic[D]):
                     results.append(result)
                     if written is not None:
                         document, changed = written, True
-                if not changed or await self._write_new(blob, current, document, etag):
+                after = (
+                    await self._write_new(blob, current, document, etag)
+                    if changed
+                    else (current, etag)
+                )
+                if after is not None:
                     for (_, answer), result in zip(changes, results, strict=True):
-                        _settle(answer, result=result)
+                        refused = isinstance(result, _Refused)
+                        _settle(answer, result=result if refused else (result, after))
                     return
                 await asyncio.sleep(pause * random.uniform(0.5, 1.5))
                 pause = min(pause * 2, MAX_RETRY_SECONDS)
@@ -229,9 +247,9 @@ class BlobDocuments(Generic[D]):
         current: Optional[D],
         document: Optional[D],
         etag: Optional[str],
-    ) -> bool:
+    ) -> "Optional[Tagged[D]]":
         """Write ``document``, changed from ``current`` (read at ``etag``), with a new write
-        id after the ones ``current`` keeps."""
+        id after the ones ``current`` keeps (see :meth:`_write`)."""
         assert document is not None
         token = uuid.uuid4().hex[:16]
         earlier = current.writes if current is not None else ()
@@ -259,9 +277,14 @@ class BlobDocuments(Generic[D]):
             # Not a document this app wrote: replaced (conditionally) by the next change.
             return None, download.properties.etag
 
-    async def _write(self, blob: Any, document: D, etag: Optional[str], token: str) -> bool:
+    async def _write(
+        self, blob: Any, document: D, etag: Optional[str], token: str
+    ) -> "Optional[Tagged[D]]":
         """Write ``document`` (whose latest write id is ``token``) if the blob is still at
-        ``etag`` (absent, for None): True when written, False when it had changed."""
+        ``etag`` (absent, for None): the document stored after it, with the blob's ETag
+        then, when it was written; None when the blob had changed. Told by a read back,
+        that is the document read (a later writer's, keeping this write's id), never
+        this one under another writer's ETag."""
         conditions: Dict[str, Any] = (
             {"overwrite": False}
             if etag is None
@@ -272,25 +295,25 @@ class BlobDocuments(Generic[D]):
             }
         )
         try:
-            await asyncio.wait_for(
+            written = await asyncio.wait_for(
                 blob.upload_blob(
                     document.to_json(), metadata=self._metadata(document), **conditions
                 ),
                 self._timeout,
             )
-            return True
+            return document, written["etag"]
         except (ResourceModifiedError, ResourceExistsError):
             # Refused: by another writer's change, or by this write itself, sent again
             # below this call after its first attempt landed and its answer was lost (the
             # SDK's retry, or aiohttp's own on a pooled connection the server closed).
             try:
-                landed, _ = await self._read(blob)
+                landed, now = await self._read(blob)
             except LockUnavailable:
                 raise DocumentWriteUnknown(f"writing the {self._what}") from None
-            return landed is not None and token in landed.writes
+            return (landed, now) if landed is not None and token in landed.writes else None
         except ResourceNotFoundError:  # the container is missing: first use of the app
             await self._create_container()
-            return False
+            return None
         except (asyncio.TimeoutError, AzureError):
             pass
         # The answer was lost: the write may have landed. Read the document back: still
@@ -304,9 +327,9 @@ class BlobDocuments(Generic[D]):
             except LockUnavailable:
                 continue
             if now == etag:
-                return False
+                return None
             if landed is not None and token in landed.writes:
-                return True
+                return landed, now
             break
         raise DocumentWriteUnknown(f"writing the {self._what}")
 

@@ -102,6 +102,9 @@ class Handover:
         self.due_at: Optional[str] = None
         #: The channel as read while the lease was requested (:meth:`read_ahead`).
         self._ahead: Optional["asyncio.Future[Tagged[Channel]]"] = None
+        #: The channel as :meth:`open` left it, with its ETag: confirmed (or withdrawn)
+        #: with one conditional write, read again only if it changed since.
+        self._opened: Optional["Tagged[Channel]"] = None
 
     def read_ahead(self) -> None:
         """Read the id's channel now, while the lease is requested, so that :meth:`open`
@@ -169,9 +172,10 @@ class Handover:
         read = await self._read_earlier()
         try:
             with telemetry.step("nextrun.open"):
-                return await self.root.next_runs().change(
+                previous, self._opened = await self.root.next_runs().change_tagged(
                     self.durable.task_hub, self.id, opening, read
                 )
+                return previous
         except ChannelWriteUnknown as error:  # nothing is started on an unknown channel
             raise LockUnavailable("opening the next-run channel") from error
 
@@ -205,8 +209,11 @@ class Handover:
     async def _best_effort(
         self, done: str, decide: Callable[[Optional[Channel]], "tuple[Optional[Channel], None]"]
     ) -> None:
+        """Change the channel :meth:`open` wrote, starting from what it left."""
         try:
-            await self.root.next_runs().change(self.durable.task_hub, self.id, decide)
+            await self.root.next_runs().change(
+                self.durable.task_hub, self.id, decide, self._opened
+            )
         except (LockUnavailable, ChannelWriteUnknown) as error:
             logger.warning("The next-run channel was not %s: %s", done, error)
 

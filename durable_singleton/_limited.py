@@ -21,7 +21,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from . import _limit as rules
 from . import _problems as problems
-from ._documents import DocumentWriteUnknown
+from ._documents import DocumentWriteUnknown, Tagged
 from ._durable import DurableClient, InstanceStatus
 from ._errors import NotStarted, OutcomeUnknown
 from ._limit import Queue, slot_id
@@ -245,12 +245,15 @@ async def start_in_slot(
     instance_id = slot_id(key, number)
     queues = root.queues()
     storage_timeout = root.settings.storage_timeout_seconds
+    # The queue as read under the slot's lease: the start's confirmation writes on it.
+    seen: List["Tagged[Queue]"] = []
 
     async def still_reserved(held: HeldLock) -> None:
         # Under the slot's lease, decided while the lease is certain: the sweep takes
         # this lock too before it gives a reservation back.
         await held.fence(storage_timeout * 2)
-        queue = await queues.read(hub, key)
+        seen[:] = [await queues.read_tagged(hub, key)]
+        queue = seen[0][0]
         if held.remaining() < MIN_FENCED_SECONDS:
             raise LockLost("the lease could not be proven for the slot's check")
         slot = queue.slots.get(number) if queue is not None else None
@@ -282,7 +285,7 @@ async def start_in_slot(
     except NotStarted:
         await _give_back(queues, hub, key, number, request_id)
         raise
-    await _confirm(queues, hub, key, number, request_id)
+    await _confirm(queues, hub, key, number, request_id, seen[0] if seen else None)
     return instance_id
 
 
@@ -314,9 +317,18 @@ async def _give_back(queues: QueueStore, hub: str, key: str, number: int, reques
         logger.warning("A slot could not be given back (%s).", type(error).__name__)
 
 
-async def _confirm(queues: QueueStore, hub: str, key: str, number: int, request: str) -> None:
+async def _confirm(
+    queues: QueueStore,
+    hub: str,
+    key: str,
+    number: int,
+    request: str,
+    read: "Optional[Tagged[Queue]]" = None,
+) -> None:
+    """Mark the slot's start as landed, writing on ``read`` (the queue as read a moment
+    ago, if it was) unless the queue changed since."""
     try:
-        await queues.change(hub, key, lambda q: rules.started(q, number, request))
+        await queues.change(hub, key, lambda q: rules.started(q, number, request), read)
     except Exception as error:  # the sweep confirms it from the instance's status
         logger.warning("A slot's start could not be confirmed (%s).", type(error).__name__)
 

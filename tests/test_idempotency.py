@@ -343,11 +343,11 @@ async def test_requests_without_a_key_cost_what_they_did(start, durable, blob_re
     assert await blob_calls("busy", None) == 0
     assert await blob_calls("busy", "k-8") == 1
     # A new id: create, lease, release, and (SingletonOrchestrator takes next runs) its
-    # next-run channel's read and write when it is opened and again when the start is
-    # confirmed; with a key also the record's read, its write before the start and the
-    # write that closes its window after the 202.
+    # next-run channel's read and write when it is opened, and the write that confirms
+    # the start on the channel as the open left it; with a key also the record's read,
+    # its write before the start and the write that closes its window after the 202.
     plain = await blob_calls("fresh-a", None)
-    assert plain == 7
+    assert plain == 6
     assert await blob_calls("fresh-b", "k-9") == plain + 3
 
 

@@ -17,7 +17,7 @@ from durable_singleton import Catalog, InvalidInput, SingletonApp, StopMode
 from durable_singleton._limited import sweep_key
 from durable_singleton.errors import LimitReached, ProblemError, QueueFull
 from durable_singleton.limits import OnFull
-from tests.support.app import root_of
+from tests.support.app import root_of, settled
 
 JOB = "Job"
 LIMIT = 2
@@ -243,6 +243,32 @@ async def _free_slot_while_its_instance_ends(app: SingletonApp, durable, key: st
     run = durable.instances[f"{key}~0"].run.id
     now = iso(datetime.datetime.now(datetime.timezone.utc))
     await root.queues().change(hub, key, lambda q: _limit.take(q, 0, run, now))
+
+
+async def test_a_start_in_a_slot_costs_its_blob_calls(durable, app_env) -> None:
+    """A start that finds a slot free: the queue's read and write (the admission), the
+    slot's lock (create, lease, release), the queue read under the lease, and one write
+    that confirms the start on the queue as that read left it (docs/design.md, cost)."""
+    import os
+
+    from durable_singleton import _settings
+    from tests.support.blob_counter import RequestCounter
+
+    durable.reset(orchestrators={JOB, "Plain"})
+    durable.use_storage(os.environ[_settings.STORAGE_CONNECTION], app_env)
+    counter = RequestCounter()
+    made = SingletonApp(catalog(), blob_options={"raw_request_hook": counter})
+    try:
+        client = made.client(durable.starter())
+        await client.start_limited(JOB, "warm", {"n": 0})  # the container exists from here on
+        await settled(made)
+        mark = counter.requests
+        admitted = await client.start_limited(JOB, "costed", {"n": 1})
+        await settled(made)
+        assert admitted.instance_id == "costed~0"
+        assert counter.requests - mark == 7
+    finally:
+        await made.close()
 
 
 async def test_a_start_in_a_slot_waits_for_its_last_instance_to_end(limited, durable) -> None:
