@@ -621,6 +621,34 @@ async def test_a_write_whose_answer_is_lost_is_read_back_not_done_twice(
     assert channel is not None and channel.next == Pending(body["requestId"], {"items": ["c"]})
 
 
+async def test_a_start_whose_channel_open_lost_its_answer_confirms_what_landed(
+    start, durable, azurite, app_env, monkeypatch
+) -> None:
+    """Storage takes the write that opens a fresh start's channel but its answer is cut:
+    the app reads the channel back, finds its write, starts once, and confirms the channel
+    on what it read back (not on the write it sent, whose ETag it never got)."""
+    from durable_singleton._next_run_store import channel_blob_name
+    from tests.support.azurite import connection_string
+    from tests.support.fault_proxy import FaultProxy
+
+    proxy = FaultProxy(azurite.port).start()
+    await change_setting(monkeypatch, "AzureWebJobsStorage", connection_string(proxy.port))
+    try:
+        await start("warm", {"items": ["a"]})  # the container exists from here on
+        put = f"PUT /devstoreaccount1/{app_env}/{channel_blob_name(HUB, 'cut-open')}".encode()
+        proxy.set("cut_responses", match=put, times=1)
+        response = await start("cut-open", {"items": ["b"]})
+        await settled(the_app)
+    finally:
+        proxy.stop()
+        await change_setting(monkeypatch, "AzureWebJobsStorage", azurite.connection_string)
+    assert proxy.faults == 1
+    assert response.status_code == 202 and body_of(response)["outcome"] == "started"
+    assert [i for _, i in durable.accepted_starts] == ["warm", "cut-open"]
+    run = durable.instances["cut-open"].input["run"]["id"]
+    assert await channel_of(instance_id="cut-open") == Channel(run)  # confirmed
+
+
 async def test_a_start_decided_on_a_stale_status_never_takes_the_channel_of_a_running_one(
     start, durable
 ) -> None:
