@@ -1,7 +1,9 @@
 """SingletonLimitSweep: a timer that keeps the queues of keys with a limit moving.
 
-A slot passes itself on at its run's end (durable_singleton._slots). An instance that
-ends without that end (failed, terminated, purged), and a start that reserved a slot and
+A slot passes itself on at its run's end (durable_singleton._slots); one whose instance
+the app terminated is passed on once that instance has ended
+(:func:`durable_singleton._limited.pass_on_terminated`). An instance that ends otherwise
+(failed, or terminated or purged outside the app), and a start that reserved a slot and
 then neither started nor gave it back (its process stopped), leave a slot held that no
 instance holds. Each tick lists the task hub's queues (one listing; each queue's blob
 metadata says how many requests wait and how many reservations are unconfirmed) and

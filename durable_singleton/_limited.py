@@ -24,7 +24,7 @@ from . import _problems as problems
 from ._documents import DocumentWriteUnknown, Tagged
 from ._durable import DurableClient, InstanceStatus
 from ._errors import NotStarted, OutcomeUnknown
-from ._limit import Queue, slot_id
+from ._limit import SLOT_SEPARATOR, Queue, slot_id
 from ._lock import MIN_FENCED_SECONDS, BlobMissing, HeldLock, LockLost, storage_call
 from ._next_run import iso, shown_run
 from ._policy import ACTIVE, OnConflict, OnFull, Reuse
@@ -363,6 +363,38 @@ async def sweep_key(
     for number, head in heads:
         await _start_head(function_name, key, number, head, durable, root)
     return len(heads)
+
+
+def terminated_slot(function_name: str, instance_id: str, root: Root) -> Optional[str]:
+    """The key whose slot ``instance_id`` is, when ``function_name`` has a limit per key
+    and the id is one of its slots; otherwise None."""
+    limit = root.catalog.limit(function_name)
+    key, _, number = instance_id.rpartition(SLOT_SEPARATOR)
+    if limit is None or not key or not number.isdigit() or int(number) >= limit:
+        return None
+    return key if slot_id(key, int(number)) == instance_id else None
+
+
+async def pass_on_terminated(
+    function_name: str, key: str, instance_id: str, durable: DurableClient, root: Root
+) -> None:
+    """After a terminate the app sent to a slot's instance: once its status shows it
+    ended (read for at most ``SINGLETON_NEXT_RUN_WAIT_SECONDS``), sweep the key, so the
+    slot passes to the queue's head now rather than at the sweep timer's next tick. The
+    sweep's own rules decide, under the slot's lock; what fails here is left to the
+    timer, and only logged."""
+    limit = root.catalog.limit(function_name)
+    assert limit is not None
+    polls = Pauses(
+        FIRST_END_POLL_SECONDS, MAX_END_POLL_SECONDS, root.settings.next_run_wait_seconds
+    )
+    try:
+        async for status in polls.looks(lambda: durable.status(instance_id)):
+            if status is None or status.runtime_status not in ACTIVE:
+                await sweep_key(function_name, key, limit, durable, root)
+                return
+    except (NotStarted, OutcomeUnknown) as error:
+        logger.warning("A terminated slot was left to the sweep (%s).", type(error).__name__)
 
 
 def reservation_grace(settings: Settings) -> datetime.timedelta:

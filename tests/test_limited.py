@@ -151,8 +151,9 @@ async def test_a_slot_freed_without_a_take_starts_the_next_request(
     waiting = await client.start_limited(JOB, "swept", {"n": 2})
     assert first.instance_id == "swept~0" and waiting.position == 1
     if ending == "terminated":
-        await client.stop(JOB, "swept~0", mode=StopMode.TERMINATE)
-        await asyncio.sleep(0.2)  # the double ends it a moment later
+        # Through the extension's own API, not the app's (whose terminate passes the
+        # slot on itself: test_a_slot_terminated_through_the_app_passes_on_...).
+        durable.set_status("swept~0", "Terminated")
     else:
         durable.set_status("swept~0", "Failed")
         if ending == "purged":
@@ -168,12 +169,33 @@ async def test_a_slot_freed_without_a_take_starts_the_next_request(
     assert runs_of(durable, "swept") == [{"n": 0}, {"n": 1}, {"n": 2}]
 
 
+async def test_a_slot_terminated_through_the_app_passes_on_without_the_sweep(
+    limited, durable
+) -> None:
+    """DELETE mode=terminate (here through the client) on a slot's instance: once the
+    instance shows it ended, the slot goes to the queue's head without waiting for the
+    sweep's next tick; the sweep then finds nothing to do (nobody runs twice)."""
+    app = limited()
+    client = app.client(durable.starter())
+    await client.start_limited(JOB, "ops", {"n": 0})
+    await client.start_limited(JOB, "ops", {"n": 1})
+    waiting = await client.start_limited(JOB, "ops", {"n": 2})
+    assert waiting.position == 1
+    await client.stop(JOB, "ops~0", mode=StopMode.TERMINATE)
+    await settled(app)  # what the app does after its answer
+    assert active_of(durable, "ops") == ["ops~0", "ops~1"]
+    assert runs_of(durable, "ops") == [{"n": 0}, {"n": 1}, {"n": 2}]
+    root = root_of(app)
+    assert await sweep_key(JOB, "ops", LIMIT, root.durable(durable.starter()), root) == 0
+    assert runs_of(durable, "ops") == [{"n": 0}, {"n": 1}, {"n": 2}]
+
+
 async def test_a_slot_terminated_before_its_first_episode_passes_to_the_next(
     limited, durable
 ) -> None:
     """Slot 0's instance is terminated while still Pending, before its first episode (its
-    status shows no run, as the runtime's does): the sweep frees the slot for the request
-    that waits; the terminated request is over (its caller was told started, and an
+    status shows no run, as the runtime's does): the slot passes to the request that
+    waits; the terminated request is over (its caller was told started, and an
     operator ended it), so it never runs, now or at a later sweep."""
     app = limited()
     client = app.client(durable.starter())
@@ -185,9 +207,8 @@ async def test_a_slot_terminated_before_its_first_episode_passes_to_the_next(
     assert never.instance_id == "stuck~0" and waiting.position == 1
     assert durable.instances["stuck~0"].custom_status is None
     await client.stop(JOB, "stuck~0", mode=StopMode.TERMINATE)
-    await asyncio.sleep(0.2)  # the double ends it a moment later
+    await settled(app)  # the terminate passes the slot on once the instance has ended
     root = root_of(app)
-    assert await sweep_key(JOB, "stuck", LIMIT, root.durable(durable.starter()), root) == 1
     assert runs_of(durable, "stuck") == [{"n": 1}, {"n": 2}]
     assert active_of(durable, "stuck") == ["stuck~0", "stuck~1"]
     assert await sweep_key(JOB, "stuck", LIMIT, root.durable(durable.starter()), root) == 0
