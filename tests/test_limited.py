@@ -190,6 +190,41 @@ async def test_a_slot_terminated_through_the_app_passes_on_without_the_sweep(
     assert runs_of(durable, "ops") == [{"n": 0}, {"n": 1}, {"n": 2}]
 
 
+async def test_a_terminated_slots_pass_on_races_sweeps_and_new_requests(
+    limited, durable
+) -> None:
+    """The pass-on after a terminate runs beside two other processes' sweeps and new
+    requests for the key from three processes: never more than the limit active at one
+    moment, and every request runs exactly once (the terminated one had begun)."""
+    apps = [limited() for _ in range(3)]
+    clients = [made.client(durable.starter()) for made in apps]
+    for n in range(4):  # 2 started, 2 queued
+        await clients[n % 3].start_limited(JOB, "busy", {"n": n})
+
+    async def sweep(made: SingletonApp, after: float) -> int:
+        await asyncio.sleep(after)
+        root = root_of(made)
+        return await sweep_key(JOB, "busy", LIMIT, root.durable(durable.starter()), root)
+
+    await asyncio.gather(
+        clients[0].stop(JOB, "busy~0", mode=StopMode.TERMINATE),
+        *[clients[n % 3].start_limited(JOB, "busy", {"n": n}) for n in range(4, 8)],
+        sweep(apps[1], 0.0),
+        sweep(apps[2], 0.06),  # about when the double ends the terminated instance
+    )
+    for made in apps:
+        await settled(made)
+    for _ in range(12):
+        for slot in active_of(durable, "busy"):
+            durable.end_run(slot)
+    assert sorted(r["n"] for r in runs_of(durable, "busy")) == list(range(8))
+    active: set = set()
+    for _, instance_id, now_active in sorted(durable.activity, key=lambda e: e[0]):
+        if instance_id.startswith("busy~"):
+            (active.add if now_active else active.discard)(instance_id)
+            assert len(active) <= LIMIT, durable.activity
+
+
 async def test_a_slot_terminated_before_its_first_episode_passes_to_the_next(
     limited, durable
 ) -> None:
