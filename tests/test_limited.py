@@ -190,9 +190,7 @@ async def test_a_slot_terminated_through_the_app_passes_on_without_the_sweep(
     assert runs_of(durable, "ops") == [{"n": 0}, {"n": 1}, {"n": 2}]
 
 
-async def test_a_terminated_slots_pass_on_races_sweeps_and_new_requests(
-    limited, durable
-) -> None:
+async def test_a_terminated_slots_pass_on_races_sweeps_and_new_requests(limited, durable) -> None:
     """The pass-on after a terminate runs beside two other processes' sweeps and new
     requests for the key from three processes: never more than the limit active at one
     moment, and every request runs exactly once (the terminated one had begun)."""
