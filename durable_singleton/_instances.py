@@ -19,7 +19,7 @@ from . import _problems as problems
 from ._durable import DurableClient, InstanceEnded, InstanceStatus
 from ._handover import close_channel, dropped_by_terminate, stop_through_channel
 from ._invocation import Invocation, RootFactory, Routes, answer
-from ._limited import pass_on_terminated, terminated_slot
+from ._limited import pass_on_terminated, slot_of
 from ._links import Links
 from ._policy import FINISHED
 from ._problems import ProblemError
@@ -139,10 +139,10 @@ async def end_instance(
             closed = await close_channel(root, hub, function_name, instance_id)
     finally:
         await held.release()
-    key = terminated_slot(function_name, instance_id, root)
-    if key is not None:
+    slot = slot_of(function_name, instance_id, root)
+    if slot is not None:
         # A slot of a key with a limit: its queue's head need not wait for the sweep.
-        passing = pass_on_terminated(function_name, key, instance_id, durable, root)
+        passing = pass_on_terminated(function_name, slot, instance_id, durable, root)
         root.locks().background.spawn(passing)
     # Read (bounded) once the lock is let go: a start need not wait for this instance's end.
     wait = root.settings.next_run_wait_seconds

@@ -246,14 +246,15 @@ async def start_in_slot(
     queues = root.queues()
     storage_timeout = root.settings.storage_timeout_seconds
     # The queue as read under the slot's lease: the start's confirmation writes on it.
-    seen: List["Tagged[Queue]"] = []
+    seen: "Optional[Tagged[Queue]]" = None
 
     async def still_reserved(held: HeldLock) -> None:
+        nonlocal seen
         # Under the slot's lease, decided while the lease is certain: the sweep takes
         # this lock too before it gives a reservation back.
         await held.fence(storage_timeout * 2)
-        seen[:] = [await queues.read_tagged(hub, key)]
-        queue = seen[0][0]
+        seen = await queues.read_tagged(hub, key)
+        queue = seen[0]
         if held.remaining() < MIN_FENCED_SECONDS:
             raise LockLost("the lease could not be proven for the slot's check")
         slot = queue.slots.get(number) if queue is not None else None
@@ -285,7 +286,7 @@ async def start_in_slot(
     except NotStarted:
         await _give_back(queues, hub, key, number, request_id)
         raise
-    await _confirm(queues, hub, key, number, request_id, seen[0] if seen else None)
+    await _confirm(queues, hub, key, number, request_id, seen)
     return instance_id
 
 
@@ -365,26 +366,25 @@ async def sweep_key(
     return len(heads)
 
 
-def terminated_slot(function_name: str, instance_id: str, root: Root) -> Optional[str]:
-    """The key whose slot ``instance_id`` is, when ``function_name`` has a limit per key
-    and the id is one of its slots; otherwise None."""
+def slot_of(function_name: str, instance_id: str, root: Root) -> Optional[Tuple[str, int]]:
+    """The key whose slot ``instance_id`` is, and the key's limit, when ``function_name``
+    has a limit per key and the id is one of its slots; otherwise None."""
     limit = root.catalog.limit(function_name)
     key, _, number = instance_id.rpartition(SLOT_SEPARATOR)
     if limit is None or not key or not number.isdigit() or int(number) >= limit:
         return None
-    return key if slot_id(key, int(number)) == instance_id else None
+    return (key, limit) if slot_id(key, int(number)) == instance_id else None
 
 
 async def pass_on_terminated(
-    function_name: str, key: str, instance_id: str, durable: DurableClient, root: Root
+    function_name: str, slot: Tuple[str, int], instance_id: str, durable: DurableClient, root: Root
 ) -> None:
     """After a terminate the app sent to a slot's instance: once its status shows it
     ended (read for at most ``SINGLETON_NEXT_RUN_WAIT_SECONDS``), sweep the key, so the
     slot passes to the queue's head now rather than at the sweep timer's next tick. The
     sweep's own rules decide, under the slot's lock; what fails here is left to the
-    timer, and only logged."""
-    limit = root.catalog.limit(function_name)
-    assert limit is not None
+    timer, and only logged. ``slot``: the key and its limit (:func:`slot_of`)."""
+    key, limit = slot
     polls = Pauses(
         FIRST_END_POLL_SECONDS, MAX_END_POLL_SECONDS, root.settings.next_run_wait_seconds
     )
