@@ -24,7 +24,7 @@ from . import _problems as problems
 from ._documents import DocumentWriteUnknown, Tagged
 from ._durable import DurableClient, InstanceStatus
 from ._errors import NotStarted, OutcomeUnknown
-from ._limit import SLOT_SEPARATOR, Queue, slot_id
+from ._limit import Queue, slot_id
 from ._lock import MIN_FENCED_SECONDS, BlobMissing, HeldLock, LockLost, storage_call
 from ._next_run import iso, shown_run
 from ._policy import ACTIVE, OnConflict, OnFull, Reuse
@@ -32,7 +32,7 @@ from ._problems import ProblemError
 from ._request import LimitedStart, StartRequest
 from ._root import Root
 from ._settings import Settings
-from ._slots import QueueStore
+from ._slots import QueueStore, parse_slot
 from ._starter import InstanceEnding, start_singleton
 from ._waiting import Pauses
 
@@ -369,11 +369,11 @@ async def sweep_key(
 def slot_of(function_name: str, instance_id: str, root: Root) -> Optional[Tuple[str, int]]:
     """The key whose slot ``instance_id`` is, and the key's limit, when ``function_name``
     has a limit per key and the id is one of its slots; otherwise None."""
-    limit = root.catalog.limit(function_name)
-    key, _, number = instance_id.rpartition(SLOT_SEPARATOR)
-    if limit is None or not key or not number.isdigit() or int(number) >= limit:
+    limit, parsed = root.catalog.limit(function_name), parse_slot(instance_id)
+    if limit is None or parsed is None or parsed[1] >= limit:
         return None
-    return (key, limit) if slot_id(key, int(number)) == instance_id else None
+    key, number = parsed
+    return (key, limit) if slot_id(key, number) == instance_id else None  # "k~01" is none
 
 
 async def pass_on_terminated(

@@ -383,6 +383,19 @@ async def test_a_limit_of_one_is_the_singleton_of_its_key(durable, app_env) -> N
         await app.close()
 
 
+async def test_only_a_slot_of_an_orchestrator_with_a_limit_is_passed_on(limited) -> None:
+    """Which terminated ids the app passes on: a slot within the key's limit, written as
+    the app writes slot ids; no other id of the orchestrator, no id of another one."""
+    from durable_singleton._limited import slot_of
+
+    root = root_of(limited())
+    assert slot_of(JOB, "tenant~1", root) == ("tenant", LIMIT)
+    assert slot_of(JOB, "a~b~0", root) == ("a~b", LIMIT)
+    for instance_id in ["tenant", f"tenant~{LIMIT}", "tenant~01", "~0", "tenant~"]:
+        assert slot_of(JOB, instance_id, root) is None, instance_id
+    assert slot_of("Plain", "tenant~0", root) is None
+
+
 def test_a_limit_is_checked_when_the_catalog_is_made() -> None:
     with pytest.raises(ValueError):
         Catalog.of(["Job"], next_runs=["Job"], limits={"Job": 0})
