@@ -241,3 +241,41 @@ async def test_an_orchestrator_of_the_apps_own_with_a_limit_passes_its_slot_on(
         "tables": ["t2"],
         "run": {"id": answers[2]["requestId"], "hub": first["run"]["hub"]},
     }
+
+
+async def test_a_slot_terminated_in_the_app_passes_to_the_queued_request(
+    host, durable, app_env
+) -> None:
+    """In the v2 runtime: DELETE mode=terminate on a slot of export_tables (a limit of 2)
+    while a request waits; once the instance has ended, the waiting request starts in that
+    slot without the sweep timer."""
+    import function_app
+
+    from tests.support.app import settled
+
+    durable.orchestrators = {EXPORT}
+    durable.use_storage(os.environ["AzureWebJobsStorage"], app_env)
+    starter = host.durable_client(durable.starter())
+
+    async def invoke(function: str, method: str, path: str, params: Dict[str, str]) -> Any:
+        body = b'{"tables": ["t"]}' if method == "POST" else b""
+        request = host.http(
+            method, f"{ORIGIN}/api/{path}", {"Content-Type": "application/json"}, params, body
+        )
+        response = await host.invoke(function, {"req": request, "starter": starter})
+        assert host.succeeded(response), host.failure(response)
+        return host.http_answer(response)
+
+    limited = {"functionName": EXPORT, "key": "globex"}
+    answers = [
+        (await invoke("HttpStartLimited", "POST", f"limits/{EXPORT}/globex", limited)).json()
+        for _ in range(3)
+    ]
+    assert [a["outcome"] for a in answers] == ["started", "started", "queued"]
+    slot = {"functionName": EXPORT, "instanceId": "globex~0"}
+    path = f"orchestrators/{EXPORT}/globex~0?mode=terminate"
+    stop = await invoke("SingletonInstance", "DELETE", path, slot)
+    assert stop.status == 202
+    await settled(function_app.singleton)  # the pass-on, after the answer
+    assert durable.instances["globex~0"].input["run"]["id"] == answers[2]["requestId"]
+    assert [i for _, i in durable.accepted_starts].count("globex~0") == 2
