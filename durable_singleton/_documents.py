@@ -149,14 +149,9 @@ class BlobDocuments(Generic[D]):
         :meth:`change_tagged`), used instead of the first read when no other change of
         it is being written in this process; the write is conditional on it all the same.
 
-        Raises
-        ------
-        LockUnavailable
-            Storage failed or did not answer in time; nothing was written.
-        DocumentBusy
-            :data:`MAX_ATTEMPTS` conflicts in a row; nothing was written.
-        DocumentWriteUnknown
-            A write's answer was lost and it is unknown whether it landed.
+        Raises LockUnavailable when storage failed or did not answer in time (DocumentBusy
+        after :data:`MAX_ATTEMPTS` conflicts in a row): nothing was written;
+        DocumentWriteUnknown when a write's answer was lost and whether it landed is unknown.
         """
         result, _ = await self.change_tagged(task_hub, name, decide, read)
         return result
@@ -314,10 +309,11 @@ class BlobDocuments(Generic[D]):
         except ResourceNotFoundError:  # the container is missing: first use of the app
             await self._create_container()
             return None
-        except (asyncio.TimeoutError, AzureError):
-            pass
+        except (asyncio.TimeoutError, AzureError) as error:
+            failure = type(error).__name__
         # The answer was lost: the write may have landed. Read the document back: still
-        # as it was read, the write did not land; carrying the write's id, it did (later
+        # as it was read, the write did not land, and nobody else wrote either: storage
+        # failed it (not a conflict to try again); carrying the write's id, it did (later
         # writers keep the latest ids); otherwise it cannot be told. A cut connection
         # often mends within moments, so the read is tried a few times.
         for pause in READ_BACK_PAUSES:
@@ -327,7 +323,7 @@ class BlobDocuments(Generic[D]):
             except LockUnavailable:
                 continue
             if now == etag:
-                return None
+                raise LockUnavailable(f"storage did not take the {self._what}'s write ({failure})")
             if landed is not None and token in landed.writes:
                 return landed, now
             break

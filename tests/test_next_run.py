@@ -621,6 +621,39 @@ async def test_a_write_whose_answer_is_lost_is_read_back_not_done_twice(
     assert channel is not None and channel.next == Pending(body["requestId"], {"items": ["c"]})
 
 
+async def test_a_write_storage_never_takes_is_a_storage_failure_not_another_writers_change(
+    durable, azurite, app_env, monkeypatch
+) -> None:
+    """Storage answers the channel's reads but never its write (the PUT stalls): the read
+    back shows the channel as it was, so nobody changed it and the write did not land.
+    That is storage failing, told as such after one write's time limit; it is not
+    another writer's change, tried again up to 24 times (a minute and more) and then
+    called "kept changing". Nothing is written."""
+    from durable_singleton._documents import DocumentBusy
+    from durable_singleton._lock import LockUnavailable
+    from durable_singleton._next_run_store import channel_blob_name
+    from tests.support.azurite import connection_string
+    from tests.support.fault_proxy import FaultProxy
+
+    proxy = FaultProxy(azurite.port).start()
+    await change_setting(monkeypatch, "AzureWebJobsStorage", connection_string(proxy.port))
+    await change_setting(monkeypatch, "SINGLETON_STORAGE_TIMEOUT_SECONDS", "1")
+    try:
+        store = root_of(the_app).next_runs()
+        await store.change(HUB, "stalled", lambda c: (Channel("a"), None))
+        put = f"PUT /devstoreaccount1/{app_env}/{channel_blob_name(HUB, 'stalled')}".encode()
+        proxy.set("stall", match=put)
+        with pytest.raises(LockUnavailable) as raised:
+            await store.change(HUB, "stalled", lambda c: (Channel("b"), None))
+        proxy.set("pass")
+        assert await channel_of(instance_id="stalled") == Channel("a")  # nothing written
+    finally:
+        proxy.stop()
+        await change_setting(monkeypatch, "AzureWebJobsStorage", azurite.connection_string)
+    assert proxy.faults == 1  # one write sent, not one per supposed conflict
+    assert not isinstance(raised.value, DocumentBusy) and "changing" not in str(raised.value)
+
+
 async def test_a_start_whose_channel_open_lost_its_answer_confirms_what_landed(
     start, durable, azurite, app_env, monkeypatch
 ) -> None:

@@ -6,7 +6,9 @@ break the network the way a real outage does, while both ends stay real:
 - ``pass``: bytes flow both ways (``delay`` seconds added before each forwarded chunk).
 - ``cut``: every open connection is reset at once and new ones are reset on accept.
 - ``stall``: connections stay open but nothing is forwarded in either direction, so
-  the peer sees a hung server; switching back to ``pass`` does not revive them.
+  the peer sees a hung server; switching back to ``pass`` does not revive them. With
+  ``match``, only a connection whose request starts with it stalls, from that request
+  on (the request never reaches the dependency); the others pass.
 - ``cut_responses``: requests reach the dependency, but the connection is reset as
   soon as the dependency starts answering: the request was carried out and its
   answer is lost. With ``match``, only for requests whose first bytes (the request
@@ -127,7 +129,7 @@ class FaultProxy:
                 data = await reader.read(65536)
                 if not data:
                     break
-                if self.mode == "stall" or stalled:
+                if stalled or self._stalls(data, upstream):
                     if not stalled:
                         self.faults += 1
                     stalled = True  # swallow: the peer waits for bytes that never come
@@ -156,6 +158,13 @@ class FaultProxy:
         finally:
             if not stalled:
                 self._reset(writer)
+
+    def _stalls(self, data: bytes, upstream: bool) -> bool:
+        """Whether ``data`` stalls its connection: every chunk in ``stall`` mode, or with
+        ``match`` only a request that starts with it."""
+        if self.mode != "stall":
+            return False
+        return not self.match or (upstream and data.startswith(self.match))
 
     @staticmethod
     def _reset(writer: asyncio.StreamWriter) -> None:
