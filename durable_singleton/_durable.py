@@ -204,13 +204,8 @@ class Binding:
 
     @classmethod
     def parse(cls, document: str) -> "Binding":
-        """Read the binding's JSON ``document`` as the host hands it to the function.
-
-        Raises
-        ------
-        ValueError
-            When it is not the binding's document (a host or wiring fault).
-        """
+        """Read the binding's JSON ``document`` as the host hands it to the function;
+        ValueError when it is not the binding's document (a host or wiring fault)."""
         value = json.loads(document)
         urls = value.get("managementUrls") if isinstance(value, dict) else None
         if not (
@@ -273,13 +268,9 @@ class DurableClient:
         return self.binding.task_hub
 
     async def status(self, instance_id: str) -> Optional[InstanceStatus]:
-        """Return the instance's status, or None when no instance has the id.
-
-        Raises
-        ------
-        DurableUnavailable, DurableFailure
-            The API could not be reached, or did not answer with a status.
-        """
+        """The instance's status, or None when no instance has the id. Raises
+        DurableUnavailable or DurableFailure when the API could not be reached or did not
+        answer with a status."""
         stage = "reading the instance status"
         url = f"{self._base}instances/{instance_id}?showInput=false"
         with telemetry.step("durable.status"):
@@ -305,14 +296,10 @@ class DurableClient:
         """Start ``function_name`` under ``instance_id``, giving up when ``limit`` (the
         time the id's lease is proven for) or the Durable timeout runs out.
 
-        Raises
-        ------
-        DurableUnavailable
-            The request was never sent: the connection could not be opened.
-        StartOutcomeUnknown
-            The request may have been sent and its answer was lost.
-        DurableFailure
-            Any answer but 202, 409 and 500 (a 400: unknown orchestrator).
+        Raises DurableUnavailable when the request was never sent (the connection could
+        not be opened), StartOutcomeUnknown when it may have been sent and its answer was
+        lost, DurableFailure for any answer but 202, 409 and 500 (a 400: unknown
+        orchestrator).
         """
         stage = "starting the instance"
         url = f"{self._base}orchestrators/{function_name}/{instance_id}"
@@ -339,12 +326,8 @@ class DurableClient:
         """Terminate the active instance with ``reason``, within ``limit`` (the time the
         id's lease is proven for); it ends a little later.
 
-        Raises
-        ------
-        InstanceEnded
-            410 (it has ended: its status says how) or 404 (no such instance).
-        DurableFailure, DurableUnavailable
-            The request failed.
+        Raises InstanceEnded on a 410 (it has ended: its status says how) or a 404 (no
+        such instance); DurableFailure or DurableUnavailable when the request failed.
         """
         stage = "terminating the existing instance"
         url = f"{self._base}instances/{instance_id}/terminate?reason={quote(reason)}"
@@ -380,10 +363,8 @@ class DurableClient:
         last). ``runtime_statuses`` filters (none: every status); ``created_to``: only
         instances created before then.
 
-        Raises
-        ------
-        DurableUnavailable, DurableFailure
-            The API could not be reached, or did not answer with a page.
+        Raises DurableUnavailable or DurableFailure when the API could not be reached or
+        did not answer with a page.
         """
         stage = "listing the instances"
         query: Dict[str, Any] = {"top": top, "showInput": "false"}
@@ -415,11 +396,8 @@ class DurableClient:
         lease is proven for): True when it was purged, False when no instance has the id.
 
         The caller checks that it has finished (older builds purge whatever it is).
-
-        Raises
-        ------
-        DurableUnavailable, DurableFailure
-            The request failed, or the API refused it.
+        Raises DurableUnavailable or DurableFailure when the request failed or the API
+        refused it.
         """
         stage = "purging the instance"
         url = f"{self._base}instances/{instance_id}"

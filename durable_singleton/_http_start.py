@@ -15,24 +15,9 @@ from ._validation import parse_start_request
 async def handle_start_request(
     make_root: RootFactory, req: func.HttpRequest, starter: str, routes: Routes
 ) -> func.HttpResponse:
-    """Answer one HttpStartSingle request.
-
-    Parameters
-    ----------
-    make_root : RootFactory
-        Gives the composition root.
-    req : func.HttpRequest
-        The request, with route parameters ``functionName`` and ``instanceId``.
-    starter : str
-        The ``durableClient`` binding's JSON.
-    routes : Routes
-        The app's routes.
-
-    Returns
-    -------
-    func.HttpResponse
-        202 started, 200 existing instance used, or a problem+json answer.
-    """
+    """Answer one HttpStartSingle request (route parameters ``functionName`` and
+    ``instanceId``; ``starter``, the ``durableClient`` binding's JSON): 202 started, 200
+    an existing instance used, or a problem+json answer."""
     return await answer(make_root, req, starter, "HttpStartSingle", "http", _start, routes)
 
 

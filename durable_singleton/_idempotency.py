@@ -197,24 +197,8 @@ def judge(
     status: Optional[InstanceStatus],
     now: datetime.datetime,
 ) -> Verdict:
-    """Decide what a request with a key gets.
-
-    Parameters
-    ----------
-    records : Records
-        The id's records.
-    request : KeyedRequest
-        The request's key and fingerprint.
-    status : InstanceStatus, optional
-        The id's latest execution, read after the records.
-    now : datetime.datetime
-        The time now (UTC).
-
-    Returns
-    -------
-    Verdict
-        See :class:`Verdict`.
-    """
+    """Decide what a request with a key gets from the id's ``records`` and its latest
+    execution's ``status``, read after the records, at ``now`` (UTC)."""
     record = records.live_current(now)
     if record is None or record.key_digest != request.key_digest:
         if records.was_superseded(request.key_digest, now):

@@ -106,13 +106,9 @@ async def end_instance(
     call under the lock is, and then closes the channel, dropping (and naming) the next
     run it held.
 
-    Raises
-    ------
-    ProblemError
-        400 for a Stop to an orchestrator that does not take one (nothing is sent); 404
-        when no instance of ``function_name`` has the id; 409 when it has ended.
-    LockBusy
-        A terminate waited too long for the id's lock.
+    Raises ProblemError: 400 for a Stop to an orchestrator that does not take one
+    (nothing is sent), 404 when no instance of ``function_name`` has the id, 409 when it
+    has ended; LockBusy when a terminate waited too long for the id's lock.
     """
     hub = durable.task_hub
     if mode is StopMode.STOP:

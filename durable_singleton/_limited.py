@@ -117,16 +117,10 @@ class QueueOutcomeUnknown(OutcomeUnknown):
 async def start_limited(start: LimitedStart, durable: DurableClient, root: Root) -> Admitted:
     """Admit ``start`` through its key's queue: start it in a free slot, or queue it.
 
-    Raises
-    ------
-    QueueFull, LimitReached
-        Nothing was queued.
-    QueueOutcomeUnknown
-        The queue's write lost its answer.
-    NotStarted, OutcomeUnknown
-        Its start in a slot failed (nothing started, and it is not queued), or may have.
-    LockUnavailable
-        Storage failed: nothing was queued.
+    Raises QueueFull or LimitReached (nothing was queued), QueueOutcomeUnknown (the
+    queue's write lost its answer), NotStarted or OutcomeUnknown (its start in a slot
+    failed: nothing started and it is not queued; or may have), LockUnavailable (storage
+    failed: nothing was queued).
     """
     hub, key, keyed = durable.task_hub, start.key, start.keyed
     request_id = str(uuid.uuid4())

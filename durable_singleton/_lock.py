@@ -553,18 +553,8 @@ class StartLocks:
     async def try_acquire(self, task_hub: str, instance_id: str) -> Optional["HeldLock"]:
         """Take the lease for the id, or return None at once when someone else holds it.
 
-        Parameters
-        ----------
-        task_hub : str
-            The Durable task hub the instance lives in.
-        instance_id : str
-            The instance id to lock.
-
-        Raises
-        ------
-        LockUnavailable
-            When storage cannot be reached, refuses, or does not answer in time. The
-            callers in this process waiting on this attempt get the same error.
+        Raises LockUnavailable when storage cannot be reached, refuses, or does not
+        answer in time; the callers in this process waiting on this attempt get the same.
         """
         name = lock_blob_name(task_hub, instance_id)
         finish = self.attempts.begin(name)
@@ -625,11 +615,8 @@ class StartLocks:
         Returns False at once when no caller in this process has the lock (it is held
         elsewhere, or free), so the caller knows to poll instead.
 
-        Raises
-        ------
-        LockUnavailable
-            When the attempt waited on failed on storage: its callers all get the
-            answer at the same time.
+        Raises LockUnavailable when the attempt waited on failed on storage: its callers
+        all get the answer at the same time.
         """
         return await self.attempts.wait(lock_blob_name(task_hub, instance_id), timeout)
 
@@ -710,11 +697,8 @@ class HeldLock:
         slow renewal can leave less than ``needed``, so the caller must bound its call
         by the time returned, never by ``needed``.
 
-        Raises
-        ------
-        LockLost
-            When less than :data:`MIN_FENCED_SECONDS` can be proven: the caller must
-            not act under the lock.
+        Raises LockLost when less than :data:`MIN_FENCED_SECONDS` can be proven: the
+        caller must not act under the lock.
         """
         if self.remaining() < needed:
             retries = Pauses(

@@ -116,23 +116,8 @@ REPLACES = frozenset({Action.TERMINATE_THEN_START, Action.STOP_THEN_START})
 
 
 def decide(status: Optional[Status], on_conflict: OnConflict, reuse: Reuse) -> Action:
-    """Choose what to do about a start request.
-
-    Parameters
-    ----------
-    status : Optional[OrchestrationRuntimeStatus]
-        The runtime status of the instance with the requested id; None when no
-        instance has that id.
-    on_conflict : OnConflict
-        The caller's choice for an active instance.
-    reuse : Reuse
-        The caller's choice for a finished instance.
-
-    Returns
-    -------
-    Action
-        The action the starter must carry out.
-    """
+    """The action the starter must carry out for a start request, given the runtime
+    status of the instance with the id (None: no instance has it)."""
     if status is None:
         return Action.START
     if status in ACTIVE:
@@ -169,17 +154,7 @@ def must_recheck_under_lock(action: Action, on_conflict: OnConflict, reuse: Reus
     tell finished states apart, which the extension does not (it overwrites any
     finished instance).
 
-    Parameters
-    ----------
-    action : Action
-        The decision taken on the status read before the lock.
-    on_conflict, reuse : OnConflict, Reuse
-        The caller's choices, as :func:`decide` takes them.
-
-    Returns
-    -------
-    bool
-        True when the status must be read again under the lock.
+    ``action`` is the decision taken on the status read before the lock.
     """
     return not (
         action is Action.START

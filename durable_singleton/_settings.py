@@ -140,23 +140,8 @@ class StorageConnection:
 
 
 def load_settings(environ: Mapping[str, str]) -> Settings:
-    """Read the starter's settings.
-
-    Parameters
-    ----------
-    environ : Mapping[str, str]
-        Where the settings live (the SingletonApp's ``environ``).
-
-    Returns
-    -------
-    Settings
-        The values, with defaults for the settings that are not set.
-
-    Raises
-    ------
-    ConfigurationError
-        When a setting is set to a value outside its range.
-    """
+    """Read the starter's settings from ``environ`` (the SingletonApp's), with defaults
+    for those not set; ConfigurationError for a value outside its range."""
     defaults = Settings()
     return Settings(
         max_body_bytes=_int(environ, MAX_BODY_BYTES, defaults.max_body_bytes, 1, 100 * 1024**2),
@@ -226,10 +211,7 @@ def load_retention(environ: Mapping[str, str]) -> Retention:
     """Read the retention timer's settings (its tick reads them; a wrong one stops the
     tick, not the starts).
 
-    Raises
-    ------
-    ConfigurationError
-        When a setting holds a value outside its rules.
+    Raises ConfigurationError when a setting holds a value outside its rules.
     """
     defaults = Retention()
     return Retention(
@@ -247,10 +229,8 @@ def load_schedule(prefix: str, environ: Mapping[str, str]) -> Schedule:
     ``<prefix>`` itself is the NCRONTAB expression, read by the Functions host through
     the timer's function.json (``%<prefix>%``); this reads the rest.
 
-    Raises
-    ------
-    ConfigurationError
-        When a setting is missing or holds a value outside its rules.
+    Raises ConfigurationError when a setting is missing or holds a value outside its
+    rules.
     """
     instance_id = _raw(environ, f"{prefix}_INSTANCE_ID")
     if instance_id is None:
@@ -274,12 +254,8 @@ def load_storage_connection(environ: Mapping[str, str]) -> StorageConnection:
     with ``__credential`` and ``__clientId`` for a managed identity.
 
     ``environ`` is where the settings live (the SingletonApp's ``environ``); returns
-    the connection to build a Blob Storage client from.
-
-    Raises
-    ------
-    ConfigurationError
-        When no storage connection is configured.
+    the connection to build a Blob Storage client from, or raises ConfigurationError
+    when none is configured.
     """
     prefix = STORAGE_CONNECTION
     connection_string = _raw(environ, prefix)

@@ -150,28 +150,12 @@ class ReplaceTimedOut(NotStarted):
 
 
 async def start_singleton(request: StartRequest, durable: DurableClient, root: Root) -> Outcome:
-    """Start ``request``'s orchestrator under its id unless the policy says otherwise.
+    """Start ``request``'s orchestrator under its id unless the policy says otherwise;
+    the outcome says it started, or what was done about the existing instance.
 
-    Parameters
-    ----------
-    request : StartRequest
-        The validated request.
-    durable : DurableClient
-        The Durable API client of this invocation.
-    root : Root
-        The composition root: the settings and the start locks.
-
-    Returns
-    -------
-    Outcome
-        Started, or the action taken about the existing instance.
-
-    Raises
-    ------
-    LockBusy, ReplaceTimedOut, InstanceVanished, StartOutcomeUnknown
-        As their docstrings say.
-    DurableUnavailable, DurableFailure, LockUnavailable, LockLost, ConfigurationError
-        A dependency or a setting failed.
+    Raises LockBusy, ReplaceTimedOut, InstanceVanished or StartOutcomeUnknown (as their
+    docstrings say); DurableUnavailable, DurableFailure, LockUnavailable, LockLost or
+    ConfigurationError when a dependency or a setting failed.
     """
     return await _StartRun(request, durable, root).execute()
 

@@ -29,14 +29,6 @@ def stop_requested(context: Any) -> Any:
             if (yield context.task_any([work, stop])) is stop:
                 return "stopped"
 
-    Parameters
-    ----------
-    context : azure.durable_functions.DurableOrchestrationContext
-        The orchestration's context.
-
-    Returns
-    -------
-    azure.durable_functions.models.Task.TaskBase
-        ``context.wait_for_external_event(STOP_EVENT)``.
+    It is ``context.wait_for_external_event(STOP_EVENT)``.
     """
     return context.wait_for_external_event(STOP_EVENT)

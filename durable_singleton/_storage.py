@@ -64,28 +64,10 @@ def credential_for(connection: StorageConnection) -> Optional[Any]:
 def blob_service_client(
     connection: StorageConnection, environ: Mapping[str, str] = {}, **options: Any
 ) -> BlobServiceClient:
-    """Build an async Blob Storage client for ``connection``.
-
-    Parameters
-    ----------
-    connection : StorageConnection
-        The storage connection from the app settings.
-    environ : Mapping[str, str]
-        The process environment, for its proxy settings (:func:`uses_proxy`).
-    **options : Any
-        More keyword arguments for the SDK client (the benchmark adds a hook that
-        counts requests).
-
-    Returns
-    -------
-    BlobServiceClient
-        A client with short timeouts and few retries.
-
-    Raises
-    ------
-    ConfigurationError
-        When the connection string cannot be read as one.
-    """
+    """An async Blob Storage client for ``connection``, with short timeouts and few
+    retries. ``environ`` gives the proxy settings (:func:`uses_proxy`); ``options`` go to
+    the SDK client (the benchmark adds a hook that counts requests). Raises
+    ConfigurationError when the connection string cannot be read as one."""
     # Fractions of a second work at run time; the SDK's annotations say int.
     retry = LinearRetry(backoff=0.2, retry_total=2, random_jitter_range=0.1)  # type: ignore[arg-type]
     options = {"use_env_settings": uses_proxy(environ), **options}

@@ -35,19 +35,8 @@ DISABLED = "schedule-disabled"
 async def handle_tick(
     make_root: RootFactory, timer: func.TimerRequest, starter: str, prefix: str
 ) -> None:
-    """Run one tick of the schedule whose settings start with ``prefix``.
-
-    Parameters
-    ----------
-    make_root : RootFactory
-        Gives the composition root.
-    timer : func.TimerRequest
-        The timer binding; ``past_due`` is set for a catch-up tick.
-    starter : str
-        The ``durableClient`` binding's JSON.
-    prefix : str
-        The schedule's app setting prefix (``SINGLETON_SCHEDULE`` for the first one).
-    """
+    """Run one tick (``past_due`` for a catch-up) of the schedule whose settings start
+    with ``prefix`` (``SINGLETON_SCHEDULE`` for the first one)."""
 
     async def tick(told: Told, span: Span) -> None:
         span.set_attribute("singleton.schedule", prefix)
@@ -90,10 +79,7 @@ def schedule_request(schedule: Schedule, root: Root) -> StartRequest:
     """The start a tick makes, checked by the one constructor every start goes through
     (:func:`~durable_singleton._request.checked_start`).
 
-    Raises
-    ------
-    ConfigurationError
-        Naming the setting that breaks a rule, never its value.
+    Raises ConfigurationError naming the setting that breaks a rule, never its value.
     """
     try:
         return checked_start(

@@ -40,11 +40,8 @@ def parse_start_request(
     """Read a start request from the route, the query and the body, and check it with
     :func:`checked_start`, as every door is checked.
 
-    Raises
-    ------
-    ProblemError
-        404 for an unknown orchestrator, 413 for a body over the limit, 400 for
-        anything else that is wrong.
+    Raises ProblemError: 404 for an unknown orchestrator, 413 for a body over the
+    limit, 400 for anything else that is wrong.
     """
     function_name, instance_id = read_route(req, catalog.names)
     given = read_choice(req, "onConflict", OnConflict, settings.on_conflict)

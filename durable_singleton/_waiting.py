@@ -19,19 +19,10 @@ T = TypeVar("T")
 
 
 class Pauses:
-    """Growing, jittered pauses until a deadline.
-
-    Parameters
-    ----------
-    first, most : float
-        The first pause and the longest one, in seconds; each pause doubles the last.
-    within : float
-        Seconds from now until the deadline.
-    jitter : float
-        Each pause is scaled by a random factor from ``1 - jitter`` to ``1 + jitter``.
-    clock, sleep : callables
-        The monotonic clock and the sleep (the event loop's, unless a test gives others).
-    """
+    """Growing, jittered pauses until a deadline ``within`` seconds from now: the
+    ``first`` doubles up to ``most``, each scaled by a random factor from ``1 - jitter``
+    to ``1 + jitter``, on ``clock`` and ``sleep`` (the event loop's, unless a test gives
+    others)."""
 
     def __init__(
         self,
