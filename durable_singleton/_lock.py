@@ -164,7 +164,7 @@ class Leases(Protocol):
 
     def lease(self, name: str) -> Any: ...
 
-    async def acquire_new(self, name: str, lease: Any) -> Tuple[bool, bool]: ...
+    async def acquire(self, name: str, lease: Any) -> Tuple[bool, bool]: ...
 
     async def renew(self, lease: Any) -> float: ...
 
@@ -236,17 +236,13 @@ class LeaseStore:
         any path that may have acquired it can release it."""
         return BlobLeaseClient(self._blob(name), lease_id=str(uuid.uuid4()))
 
-    async def acquire(self, name: str, lease: BlobLeaseClient) -> bool:
-        """Take ``lease`` on blob ``name``; False when another holder has it.
+    async def acquire(self, name: str, lease: BlobLeaseClient) -> Tuple[bool, bool]:
+        """Take ``lease`` on blob ``name``: whether it was granted (False when another
+        holder has it), and whether this call created the blob (it had none).
 
         Raises LockUnavailable when storage refuses, AcquireTimedOut (a LockUnavailable
         whose lease may have been granted) when it does not answer in time.
         """
-        acquired, _ = await self.acquire_new(name, lease)
-        return acquired
-
-    async def acquire_new(self, name: str, lease: BlobLeaseClient) -> Tuple[bool, bool]:
-        """:meth:`acquire`, and whether this call created the blob (it had none)."""
         try:
             return await storage_call(
                 self._acquire(name, lease), self.storage_timeout, timed_out=AcquireTimedOut
@@ -575,7 +571,7 @@ class StartLocks:
                 raise failure
         sent = self.store.clock()
         try:
-            acquired, created = await self.store.acquire_new(name, lease)
+            acquired, created = await self.store.acquire(name, lease)
         except LockUnavailable as error:
             finish(error)  # the waiters hear it now, with this caller
             if isinstance(error, AcquireTimedOut):

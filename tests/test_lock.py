@@ -263,9 +263,9 @@ def test_background_close_ends_when_the_work_just_finished() -> None:
 async def test_the_lease_store_alone_excludes_a_second_holder(azurite, app_env) -> None:
     store = LeaseStore(lock_container(app_env), storage_timeout=5)
     first, second = store.lease("hub/one.lock"), store.lease("hub/one.lock")
-    assert await store.acquire("hub/one.lock", first) is True
-    assert await store.acquire("hub/one.lock", second) is False
+    assert (await store.acquire("hub/one.lock", first))[0] is True
+    assert (await store.acquire("hub/one.lock", second))[0] is False
     assert await store.renew(first) > 0
     await store.release(first)
-    assert await store.acquire("hub/one.lock", second) is True
+    assert (await store.acquire("hub/one.lock", second))[0] is True
     await store.release(second)

@@ -40,7 +40,7 @@ async def test_a_renewed_lease_holds_and_one_nobody_renews_runs_out() -> None:
     ours, theirs = process(store, time), process(store, time)
     held = await take(ours, "held")
     crashed = lock_blob_name(HUB, "crashed")
-    assert (await store.acquire_new(crashed, store.lease(crashed)))[0]  # never renewed
+    assert (await store.acquire(crashed, store.lease(crashed)))[0]  # never renewed
     await time.advance(LEASE_SECONDS - 0.5)
     assert await theirs.try_acquire(HUB, "crashed") is None
     await time.advance(1.0)

@@ -125,7 +125,7 @@ class MemoryLeases:
     def lease(self, name: str) -> MemoryLease:
         return MemoryLease(name, str(uuid.uuid4()))
 
-    async def acquire_new(self, name: str, lease: MemoryLease) -> Tuple[bool, bool]:
+    async def acquire(self, name: str, lease: MemoryLease) -> Tuple[bool, bool]:
         self._call("acquire")
         created = name not in self._blobs
         blob = self._blobs.setdefault(name, _Blob(_etag()))
