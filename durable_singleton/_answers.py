@@ -17,7 +17,13 @@ import azure.functions as func
 
 from . import _problems as problems
 from . import _telemetry as telemetry
-from ._durable import DurableFailure, DurableUnavailable, InstanceStatus, StartOutcomeUnknown
+from ._durable import (
+    DurableFailure,
+    DurableUnavailable,
+    InstanceStatus,
+    StartOutcomeUnknown,
+    StopOutcomeUnknown,
+)
 from ._handover import NextRunOutcomeUnknown
 from ._idempotency import REPLAYED_HEADER
 from ._limited import (
@@ -261,6 +267,12 @@ def _outcome_unknown(error: StartOutcomeUnknown, links: Optional[Links]) -> Prob
     )
 
 
+def _stop_unknown(error: StopOutcomeUnknown, links: Optional[Links]) -> Problem:
+    return problems.stop_outcome_unknown(
+        _required(links)(error.instance_id), RETRY_AFTER_UNAVAILABLE
+    )
+
+
 def _next_run_unknown(error: NextRunOutcomeUnknown, links: Optional[Links]) -> Problem:
     return problems.next_run_outcome_unknown(
         _required(links)(error.instance_id), RETRY_AFTER_UNAVAILABLE, error.members
@@ -290,6 +302,7 @@ FAILURES: List[_Rule] = [
     (LockBusy, lambda e, _: problems.lock_busy(RETRY_AFTER_LOCK_BUSY), ""),
     (InstanceVanished, lambda e, _: problems.start_refused(e.instance_id), ""),
     (StartOutcomeUnknown, _outcome_unknown, "durable"),
+    (StopOutcomeUnknown, _stop_unknown, "durable"),
     (NextRunOutcomeUnknown, _next_run_unknown, "durable"),
     (QueueFull, lambda e, _: problems.queue_full(e.key, e.bound, RETRY_AFTER_QUEUE_FULL), ""),
     (LimitReached, _limit_reached, ""),
@@ -308,7 +321,7 @@ FAILURES: List[_Rule] = [
     ),
     (
         DurableUnavailable,
-        lambda e, _: problems.durable_unavailable(RETRY_AFTER_UNAVAILABLE),
+        lambda e, _: problems.durable_unavailable(RETRY_AFTER_UNAVAILABLE, e.sent),
         "durable",
     ),
     (DurableFailure, lambda e, _: problems.durable_error(e.stage), "durable"),

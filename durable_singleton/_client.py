@@ -134,7 +134,8 @@ class SingletonClient:
         """Ask the instance to end: ``StopMode.STOP`` (it finishes its item in flight)
         or ``StopMode.TERMINATE``. Raises ``errors.ProblemError`` 404 when no instance of
         ``function_name`` has the id, 409 when it has ended, 400 for a Stop to an
-        orchestrator that does not take one."""
+        orchestrator that does not take one; ``errors.StopOutcomeUnknown`` when the Stop
+        or terminate was sent and its answer lost (it may have been carried out)."""
         links = host_links(self._durable.binding)
         ended = await end_instance(
             self._durable, self._root, function_name, instance_id, mode, links

@@ -132,10 +132,26 @@ def _utc(moment: datetime.datetime) -> datetime.datetime:
 
 
 class DurableUnavailable(NotStarted):
-    """The Durable API could not be reached (connection refused, reset or timed out).
+    """The Durable API could not be reached (connection refused), or did not answer (reset
+    or timed out): ``sent`` when the request may have reached it, then a ``POST`` may
+    have been carried out (``method``).
 
     For a start, raised only when the request is known not to have been sent.
     """
+
+    def __init__(self, stage: str, sent: bool = False, method: str = "GET"):
+        super().__init__(stage)
+        self.sent = sent
+        self.method = method
+
+
+class StopOutcomeUnknown(OutcomeUnknown):
+    """A Stop or terminate was sent to the instance, but its answer was lost: it may have
+    been carried out (the instance may have the Stop, or end terminated)."""
+
+    def __init__(self, instance_id: str):
+        super().__init__(instance_id)
+        self.instance_id = instance_id
 
 
 class StartOutcomeUnknown(OutcomeUnknown):
@@ -310,7 +326,7 @@ class DurableClient:
             try:
                 code, _ = await self._send("POST", url, payload, self._within(limit), stage)
             except DurableUnavailable as unavailable:
-                if isinstance(unavailable.__cause__, aiohttp.ClientConnectorError):
+                if not unavailable.sent:
                     raise  # refused before anything was sent: nothing was started
                 raise StartOutcomeUnknown(instance_id) from unavailable.__cause__
         outcomes = {
@@ -458,7 +474,9 @@ class DurableClient:
                     body = json.loads(raw) if raw.strip() else None
                     return response.status, body, response.headers
         except (aiohttp.ClientConnectionError, TimeoutError) as error:
-            raise DurableUnavailable(stage) from error
+            # Only a connection that could not be opened is known not to have carried it.
+            sent = not isinstance(error, aiohttp.ClientConnectorError)
+            raise DurableUnavailable(stage, sent, method) from error
         except (aiohttp.ClientError, ValueError) as error:  # not HTTP, or not JSON
             raise DurableFailure(stage) from error
 

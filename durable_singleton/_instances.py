@@ -16,7 +16,13 @@ import azure.functions as func
 
 from . import _answers as answers
 from . import _problems as problems
-from ._durable import DurableClient, InstanceEnded, InstanceStatus
+from ._durable import (
+    DurableClient,
+    DurableUnavailable,
+    InstanceEnded,
+    InstanceStatus,
+    StopOutcomeUnknown,
+)
 from ._handover import close_channel, dropped_by_terminate, stop_through_channel
 from ._invocation import Invocation, RootFactory, Routes, answer
 from ._limited import pass_on_terminated, slot_of
@@ -119,7 +125,7 @@ async def end_instance(
             # Not under the lock: a Stop is meant for whichever instance is active.
             await durable.raise_event(instance_id, STOP_EVENT, data, None)
 
-        with _refused_once_ended(status, instance_id, links):
+        with _refused_once_ended(status, instance_id, links), _sent_may_have_acted(instance_id):
             dropped = await stop_through_channel(root, hub, function_name, instance_id, stop)
         return Ended(status, dropped)
     held = await hold_lock(
@@ -131,7 +137,8 @@ async def end_instance(
             # Fenced as every call under the lock is (LockLost when the lease cannot be
             # proven for the call's time).
             fenced = await held.fence(durable.timeout)
-            await durable.terminate(instance_id, TERMINATE_REASON, fenced)
+            with _sent_may_have_acted(instance_id):
+                await durable.terminate(instance_id, TERMINATE_REASON, fenced)
             closed = await close_channel(root, hub, function_name, instance_id)
     finally:
         await held.release()
@@ -143,6 +150,18 @@ async def end_instance(
     # Read (bounded) once the lock is let go: a start need not wait for this instance's end.
     wait = root.settings.next_run_wait_seconds
     return Ended(status, await dropped_by_terminate(durable, instance_id, closed, wait))
+
+
+@contextlib.contextmanager
+def _sent_may_have_acted(instance_id: str) -> Iterator[None]:
+    """A Stop or terminate that reached the Durable API and lost its answer may have been
+    carried out: StopOutcomeUnknown, never "could not be reached"."""
+    try:
+        yield
+    except DurableUnavailable as error:
+        if error.sent and error.method != "GET":
+            raise StopOutcomeUnknown(instance_id) from error
+        raise
 
 
 @contextlib.contextmanager

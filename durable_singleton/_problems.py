@@ -495,12 +495,28 @@ def _outcome_unknown(
     )
 
 
-def durable_unavailable(retry_after: int) -> Problem:
-    """503: the Durable Functions API cannot be reached; no start was sent."""
+def durable_unavailable(retry_after: int, sent: bool) -> Problem:
+    """503: the Durable Functions API could not be reached, or (``sent``) did not answer
+    a request that reached it; no start was sent."""
+    reached = "did not answer in time" if sent else "could not be reached"
     return _unavailable(
         "durable-unavailable",
         "Durable Functions API unavailable",
-        "The Durable Functions API could not be reached in time; nothing was started.",
+        f"The Durable Functions API {reached}; nothing was started.",
+        retry_after,
+    )
+
+
+def stop_outcome_unknown(links: Mapping[str, Any], retry_after: int) -> Problem:
+    """503: a Stop or terminate was sent but its answer was lost; it may have happened."""
+    return _outcome_unknown(
+        "stop-outcome-unknown",
+        "Stop outcome unknown",
+        f"The Stop (or terminate) of instance '{links['id']}' was sent to the Durable "
+        "Functions API but its answer was lost: it may have been carried out. Check "
+        "statusQueryGetUri before asking again; a DELETE of an instance that has ended is "
+        "answered 409.",
+        links,
         retry_after,
     )
 

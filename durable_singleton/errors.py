@@ -9,7 +9,12 @@ an input rule raises; :class:`Problem` is what a :class:`ProblemError` carries.
 """
 
 from ._catalog import InvalidInput
-from ._durable import DurableFailure, DurableUnavailable, StartOutcomeUnknown
+from ._durable import (
+    DurableFailure,
+    DurableUnavailable,
+    StartOutcomeUnknown,
+    StopOutcomeUnknown,
+)
 from ._errors import NotStarted, OutcomeUnknown, SingletonError
 from ._handover import NextRunOutcomeUnknown
 from ._limited import (
@@ -54,4 +59,5 @@ __all__ = [
     "SingletonError",
     "SlotTaken",
     "StartOutcomeUnknown",
+    "StopOutcomeUnknown",
 ]

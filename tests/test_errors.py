@@ -18,6 +18,7 @@ MAY_HAVE_STARTED = {
     "NextRunOutcomeUnknown",
     "QueueOutcomeUnknown",
     "DurableFailure",
+    "StopOutcomeUnknown",  # a stop: it may have been carried out
 }
 
 
@@ -68,4 +69,26 @@ async def test_a_caller_of_start_acts_on_the_two(durable, app_env) -> None:
         finally:
             proxy.stop()
     finally:
+        await app.close()
+
+
+async def test_a_caller_of_stop_is_told_a_lost_answer_may_have_stopped_it(
+    durable, app_env
+) -> None:
+    """The terminate reaches the extension and its answer is lost: the caller gets an
+    OutcomeUnknown (read the status), not a NotStarted saying nothing happened."""
+    from durable_singleton import StopMode
+    from durable_singleton.errors import StopOutcomeUnknown
+
+    app = durable_singleton.SingletonApp(durable_singleton.Catalog.of(["SingletonOrchestrator"]))
+    proxy = FaultProxy(durable.port).start()
+    try:
+        client = app.client(starter_binding(f"http://127.0.0.1:{proxy.port}/durabletask/"))
+        await client.start("SingletonOrchestrator", "stop-lost")
+        proxy.set("cut_responses", match=b"POST /durabletask/instances/stop-lost/terminate")
+        with pytest.raises(StopOutcomeUnknown) as raised:
+            await client.stop("SingletonOrchestrator", "stop-lost", mode=StopMode.TERMINATE)
+        assert isinstance(raised.value, OutcomeUnknown) and raised.value.instance_id == "stop-lost"
+    finally:
+        proxy.stop()
         await app.close()

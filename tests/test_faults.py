@@ -194,6 +194,47 @@ async def test_one_callers_reset_does_not_fail_another_callers_start(
     assert kind(await winner) == "202"
 
 
+@pytest.mark.parametrize(
+    "query, sent, ends_as",
+    [
+        ("mode=terminate", b"POST /durabletask/instances/lost-end/terminate", "Terminated"),
+        ("", b"POST /durabletask/instances/lost-end/raiseEvent/Stop", "Running"),
+    ],
+)
+async def test_a_stop_whose_answer_is_lost_says_it_may_have_been_carried_out(
+    start, instance, durable, durable_proxy, query: str, sent: bytes, ends_as: str
+) -> None:
+    """The terminate (or the Stop event) reaches the extension and its answer is lost:
+    the instance is terminated (or has the Stop), so an answer that the Durable API
+    "could not be reached" would be untrue. It is 503 ``stop-outcome-unknown``, pointing
+    at the instance's status."""
+    assert kind(await start("lost-end")) == "202"
+    durable_proxy.set("cut_responses", match=sent)
+    response = await instance("DELETE", "lost-end", query, starter=proxied_starter(durable_proxy))
+    body = json.loads(response.get_body())
+    assert (response.status_code, kind(response)) == (503, "stop-outcome-unknown"), body
+    assert "may have" in body["detail"] and "could not be reached" not in body["detail"]
+    assert response.headers["Location"] == body["statusQueryGetUri"]
+    assert durable_proxy.faults == 1
+    await asyncio.sleep(0.2)  # past the double's terminate_delay (0.05 s)
+    assert durable.instances["lost-end"].status == ends_as
+    if not query:  # the Stop was delivered
+        assert [(i, e) for i, e, _ in durable.events] == [("lost-end", "Stop")]
+
+
+async def test_a_status_read_whose_answer_is_lost_is_not_called_unreachable(
+    start, durable, durable_proxy
+) -> None:
+    """The status read reached the Durable API and its answer was lost: 503
+    ``durable-unavailable`` (nothing was started), without claiming the API could not be
+    reached."""
+    durable_proxy.set("cut_responses", match=b"GET /durabletask/instances/read-lost")
+    response = await start("read-lost", starter=proxied_starter(durable_proxy))
+    detail = json.loads(response.get_body())["detail"]
+    assert kind(response) == "durable-unavailable" and "nothing was started" in detail
+    assert "could not be reached" not in detail and "did not answer" in detail
+
+
 async def test_a_refused_connection_is_still_known_not_to_have_started(
     start, durable, durable_proxy
 ) -> None:
