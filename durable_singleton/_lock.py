@@ -837,8 +837,10 @@ def _utc_now() -> datetime.datetime:
 
 
 def _code(error: AzureError) -> Optional[str]:
-    """The storage error code (``LeaseAlreadyPresent``, ...), when the answer had one."""
-    return getattr(error, "error_code", None)
+    """The storage error code as the service sends it (``LeaseAlreadyPresent``, ...), when
+    the answer had one; the SDK gives a known code as a member of its enum."""
+    code = getattr(error, "error_code", None)
+    return None if code is None else str(getattr(code, "value", code))
 
 
 def _describe(error: AzureError) -> str:

@@ -445,12 +445,13 @@ def lock_busy(retry_after: int) -> Problem:
 
 
 def storage_unavailable(retry_after: int) -> Problem:
-    """503: the storage account that holds the locks cannot be reached."""
+    """503: the storage account that holds the locks failed, or did not answer in time."""
     return _unavailable(
         "storage-unavailable",
         "Lock storage unavailable",
-        "The storage account that holds the start locks could not be reached in time; "
-        "nothing was started.",
+        "The storage account that holds the start locks could not be used (it refused the "
+        "request, could not be reached, or did not answer in time: the log names the "
+        "error); nothing was started.",
         retry_after,
     )
 

@@ -235,6 +235,32 @@ async def test_a_status_read_whose_answer_is_lost_is_not_called_unreachable(
     assert "could not be reached" not in detail and "did not answer" in detail
 
 
+async def test_storage_that_refuses_the_app_is_not_called_unreachable(
+    start, durable, azurite, monkeypatch, caplog
+) -> None:
+    """The account key was rotated: storage answers every call 403. The answer is 503
+    ``storage-unavailable``, nothing started, without claiming as the cause that storage
+    could not be reached (it answered): a refusal is among what the detail names, and the
+    log names the error code, so an operator looks at the credentials, not the network."""
+    import base64
+
+    from tests.support.azurite import ACCOUNT_KEY
+
+    rotated = base64.b64encode(b"a key that is not the account's").decode()
+    await change_setting(
+        monkeypatch, STORAGE_CONNECTION, azurite.connection_string.replace(ACCOUNT_KEY, rotated)
+    )
+    try:
+        response = await start("rotated-key")
+    finally:
+        await change_setting(monkeypatch, STORAGE_CONNECTION, azurite.connection_string)
+    detail = json.loads(response.get_body())["detail"]
+    assert kind(response) == "storage-unavailable" and "nothing was started" in detail
+    assert "could not be reached in time;" not in detail and "refused" in detail
+    assert "AuthorizationFailure" in caplog.text or "AuthenticationFailed" in caplog.text
+    assert durable.accepted_starts == []
+
+
 async def test_a_refused_connection_is_still_known_not_to_have_started(
     start, durable, durable_proxy
 ) -> None:
