@@ -461,8 +461,9 @@ def lock_lost(retry_after: int) -> Problem:
     return _unavailable(
         "lock-lost",
         "Start lock lost",
-        "The lease on this id's start lock could not be renewed in time (the storage "
-        "account did not answer); nothing was started.",
+        "The lease on this id's start lock could not be proven held for the next call "
+        "(storage did not renew it in time, or this request's hold on the id ended "
+        "while it was paused); nothing was started.",
         retry_after,
     )
 

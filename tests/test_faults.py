@@ -379,6 +379,8 @@ async def test_a_terminate_whose_lease_ran_out_meanwhile_never_ends_the_next_ins
     answer = await asyncio.wait_for(terminating, 30)
     await holder.close()
     assert kind(answer) == "lock-lost"
+    # Storage answered (the lease was lost to another caller): not "did not answer".
+    assert "did not answer" not in json.loads(answer.get_body())["detail"]
     assert len(durable.terminations) == 1  # the holder sent nothing
     assert durable.instances["paused"] is new_instance and new_instance.status != "Terminated"
 
