@@ -434,12 +434,13 @@ def instance_ending(waited_seconds: float, retry_after: int) -> Problem:
 
 
 def lock_busy(retry_after: int) -> Problem:
-    """503: another start for the id held the lock for longer than this caller may wait."""
+    """503: another holder of the id's lock kept it longer than this caller may wait."""
     return _unavailable(
         "lock-busy",
-        "Another start for this id is in progress",
-        "Another request is starting or replacing this instance and did not finish in "
-        "time; nothing was started. Retry after the number of seconds in Retry-After.",
+        "The id's start lock is busy",
+        "The id's start lock is held by something else (another start, stop or terminate "
+        "of this id, or the app's own clean-up) that did not let it go in time; nothing "
+        "was started. Retry after the number of seconds in Retry-After.",
         retry_after,
     )
 

@@ -217,6 +217,8 @@ async def test_a_purge_whose_answer_is_lost_keeps_the_lease(
     assert await root_of(app).locks().try_acquire(HUB, "old-done") is None  # still held
     document = json.loads((await start("old-done")).get_body())
     assert document["type"].endswith(":lock-busy")
+    # The holder is the retention tick, not a start: the answer does not say it is one.
+    assert "starting or replacing" not in document["detail"]
     await asyncio.sleep(1.5)
     assert durable.purged == ["old-done"]  # it landed, with no new run to take with it
 
