@@ -190,6 +190,27 @@ async def test_a_slot_terminated_through_the_app_passes_on_without_the_sweep(
     assert runs_of(durable, "ops") == [{"n": 0}, {"n": 1}, {"n": 2}]
 
 
+async def test_a_terminate_between_a_slots_take_and_its_run_never_names_a_run_that_then_runs(
+    limited, durable
+) -> None:
+    """Slot ops~0 ran n=0; its run ended and took the queue's head (n=2), and the terminate
+    arrives before the episode that would begin that run, so the instance ends without it.
+    The queue still owes n=2 its run (the sweep gives it back to the head, and it runs):
+    the terminate's answer must not say it dropped n=2. Every request runs exactly once."""
+    app = limited()
+    client = app.client(durable.starter())
+    await client.start_limited(JOB, "cut", {"n": 0})
+    await client.start_limited(JOB, "cut", {"n": 1})
+    waiting = await client.start_limited(JOB, "cut", {"n": 2})
+    durable.begin_switch("cut~0", terminated_first=True)  # took n=2, never began it
+    stopped = await client.stop(JOB, "cut~0", mode=StopMode.TERMINATE)
+    await settled(app)
+    root = root_of(app)
+    await sweep_key(JOB, "cut", LIMIT, root.durable(durable.starter()), root)
+    assert runs_of(durable, "cut") == [{"n": 0}, {"n": 1}, {"n": 2}]  # n=2 ran, once
+    assert stopped.dropped_request_id != waiting.request_id  # so never called dropped
+
+
 async def test_a_terminated_slots_pass_on_races_sweeps_and_new_requests(limited, durable) -> None:
     """The pass-on after a terminate runs beside two other processes' sweeps and new
     requests for the key from three processes: never more than the limit active at one
