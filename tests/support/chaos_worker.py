@@ -8,7 +8,8 @@ started by the debounce callers only); every start carries
 a token of its own as its only item, so the run's checker can tell which caller's
 start created which instance. The callers, by their number modulo 7: plain starts
 (0); ``onConflict=bufferOne`` (1); ``debounceSeconds=1`` (3); a stopper that asks to
-stop a random id now and then (4); callers that send an Idempotency-Key (2, 5, one
+stop a random id now and then, and a third of the time terminates a random slot of
+:data:`TERMINATED_KEY` instead (4); callers that send an Idempotency-Key (2, 5, one
 key per token), retrying with it after every 503, every 409
 ``idempotency-key-in-progress`` and after their first 202, which they treat as lost,
 until they get another answer or 40 tries have passed; and a burst caller (6) that sends
@@ -50,6 +51,11 @@ KEYED_TRIES = 40
 KINDS = ["plain", "bufferOne", "keyed", "debounce", "stopper", "keyed", "burst", "limited"]
 #: The keys the limited callers start SingletonOrchestrator for (its limit: 3 per key).
 LIMIT_KEYS = ["tenant-x", "tenant-y"]
+#: The key whose slots the stoppers terminate now and then (the other key's requests
+#: are each owed exactly one run; this one's at most one).
+TERMINATED_KEY = "tenant-y"
+#: The share of a stopper's requests that terminate a slot of TERMINATED_KEY.
+SLOT_TERMINATE_SHARE = 1 / 3
 #: How often a limited caller cancels a request it was told is queued.
 CANCEL_SHARE = 0.2
 #: A burst caller's requests for one id in a row, and the pause between two.
@@ -120,11 +126,12 @@ async def cancel(starter: str, key: str, token: str, request_id: str) -> List[An
     return [*recorded, key, 0.0, 0.0]
 
 
-async def stop(starter: str, instance_id: str) -> List[Any]:
-    """One stop request (DELETE); its answer as the run records it."""
-    request = instance_request("DELETE", "SingletonOrchestrator", instance_id)
+async def stop(starter: str, instance_id: str, query: str = "") -> List[Any]:
+    """One stop request (DELETE, ``query`` its mode); its answer as the run records it."""
+    request = instance_request("DELETE", "SingletonOrchestrator", instance_id, query)
     response = await SingletonInstance.main(request, starter)
-    return _recorded(response, instance_id, "", "", "stopper")
+    mode = "slot-terminate" if query else "stopper"
+    return _recorded(response, instance_id, "", "", mode)
 
 
 def retry_after(answer: List[Any], rng: random.Random) -> Optional[float]:
@@ -155,7 +162,11 @@ async def caller(
     while time.time() < until:
         instance_id = rng.choice(choices)
         if kind == "stopper":
-            answers.append(await stop(starter, instance_id))
+            if rng.random() < SLOT_TERMINATE_SHARE:
+                slot = f"{TERMINATED_KEY}~{rng.randrange(3)}"
+                answers.append(await stop(starter, slot, "mode=terminate"))
+            else:
+                answers.append(await stop(starter, instance_id))
             await asyncio.sleep(rng.uniform(0.5, 1.5))
             continue
         if kind == "limited":
