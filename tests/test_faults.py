@@ -257,6 +257,8 @@ async def test_storage_that_refuses_the_app_is_not_called_unreachable(
     detail = json.loads(response.get_body())["detail"]
     assert kind(response) == "storage-unavailable" and "nothing was started" in detail
     assert "could not be reached in time;" not in detail and "refused" in detail
+    # The code as sent: the service answers a wrong key 403 AuthenticationFailed (Storage
+    # REST reference, "Common REST API error codes"); Azurite answers AuthorizationFailure.
     assert "AuthorizationFailure" in caplog.text or "AuthenticationFailed" in caplog.text
     assert durable.accepted_starts == []
 
