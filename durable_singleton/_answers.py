@@ -310,7 +310,9 @@ FAILURES: List[_Rule] = [
     (RequestCancelled, lambda e, _: problems.request_cancelled(e.key, e.request_id), ""),
     (
         QueueOutcomeUnknown,
-        lambda e, _: problems.queue_outcome_unknown(e.key, e.request_id, RETRY_AFTER_UNAVAILABLE),
+        lambda e, _: problems.queue_outcome_unknown(
+            e.key, e.request_id, RETRY_AFTER_UNAVAILABLE, e.cancel
+        ),
         "storage",
     ),
     (SlotTaken, lambda e, _: problems.lock_lost(RETRY_AFTER_UNAVAILABLE), "storage"),

@@ -106,12 +106,13 @@ class SlotTaken(NotStarted):
 
 class QueueOutcomeUnknown(OutcomeUnknown):
     """The write to the key's queue lost its answer: the request may be queued (or
-    started); ``request_id`` names it (its URL tells)."""
+    started), or for a ``cancel`` cancelled; ``request_id`` names it (its URL tells)."""
 
-    def __init__(self, key: str, request_id: str):
+    def __init__(self, key: str, request_id: str, cancel: bool = False):
         super().__init__(key)
         self.key = key
         self.request_id = request_id
+        self.cancel = cancel
 
 
 async def start_limited(start: LimitedStart, durable: DurableClient, root: Root) -> Admitted:
@@ -215,7 +216,7 @@ async def cancel_request(
     try:
         return await root.queues().change(task_hub, key, cancelling)
     except DocumentWriteUnknown as error:
-        raise QueueOutcomeUnknown(key, request_id) from error
+        raise QueueOutcomeUnknown(key, request_id, cancel=True) from error
 
 
 async def start_in_slot(

@@ -227,15 +227,16 @@ def request_started(instance: Mapping[str, Any], request_id: str) -> Problem:
     )
 
 
-def queue_outcome_unknown(key: str, request_id: str, retry_after: int) -> Problem:
-    """503: the write to the key's queue lost its answer; the request may be queued."""
+def queue_outcome_unknown(key: str, request_id: str, retry_after: int, cancel: bool) -> Problem:
+    """503: the write to the key's queue lost its answer; the request may be queued (or,
+    for a ``cancel``, cancelled)."""
+    may = "be cancelled, or still queued (or started)" if cancel else "be queued (or started)"
     return Problem(
         "queue-outcome-unknown",
         503,
-        "The request may be queued",
+        "The request may be cancelled" if cancel else "The request may be queued",
         "The write to the key's queue lost its answer and it cannot be told whether it "
-        "landed: the request may be queued (or started). Read its request URL before "
-        "asking again.",
+        f"landed: the request may {may}. Read its request URL before asking again.",
         {"key": key, "requestId": request_id},
         {"Retry-After": str(retry_after)},
     )

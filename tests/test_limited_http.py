@@ -155,3 +155,57 @@ async def test_the_list_shows_each_key_with_its_active_slots_and_its_queue(post,
         "queued": 0,
         "oldestQueued": None,
     }
+
+
+async def test_a_cancel_whose_write_lost_its_answer_says_it_may_be_cancelled(
+    durable, azurite, app_env, monkeypatch
+) -> None:
+    """The cancel's write reaches storage and lands, its answer is cut, and storage cannot
+    be read back: the answer is 503 ``queue-outcome-unknown``, and it must not leave out
+    that the request may be cancelled (it is)."""
+    from azure.core.exceptions import ServiceRequestError
+
+    from durable_singleton import SingletonApp
+    from durable_singleton._limit import queue_blob_name
+    from durable_singleton._settings import STORAGE_CONNECTION
+    from tests.support.app import change_setting, root_of
+    from tests.support.azurite import connection_string
+    from tests.support.fault_proxy import FaultProxy
+
+    blob = queue_blob_name("TestHubName", "lost-cancel")
+    cutting, armed = [False], [False]
+
+    def storage(request: object) -> None:  # the Storage SDK's hook
+        http = request.http_request  # type: ignore[attr-defined]
+        if not http.url.split("?")[0].endswith(blob):
+            return
+        armed[0] = armed[0] or (cutting[0] and http.method == "PUT")
+        if armed[0] and http.method == "GET":
+            raise ServiceRequestError("storage unreachable (test)")
+
+    durable.use_storage(azurite.connection_string, app_env)
+    proxy = FaultProxy(azurite.port).start()
+    await change_setting(monkeypatch, STORAGE_CONNECTION, connection_string(proxy.port))
+    made = SingletonApp(app.catalog, blob_options={"raw_request_hook": storage})
+    try:
+        for n in range(4):  # three start, the fourth waits
+            queued = body(
+                await made.http_limited_start(
+                    limited_request(JOB, "lost-cancel", {"items": [n]}), durable.starter()
+                )
+            )
+        assert queued["outcome"] == "queued"
+        cutting[0] = True
+        proxy.set("cut_responses", match=f"PUT /devstoreaccount1/{app_env}/{blob}".encode())
+        response = await made.http_limited_request(
+            queued_request("DELETE", JOB, "lost-cancel", queued["requestId"]), durable.starter()
+        )
+    finally:
+        proxy.stop()
+        await made.close()
+        await change_setting(monkeypatch, STORAGE_CONNECTION, azurite.connection_string)
+    check_response("DELETE", response, REQUEST_PATH)
+    assert response.status_code == 503 and kind(response) == "queue-outcome-unknown"
+    queue = await root_of(app).queues().read("TestHubName", "lost-cancel")
+    assert queue is not None and queued["requestId"] in queue.cancelled  # it landed
+    assert "cancelled" in body(response)["detail"]
