@@ -323,7 +323,9 @@ FAILURES: List[_Rule] = [
     ),
     (
         DurableUnavailable,
-        lambda e, _: problems.durable_unavailable(RETRY_AFTER_UNAVAILABLE, e.sent),
+        lambda e, _: problems.durable_unavailable(
+            RETRY_AFTER_UNAVAILABLE, e.sent, e.stage, e.may_have_acted
+        ),
         "durable",
     ),
     (DurableFailure, lambda e, _: problems.durable_error(e.stage), "durable"),

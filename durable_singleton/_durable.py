@@ -141,8 +141,14 @@ class DurableUnavailable(NotStarted):
 
     def __init__(self, stage: str, sent: bool = False, method: str = "GET"):
         super().__init__(stage)
+        self.stage = stage
         self.sent = sent
         self.method = method
+
+    @property
+    def may_have_acted(self) -> bool:
+        """Whether a request that changes something may have been carried out."""
+        return self.sent and self.method != "GET"
 
 
 class StopOutcomeUnknown(OutcomeUnknown):

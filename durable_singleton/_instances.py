@@ -159,7 +159,7 @@ def _sent_may_have_acted(instance_id: str) -> Iterator[None]:
     try:
         yield
     except DurableUnavailable as error:
-        if error.sent and error.method != "GET":
+        if error.may_have_acted:
             raise StopOutcomeUnknown(instance_id) from error
         raise
 

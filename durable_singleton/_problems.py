@@ -499,14 +499,19 @@ def _outcome_unknown(
     )
 
 
-def durable_unavailable(retry_after: int, sent: bool) -> Problem:
+def durable_unavailable(retry_after: int, sent: bool, stage: str, acted: bool) -> Problem:
     """503: the Durable Functions API could not be reached, or (``sent``) did not answer
-    a request that reached it; no start was sent."""
-    reached = "did not answer in time" if sent else "could not be reached"
+    a request that reached it while at ``stage``, which may have been carried out
+    (``acted``); no start was sent."""
+    if not sent:
+        what = "could not be reached"
+    else:
+        what = f"did not answer in time while {stage}"
+        what += ", which may have been carried out" if acted else ""
     return _unavailable(
         "durable-unavailable",
         "Durable Functions API unavailable",
-        f"The Durable Functions API {reached}; nothing was started.",
+        f"The Durable Functions API {what}; nothing was started.",
         retry_after,
     )
 

@@ -222,6 +222,27 @@ async def test_a_stop_whose_answer_is_lost_says_it_may_have_been_carried_out(
         assert [(i, e) for i, e, _ in durable.events] == [("lost-end", "Stop")]
 
 
+async def test_a_replace_whose_terminate_lost_its_answer_says_the_old_one_may_have_ended(
+    start, durable, durable_proxy
+) -> None:
+    """onConflict=terminateExisting: the terminate of the running instance reaches the
+    extension and its answer is lost. Nothing was started (true), and the answer says the
+    terminate may have been carried out (it was: the old instance ends Terminated)."""
+    assert kind(await start("replace-lost")) == "202"
+    durable_proxy.set("cut_responses", match=b"POST /durabletask/instances/replace-lost/terminate")
+    response = await start(
+        "replace-lost",
+        query="onConflict=terminateExisting",
+        starter=proxied_starter(durable_proxy),
+    )
+    detail = json.loads(response.get_body())["detail"]
+    assert kind(response) == "durable-unavailable" and "nothing was started" in detail
+    assert "terminating the existing instance" in detail and "may have" in detail
+    await asyncio.sleep(0.2)  # past the double's terminate_delay (0.05 s)
+    assert durable.instances["replace-lost"].status == "Terminated"
+    assert len(durable.accepted_starts) == 1
+
+
 async def test_a_status_read_whose_answer_is_lost_is_not_called_unreachable(
     start, durable, durable_proxy
 ) -> None:
