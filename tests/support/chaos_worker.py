@@ -9,8 +9,8 @@ a token of its own as its only item, so the run's checker can tell which caller'
 start created which instance. The callers, by their number modulo 7: plain starts
 (0); ``onConflict=bufferOne`` (1); ``debounceSeconds=1`` (3); a stopper that asks to
 stop a random id now and then, and a third of the time terminates a random slot of
-:data:`TERMINATED_KEY` instead (4); callers that send an Idempotency-Key (2, 5, one
-key per token), retrying with it after every 503, every 409
+:data:`TERMINATED_KEY` instead, asking again after a 503 (4); callers that send an
+Idempotency-Key (2, 5, one key per token), retrying with it after every 503, every 409
 ``idempotency-key-in-progress`` and after their first 202, which they treat as lost,
 until they get another answer or 40 tries have passed; and a burst caller (6) that sends
 bursts of :data:`BURST` bufferOne or debounced requests for one id, one every
@@ -54,8 +54,10 @@ LIMIT_KEYS = ["tenant-x", "tenant-y"]
 #: The key whose slots the stoppers terminate now and then (the other key's requests
 #: are each owed exactly one run; this one's at most one).
 TERMINATED_KEY = "tenant-y"
-#: The share of a stopper's requests that terminate a slot of TERMINATED_KEY.
+#: The share of a stopper's requests that terminate a slot of TERMINATED_KEY, and the
+#: tries a slot terminate gets while it is answered 503.
 SLOT_TERMINATE_SHARE = 1 / 3
+SLOT_TERMINATE_TRIES = 5
 #: How often a limited caller cancels a request it was told is queued.
 CANCEL_SHARE = 0.2
 #: A burst caller's requests for one id in a row, and the pause between two.
@@ -164,7 +166,12 @@ async def caller(
         if kind == "stopper":
             if rng.random() < SLOT_TERMINATE_SHARE:
                 slot = f"{TERMINATED_KEY}~{rng.randrange(3)}"
-                answers.append(await stop(starter, slot, "mode=terminate"))
+                for _ in range(SLOT_TERMINATE_TRIES):  # as an operator would, after a 503
+                    answer = await stop(starter, slot, "mode=terminate")
+                    answers.append(answer)
+                    if answer[2] != 503:
+                        break
+                    await asyncio.sleep(rng.uniform(0.2, 0.5))
             else:
                 answers.append(await stop(starter, instance_id))
             await asyncio.sleep(rng.uniform(0.5, 1.5))
