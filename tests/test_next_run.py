@@ -849,6 +849,47 @@ async def test_a_change_that_refuses_fails_alone_among_those_written_together(
     assert await channel_of(instance_id="together") == Channel("run-1")
 
 
+async def test_a_stop_whose_drop_cannot_be_written_keeps_the_next_run_and_names_nothing(
+    durable, app_env
+) -> None:
+    """The Stop is sent; then the write that would drop the next run fails (storage cut).
+    The Stop stands, the next run is kept and runs after the stopped run, and the answer
+    names nothing dropped: it claims no drop it did not make (docs/jobs.md says so)."""
+    import os
+
+    from azure.core.exceptions import ServiceRequestError
+
+    from durable_singleton._settings import STORAGE_CONNECTION
+
+    cut = [False]
+
+    def storage(request: Any) -> None:  # the Storage SDK's hook: the channel is cut
+        url = request.http_request.url.split("?")[0]
+        if cut[0] and url.endswith(".next") and request.http_request.method == "PUT":
+            raise ServiceRequestError("connection cut (test)")
+
+    app = SingletonApp(the_app.catalog, blob_options={"raw_request_hook": storage})
+    durable.reset(stop_delay=0.5)  # the run ends after the answer (no take meanwhile)
+    durable.use_storage(os.environ[STORAGE_CONNECTION], app_env)
+    try:
+        first = start_request("SingletonOrchestrator", "keep-next", {"items": ["a"]})
+        await app.http_start(first, durable.starter())
+        nxt = start_request("SingletonOrchestrator", "keep-next", {"items": ["b"]}, BUFFER)
+        told = body_of(await app.http_start(nxt, durable.starter()))
+        assert told["outcome"] == "buffered"
+        await settled(app)  # the start's channel is confirmed
+        cut[0] = True
+        request = instance_request("DELETE", "SingletonOrchestrator", "keep-next")
+        response = await app.http_instance(request, durable.starter())
+        cut[0] = False
+        assert response.status_code == 202, body_of(response)
+        assert "droppedRequestId" not in body_of(response)
+        assert [event for _, event, _ in durable.events] == ["Stop"]
+        await _when(lambda: told["requestId"] in run_ids(durable))  # kept: it runs next
+    finally:
+        await app.close()
+
+
 async def test_a_stop_whose_drop_of_a_waiting_run_cannot_be_written_sends_nothing(
     durable, app_env
 ) -> None:
