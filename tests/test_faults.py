@@ -30,6 +30,7 @@ from tests.support.durable_double import starter_binding
 from tests.support.fault_proxy import FaultProxy
 from tests.support.report import report
 from tests.support.requests import instance_request, start_request
+from tests.support.waiting import until
 
 
 @pytest.fixture
@@ -216,8 +217,8 @@ async def test_a_stop_whose_answer_is_lost_says_it_may_have_been_carried_out(
     assert "may have" in body["detail"] and "could not be reached" not in body["detail"]
     assert response.headers["Location"] == body["statusQueryGetUri"]
     assert durable_proxy.faults == 1
-    await asyncio.sleep(0.2)  # past the double's terminate_delay (0.05 s)
-    assert durable.instances["lost-end"].status == ends_as
+    # The double ends a terminated instance terminate_delay (0.05 s) after the 202.
+    await until(lambda: durable.instances["lost-end"].status == ends_as)
     if not query:  # the Stop was delivered
         assert [(i, e) for i, e, _ in durable.events] == [("lost-end", "Stop")]
 
@@ -238,8 +239,7 @@ async def test_a_replace_whose_terminate_lost_its_answer_says_the_old_one_may_ha
     detail = json.loads(response.get_body())["detail"]
     assert kind(response) == "durable-unavailable" and "nothing was started" in detail
     assert "terminating the existing instance" in detail and "may have" in detail
-    await asyncio.sleep(0.2)  # past the double's terminate_delay (0.05 s)
-    assert durable.instances["replace-lost"].status == "Terminated"
+    await until(lambda: durable.instances["replace-lost"].status == "Terminated")
     assert len(durable.accepted_starts) == 1
 
 

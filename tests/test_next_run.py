@@ -9,7 +9,7 @@ import asyncio
 import dataclasses
 import datetime
 import json
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Dict, Optional
 
 import pytest
 
@@ -21,6 +21,7 @@ from tests.support.answers import problem
 from tests.support.app import app as the_app
 from tests.support.app import change_setting, root_of, settled
 from tests.support.requests import instance_request, start_request
+from tests.support.waiting import until
 
 BUFFER = "onConflict=bufferOne"
 HUB = "TestHubName"
@@ -43,14 +44,19 @@ async def channel_of(
     return await root_of(app).next_runs().read(HUB, instance_id)
 
 
-async def _when(seen: Callable[[], Any], seconds: float = 5.0) -> None:
-    """Wait (bounded) until ``seen()`` holds."""
+def app_with_channel_writes_cut() -> "tuple[SingletonApp, list]":
+    """An app of the test's catalog whose next-run channel writes (PUT ``*.next``) fail as
+    on a cut connection, before they are sent, while ``cut[0]`` is True."""
+    from azure.core.exceptions import ServiceRequestError
 
-    async def poll() -> None:
-        while not seen():
-            await asyncio.sleep(0.01)
+    cut = [False]
 
-    await asyncio.wait_for(poll(), seconds)
+    def storage(request: Any) -> None:  # the Storage SDK's hook
+        url = request.http_request.url.split("?")[0]
+        if cut[0] and url.endswith(".next") and request.http_request.method == "PUT":
+            raise ServiceRequestError("connection cut (test)")
+
+    return SingletonApp(the_app.catalog, blob_options={"raw_request_hook": storage}), cut
 
 
 def run_ids(durable: Any) -> list:
@@ -111,14 +117,14 @@ async def test_the_buffered_run_begins_when_the_run_completes(start, durable) ->
     durable.reset(complete_after=0.3)
     first = body_of(await start("reindex", {"items": ["a"]}, query=BUFFER))
     second = body_of(await start("reindex", {"items": ["b"]}, query=BUFFER))
-    await _when(lambda: len(durable.runs) == 2)
+    await until(lambda: len(durable.runs) == 2)
     runs = [(run_id, input_) for _, run_id, input_, _ in durable.runs]
     assert runs == [
         (first["requestId"], {"items": ["a"], "run": {"id": first["requestId"], "hub": HUB}}),
         (second["requestId"], {"items": ["b"]}),
     ]
     assert len(durable.created) == 1  # one start: the next run continued as new
-    await _when(lambda: durable.instances["reindex"].status == "Completed")
+    await until(lambda: durable.instances["reindex"].status == "Completed")
     channel = await channel_of()
     assert channel is not None and channel.ended and channel.run == second["requestId"]
 
@@ -132,7 +138,7 @@ async def test_a_start_not_yet_picked_up_takes_its_next_run_once_it_runs(start, 
     assert durable.instances["reindex"].custom_status is None  # Pending: nothing shown yet
     second = body_of(await start("reindex", {"items": ["b"]}, query=BUFFER))
     assert second["outcome"] == "buffered" and second["runtimeStatus"] == "Pending"
-    await _when(lambda: len(durable.runs) == 2)
+    await until(lambda: len(durable.runs) == 2)
     assert run_ids(durable) == [first["requestId"], second["requestId"]]
     assert len(durable.created) == 1
 
@@ -166,7 +172,7 @@ async def test_three_buffer_requests_during_one_run_make_one_more_run(start, dur
     await start("reindex", {"items": ["a"]})
     for item in ("b", "c", "d"):
         assert (await start("reindex", {"items": [item]}, query=BUFFER)).status_code == 202
-    await _when(lambda: durable.instances["reindex"].status == "Completed")
+    await until(lambda: durable.instances["reindex"].status == "Completed")
     assert [input_["items"] for _, _, input_, _ in durable.runs] == [["a"], ["d"]]
 
 
@@ -278,7 +284,7 @@ async def test_a_debounced_run_begins_when_due_with_the_last_input(start, durabl
     await asyncio.sleep(0.3)
     told = body_of(await start("reindex", {"items": ["b"]}, query="debounceSeconds=1"))
     assert durable.runs == []
-    await _when(lambda: durable.runs)
+    await until(lambda: durable.runs)
     [(_, run_id, input_, began)] = durable.runs
     assert (run_id, input_) == (told["requestId"], {"items": ["b"]})
     assert began >= parse_time(told["dueAt"])
@@ -320,7 +326,7 @@ async def test_delete_of_a_waiting_debounced_run_drops_it(start, instance, durab
     told = body_of(await start("reindex", {"items": ["a"]}, query="debounceSeconds=30"))
     body = body_of(await instance("DELETE", "reindex"))
     assert body["droppedRequestId"] == told["requestId"]
-    await _when(lambda: durable.instances["reindex"].status == "Completed")
+    await until(lambda: durable.instances["reindex"].status == "Completed")
     assert durable.runs == []
 
 
@@ -341,7 +347,7 @@ async def test_a_next_run_buffered_after_the_stop_was_decided_still_runs(
     await instance("DELETE", "reindex")
     told = body_of(await start("reindex", {"items": ["b"]}, query=BUFFER))
     assert told["outcome"] == "buffered"
-    await _when(lambda: len(durable.runs) == 2)
+    await until(lambda: len(durable.runs) == 2)
     assert durable.runs[-1][1:3] == (told["requestId"], {"items": ["b"]})
 
 
@@ -395,7 +401,7 @@ async def test_an_end_that_meets_the_switch_to_the_next_run_never_calls_it_dropp
         ending = asyncio.ensure_future(instance("DELETE", "reindex", query=query))
     else:
         ending = asyncio.ensure_future(start("reindex", {"items": ["c"]}, query=query))
-    await _when(lambda: durable.events or durable.terminations)
+    await until(lambda: durable.events or durable.terminations)
     durable.commit_switch("reindex")
     response = await ending
     assert response.status_code == 202
@@ -433,7 +439,7 @@ async def test_a_stop_decided_before_the_switch_drops_it_and_it_never_runs(
     told = body_of(await start("reindex", {"items": ["b"]}, query=BUFFER))
     body = body_of(await instance("DELETE", "reindex"))
     assert body["droppedRequestId"] == told["requestId"]
-    await _when(lambda: durable.instances["reindex"].status == "Completed")
+    await until(lambda: durable.instances["reindex"].status == "Completed")
     assert told["requestId"] not in run_ids(durable)
 
 
@@ -857,18 +863,9 @@ async def test_a_stop_whose_drop_cannot_be_written_keeps_the_next_run_and_names_
     names nothing dropped: it claims no drop it did not make (docs/jobs.md says so)."""
     import os
 
-    from azure.core.exceptions import ServiceRequestError
-
     from durable_singleton._settings import STORAGE_CONNECTION
 
-    cut = [False]
-
-    def storage(request: Any) -> None:  # the Storage SDK's hook: the channel is cut
-        url = request.http_request.url.split("?")[0]
-        if cut[0] and url.endswith(".next") and request.http_request.method == "PUT":
-            raise ServiceRequestError("connection cut (test)")
-
-    app = SingletonApp(the_app.catalog, blob_options={"raw_request_hook": storage})
+    app, cut = app_with_channel_writes_cut()
     durable.reset(stop_delay=0.5)  # the run ends after the answer (no take meanwhile)
     durable.use_storage(os.environ[STORAGE_CONNECTION], app_env)
     try:
@@ -885,7 +882,7 @@ async def test_a_stop_whose_drop_cannot_be_written_keeps_the_next_run_and_names_
         assert response.status_code == 202, body_of(response)
         assert "droppedRequestId" not in body_of(response)
         assert [event for _, event, _ in durable.events] == ["Stop"]
-        await _when(lambda: told["requestId"] in run_ids(durable))  # kept: it runs next
+        await until(lambda: told["requestId"] in run_ids(durable))  # kept: it runs next
     finally:
         await app.close()
 
@@ -897,16 +894,7 @@ async def test_a_stop_whose_drop_of_a_waiting_run_cannot_be_written_sends_nothin
     that drops it cannot be made (storage cut), the Stop must not be sent either: sent,
     it would end the instance and lose the waiting run, told ``debounced``, with no
     answer naming it. Nothing is sent; the answer is a 503; the run still waits."""
-    from azure.core.exceptions import ServiceRequestError
-
-    cut = [False]
-
-    def storage(request: Any) -> None:  # the Storage SDK's hook: the channel is cut
-        url = request.http_request.url.split("?")[0]
-        if cut[0] and url.endswith(".next") and request.http_request.method == "PUT":
-            raise ServiceRequestError("connection cut (test)")
-
-    app = SingletonApp(the_app.catalog, blob_options={"raw_request_hook": storage})
+    app, cut = app_with_channel_writes_cut()
     durable.reset(stop_delay=0.05)
     try:
         await app.http_start(
