@@ -56,6 +56,11 @@ MAX_RETRY_SECONDS = 0.05
 #: The pauses before each read that tells whether a write whose answer was lost landed.
 READ_BACK_PAUSES = (0.0, 0.2, 0.5)
 
+#: How many times a write whose answer was lost, and which the read back shows has not
+#: landed (yet), is sent: the same write again, under the same condition, so its answer
+#: tells whether it landed (an earlier send arriving late is then refused).
+WRITE_SENDS = 2
+
 #: How many write ids a document keeps (its ``writes``).
 MAX_WRITES = 32
 
@@ -68,6 +73,10 @@ Tagged = Tuple[Optional[D], Optional[str]]
 
 class DocumentBusy(LockUnavailable):
     """Other writers changed the document between every read and write of a change."""
+
+
+class _NotLandedYet(Exception):
+    """A read back shows the document as the write found it (the write may land later)."""
 
 
 class DocumentWriteUnknown(Exception):
@@ -289,33 +298,50 @@ class BlobDocuments(Generic[D]):
                 "match_condition": MatchConditions.IfNotModified,
             }
         )
-        try:
-            written = await asyncio.wait_for(
-                blob.upload_blob(
-                    document.to_json(), metadata=self._metadata(document), **conditions
-                ),
-                self._timeout,
-            )
-            return document, written["etag"]
-        except (ResourceModifiedError, ResourceExistsError):
-            # Refused: by another writer's change, or by this write itself, sent again
-            # below this call after its first attempt landed and its answer was lost (the
-            # SDK's retry, or aiohttp's own on a pooled connection the server closed).
+        failure = ""
+        for _ in range(WRITE_SENDS):
             try:
-                landed, now = await self._read(blob)
-            except LockUnavailable:
-                raise DocumentWriteUnknown(f"writing the {self._what}") from None
-            return (landed, now) if landed is not None and token in landed.writes else None
-        except ResourceNotFoundError:  # the container is missing: first use of the app
-            await self._create_container()
-            return None
-        except (asyncio.TimeoutError, AzureError) as error:
-            failure = type(error).__name__
-        # The answer was lost: the write may have landed. Read the document back: still
-        # as it was read, the write did not land, and nobody else wrote either: storage
-        # failed it (not a conflict to try again); carrying the write's id, it did (later
-        # writers keep the latest ids); otherwise it cannot be told. A cut connection
-        # often mends within moments, so the read is tried a few times.
+                written = await asyncio.wait_for(
+                    blob.upload_blob(
+                        document.to_json(), metadata=self._metadata(document), **conditions
+                    ),
+                    self._timeout,
+                )
+                return document, written["etag"]
+            except (ResourceModifiedError, ResourceExistsError):
+                # Refused: by another writer's change, or by this write itself, sent again
+                # (here, by the SDK's retry, or by aiohttp's own on a pooled connection the
+                # server closed) after an earlier send landed and its answer was lost.
+                try:
+                    landed, now = await self._read(blob)
+                except LockUnavailable:
+                    raise DocumentWriteUnknown(f"writing the {self._what}") from None
+                return (landed, now) if landed is not None and token in landed.writes else None
+            except ResourceNotFoundError:  # the container is missing: first use of the app
+                await self._create_container()
+                return None
+            except (asyncio.TimeoutError, AzureError) as error:
+                failure = type(error).__name__
+            try:
+                return await self._read_back(blob, document, etag, token)
+            except _NotLandedYet:
+                continue
+        raise DocumentWriteUnknown(
+            f"writing the {self._what} (sent {WRITE_SENDS} times: {failure})"
+        )
+
+    async def _read_back(
+        self, blob: Any, document: D, etag: Optional[str], token: str
+    ) -> "Optional[Tagged[D]]":
+        """After a write's answer was lost, read the document back: carrying the write's
+        id, it landed (later writers keep the latest ids), and this is what is there now.
+        Carrying the id of the version the write was conditional on but not the write's,
+        another writer's change came first, so the write can never land (its condition is
+        spent): None, a conflict. Still at ``etag``, nothing landed yet, but a write held
+        on the way or by a slow server may land later: _NotLandedYet, and the caller sends
+        the same write again, whose answer settles it. Otherwise it cannot be told.
+        A cut connection often mends within moments, so the read is tried a few times."""
+        conditional_on = document.writes[-2] if len(document.writes) > 1 else None
         for pause in READ_BACK_PAUSES:
             await asyncio.sleep(pause)
             try:
@@ -323,9 +349,11 @@ class BlobDocuments(Generic[D]):
             except LockUnavailable:
                 continue
             if now == etag:
-                raise LockUnavailable(f"storage did not take the {self._what}'s write ({failure})")
+                raise _NotLandedYet
             if landed is not None and token in landed.writes:
                 return landed, now
+            if landed is not None and conditional_on in landed.writes:
+                return None
             break
         raise DocumentWriteUnknown(f"writing the {self._what}")
 

@@ -14,9 +14,13 @@ break the network the way a real outage does, while both ends stay real:
   answer is lost. With ``match``, only for requests whose first bytes (the request
   line) start with it, e.g. ``b"POST /durabletask/orchestrators/"``; with ``times``, only
   that many answers, then it passes again (a client's own retry then gets through).
+- ``late``: a request whose request line starts with ``match`` is held ``delay``
+  seconds and then sent on, even when its client has given up meanwhile, as a request
+  a slow server carries out after its client's time limit; with ``times``, only that
+  many requests are held, then it passes again.
 
 It runs its own event loop in a thread, so tests on any loop (and other processes,
-through its port) can use it. ``faults`` counts the cuts and stalls it caused.
+through its port) can use it. ``faults`` counts the cuts, stalls and held requests it caused.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from typing import List, Optional, Set
 
 from tests.support.loop_thread import LoopThread
 
-MODES = ("pass", "cut", "stall", "cut_responses")
+MODES = ("pass", "cut", "stall", "cut_responses", "late")
 _REQUEST_LINE = re.compile(rb"[A-Z]+ /")
 
 
@@ -149,8 +153,9 @@ class FaultProxy:
                             self.mode = "pass"
                     self._reset(writer)
                     break
-                if self.delay:
-                    await asyncio.sleep(self.delay)
+                held = self._holds(data, upstream)
+                if held or (self.delay and self.mode == "pass"):
+                    await asyncio.sleep(held or self.delay)
                 writer.write(data)
                 await writer.drain()
         except (ConnectionError, OSError):
@@ -165,6 +170,21 @@ class FaultProxy:
         if self.mode != "stall":
             return False
         return not self.match or (upstream and data.startswith(self.match))
+
+    def _holds(self, data: bytes, upstream: bool) -> float:
+        """How long ``late`` holds ``data`` back: ``delay`` for a request that starts with
+        ``match`` (counted against ``times``), else 0."""
+        if self.mode != "late" or not upstream or not _REQUEST_LINE.match(data):
+            return 0.0
+        if not data.startswith(self.match):
+            return 0.0
+        self.faults += 1
+        held = self.delay
+        if self.times is not None:
+            self.times -= 1
+            if self.times <= 0:
+                self.mode, self.delay = "pass", 0.0
+        return held
 
     @staticmethod
     def _reset(writer: asyncio.StreamWriter) -> None:
