@@ -279,3 +279,57 @@ async def test_a_slot_terminated_in_the_app_passes_to_the_queued_request(
     await settled(function_app.singleton)  # the pass-on, after the answer
     assert durable.instances["globex~0"].input["run"]["id"] == answers[2]["requestId"]
     assert [i for _, i in durable.accepted_starts].count("globex~0") == 2
+
+
+async def test_the_example_app_answers_faults_as_the_library_promises(
+    host, example_double, azurite, app_env, monkeypatch
+) -> None:
+    """Under the v2 runtime, faults made by the fault proxy reach the example app as they
+    reach ours: a terminate whose answer is lost is 503 stop-outcome-unknown (and was
+    carried out); a start whose answer is lost is answered from the status (202, started
+    once); storage that hangs is a 503 storage-unavailable with Retry-After within the
+    storage time limit, nothing started; once storage answers again, the start is made."""
+    import time
+
+    import function_app
+
+    from tests.support.azurite import connection_string
+    from tests.support.durable_double import starter_binding
+    from tests.support.fault_proxy import FaultProxy
+    from tests.support.waiting import until
+
+    durable_proxy = FaultProxy(example_double.port).start()
+    storage_proxy = FaultProxy(azurite.port).start()
+    monkeypatch.setenv("AzureWebJobsStorage", connection_string(storage_proxy.port))
+    monkeypatch.setenv("SINGLETON_STORAGE_TIMEOUT_SECONDS", "1")
+    await function_app.singleton.close()  # a setting change starts the app again, as on Azure
+    starter = starter_binding(f"http://127.0.0.1:{durable_proxy.port}/durabletask/")
+    try:
+        first = await call(host, "HttpStartSingle", "POST", starter, "v2-stop", b'["s.csv"]')
+        assert first.status == 202
+        durable_proxy.set("cut_responses", match=b"POST /durabletask/instances/v2-stop/terminate")
+        stop = await call(
+            host, "SingletonInstance", "DELETE", starter, "v2-stop", query="mode=terminate"
+        )
+        assert (stop.status, stop.kind()) == (503, "stop-outcome-unknown")
+        await until(lambda: example_double.instances["v2-stop"].status == "Terminated")
+        durable_proxy.set("cut_responses", match=b"POST /durabletask/orchestrators/", times=1)
+        lost = await call(host, "HttpStartSingle", "POST", starter, "v2-lost", b'["a.csv"]')
+        assert lost.status == 202 and lost.json()["id"] == "v2-lost"
+        storage_proxy.set("stall")
+        began = time.monotonic()
+        hung = await call(host, "HttpStartSingle", "POST", starter, "v2-hung", b'["b.csv"]')
+        waited = time.monotonic() - began
+        assert (hung.status, hung.kind()) == (503, "storage-unavailable")
+        assert {name.lower() for name in hung.headers} >= {"retry-after"}
+        assert [i for _, i in example_double.accepted_starts] == ["v2-stop", "v2-lost"]
+        storage_proxy.set("pass")
+        again = await call(host, "HttpStartSingle", "POST", starter, "v2-hung", b'["b.csv"]')
+        assert again.status == 202
+    finally:
+        await function_app.singleton.close()
+        storage_proxy.stop()
+        durable_proxy.stop()
+    assert durable_proxy.faults == 2 and storage_proxy.faults >= 1  # the faults were made
+    assert waited < 4  # the 1 s storage limit, and the runtime's own overhead
+    assert [i for _, i in example_double.accepted_starts] == ["v2-stop", "v2-lost", "v2-hung"]
