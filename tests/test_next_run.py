@@ -746,6 +746,39 @@ async def test_a_write_held_past_its_time_limit_is_sent_again_and_lands_once(
     assert channel is not None and channel.run == "b" and len(channel.writes) == 2
 
 
+async def test_a_buffered_request_whose_write_is_held_past_the_limit_is_told_the_truth(
+    start, durable, azurite, app_env, monkeypatch
+) -> None:
+    """bufferOne while the channel's write reaches storage only after the app's time limit
+    (a slow server). The answer must agree with the channel once the held write has
+    arrived: 202 buffered, and the channel names this request next, once. (Answering 503
+    "nothing buffered" and then having the held write land would run a request its caller
+    was told is not buffered.)"""
+    from durable_singleton._next_run_store import channel_blob_name
+    from tests.support.azurite import connection_string
+    from tests.support.fault_proxy import FaultProxy
+
+    proxy = FaultProxy(azurite.port).start()
+    await change_setting(monkeypatch, "AzureWebJobsStorage", connection_string(proxy.port))
+    await change_setting(monkeypatch, "SINGLETON_STORAGE_TIMEOUT_SECONDS", "1")
+    try:
+        assert (await start("held-next", {"items": ["a"]})).status_code == 202
+        await settled(the_app)  # the start's channel is confirmed
+        put = f"PUT /devstoreaccount1/{app_env}/{channel_blob_name(HUB, 'held-next')}".encode()
+        proxy.set("late", delay=2.0, match=put, times=1)
+        response = await start("held-next", {"items": ["b"]}, query=BUFFER)
+        await asyncio.sleep(2.5)  # the held write has reached storage
+        channel = await channel_of(instance_id="held-next")
+    finally:
+        proxy.stop()
+        await change_setting(monkeypatch, "AzureWebJobsStorage", azurite.connection_string)
+    assert proxy.faults == 1
+    assert response.status_code == 202, body_of(response)
+    told = body_of(response)
+    assert told["outcome"] == "buffered"
+    assert channel is not None and channel.next == Pending(told["requestId"], {"items": ["b"]})
+
+
 async def test_a_start_whose_channel_open_lost_its_answer_confirms_what_landed(
     start, durable, azurite, app_env, monkeypatch
 ) -> None:
