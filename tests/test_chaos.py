@@ -1,5 +1,6 @@
 """A bounded chaos run: several app processes, many callers over a few ids, while the
-storage account and the Durable API are cut, stalled and lose answers at random.
+storage account and the Durable API are cut, stalled, lose answers and hold requests past
+the app's time limits (carrying them out late) at random.
 
 The Durable double carries out a start whose answer was lost (as the extension does)
 and completes every instance after a moment, so each id goes through several
@@ -12,8 +13,9 @@ Callers with onConflict=bufferOne and with debounceSeconds=1 hand their input to
 running instance as its next run, a burst caller sends dozens of them a second for one
 id, and a stopper stops ids now and then. Afterwards, besides: no input ran twice; every
 input whose caller was told ``buffered`` or ``debounced`` ran exactly once, unless a
-later request's answer said it replaced it or a Stop's answer said it dropped it; and no
-run began before the due time its caller was told.
+later request's answer said it replaced it or a Stop's answer said it dropped it; no
+run began before the due time its caller was told; and no request whose every answer
+said it did nothing (no 202, nothing that says it may have happened) ever ran.
 
 Callers with an Idempotency-Key retry after every 503 (and after their first 202, which
 they treat as lost). For them, besides: no key started more than one generation, every
@@ -64,6 +66,11 @@ MAY_HAVE_STARTED = {"start-outcome-unknown", "queue-outcome-unknown"}
 LIMIT = 3
 #: A keyed caller's last answer that says nothing about whether its key started.
 NEITHER = {"idempotency-key-superseded"}
+#: Answers that say a request may have been carried out, or say nothing either way: every
+#: other non-202 answer to a start says nothing was started, buffered or queued.
+MAY_HAVE_ACTED = (
+    MAY_HAVE_STARTED | NEITHER | {"next-run-outcome-unknown", "idempotency-key-in-progress"}
+)
 
 
 async def settled(durable: Any, seconds: float) -> None:
@@ -114,13 +121,15 @@ def most_active_per_key(durable: Any) -> Dict[str, int]:
 
 
 async def inject_faults(proxies: List[FaultProxy], until: float, rng: random.Random) -> int:
-    """Break one proxy at a time, for a random moment, until ``until``."""
+    """Break one proxy at a time, for a random moment, until ``until``. ``late`` holds
+    each request begun meanwhile past the app's 1 s limits (a slow server that carries
+    it out after its client gave up), and well within a lease's 15 s."""
     injected = 0
-    modes = ["cut", "stall", "cut_responses", "pass"]
+    modes = ["cut", "stall", "cut_responses", "late", "pass"]
     while time.time() < until:
         proxy = rng.choice(proxies)
         mode = rng.choice(modes)
-        proxy.set(mode)
+        proxy.set(mode, delay=rng.uniform(1.2, 3.0) if mode == "late" else 0.0)
         injected += mode != "pass"
         await asyncio.sleep(rng.uniform(0.1, 0.8))
         proxy.set("pass")
@@ -269,6 +278,15 @@ async def test_chaos_never_two_winners_and_every_202_is_true(
                 assert runs[answer[1]] <= 1, answer
             else:
                 assert runs[answer[1]] == 1, answer
+    # A request told it did nothing never ran: every answer under its token refused it (no
+    # 202, and nothing that says it may have happened), so its input never ran.
+    per_token = collections.defaultdict(list)
+    for answer in answers:
+        if answer[1] and answer[6] not in ("cancel", "stopper", "slot-terminate"):
+            per_token[answer[1]].append(answer)
+    for token, said in per_token.items():
+        if all(a[2] != 202 and a[3] not in MAY_HAVE_ACTED for a in said):
+            assert runs[token] == 0 and token not in starts_per_token, said
     # Slots were terminated (how many were accepted depends on the faults: the report says).
     assert any(a[6] == "slot-terminate" for a in answers)
     # A Stop or terminate never names as dropped a run that then began.
