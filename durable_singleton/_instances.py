@@ -140,8 +140,13 @@ async def end_instance(
             with _sent_may_have_acted(instance_id):
                 await durable.terminate(instance_id, TERMINATE_REASON, fenced)
             closed = await close_channel(root, hub, function_name, instance_id)
-    finally:
+    except StopOutcomeUnknown:
+        held.abandon()  # the terminate may still land: no start of the id may come first
+        raise
+    except BaseException:
         await held.release()
+        raise
+    await held.release()
     slot = slot_of(function_name, instance_id, root)
     if slot is not None:
         # A slot of a key with a limit: its queue's head need not wait for the sweep.

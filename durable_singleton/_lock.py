@@ -779,9 +779,10 @@ class HeldLock:
         self._background.spawn(release())
 
     def abandon(self) -> None:
-        """Keep the lease until it runs out: after a start whose answer was lost.
+        """Keep the lease until it runs out: after a call under the lock whose answer was
+        lost (a start, a terminate, a Stop, a purge), which may still be carried out.
 
-        One more renewal (in the background, best effort) gives a start still inside
+        One more renewal (in the background, best effort) gives such a call still inside
         the Durable extension a full lease to land before anyone else can start the id.
         """
         self._let_go()

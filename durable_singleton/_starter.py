@@ -242,11 +242,16 @@ class _StartRun:
             if ambiguous.cancelled:
                 raise asyncio.CancelledError() from None
             return await self._settle(ambiguous.before, acquired_at)
-        except BaseException:
-            # Released before the error answer, so an immediate retry is never
-            # blocked by this request's lease.
-            with telemetry.step("lock.release"):
-                await held.release()
+        except BaseException as error:
+            if isinstance(error, DurableUnavailable) and error.may_have_acted:
+                # A replace's terminate (or Stop) may still land: keep the lease until it
+                # runs out, so no start of the id comes before it and is ended by it.
+                held.abandon()
+            else:
+                # Released before the error answer, so an immediate retry is never
+                # blocked by this request's lease.
+                with telemetry.step("lock.release"):
+                    await held.release()
             raise
         # The caller need not wait for the release: the start (or the status that
         # refused it) is visible now, so later callers are answered from the
