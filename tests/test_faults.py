@@ -243,32 +243,37 @@ async def test_a_replace_whose_terminate_lost_its_answer_says_the_old_one_may_ha
     assert len(durable.accepted_starts) == 1
 
 
-@pytest.mark.parametrize("ending", ["DELETE mode=terminate", "onConflict=terminateExisting"])
+@pytest.mark.parametrize(
+    ("ending", "call", "told"),
+    [
+        ("DELETE mode=terminate", "terminate", "stop-outcome-unknown"),
+        ("onConflict=terminateExisting", "terminate", "durable-unavailable"),
+        ("onConflict=stopExisting", "raiseEvent", "durable-unavailable"),
+    ],
+)
 async def test_a_terminate_that_lands_late_never_ends_an_instance_started_after_it(
-    start, instance, durable, durable_proxy, monkeypatch, ending: str
+    start, instance, durable, durable_proxy, monkeypatch, ending: str, call: str, told: str
 ) -> None:
-    """A terminate sent under the id's lock reaches the extension only after the app's
-    time limit (a slow extension carries it out later): the answer says it may have been
-    carried out. Meanwhile the old instance ends on its own. A start of the id must not
-    come before the held terminate lands: it would create an instance that the terminate,
-    aimed at the id, then ends. So the lease is kept until it runs out, as after a start
-    whose answer was lost, and a start meanwhile is refused (503 lock-busy)."""
+    """A terminate (or a replace's Stop) sent under the id's lock reaches the extension
+    only after the app's time limit (a slow extension carries it out later): the answer
+    says it may have been carried out. Meanwhile the old instance ends on its own. A start
+    of the id must not come before the held call lands: it would create an instance that
+    the terminate, aimed at the id, then ends. So the lease is kept until it runs out, as
+    after a start whose answer was lost, and a start meanwhile is refused (503 lock-busy)."""
     await change_setting(monkeypatch, "SINGLETON_DURABLE_TIMEOUT_SECONDS", "1")
     await change_setting(monkeypatch, "SINGLETON_LOCK_WAIT_SECONDS", "1")
     assert kind(await start("held-end")) == "202"
-    durable_proxy.set(
-        "late", delay=3.0, match=b"POST /durabletask/instances/held-end/terminate", times=1
-    )
+    held = f"POST /durabletask/instances/held-end/{call}".encode()
+    durable_proxy.set("late", delay=3.0, match=held, times=1)
     proxied = proxied_starter(durable_proxy)
     if ending.startswith("DELETE"):
         ended = await instance("DELETE", "held-end", "mode=terminate", starter=proxied)
-        assert kind(ended) == "stop-outcome-unknown"
     else:
         ended = await start("held-end", query=ending, starter=proxied)
-        assert kind(ended) == "durable-unavailable"
+    assert kind(ended) == told
     durable.put("held-end", "Completed")  # the old instance ends on its own meanwhile
     again = await start("held-end", {"items": ["after"]})
-    await until(lambda: durable.calls["terminate"], seconds=10)  # the held terminate landed
+    await until(lambda: durable.calls[call], seconds=10)  # the held call has landed
     await asyncio.sleep(0.3)  # the double ends a terminated instance 0.05 s after its 202
     assert durable_proxy.faults == 1
     started_after = len(durable.accepted_starts) - 1
