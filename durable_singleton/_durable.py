@@ -160,6 +160,16 @@ class StopOutcomeUnknown(OutcomeUnknown):
         self.instance_id = instance_id
 
 
+def may_still_land(error: BaseException) -> bool:
+    """Whether ``error`` ended a call to the Durable API that changes something (a
+    terminate, a Stop) and may still be carried out: the request may have reached the API
+    and its answer was lost. A lease it was sent under is then kept until it runs out
+    (:meth:`~durable_singleton._lock.HeldLock.abandon`), never released at once."""
+    if isinstance(error, StopOutcomeUnknown):
+        return True
+    return isinstance(error, DurableUnavailable) and error.may_have_acted
+
+
 class StartOutcomeUnknown(OutcomeUnknown):
     """A start request was sent, but its answer was lost (reset or timed out).
 

@@ -22,6 +22,7 @@ from ._durable import (
     InstanceEnded,
     InstanceStatus,
     StopOutcomeUnknown,
+    may_still_land,
 )
 from ._handover import close_channel, dropped_by_terminate, stop_through_channel
 from ._invocation import Invocation, RootFactory, Routes, answer
@@ -140,11 +141,11 @@ async def end_instance(
             with _sent_may_have_acted(instance_id):
                 await durable.terminate(instance_id, TERMINATE_REASON, fenced)
             closed = await close_channel(root, hub, function_name, instance_id)
-    except StopOutcomeUnknown:
-        held.abandon()  # the terminate may still land: no start of the id may come first
-        raise
-    except BaseException:
-        await held.release()
+    except BaseException as error:
+        if may_still_land(error):
+            held.abandon()  # the terminate may still land: no start of the id may come first
+        else:
+            await held.release()
         raise
     await held.release()
     slot = slot_of(function_name, instance_id, root)

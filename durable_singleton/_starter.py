@@ -24,6 +24,7 @@ from ._durable import (
     InstanceStatus,
     StartOutcome,
     StartOutcomeUnknown,
+    may_still_land,
 )
 from ._errors import NotStarted
 from ._handover import (
@@ -243,7 +244,7 @@ class _StartRun:
                 raise asyncio.CancelledError() from None
             return await self._settle(ambiguous.before, acquired_at)
         except BaseException as error:
-            if isinstance(error, DurableUnavailable) and error.may_have_acted:
+            if may_still_land(error):
                 # A replace's terminate (or Stop) may still land: keep the lease until it
                 # runs out, so no start of the id comes before it and is ended by it.
                 held.abandon()
