@@ -10,7 +10,7 @@ import contextlib
 import dataclasses
 import datetime
 import json
-from typing import Any, AsyncIterator, Dict, Optional, Tuple
+from typing import Any, AsyncIterator, Dict, Optional
 
 import pytest
 
@@ -61,26 +61,30 @@ def app_with_channel_writes_cut() -> "tuple[SingletonApp, list]":
 
 
 @contextlib.asynccontextmanager
-async def channel_behind_proxy(
-    azurite: Any, monkeypatch: Any, app_env: str, instance_id: str
-) -> AsyncIterator[Tuple[Any, bytes]]:
-    """The test app's storage behind a fault proxy, with a 1 s storage time limit, and
-    the id's channel written once (run ``a``): the proxy, and the request line of a PUT
-    of that channel (the proxy's ``match``)."""
-    from durable_singleton._next_run_store import channel_blob_name
+async def storage_behind_proxy(
+    azurite: Any, monkeypatch: Any, timeout: Optional[str] = None
+) -> AsyncIterator[Any]:
+    """The test app's storage behind a fault proxy (with a storage time limit of
+    ``timeout`` seconds, if given), back on Azurite afterwards: the proxy."""
     from tests.support.azurite import connection_string
     from tests.support.fault_proxy import FaultProxy
 
     proxy = FaultProxy(azurite.port).start()
     await change_setting(monkeypatch, "AzureWebJobsStorage", connection_string(proxy.port))
-    await change_setting(monkeypatch, "SINGLETON_STORAGE_TIMEOUT_SECONDS", "1")
+    if timeout is not None:
+        await change_setting(monkeypatch, "SINGLETON_STORAGE_TIMEOUT_SECONDS", timeout)
     try:
-        await root_of(the_app).next_runs().change(HUB, instance_id, lambda c: (Channel("a"), None))
-        blob = channel_blob_name(HUB, instance_id)
-        yield proxy, f"PUT /devstoreaccount1/{app_env}/{blob}".encode()
+        yield proxy
     finally:
         proxy.stop()
         await change_setting(monkeypatch, "AzureWebJobsStorage", azurite.connection_string)
+
+
+def channel_put(app_env: str, instance_id: str) -> bytes:
+    """The request line of a PUT of the id's channel (a fault proxy's ``match``)."""
+    from durable_singleton._next_run_store import channel_blob_name
+
+    return f"PUT /devstoreaccount1/{app_env}/{channel_blob_name(HUB, instance_id)}".encode()
 
 
 def run_ids(durable: Any) -> list:
@@ -627,22 +631,12 @@ async def test_a_write_whose_answer_is_lost_is_read_back_not_done_twice(
     back, finds its own write there, and answers as it did; it neither writes the input
     again (an SDK retry would be refused by its own condition, and taken for a conflict)
     nor calls itself the request it replaced."""
-    from durable_singleton._next_run_store import channel_blob_name
-    from tests.support.azurite import connection_string
-    from tests.support.fault_proxy import FaultProxy
-
-    proxy = FaultProxy(azurite.port).start()
-    await change_setting(monkeypatch, "AzureWebJobsStorage", connection_string(proxy.port))
-    try:
+    async with storage_behind_proxy(azurite, monkeypatch) as proxy:
         await start("cut", {"items": ["a"]})
         first = body_of(await start("cut", {"items": ["b"]}, query=BUFFER))
-        blob = channel_blob_name(HUB, "cut")
-        put = f"PUT /devstoreaccount1/{app_env}/{blob}".encode()
-        proxy.set("cut_responses", match=put, times=1)  # a retry of the write gets through
+        # A retry of the write gets through.
+        proxy.set("cut_responses", match=channel_put(app_env, "cut"), times=1)
         second = await start("cut", {"items": ["c"]}, query=BUFFER)
-    finally:
-        proxy.stop()
-        await change_setting(monkeypatch, "AzureWebJobsStorage", azurite.connection_string)
     assert proxy.faults == 1
     body = body_of(second)
     assert second.status_code == 202 and body["outcome"] == "buffered"
@@ -662,12 +656,12 @@ async def test_a_write_storage_never_answers_is_sent_once_more_then_told_unknown
     called "kept changing")."""
     from durable_singleton._documents import DocumentWriteUnknown
 
-    async with channel_behind_proxy(azurite, monkeypatch, app_env, "stalled") as (proxy, put):
-        proxy.set("stall", match=put)
+    async with storage_behind_proxy(azurite, monkeypatch, timeout="1") as proxy:
+        store = root_of(the_app).next_runs()  # the app's storage is the proxy from here
+        await store.change(HUB, "stalled", lambda c: (Channel("a"), None))
+        proxy.set("stall", match=channel_put(app_env, "stalled"))
         with pytest.raises(DocumentWriteUnknown) as raised:
-            await (
-                root_of(the_app).next_runs().change(HUB, "stalled", lambda c: (Channel("b"), None))
-            )
+            await store.change(HUB, "stalled", lambda c: (Channel("b"), None))
         proxy.set("pass")
         assert await channel_of(instance_id="stalled") == Channel("a")  # the stalls held it
     assert proxy.faults == 2  # the write, and the same write once more
@@ -732,13 +726,11 @@ async def test_a_write_held_past_its_time_limit_is_sent_again_and_lands_once(
     under the same condition, and lands: the change is written, and the held write,
     arriving later, is refused by the condition it carries. Told "nothing written"
     instead, the caller would be contradicted by the held write landing."""
-    async with channel_behind_proxy(azurite, monkeypatch, app_env, "held") as (proxy, put):
-        proxy.set("late", delay=2.0, match=put, times=1)
-        written = (
-            await root_of(the_app)
-            .next_runs()
-            .change(HUB, "held", lambda c: (Channel("b"), "written"))
-        )
+    async with storage_behind_proxy(azurite, monkeypatch, timeout="1") as proxy:
+        store = root_of(the_app).next_runs()  # the app's storage is the proxy from here
+        await store.change(HUB, "held", lambda c: (Channel("a"), None))
+        proxy.set("late", delay=2.0, match=channel_put(app_env, "held"), times=1)
+        written = await store.change(HUB, "held", lambda c: (Channel("b"), "written"))
         assert written == "written"
         await asyncio.sleep(2.5)  # the held write has reached storage, and was refused
         channel = await channel_of(instance_id="held")
@@ -754,24 +746,13 @@ async def test_a_buffered_request_whose_write_is_held_past_the_limit_is_told_the
     arrived: 202 buffered, and the channel names this request next, once. (Answering 503
     "nothing buffered" and then having the held write land would run a request its caller
     was told is not buffered.)"""
-    from durable_singleton._next_run_store import channel_blob_name
-    from tests.support.azurite import connection_string
-    from tests.support.fault_proxy import FaultProxy
-
-    proxy = FaultProxy(azurite.port).start()
-    await change_setting(monkeypatch, "AzureWebJobsStorage", connection_string(proxy.port))
-    await change_setting(monkeypatch, "SINGLETON_STORAGE_TIMEOUT_SECONDS", "1")
-    try:
+    async with storage_behind_proxy(azurite, monkeypatch, timeout="1") as proxy:
         assert (await start("held-next", {"items": ["a"]})).status_code == 202
         await settled(the_app)  # the start's channel is confirmed
-        put = f"PUT /devstoreaccount1/{app_env}/{channel_blob_name(HUB, 'held-next')}".encode()
-        proxy.set("late", delay=2.0, match=put, times=1)
+        proxy.set("late", delay=2.0, match=channel_put(app_env, "held-next"), times=1)
         response = await start("held-next", {"items": ["b"]}, query=BUFFER)
         await asyncio.sleep(2.5)  # the held write has reached storage
         channel = await channel_of(instance_id="held-next")
-    finally:
-        proxy.stop()
-        await change_setting(monkeypatch, "AzureWebJobsStorage", azurite.connection_string)
     assert proxy.faults == 1
     assert response.status_code == 202, body_of(response)
     told = body_of(response)
@@ -785,21 +766,11 @@ async def test_a_start_whose_channel_open_lost_its_answer_confirms_what_landed(
     """Storage takes the write that opens a fresh start's channel but its answer is cut:
     the app reads the channel back, finds its write, starts once, and confirms the channel
     on what it read back (not on the write it sent, whose ETag it never got)."""
-    from durable_singleton._next_run_store import channel_blob_name
-    from tests.support.azurite import connection_string
-    from tests.support.fault_proxy import FaultProxy
-
-    proxy = FaultProxy(azurite.port).start()
-    await change_setting(monkeypatch, "AzureWebJobsStorage", connection_string(proxy.port))
-    try:
+    async with storage_behind_proxy(azurite, monkeypatch) as proxy:
         await start("warm", {"items": ["a"]})  # the container exists from here on
-        put = f"PUT /devstoreaccount1/{app_env}/{channel_blob_name(HUB, 'cut-open')}".encode()
-        proxy.set("cut_responses", match=put, times=1)
+        proxy.set("cut_responses", match=channel_put(app_env, "cut-open"), times=1)
         response = await start("cut-open", {"items": ["b"]})
         await settled(the_app)
-    finally:
-        proxy.stop()
-        await change_setting(monkeypatch, "AzureWebJobsStorage", azurite.connection_string)
     assert proxy.faults == 1
     assert response.status_code == 202 and body_of(response)["outcome"] == "started"
     assert [i for _, i in durable.accepted_starts] == ["warm", "cut-open"]
