@@ -6,6 +6,8 @@
 #         browser test of the overview page (it installs Debian's chromium) included;
 #   any other (3.11): every layer the runtime does not need, less the slow,
 #         multi-process and browser runs, whose logic does not depend on the version.
+# The tests run on two pytest-xdist workers (PYTEST_WORKERS, default 2; 0 runs them in
+# one process): they mostly wait on Azurite, the Durable double and child processes.
 # Extra arguments go to pytest, e.g. scripts/test.sh -k policy
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,9 +21,9 @@ for version in ${PYTHON_VERSIONS:-3.13 3.11}; do
     "$VENV/bin/ruff" format --check .
     bash scripts/install-browser.sh
     echo "Testing on Python $version (pytest; the tests start their own Azurite) ..."
-    "$VENV/bin/python" -m pytest "$@"
+    "$VENV/bin/python" -m pytest -n "${PYTEST_WORKERS:-2}" "$@"
   else
     echo "Testing on Python $version ..."
-    "$VENV/bin/python" -m pytest -m "not runtime and not slow and not processes and not browser" "$@"
+    "$VENV/bin/python" -m pytest -n "${PYTEST_WORKERS:-2}" -m "not runtime and not slow and not processes and not browser" "$@"
   fi
 done

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import uuid
 from typing import Any, Awaitable, Callable, Iterator, Optional
 
 import azure.functions as func
@@ -12,7 +11,7 @@ from hypothesis import settings as hypothesis_settings
 
 from durable_singleton import SingletonApp
 from durable_singleton import _settings as app_settings
-from tests.support.app import app
+from tests.support.app import app, fresh_app_settings
 from tests.support.azurite import Azurite
 from tests.support.blob_counter import RequestCounter, counted_app
 from tests.support.clients import close_app_clients
@@ -66,13 +65,7 @@ async def app_env(monkeypatch: pytest.MonkeyPatch, azurite: Azurite) -> Any:
     container's name. The app reads its settings once per composition root: the
     root is closed afterwards, so the next test's settings are read anew.
     """
-    for name in app_settings.APP_SETTINGS:
-        monkeypatch.delenv(name, raising=False)
-    for suffix in ("", "__blobServiceUri", "__accountName", "__credential", "__clientId"):
-        monkeypatch.delenv(app_settings.STORAGE_CONNECTION + suffix, raising=False)
-    monkeypatch.setenv(app_settings.STORAGE_CONNECTION, azurite.connection_string)
-    container = f"locks-{uuid.uuid4().hex[:16]}"
-    monkeypatch.setenv(app_settings.LOCK_CONTAINER, container)
+    container = fresh_app_settings(monkeypatch, azurite)
     await app.close()
     yield container
     await app.close()
@@ -150,6 +143,19 @@ def listing(durable: DurableDouble, app_env: str, app_under_test: SingletonApp) 
         return check_response("GET", response, LIST_PATH)
 
     return call
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Under pytest-xdist, hand this worker's report lines to the controller."""
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["singleton_report"] = list(LINES)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """Under pytest-xdist, collect a finished worker's report lines."""
+    LINES.extend(getattr(node, "workeroutput", {}).get("singleton_report", []))
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

@@ -9,12 +9,11 @@ import datetime
 import json
 import re
 import sys
-from pathlib import Path
 from typing import Any, Dict, Iterator, List
 
 import pytest
 
-from tests.support.app import APP_ROOT
+from tests.support.app import APP_ROOT, fresh_app_settings
 from tests.support.durable_double import SYSTEM_KEY
 from tests.support.ingestion import IngestionReceiver
 from tests.support.processes import AppProcesses
@@ -46,33 +45,40 @@ def infra_telemetry() -> Dict[str, str]:
     return settings
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def receiver() -> Iterator[IngestionReceiver]:
     served = IngestionReceiver().start()
     yield served
     served.stop()
 
 
-@pytest.fixture
-async def envelopes(receiver, durable, app_env, tmp_path: Path) -> List[Dict[str, Any]]:
-    """Run the worker once; the envelopes the receiver got."""
+@pytest.fixture(scope="module")
+async def envelopes(
+    receiver, durable_server, azurite, tmp_path_factory: pytest.TempPathFactory
+) -> List[Dict[str, Any]]:
+    """Run the worker once for this module's tests (each reads what it sent); the
+    envelopes the receiver got."""
     long_ago = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(hours=2)
-    durable.put("tel-stuck", "Pending", created=long_ago)
+    durable_server.reset()
+    durable_server.put("tel-stuck", "Pending", created=long_ago)
     processes = AppProcesses()
-    await processes.start(
-        "-m",
-        "tests.support.telemetry_worker",
-        durable.rpc_base_url,
-        env={
-            "APPLICATIONINSIGHTS_CONNECTION_STRING": receiver.connection_string,
-            "APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL": "true",
-            # As infra/ sets them: every span kept (the distro's default samples them at
-            # 5 traces per second), the app's own loggers only.
-            **infra_telemetry(),
-            "SINGLETON_STORAGE_TIMEOUT_SECONDS": "1",
-            "TMPDIR": str(tmp_path),  # the exporter's retry files, if any
-        },
-    )
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        fresh_app_settings(monkeypatch, azurite)
+        await processes.start(
+            "-m",
+            "tests.support.telemetry_worker",
+            durable_server.rpc_base_url,
+            env={
+                "APPLICATIONINSIGHTS_CONNECTION_STRING": receiver.connection_string,
+                "APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL": "true",
+                # As infra/ sets them: every span kept (the distro's default samples them
+                # at 5 traces per second), the app's own loggers only.
+                **infra_telemetry(),
+                "SINGLETON_STORAGE_TIMEOUT_SECONDS": "1",
+                # the exporter's retry files, if any
+                "TMPDIR": str(tmp_path_factory.mktemp("exporter")),
+            },
+        )
     [out] = await processes.outputs(90)
     assert json.loads(out) == [202, 409, 409, 503]
     return receiver.envelopes

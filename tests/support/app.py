@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from durable_singleton import SingletonApp
+from durable_singleton import _settings as app_settings
 from durable_singleton._root import Root
 from singleton_app import app
+from tests.support.azurite import Azurite
 
 #: The function.json app's root: host.json and the function folders.
 APP_ROOT = Path(__file__).resolve().parents[2]
 
-__all__ = ["APP_ROOT", "app", "change_setting", "root_of", "settled"]
+__all__ = ["APP_ROOT", "app", "change_setting", "fresh_app_settings", "root_of", "settled"]
 
 
 def root_of(singleton: SingletonApp) -> Root:
@@ -32,3 +37,16 @@ async def change_setting(monkeypatch: Any, name: str, value: str) -> None:
     composition root) and reads its settings anew."""
     monkeypatch.setenv(name, value)
     await app.close()
+
+
+def fresh_app_settings(monkeypatch: pytest.MonkeyPatch, azurite: Azurite) -> str:
+    """Set the app settings a fresh app has, storage on ``azurite`` with a lock container
+    of its own; return the container's name."""
+    for name in app_settings.APP_SETTINGS:
+        monkeypatch.delenv(name, raising=False)
+    for suffix in ("", "__blobServiceUri", "__accountName", "__credential", "__clientId"):
+        monkeypatch.delenv(app_settings.STORAGE_CONNECTION + suffix, raising=False)
+    monkeypatch.setenv(app_settings.STORAGE_CONNECTION, azurite.connection_string)
+    container = f"locks-{uuid.uuid4().hex[:16]}"
+    monkeypatch.setenv(app_settings.LOCK_CONTAINER, container)
+    return container
