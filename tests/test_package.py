@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -122,6 +123,45 @@ def test_the_public_api_is_what_all_names() -> None:
     assert not [name for name in exported if name.startswith("_") and name != "__version__"]
     for module in (durable_singleton.errors, durable_singleton.job, durable_singleton.limits):
         assert module.__all__ and all(hasattr(module, name) for name in module.__all__)
+
+
+#: The public API of 3.1.0 and 4.0.0 (their ``__all__``, and SingletonApp's methods that
+#: 5.0 moved to SingletonClient, durable_singleton.job or took away).
+EARLIER_NAMES = {
+    "Action", "Catalog", "ConfigurationError", "DurableFailure", "DurableUnavailable",
+    "InputRule", "InstanceEnding", "InstanceStatus", "InstanceVanished", "InvalidInput",
+    "LockBusy", "LockLost", "LockUnavailable", "NextRunDropped", "NextRunOutcomeUnknown",
+    "NotStarted", "OnConflict", "Outcome", "OutcomeUnknown", "Overlap", "Problem",
+    "ProblemError", "ReplaceTimedOut", "STOP_EVENT", "Reuse", "SingletonApp",
+    "SingletonError", "StartOutcomeUnknown", "StopMode", "__version__", "blueprint",
+    "parse_job_input", "run_job", "stop_requested",
+}  # fmt: skip
+EARLIER_METHODS = {"start", "status", "stop", "item_store", "root", "wait_for_background"}
+
+
+def test_the_upgrade_guide_says_where_everything_that_left_the_api_went() -> None:
+    """docs/library.md's upgrade section has a row for each name 3.x or 4.x exported that
+    5.0's top level does not: where it went (a module that has it), or that it is gone."""
+    text = (APP_ROOT / "docs" / "library.md").read_text(encoding="utf-8")
+    section = text.split("## Upgrading to 5.0", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    moved_to = {
+        "durable_singleton.errors": durable_singleton.errors,
+        "durable_singleton.job": durable_singleton.job,
+    }
+    left = sorted(EARLIER_NAMES - set(durable_singleton.__all__))
+    assert "LockBusy" in left and "run_job" in left
+    wrong = []
+    for name in left:
+        [row] = [r for r in rows if re.search(rf"`[^`]*\b{name}\b", r.split(" | ")[0])] or [""]
+        places = [m for place, m in moved_to.items() if place in row]
+        if not ("gone" in row or any(hasattr(m, name) for m in places)):
+            wrong.append(name)
+    for method in EARLIER_METHODS:
+        assert not hasattr(durable_singleton.SingletonApp, method)
+        if not any(f"app.{method}(" in r for r in rows):
+            wrong.append(f"SingletonApp.{method}")
+    assert not wrong
 
 
 def test_the_sdist_and_the_wheel_pass_twine_check(tmp_path: Path) -> None:
