@@ -11,6 +11,7 @@
 # Extra arguments go to pytest, e.g. scripts/test.sh -k policy
 set -euo pipefail
 cd "$(dirname "$0")/.."
+workers="${PYTEST_WORKERS:-2}"
 
 for version in ${PYTHON_VERSIONS:-3.13 3.11}; do
   source scripts/setup.sh requirements-dev.txt "$version"
@@ -21,9 +22,9 @@ for version in ${PYTHON_VERSIONS:-3.13 3.11}; do
     "$VENV/bin/ruff" format --check .
     bash scripts/install-browser.sh
     echo "Testing on Python $version (pytest; the tests start their own Azurite) ..."
-    "$VENV/bin/python" -m pytest -n "${PYTEST_WORKERS:-2}" "$@"
+    "$VENV/bin/python" -m pytest -n "$workers" "$@"
   else
     echo "Testing on Python $version ..."
-    "$VENV/bin/python" -m pytest -n "${PYTEST_WORKERS:-2}" -m "not runtime and not slow and not processes and not browser" "$@"
+    "$VENV/bin/python" -m pytest -n "$workers" -m "not runtime and not slow and not processes and not browser" "$@"
   fi
 done
