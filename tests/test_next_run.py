@@ -10,7 +10,7 @@ import contextlib
 import dataclasses
 import datetime
 import json
-from typing import Any, AsyncIterator, Dict, Optional
+from typing import Any, AsyncIterator, Callable, Dict, Optional
 
 import pytest
 
@@ -45,17 +45,21 @@ async def channel_of(
     return await root_of(app).next_runs().read(HUB, instance_id)
 
 
-def app_with_channel_writes_cut() -> "tuple[SingletonApp, list]":
+def app_with_channel_writes_cut(
+    reads_too: Callable[[], bool] = lambda: False,
+) -> "tuple[SingletonApp, list]":
     """An app of the test's catalog whose next-run channel writes (PUT ``*.next``) fail as
-    on a cut connection, before they are sent, while ``cut[0]`` is True."""
+    on a cut connection, before they are sent, while ``cut[0]`` is True; so do its reads
+    of the channel, while ``cut[0]`` is True and ``reads_too()`` is."""
     from azure.core.exceptions import ServiceRequestError
 
     cut = [False]
 
     def storage(request: Any) -> None:  # the Storage SDK's hook
         url = request.http_request.url.split("?")[0]
-        if cut[0] and url.endswith(".next") and request.http_request.method == "PUT":
-            raise ServiceRequestError("connection cut (test)")
+        if cut[0] and url.endswith(".next"):
+            if request.http_request.method == "PUT" or reads_too():
+                raise ServiceRequestError("connection cut (test)")
 
     return SingletonApp(the_app.catalog, blob_options={"raw_request_hook": storage}), cut
 
@@ -945,43 +949,97 @@ async def test_a_change_that_refuses_fails_alone_among_those_written_together(
     assert await channel_of(instance_id="together") == Channel("run-1")
 
 
-@pytest.mark.parametrize("stop_delay", [0.5, 0.05], ids=["ends-after", "takes-meanwhile"])
-async def test_a_stop_whose_drop_cannot_be_written_keeps_the_next_run_and_names_nothing(
-    durable, app_env, stop_delay
-) -> None:
-    """The Stop is sent; then the write that would drop the next run fails (storage cut).
-    The Stop stands, the next run is kept and runs after the stopped run, and the answer
-    names nothing dropped: it claims no drop it did not make (docs/jobs.md says so).
-
-    The stopped run ends after the answer, or (``takes-meanwhile``) ends and takes the
-    next run while the drop is failing: the read back after the failed write then shows
-    the take, not the drop, which is still no drop made, not an unknown outcome. The
-    run taken has begun, so it may be sent a Stop of its own, as any Stop that finds the
-    next run taken does."""
+async def buffered_behind_a_run(app: SingletonApp, durable: Any, app_env: str) -> str:
+    """Start ``keep-next`` (its job takes next runs from the channel in the test's
+    storage) and buffer a next run behind it, once the start's channel is confirmed; the
+    next run's request id."""
     import os
 
     from durable_singleton._settings import STORAGE_CONNECTION
 
-    app, cut = app_with_channel_writes_cut()
-    durable.reset(stop_delay=stop_delay)
     durable.use_storage(os.environ[STORAGE_CONNECTION], app_env)
+    first = start_request("SingletonOrchestrator", "keep-next", {"items": ["a"]})
+    await app.http_start(first, durable.starter())
+    nxt = start_request("SingletonOrchestrator", "keep-next", {"items": ["b"]}, BUFFER)
+    told = body_of(await app.http_start(nxt, durable.starter()))
+    assert told["outcome"] == "buffered"
+    await settled(app)
+    return told["requestId"]
+
+
+async def stop_keep_next(app: SingletonApp, durable: Any, cut: list) -> Any:
+    """DELETE ``keep-next`` (a Stop) with the channel cut as ``cut`` says, mended after."""
+    cut[0] = True
     try:
-        first = start_request("SingletonOrchestrator", "keep-next", {"items": ["a"]})
-        await app.http_start(first, durable.starter())
-        nxt = start_request("SingletonOrchestrator", "keep-next", {"items": ["b"]}, BUFFER)
-        told = body_of(await app.http_start(nxt, durable.starter()))
-        assert told["outcome"] == "buffered"
-        await settled(app)  # the start's channel is confirmed
-        cut[0] = True
         request = instance_request("DELETE", "SingletonOrchestrator", "keep-next")
-        response = await app.http_instance(request, durable.starter())
+        return await app.http_instance(request, durable.starter())
+    finally:
         cut[0] = False
+
+
+async def test_a_stop_whose_drop_storage_fails_keeps_the_next_run_and_names_nothing(
+    durable, app_env
+) -> None:
+    """The Stop is sent; then storage fails every call of the drop (its read, before any
+    write). The Stop stands, the next run is kept and runs after the stopped run, and the
+    answer is 202 naming nothing dropped: it claims no drop it did not make (docs/jobs.md
+    says so)."""
+    app, cut = app_with_channel_writes_cut(reads_too=lambda: bool(durable.events))
+    durable.reset(stop_delay=0.5)
+    try:
+        buffered = await buffered_behind_a_run(app, durable, app_env)
+        response = await stop_keep_next(app, durable, cut)
         assert response.status_code == 202, body_of(response)
         assert "droppedRequestId" not in body_of(response)
         stopped = [json.loads(data)["run"] for _, _, data in durable.events]
-        began = run_ids(durable)[0]
-        assert stopped in ([began], [began, told["requestId"]])  # a shared CPU slows the drop
-        await until(lambda: told["requestId"] in run_ids(durable))  # kept: it runs next
+        assert stopped == [run_ids(durable)[0]]
+        await until(lambda: buffered in run_ids(durable))  # kept: it runs next
+    finally:
+        await app.close()
+
+
+async def test_a_stop_whose_drop_is_lost_says_the_next_run_may_be_dropped_and_keeps_it(
+    durable, app_env
+) -> None:
+    """The Stop is sent; every send of the write that would drop the next run fails
+    (the connection cut), and each read back finds the channel unchanged: the write may
+    still land, held on the way, so the app cannot tell. The answer is 503
+    ``next-run-outcome-unknown`` naming the request the write would have dropped; the
+    Stop stands, and since the write never landed the channel still holds the next run.
+    The stopped run does not end meanwhile (its job ignores the Stop), so no take can
+    settle it."""
+    app, cut = app_with_channel_writes_cut()
+    durable.reset(stop_delay=None)
+    try:
+        buffered = await buffered_behind_a_run(app, durable, app_env)
+        response = await stop_keep_next(app, durable, cut)
+        assert problem(response, 503, "next-run-outcome-unknown")["droppedRequestId"] == buffered
+        stopped = [json.loads(data)["run"] for _, _, data in durable.events]
+        assert stopped == [run_ids(durable)[0]]
+        kept = await channel_of(app, "keep-next")
+        assert kept is not None and kept.next is not None
+        assert kept.next.request == buffered
+    finally:
+        await app.close()
+
+
+async def test_a_stop_whose_drop_fails_while_the_run_takes_it_stops_the_run_taken(
+    durable, app_env
+) -> None:
+    """The Stop is sent; the write that would drop the next run fails (the connection
+    cut) while the stopped run ends and takes it: the read back after the failed write
+    shows the take, not the drop, which is no drop made, not an unknown outcome. The run
+    taken has begun, so it is sent a Stop of its own, as any Stop that finds the next run
+    taken is, and the answer is 202 naming nothing dropped."""
+    app, cut = app_with_channel_writes_cut()
+    durable.reset(stop_delay=0.05)  # well within the failing write's own retries
+    try:
+        buffered = await buffered_behind_a_run(app, durable, app_env)
+        response = await stop_keep_next(app, durable, cut)
+        assert response.status_code == 202, body_of(response)
+        assert "droppedRequestId" not in body_of(response)
+        stopped = [json.loads(data)["run"] for _, _, data in durable.events]
+        assert stopped == [run_ids(durable)[0], buffered]
     finally:
         await app.close()
 
