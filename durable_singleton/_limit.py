@@ -68,10 +68,10 @@ class Slot:
     """A busy slot: the request it runs (or is about to start).
 
     ``queued``: the request waited in the queue (it was promised a run: a start of it that
-    does not happen puts it back at the head, so ``input`` is kept until it is known to
-    have begun); ``confirmed``: its instance is known to run it (started, or continued
-    as new into it); ``after``: the run the slot's instance took it at the end of (a
-    retried take answers it again).
+    does not happen, or an instance that ends before it begins the run, puts it back at
+    the head, so ``input`` is kept as long as it holds the slot); ``confirmed``: its
+    instance is known to run it (started, or continued as new into it); ``after``: the
+    run the slot's instance took it at the end of (a retried take answers it again).
     """
 
     request: str
@@ -281,7 +281,9 @@ def started(queue: Optional[Queue], slot: int, request: str) -> Tuple[Optional[Q
         return None, False
     if held.confirmed:
         return None, True
-    confirmed = replace(held, confirmed=True, input=None)
+    # The input stays: an instance can end before it begins the run (terminated while
+    # Pending), and the queue then owes the request its run, with its input.
+    confirmed = replace(held, confirmed=True)
     return _with_slot(queue, slot, confirmed), True
 
 

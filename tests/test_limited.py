@@ -269,6 +269,33 @@ async def test_a_slot_terminated_before_its_first_episode_passes_to_the_next(
     assert runs_of(durable, "stuck") == [{"n": 1}, {"n": 2}]
 
 
+async def test_a_queued_request_terminated_before_its_first_episode_runs_with_its_input(
+    limited, durable
+) -> None:
+    """A queued request (n=2) is given slot 0 and started there; its start is confirmed
+    while its instance is still Pending, and an operator terminates it before its first
+    episode. It never began, so the queue still owes it its run (as for a take the
+    terminate ends before its run): it goes back to the head and runs, with its own input,
+    exactly once."""
+    app = limited()
+    client = app.client(durable.starter())
+    await client.start_limited(JOB, "owed", {"n": 0})
+    await client.start_limited(JOB, "owed", {"n": 1})
+    waiting = await client.start_limited(JOB, "owed", {"n": 2})
+    assert waiting.position == 1
+    durable.pickup_delay = None  # what starts now is never picked up
+    await client.stop(JOB, "owed~0", mode=StopMode.TERMINATE)  # n=0 had begun
+    await settled(app)  # the slot passed to n=2: started, Pending, its start confirmed
+    assert durable.instances["owed~0"].status == "Pending"
+    durable.pickup_delay = 0.0
+    await client.stop(JOB, "owed~0", mode=StopMode.TERMINATE)  # n=2 never began
+    await settled(app)
+    assert runs_of(durable, "owed") == [{"n": 0}, {"n": 1}, {"n": 2}]
+    root = root_of(app)
+    await sweep_key(JOB, "owed", LIMIT, root.durable(durable.starter()), root)
+    assert runs_of(durable, "owed") == [{"n": 0}, {"n": 1}, {"n": 2}]
+
+
 async def test_the_sweep_timer_moves_only_the_queues_that_wait(limited, durable, caplog) -> None:
     caplog.set_level(logging.INFO)
     app = limited()
