@@ -32,6 +32,11 @@ def event_data(durable: Any, index: int = -1) -> Dict[str, Any]:
     return json.loads(durable.events[index][2])
 
 
+def stopped_runs(durable: Any) -> list:
+    """The run each Stop the double received named, in order."""
+    return [event_data(durable, index)["run"] for index in range(len(durable.events))]
+
+
 def utc_now() -> datetime.datetime:
     return datetime.datetime.now(datetime.timezone.utc)
 
@@ -991,8 +996,7 @@ async def test_a_stop_whose_drop_storage_fails_keeps_the_next_run_and_names_noth
         response = await stop_keep_next(app, durable, cut)
         assert response.status_code == 202, body_of(response)
         assert "droppedRequestId" not in body_of(response)
-        stopped = [json.loads(data)["run"] for _, _, data in durable.events]
-        assert stopped == [run_ids(durable)[0]]
+        assert stopped_runs(durable) == [run_ids(durable)[0]]
         await until(lambda: buffered in run_ids(durable))  # kept: it runs next
     finally:
         await app.close()
@@ -1014,8 +1018,7 @@ async def test_a_stop_whose_drop_is_lost_says_the_next_run_may_be_dropped_and_ke
         buffered = await buffered_behind_a_run(app, durable, app_env)
         response = await stop_keep_next(app, durable, cut)
         assert problem(response, 503, "next-run-outcome-unknown")["droppedRequestId"] == buffered
-        stopped = [json.loads(data)["run"] for _, _, data in durable.events]
-        assert stopped == [run_ids(durable)[0]]
+        assert stopped_runs(durable) == [run_ids(durable)[0]]
         kept = await channel_of(app, "keep-next")
         assert kept is not None and kept.next is not None
         assert kept.next.request == buffered
@@ -1038,8 +1041,7 @@ async def test_a_stop_whose_drop_fails_while_the_run_takes_it_stops_the_run_take
         response = await stop_keep_next(app, durable, cut)
         assert response.status_code == 202, body_of(response)
         assert "droppedRequestId" not in body_of(response)
-        stopped = [json.loads(data)["run"] for _, _, data in durable.events]
-        assert stopped == [run_ids(durable)[0], buffered]
+        assert stopped_runs(durable) == [run_ids(durable)[0], buffered]
     finally:
         await app.close()
 
