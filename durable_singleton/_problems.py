@@ -1,20 +1,63 @@
 """RFC 9457 problem details: every non-2xx answer of the app's HTTP functions.
 
 One constructor per kind of problem. The ``type`` of each is
-``urn:singleton-starter:problem:<kind>``; docs/http-api.md lists the kinds. Details are the
-app's own sentences: never a traceback, never a library's exception text.
+``urn:singleton-starter:problem:<kind>``; docs/http-api.md lists the kinds (:data:`KINDS`).
+Details are the app's own sentences: never a traceback, never a library's exception text.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, Mapping, Optional
+from typing import Any, Dict, Iterable, Mapping, Optional, Tuple
 
 from ._errors import NotStarted
 
 TYPE_PREFIX = "urn:singleton-starter:problem:"
 MEDIA_TYPE = "application/problem+json"
+
+#: Every kind of problem the app answers, with its HTTP status and title.
+KINDS: Dict[str, Tuple[int, str]] = {
+    "invalid-instance-id": (400, "Invalid instance id"),
+    "invalid-query-parameter": (400, "Invalid query parameter"),
+    "conflicting-parameters": (400, "Conflicting request parameters"),
+    "stop-not-supported": (400, "Orchestrator does not take a graceful Stop"),
+    "next-run-not-supported": (400, "Orchestrator does not take next runs"),
+    "no-limit": (400, "Orchestrator has no limit per key"),
+    "invalid-key": (400, "Invalid key"),
+    "invalid-body": (400, "Request body is not JSON"),
+    "invalid-input": (400, "Invalid orchestrator input"),
+    "invalid-idempotency-key": (400, "Invalid Idempotency-Key"),
+    "unknown-orchestrator": (404, "No such orchestrator"),
+    "instance-not-found": (404, "No such instance"),
+    "request-not-found": (404, "No such request"),
+    "instance-active": (409, "Instance already active"),
+    "instance-finished": (409, "Instance id may not be reused"),
+    "termination-timeout": (409, "Existing instance did not stop in time"),
+    "stop-timeout": (409, "Existing instance did not stop in time"),
+    "instance-not-running": (409, "Instance already ended"),
+    "limit-reached": (409, "The key's limit is reached"),
+    "key-in-use": (409, "The key belongs to another orchestrator"),
+    "request-cancelled": (409, "The request was cancelled"),
+    "request-started": (409, "The request has started"),
+    "idempotency-key-in-progress": (409, "Request with this Idempotency-Key in progress"),
+    "idempotency-key-superseded": (409, "Idempotency-Key no longer current"),
+    "body-too-large": (413, "Request body too large"),
+    "idempotency-key-mismatch": (422, "Idempotency-Key used for another request"),
+    "queue-full": (429, "The key's queue is full"),
+    "misconfigured": (500, "App misconfigured"),
+    "internal-error": (500, "Internal error"),
+    "durable-error": (502, "Durable Functions API error"),
+    "instance-ending": (503, "The instance is ending and takes no next run"),
+    "lock-busy": (503, "The id's start lock is busy"),
+    "storage-unavailable": (503, "Lock storage unavailable"),
+    "lock-lost": (503, "Start lock lost"),
+    "durable-unavailable": (503, "Durable Functions API unavailable"),
+    "start-outcome-unknown": (503, "Start outcome unknown"),
+    "stop-outcome-unknown": (503, "Stop outcome unknown"),
+    "next-run-outcome-unknown": (503, "Next run outcome unknown"),
+    "queue-outcome-unknown": (503, "The request may be queued"),
+}
 
 
 @dataclass(frozen=True)
@@ -48,9 +91,24 @@ class ProblemError(NotStarted):
         self.problem = problem
 
 
+def _problem(
+    kind: str,
+    detail: str,
+    members: Optional[Mapping[str, Any]] = None,
+    headers: Optional[Mapping[str, str]] = None,
+) -> Problem:
+    """A problem of ``kind``, with the status and title :data:`KINDS` gives it."""
+    status, title = KINDS[kind]
+    return Problem(kind, status, title, detail, members or {}, headers or {})
+
+
+def _retry(seconds: int) -> Dict[str, str]:
+    return {"Retry-After": str(seconds)}
+
+
 def invalid_instance_id(rule: str) -> Problem:
     """400: the instance id breaks ``rule``."""
-    return Problem("invalid-instance-id", 400, "Invalid instance id", rule)
+    return _problem("invalid-instance-id", rule)
 
 
 def unknown_orchestrator(name: str, orchestrators: Iterable[str]) -> Problem:
@@ -58,9 +116,7 @@ def unknown_orchestrator(name: str, orchestrators: Iterable[str]) -> Problem:
     known = sorted(orchestrators)
     detail = f"'{printable(name)}' is not an orchestrator function of this app. "
     detail += f"Orchestrators: {', '.join(known) or 'none'}."
-    return Problem(
-        "unknown-orchestrator", 404, "No such orchestrator", detail, {"orchestrators": known}
-    )
+    return _problem("unknown-orchestrator", detail, {"orchestrators": known})
 
 
 def invalid_query(name: str, allowed: Iterable[str]) -> Problem:
@@ -68,15 +124,14 @@ def invalid_query(name: str, allowed: Iterable[str]) -> Problem:
     choices = list(allowed)
     detail = f"Query parameter {name} must be given once, as one of: {', '.join(choices)} "
     detail += "(case-sensitive)."
-    members = {"parameter": name, "allowed": choices}
-    return Problem("invalid-query-parameter", 400, "Invalid query parameter", detail, members)
+    return _problem("invalid-query-parameter", detail, {"parameter": name, "allowed": choices})
 
 
 def invalid_number_query(name: str, low: int, high: int) -> Problem:
     """400: query parameter ``name`` is not a whole number from ``low`` to ``high``."""
     detail = f"Query parameter {name} must be given once, as a whole number from {low} to {high}."
     members = {"parameter": name, "minimum": low, "maximum": high}
-    return Problem("invalid-query-parameter", 400, "Invalid query parameter", detail, members)
+    return _problem("invalid-query-parameter", detail, members)
 
 
 def invalid_token_query(name: str) -> Problem:
@@ -85,160 +140,128 @@ def invalid_token_query(name: str) -> Problem:
         f"Query parameter {name} must be given once, as the token the previous page's "
         "answer gave; start from the first page without it."
     )
-    return Problem(
-        "invalid-query-parameter", 400, "Invalid query parameter", detail, {"parameter": name}
-    )
+    return _problem("invalid-query-parameter", detail, {"parameter": name})
 
 
 def conflicting_parameters(detail: str) -> Problem:
     """400: parts of the request that may not be combined; ``detail`` says which."""
-    return Problem("conflicting-parameters", 400, "Conflicting request parameters", detail)
+    return _problem("conflicting-parameters", detail)
 
 
 def stop_not_supported(function_name: str, instead: str) -> Problem:
     """400: the orchestrator does not wait for the graceful Stop; ``instead`` names the
     request's way to terminate it."""
-    return Problem(
-        "stop-not-supported",
-        400,
-        "Orchestrator does not take a graceful Stop",
+    detail = (
         f"Orchestrator '{printable(function_name)}' does not wait for the Stop event, so "
         f"a graceful stop would leave it running; nothing was sent. Use {instead} to end "
-        "it, or make it take Stop (docs/library.md).",
-        {"orchestrator": function_name},
+        "it, or make it take Stop (docs/library.md)."
     )
+    return _problem("stop-not-supported", detail, {"orchestrator": function_name})
 
 
 def next_run_not_supported(function_name: str) -> Problem:
     """400: the orchestrator does not take next runs (bufferOne, debounce)."""
-    return Problem(
-        "next-run-not-supported",
-        400,
-        "Orchestrator does not take next runs",
+    detail = (
         f"Orchestrator '{printable(function_name)}' does not take a next run, so "
         "onConflict=bufferOne and debounceSeconds cannot be used with it; nothing was "
-        "started or sent. SingletonOrchestrator takes them (docs/jobs.md).",
-        {"orchestrator": function_name},
+        "started or sent. SingletonOrchestrator takes them (docs/jobs.md)."
     )
+    return _problem("next-run-not-supported", detail, {"orchestrator": function_name})
 
 
 def no_limit(function_name: str) -> Problem:
     """400: a start with a key for an orchestrator that has no limit per key."""
-    return Problem(
-        "no-limit",
-        400,
-        "Orchestrator has no limit per key",
+    detail = (
         f"Orchestrator '{printable(function_name)}' has no limit per key, so it is started "
-        "under an instance id of the caller's (a singleton); nothing was started or queued.",
-        {"orchestrator": function_name},
+        "under an instance id of the caller's (a singleton); nothing was started or queued."
     )
+    return _problem("no-limit", detail, {"orchestrator": function_name})
 
 
 def invalid_key(rule: str) -> Problem:
     """400: the key of a start with a limit breaks ``rule``."""
-    return Problem("invalid-key", 400, "Invalid key", rule)
+    return _problem("invalid-key", rule)
 
 
 def queue_full(key: str, bound: int, retry_after: int) -> Problem:
     """429: the key's queue holds ``bound`` requests; nothing was queued."""
-    return Problem(
-        "queue-full",
-        429,
-        "The key's queue is full",
+    detail = (
         f"{bound} requests already wait for a slot of key '{printable(key)}' "
         "(SINGLETON_QUEUE_BOUND); nothing was started or queued. Retry after Retry-After "
-        "seconds.",
-        {"key": key, "bound": bound},
-        {"Retry-After": str(retry_after)},
+        "seconds."
     )
+    return _problem("queue-full", detail, {"key": key, "bound": bound}, _retry(retry_after))
 
 
 def limit_reached(key: str, limit: int, instances: Iterable[Mapping[str, Any]]) -> Problem:
     """409 (``onFull=reject``): every slot of the key is busy; nothing was queued."""
-    return Problem(
-        "limit-reached",
-        409,
-        "The key's limit is reached",
+    detail = (
         f"Key '{printable(key)}' has {limit} instances active (its limit), or requests "
-        "waiting for a slot, and onFull=reject was asked; nothing was started or queued.",
-        {"key": key, "limit": limit, "instances": list(instances)},
+        "waiting for a slot, and onFull=reject was asked; nothing was started or queued."
     )
+    members = {"key": key, "limit": limit, "instances": list(instances)}
+    return _problem("limit-reached", detail, members)
 
 
 def key_in_use(key: str, orchestrator: str) -> Problem:
     """409: the key's slots run another orchestrator."""
-    return Problem(
-        "key-in-use",
-        409,
-        "The key belongs to another orchestrator",
+    detail = (
         f"Key '{printable(key)}' is used with orchestrator '{printable(orchestrator)}' "
-        "(its slots are instance ids of the task hub); nothing was started or queued.",
-        {"key": key, "orchestrator": orchestrator},
+        "(its slots are instance ids of the task hub); nothing was started or queued."
     )
+    return _problem("key-in-use", detail, {"key": key, "orchestrator": orchestrator})
 
 
 def request_cancelled(key: str, request_id: str) -> Problem:
     """409: the Idempotency-Key's request was cancelled since."""
-    return Problem(
-        "request-cancelled",
-        409,
-        "The request was cancelled",
+    detail = (
         "The request this Idempotency-Key was first used for was cancelled before it "
-        "started; nothing was started or queued. Use a new key for a new request.",
-        {"key": key, "requestId": request_id},
+        "started; nothing was started or queued. Use a new key for a new request."
     )
+    return _problem("request-cancelled", detail, {"key": key, "requestId": request_id})
 
 
 def limited_key_mismatch(key: str) -> Problem:
     """422: the Idempotency-Key was first used for another start of the key."""
-    return Problem(
-        "idempotency-key-mismatch",
-        422,
-        "Idempotency-Key used for another request",
+    detail = (
         f"This Idempotency-Key was first used for a different start for key "
         f"'{printable(key)}' (another orchestrator, body or onFull); nothing was started or "
-        "queued. Use a new key for a new request.",
-        {"key": key},
+        "queued. Use a new key for a new request."
     )
+    return _problem("idempotency-key-mismatch", detail, {"key": key})
 
 
 def request_not_found(key: str, request_id: str) -> Problem:
     """404: the key's queue knows no such request."""
-    return Problem(
-        "request-not-found",
-        404,
-        "No such request",
+    detail = (
         f"The queue of key '{printable(key)}' knows no request '{printable(request_id)}' "
-        "(never queued here, or long forgotten).",
-        {"key": key, "requestId": request_id},
+        "(never queued here, or long forgotten)."
     )
+    return _problem("request-not-found", detail, {"key": key, "requestId": request_id})
 
 
 def request_started(instance: Mapping[str, Any], request_id: str) -> Problem:
     """409: a DELETE of a queued request that has started already."""
-    return Problem(
-        "request-started",
-        409,
-        "The request has started",
+    detail = (
         "The request left the queue and started (or ran) before the cancel; nothing was "
-        "cancelled. Stop its instance to end it.",
-        {**instance, "requestId": request_id},
-        _location(instance),
+        "cancelled. Stop its instance to end it."
     )
+    members = {**instance, "requestId": request_id}
+    return _problem("request-started", detail, members, _location(instance))
 
 
 def queue_outcome_unknown(key: str, request_id: str, retry_after: int, cancel: bool) -> Problem:
     """503: the write to the key's queue lost its answer; the request may be queued (or,
     for a ``cancel``, cancelled)."""
     may = "be cancelled, or still queued (or started)" if cancel else "be queued (or started)"
-    return Problem(
-        "queue-outcome-unknown",
-        503,
-        "The request may be cancelled" if cancel else "The request may be queued",
+    detail = (
         "The write to the key's queue lost its answer and it cannot be told whether it "
-        f"landed: the request may {may}. Read its request URL before asking again.",
-        {"key": key, "requestId": request_id},
-        {"Retry-After": str(retry_after)},
+        f"landed: the request may {may}. Read its request URL before asking again."
+    )
+    members = {"key": key, "requestId": request_id}
+    problem = _problem("queue-outcome-unknown", detail, members, _retry(retry_after))
+    return (
+        dataclasses.replace(problem, title="The request may be cancelled") if cancel else problem
     )
 
 
@@ -250,7 +273,6 @@ def next_run_outcome_unknown(
     (``requestId``, ``replacedRequestId``, ``droppedRequestId``)."""
     problem = _outcome_unknown(
         "next-run-outcome-unknown",
-        "Next run outcome unknown",
         f"A change to the next run of instance '{links['id']}' was sent to storage, but "
         "its answer was lost: this request's input may run next, or not (for a stop: the "
         "next run may have been dropped, or not). If it landed, it replaced (or dropped) "
@@ -263,53 +285,43 @@ def next_run_outcome_unknown(
 
 def invalid_body(detail: str) -> Problem:
     """400: the body is not UTF-8 JSON."""
-    return Problem("invalid-body", 400, "Request body is not JSON", detail)
+    return _problem("invalid-body", detail)
 
 
 def body_too_large(limit: int) -> Problem:
     """413: the body is longer than the configured limit."""
-    return Problem(
-        "body-too-large",
-        413,
-        "Request body too large",
-        f"The request body must be at most {limit} bytes.",
-        {"limitBytes": limit},
-    )
+    detail = f"The request body must be at most {limit} bytes."
+    return _problem("body-too-large", detail, {"limitBytes": limit})
 
 
 def invalid_input(detail: str) -> Problem:
     """400: the body is JSON but not an input the orchestrator accepts."""
-    return Problem("invalid-input", 400, "Invalid orchestrator input", detail)
+    return _problem("invalid-input", detail)
 
 
-#: The 409s about an existing instance, by kind: the title, and the detail's template,
-#: filled from the instance's members and the constructor's own values.
+#: The detail of each 409 about an existing instance: a template filled from the
+#: instance's members and the constructor's own values.
 _ABOUT_INSTANCE = {
     "instance-active": (
-        "Instance already active",
         "An instance with id '{instanceId}' is {runtimeStatus}; nothing was started. "
-        "Follow statusQueryGetUri, or stop it with terminatePostUri.",
+        "Follow statusQueryGetUri, or stop it with terminatePostUri."
     ),
     "instance-finished": (
-        "Instance id may not be reused",
         "An instance with id '{instanceId}' ended {runtimeStatus} and reuse={reuse} does not "
-        "start it again; nothing was started.",
+        "start it again; nothing was started."
     ),
     "termination-timeout": (
-        "Existing instance did not stop in time",
         "Termination of instance '{instanceId}' was requested but it was still "
-        "{runtimeStatus} after {waited} s; nothing was started. Retry once it has ended.",
+        "{runtimeStatus} after {waited} s; nothing was started. Retry once it has ended."
     ),
     "stop-timeout": (
-        "Existing instance did not stop in time",
         "Stop was sent to instance '{instanceId}' but it was still {runtimeStatus} after "
         "{waited} s; nothing was started. The Stop stays requested: retry once it has ended. "
         "An orchestrator that does not handle Stop never ends this way; use "
-        "onConflict=terminateExisting for it.",
+        "onConflict=terminateExisting for it."
     ),
     "instance-not-running": (
-        "Instance already ended",
-        "Instance '{instanceId}' ended {runtimeStatus}; there is nothing to stop.",
+        "Instance '{instanceId}' ended {runtimeStatus}; there is nothing to stop."
     ),
 }
 
@@ -342,139 +354,101 @@ def instance_not_running(instance: Mapping[str, Any]) -> Problem:
 
 def instance_not_found(instance_id: str, function_name: str) -> Problem:
     """404: no instance of ``function_name`` has the id."""
-    return Problem(
-        "instance-not-found",
-        404,
-        "No such instance",
-        f"No instance of {printable(function_name)} has the id '{printable(instance_id)}'.",
-        {"instanceId": instance_id},
-    )
+    detail = f"No instance of {printable(function_name)} has the id '{printable(instance_id)}'."
+    return _problem("instance-not-found", detail, {"instanceId": instance_id})
 
 
 def start_refused(instance_id: str) -> Problem:
     """409: the runtime refused the start as a duplicate, but the instance could not be read."""
-    return Problem(
-        "instance-active",
-        409,
-        "Instance already active",
+    detail = (
         f"The Durable runtime refused to start '{instance_id}' because an instance with that "
-        "id is active; nothing was started.",
-        {"instanceId": instance_id},
+        "id is active; nothing was started."
     )
+    return _problem("instance-active", detail, {"instanceId": instance_id})
 
 
 def invalid_idempotency_key(rule: str) -> Problem:
     """400: the Idempotency-Key header breaks ``rule``."""
-    return Problem("invalid-idempotency-key", 400, "Invalid Idempotency-Key", rule)
+    return _problem("invalid-idempotency-key", rule)
 
 
 def idempotency_key_mismatch(instance_id: str) -> Problem:
     """422: the key was first used with a different request."""
-    return _keyed(
-        "idempotency-key-mismatch",
-        422,
-        "Idempotency-Key used for another request",
+    detail = (
         f"This Idempotency-Key was first used for a different start of '{instance_id}' "
         "(another orchestrator, body or policy); nothing was started. Use a new key for a "
-        "new request.",
-        instance_id,
+        "new request."
     )
+    return _problem("idempotency-key-mismatch", detail, {"instanceId": instance_id})
 
 
 def idempotency_key_in_progress(instance_id: str, retry_after: int) -> Problem:
     """409: the first request with the key may still be starting the instance."""
-    return _keyed(
-        "idempotency-key-in-progress",
-        409,
-        "Request with this Idempotency-Key in progress",
+    detail = (
         f"The first request with this Idempotency-Key is still starting '{instance_id}', "
         "or its start may still land; nothing was started. Retry after the number of "
-        "seconds in Retry-After: the retry gets that request's answer.",
-        instance_id,
-        {"Retry-After": str(retry_after)},
+        "seconds in Retry-After: the retry gets that request's answer."
     )
+    members = {"instanceId": instance_id}
+    return _problem("idempotency-key-in-progress", detail, members, _retry(retry_after))
 
 
 def idempotency_key_superseded(instance_id: str) -> Problem:
     """409: a later start (or next run) of the id came after the key's, or the key's
     instance was purged."""
-    return _keyed(
-        "idempotency-key-superseded",
-        409,
-        "Idempotency-Key no longer current",
+    detail = (
         f"A later request started '{instance_id}' (or gave it its next run) after the "
         "request that first used this Idempotency-Key, or the instance that request "
         "started was purged, so its answer cannot be given again; nothing was started. "
-        "Read the instance's status, and use a new key to start again.",
-        instance_id,
+        "Read the instance's status, and use a new key to start again."
     )
-
-
-def _keyed(
-    kind: str,
-    status: int,
-    title: str,
-    detail: str,
-    instance_id: str,
-    headers: Optional[Mapping[str, str]] = None,
-) -> Problem:
-    """A problem about a request's Idempotency-Key: it names the instance only."""
-    return Problem(kind, status, title, detail, {"instanceId": instance_id}, headers or {})
+    return _problem("idempotency-key-superseded", detail, {"instanceId": instance_id})
 
 
 def instance_ending(waited_seconds: float, retry_after: int) -> Problem:
     """503: the active instance takes no next run and did not end in time."""
-    return _unavailable(
-        "instance-ending",
-        "The instance is ending and takes no next run",
+    detail = (
         "The active instance is ending its run (or was not started through this app) "
         f"and did not end within {waited_seconds:g} s; nothing was buffered or started. "
-        "Retry after the number of seconds in Retry-After.",
-        retry_after,
+        "Retry after the number of seconds in Retry-After."
     )
+    return _problem("instance-ending", detail, {}, _retry(retry_after))
 
 
 def lock_busy(retry_after: int) -> Problem:
     """503: another holder of the id's lock kept it longer than this caller may wait."""
-    return _unavailable(
-        "lock-busy",
-        "The id's start lock is busy",
+    detail = (
         "The id's start lock is held by something else (another start, stop or terminate "
         "of this id, or the app's own clean-up) that did not let it go in time; nothing "
-        "was started. Retry after the number of seconds in Retry-After.",
-        retry_after,
+        "was started. Retry after the number of seconds in Retry-After."
     )
+    return _problem("lock-busy", detail, {}, _retry(retry_after))
 
 
 def storage_unavailable(retry_after: int) -> Problem:
     """503: the storage account that holds the locks failed, or did not answer in time."""
-    return _unavailable(
-        "storage-unavailable",
-        "Lock storage unavailable",
+    detail = (
         "The storage account that holds the start locks could not be used (it refused the "
         "request, could not be reached, or did not answer in time: the log names the "
-        "error); nothing was started.",
-        retry_after,
+        "error); nothing was started."
     )
+    return _problem("storage-unavailable", detail, {}, _retry(retry_after))
 
 
 def lock_lost(retry_after: int) -> Problem:
     """503: the start lock's lease could not be kept, so the start was not attempted."""
-    return _unavailable(
-        "lock-lost",
-        "Start lock lost",
+    detail = (
         "The lease on this id's start lock could not be proven held for the next call "
         "(storage did not renew it in time, or this request's hold on the id ended "
-        "while it was paused); nothing was started.",
-        retry_after,
+        "while it was paused); nothing was started."
     )
+    return _problem("lock-lost", detail, {}, _retry(retry_after))
 
 
 def start_outcome_unknown(links: Mapping[str, Any], retry_after: int) -> Problem:
     """503: the start was sent but its answer was lost; it may have happened."""
     return _outcome_unknown(
         "start-outcome-unknown",
-        "Start outcome unknown",
         f"The start of instance '{links['id']}' was sent to the Durable Functions API but "
         "its answer was lost, and the instance's status does not show it yet: it may have "
         "started. Check statusQueryGetUri; a retry after Retry-After seconds is answered "
@@ -485,18 +459,13 @@ def start_outcome_unknown(links: Mapping[str, Any], retry_after: int) -> Problem
 
 
 def _outcome_unknown(
-    kind: str, title: str, detail: str, links: Mapping[str, Any], retry_after: int
+    kind: str, detail: str, links: Mapping[str, Any], retry_after: int
 ) -> Problem:
     """A 503 for something sent whose outcome the app does not know: it points at the
     instance's status and says when to ask again."""
-    return Problem(
-        kind,
-        503,
-        title,
-        detail,
-        {"instanceId": links["id"], "statusQueryGetUri": links["statusQueryGetUri"]},
-        {"Retry-After": str(retry_after), "Location": links["statusQueryGetUri"]},
-    )
+    status_url = links["statusQueryGetUri"]
+    members = {"instanceId": links["id"], "statusQueryGetUri": status_url}
+    return _problem(kind, detail, members, {**_retry(retry_after), "Location": status_url})
 
 
 def durable_unavailable(retry_after: int, sent: bool, stage: str, acted: bool) -> Problem:
@@ -508,19 +477,14 @@ def durable_unavailable(retry_after: int, sent: bool, stage: str, acted: bool) -
     else:
         what = f"did not answer in time while {stage}"
         what += ", which may have been carried out" if acted else ""
-    return _unavailable(
-        "durable-unavailable",
-        "Durable Functions API unavailable",
-        f"The Durable Functions API {what}; nothing was started.",
-        retry_after,
-    )
+    detail = f"The Durable Functions API {what}; nothing was started."
+    return _problem("durable-unavailable", detail, {}, _retry(retry_after))
 
 
 def stop_outcome_unknown(links: Mapping[str, Any], retry_after: int) -> Problem:
     """503: a Stop or terminate was sent but its answer was lost; it may have happened."""
     return _outcome_unknown(
         "stop-outcome-unknown",
-        "Stop outcome unknown",
         f"The Stop (or terminate) of instance '{links['id']}' was sent to the Durable "
         "Functions API but its answer was lost: it may have been carried out. Check "
         "statusQueryGetUri before asking again; a DELETE of an instance that has ended is "
@@ -530,45 +494,33 @@ def stop_outcome_unknown(links: Mapping[str, Any], retry_after: int) -> Problem:
     )
 
 
-def _unavailable(kind: str, title: str, detail: str, retry_after: int) -> Problem:
-    """A 503 that says when to retry."""
-    return Problem(kind, 503, title, detail, {}, {"Retry-After": str(retry_after)})
-
-
 def durable_error(stage: str) -> Problem:
     """502: the Durable Functions API answered with an error the app did not expect."""
-    return Problem(
-        "durable-error",
-        502,
-        "Durable Functions API error",
+    detail = (
         f"The Durable Functions API answered with an unexpected error while {stage}. "
-        "Check the instance's status before retrying.",
+        "Check the instance's status before retrying."
     )
+    return _problem("durable-error", detail)
 
 
 def misconfigured(detail: str) -> Problem:
     """500: an app setting is wrong; ``detail`` names it, never its value."""
-    return Problem("misconfigured", 500, "App misconfigured", detail)
+    return _problem("misconfigured", detail)
 
 
 def internal_error() -> Problem:
     """500: a fault in the app itself."""
-    return Problem(
-        "internal-error",
-        500,
-        "Internal error",
-        "The request failed inside the app; nothing is known to have started.",
-    )
+    detail = "The request failed inside the app; nothing is known to have started."
+    return _problem("internal-error", detail)
 
 
 def _about(instance: Mapping[str, Any], kind: str, **values: str) -> Problem:
     """A 409 about an existing instance: repeats its description, points at it; for a
     stuck instance the detail adds what it means and how to recover."""
-    title, template = _ABOUT_INSTANCE[kind]
-    detail = template.format(**{**instance, **values})
+    detail = _ABOUT_INSTANCE[kind].format(**{**instance, **values})
     if instance.get("stuck") and kind in _STUCK_ADVICE:
         detail += " " + _STUCK_ADVICE[kind].format(**instance)
-    return Problem(kind, 409, title, detail, instance, _location(instance))
+    return _problem(kind, detail, instance, _location(instance))
 
 
 #: What the 409s add about a stuck instance (Pending longer than

@@ -60,7 +60,7 @@ async def test_the_quickstart_with_the_blueprint_loads_every_function_and_keeps_
         starter,
         env={
             app_settings.STORAGE_CONNECTION: azurite.connection_string,
-            app_settings.LOCK_CONTAINER: app_env,
+            "SINGLETON_LOCK_CONTAINER": app_env,
         },
     )
     [out] = await workers.outputs(120)

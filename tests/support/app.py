@@ -48,5 +48,5 @@ def fresh_app_settings(monkeypatch: pytest.MonkeyPatch, azurite: Azurite) -> str
         monkeypatch.delenv(app_settings.STORAGE_CONNECTION + suffix, raising=False)
     monkeypatch.setenv(app_settings.STORAGE_CONNECTION, azurite.connection_string)
     container = f"locks-{uuid.uuid4().hex[:16]}"
-    monkeypatch.setenv(app_settings.LOCK_CONTAINER, container)
+    monkeypatch.setenv("SINGLETON_LOCK_CONTAINER", container)
     return container
