@@ -1,32 +1,12 @@
-"""Which orchestrators an app lets callers start, and each one's input rule.
+"""Which orchestrators an app lets callers start, and what each takes.
 
-A v2 app names its orchestrators when it registers the Blueprint
-(:meth:`Catalog.of`). A function.json app is read from its folders
-(:meth:`Catalog.from_folders`): a folder with a function.json whose bindings include an
-``orchestrationTrigger`` is an orchestrator, so a new orchestrator folder becomes
-startable without a code change, and its module may declare ``input_rule``.
-
-An input rule is a function that raises :class:`InvalidInput` for an input its
-orchestrator cannot run with; the starter checks every input with it before
-anything starts.
-
-An orchestrator *takes next runs* (``onConflict=bufferOne``, ``debounceSeconds``) when,
-at its run's end, it takes the id's next run through the activity ``SingletonNextRun`` and
-continues as new with it, as SingletonOrchestrator does (durable_singleton._next_run). It
-opts in: a v2 app names it in ``next_runs``; a function.json app's module declares
-``accepts_next_run = True``.
-
-An orchestrator *takes a graceful Stop* when it waits for the ``Stop`` event beside its
-work and ends when it comes (:func:`durable_singleton.stop_requested`). It opts in the
-same way (``stops``; ``accepts_stop = True``); one that takes next runs takes Stop too.
-For any other, a graceful stop would be a request nothing reads: the app refuses it and
-offers terminate.
-
-An orchestrator *has a limit* of N per key (durable_singleton._limited) when the app
-says so: a v2 app in ``limits`` (name to N), a function.json app's module by declaring
-``concurrency_limit = N``. It must take next runs: its instances pass their slot on to
-the key's queue at each run's end, as they take a next run.
-"""
+A v2 app names them when it registers the Blueprint (:meth:`Catalog.of`); a function.json
+app is read from its folders (:meth:`Catalog.from_folders`: a folder whose function.json
+has an ``orchestrationTrigger`` binding), whose modules may declare ``input_rule``,
+``accepts_next_run``, ``accepts_stop`` and ``concurrency_limit``. docs/library.md says what
+each opt-in means: an input rule raises :class:`InvalidInput` for an input the orchestrator
+cannot run with; an orchestrator that takes next runs takes Stop too; one with a limit per
+key must take next runs (its instances pass their slot on as they take one)."""
 
 from __future__ import annotations
 

@@ -1,11 +1,6 @@
-"""Small JSON documents in the lock container, each changed only by a pure function of
-the document as read, written only if the blob is unchanged since (or, when there was
-none, only if there is still none), and tried again on a conflict.
-
-The next-run channels (durable_singleton._next_run_store) and the queues of keys with a
-limit (durable_singleton._limited) are kept this way. Changes of one document made
-in one process at the same time are written together (:class:`BlobDocuments`).
-"""
+"""Small JSON documents in the lock container (the next-run channels, the key queues),
+each changed only by a pure function of the document as read, written only if the blob is
+unchanged since (or still absent), and tried again on a conflict."""
 
 from __future__ import annotations
 

@@ -1,12 +1,7 @@
-"""The starter's side of an id's next-run channel (durable_singleton._next_run): what a
-start of an orchestrator that takes next runs puts in its input, opening and confirming
-the channel around that start, a bufferOne or debounced request's write, and the Stop and
-terminate that drop what the channel holds.
-
-The rules themselves are the pure functions of :mod:`durable_singleton._next_run`; this
-module only reads and writes the channel with them (through the app's NextRunStore) and
-turns what a write could not tell into the answer's words.
-"""
+"""The starter's side of an id's next-run channel (the rules: durable_singleton._next_run):
+the input of a start that opens the channel, opening and confirming it around that start,
+a bufferOne or debounced request's write, and the Stop and terminate that drop what it
+holds."""
 
 from __future__ import annotations
 

@@ -1,12 +1,7 @@
 """Retries that get the same answer: the ``Idempotency-Key`` header.
 
-docs/design.md, "Idempotency keys" gives the rule. A keyed start records, under the id's
-start lease and before its start is sent, which key is starting the id; the records live in
-the lock blob's metadata (:mod:`durable_singleton._key_records`). A key's record is current
-exactly while no later start of the id has been made through this app, never judged from
-``createdTime`` alone (whole seconds, stamped anew by continue-as-new); only a start whose
-answer was lost is read from the status. :func:`judge` is the whole rule, pure.
-"""
+docs/design.md, "Idempotency keys" gives the rule; :func:`judge` is the whole of it, pure.
+The records live in the lock blob's metadata (:mod:`durable_singleton._key_records`)."""
 
 from __future__ import annotations
 

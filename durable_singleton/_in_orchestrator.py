@@ -1,11 +1,7 @@
-"""The next-run protocol inside an orchestrator: Stop events, a debounced run's wait,
-the take at a run's end and the beginning of the next run
-(docs/design.md, "Run once more (bufferOne, debounce)").
-
-Orchestrator code is replayed, so everything here is deterministic: it only schedules
-tasks and reads the history. The sample job (:mod:`durable_singleton.job`) and
-:func:`durable_singleton.runs.takes_next_runs` both run on it.
-"""
+"""The next-run protocol inside an orchestrator: Stop events, a debounced run's wait, the
+take at a run's end and the beginning of the next run (docs/design.md,
+"Run once more (bufferOne, debounce)"). Orchestrator code is replayed, so everything here
+only schedules tasks and reads history."""
 
 from __future__ import annotations
 

@@ -1,11 +1,7 @@
-"""The starter's side of the Idempotency-Key records kept in the id's lock blob
-(durable_singleton._idempotency): what a key says before a start, the record a start
-writes under the lease, and marking or undoing it once the start was answered.
-
-The rules are :mod:`durable_singleton._idempotency`'s; this module reads and writes the
-records with them, through the lock (its metadata writes are fenced by the lease in
-storage itself).
-"""
+"""The starter's side of the Idempotency-Key records kept in the id's lock blob (the
+rules: durable_singleton._idempotency): what a key says before a start, the record a start
+writes under the lease (fenced by the lease in storage itself), and marking or undoing it
+once the start was answered."""
 
 from __future__ import annotations
 

@@ -1,12 +1,8 @@
-"""A limit of N per key: the key's queue and its rules, as pure functions.
+"""A limit of N per key: the key's queue and its rules, as pure functions
+(docs/design.md#a-limit-of-n-per-key-_limitpy-_limitedpy-_slotspy-_limit_sweeppy).
 
-The slots of a key are N instance ids, ``<key>~0`` to ``<key>~N-1``, each a singleton,
-so never more than N are active whatever this document says; the document decides only
-who runs next, first in, first out, and keeps everyone queued
-(docs/design.md#a-limit-of-n-per-key-_limitpy-_limitedpy-_slotspy-_limit_sweeppy):
-:func:`admit`, :func:`fill`, :func:`take`, :func:`not_started`, :func:`vacate`,
-:func:`cancel`. Each takes the document as read (None: none yet) and returns the
-document to write (None: nothing to write) with its result, for one conditional write."""
+Each takes the document as read (None: none yet) and returns the document to write (None:
+nothing to write) with its result."""
 
 from __future__ import annotations
 

@@ -1,16 +1,10 @@
 """SingletonLimitSweep: a timer that keeps the queues of keys with a limit moving.
 
-A slot passes itself on at its run's end (durable_singleton._slots); one whose instance
-the app terminated is passed on once that instance has ended
-(:func:`durable_singleton._limited.pass_on_terminated`). An instance that ends otherwise
-(failed, or terminated or purged outside the app), and a start that reserved a slot and
-then neither started nor gave it back (its process stopped), leave a slot held that no
-instance holds. Each tick lists the task hub's queues (one listing; each queue's blob
-metadata says how many requests wait and how many reservations are unconfirmed) and
-sweeps those with either (:func:`durable_singleton._limited.sweep_key`): a key where
-nobody waits needs nothing, and the first request that queues there makes it one the
-next tick sweeps.
-"""
+A slot whose instance ended without passing it on (failed, or terminated or purged outside
+the app), or that a start reserved and then neither started nor gave back, is freed by
+:func:`durable_singleton._limited.sweep_key`. Each tick lists the task hub's queues once
+(their blob metadata says how many requests wait and how many reservations are
+unconfirmed) and sweeps those with either: a key where nobody waits needs nothing."""
 
 from __future__ import annotations
 

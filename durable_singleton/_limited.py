@@ -1,15 +1,6 @@
 """Starts with a limit of N per key: admission through the key's queue, starts in its
-slots, the hand-over at a run's end, and the sweep (the rules: durable_singleton._limit).
-
-A start of ``(orchestrator, key)`` is admitted by one conditional write of the key's
-queue (``<task hub>/<key>.queue``, beside the lock blobs). Admitted into slot ``n``, it
-is started as the singleton ``<key>~n`` under that id's lock, the run named by the
-request's id; a start made for a queued request first checks, under the slot's lease,
-that the slot is still reserved for it. At a run's end the slot's instance takes the
-queue's head through SingletonNextRun (op ``take``) and continues as new with it. The
-sweep (:func:`sweep_key`) frees the slots of instances that ended without taking
-(failed, terminated, purged) and starts the heads in them.
-"""
+slots, and the sweep. The rules are durable_singleton._limit's; the design is
+docs/design.md#a-limit-of-n-per-key-_limitpy-_limitedpy-_slotspy-_limit_sweeppy."""
 
 from __future__ import annotations
 

@@ -1,11 +1,6 @@
-"""The URLs an answer gives for an instance: the Durable extension's, or the app's own.
-
-The Durable extension's management URLs (the default, what Durable Functions clients
-expect) carry its system key, which manages every instance in the task hub. With
-``SINGLETON_MANAGEMENT_LINKS=app`` the answers name only this app's own endpoints,
-which the caller reaches with the same function key it started with, and the system
-key never leaves the app.
-"""
+"""The URLs an answer gives for an instance: the Durable extension's (the default; they
+carry its system key), or with ``SINGLETON_MANAGEMENT_LINKS=app`` this app's own endpoints,
+reached with the caller's function key, so the system key never leaves the app."""
 
 from __future__ import annotations
 

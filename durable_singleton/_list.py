@@ -1,12 +1,8 @@
 """SingletonList: an orchestrator's instances as the task hub knows them, paged.
 
-The Durable API's instance query has no filter by orchestrator: each page it gives is
-filtered here, so a page may hold fewer instances than ``top`` (none, even) and still
-have a next one. The order is the Durable API's across pages (the Azure Storage
-provider's is by instance id) and newest first within a page. The continuation token
-handed to the caller wraps the Durable API's, so that one the app did not give is
-refused with a 400 before anything is called.
-"""
+The Durable API's query has no filter by orchestrator, so each page is filtered here: a
+page may hold fewer than ``top`` (even none) and still have a next. The continuation token
+given to the caller wraps the Durable API's, so one the app did not give is a 400."""
 
 from __future__ import annotations
 

@@ -1,11 +1,6 @@
 """The lease around check-and-start: one blob lease per task hub and instance id, shared by
-every app instance through the storage account.
-
-docs/design.md, "The lease under faults (`_lock.py`)" gives the rules kept here: a 15 s
-lease renewed every 5 s, the fence before each call under the lock
-(:meth:`HeldLock.fence`, the only maker of a :class:`Fenced` limit), a lease left to run
-out after a start whose answer was lost (:meth:`HeldLock.abandon`), and lease ids
-proposed by the app so every path can release."""
+every app instance through the storage account (docs/design.md,
+"The lease under faults (`_lock.py`)")."""
 
 from __future__ import annotations
 

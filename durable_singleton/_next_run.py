@@ -1,13 +1,7 @@
-"""Run once more: the protocol between the starter and a job that accepts next runs.
-
-docs/design.md, "Run once more (bufferOne, debounce)" gives the protocol: a bufferOne or
-debounced request writes its input as the id's next run into the id's :class:`Channel`
-(one conditional write, the latest wins) and is answered; the instance takes it at its
-run's end through :data:`NEXT_RUN_ACTIVITY` and continues as new with it, or marks the
-channel ended. Every decision is a pure function here (:func:`offer`, :func:`take`,
-:func:`begin`, :func:`stop`, :func:`close`, :func:`opened`, :func:`confirmed`), applied
-by the starter and the activity alike on the channel as read (its ETag); the job's side
-of Stop events is :class:`RunState`."""
+"""Run once more: the protocol between the starter and a job that accepts next runs
+(docs/design.md, "Run once more (bufferOne, debounce)"). Every decision on an id's
+:class:`Channel` is a pure function here, applied by the starter and the activity alike to
+the channel as read; the job's side of Stop events is :class:`RunState`."""
 
 from __future__ import annotations
 

@@ -1,12 +1,7 @@
-"""Where an id's next-run channel (durable_singleton._next_run) is kept: one small blob
-in the lock container, ``<task hub>/<instance id>.next`` (beside the id's lock blob), read
-with its ETag and written only if it is unchanged since (or, when there is none, only if
-there is still none). Every change is one such read and one such write, decided by a pure
-function of the channel read, and tried again on a conflict.
-
-Used by the starter (a request's input, a Stop, a terminate, a start) and by
-SingletonNextRun, the activity through which a job takes its next run.
-"""
+"""Where an id's next-run channel (durable_singleton._next_run) is kept: the blob
+``<task hub>/<instance id>.next`` beside the id's lock blob, changed through
+:class:`~durable_singleton._documents.BlobDocuments`; and SingletonNextRun's requests,
+through which a job takes its next run."""
 
 from __future__ import annotations
 

@@ -1,13 +1,9 @@
-"""SingletonsPage: one HTML page that shows every singleton of the app.
+"""SingletonsPage: one self-contained HTML page that shows every singleton of the app.
 
-The page is self-contained (no external script, font or stylesheet: it works in a
-locked-down network) and reads everything through the app's own API with the function
-key it was opened with: the list of each orchestrator (SingletonList), Stop and
-Terminate (SingletonInstance's DELETE). What only the server knows, the orchestrators
-and the schedules with their next tick, is written into the page as JSON. A
-Content-Security-Policy allows only the page's own inline script and style (by nonce)
-and calls to its own origin.
-"""
+It reads everything through the app's own API with the function key it was opened with
+(SingletonList; SingletonInstance's DELETE to stop); the orchestrators and the schedules
+with their next tick are written into it as JSON. Its Content-Security-Policy allows only
+its own inline script and style (by nonce) and calls to its own origin."""
 
 from __future__ import annotations
 

@@ -1,11 +1,7 @@
-"""SingletonRetention: an opt-in timer that cleans up after singletons that ended.
-
-docs/operate.md, "Retention" says what a tick removes and what it never touches. Each id
-is tidied under its own start lease with its status read again under it, so no start of
-the id runs meanwhile and ticks on several app instances remove a thing at most once. Every
-storage and Durable call is counted where it is made (:meth:`_Tick._call`), so the tick's
-``calls`` is exact and never passes ``SINGLETON_RETENTION_MAX_CALLS``.
-"""
+"""SingletonRetention: an opt-in timer that cleans up after singletons that ended
+(docs/operate.md, "Retention"). Each id is tidied under its own start lease with its status
+read again under it; every storage and Durable call is counted where it is made
+(:meth:`_Tick._call`), so a tick never passes ``SINGLETON_RETENTION_MAX_CALLS``."""
 
 from __future__ import annotations
 

@@ -1,16 +1,9 @@
 """The composition root: everything one event loop's requests share, made once.
 
-A :class:`Root` owns the app settings, the HTTP session to the Durable API, the Blob
-Storage client and the start locks of one event loop (an aiohttp session and the
-storage SDK's transport belong to the loop that made them). It is made on first use
-by :class:`durable_singleton.SingletonApp`, passed to every adapter and to the start,
-and closed through :meth:`Root.close`. The settings, the storage connection among
-them, are read and checked once, when it is made.
-
-The storage client and the locks are made on first use. Every start makes them: while
-it reads the status, the lock blob of an id this process has not met is created ahead
-(once per id per process), so the conflict path makes no storage call after that.
-"""
+A :class:`Root` owns the settings (read and checked once, when it is made), the HTTP session
+to the Durable API, and, made on first use, the Blob Storage client and the start locks of
+one event loop (an aiohttp session and the storage SDK's transport belong to the loop that
+made them). :class:`durable_singleton.SingletonApp` makes it on first use and closes it."""
 
 from __future__ import annotations
 

@@ -1,10 +1,7 @@
 """The guarded start: status -> decide -> lock -> (replace) -> start -> outcome.
 
-The one sequence behind every start, whatever triggered it (HttpStartSingle, the
-timer): it carries out what :mod:`durable_singleton._policy` decides and never decides
-itself, and returns what happened as an :class:`Outcome`, or raises what went wrong.
-Turning either into an answer is :mod:`durable_singleton._answers`'s job.
-"""
+It carries out what :mod:`durable_singleton._policy` decides and returns an :class:`Outcome`
+or raises; :mod:`durable_singleton._answers` turns either into an answer."""
 
 from __future__ import annotations
 

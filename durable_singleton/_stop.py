@@ -1,13 +1,5 @@
-"""The graceful Stop, as an orchestrator takes it.
-
-The app asks an instance to stop gracefully (``DELETE`` without ``mode``,
-``onConflict=stopExisting``, a schedule's ``cancelOther``) by raising the external event
-:data:`STOP_EVENT` on it; its data is a JSON object, which only the next-run protocol
-reads (durable_singleton._next_run). An orchestrator takes the Stop when it waits for that
-event beside its work and ends when it comes; the app offers it only to orchestrators that
-say they do (``stops`` in the catalog), since a Stop that nothing reads leaves the instance
-running.
-"""
+"""The graceful Stop, as an orchestrator takes it: the external event :data:`STOP_EVENT`,
+which the app raises only on orchestrators that say they wait for it (``stops``)."""
 
 from __future__ import annotations
 

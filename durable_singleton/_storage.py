@@ -1,9 +1,5 @@
-"""The Blob Storage client for the app's storage account (one per composition root).
-
-The client follows the storage connection the Functions host uses (see
-:func:`durable_singleton._settings.load_storage_connection`): a connection string (Azurite
-locally), or an account URL with a Microsoft Entra ID credential.
-"""
+"""The Blob Storage client for the app's storage account (one per composition root), on
+the storage connection the Functions host uses."""
 
 from __future__ import annotations
 

@@ -1,13 +1,9 @@
 """Traces and metrics: what the app decided, how long it waited, what failed.
 
-Written against ``opentelemetry-api`` only: without an SDK configured every call is a
-no-op. In Azure, the Functions host's OpenTelemetry mode and the Azure Monitor distro
-(app setting ``PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY``, see docs/operate.md)
-send them to Application Insights; tests install the SDK's in-memory exporters.
-
-Span and metric attributes hold ids, names and decisions only: never a URL (the
-management URLs carry the system key), a connection string or an input.
-"""
+Written against ``opentelemetry-api`` only: without an SDK configured every call is a no-op
+(docs/operate.md says how Azure sends them to Application Insights). Attributes hold ids,
+names and decisions only: never a URL (the management URLs carry the system key), a
+connection string or an input."""
 
 from __future__ import annotations
 

@@ -1,12 +1,6 @@
 """A timer tick of a scheduled singleton: check the schedule's settings, start as
-guarded, log one line.
-
-A tick has no caller to answer, so its outcome is its log line (HttpStartSingle's
-format, headed TimerStartSingle, with ``trigger=timer``), its span and its metrics.
-A past-due tick (the host's schedule monitor found ticks missed while the app was
-down) starts at most one run, like any other: the guarded start never runs the job
-twice.
-"""
+guarded, log one line (HttpStartSingle's format, headed TimerStartSingle). A past-due tick
+starts at most one run, like any other."""
 
 from __future__ import annotations
 

@@ -1,11 +1,5 @@
-"""Waiting with a deadline: the one way the app pauses between two looks at something.
-
-A caller that polls (a busy lock, an instance winding down, a renewal to retry) makes a
-:class:`Pauses` with the time it may wait in all, and sleeps through it between looks
-(:meth:`Pauses.looks` makes the looks too).
-The pauses start short and double up to a cap, each jittered so that callers waiting
-on the same thing spread out, and never reach past the deadline.
-"""
+"""Waiting with a deadline: the one way the app pauses between two looks at something,
+with pauses that start short, double up to a cap, are jittered and never pass the deadline."""
 
 from __future__ import annotations
 
