@@ -102,15 +102,9 @@ def _settle(answer: "asyncio.Future[Any]", result: Any = None, error: Any = None
 
 
 class BlobDocuments(Generic[D]):
-    """The documents of one kind in one lock container, each a blob named by ``naming``
-    from its task hub and its name.
-
-    Changes of one document made in this process at the same time are written
-    together: one caller reads the document, applies every change waiting (each to the
-    document the one before left) and writes once, and each change gets its own result.
-    So a burst for one document costs about one read and one write per storage round
-    trip, not per request, and its writers contend only across processes.
-    """
+    """The documents of one kind in one lock container. Changes of one document made in this
+    process at the same time are written together: one read, every change applied in turn,
+    one write, each change its own result; so writers contend only across processes."""
 
     def __init__(
         self,
@@ -121,11 +115,10 @@ class BlobDocuments(Generic[D]):
         what: str,
         metadata: Callable[[D], Dict[str, str]] = lambda document: {},
     ) -> None:
-        """Keep documents in ``container`` as blobs named by ``naming(task_hub, name)``,
-        read with ``parse`` (ValueError or TypeError for what is not one), each written
-        with the blob metadata ``metadata`` gives (what a listing shows without reading
-        the document); bound every storage call by ``storage_timeout`` seconds. ``what``
-        names the kind in errors."""
+        """Keep documents in ``container`` as blobs named ``naming(task_hub, name)``, read with
+        ``parse`` (ValueError or TypeError for what is not one), written with the blob metadata
+        ``metadata`` gives; bound each storage call by ``storage_timeout``; ``what`` names the kind
+        in errors."""
         self._container = container
         self._timeout = storage_timeout
         self._parse = parse
@@ -146,17 +139,11 @@ class BlobDocuments(Generic[D]):
         decide: Callable[[Optional[D]], Decision[D, T]],
         read: Optional["Tagged[D]"] = None,
     ) -> T:
-        """Read document ``name``, apply ``decide``, write what it returns if the document
-        is still as read, and return its result; on a conflict, all of it again.
-
-        ``read``: the document as read (or written) a moment ago (:meth:`read_tagged`,
-        :meth:`change_tagged`), used instead of the first read when no other change of
-        it is being written in this process; the write is conditional on it all the same.
-
-        Raises LockUnavailable when storage failed or did not answer in time (DocumentBusy
-        after :data:`MAX_ATTEMPTS` conflicts in a row): nothing was written;
-        DocumentWriteUnknown when a write's answer was lost and whether it landed is unknown.
-        """
+        """Read document ``name``, apply ``decide``, write what it returns if the document is
+        still as read, and return its result; on a conflict, all of it again. ``read``: the
+        document as read a moment ago, used instead of the first read when no other change of it
+        is being written here. Raises LockUnavailable (DocumentBusy after :data:`MAX_ATTEMPTS`
+        conflicts): nothing written; DocumentWriteUnknown: a write's answer was lost."""
         result, _ = await self.change_tagged(task_hub, name, decide, read)
         return result
 

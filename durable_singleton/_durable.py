@@ -85,11 +85,8 @@ class InstanceStatus:
         read_at: Optional[datetime.datetime] = None,
         stuck_after: Optional[float] = None,
     ) -> "InstanceStatus":
-        """Read a status document (``name``, ``runtimeStatus``, ``createdTime``, ...)
-        read at ``read_at``, judged stuck after ``stuck_after`` seconds Pending.
-
-        Raises ValueError for a runtime status or a time the app cannot read.
-        """
+        """Read a status document read at ``read_at``, judged stuck after ``stuck_after`` seconds
+        Pending; ValueError for a runtime status or a time the app cannot read."""
         status = document.get("runtimeStatus")
         created = document.get("createdTime")
         return cls(
@@ -132,12 +129,9 @@ def _utc(moment: datetime.datetime) -> datetime.datetime:
 
 
 class DurableUnavailable(NotStarted):
-    """The Durable API could not be reached (connection refused), or did not answer (reset
-    or timed out): ``sent`` when the request may have reached it, then a ``POST`` may
-    have been carried out (``method``).
-
-    For a start, raised only when the request is known not to have been sent.
-    """
+    """The Durable API could not be reached, or did not answer: ``sent`` when the request
+    may have reached it (then a ``method`` that changes something may have been carried out).
+    For a start, raised only when the request is known not to have been sent."""
 
     def __init__(self, stage: str, sent: bool = False, method: str = "GET"):
         super().__init__(stage)
@@ -171,11 +165,8 @@ def may_still_land(error: BaseException) -> bool:
 
 
 class StartOutcomeUnknown(OutcomeUnknown):
-    """A start request was sent, but its answer was lost (reset or timed out).
-
-    The Durable extension carries out a start whose caller disconnected, so the
-    instance may exist now or appear a little later.
-    """
+    """A start request was sent but its answer was lost: the extension carries out a start
+    whose caller went away, so the instance may exist now or a little later."""
 
     def __init__(self, instance_id: str = ""):
         super().__init__(instance_id)
@@ -183,10 +174,8 @@ class StartOutcomeUnknown(OutcomeUnknown):
 
 
 class DurableFailure(OutcomeUnknown):
-    """The Durable API answered with something the app did not expect.
-
-    ``stage`` says what the starter was doing, in words for the problem detail.
-    """
+    """The Durable API answered with something the app did not expect; ``stage`` says what
+    the starter was doing, in words for the problem detail."""
 
     def __init__(self, stage: str):
         super().__init__(stage)
@@ -325,14 +314,9 @@ class DurableClient:
     async def start(
         self, function_name: str, instance_id: str, input_: Any, limit: Fenced
     ) -> StartOutcome:
-        """Start ``function_name`` under ``instance_id``, giving up when ``limit`` (the
-        time the id's lease is proven for) or the Durable timeout runs out.
-
-        Raises DurableUnavailable when the request was never sent (the connection could
-        not be opened), StartOutcomeUnknown when it may have been sent and its answer was
-        lost, DurableFailure for any answer but 202, 409 and 500 (a 400: unknown
-        orchestrator).
-        """
+        """Start ``function_name`` under ``instance_id`` within ``limit`` (and the Durable
+        timeout). Raises DurableUnavailable when nothing was sent, StartOutcomeUnknown when the
+        answer was lost, DurableFailure for any answer but 202, 409 and 500."""
         stage = "starting the instance"
         url = f"{self._base}orchestrators/{function_name}/{instance_id}"
         # The extension reads the input as a JSON string holding the input's JSON,
@@ -355,12 +339,8 @@ class DurableClient:
         return outcomes[code]
 
     async def terminate(self, instance_id: str, reason: str, limit: Fenced) -> None:
-        """Terminate the active instance with ``reason``, within ``limit`` (the time the
-        id's lease is proven for); it ends a little later.
-
-        Raises InstanceEnded on a 410 (it has ended: its status says how) or a 404 (no
-        such instance); DurableFailure or DurableUnavailable when the request failed.
-        """
+        """Terminate the active instance with ``reason`` within ``limit``; it ends a little later.
+        Raises InstanceEnded on a 410 (it has ended) or a 404 (no such instance)."""
         stage = "terminating the existing instance"
         url = f"{self._base}instances/{instance_id}/terminate?reason={quote(reason)}"
         with telemetry.step("durable.terminate"):
@@ -370,12 +350,9 @@ class DurableClient:
     async def raise_event(
         self, instance_id: str, event: str, data: Any, limit: Optional[Fenced]
     ) -> None:
-        """Send ``event`` with ``data`` (any JSON value) to the active instance, within
-        ``limit`` when sent under the id's lease; None only for an event meant for
-        whichever instance is active (a Stop asked with ``mode=stop``).
-
-        Raises what :meth:`terminate` raises.
-        """
+        """Send ``event`` with ``data`` (any JSON value) to the active instance within ``limit``
+        (None only for an event meant for whichever instance is active: a Stop asked with
+        ``mode=stop``). Raises what :meth:`terminate` raises."""
         stage = f"sending {event} to the existing instance"
         url = f"{self._base}instances/{instance_id}/raiseEvent/{event}"
         with telemetry.step("durable.raise_event"):
@@ -390,14 +367,9 @@ class DurableClient:
         continuation: Optional[str] = None,
         created_to: Optional[datetime.datetime] = None,
     ) -> "InstancePage":
-        """One page of the task hub's instances (of every orchestrator), in the
-        order the Durable API gives them, with the token of the next page (None on the
-        last). ``runtime_statuses`` filters (none: every status); ``created_to``: only
-        instances created before then.
-
-        Raises DurableUnavailable or DurableFailure when the API could not be reached or
-        did not answer with a page.
-        """
+        """One page of the task hub's instances (of every orchestrator) in the API's order, and
+        the next page's token (None on the last); ``runtime_statuses`` filters (none: all),
+        ``created_to`` keeps those created before then."""
         stage = "listing the instances"
         query: Dict[str, Any] = {"top": top, "showInput": "false"}
         statuses = [s.value for s in runtime_statuses]
@@ -424,13 +396,8 @@ class DurableClient:
         return InstancePage(statuses_read, None if following == "null" else following)
 
     async def purge(self, instance_id: str, limit: Fenced) -> bool:
-        """Purge the instance's history and status within ``limit`` (the time the id's
-        lease is proven for): True when it was purged, False when no instance has the id.
-
-        The caller checks that it has finished (older builds purge whatever it is).
-        Raises DurableUnavailable or DurableFailure when the request failed or the API
-        refused it.
-        """
+        """Purge the instance within ``limit``: True when purged, False when no instance has the
+        id. The caller checks it has finished (older builds purge whatever it is)."""
         stage = "purging the instance"
         url = f"{self._base}instances/{instance_id}"
         with telemetry.step("durable.purge"):
@@ -498,11 +465,8 @@ class DurableClient:
 
 
 def new_session() -> aiohttp.ClientSession:
-    """The HTTP session for the Durable API, one per composition root.
-
-    No total time limit here: each call is bounded as a whole by the client. A failed
-    request fails only itself; the session is closed with the root.
-    """
+    """The HTTP session for the Durable API, one per composition root: no total time limit
+    (each call is bounded by the client), and a failed request fails only itself."""
     return aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=100, enable_cleanup_closed=True),
         timeout=aiohttp.ClientTimeout(total=None, sock_connect=5),

@@ -69,14 +69,9 @@ class ChannelInUse(Exception):
 
 
 class Handover:
-    """One start request's side of its id's channel.
-
-    ``request_id``: a bufferOne or debounced request's own id (its run's name in the
-    job's status); ``run_id``: the name of the run a start begins (the request's id, if it
-    has one); ``channelled``: whether the orchestrator takes next runs (its instances
-    have a channel); ``due_at``: when a debounced start's run is due, once its input was
-    made.
-    """
+    """One start request's side of its id's channel: ``request_id``, a bufferOne or debounced
+    request's own id; ``run_id``, the run a start begins; ``channelled``, whether the
+    orchestrator takes next runs; ``due_at``, when a debounced start's run is due."""
 
     def __init__(self, request: StartRequest, durable: DurableClient, root: Root) -> None:
         """For ``request``, through ``durable`` (its task hub names the channel) and the
@@ -140,15 +135,11 @@ class Handover:
         self, held: HeldLock, due_at: Optional[str], latest_at: Optional[str], checked: bool
     ) -> Optional[Channel]:
         """Before the start is sent, under the lease: the id's channel is this start's
-        (``starting`` until :meth:`confirm`), keeping a next run its last instance did not
-        take; returns the channel as it was (for :meth:`withdraw`).
-
-        ``checked``: the status was read under the lease. Without that read, the channel
-        is opened only when it holds no run that has not ended (none, or ended): any
-        start this app made since the status was read would have opened it, and it would
-        show that run. Otherwise :class:`ChannelInUse` is raised and nothing is written.
-        Raises LockUnavailable when it cannot be told whether it was written, LockLost
-        when the lease cannot be proven for the write."""
+        (``starting`` until :meth:`confirm`), keeping a next run its last instance did not take;
+        returns the channel as it was (for :meth:`withdraw`). Without ``checked`` (a status read
+        under the lease) it opens only a channel whose run has ended (or none), else raises
+        :class:`ChannelInUse` and writes nothing. LockUnavailable: unknown whether it was
+        written; LockLost: the lease cannot be proven for the write."""
         if not self.channelled:
             return None
         write_time = self.root.settings.storage_timeout_seconds
@@ -175,10 +166,9 @@ class Handover:
             raise LockUnavailable("opening the next-run channel") from error
 
     async def withdraw(self, previous: Optional[Channel]) -> None:
-        """The runtime refused the start (an instance with the id is active): the channel
-        goes back to what it was before :meth:`open`, unless it changed since. A channel
-        left ``starting`` for a run that never began takes no request and is replaced by
-        the next start's, so a failure here is only logged."""
+        """The runtime refused the start: the channel goes back to what it was before :meth:`open`,
+        unless it changed since. Only logged on failure: a channel left ``starting`` takes no
+        request and is replaced by the next start's."""
         if previous is None:
             return
         run = self.run_id
@@ -190,11 +180,9 @@ class Handover:
         await self._best_effort("withdrawn", withdrawing)
 
     async def confirm(self) -> None:
-        """The start created the instance: its channel takes requests from now on. Sent
-        after the answer, before the lease is released. If this write fails, the first
-        request that reads a status showing the run confirms it
-        (durable_singleton._next_run.takes_requests); until then requests wait under the
-        lock, so a failure here delays them and loses nothing."""
+        """The start created the instance: its channel takes requests from now on. Sent after the
+        answer, before the lease is released; if it fails, the first request that reads a status
+        showing the run confirms it, so a failure only delays requests."""
         if not self.channelled:
             return
         run = self.run_id
@@ -213,14 +201,10 @@ class Handover:
             logger.warning("The next-run channel was not %s: %s", done, error)
 
     async def offer(self, shown: Optional[str]) -> Optional[Offered]:
-        """Make the request's input the active instance's next run (or its waiting run's
-        input) with one conditional write to the channel, the instance's status showing
-        run ``shown``; None when the channel takes nothing (the instance is ending its
-        run, was not started through the app, or its start is not yet confirmed).
-
-        Raises NextRunOutcomeUnknown when the write's answer was lost and reading back
-        could not tell.
-        """
+        """Make the request's input the active instance's next run (or its waiting run's input)
+        with one conditional write, the status showing run ``shown``; None when the channel takes
+        nothing (the run is ending, was not started through the app, or is not yet confirmed).
+        NextRunOutcomeUnknown when the write's answer was lost and reading back could not tell."""
         assert self.request_id is not None
         request_id, input_ = self.request_id, self.request.input
         asked = None
@@ -257,22 +241,14 @@ async def stop_through_channel(
     instance_id: str,
     send: Callable[[Any], Awaitable[None]],
 ) -> Optional[str]:
-    """Send a Stop (``send(data)``) and return the request whose next (or waiting) run
-    it dropped.
-
-    The Stop names the run the id's channel names; once it is sent, the next run is
-    dropped from the channel with one conditional write, so the instance can never take
-    it afterwards. If the instance took it in between, it has begun: it is sent a Stop
-    of its own, and nothing is dropped. A Stop that cannot be sent changes nothing. A run
-    still waiting (debounced) is dropped by that write alone, so for it the write comes
-    first and the Stop only once it landed: a Stop whose drop cannot be written sends
-    nothing.
-    Orchestrators that take no next runs have no channel: nothing is dropped.
-
-    Raises what ``send`` raises for the first Stop (InstanceEnded: nothing dropped),
-    LockUnavailable when the channel cannot be read (nothing sent), and
-    NextRunOutcomeUnknown when the drop's answer was lost (it may have been dropped).
-    """
+    """Send a Stop (``send(data)``) naming the channel's run, then drop its next run with one
+    conditional write, so the instance can never take it afterwards; return the request
+    dropped. If the instance took it in between, that run is sent a Stop of its own and
+    nothing is dropped. A waiting (debounced) run is dropped by the write alone, so for it the
+    write comes first and the Stop only once it landed. No channel: nothing is dropped.
+    Raises what ``send`` raises for the first Stop (nothing dropped), LockUnavailable when the
+    channel cannot be read (nothing sent), NextRunOutcomeUnknown when the drop's answer was
+    lost."""
     if not root.catalog.accepts_next_run(function_name):
         await send(stop_event(None))
         return None
@@ -308,11 +284,10 @@ async def stop_through_channel(
 
 
 async def close_channel(root: Root, task_hub: str, function_name: str, instance_id: str) -> Closed:
-    """After a terminate was sent: the id's channel takes nothing more, and its next
-    (or waiting) run is dropped; return what it removed, and the run it had handed to
-    the instance (see :func:`dropped_by_terminate`). Done after the terminate, so a
-    terminate that fails loses no next run. Raises NextRunOutcomeUnknown when the
-    write's answer was lost, LockUnavailable when storage failed before it."""
+    """After a terminate was sent: the channel takes nothing more and its next (or waiting) run
+    is dropped; return what it removed and the run it had handed to the instance. After the
+    terminate, so a terminate that fails loses no next run. Raises NextRunOutcomeUnknown or
+    LockUnavailable."""
     if not root.catalog.accepts_next_run(function_name):
         return Closed(None)
     return await _in_channel(root, task_hub, instance_id, close)
@@ -321,11 +296,9 @@ async def close_channel(root: Root, task_hub: str, function_name: str, instance_
 async def dropped_by_terminate(
     durable: DurableClient, instance_id: str, closed: Closed, wait: float
 ) -> Optional[str]:
-    """The request a terminate dropped. A run the channel had handed to the instance
-    (taken at a run's end, or begun after its wait) is dropped too when the instance
-    ends before beginning it, which its status shows once it has ended: it is read until
-    then, at most ``wait`` seconds; after that (or when it cannot be read) only what the
-    close removed is claimed."""
+    """The request a terminate dropped: a run the channel handed to the instance is dropped
+    too when the instance ends before beginning it, which its status shows once ended (read
+    for at most ``wait`` seconds; after that only what the close removed is claimed)."""
     if closed.handed is None or closed.dropped is not None:
         return closed.dropped
     polls = Pauses(FIRST_END_POLL_SECONDS, MAX_END_POLL_SECONDS, wait)

@@ -1,7 +1,5 @@
-"""Retries that get the same answer: the ``Idempotency-Key`` header.
-
-docs/design.md, "Idempotency keys" gives the rule; :func:`judge` is the whole of it, pure.
-The records live in the lock blob's metadata (:mod:`durable_singleton._key_records`)."""
+"""Retries that get the same answer: the ``Idempotency-Key`` header. docs/design.md,
+"Idempotency keys" gives the rule; :func:`judge` is the whole of it, pure."""
 
 from __future__ import annotations
 

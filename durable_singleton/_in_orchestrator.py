@@ -21,14 +21,10 @@ RUN_MEMBER = "run"
 
 
 class Signals:
-    """An execution's Stop events, taken as they arrive, and its calls to its channel.
-
-    A wait for Stop is part of every task the orchestrator waits on, so the SDK hands
-    each event to one of them in history order (an event with no open wait is deferred
-    by the SDK and handed to every later wait of its name). The events not taken when an
-    execution ends are in its history; :meth:`settle` applies them (the SDK drops events
-    left unprocessed by continue-as-new).
-    """
+    """An execution's Stop events, taken as they arrive, and its calls to its channel. Every
+    task the orchestrator waits on includes a wait for Stop, so the SDK hands each event to
+    one of them in history order; the events not taken when an execution ends are in its
+    history, and :meth:`settle` applies them (the SDK drops them at continue-as-new)."""
 
     def __init__(self, context: df.DurableOrchestrationContext, member: Mapping[str, Any]):
         """Read the run from the input's ``run`` member (empty: an instance the app did
@@ -94,12 +90,8 @@ class Signals:
         return state
 
     def stop_pending(self) -> bool:
-        """Whether an untaken event stops this run.
-
-        Called only where "no" means the execution ends now (it continues as new), so
-        a "no" is never replayed; a "yes" stays "yes" in every later replay, since
-        history only grows. So the orchestrator stays deterministic.
-        """
+        """Whether an untaken event stops this run. Called only where "no" ends the execution (it
+        continues as new), so a "no" is never replayed and a "yes" stays "yes": deterministic."""
         return self._folded().stopping and not self.state.stopping
 
     def stops_for(self, run: str) -> bool:

@@ -51,12 +51,8 @@ class StopMode(str, enum.Enum):
 async def handle_instance_request(
     make_root: RootFactory, req: func.HttpRequest, starter: str, routes: Routes
 ) -> func.HttpResponse:
-    """Answer GET (status) or DELETE (stop) on an instance.
-
-    Takes what :func:`~durable_singleton._http_start.handle_start_request` takes. Returns
-    200 with the status, 202 when a stop was requested, or problem+json: 404 for an
-    unknown instance, 409 when a stop finds it already ended.
-    """
+    """Answer GET (status) or DELETE (stop) on an instance: 200 with the status, 202 when a
+    stop was requested, or problem+json (404 unknown instance, 409 already ended)."""
     return await answer(
         make_root, req, starter, "SingletonInstance", "instance", _status_or_stop, routes
     )
@@ -103,20 +99,11 @@ async def end_instance(
     mode: StopMode,
     links: Links,
 ) -> Ended:
-    """Ask the instance to end, and say what that dropped.
-
-    For an orchestrator that takes next runs, a Stop stops the run the id's next-run
-    channel names and then drops its next run (or its waiting run) from the channel
-    (:func:`~durable_singleton._handover.stop_through_channel`), so the request it names
-    as dropped can never run afterwards, and a next run a later request buffers still
-    runs after the stopped run. A terminate is sent under the id's lock, fenced as every
-    call under the lock is, and then closes the channel, dropping (and naming) the next
-    run it held.
-
-    Raises ProblemError: 400 for a Stop to an orchestrator that does not take one
-    (nothing is sent), 404 when no instance of ``function_name`` has the id, 409 when it
-    has ended; LockBusy when a terminate waited too long for the id's lock.
-    """
+    """Ask the instance to end, and say what that dropped. A Stop goes through the id's
+    next-run channel (:func:`~durable_singleton._handover.stop_through_channel`); a terminate
+    is sent under the id's lock, fenced, and then closes the channel. Raises ProblemError: 400
+    for a Stop to an orchestrator that does not take one, 404 for no such instance, 409 when
+    it has ended; LockBusy when a terminate waited too long for the lock."""
     hub = durable.task_hub
     if mode is StopMode.STOP:
         check_stop(root.catalog, function_name, "DELETE with mode=terminate")

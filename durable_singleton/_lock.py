@@ -121,15 +121,9 @@ async def storage_call(
 
 
 def lock_blob_name(task_hub: str, instance_id: str) -> str:
-    """Name the lock blob of ``instance_id`` in ``task_hub``.
-
-    Instance ids are unique per task hub, not per function, so the function name is
-    not part of the name: two function names must not both win one id. Task hub names
-    are case-insensitive in Azure Storage, so the hub is lowercased; instance ids are
-    case-sensitive and kept as they are (validation allows only URL-safe characters
-    and no "/"), followed by :data:`LOCK_SUFFIX`: readable in the container, never
-    ending in a dot, one blob per id.
-    """
+    """Name the lock blob of ``instance_id`` in ``task_hub``: ids are unique per task hub
+    (not per function), hub names are case-insensitive (lowercased), ids case-sensitive, and
+    :data:`LOCK_SUFFIX` keeps every name from ending in a dot."""
     return f"{task_hub.lower()}/{instance_id}{LOCK_SUFFIX}"
 
 
@@ -146,13 +140,10 @@ def valid_until(sent: float, lease_seconds: float) -> float:
 
 
 class Leases(Protocol):
-    """The storage a lock's leases live in, as :class:`StartLocks` and :class:`HeldLock`
-    use it: :class:`LeaseStore` on Blob Storage (each method is documented there); tests
-    give one in memory on a clock they move (tests/support/memory_leases.py).
-
-    A lease is whatever :meth:`lease` hands out, with the ``etag`` and
-    ``last_modified`` its lease request answered with.
-    """
+    """The storage a lock's leases live in: :class:`LeaseStore` on Blob Storage (each method
+    is documented there), or tests/support/memory_leases.py's in memory on a clock tests move.
+    A lease is what :meth:`lease` hands out, with the ``etag`` and ``last_modified`` its lease
+    request answered with."""
 
     clock: Callable[[], float]
     storage_timeout: float
@@ -187,13 +178,10 @@ class Leases(Protocol):
 
 
 class LeaseStore:
-    """The lease's storage calls on one lock container: acquire (creating the blob on
-    first use), renew and release, each bounded by ``storage_timeout``.
-
-    It remembers at most ``known_blobs`` lock blob names as existing (least recently
-    used forgotten): a lock used before needs only its lease request. With each it
-    keeps the metadata it last created, read or wrote, and the ETag the blob had then.
-    """
+    """The lease's storage calls on one lock container, each bounded by ``storage_timeout``
+    and failing as :func:`storage_call` says. It remembers up to ``known_blobs`` lock blobs as
+    existing (least recently used forgotten), so a lock used before needs only its lease
+    request, each with the metadata it last created, read or wrote and the ETag then."""
 
     def __init__(
         self,
@@ -232,12 +220,9 @@ class LeaseStore:
         return BlobLeaseClient(self._blob(name), lease_id=str(uuid.uuid4()))
 
     async def acquire(self, name: str, lease: BlobLeaseClient) -> Tuple[bool, bool]:
-        """Take ``lease`` on blob ``name``: whether it was granted (False when another
-        holder has it), and whether this call created the blob (it had none).
-
-        Raises LockUnavailable when storage refuses, AcquireTimedOut (a LockUnavailable
-        whose lease may have been granted) when it does not answer in time.
-        """
+        """Take ``lease`` on blob ``name``: whether it was granted (False when another holder has
+        it), and whether this call created the blob. AcquireTimedOut (a LockUnavailable) when
+        storage did not answer in time: the lease may have been granted."""
         try:
             return await storage_call(
                 self._acquire(name, lease), self.storage_timeout, timed_out=AcquireTimedOut
@@ -306,12 +291,8 @@ class LeaseStore:
             self._known.popitem(last=False)
 
     async def _create(self, blob: BlobClient) -> Optional[Seen]:
-        """Create the empty lock blob (and its container) unless it exists; return what
-        it holds when this call created it (no metadata), None when it existed.
-
-        "Already exists" is success: another caller's blob serves as well, and an
-        existing blob answers so even while leased.
-        """
+        """Create the empty lock blob (and its container) unless it exists: what it holds when
+        this call created it, None when it existed (even leased: another caller's blob serves)."""
         try:
             try:
                 created = await blob.upload_blob(b"", overwrite=False)
@@ -327,11 +308,7 @@ class LeaseStore:
         return str(created["etag"]), {}
 
     async def renew(self, lease: BlobLeaseClient) -> float:
-        """Renew ``lease``; return the monotonic time until which it is certainly held.
-
-        Raises LockLost when storage says the lease is gone, LockUnavailable when
-        storage cannot be reached in time.
-        """
+        """Renew ``lease``; return the monotonic time until which it is certainly held."""
         sent = self.clock()
         try:
             await storage_call(lease.renew(), self.storage_timeout, lost_on=(409,))
@@ -340,21 +317,15 @@ class LeaseStore:
         return self.valid_until(sent)
 
     async def read_metadata(self, name: str) -> Optional[Dict[str, str]]:
-        """The metadata of lock blob ``name``; None when the blob does not exist.
-
-        Raises LockUnavailable when storage cannot be read in time.
-        """
+        """The metadata of lock blob ``name``; None when the blob does not exist."""
         found = await self.read_properties(name)
         return None if found is None else found[0]
 
     async def read_properties(
         self, name: str
     ) -> Optional[Tuple[Dict[str, str], datetime.datetime]]:
-        """The metadata of lock blob ``name`` and when it was last modified (a metadata
-        write modifies it; a lease does not); None when the blob does not exist.
-
-        Raises LockUnavailable when storage cannot be read in time.
-        """
+        """The metadata of lock blob ``name`` and when it was last modified (a metadata write
+        modifies it; a lease does not); None when the blob does not exist."""
         blob = self._blob(name)
         try:
             properties = await storage_call(blob.get_blob_properties(), self.storage_timeout)
@@ -365,13 +336,8 @@ class LeaseStore:
         return metadata, properties.last_modified
 
     async def delete(self, name: str, lease: BlobLeaseClient, timeout: float) -> bool:
-        """Delete lock blob ``name`` under ``lease`` (storage refuses anyone else), within
-        ``timeout`` seconds; False when it was gone already. The next lease request for
-        it creates it again.
-
-        Raises LockLost when storage says the lease is not held, LockUnavailable when
-        storage cannot be reached in time.
-        """
+        """Delete lock blob ``name`` under ``lease`` within ``timeout`` seconds; False when it was
+        gone already (the next lease request creates it again)."""
         self._known.pop(name, None)
         try:
             await self._under_lease(self._blob(name).delete_blob(lease=lease), timeout)
@@ -382,12 +348,8 @@ class LeaseStore:
     async def write_metadata(
         self, name: str, lease: BlobLeaseClient, metadata: Dict[str, str], timeout: float
     ) -> str:
-        """Replace the metadata of lock blob ``name``, under ``lease`` (storage refuses
-        the write to anyone else), within ``timeout`` seconds.
-
-        Returns the blob's ETag after the write. Raises LockLost when storage says the
-        lease is not held, LockUnavailable when storage cannot be reached in time.
-        """
+        """Replace the metadata of lock blob ``name`` under ``lease`` within ``timeout`` seconds;
+        return the blob's ETag after the write."""
         try:
             written = await self._under_lease(
                 self._blob(name).set_blob_metadata(metadata, lease=lease), timeout
@@ -399,12 +361,8 @@ class LeaseStore:
         return etag
 
     async def _under_lease(self, call: Awaitable[Any], timeout: float) -> Any:
-        """Make one storage ``call`` that needs the lease, within ``timeout`` seconds (and
-        the storage timeout).
-
-        Raises BlobMissing when the blob does not exist, LockLost when storage says the lease
-        is not held, LockUnavailable when storage cannot be reached in time.
-        """
+        """Make one storage ``call`` that needs the lease, within ``timeout`` seconds (and the
+        storage timeout): LockLost when storage says the lease is not held."""
         return await storage_call(call, min(timeout, self.storage_timeout), LEASE_REFUSED)
 
     async def release(self, lease: BlobLeaseClient) -> None:
@@ -463,10 +421,8 @@ class LocalAttempts:
         self._attempts: Dict[str, _Attempt] = {}
 
     def begin(self, name: str) -> Optional[Callable[[Optional[LockUnavailable]], None]]:
-        """Begin the attempt at ``name``; None when a caller here already has it.
-
-        Returns the function that ends the attempt, with the error its waiters get.
-        """
+        """Begin the attempt at ``name``: the function that ends it (with the error its waiters
+        get); None when a caller here already has it."""
         if name in self._attempts:
             return None
         attempt = self._attempts[name] = _Attempt()
@@ -497,12 +453,8 @@ class LocalAttempts:
 
 
 class StartLocks:
-    """The start locks of one lock container: the lease's storage calls (``store``,
-    :class:`LeaseStore` on Blob Storage), the attempts of this process
-    (:class:`LocalAttempts`) and the work left to the background (:class:`Background`).
-
-    One object per composition root (:mod:`durable_singleton._root`).
-    """
+    """The start locks of one lock container (one per composition root): the lease's storage
+    calls (``store``), this process's attempts and the work left to the background."""
 
     def __init__(
         self,
@@ -521,14 +473,9 @@ class StartLocks:
         self._preparing: Dict[str, "asyncio.Task[Optional[LockUnavailable]]"] = {}
 
     def prepare(self, task_hub: str, instance_id: str) -> None:
-        """Create the id's lock blob in the background, unless this process knows it.
-
-        Called while the instance's status is read, so that a start finds the blob
-        there and takes its lease with one storage request: the creation overlaps the
-        status read instead of following it. A request that starts nothing does not wait
-        for it; it costs that request one Blob call the first time this process meets
-        the id, and none after.
-        """
+        """Create the id's lock blob in the background, unless this process knows it: called while
+        the status is read, so that a start takes its lease with one storage request. A request
+        that starts nothing does not wait for it."""
         name = lock_blob_name(task_hub, instance_id)
         if self.store.knows(name) or name in self._preparing:
             return
@@ -543,10 +490,7 @@ class StartLocks:
 
     async def try_acquire(self, task_hub: str, instance_id: str) -> Optional["HeldLock"]:
         """Take the lease for the id, or return None at once when someone else holds it.
-
-        Raises LockUnavailable when storage cannot be reached, refuses, or does not
-        answer in time; the callers in this process waiting on this attempt get the same.
-        """
+        Raises LockUnavailable, and the callers here waiting on this attempt get the same."""
         name = lock_blob_name(task_hub, instance_id)
         finish = self.attempts.begin(name)
         if finish is None:
@@ -600,15 +544,9 @@ class StartLocks:
         return lock_blob_name(task_hub, instance_id) in self.attempts
 
     async def wait_for_local_holder(self, task_hub: str, instance_id: str, timeout: float) -> bool:
-        """Wait, at most ``timeout`` seconds, until this process's holder of the id's
-        lock is done with it.
-
-        Returns False at once when no caller in this process has the lock (it is held
-        elsewhere, or free), so the caller knows to poll instead.
-
-        Raises LockUnavailable when the attempt waited on failed on storage: its callers
-        all get the answer at the same time.
-        """
+        """Wait, at most ``timeout`` seconds, until this process's holder of the id's lock is done
+        with it; False at once when no caller here has it (the caller polls instead). Raises the
+        LockUnavailable the attempt waited on failed with."""
         return await self.attempts.wait(lock_blob_name(task_hub, instance_id), timeout)
 
     async def read_record(self, task_hub: str, instance_id: str) -> Optional[Dict[str, str]]:
@@ -649,15 +587,10 @@ class HeldLock:
         on_done: Callable[[Optional[LockUnavailable]], None],
         sleep: Sleep = asyncio.sleep,
     ) -> None:
-        """Hold ``lease`` on blob ``name``, acquired by a request sent at monotonic time
-        ``sent``; renew
-        it every ``renew_every`` seconds through ``store``; leave releases to
-        ``background``.
-
-        ``on_done`` runs as soon as the holder lets go, before the release reaches
-        storage: it wakes the callers in this process that wait for the lock. ``sleep``
-        pauses between renewals.
-        """
+        """Hold ``lease`` on blob ``name``, acquired by a request sent at monotonic time ``sent``;
+        renew it every ``renew_every`` seconds (pausing with ``sleep``) through ``store``; leave
+        releases to ``background``. ``on_done`` runs as soon as the holder lets go, before the
+        release reaches storage: it wakes the callers here that wait for the lock."""
         self.name = name
         self._lease = lease
         self._store = store
@@ -681,16 +614,10 @@ class HeldLock:
         return self._valid_until - self._store.clock()
 
     async def fence(self, needed: float) -> Fenced:
-        """Make sure the lease is held for ``needed`` more seconds; return the time left.
-
-        A lease just acquired or renewed has enough and costs no storage call.
-        Otherwise it is renewed now (retried while the lease may still be valid); a
-        slow renewal can leave less than ``needed``, so the caller must bound its call
-        by the time returned, never by ``needed``.
-
-        Raises LockLost when less than :data:`MIN_FENCED_SECONDS` can be proven: the
-        caller must not act under the lock.
-        """
+        """Make sure the lease is held for ``needed`` more seconds, renewing (and retrying while
+        it may be valid) when less remains; return the time left, which bounds the caller's call
+        (a slow renewal can leave less than ``needed``). LockLost when less than
+        :data:`MIN_FENCED_SECONDS` can be proven: the caller must not act under the lock."""
         if self.remaining() < needed:
             retries = Pauses(
                 RENEW_RETRY_SECONDS,
@@ -711,16 +638,10 @@ class HeldLock:
         return Fenced(left)
 
     def known_metadata(self, within: datetime.timedelta) -> Optional[Dict[str, str]]:
-        """The lock blob's metadata, as far as it may have been written in the last
-        ``within``, when that is known without a storage call; None when it must be read
-        (:meth:`read_metadata`).
-
-        Known when the blob's ETag as this holder knows it (the lease request's answer,
-        or its own last metadata write's) is the one the blob had when this process last
-        saw its metadata, or when the lease request answered with a last modification (a
-        metadata write modifies the blob; a lease does not) longer ago than ``within``:
-        then {}.
-        """
+        """The lock blob's metadata as far as it may have been written in the last ``within``,
+        when known without a storage call: the metadata this process last saw, if the blob still
+        has the ETag it had then; {} when the lease request's last modification is older than
+        ``within``; otherwise None (:meth:`read_metadata`)."""
         seen = self._store.seen(self.name)
         if seen is not None and seen[0] == self._etag:
             return dict(seen[1])
@@ -743,12 +664,8 @@ class HeldLock:
         )
 
     async def delete_blob(self) -> bool:
-        """Delete the lock blob under this lease, fenced like every call made under the
-        lock, and let go (a deleted blob has no lease to release). False when the blob
-        was gone already.
-
-        Raises LockLost or LockUnavailable; the lease is then still held, to release.
-        """
+        """Delete the lock blob under this lease, fenced, and let go; False when it was gone
+        already. On LockLost or LockUnavailable the lease is still held, to release."""
         left = await self.fence(self._store.storage_timeout)
         deleted = await self._store.delete(self.name, self._lease, left.seconds)
         await self._stop()
@@ -774,12 +691,9 @@ class HeldLock:
         self._background.spawn(release())
 
     def abandon(self) -> None:
-        """Keep the lease until it runs out: after a call under the lock whose answer was
-        lost (a start, a terminate, a Stop, a purge), which may still be carried out.
-
-        One more renewal (in the background, best effort) gives such a call still inside
-        the Durable extension a full lease to land before anyone else can start the id.
-        """
+        """Keep the lease until it runs out, after a call under it whose answer was lost and
+        which may still land; one more renewal (best effort) gives that call a full lease to land
+        before anyone else can start the id."""
         self._let_go()
 
         async def last_renewal() -> None:
@@ -805,10 +719,8 @@ class HeldLock:
             self._valid_until = max(self._valid_until, await self._store.renew(self._lease))
 
     async def _keep_renewing(self) -> None:
-        """Renew every few seconds; retry a failed renewal while the lease may hold.
-
-        A period, not a wait for something: it runs until the holder lets go.
-        """
+        """Renew every few seconds, and a failed renewal every second while the lease may hold,
+        until the holder lets go."""
         pause = self._renew_every
         while True:
             await self._sleep(pause)

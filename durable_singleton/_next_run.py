@@ -73,21 +73,14 @@ class Pending:
 class Channel:
     """The next-run document of one id.
 
-    ``run``: the request whose run the instance runs (or waits to begin); ``input``: that
-    run's input while it waits, and after a take (so a retried take returns it again);
-    ``due_at``/``latest_at``: set while the run waits to begin (debounced); ``next``: the
-    run after it; ``after``: the run the current one was taken from; ``ended``: the run
-    ended with no next run, and the instance takes nothing more; ``stopped``: a Stop was
-    decided for the current run; ``began``: the current run waited and was begun by op
-    ``begin`` (like a run taken, the instance may still end before it runs it);
-    ``starting``: the app opened the channel for a start not yet known to have created
-    the instance, and until that is known (the app's own
-    confirmation, or a status that shows the run) the channel takes no request: if the
-    start did not happen, nothing would ever take it; ``writes``: the ids of the latest
-    writes, so that a
-    writer whose answer was lost can tell whether its write landed (not part of what
-    the channel says: equal channels may differ in it).
-    """
+    ``run``: the request whose run the instance runs (or waits to begin); ``input``: its input
+    while it waits and after a take (a retried take returns it again); ``due_at``/``latest_at``:
+    set while the run waits (debounced); ``next``: the run after it; ``after``: the run the
+    current one was taken from; ``ended``: the instance takes nothing more; ``stopped``: a Stop
+    was decided for the current run; ``began``: the waiting run was begun by op ``begin``;
+    ``starting``: opened for a start not yet confirmed, so it takes no request; ``writes``: the
+    ids of the latest writes, to tell whether a write whose answer was lost landed (not part
+    of what the channel says)."""
 
     run: str
     input: Any = None
@@ -164,13 +157,9 @@ def confirmed(channel: Optional[Channel], run: str) -> Optional[Channel]:
 
 
 def offer(channel: Channel, request: str, input_: Any, asked_due: Optional[str]) -> Offered:
-    """A request's input for an instance whose channel takes requests
-    (:func:`takes_requests`; the write confirms the channel).
-
-    While the run waits (and no Stop dropped it), the input replaces the waiting run's
-    and a debounced request moves its due time to ``asked_due`` (never past
-    ``latest_at``); otherwise it becomes the next run, replacing the one there.
-    """
+    """A request's input for an instance whose channel takes requests (the write confirms
+    the channel): it replaces a waiting run's input (a debounced request moving its due time
+    to ``asked_due``, never past ``latest_at``), or else becomes the next run."""
     assert not channel.ended
     channel = replace(channel, starting=False)
     if channel.waiting and not channel.stopped:
@@ -184,12 +173,8 @@ def offer(channel: Channel, request: str, input_: Any, asked_due: Optional[str])
 
 
 def take(channel: Optional[Channel], run: str) -> Tuple[Optional[Channel], Optional[Pending]]:
-    """The instance's run ``run`` has ended: the channel to write (None: nothing to
-    write) and the run to begin next (None: the instance ends).
-
-    A retried take (the runtime runs an activity at least once) finds its own write and
-    answers as the first did.
-    """
+    """Run ``run`` has ended: the channel to write (None: nothing) and the run to begin next
+    (None: the instance ends). A retried take finds its own write and answers the same."""
     if channel is not None:
         if channel.ended and channel.run == run:
             return None, None
@@ -315,12 +300,9 @@ def opened(
     due_at: Optional[str] = None,
     latest_at: Optional[str] = None,
 ) -> Channel:
-    """The channel of an instance the app starts (under the id's lock) with run ``run``.
-
-    A next run still in the previous channel was told it would run, and its instance
-    ended without taking it (failed, or terminated outside the app): it stays the next
-    run, now after this one. The channel is ``starting`` until the start is confirmed.
-    """
+    """The channel of an instance the app starts with run ``run``, ``starting`` until
+    confirmed. A next run the previous instance never took (it failed, or was terminated
+    outside the app) stays the next run, after this one."""
     waiting_input = input_ if due_at is not None else None
     carried = previous.next if previous is not None else None
     return Channel(run, waiting_input, due_at, latest_at, next=carried, starting=True)
@@ -351,12 +333,9 @@ def stop_event(run: Optional[str]) -> Dict[str, Any]:
 
 @dataclass(frozen=True)
 class RunState:
-    """A job's run as Stop events change it: pure, so the job and the tests apply the
-    same transitions.
-
-    ``waiting``: the run has not begun (it waits until ``due_at``, debounced).
-    ``stopping``: a Stop for this run arrived.
-    """
+    """A job's run as Stop events change it, pure so the job and the tests apply the same
+    transitions: ``waiting`` until ``due_at`` (debounced), ``stopping`` once a Stop for it
+    arrived."""
 
     id: str
     hub: Optional[str] = None

@@ -24,12 +24,9 @@ UNSUCCESSFUL = frozenset({Status.Failed, Status.Terminated, Status.Canceled})
 
 
 def is_stuck(pending_seconds: Optional[float], stuck_after: Optional[float]) -> bool:
-    """Whether an instance Pending for ``pending_seconds`` (None: not Pending) is stuck:
-    Pending for at least ``stuck_after`` seconds (``SINGLETON_STUCK_PENDING_SECONDS``).
-
-    A stuck instance still holds its id: the app only says so, and recovery is the
-    caller's explicit ``onConflict=terminateExisting`` (docs/operate.md).
-    """
+    """Whether an instance Pending for ``pending_seconds`` (None: not Pending) is stuck: for at
+    least ``stuck_after`` seconds. It still holds its id; the app only says so
+    (docs/operate.md)."""
     return (
         pending_seconds is not None
         and stuck_after is not None

@@ -82,13 +82,9 @@ def checked_start(
     key: Optional[str] = None,
 ) -> StartRequest:
     """The one constructor of a start request: every rule a start keeps, in one order,
-    whichever door it came through (the HTTP route parses its query and body, the
-    library takes arguments, the timer its settings).
-
-    ``raw`` is the input as JSON text (a body, a setting; empty: no input); without it,
-    ``input_`` is checked as JSON. ``on_conflict`` and ``reuse`` default to the
-    settings'; ``debounce`` implies bufferOne. Raises ProblemError naming the rule.
-    """
+    whichever door it came through. ``raw``: the input as JSON text (empty: none); without it
+    ``input_`` is checked as JSON. ``on_conflict`` and ``reuse`` default to the settings';
+    ``debounce`` implies bufferOne. Raises ProblemError naming the rule."""
     check_function_name(function_name, catalog.names)
     check_instance_id(instance_id)
     chosen = effective_on_conflict(on_conflict, settings.on_conflict, debounce)
@@ -297,13 +293,10 @@ def check_instance_id(value: str) -> str:
 
 
 def read_json_body(raw: bytes, limit: int) -> Any:
-    """Decode a UTF-8 JSON body of at most ``limit`` bytes; None when it is empty.
-
-    JSON ``null`` is the same as no body: the Durable SDK cannot send a null input.
-    Whatever this returns, the SDK can serialize and the orchestrator read back as the
-    same JSON: only finite numbers, integers of at most :data:`MAX_INTEGER_DIGITS`
-    digits, and nesting at most :data:`MAX_NESTING_DEPTH` deep.
-    """
+    """Decode a UTF-8 JSON body of at most ``limit`` bytes; None when empty or ``null`` (the
+    SDK cannot send a null input). What it returns round-trips through the SDK: finite
+    numbers, integers of at most :data:`MAX_INTEGER_DIGITS` digits, nesting at most
+    :data:`MAX_NESTING_DEPTH` deep."""
     if len(raw) > limit:
         raise ProblemError(problems.body_too_large(limit))
     if not raw.strip():

@@ -103,12 +103,9 @@ async def run_retention(
     retention: Retention,
     now: Optional[datetime.datetime] = None,
 ) -> RetentionReport:
-    """One pass over what may be removed, within the retention's bounds.
-
-    ``now`` is the time the ages are reckoned from (the clock's, when not given).
-    Raises what the instance query or a blob listing raises when the Durable API or
-    storage fails; what was removed before that is logged and counted already.
-    """
+    """One pass over what may be removed, within the retention's bounds, ages reckoned from
+    ``now`` (the clock's by default). Raises what the instance query or a listing raises; what
+    was removed before that is logged and counted already."""
     tick = _Tick(root, durable, retention, now or datetime.datetime.now(datetime.timezone.utc))
     # The bound is kept between calls (no call begins after it); this backstop only
     # covers a call that overruns its own time limit.
@@ -257,14 +254,10 @@ class _Tick:
         )
 
     async def _tidy(self, instance_id: str) -> None:
-        """Everything retention may remove of ``instance_id``, under its start lease.
-
-        Its storage calls are counted as they are made: the lock blob's creation for an
-        id this process has not met (it creates before it asks for the lease), the lease
-        request, and, charged up front so the budget never stops a release, the release
-        (or the last renewal of a lease left to run out); renewals while held are added
-        after the hold (they keep the lease, and are never refused).
-        """
+        """Everything retention may remove of ``instance_id``, under its start lease. Its storage
+        calls are counted as made: the lock blob's creation for an id this process has not met,
+        the lease request, the release (or last renewal) charged up front so the budget never
+        stops it, and renewals after the hold."""
         name = lock_blob_name(self.durable.task_hub, instance_id)
         self._call(3 if not self.locks.store.knows(name) else 2)
         try:
@@ -351,14 +344,10 @@ class _Tick:
         return queue is not None and slot[1] in queue.slots
 
     async def _purge(self, instance_id: str, held: HeldLock) -> bool:
-        """Purge the finished instance under ``held``; False when it was gone already.
-
-        A purge whose answer was lost (or cancelled) may still be carried out by the
-        extension a little later. Were the lease released then, a start of the id could
-        come first, and an older extension would purge the new run's instance, freeing
-        the id for a second run. So that answer is :class:`_PurgeInFlight`, and the lease
-        is kept until it runs out, as after a start whose answer was lost.
-        """
+        """Purge the finished instance under ``held``; False when it was gone already. A purge
+        whose answer was lost may still land: released then, a new run's start could come first
+        and an older extension would purge it, freeing the id for a second run; so that answer is
+        :class:`_PurgeInFlight` and the lease is kept until it runs out."""
         self._call()
         left = await held.fence(self.durable.timeout)
         try:

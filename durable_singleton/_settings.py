@@ -46,11 +46,8 @@ STORAGE_CONNECTION = "AzureWebJobsStorage"
 
 
 class ConfigurationError(NotStarted):
-    """An app setting holds a value the app cannot use.
-
-    The message names the setting and the rule; it never repeats the value, which
-    may be a connection string.
-    """
+    """An app setting holds a value the app cannot use; the message names the setting and
+    the rule, never the value (it may be a connection string)."""
 
 
 def _raw(environ: Mapping[str, str], name: str) -> Optional[str]:
@@ -89,10 +86,8 @@ Choice = TypeVar("Choice", bound=enum.Enum)
 
 
 def parse_choice(kind: Type[Choice], raw: str) -> Optional[Choice]:
-    """Return the member of ``kind`` whose value is ``raw`` (case-sensitive), or None.
-
-    The one reading of a choice: app settings and query parameters both use it.
-    """
+    """The member of ``kind`` whose value is ``raw`` (case-sensitive), or None: the one
+    reading of a choice, for app settings and query parameters alike."""
     return next((member for member in kind if member.value == raw), None)
 
 
@@ -218,23 +213,16 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
 
 
 def load_retention(environ: Mapping[str, str]) -> Retention:
-    """Read the retention timer's settings (its tick reads them; a wrong one stops the
-    tick, not the starts).
-
-    Raises ConfigurationError when a setting holds a value outside its rules.
-    """
+    """Read the retention timer's settings (its tick reads them: a wrong one stops the tick,
+    not the starts); ConfigurationError for a value outside its rules."""
     return _load(Retention, environ)
 
 
 @dataclass(frozen=True)
 class StorageConnection:
-    """How to reach the app's storage account for Blob Storage.
-
-    Exactly one of ``connection_string`` and ``account_url`` is set. With an account
-    URL the client authenticates with Microsoft Entra ID: a managed identity when
-    ``credential`` is ``managedidentity`` (``client_id`` picks a user-assigned one),
-    otherwise the default credential chain.
-    """
+    """How to reach the app's storage account: exactly one of ``connection_string`` and
+    ``account_url``; with a URL, Microsoft Entra ID (a managed identity when ``credential`` is
+    ``managedidentity``, user-assigned with ``client_id``; else the default chain)."""
 
     connection_string: Optional[str] = None
     account_url: Optional[str] = None
@@ -262,14 +250,9 @@ class Schedule:
 
 
 def load_schedule(prefix: str, environ: Mapping[str, str]) -> Schedule:
-    """Read the settings of the schedule whose settings start with ``prefix``.
-
-    ``<prefix>`` itself is the NCRONTAB expression, read by the Functions host through
-    the timer's function.json (``%<prefix>%``); this reads the rest.
-
-    Raises ConfigurationError when a setting is missing or holds a value outside its
-    rules.
-    """
+    """Read the settings of the schedule whose settings start with ``prefix`` (``<prefix>``
+    itself, the NCRONTAB expression, is the host's); ConfigurationError for one missing or
+    outside its rules."""
     instance_id = _raw(environ, f"{prefix}_INSTANCE_ID")
     if instance_id is None:
         raise ConfigurationError(f"App setting {prefix}_INSTANCE_ID is not set.")
@@ -285,16 +268,10 @@ def load_schedule(prefix: str, environ: Mapping[str, str]) -> Schedule:
 
 
 def load_storage_connection(environ: Mapping[str, str]) -> StorageConnection:
-    """Read the storage connection the way the Functions host does.
-
-    ``AzureWebJobsStorage`` holds a connection string; identity-based connections use
-    ``AzureWebJobsStorage__blobServiceUri`` or ``AzureWebJobsStorage__accountName``,
-    with ``__credential`` and ``__clientId`` for a managed identity.
-
-    ``environ`` is where the settings live (the SingletonApp's ``environ``); returns
-    the connection to build a Blob Storage client from, or raises ConfigurationError
-    when none is configured.
-    """
+    """Read the storage connection the way the Functions host does: ``AzureWebJobsStorage``
+    holds a connection string; identity-based connections use its ``__blobServiceUri`` or
+    ``__accountName``, with ``__credential`` and ``__clientId`` for a managed identity.
+    ConfigurationError when none is configured."""
     prefix = STORAGE_CONNECTION
     connection_string = _raw(environ, prefix)
     if connection_string:

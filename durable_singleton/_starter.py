@@ -68,14 +68,10 @@ MAX_POLL_SECONDS = 2.0
 @dataclass(frozen=True)
 class Outcome:
     """What a start request came to: ``started``, or ``action`` about ``status``.
-
-    ``replayed``: the request's Idempotency-Key started the id's latest execution
-    before; that start's answer is given again and nothing was started now.
-    ``request_id``: the id a bufferOne or debounced request's input runs under (the
-    job's status shows it); ``due_at``: when a debounced run begins; ``dropped``: the
-    request whose next run the replaced instance held, dropped with it; ``replaced``:
-    the request whose next (or waiting) run this request's input replaced.
-    """
+    ``replayed``: its Idempotency-Key's earlier start is answered again (nothing started now);
+    ``request_id``: the id a bufferOne or debounced input runs under; ``due_at``: when a
+    debounced run begins; ``dropped``: the request whose next run the replaced instance held;
+    ``replaced``: the request whose next (or waiting) run this input replaced."""
 
     action: Action
     status: Optional[InstanceStatus]
@@ -148,13 +144,10 @@ class ReplaceTimedOut(NotStarted):
 
 
 async def start_singleton(request: StartRequest, durable: DurableClient, root: Root) -> Outcome:
-    """Start ``request``'s orchestrator under its id unless the policy says otherwise;
-    the outcome says it started, or what was done about the existing instance.
-
-    Raises LockBusy, ReplaceTimedOut, InstanceVanished or StartOutcomeUnknown (as their
-    docstrings say); DurableUnavailable, DurableFailure, LockUnavailable, LockLost or
-    ConfigurationError when a dependency or a setting failed.
-    """
+    """Start ``request``'s orchestrator under its id unless the policy says otherwise; the
+    outcome says it started, or what was done about the existing instance. Raises LockBusy,
+    ReplaceTimedOut, InstanceVanished, StartOutcomeUnknown, or a dependency's or setting's
+    failure."""
     return await _StartRun(request, durable, root).execute()
 
 
@@ -390,12 +383,9 @@ class _StartRun:
     async def _settle(
         self, before: Optional[InstanceStatus], acquired_at: datetime.datetime
     ) -> Outcome:
-        """Answer a start whose answer was lost from the instance's status.
-
-        An instance created while this request held the lock can only be this
-        request's start (or a newer one): 202. Otherwise the outcome is unknown and
-        the answer says so, never that nothing was started.
-        """
+        """Answer a start whose answer was lost from the status: an instance created while this
+        request held the lock is its start (202); otherwise the outcome is unknown, never "not
+        started"."""
         try:
             status = await self.durable.status(self.id)
         except (DurableUnavailable, DurableFailure):
@@ -520,13 +510,9 @@ def _created_since(
     acquired_at: datetime.datetime,
 ) -> bool:
     """Whether ``status`` describes an instance created after the lock was taken.
-
-    The extension writes ``createdTime`` to the whole second, with the host's clock, the
-    same machine's clock as this worker's. An instance created in a later second than
-    ``before`` and not before the second the lock was taken in was started while this
-    request held the lock; one created in ``before``'s second cannot be told from it
-    (a keyed start waits for that second to pass, so for it this never happens).
-    """
+    ``createdTime`` is whole seconds on this machine's clock: an instance created after
+    ``before``'s second and not before the lock's was started while this request held the
+    lock; one in ``before``'s second cannot be told (a keyed start waits that second out)."""
     created = created_second(status)
     if created is None:
         return False

@@ -30,24 +30,16 @@ PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "WS_PROXY", "WSS_PR
 
 
 def uses_proxy(environ: Mapping[str, str]) -> bool:
-    """Whether ``environ`` configures an HTTP proxy.
-
-    Only then does the storage client read its environment for each request
-    (``use_env_settings``): otherwise the SDK's aiohttp session looks for proxies and a
-    ``.netrc`` file on every request, in a thread, a fifth of a lease call's CPU (see
-    docs/benchmark.md), to find nothing.
-    """
+    """Whether ``environ`` configures an HTTP proxy: only then does the storage client read
+    its environment per request (else the SDK looks for proxies and ``.netrc`` on every
+    request, in a thread, a fifth of a lease call's CPU: docs/benchmark.md)."""
     return any(environ.get(name) or environ.get(name.lower()) for name in PROXY_VARIABLES)
 
 
 def credential_for(connection: StorageConnection) -> Optional[Any]:
-    """Return the Entra ID credential an identity-based ``connection`` asks for.
-
-    None for a connection string (it carries its key). A ManagedIdentityCredential
-    when the setting's ``credential`` is ``managedidentity`` (user-assigned when it
-    names a ``client_id``); otherwise a DefaultAzureCredential, which also finds a
-    developer's login locally.
-    """
+    """The Entra ID credential an identity-based ``connection`` asks for: None for a connection
+    string; a ManagedIdentityCredential for ``managedidentity`` (user-assigned with a
+    ``client_id``); otherwise a DefaultAzureCredential (which finds a developer's login)."""
     if connection.connection_string:
         return None
     if connection.credential == "managedidentity":
@@ -89,12 +81,9 @@ def blob_service_client(
 
 
 def check_connection(connection: StorageConnection) -> None:
-    """Refuse a connection string the Storage SDK accepts but cannot use: an empty
-    account name, an empty or non-base64 account key, an endpoint that is not a URL.
-
-    Only these members are read; parsing the string is left to the SDK. Raises
-    ConfigurationError naming the setting, never its value.
-    """
+    """Refuse a connection string the Storage SDK accepts but cannot use (an empty account
+    name, an empty or non-base64 key, an endpoint that is not a URL); ConfigurationError
+    naming the setting, never its value."""
     if not connection.connection_string:
         return  # an account URL, checked when it was read
     members: Dict[str, str] = {}
