@@ -66,8 +66,9 @@ class Slot:
     ``queued``: the request waited in the queue (it was promised a run: a start of it that
     does not happen, or an instance that ends before it begins the run, puts it back at
     the head, so ``input`` is kept as long as it holds the slot); ``confirmed``: its
-    instance is known to run it (started, or continued as new into it); ``after``: the
-    run the slot's instance took it at the end of (a retried take answers it again).
+    instance is known to run it (its start landed, or its status showed the run);
+    ``after``: the run the slot's instance took it at the end of (a retried take answers
+    it again), unconfirmed until the sweep sees the instance run it.
     """
 
     request: str
@@ -313,7 +314,9 @@ def take(
         slots = {number: s for number, s in queue.slots.items() if number != slot}
         return replace(queue, slots=slots), None
     head, rest = queue.waiting[0], queue.waiting[1:]
-    following = Slot(head.request, now, queued=True, input=head.input, confirmed=True, after=run)
+    # Unconfirmed until the sweep sees the instance run it: an instance that ends before
+    # it begins the run (failed, or terminated, after the take) leaves the key flagged.
+    following = Slot(head.request, now, queued=True, input=head.input, after=run)
     queue = _with_slot(replace(queue, waiting=rest), slot, following)
     return _remember_slotted(queue, head.request, slot), head
 

@@ -342,7 +342,10 @@ async def sweep_key(
             if not slot.confirmed and shown_run(status.custom_status) == slot.request:
                 await _confirm(queues, hub, key, number, slot.request)
             continue
-        if not slot.confirmed and not _older(slot.since, reservation_grace(root.settings)):
+        # A reservation is left to its starter for a while; a take is not (its instance
+        # continues as new into the run at once, or has ended without it).
+        young = not _older(slot.since, reservation_grace(root.settings))
+        if not slot.confirmed and slot.after is None and young:
             continue
         await _vacate_under_lock(key, number, slot, durable, root)
     # Heads for the slots free now (the vacated ones' and any others').
@@ -429,10 +432,10 @@ async def _vacate_under_lock(
 def _began(status: Optional[InstanceStatus], slot: rules.Slot) -> bool:
     """Whether the ended instance of a slot began the run of the slot's request: its
     status shows that run. A purged instance's status cannot be read: a start known to
-    have landed (confirmed) is taken to have begun, so that nothing runs twice; one never
-    confirmed did not create the instance."""
+    have landed (confirmed), or a take, is taken to have begun, so that nothing runs
+    twice; a start never confirmed did not create the instance."""
     if status is None:
-        return slot.confirmed
+        return slot.confirmed or slot.after is not None
     return shown_run(status.custom_status) == slot.request
 
 

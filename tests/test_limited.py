@@ -296,6 +296,31 @@ async def test_a_queued_request_terminated_before_its_first_episode_runs_with_it
     assert runs_of(durable, "owed") == [{"n": 0}, {"n": 1}, {"n": 2}]
 
 
+async def test_a_request_taken_by_an_instance_that_fails_before_running_it_still_runs(
+    limited, durable
+) -> None:
+    """Slot 0's run ends and takes the queue's head (n=2): the take lands, and the instance
+    then fails before the episode that would begin n=2 (its SingletonNextRun lost every
+    answer, so the orchestration failed). Nobody else waits and no start is unconfirmed,
+    yet the queue owes n=2 its run: the sweep timer alone must give it one, exactly once."""
+    app = limited()
+    client = app.client(durable.starter())
+    await client.start_limited(JOB, "failed-take", {"n": 0})
+    await client.start_limited(JOB, "failed-take", {"n": 1})
+    waiting = await client.start_limited(JOB, "failed-take", {"n": 2})
+    assert waiting.position == 1
+    durable.begin_switch("failed-take~0")  # took n=2; the episode that begins it never runs
+    durable.set_status("failed-take~0", "Failed")
+    durable.end_run("failed-take~1")  # took nothing: nobody waits now
+    for _ in range(2):
+        await app.limit_sweep(TimerRequest(), durable.starter())
+        await settled(app)
+    assert runs_of(durable, "failed-take") == [{"n": 0}, {"n": 1}, {"n": 2}]
+    for _ in range(2):  # once: later ticks find it ran
+        await app.limit_sweep(TimerRequest(), durable.starter())
+    assert runs_of(durable, "failed-take") == [{"n": 0}, {"n": 1}, {"n": 2}]
+
+
 async def test_the_sweep_timer_moves_only_the_queues_that_wait(limited, durable, caplog) -> None:
     caplog.set_level(logging.INFO)
     app = limited()
