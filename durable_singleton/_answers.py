@@ -28,6 +28,7 @@ from ._handover import NextRunOutcomeUnknown
 from ._idempotency import REPLAYED_HEADER
 from ._limited import (
     Admitted,
+    KeyedStartInProgress,
     KeyInUse,
     LimitReached,
     QueueFull,
@@ -308,6 +309,13 @@ FAILURES: List[_Rule] = [
     (LimitReached, _limit_reached, ""),
     (KeyInUse, lambda e, _: problems.key_in_use(e.key, e.orchestrator), ""),
     (RequestCancelled, lambda e, _: problems.request_cancelled(e.key, e.request_id), ""),
+    (
+        KeyedStartInProgress,
+        lambda e, _: problems.limited_key_in_progress(
+            e.key, e.request_id, e.instance_id, RETRY_AFTER_UNAVAILABLE
+        ),
+        "",
+    ),
     (
         QueueOutcomeUnknown,
         lambda e, _: problems.queue_outcome_unknown(

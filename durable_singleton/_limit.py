@@ -182,12 +182,14 @@ class OtherOrchestrator:
 @dataclass(frozen=True)
 class Replayed:
     """The request's Idempotency-Key was first used by ``request``, which waits at
-    ``position`` or holds (held) ``slot``, or was ``cancelled``: nothing changed."""
+    ``position`` or holds (held) ``slot``, or was ``cancelled``: nothing changed.
+    ``starting``: the slot is the request's own, its start not known to have landed."""
 
     request: str
     position: Optional[int] = None
     slot: Optional[int] = None
     cancelled: bool = False
+    starting: bool = False
 
 
 @dataclass(frozen=True)
@@ -257,7 +259,10 @@ def _keyed_request(queue: Queue, keyed: Tuple[str, str]) -> Optional[Admission]:
             return KeyMismatch()
         position, slot = queue.position(request), queue.slot_of(request)
         if position is not None or slot is not None or request in queue.cancelled:
-            return Replayed(request, position, slot, request in queue.cancelled)
+            held = queue.slots.get(slot) if slot is not None else None
+            own = held is not None and held.request == request and not held.queued
+            starting = own and held is not None and not held.confirmed
+            return Replayed(request, position, slot, request in queue.cancelled, starting)
         return None  # its start failed: the key is free again
     return None
 

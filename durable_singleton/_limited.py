@@ -91,6 +91,20 @@ class RequestCancelled(NotStarted):
         self.request_id = request_id
 
 
+class KeyedStartInProgress(NotStarted):
+    """The request's Idempotency-Key was first used by ``request_id``, given slot
+    ``instance_id`` for its own start, which is not known to have landed (it may still be
+    under way, or its admission's answer was lost before it was sent): nothing was started
+    now. The sweep settles the slot: then the retry gets the first request's answer, or
+    (it never started) the key is free again."""
+
+    def __init__(self, key: str, request_id: str, instance_id: str):
+        super().__init__(key)
+        self.key = key
+        self.request_id = request_id
+        self.instance_id = instance_id
+
+
 class SlotTaken(NotStarted):
     """The slot is no longer reserved for the request (the sweep gave it back)."""
 
@@ -150,6 +164,8 @@ async def start_limited(start: LimitedStart, durable: DurableClient, root: Root)
         if admission.cancelled:
             raise RequestCancelled(key, admission.request)
         held = None if admission.slot is None else slot_id(key, admission.slot)
+        if admission.starting and held is not None:
+            raise KeyedStartInProgress(key, admission.request, held)
         return Admitted(admission.request, held, admission.position, replayed=True)
     if isinstance(admission, rules.KeyMismatch):
         raise ProblemError(problems.limited_key_mismatch(key))

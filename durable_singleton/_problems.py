@@ -221,6 +221,22 @@ def request_cancelled(key: str, request_id: str) -> Problem:
     return _problem("request-cancelled", detail, {"key": key, "requestId": request_id})
 
 
+def limited_key_in_progress(
+    key: str, request_id: str, instance_id: str, retry_after: int
+) -> Problem:
+    """409: the Idempotency-Key's request was given a slot and its start there is not
+    known to have landed."""
+    detail = (
+        f"The request this Idempotency-Key was first used for was given slot "
+        f"'{printable(instance_id)}', and its start there is not known to have landed: it "
+        "may still be under way, or its answer was lost before it was sent. Nothing was "
+        "started now. Retry after the number of seconds in Retry-After: once the slot is "
+        "settled the retry gets that request's answer, or, if it never started, starts it."
+    )
+    members = {"key": key, "requestId": request_id, "instanceId": instance_id}
+    return _problem("idempotency-key-in-progress", detail, members, _retry(retry_after))
+
+
 def limited_key_mismatch(key: str) -> Problem:
     """422: the Idempotency-Key was first used for another start of the key."""
     detail = (

@@ -18,6 +18,7 @@ from ._durable import (
 from ._errors import NotStarted, OutcomeUnknown, SingletonError
 from ._handover import NextRunOutcomeUnknown
 from ._limited import (
+    KeyedStartInProgress,
     KeyInUse,
     LimitReached,
     QueueFull,
@@ -42,6 +43,7 @@ __all__ = [
     "InstanceEnding",
     "InstanceVanished",
     "InvalidInput",
+    "KeyedStartInProgress",
     "KeyInUse",
     "LimitReached",
     "LockBusy",

@@ -177,6 +177,9 @@ class LimitMachine(RuleBasedStateMachine):
         )
         if isinstance(admission, Replayed):
             assert written is None and heads == () and admission.request == first
+            # "Starting" exactly while its own start has neither landed nor failed: a
+            # retry is never told started for a start nobody has made.
+            assert admission.starting == any(r == first and own for _, r, own in self.pending)
         else:  # only a key whose first request failed to start is free again
             assert first in self.failed_own or first not in self.admitted, (first, admission)
             self._record(f"r{self.count}", written, admission, heads, key)

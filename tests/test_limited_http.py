@@ -209,3 +209,77 @@ async def test_a_cancel_whose_write_lost_its_answer_says_it_may_be_cancelled(
     queue = await root_of(app).queues().read("TestHubName", "lost-cancel")
     assert queue is not None and queued["requestId"] in queue.cancelled  # it landed
     assert "cancelled" in body(response)["detail"]
+
+
+async def test_a_keyed_retry_after_a_lost_admission_never_says_started_for_nothing(
+    durable, azurite, app_env, monkeypatch
+) -> None:
+    """The first request with a key finds a free slot: its admission's write lands, its
+    answer is cut and storage cannot be read back, so it is answered 503
+    ``queue-outcome-unknown`` and its start is never sent. A retry with the key must not be
+    told ``started`` for a start nobody will make (the sweep would then drop the request):
+    it is in progress until the sweep settles it, and then the key's request runs, once."""
+    from azure.core.exceptions import ServiceRequestError
+    from azure.functions.timer import TimerRequest
+
+    from durable_singleton import SingletonApp
+    from durable_singleton._limit import queue_blob_name
+    from durable_singleton._settings import STORAGE_CONNECTION
+    from tests.support.app import change_setting, root_of
+    from tests.support.azurite import connection_string
+    from tests.support.fault_proxy import FaultProxy
+
+    blob = queue_blob_name("TestHubName", "lost-admit")
+    cutting, armed = [False], [False]
+
+    def storage(request: object) -> None:  # the Storage SDK's hook: reads fail after the PUT
+        http = request.http_request  # type: ignore[attr-defined]
+        if not http.url.split("?")[0].endswith(blob):
+            return
+        armed[0] = cutting[0] and (armed[0] or http.method == "PUT")
+        if armed[0] and http.method == "GET":
+            raise ServiceRequestError("storage unreachable (test)")
+
+    durable.use_storage(azurite.connection_string, app_env)
+    proxy = FaultProxy(azurite.port).start()
+    await change_setting(monkeypatch, STORAGE_CONNECTION, connection_string(proxy.port))
+    made = SingletonApp(app.catalog, blob_options={"raw_request_hook": storage})
+    key = {"Idempotency-Key": "admit-1"}
+
+    async def post():
+        return await made.http_limited_start(
+            limited_request(JOB, "lost-admit", {"items": ["x"]}, headers=key), durable.starter()
+        )
+
+    try:
+        await root_of(made).container(app_env).create_container()  # as a first start would
+        cutting[0] = True
+        proxy.set("cut_responses", match=f"PUT /devstoreaccount1/{app_env}/{blob}".encode())
+        first = check_response("POST", await post(), START_PATH)
+        cutting[0] = False
+        proxy.set("pass")
+        retry = check_response("POST", await post(), START_PATH)
+    finally:
+        proxy.stop()
+        await made.close()
+        await change_setting(monkeypatch, STORAGE_CONNECTION, azurite.connection_string)
+    assert first.status_code == 503 and kind(first) == "queue-outcome-unknown"
+    assert durable.created == []  # its start was never sent
+    assert retry.status_code == 409 and kind(retry) == "idempotency-key-in-progress"
+    assert durable.created == []
+    # The sweep settles the slot once its grace has passed: nothing started there, so the
+    # reservation is given up and the key is free; the next retry starts the request.
+    await change_setting(monkeypatch, "SINGLETON_DURABLE_TIMEOUT_SECONDS", "0.5")
+    await change_setting(monkeypatch, "SINGLETON_LOCK_WAIT_SECONDS", "0.1")
+    await change_setting(monkeypatch, "SINGLETON_STORAGE_TIMEOUT_SECONDS", "0.5")
+    import asyncio
+
+    await asyncio.sleep(3.3)  # the grace: twice (0.5 + 0.1 + 2 x 0.5) s
+    await app.limit_sweep(TimerRequest(), durable.starter())
+    last = await app.http_limited_start(
+        limited_request(JOB, "lost-admit", {"items": ["x"]}, headers=key), durable.starter()
+    )
+    check_response("POST", last, START_PATH)
+    assert last.status_code == 202 and body(last)["outcome"] == "started"
+    runs = [r for i, r, _, _ in durable.runs if i.startswith("lost-admit~")]
+    assert runs == [body(last)["requestId"]]
