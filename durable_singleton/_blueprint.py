@@ -7,6 +7,7 @@ so both apps run the same code from there on.
 
 from __future__ import annotations
 
+import functools
 from typing import (
     Any,
     Awaitable,
@@ -136,12 +137,21 @@ def blueprint(
     left_out = set(leave_out)
     if not left_out <= set(OPTIONAL_FUNCTIONS):
         raise ValueError(f"leave_out takes {', '.join(OPTIONAL_FUNCTIONS)}")
+    catalog = singleton.catalog
     handlers: Dict[str, Tuple[str, List[str], Handler]] = {
         "HttpStartSingle": (INSTANCE_ROUTE, ["POST"], singleton.http_start),
         "SingletonInstance": (INSTANCE_ROUTE, ["GET", "DELETE"], singleton.http_instance),
         "SingletonList": (routes.list, ["GET"], singleton.http_list),
         "SingletonsPage": (routes.page, ["GET"], singleton.http_page),
     }
+    if catalog.has_limits():
+        handlers["HttpStartLimited"] = (LIMITED_ROUTE, ["POST"], singleton.http_limited_start)
+        handlers["LimitedRequest"] = (
+            LIMITED_REQUEST_ROUTE,
+            ["GET", "DELETE"],
+            singleton.http_limited_request,
+        )
+        _add_timer(bp, "SingletonLimitSweep", LIMIT_SWEEP_SCHEDULE, singleton.limit_sweep, False)
     for name, (route, methods, handler) in handlers.items():
         if name not in left_out:
             _add_http(bp, name, route, methods, handler, auth_level)
@@ -152,31 +162,15 @@ def blueprint(
         def openapi(req: func.HttpRequest) -> func.HttpResponse:
             return singleton.openapi()
 
-    catalog = singleton.catalog
     if any(catalog.accepts_next_run(name) for name in catalog.names):
         _add_next_run(bp, singleton)
-    if catalog.has_limits():
-        _add_http(
-            bp,
-            "HttpStartLimited",
-            LIMITED_ROUTE,
-            ["POST"],
-            singleton.http_limited_start,
-            auth_level,
-        )
-        _add_http(
-            bp,
-            "LimitedRequest",
-            LIMITED_REQUEST_ROUTE,
-            ["GET", "DELETE"],
-            singleton.http_limited_request,
-            auth_level,
-        )
-        _add_limit_sweep(bp, singleton)
     for prefix in prefixes:
-        _add_schedule(bp, singleton, prefix)
+        name = "TimerStartSingle"
+        if prefix != DEFAULT_SCHEDULE_PREFIX:
+            name += "_" + prefix
+        _add_timer(bp, name, f"%{prefix}%", functools.partial(_tick, singleton, prefix))
     if retention:
-        _add_retention(bp, singleton)
+        _add_timer(bp, "SingletonRetention", f"%{RETENTION_SCHEDULE}%", singleton.retention_tick)
     return bp
 
 
@@ -207,34 +201,24 @@ def _add_next_run(bp: df.Blueprint, singleton: SingletonApp) -> None:
         return await singleton.next_run(request)
 
 
-def _add_schedule(bp: df.Blueprint, singleton: SingletonApp, prefix: str) -> None:
-    """A timer function for the schedule whose settings start with ``prefix``."""
-    name = "TimerStartSingle"
-    if prefix != DEFAULT_SCHEDULE_PREFIX:
-        name += "_" + prefix
+async def _tick(
+    singleton: SingletonApp, prefix: str, timer: func.TimerRequest, starter: str
+) -> None:
+    await singleton.timer_tick(timer, starter, prefix)
+
+
+def _add_timer(
+    bp: df.Blueprint,
+    name: str,
+    schedule: str,
+    handler: Callable[[func.TimerRequest, str], Awaitable[Any]],
+    use_monitor: bool = True,
+) -> None:
+    """A timer function ``name`` on ``schedule`` that hands its tick and the
+    ``durableClient`` binding to ``handler``."""
 
     @bp.function_name(name)
-    @bp.timer_trigger(arg_name="timer", schedule=f"%{prefix}%", use_monitor=True)
+    @bp.timer_trigger(arg_name="timer", schedule=schedule, use_monitor=use_monitor)
     @bp.generic_input_binding(arg_name="starter", type="durableClient")
     async def tick(timer: func.TimerRequest, starter: str) -> None:
-        await singleton.timer_tick(timer, starter, prefix)
-
-
-def _add_limit_sweep(bp: df.Blueprint, singleton: SingletonApp) -> None:
-    """The timer that keeps the queues of keys with a limit moving."""
-
-    @bp.function_name("SingletonLimitSweep")
-    @bp.timer_trigger(arg_name="timer", schedule=LIMIT_SWEEP_SCHEDULE)
-    @bp.generic_input_binding(arg_name="starter", type="durableClient")
-    async def limit_sweep(timer: func.TimerRequest, starter: str) -> None:
-        await singleton.limit_sweep(timer, starter)
-
-
-def _add_retention(bp: df.Blueprint, singleton: SingletonApp) -> None:
-    """The retention timer function."""
-
-    @bp.function_name("SingletonRetention")
-    @bp.timer_trigger(arg_name="timer", schedule=f"%{RETENTION_SCHEDULE}%", use_monitor=True)
-    @bp.generic_input_binding(arg_name="starter", type="durableClient")
-    async def retention_tick(timer: func.TimerRequest, starter: str) -> None:
-        await singleton.retention_tick(timer, starter)
+        await handler(timer, starter)

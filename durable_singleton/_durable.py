@@ -295,7 +295,7 @@ class DurableClient:
         stage = "reading the instance status"
         url = f"{self._base}instances/{instance_id}?showInput=false"
         with telemetry.step("durable.status"):
-            code, body = await self._send("GET", url, None, self.timeout, stage)
+            code, body, _ = await self._send("GET", url, None, self.timeout, stage)
         document = body if isinstance(body, dict) and body.get("runtimeStatus") else None
         if code in (200, 202, 400, 500) and document is not None:
             try:
@@ -324,7 +324,7 @@ class DurableClient:
         payload = None if input_ is None else json.dumps(input_)
         with telemetry.step("durable.start"):
             try:
-                code, _ = await self._send("POST", url, payload, self._within(limit), stage)
+                code, _, _ = await self._send("POST", url, payload, self._within(limit), stage)
             except DurableUnavailable as unavailable:
                 if not unavailable.sent:
                     raise  # refused before anything was sent: nothing was started
@@ -344,7 +344,7 @@ class DurableClient:
         stage = "terminating the existing instance"
         url = f"{self._base}instances/{instance_id}/terminate?reason={quote(reason)}"
         with telemetry.step("durable.terminate"):
-            code, _ = await self._send("POST", url, None, self._within(limit), stage)
+            code, _, _ = await self._send("POST", url, None, self._within(limit), stage)
         await self._accepted(instance_id, code, stage)
 
     async def raise_event(
@@ -357,7 +357,7 @@ class DurableClient:
         url = f"{self._base}instances/{instance_id}/raiseEvent/{event}"
         with telemetry.step("durable.raise_event"):
             # The request body is the event's data as JSON.
-            code, _ = await self._send("POST", url, data, self._within(limit), stage)
+            code, _, _ = await self._send("POST", url, data, self._within(limit), stage)
         await self._accepted(instance_id, code, stage)
 
     async def list_page(
@@ -382,9 +382,7 @@ class DurableClient:
         url = f"{self._base}instances?{urlencode(query)}"
         headers = {_CONTINUATION: continuation} if continuation else None
         with telemetry.step("durable.list"):
-            code, body, answered = await self._send_with_headers(
-                "GET", url, None, self.timeout, stage, headers
-            )
+            code, body, answered = await self._send("GET", url, None, self.timeout, stage, headers)
         if code != 200 or not isinstance(body, list):
             raise DurableFailure(stage)
         try:
@@ -401,7 +399,7 @@ class DurableClient:
         stage = "purging the instance"
         url = f"{self._base}instances/{instance_id}"
         with telemetry.step("durable.purge"):
-            code, body = await self._send("DELETE", url, None, self._within(limit), stage)
+            code, body, _ = await self._send("DELETE", url, None, self._within(limit), stage)
         if code == 404:
             return False
         if (
@@ -431,14 +429,6 @@ class DurableClient:
         return self.timeout if limit is None else min(limit.seconds, self.timeout)
 
     async def _send(
-        self, method: str, url: str, payload: Any, timeout: float, stage: str
-    ) -> Tuple[int, Any]:
-        """Send one request within ``timeout``; return its status code and decoded body
-        (None when empty)."""
-        code, body, _ = await self._send_with_headers(method, url, payload, timeout, stage)
-        return code, body
-
-    async def _send_with_headers(
         self,
         method: str,
         url: str,
@@ -447,7 +437,8 @@ class DurableClient:
         stage: str,
         headers: Optional[Mapping[str, str]] = None,
     ) -> Tuple[int, Any, Mapping[str, str]]:
-        """:meth:`_send` with request ``headers``; also returns the answer's headers."""
+        """Send one request with ``headers`` within ``timeout``: its status code, decoded
+        body (None when empty) and headers."""
         try:
             async with asyncio.timeout(timeout):
                 async with self._session.request(
