@@ -259,6 +259,10 @@ async def test_a_keyed_retry_after_a_lost_admission_never_says_started_for_nothi
         cutting[0] = False
         proxy.set("pass")
         retry = check_response("POST", await post(), START_PATH)
+        followed = await made.http_limited_request(
+            queued_request("GET", JOB, "lost-admit", body(first)["requestId"]),
+            durable.starter(),
+        )
     finally:
         proxy.stop()
         await made.close()
@@ -266,6 +270,9 @@ async def test_a_keyed_retry_after_a_lost_admission_never_says_started_for_nothi
     assert first.status_code == 503 and kind(first) == "queue-outcome-unknown"
     assert durable.created == []  # its start was never sent
     assert retry.status_code == 409 and kind(retry) == "idempotency-key-in-progress"
+    # Its URL, which the 503 says to read before asking again, does not say started either.
+    state = body(check_response("GET", followed, REQUEST_PATH))
+    assert state["state"] == "starting" and state["instanceId"] == "lost-admit~0"
     assert durable.created == []
     # The sweep settles the slot once its grace has passed: nothing started there, so the
     # reservation is given up and the key is free; the next retry starts the request.
@@ -280,6 +287,10 @@ async def test_a_keyed_retry_after_a_lost_admission_never_says_started_for_nothi
         limited_request(JOB, "lost-admit", {"items": ["x"]}, headers=key), durable.starter()
     )
     check_response("POST", last, START_PATH)
+    gone = await app.http_limited_request(
+        queued_request("GET", JOB, "lost-admit", body(first)["requestId"]), durable.starter()
+    )
+    assert check_response("GET", gone, REQUEST_PATH).status_code == 404  # it never started
     assert last.status_code == 202 and body(last)["outcome"] == "started"
     runs = [r for i, r, _, _ in durable.runs if i.startswith("lost-admit~")]
     assert runs == [body(last)["requestId"]]
