@@ -4,6 +4,8 @@ request's URL, its cancel, the bound, onFull=reject and Idempotency-Key."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 
 import pytest
@@ -157,37 +159,62 @@ async def test_the_list_shows_each_key_with_its_active_slots_and_its_queue(post,
     }
 
 
-async def test_a_cancel_whose_write_lost_its_answer_says_it_may_be_cancelled(
-    durable, azurite, app_env, monkeypatch
-) -> None:
-    """The cancel's write reaches storage and lands, its answer is cut, and storage cannot
-    be read back: the answer is 503 ``queue-outcome-unknown``, and it must not leave out
-    that the request may be cancelled (it is)."""
+@contextlib.asynccontextmanager
+async def queue_writes_lost(durable, azurite, app_env, monkeypatch, key: str):
+    """An app of its own whose storage goes through the fault proxy. ``cut(True)``: from
+    then on the key's queue writes reach storage and land, their answers are cut, and the
+    queue cannot be read back after such a write; ``cut(False)`` mends both."""
     from azure.core.exceptions import ServiceRequestError
 
     from durable_singleton import SingletonApp
     from durable_singleton._limit import queue_blob_name
     from durable_singleton._settings import STORAGE_CONNECTION
-    from tests.support.app import change_setting, root_of
+    from tests.support.app import change_setting
     from tests.support.azurite import connection_string
     from tests.support.fault_proxy import FaultProxy
 
-    blob = queue_blob_name("TestHubName", "lost-cancel")
+    blob = queue_blob_name("TestHubName", key)
     cutting, armed = [False], [False]
 
-    def storage(request: object) -> None:  # the Storage SDK's hook
+    def storage(request: object) -> None:  # the Storage SDK's hook: reads fail after a PUT
         http = request.http_request  # type: ignore[attr-defined]
         if not http.url.split("?")[0].endswith(blob):
             return
-        armed[0] = armed[0] or (cutting[0] and http.method == "PUT")
+        armed[0] = cutting[0] and (armed[0] or http.method == "PUT")
         if armed[0] and http.method == "GET":
             raise ServiceRequestError("storage unreachable (test)")
+
+    def cut(on: bool) -> None:
+        cutting[0] = on
+        if on:
+            proxy.set("cut_responses", match=f"PUT /devstoreaccount1/{app_env}/{blob}".encode())
+        else:
+            proxy.set("pass")
 
     durable.use_storage(azurite.connection_string, app_env)
     proxy = FaultProxy(azurite.port).start()
     await change_setting(monkeypatch, STORAGE_CONNECTION, connection_string(proxy.port))
     made = SingletonApp(app.catalog, blob_options={"raw_request_hook": storage})
     try:
+        yield made, cut
+    finally:
+        proxy.stop()
+        await made.close()
+        await change_setting(monkeypatch, STORAGE_CONNECTION, azurite.connection_string)
+
+
+async def test_a_cancel_whose_write_lost_its_answer_says_it_may_be_cancelled(
+    durable, azurite, app_env, monkeypatch
+) -> None:
+    """The cancel's write reaches storage and lands, its answer is cut, and storage cannot
+    be read back: the answer is 503 ``queue-outcome-unknown``, and it must not leave out
+    that the request may be cancelled (it is)."""
+    from tests.support.app import root_of
+
+    async with queue_writes_lost(durable, azurite, app_env, monkeypatch, "lost-cancel") as (
+        made,
+        cut,
+    ):
         for n in range(4):  # three start, the fourth waits
             queued = body(
                 await made.http_limited_start(
@@ -195,15 +222,10 @@ async def test_a_cancel_whose_write_lost_its_answer_says_it_may_be_cancelled(
                 )
             )
         assert queued["outcome"] == "queued"
-        cutting[0] = True
-        proxy.set("cut_responses", match=f"PUT /devstoreaccount1/{app_env}/{blob}".encode())
+        cut(True)
         response = await made.http_limited_request(
             queued_request("DELETE", JOB, "lost-cancel", queued["requestId"]), durable.starter()
         )
-    finally:
-        proxy.stop()
-        await made.close()
-        await change_setting(monkeypatch, STORAGE_CONNECTION, azurite.connection_string)
     check_response("DELETE", response, REQUEST_PATH)
     assert response.status_code == 503 and kind(response) == "queue-outcome-unknown"
     queue = await root_of(app).queues().read("TestHubName", "lost-cancel")
@@ -217,56 +239,34 @@ async def test_a_keyed_retry_after_a_lost_admission_never_says_started_for_nothi
     """The first request with a key finds a free slot: its admission's write lands, its
     answer is cut and storage cannot be read back, so it is answered 503
     ``queue-outcome-unknown`` and its start is never sent. A retry with the key must not be
-    told ``started`` for a start nobody will make (the sweep would then drop the request):
-    it is in progress until the sweep settles it, and then the key's request runs, once."""
-    from azure.core.exceptions import ServiceRequestError
+    told ``started`` for a start nobody will make (the sweep would then drop the request),
+    nor must the request's URL: it is in progress (``starting``) until the sweep settles it,
+    and then the key's request runs, once."""
     from azure.functions.timer import TimerRequest
 
-    from durable_singleton import SingletonApp
-    from durable_singleton._limit import queue_blob_name
-    from durable_singleton._settings import STORAGE_CONNECTION
     from tests.support.app import change_setting, root_of
-    from tests.support.azurite import connection_string
-    from tests.support.fault_proxy import FaultProxy
 
-    blob = queue_blob_name("TestHubName", "lost-admit")
-    cutting, armed = [False], [False]
-
-    def storage(request: object) -> None:  # the Storage SDK's hook: reads fail after the PUT
-        http = request.http_request  # type: ignore[attr-defined]
-        if not http.url.split("?")[0].endswith(blob):
-            return
-        armed[0] = cutting[0] and (armed[0] or http.method == "PUT")
-        if armed[0] and http.method == "GET":
-            raise ServiceRequestError("storage unreachable (test)")
-
-    durable.use_storage(azurite.connection_string, app_env)
-    proxy = FaultProxy(azurite.port).start()
-    await change_setting(monkeypatch, STORAGE_CONNECTION, connection_string(proxy.port))
-    made = SingletonApp(app.catalog, blob_options={"raw_request_hook": storage})
     key = {"Idempotency-Key": "admit-1"}
+    async with queue_writes_lost(durable, azurite, app_env, monkeypatch, "lost-admit") as (
+        made,
+        cut,
+    ):
 
-    async def post():
-        return await made.http_limited_start(
-            limited_request(JOB, "lost-admit", {"items": ["x"]}, headers=key), durable.starter()
-        )
+        async def post():
+            return await made.http_limited_start(
+                limited_request(JOB, "lost-admit", {"items": ["x"]}, headers=key),
+                durable.starter(),
+            )
 
-    try:
         await root_of(made).container(app_env).create_container()  # as a first start would
-        cutting[0] = True
-        proxy.set("cut_responses", match=f"PUT /devstoreaccount1/{app_env}/{blob}".encode())
+        cut(True)
         first = check_response("POST", await post(), START_PATH)
-        cutting[0] = False
-        proxy.set("pass")
+        cut(False)
         retry = check_response("POST", await post(), START_PATH)
         followed = await made.http_limited_request(
             queued_request("GET", JOB, "lost-admit", body(first)["requestId"]),
             durable.starter(),
         )
-    finally:
-        proxy.stop()
-        await made.close()
-        await change_setting(monkeypatch, STORAGE_CONNECTION, azurite.connection_string)
     assert first.status_code == 503 and kind(first) == "queue-outcome-unknown"
     assert durable.created == []  # its start was never sent
     assert retry.status_code == 409 and kind(retry) == "idempotency-key-in-progress"
@@ -279,8 +279,6 @@ async def test_a_keyed_retry_after_a_lost_admission_never_says_started_for_nothi
     await change_setting(monkeypatch, "SINGLETON_DURABLE_TIMEOUT_SECONDS", "0.5")
     await change_setting(monkeypatch, "SINGLETON_LOCK_WAIT_SECONDS", "0.1")
     await change_setting(monkeypatch, "SINGLETON_STORAGE_TIMEOUT_SECONDS", "0.5")
-    import asyncio
-
     await asyncio.sleep(3.3)  # the grace: twice (0.5 + 0.1 + 2 x 0.5) s
     await app.limit_sweep(TimerRequest(), durable.starter())
     last = await app.http_limited_start(
