@@ -67,6 +67,15 @@ def runs_of(durable, key: str) -> List[Dict[str, Any]]:
     ]
 
 
+async def one_waiting(client, key: str) -> Any:
+    """Fill ``key``'s two slots (n=0 in slot 0, n=1) and queue n=2: its admission."""
+    first = await client.start_limited(JOB, key, {"n": 0})
+    await client.start_limited(JOB, key, {"n": 1})
+    waiting = await client.start_limited(JOB, key, {"n": 2})
+    assert first.instance_id == f"{key}~0" and waiting.position == 1
+    return waiting
+
+
 async def test_a_key_runs_at_most_its_limit_and_its_queue_in_order(limited, durable) -> None:
     client = limited().client(durable.starter())
     answers = [await client.start_limited(JOB, "tenant-1", {"n": n}) for n in range(5)]
@@ -146,10 +155,7 @@ async def test_a_slot_freed_without_a_take_starts_the_next_request(
 ) -> None:
     app = limited()
     client = app.client(durable.starter())
-    first = await client.start_limited(JOB, "swept", {"n": 0})
-    await client.start_limited(JOB, "swept", {"n": 1})
-    waiting = await client.start_limited(JOB, "swept", {"n": 2})
-    assert first.instance_id == "swept~0" and waiting.position == 1
+    await one_waiting(client, "swept")
     if ending == "terminated":
         # Through the extension's own API, not the app's (whose terminate passes the
         # slot on itself: test_a_slot_terminated_through_the_app_passes_on_...).
@@ -177,10 +183,7 @@ async def test_a_slot_terminated_through_the_app_passes_on_without_the_sweep(
     sweep's next tick; the sweep then finds nothing to do (nobody runs twice)."""
     app = limited()
     client = app.client(durable.starter())
-    await client.start_limited(JOB, "ops", {"n": 0})
-    await client.start_limited(JOB, "ops", {"n": 1})
-    waiting = await client.start_limited(JOB, "ops", {"n": 2})
-    assert waiting.position == 1
+    await one_waiting(client, "ops")
     await client.stop(JOB, "ops~0", mode=StopMode.TERMINATE)
     await settled(app)  # what the app does after its answer
     assert active_of(durable, "ops") == ["ops~0", "ops~1"]
@@ -199,9 +202,7 @@ async def test_a_terminate_between_a_slots_take_and_its_run_never_names_a_run_th
     the terminate's answer must not say it dropped n=2. Every request runs exactly once."""
     app = limited()
     client = app.client(durable.starter())
-    await client.start_limited(JOB, "cut", {"n": 0})
-    await client.start_limited(JOB, "cut", {"n": 1})
-    waiting = await client.start_limited(JOB, "cut", {"n": 2})
+    waiting = await one_waiting(client, "cut")
     durable.begin_switch("cut~0", terminated_first=True)  # took n=2, never began it
     stopped = await client.stop(JOB, "cut~0", mode=StopMode.TERMINATE)
     await settled(app)
@@ -279,10 +280,7 @@ async def test_a_queued_request_terminated_before_its_first_episode_runs_with_it
     exactly once."""
     app = limited()
     client = app.client(durable.starter())
-    await client.start_limited(JOB, "owed", {"n": 0})
-    await client.start_limited(JOB, "owed", {"n": 1})
-    waiting = await client.start_limited(JOB, "owed", {"n": 2})
-    assert waiting.position == 1
+    await one_waiting(client, "owed")
     durable.pickup_delay = None  # what starts now is never picked up
     await client.stop(JOB, "owed~0", mode=StopMode.TERMINATE)  # n=0 had begun
     await settled(app)  # the slot passed to n=2: started, Pending, its start confirmed
@@ -305,10 +303,7 @@ async def test_a_request_taken_by_an_instance_that_fails_before_running_it_still
     yet the queue owes n=2 its run: the sweep timer alone must give it one, exactly once."""
     app = limited()
     client = app.client(durable.starter())
-    await client.start_limited(JOB, "failed-take", {"n": 0})
-    await client.start_limited(JOB, "failed-take", {"n": 1})
-    waiting = await client.start_limited(JOB, "failed-take", {"n": 2})
-    assert waiting.position == 1
+    await one_waiting(client, "failed-take")
     durable.begin_switch("failed-take~0")  # took n=2; the episode that begins it never runs
     durable.set_status("failed-take~0", "Failed")
     durable.end_run("failed-take~1")  # took nothing: nobody waits now
