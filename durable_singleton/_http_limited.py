@@ -73,7 +73,8 @@ async def _request(call: Invocation) -> Tuple[func.HttpResponse, str]:
         raise ProblemError(problems.request_not_found(key, request_id))
     if req.method.upper() == "DELETE" and state.instance_id is not None:
         instance = {"instanceId": state.instance_id, **call.links(state.instance_id)}
-        raise ProblemError(problems.request_started(instance, request_id))
+        starting = state.state == "starting"
+        raise ProblemError(problems.request_started(instance, request_id, starting))
     decision = "cancelled" if req.method.upper() == "DELETE" else f"request-{state.state}"
     return answers.queued_request(state, key, request_id, call.links), decision
 

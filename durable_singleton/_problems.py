@@ -40,6 +40,7 @@ KINDS: Dict[str, Tuple[int, str]] = {
     "key-in-use": (409, "The key belongs to another orchestrator"),
     "request-cancelled": (409, "The request was cancelled"),
     "request-started": (409, "The request has started"),
+    "request-starting": (409, "The request is starting"),
     "idempotency-key-in-progress": (409, "Request with this Idempotency-Key in progress"),
     "idempotency-key-superseded": (409, "Idempotency-Key no longer current"),
     "body-too-large": (413, "Request body too large"),
@@ -256,14 +257,23 @@ def request_not_found(key: str, request_id: str) -> Problem:
     return _problem("request-not-found", detail, {"key": key, "requestId": request_id})
 
 
-def request_started(instance: Mapping[str, Any], request_id: str) -> Problem:
-    """409: a DELETE of a queued request that has started already."""
+def request_started(instance: Mapping[str, Any], request_id: str, starting: bool) -> Problem:
+    """409: a DELETE of a request that has started already (``starting``: its own start
+    in its slot is not known to have landed yet)."""
     detail = (
         "The request left the queue and started (or ran) before the cancel; nothing was "
         "cancelled. Stop its instance to end it."
     )
+    if starting:
+        detail = (
+            "The request was given a slot for its own start, which is not known to have "
+            "landed yet; a request given a slot is not cancelled, and nothing was. Read its "
+            "request URL: once settled it says started (stop its instance to end it), or it "
+            "is unknown (it never started)."
+        )
     members = {**instance, "requestId": request_id}
-    return _problem("request-started", detail, members, _location(instance))
+    kind = "request-starting" if starting else "request-started"
+    return _problem(kind, detail, members, _location(instance))
 
 
 def queue_outcome_unknown(key: str, request_id: str, retry_after: int, cancel: bool) -> Problem:

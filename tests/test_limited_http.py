@@ -267,12 +267,18 @@ async def test_a_keyed_retry_after_a_lost_admission_never_says_started_for_nothi
             queued_request("GET", JOB, "lost-admit", body(first)["requestId"]),
             durable.starter(),
         )
+        cancelled = await made.http_limited_request(
+            queued_request("DELETE", JOB, "lost-admit", body(first)["requestId"]),
+            durable.starter(),
+        )
     assert first.status_code == 503 and kind(first) == "queue-outcome-unknown"
     assert durable.created == []  # its start was never sent
     assert retry.status_code == 409 and kind(retry) == "idempotency-key-in-progress"
     # Its URL, which the 503 says to read before asking again, does not say started either.
     state = body(check_response("GET", followed, REQUEST_PATH))
     assert state["state"] == "starting" and state["instanceId"] == "lost-admit~0"
+    check_response("DELETE", cancelled, REQUEST_PATH)  # nor does a cancel's refusal
+    assert cancelled.status_code == 409 and kind(cancelled) == "request-starting"
     assert durable.created == []
     # The sweep settles the slot once its grace has passed: nothing started there, so the
     # reservation is given up and the key is free; the next retry starts the request.
