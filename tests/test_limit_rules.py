@@ -1,7 +1,8 @@
 """The rules of a limit of N per key (durable_singleton._limit) as pure functions: a
 table of cases, and a machine that drives every operation in any order (arrivals,
-starts that land or fail, runs that end, instances that fail or are terminated, the
-sweep, retried takes, cancels) and checks after each step that no more than N slots are
+starts that land or fail, runs that end, instances that fail or are terminated (also
+between a take and the run taken), the sweep, the sweep timer (only a key its listing
+flags), retried takes, cancels) and checks after each step that no more than N slots are
 held, that queued requests get their slots in the order they were queued, and at the
 end, once drained, that every request told ``queued`` or started ran exactly once
 unless cancelled."""
@@ -29,6 +30,7 @@ from durable_singleton._limit import (
     cancel,
     fill,
     not_started,
+    queue_metadata,
     slot_id,
     started,
     take,
@@ -263,6 +265,40 @@ class LimitMachine(RuleBasedStateMachine):
 
     @precondition(lambda self: any(i.active for i in self.instances.values()))
     @rule(data=st.data())
+    def a_run_ends_and_its_instance_fails_before_the_next(self, data) -> None:
+        """The take lands, and the instance fails before it begins the run it took (its
+        activity lost every answer): nobody sweeps the slot at once; the timer must."""
+        active = sorted(n for n, i in self.instances.items() if i.active)
+        number = data.draw(st.sampled_from(active))
+        written, following = take(self.queue, number, self.instances[number].request, NOW)
+        self._write(written)
+        if following is not None:
+            self._slotted(following.request)
+        self.instances[number].active = False
+
+    @rule()
+    def the_sweep_timer_ticks(self) -> None:
+        """SingletonLimitSweep: only a key whose blob metadata says requests wait or
+        reservations are unconfirmed is swept (durable_singleton._limit_sweep); then each
+        slot as sweep_key does: an active instance seen running its slot's request
+        confirms it, an ended one is vacated under the slot's lock."""
+        if self.queue is None:
+            return
+        flags = queue_metadata(self.queue)
+        if flags["waiting"] == "0" and flags["unconfirmed"] == "0":
+            return
+        for number, held in sorted(self.queue.slots.items()):
+            instance = self.instances.get(number)
+            if instance is not None and instance.active:
+                if not held.confirmed and instance.request == held.request:
+                    written, _ = started(self.queue, number, held.request)
+                    self._write(written)
+            elif instance is not None:
+                self._sweep(number)
+        self.the_sweep_fills_free_slots()
+
+    @precondition(lambda self: any(i.active for i in self.instances.values()))
+    @rule(data=st.data())
     def an_instance_fails_or_is_terminated(self, data) -> None:
         active = sorted(n for n, i in self.instances.items() if i.active)
         number = data.draw(st.sampled_from(active))
@@ -335,6 +371,11 @@ class LimitMachine(RuleBasedStateMachine):
             if self.queue is not None and self.queue.waiting:
                 self.the_sweep_fills_free_slots()
                 continue
+            if self.queue is not None and self.queue.slots:
+                before = self.queue
+                self.the_sweep_timer_ticks()
+                if self.queue is not before or self.pending:
+                    continue
             break
         assert not self.pending and self.queue is not None or self.count == 0
         if self.queue is not None:
