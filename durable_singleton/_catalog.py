@@ -13,19 +13,7 @@ from __future__ import annotations
 import importlib
 import json
 from pathlib import Path
-from typing import (
-    Any,
-    Callable,
-    Dict,
-    FrozenSet,
-    Generic,
-    Iterable,
-    List,
-    Mapping,
-    Optional,
-    TypeVar,
-    Union,
-)
+from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Mapping, Optional, Union
 
 from ._limit import MAX_LIMIT, MIN_LIMIT
 from ._settings import RETENTION_SCHEDULE
@@ -61,16 +49,13 @@ class Catalog:
         of range or on an orchestrator that does not take next runs."""
         self.names: FrozenSet[str] = frozenset(names)
         self.schedules: List[str] = list(dict.fromkeys(schedules))
-        self._rules: _PerName[Optional[InputRule]] = _PerName(
-            self.names, find_rule or dict(rules or {}), None
-        )
-        self._next_runs = _PerName(self.names, _opted_in(next_runs), False)
-        self._stops = _PerName(self.names, _opted_in(stops), False)
-        find_limit = limits if callable(limits) else dict(limits).get
-        self._limits: _PerName[Optional[int]] = _PerName(
-            self.names,
-            lambda name: _checked_limit(name, find_limit(name), self.accepts_next_run(name)),
-            None,
+        self._rules: Dict[str, Optional[InputRule]] = dict(rules or {})
+        self._find_rule = find_rule
+        self._next_runs = _OptIn(self.names, next_runs)
+        self._stops = _OptIn(self.names, stops)
+        self._limits: Dict[str, Optional[int]] = {}
+        self._find_limit: Callable[[str], Optional[int]] = (
+            limits if callable(limits) else dict(limits).get
         )
         if not callable(limits):
             for name in limits:
@@ -135,7 +120,11 @@ class Catalog:
 
     def rule(self, function_name: str) -> Optional[InputRule]:
         """The input rule of ``function_name`` (one of :attr:`names`), if it has one."""
-        return self._rules(function_name)
+        if function_name not in self._rules:
+            if function_name not in self.names or self._find_rule is None:
+                return None
+            self._rules[function_name] = self._find_rule(function_name)
+        return self._rules[function_name]
 
     def accepts_next_run(self, function_name: str) -> bool:
         """Whether ``function_name`` (one of :attr:`names`) takes next runs."""
@@ -144,7 +133,12 @@ class Catalog:
     def limit(self, function_name: str) -> Optional[int]:
         """The limit per key of ``function_name`` (one of :attr:`names`), None when it has
         none (its starts are singletons)."""
-        return self._limits(function_name)
+        if function_name not in self._limits:
+            found = self._find_limit(function_name) if function_name in self.names else None
+            if found is not None:
+                _check_limit(function_name, found, self.accepts_next_run(function_name))
+            self._limits[function_name] = found
+        return self._limits[function_name]
 
     def has_limits(self) -> bool:
         """Whether any of the orchestrators has a limit per key."""
@@ -156,36 +150,26 @@ class Catalog:
         return self._stops(function_name) or self.accepts_next_run(function_name)
 
 
-V = TypeVar("V")
-
-
-class _PerName(Generic[V]):
-    """A value per orchestrator: from a mapping, or what a function tells for a name, asked
-    once per name when first needed; ``default`` for a name that is not the app's."""
+class _OptIn:
+    """Which orchestrators opted in to a protocol: the names given, or what a function
+    tells for a name (asked once per name)."""
 
     def __init__(
-        self,
-        names: FrozenSet[str],
-        given: Union[Mapping[str, V], Callable[[str], V]],
-        default: V,
+        self, names: FrozenSet[str], given: Union[Iterable[str], Callable[[str], bool]]
     ) -> None:
         self._names = names
-        self._ask = given if callable(given) else lambda name: given.get(name, default)
-        self._default = default
-        self._known: Dict[str, V] = {}
+        if callable(given):
+            self._ask: Callable[[str], bool] = given
+            self._known: Dict[str, bool] = {}
+        else:
+            taking = frozenset(given)
+            self._ask = lambda _: False
+            self._known = {n: n in taking for n in names}
 
-    def __call__(self, function_name: str) -> V:
+    def __call__(self, function_name: str) -> bool:
         if function_name not in self._known:
-            known = function_name in self._names
-            self._known[function_name] = self._ask(function_name) if known else self._default
+            self._known[function_name] = function_name in self._names and self._ask(function_name)
         return self._known[function_name]
-
-
-def _opted_in(
-    given: Union[Iterable[str], Callable[[str], bool]],
-) -> Union[Mapping[str, bool], Callable[[str], bool]]:
-    """The names that opted in to a protocol, as :class:`_PerName` takes them."""
-    return given if callable(given) else {name: True for name in given}
 
 
 def _schedule_prefix(bindings: List[Dict[str, Any]]) -> Optional[str]:
@@ -227,9 +211,7 @@ def _module_limit(function_name: str) -> Optional[int]:
     return found if isinstance(found, int) else None
 
 
-def _checked_limit(function_name: str, limit: Any, takes_next_runs: bool) -> Optional[int]:
-    if limit is None:
-        return None
+def _check_limit(function_name: str, limit: Any, takes_next_runs: bool) -> None:
     whole = isinstance(limit, int) and not isinstance(limit, bool)
     if not whole or not MIN_LIMIT <= limit <= MAX_LIMIT:
         raise ValueError(
@@ -240,4 +222,3 @@ def _checked_limit(function_name: str, limit: Any, takes_next_runs: bool) -> Opt
             f"{function_name} has a limit but does not take next runs: its instances could "
             "not pass their slot on to the queue"
         )
-    return int(limit)
