@@ -116,18 +116,26 @@ async def drained(durable: Any, seconds: float) -> "tuple[int, str]":
     return ticks, left
 
 
-def request_story(answer: list, answers: List[list], queue: Any) -> str:
-    """For a limited request: every answer about it (its start's, its cancels'), and where
-    its key's queue, as the run left it, says it went."""
-    request = answer[8]
+def request_story(answer: list, answers: List[list], queue: Any, durable: Any) -> str:
+    """For a limited request: every answer about it (its start's, its cancels'), where its
+    key's queue, as the run left it, says it went, and what the double knows of the key's
+    slots (each instance's status and shown run, and the runs each slot began)."""
+    request, key = answer[8], answer[12]
     said = [a for a in answers if a[8] == request]
+    slots = {
+        instance_id: (instance.status, instance.custom_status)
+        for instance_id, instance in list(durable.instances.items())
+        if instance_id.startswith(f"{key}~")
+    }
+    began = [(i, run_id) for i, run_id, _, _ in durable.runs if i.startswith(f"{key}~")]
+    known = f"; the double's slots {slots}; runs begun there (last 12) {began[-12:]}"
     if queue is None:
-        return f"{said}; its key has no queue"
+        return f"{said}; its key has no queue{known}"
     return (
         f"{said}; its key's queue after the drain: waiting at {queue.position(request)}, "
         f"holding slot {queue.slot_of(request)}, given a slot "
         f"{[n for r, n in queue.started if r == request]}, "
-        f"cancelled {request in queue.cancelled}; slots {queue.slots}"
+        f"cancelled {request in queue.cancelled}; slots {queue.slots}{known}"
     )
 
 
@@ -312,7 +320,7 @@ async def test_chaos_never_two_winners_and_every_202_is_true(
             # is told only when the assertion fails.)
             at_most = answer[12] == TERMINATED_KEY or answer[8] in maybe_cancelled
             assert runs[answer[1]] == 1 or (at_most and runs[answer[1]] == 0), request_story(
-                answer, answers, queues[answer[12]]
+                answer, answers, queues[answer[12]], durable
             )
     # A request told it did nothing never ran: every answer under its token refused it (no
     # 202, and nothing that says it may have happened), so its input never ran.
