@@ -132,6 +132,12 @@ class Queue:
                 return index + 1
         return None
 
+    def starting(self, request: str) -> bool:
+        """Whether ``request`` holds a slot for its own start (it never waited) that is not
+        known to have landed."""
+        held = self.slots.values()
+        return any(s.request == request and not (s.queued or s.confirmed) for s in held)
+
     def slot_of(self, request: str) -> Optional[int]:
         """The slot ``request`` holds or was started in (latest known), None if neither."""
         for number, slot in self.slots.items():
@@ -259,10 +265,8 @@ def _keyed_request(queue: Queue, keyed: Tuple[str, str]) -> Optional[Admission]:
             return KeyMismatch()
         position, slot = queue.position(request), queue.slot_of(request)
         if position is not None or slot is not None or request in queue.cancelled:
-            held = queue.slots.get(slot) if slot is not None else None
-            own = held is not None and held.request == request and not held.queued
-            starting = own and held is not None and not held.confirmed
-            return Replayed(request, position, slot, request in queue.cancelled, starting)
+            cancelled, starting = request in queue.cancelled, queue.starting(request)
+            return Replayed(request, position, slot, cancelled, starting)
         return None  # its start failed: the key is free again
     return None
 

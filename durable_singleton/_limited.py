@@ -194,12 +194,10 @@ def _state_of(queue: Optional[Queue], key: str, request_id: str) -> Optional[Req
         return RequestState("queued", position=position)
     slot = queue.slot_of(request_id)
     if slot is not None:
-        held = queue.slots.get(slot)
         # Its own start, not known to have landed: its caller may have been told only that
         # the admission's answer was lost; the sweep settles it (or gives it up).
-        own = held is not None and held.request == request_id and not held.queued
-        starting = own and held is not None and not held.confirmed
-        return RequestState("starting" if starting else "started", instance_id=slot_id(key, slot))
+        state = "starting" if queue.starting(request_id) else "started"
+        return RequestState(state, instance_id=slot_id(key, slot))
     if request_id in queue.cancelled:
         return RequestState("cancelled")
     return None

@@ -76,6 +76,20 @@ def test_a_run_that_ends_hands_its_slot_to_the_head_and_a_retry_gets_the_same() 
     assert nothing is None and queue is not None and queue.slots == {}
 
 
+def test_a_run_taken_at_a_runs_end_flags_its_key_until_it_is_seen_running() -> None:
+    """With nobody else waiting, the listing must still find the key: the instance that
+    took b may end before it begins it, and then only the sweep gives b its run."""
+    queue, _ = admit(None, "Job", "a", None, NOW, limit=1, bound=5)
+    queue, _ = started(queue, 0, "a")
+    queue, _ = admit(queue, "Job", "b", None, NOW, limit=1, bound=5)
+    queue, _ = take(queue, 0, "a", NOW)
+    assert queue is not None
+    assert queue_metadata(queue)["waiting"] == "0"
+    assert queue_metadata(queue)["unconfirmed"] == "1"
+    queue, known = started(queue, 0, "b")  # the sweep saw its instance run b
+    assert known and queue is not None and queue_metadata(queue)["unconfirmed"] == "0"
+
+
 def test_a_start_that_did_not_happen_puts_a_queued_request_back_at_the_head() -> None:
     queue, _ = admit(None, "Job", "a", None, NOW, limit=1, bound=5)
     queue, _ = admit(queue, "Job", "b", None, NOW, limit=1, bound=5)
@@ -368,12 +382,11 @@ class LimitMachine(RuleBasedStateMachine):
             if active:
                 self._end(active[0])
                 continue
-            if self.queue is not None and self.queue.waiting:
-                self.the_sweep_fills_free_slots()
-                continue
-            if self.queue is not None and self.queue.slots:
+            if self.queue is not None and (self.queue.waiting or self.queue.slots):
                 before = self.queue
-                self.the_sweep_timer_ticks()
+                self.the_sweep_fills_free_slots()
+                if self.queue is before and not self.pending:  # no slot free: the timer
+                    self.the_sweep_timer_ticks()
                 if self.queue is not before or self.pending:
                     continue
             break
