@@ -364,8 +364,8 @@ async def sweep_key(
             continue
         # A reservation is left to its starter for a while; a take is not (its instance
         # continues as new into the run at once, or has ended without it).
-        young = not _older(slot.since, reservation_grace(root.settings))
-        if not slot.confirmed and slot.after is None and young:
+        reserved = not slot.confirmed and slot.after is None
+        if reserved and not _older(slot.since, reservation_grace(root.settings)):
             continue
         await _vacate_under_lock(key, number, slot, durable, root)
     # Heads for the slots free now (the vacated ones' and any others').

@@ -260,11 +260,12 @@ def request_not_found(key: str, request_id: str) -> Problem:
 def request_started(instance: Mapping[str, Any], request_id: str, starting: bool) -> Problem:
     """409: a DELETE of a request that has started already (``starting``: its own start
     in its slot is not known to have landed yet)."""
-    detail = (
-        "The request left the queue and started (or ran) before the cancel; nothing was "
-        "cancelled. Stop its instance to end it."
-    )
-    if starting:
+    if not starting:
+        detail = (
+            "The request left the queue and started (or ran) before the cancel; nothing was "
+            "cancelled. Stop its instance to end it."
+        )
+    else:
         detail = (
             "The request was given a slot for its own start, which is not known to have "
             "landed yet; a request given a slot is not cancelled, and nothing was. Read its "
