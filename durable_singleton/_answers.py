@@ -298,7 +298,7 @@ def _required(links: Optional[Links]) -> Links:
 #: ("" when none). The first matching row wins; anything else is an internal error.
 FAILURES: List[_Rule] = [
     (ProblemError, lambda e, _: e.problem, ""),
-    (ConfigurationError, lambda e, _: problems.misconfigured(str(e)), ""),
+    (ConfigurationError, lambda e, _: problems.problem("misconfigured", str(e)), ""),
     (ReplaceTimedOut, _replace_timeout, ""),
     (LockBusy, lambda e, _: problems.lock_busy(RETRY_AFTER_LOCK_BUSY), ""),
     (InstanceVanished, lambda e, _: problems.start_refused(e.instance_id), ""),

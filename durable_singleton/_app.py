@@ -10,17 +10,17 @@ from typing import Any, Callable, Mapping, Optional, Union
 import azure.functions as func
 
 from . import _answers as answers
+from . import _http_limited as limited
 from ._catalog import Catalog
 from ._client import SingletonClient
-from ._http_limited import handle_limited_request, handle_limited_start
-from ._http_start import handle_start_request
-from ._instances import handle_instance_request
-from ._invocation import DEFAULT_ROUTE_PREFIX, Routes
+from ._http_start import start
+from ._instances import status_or_stop
+from ._invocation import DEFAULT_ROUTE_PREFIX, Routes, Work, answer
 from ._limit_sweep import SweepReport, handle_limit_sweep
 from ._links import links_for
-from ._list import handle_list_request
+from ._list import list_instances
 from ._next_run_store import handle as handle_next_run
-from ._page import handle_page_request
+from ._page import page
 from ._policy import Reuse
 from ._retention import RetentionReport, handle_retention_tick
 from ._root import Root
@@ -102,31 +102,37 @@ class SingletonApp:
         ``binding`` is the ``durableClient`` binding's JSON. Returns 202 started, 200
         existing instance used, or a problem+json answer (docs/http-api.md).
         """
-        return await handle_start_request(self._root, req, binding, self.routes)
+        return await self._http(req, binding, "HttpStartSingle", "http", start)
 
     async def http_instance(self, req: func.HttpRequest, binding: str) -> func.HttpResponse:
         """Answer ``GET`` (status) or ``DELETE`` (stop) on the same route."""
-        return await handle_instance_request(self._root, req, binding, self.routes)
+        return await self._http(req, binding, "SingletonInstance", "instance", status_or_stop)
 
     async def http_limited_start(self, req: func.HttpRequest, binding: str) -> func.HttpResponse:
         """Answer ``POST /api/limits/{functionName}/{key}``: 202 started (in a slot of the
         key) or queued (follow ``requestUri``), or a problem+json answer (docs/http-api.md)."""
-        return await handle_limited_start(self._root, req, binding, self.routes)
+        return await self._http(req, binding, "HttpStartLimited", "limited", limited.start)
 
     async def http_limited_request(self, req: func.HttpRequest, binding: str) -> func.HttpResponse:
         """Answer ``GET`` (where it is) or ``DELETE`` (cancel it while it waits) on
         ``/api/limits/{functionName}/{key}/requests/{requestId}``."""
-        return await handle_limited_request(self._root, req, binding, self.routes)
+        return await self._http(req, binding, "LimitedRequest", "limited-request", limited.request)
 
     async def http_list(self, req: func.HttpRequest, binding: str) -> func.HttpResponse:
         """Answer ``GET /api/singletons/{functionName}``: a page of its instances
         (``?status=``, ``?top=``, ``?continuationToken=``; docs/http-api.md)."""
-        return await handle_list_request(self._root, req, binding, self.routes)
+        return await self._http(req, binding, "SingletonList", "list", list_instances)
 
     async def http_page(self, req: func.HttpRequest, binding: str) -> func.HttpResponse:
         """Answer ``GET /api/singletons``: the page that shows every singleton of the app
         (docs/operate.md)."""
-        return await handle_page_request(self._root, req, binding, self.routes)
+        return await self._http(req, binding, "SingletonsPage", "page", page)
+
+    async def _http(
+        self, req: func.HttpRequest, binding: str, source: str, trigger: str, work: Work
+    ) -> func.HttpResponse:
+        # One invocation (span, answer to every failure, metrics, log line) around ``work``.
+        return await answer(self._root, req, binding, source, trigger, work, self.routes)
 
     async def timer_tick(
         self, timer: func.TimerRequest, binding: str, prefix: str = "SINGLETON_SCHEDULE"

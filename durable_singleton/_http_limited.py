@@ -11,7 +11,7 @@ import azure.functions as func
 
 from . import _answers as answers
 from . import _problems as problems
-from ._invocation import Invocation, RootFactory, Routes, answer
+from ._invocation import Invocation
 from ._limited import cancel_request, request_state, start_limited
 from ._policy import OnFull
 from ._problems import ProblemError
@@ -22,25 +22,9 @@ from ._validation import read_choice, read_idempotency_key
 REQUESTS_SEGMENT = "requests"
 
 
-async def handle_limited_start(
-    make_root: RootFactory, req: func.HttpRequest, starter: str, routes: Routes
-) -> func.HttpResponse:
+async def start(call: Invocation) -> Tuple[func.HttpResponse, str]:
     """Answer ``POST /api/limits/{functionName}/{key}``: 202 started or queued, or a
     problem+json answer (429 queue-full, 409 limit-reached with ``onFull=reject``)."""
-    return await answer(make_root, req, starter, "HttpStartLimited", "limited", _start, routes)
-
-
-async def handle_limited_request(
-    make_root: RootFactory, req: func.HttpRequest, starter: str, routes: Routes
-) -> func.HttpResponse:
-    """Answer ``GET`` (where it is) or ``DELETE`` (cancel it while it waits) on
-    ``/api/limits/{functionName}/{key}/requests/{requestId}``."""
-    return await answer(
-        make_root, req, starter, "LimitedRequest", "limited-request", _request, routes
-    )
-
-
-async def _start(call: Invocation) -> Tuple[func.HttpResponse, str]:
     req = call.req
     function_name = req.route_params.get("functionName", "")
     key = req.route_params.get("key", "")
@@ -59,7 +43,9 @@ async def _start(call: Invocation) -> Tuple[func.HttpResponse, str]:
     return answers.for_admitted(admitted, call.links, url), decision
 
 
-async def _request(call: Invocation) -> Tuple[func.HttpResponse, str]:
+async def request(call: Invocation) -> Tuple[func.HttpResponse, str]:
+    """Answer ``GET`` (where it is) or ``DELETE`` (cancel it while it waits) on
+    ``/api/limits/{functionName}/{key}/requests/{requestId}``."""
     req = call.req
     check_function_name(req.route_params.get("functionName", ""), call.root.catalog.names)
     key = req.route_params.get("key", "")

@@ -7,21 +7,14 @@ from typing import Tuple
 import azure.functions as func
 
 from . import _answers as answers
-from ._invocation import Invocation, RootFactory, Routes, answer
+from ._invocation import Invocation
 from ._starter import start_singleton
 from ._validation import parse_start_request
 
 
-async def handle_start_request(
-    make_root: RootFactory, req: func.HttpRequest, starter: str, routes: Routes
-) -> func.HttpResponse:
+async def start(call: Invocation) -> Tuple[func.HttpResponse, str]:
     """Answer one HttpStartSingle request (route parameters ``functionName`` and
-    ``instanceId``; ``starter``, the ``durableClient`` binding's JSON): 202 started, 200
-    an existing instance used, or a problem+json answer."""
-    return await answer(make_root, req, starter, "HttpStartSingle", "http", _start, routes)
-
-
-async def _start(call: Invocation) -> Tuple[func.HttpResponse, str]:
+    ``instanceId``): 202 started, 200 an existing instance used, or a problem+json answer."""
     request = parse_start_request(call.req, call.settings, call.root.catalog)
     outcome = await start_singleton(request, call.durable, call.root)
     response = answers.for_outcome(outcome, request.instance_id, call.links, request.reuse)

@@ -25,7 +25,7 @@ from ._durable import (
     may_still_land,
 )
 from ._handover import close_channel, dropped_by_terminate, stop_through_channel
-from ._invocation import Invocation, RootFactory, Routes, answer
+from ._invocation import Invocation
 from ._limited import pass_on_terminated, slot_of
 from ._links import Links
 from ._policy import FINISHED
@@ -48,17 +48,9 @@ class StopMode(str, enum.Enum):
     TERMINATE = "terminate"
 
 
-async def handle_instance_request(
-    make_root: RootFactory, req: func.HttpRequest, starter: str, routes: Routes
-) -> func.HttpResponse:
+async def status_or_stop(call: Invocation) -> Tuple[func.HttpResponse, str]:
     """Answer GET (status) or DELETE (stop) on an instance: 200 with the status, 202 when a
     stop was requested, or problem+json (404 unknown instance, 409 already ended)."""
-    return await answer(
-        make_root, req, starter, "SingletonInstance", "instance", _status_or_stop, routes
-    )
-
-
-async def _status_or_stop(call: Invocation) -> Tuple[func.HttpResponse, str]:
     function_name, instance_id = read_route(call.req, call.root.catalog.names)
     if call.req.method.upper() == "GET":
         status = await _existing(call.durable, instance_id, function_name)

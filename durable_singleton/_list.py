@@ -19,7 +19,7 @@ from azure.durable_functions import OrchestrationRuntimeStatus
 from . import _answers as answers
 from . import _problems as problems
 from ._durable import DurableClient, InstancePage, InstanceStatus
-from ._invocation import Invocation, RootFactory, Routes, answer
+from ._invocation import Invocation
 from ._limit import slot_id
 from ._limited import listed_queues
 from ._links import Links, list_links
@@ -38,16 +38,10 @@ MAX_TOP = 100
 MAX_TOKEN_CHARS = 4096
 
 
-async def handle_list_request(
-    make_root: RootFactory, req: func.HttpRequest, starter: str, routes: Routes
-) -> func.HttpResponse:
+async def list_instances(call: Invocation) -> Tuple[func.HttpResponse, str]:
     """Answer ``GET /api/singletons/{functionName}`` (``routes.list``): 200 with a page of
     its instances, or problem+json (400 bad parameter, 404 unknown orchestrator, 5xx
     Durable API)."""
-    return await answer(make_root, req, starter, "SingletonList", "list", _list, routes)
-
-
-async def _list(call: Invocation) -> Tuple[func.HttpResponse, str]:
     req = call.req
     function_name = check_function_name(
         req.route_params.get("functionName", ""), call.root.catalog.names

@@ -18,7 +18,7 @@ import azure.functions as func
 from croniter import croniter
 
 from ._catalog import Catalog
-from ._invocation import Invocation, RootFactory, Routes, answer
+from ._invocation import Invocation
 from ._settings import ConfigurationError, load_schedule
 from ._validation import read_whole_number
 
@@ -30,15 +30,9 @@ DEFAULT_REFRESH_SECONDS = 5
 MAX_REFRESH_SECONDS = 300
 
 
-async def handle_page_request(
-    make_root: RootFactory, req: func.HttpRequest, starter: str, routes: Routes
-) -> func.HttpResponse:
+async def page(call: Invocation) -> Tuple[func.HttpResponse, str]:
     """Answer ``GET /api/singletons`` (``routes.page``): 200 with the page (``?refresh=``
     seconds, 1 to 300, default 5), or problem+json."""
-    return await answer(make_root, req, starter, "SingletonsPage", "page", _page, routes)
-
-
-async def _page(call: Invocation) -> Tuple[func.HttpResponse, str]:
     refresh = (
         read_whole_number(call.req, "refresh", 1, MAX_REFRESH_SECONDS) or DEFAULT_REFRESH_SECONDS
     )

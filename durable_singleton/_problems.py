@@ -1,6 +1,7 @@
 """RFC 9457 problem details: every non-2xx answer of the app's HTTP functions.
 
-One constructor per kind of problem. The ``type`` of each is
+One constructor per kind of problem whose answer has more than a detail (:func:`problem`
+makes the others). The ``type`` of each is
 ``urn:singleton-starter:problem:<kind>``; docs/http-api.md lists the kinds (:data:`KINDS`).
 Details are the app's own sentences: never a traceback, never a library's exception text.
 """
@@ -92,13 +93,14 @@ class ProblemError(NotStarted):
         self.problem = problem
 
 
-def _problem(
+def problem(
     kind: str,
     detail: str,
     members: Optional[Mapping[str, Any]] = None,
     headers: Optional[Mapping[str, str]] = None,
 ) -> Problem:
-    """A problem of ``kind``, with the status and title :data:`KINDS` gives it."""
+    """A problem of ``kind``, with the status and title :data:`KINDS` gives it; the
+    kinds whose answer is only a ``detail`` have no constructor of their own."""
     status, title = KINDS[kind]
     return Problem(kind, status, title, detail, members or {}, headers or {})
 
@@ -107,17 +109,12 @@ def _retry(seconds: int) -> Dict[str, str]:
     return {"Retry-After": str(seconds)}
 
 
-def invalid_instance_id(rule: str) -> Problem:
-    """400: the instance id breaks ``rule``."""
-    return _problem("invalid-instance-id", rule)
-
-
 def unknown_orchestrator(name: str, orchestrators: Iterable[str]) -> Problem:
     """404: ``name`` is not an orchestrator function of this app."""
     known = sorted(orchestrators)
     detail = f"'{printable(name)}' is not an orchestrator function of this app. "
     detail += f"Orchestrators: {', '.join(known) or 'none'}."
-    return _problem("unknown-orchestrator", detail, {"orchestrators": known})
+    return problem("unknown-orchestrator", detail, {"orchestrators": known})
 
 
 def invalid_query(name: str, allowed: Iterable[str]) -> Problem:
@@ -125,14 +122,14 @@ def invalid_query(name: str, allowed: Iterable[str]) -> Problem:
     choices = list(allowed)
     detail = f"Query parameter {name} must be given once, as one of: {', '.join(choices)} "
     detail += "(case-sensitive)."
-    return _problem("invalid-query-parameter", detail, {"parameter": name, "allowed": choices})
+    return problem("invalid-query-parameter", detail, {"parameter": name, "allowed": choices})
 
 
 def invalid_number_query(name: str, low: int, high: int) -> Problem:
     """400: query parameter ``name`` is not a whole number from ``low`` to ``high``."""
     detail = f"Query parameter {name} must be given once, as a whole number from {low} to {high}."
     members = {"parameter": name, "minimum": low, "maximum": high}
-    return _problem("invalid-query-parameter", detail, members)
+    return problem("invalid-query-parameter", detail, members)
 
 
 def invalid_token_query(name: str) -> Problem:
@@ -141,12 +138,7 @@ def invalid_token_query(name: str) -> Problem:
         f"Query parameter {name} must be given once, as the token the previous page's "
         "answer gave; start from the first page without it."
     )
-    return _problem("invalid-query-parameter", detail, {"parameter": name})
-
-
-def conflicting_parameters(detail: str) -> Problem:
-    """400: parts of the request that may not be combined; ``detail`` says which."""
-    return _problem("conflicting-parameters", detail)
+    return problem("invalid-query-parameter", detail, {"parameter": name})
 
 
 def stop_not_supported(function_name: str, instead: str) -> Problem:
@@ -157,7 +149,7 @@ def stop_not_supported(function_name: str, instead: str) -> Problem:
         f"a graceful stop would leave it running; nothing was sent. Use {instead} to end "
         "it, or make it take Stop (docs/library.md)."
     )
-    return _problem("stop-not-supported", detail, {"orchestrator": function_name})
+    return problem("stop-not-supported", detail, {"orchestrator": function_name})
 
 
 def next_run_not_supported(function_name: str) -> Problem:
@@ -167,7 +159,7 @@ def next_run_not_supported(function_name: str) -> Problem:
         "onConflict=bufferOne and debounceSeconds cannot be used with it; nothing was "
         "started or sent. SingletonOrchestrator takes them (docs/jobs.md)."
     )
-    return _problem("next-run-not-supported", detail, {"orchestrator": function_name})
+    return problem("next-run-not-supported", detail, {"orchestrator": function_name})
 
 
 def no_limit(function_name: str) -> Problem:
@@ -176,12 +168,7 @@ def no_limit(function_name: str) -> Problem:
         f"Orchestrator '{printable(function_name)}' has no limit per key, so it is started "
         "under an instance id of the caller's (a singleton); nothing was started or queued."
     )
-    return _problem("no-limit", detail, {"orchestrator": function_name})
-
-
-def invalid_key(rule: str) -> Problem:
-    """400: the key of a start with a limit breaks ``rule``."""
-    return _problem("invalid-key", rule)
+    return problem("no-limit", detail, {"orchestrator": function_name})
 
 
 def queue_full(key: str, bound: int, retry_after: int) -> Problem:
@@ -191,7 +178,7 @@ def queue_full(key: str, bound: int, retry_after: int) -> Problem:
         "(SINGLETON_QUEUE_BOUND); nothing was started or queued. Retry after Retry-After "
         "seconds."
     )
-    return _problem("queue-full", detail, {"key": key, "bound": bound}, _retry(retry_after))
+    return problem("queue-full", detail, {"key": key, "bound": bound}, _retry(retry_after))
 
 
 def limit_reached(key: str, limit: int, instances: Iterable[Mapping[str, Any]]) -> Problem:
@@ -201,7 +188,7 @@ def limit_reached(key: str, limit: int, instances: Iterable[Mapping[str, Any]]) 
         "waiting for a slot, and onFull=reject was asked; nothing was started or queued."
     )
     members = {"key": key, "limit": limit, "instances": list(instances)}
-    return _problem("limit-reached", detail, members)
+    return problem("limit-reached", detail, members)
 
 
 def key_in_use(key: str, orchestrator: str) -> Problem:
@@ -210,7 +197,7 @@ def key_in_use(key: str, orchestrator: str) -> Problem:
         f"Key '{printable(key)}' is used with orchestrator '{printable(orchestrator)}' "
         "(its slots are instance ids of the task hub); nothing was started or queued."
     )
-    return _problem("key-in-use", detail, {"key": key, "orchestrator": orchestrator})
+    return problem("key-in-use", detail, {"key": key, "orchestrator": orchestrator})
 
 
 def request_cancelled(key: str, request_id: str) -> Problem:
@@ -219,7 +206,7 @@ def request_cancelled(key: str, request_id: str) -> Problem:
         "The request this Idempotency-Key was first used for was cancelled before it "
         "started; nothing was started or queued. Use a new key for a new request."
     )
-    return _problem("request-cancelled", detail, {"key": key, "requestId": request_id})
+    return problem("request-cancelled", detail, {"key": key, "requestId": request_id})
 
 
 def limited_key_in_progress(
@@ -235,7 +222,7 @@ def limited_key_in_progress(
         "settled the retry gets that request's answer, or, if it never started, starts it."
     )
     members = {"key": key, "requestId": request_id, "instanceId": instance_id}
-    return _problem("idempotency-key-in-progress", detail, members, _retry(retry_after))
+    return problem("idempotency-key-in-progress", detail, members, _retry(retry_after))
 
 
 def limited_key_mismatch(key: str) -> Problem:
@@ -245,7 +232,7 @@ def limited_key_mismatch(key: str) -> Problem:
         f"'{printable(key)}' (another orchestrator, body or onFull); nothing was started or "
         "queued. Use a new key for a new request."
     )
-    return _problem("idempotency-key-mismatch", detail, {"key": key})
+    return problem("idempotency-key-mismatch", detail, {"key": key})
 
 
 def request_not_found(key: str, request_id: str) -> Problem:
@@ -254,7 +241,7 @@ def request_not_found(key: str, request_id: str) -> Problem:
         f"The queue of key '{printable(key)}' knows no request '{printable(request_id)}' "
         "(never queued here, or long forgotten)."
     )
-    return _problem("request-not-found", detail, {"key": key, "requestId": request_id})
+    return problem("request-not-found", detail, {"key": key, "requestId": request_id})
 
 
 def request_started(instance: Mapping[str, Any], request_id: str, starting: bool) -> Problem:
@@ -274,7 +261,7 @@ def request_started(instance: Mapping[str, Any], request_id: str, starting: bool
         )
     members = {**instance, "requestId": request_id}
     kind = "request-starting" if starting else "request-started"
-    return _problem(kind, detail, members, _location(instance))
+    return problem(kind, detail, members, _location(instance))
 
 
 def queue_outcome_unknown(key: str, request_id: str, retry_after: int, cancel: bool) -> Problem:
@@ -286,10 +273,8 @@ def queue_outcome_unknown(key: str, request_id: str, retry_after: int, cancel: b
         f"landed: the request may {may}. Read its request URL before asking again."
     )
     members = {"key": key, "requestId": request_id}
-    problem = _problem("queue-outcome-unknown", detail, members, _retry(retry_after))
-    return (
-        dataclasses.replace(problem, title="The request may be cancelled") if cancel else problem
-    )
+    found = problem("queue-outcome-unknown", detail, members, _retry(retry_after))
+    return dataclasses.replace(found, title="The request may be cancelled") if cancel else found
 
 
 def next_run_outcome_unknown(
@@ -298,7 +283,7 @@ def next_run_outcome_unknown(
     """503: a write to the id's next-run channel was sent and its answer lost;
     ``members`` name the request and what the write, if it landed, replaced or dropped
     (``requestId``, ``replacedRequestId``, ``droppedRequestId``)."""
-    problem = _outcome_unknown(
+    found = _outcome_unknown(
         "next-run-outcome-unknown",
         f"A change to the next run of instance '{links['id']}' was sent to storage, but "
         "its answer was lost: this request's input may run next, or not (for a stop: the "
@@ -307,23 +292,13 @@ def next_run_outcome_unknown(
         links,
         retry_after,
     )
-    return dataclasses.replace(problem, members={**problem.members, **members})
-
-
-def invalid_body(detail: str) -> Problem:
-    """400: the body is not UTF-8 JSON."""
-    return _problem("invalid-body", detail)
+    return dataclasses.replace(found, members={**found.members, **members})
 
 
 def body_too_large(limit: int) -> Problem:
     """413: the body is longer than the configured limit."""
     detail = f"The request body must be at most {limit} bytes."
-    return _problem("body-too-large", detail, {"limitBytes": limit})
-
-
-def invalid_input(detail: str) -> Problem:
-    """400: the body is JSON but not an input the orchestrator accepts."""
-    return _problem("invalid-input", detail)
+    return problem("body-too-large", detail, {"limitBytes": limit})
 
 
 #: The detail of each 409 about an existing instance: a template filled from the
@@ -382,7 +357,7 @@ def instance_not_running(instance: Mapping[str, Any]) -> Problem:
 def instance_not_found(instance_id: str, function_name: str) -> Problem:
     """404: no instance of ``function_name`` has the id."""
     detail = f"No instance of {printable(function_name)} has the id '{printable(instance_id)}'."
-    return _problem("instance-not-found", detail, {"instanceId": instance_id})
+    return problem("instance-not-found", detail, {"instanceId": instance_id})
 
 
 def start_refused(instance_id: str) -> Problem:
@@ -391,12 +366,7 @@ def start_refused(instance_id: str) -> Problem:
         f"The Durable runtime refused to start '{instance_id}' because an instance with that "
         "id is active; nothing was started."
     )
-    return _problem("instance-active", detail, {"instanceId": instance_id})
-
-
-def invalid_idempotency_key(rule: str) -> Problem:
-    """400: the Idempotency-Key header breaks ``rule``."""
-    return _problem("invalid-idempotency-key", rule)
+    return problem("instance-active", detail, {"instanceId": instance_id})
 
 
 def idempotency_key_mismatch(instance_id: str) -> Problem:
@@ -406,7 +376,7 @@ def idempotency_key_mismatch(instance_id: str) -> Problem:
         "(another orchestrator, body or policy); nothing was started. Use a new key for a "
         "new request."
     )
-    return _problem("idempotency-key-mismatch", detail, {"instanceId": instance_id})
+    return problem("idempotency-key-mismatch", detail, {"instanceId": instance_id})
 
 
 def idempotency_key_in_progress(instance_id: str, retry_after: int) -> Problem:
@@ -417,7 +387,7 @@ def idempotency_key_in_progress(instance_id: str, retry_after: int) -> Problem:
         "seconds in Retry-After: the retry gets that request's answer."
     )
     members = {"instanceId": instance_id}
-    return _problem("idempotency-key-in-progress", detail, members, _retry(retry_after))
+    return problem("idempotency-key-in-progress", detail, members, _retry(retry_after))
 
 
 def idempotency_key_superseded(instance_id: str) -> Problem:
@@ -429,7 +399,7 @@ def idempotency_key_superseded(instance_id: str) -> Problem:
         "started was purged, so its answer cannot be given again; nothing was started. "
         "Read the instance's status, and use a new key to start again."
     )
-    return _problem("idempotency-key-superseded", detail, {"instanceId": instance_id})
+    return problem("idempotency-key-superseded", detail, {"instanceId": instance_id})
 
 
 def instance_ending(waited_seconds: float, retry_after: int) -> Problem:
@@ -439,7 +409,7 @@ def instance_ending(waited_seconds: float, retry_after: int) -> Problem:
         f"and did not end within {waited_seconds:g} s; nothing was buffered or started. "
         "Retry after the number of seconds in Retry-After."
     )
-    return _problem("instance-ending", detail, {}, _retry(retry_after))
+    return problem("instance-ending", detail, {}, _retry(retry_after))
 
 
 def lock_busy(retry_after: int) -> Problem:
@@ -449,7 +419,7 @@ def lock_busy(retry_after: int) -> Problem:
         "of this id, or the app's own clean-up) that did not let it go in time; nothing "
         "was started. Retry after the number of seconds in Retry-After."
     )
-    return _problem("lock-busy", detail, {}, _retry(retry_after))
+    return problem("lock-busy", detail, {}, _retry(retry_after))
 
 
 def storage_unavailable(retry_after: int) -> Problem:
@@ -459,7 +429,7 @@ def storage_unavailable(retry_after: int) -> Problem:
         "request, could not be reached, or did not answer in time: the log names the "
         "error); nothing was started."
     )
-    return _problem("storage-unavailable", detail, {}, _retry(retry_after))
+    return problem("storage-unavailable", detail, {}, _retry(retry_after))
 
 
 def lock_lost(retry_after: int) -> Problem:
@@ -469,7 +439,7 @@ def lock_lost(retry_after: int) -> Problem:
         "(storage did not renew it in time, or this request's hold on the id ended "
         "while it was paused); nothing was started."
     )
-    return _problem("lock-lost", detail, {}, _retry(retry_after))
+    return problem("lock-lost", detail, {}, _retry(retry_after))
 
 
 def start_outcome_unknown(links: Mapping[str, Any], retry_after: int) -> Problem:
@@ -492,7 +462,7 @@ def _outcome_unknown(
     instance's status and says when to ask again."""
     status_url = links["statusQueryGetUri"]
     members = {"instanceId": links["id"], "statusQueryGetUri": status_url}
-    return _problem(kind, detail, members, {**_retry(retry_after), "Location": status_url})
+    return problem(kind, detail, members, {**_retry(retry_after), "Location": status_url})
 
 
 def durable_unavailable(retry_after: int, sent: bool, stage: str, acted: bool) -> Problem:
@@ -505,7 +475,7 @@ def durable_unavailable(retry_after: int, sent: bool, stage: str, acted: bool) -
         what = f"did not answer in time while {stage}"
         what += ", which may have been carried out" if acted else ""
     detail = f"The Durable Functions API {what}; nothing was started."
-    return _problem("durable-unavailable", detail, {}, _retry(retry_after))
+    return problem("durable-unavailable", detail, {}, _retry(retry_after))
 
 
 def stop_outcome_unknown(links: Mapping[str, Any], retry_after: int) -> Problem:
@@ -527,18 +497,13 @@ def durable_error(stage: str) -> Problem:
         f"The Durable Functions API answered with an unexpected error while {stage}. "
         "Check the instance's status before retrying."
     )
-    return _problem("durable-error", detail)
-
-
-def misconfigured(detail: str) -> Problem:
-    """500: an app setting is wrong; ``detail`` names it, never its value."""
-    return _problem("misconfigured", detail)
+    return problem("durable-error", detail)
 
 
 def internal_error() -> Problem:
     """500: a fault in the app itself."""
     detail = "The request failed inside the app; nothing is known to have started."
-    return _problem("internal-error", detail)
+    return problem("internal-error", detail)
 
 
 def _about(instance: Mapping[str, Any], kind: str, **values: str) -> Problem:
@@ -547,7 +512,7 @@ def _about(instance: Mapping[str, Any], kind: str, **values: str) -> Problem:
     detail = _ABOUT_INSTANCE[kind].format(**{**instance, **values})
     if instance.get("stuck") and kind in _STUCK_ADVICE:
         detail += " " + _STUCK_ADVICE[kind].format(**instance)
-    return _problem(kind, detail, instance, _location(instance))
+    return problem(kind, detail, instance, _location(instance))
 
 
 #: What the 409s add about a stuck instance (Pending longer than

@@ -145,7 +145,7 @@ def checked_limited_start(
         check_instance_id(slot_id(key, limit - 1))
     except ProblemError as refused:
         rule = refused.problem.detail.replace("instance id", "key (with its slot suffix)")
-        raise ProblemError(problems.invalid_key(rule)) from None
+        raise ProblemError(problems.problem("invalid-key", rule)) from None
     if raw is None:
         raw = _as_json(input_)
     checked = _checked_input(catalog, settings, function_name, raw, None)
@@ -171,7 +171,7 @@ def _as_json(input_: Any) -> bytes:
     try:
         return json.dumps(input_, allow_nan=False).encode("utf-8")
     except (TypeError, ValueError):
-        raise ProblemError(problems.invalid_body("The input is not JSON.")) from None
+        raise ProblemError(problems.problem("invalid-body", "The input is not JSON.")) from None
 
 
 def effective_on_conflict(
@@ -184,10 +184,11 @@ def effective_on_conflict(
         return given or default
     if given is not None and given is not OnConflict.BUFFER_ONE:
         raise ProblemError(
-            problems.conflicting_parameters(
+            problems.problem(
+                "conflicting-parameters",
                 "debounceSeconds runs the request after the active instance's run, "
                 "as onConflict=bufferOne does; it cannot be combined with "
-                f"onConflict={given.value}."
+                f"onConflict={given.value}.",
             )
         )
     return OnConflict.BUFFER_ONE
@@ -199,7 +200,9 @@ def debounce_of(seconds: Optional[int], max_seconds: Optional[int]) -> Optional[
     if seconds is None:
         if max_seconds is not None:
             raise ProblemError(
-                problems.conflicting_parameters("debounceMaxSeconds needs debounceSeconds.")
+                problems.problem(
+                    "conflicting-parameters", "debounceMaxSeconds needs debounceSeconds."
+                )
             )
         return None
     if not MIN_DEBOUNCE_SECONDS <= seconds <= MAX_DEBOUNCE_SECONDS:
@@ -224,10 +227,11 @@ def check_next_run(catalog: Catalog, function_name: str, key: Optional[str]) -> 
         raise ProblemError(problems.next_run_not_supported(function_name))
     if key is not None:
         raise ProblemError(
-            problems.conflicting_parameters(
+            problems.problem(
+                "conflicting-parameters",
                 "An Idempotency-Key cannot be combined with onConflict=bufferOne or "
                 "debounceSeconds; send the request without it (its answer's requestId "
-                "shows in the instance's status as its run once its input runs)."
+                "shows in the instance's status as its run once its input runs).",
             )
         )
 
@@ -254,14 +258,15 @@ def check_input(catalog: Catalog, function_name: str, value: Any) -> None:
         try:
             rule(value)
         except InvalidInput as error:
-            raise ProblemError(problems.invalid_input(str(error))) from None
+            raise ProblemError(problems.problem("invalid-input", str(error))) from None
     if catalog.accepts_next_run(function_name) and not (
         value is None or (isinstance(value, dict) and "run" not in value)
     ):
         raise ProblemError(
-            problems.invalid_input(
+            problems.problem(
+                "invalid-input",
                 f"{function_name} takes next runs: its input is a JSON object (or no body), "
-                "without the member run, which the app sets."
+                "without the member run, which the app sets.",
             )
         )
 
@@ -289,7 +294,7 @@ def check_instance_id(value: str) -> str:
         reason = "The instance id is made of dots only."
     else:
         return value
-    raise ProblemError(problems.invalid_instance_id(f"{reason} {INSTANCE_ID_RULE}"))
+    raise ProblemError(problems.problem("invalid-instance-id", f"{reason} {INSTANCE_ID_RULE}"))
 
 
 def read_json_body(raw: bytes, limit: int) -> Any:
@@ -305,7 +310,9 @@ def read_json_body(raw: bytes, limit: int) -> Any:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
         raise ProblemError(
-            problems.invalid_body(f"The request body is not valid UTF-8 (byte {error.start}).")
+            problems.problem(
+                "invalid-body", f"The request body is not valid UTF-8 (byte {error.start})."
+            )
         ) from None
     try:
         document = json.loads(
@@ -316,18 +323,19 @@ def read_json_body(raw: bytes, limit: int) -> Any:
             object_hook=_refuse_envelope,
         )
     except _Refused as refused:
-        raise ProblemError(problems.invalid_body(str(refused))) from None
+        raise ProblemError(problems.problem("invalid-body", str(refused))) from None
     except json.JSONDecodeError as error:
         raise ProblemError(
-            problems.invalid_body(
+            problems.problem(
+                "invalid-body",
                 "The request body is not valid JSON (error at line "
-                f"{error.lineno}, column {error.colno})."
+                f"{error.lineno}, column {error.colno}).",
             )
         ) from None
     except RecursionError:
-        raise ProblemError(problems.invalid_body(_TOO_DEEP)) from None
+        raise ProblemError(problems.problem("invalid-body", _TOO_DEEP)) from None
     if _depth(document) > MAX_NESTING_DEPTH:
-        raise ProblemError(problems.invalid_body(_TOO_DEEP))
+        raise ProblemError(problems.problem("invalid-body", _TOO_DEEP))
     return document
 
 
