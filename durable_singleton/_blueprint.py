@@ -168,7 +168,7 @@ def blueprint(
         name = "TimerStartSingle"
         if prefix != DEFAULT_SCHEDULE_PREFIX:
             name += "_" + prefix
-        _add_timer(bp, name, f"%{prefix}%", functools.partial(_tick, singleton, prefix))
+        _add_timer(bp, name, f"%{prefix}%", functools.partial(singleton.timer_tick, prefix=prefix))
     if retention:
         _add_timer(bp, "SingletonRetention", f"%{RETENTION_SCHEDULE}%", singleton.retention_tick)
     return bp
@@ -199,12 +199,6 @@ def _add_next_run(bp: df.Blueprint, singleton: SingletonApp) -> None:
     @bp.activity_trigger(input_name="request")
     async def next_run(request: Dict[str, Any]) -> Any:
         return await singleton.next_run(request)
-
-
-async def _tick(
-    singleton: SingletonApp, prefix: str, timer: func.TimerRequest, starter: str
-) -> None:
-    await singleton.timer_tick(timer, starter, prefix)
 
 
 def _add_timer(

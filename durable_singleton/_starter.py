@@ -192,32 +192,18 @@ class _StartRun:
         task_hub = self.durable.task_hub
         if not self._reads_again(action) and not locks.taken_here(task_hub, self.id):
             self.handover.read_ahead()  # beside the lease request, for the channel's open
-        pauses = Pauses(
-            FIRST_PAUSE_SECONDS, MAX_PAUSE_SECONDS, self.settings.lock_wait_seconds, jitter=0.5
-        )
-        waiting = telemetry.LockWait()
-        while True:
-            with telemetry.step("lock.acquire"):
-                held = await locks.try_acquire(task_hub, self.id)
-            if held is not None:
-                waiting.end("acquired")
-                return await self._holding(held, status, action)
-            waiting.begin()
+        pauses, waiting = _lock_pauses(self.settings.lock_wait_seconds), telemetry.LockWait()
+        while (held := await _try_or_wait(locks, task_hub, self.id, pauses, waiting)) is None:
             # Another caller is starting this id. Rather than queue for the lock, look
             # again at the instance once the holder is likely done: when its start
             # shows, the decision is a refusal (or useExisting) and this caller is
-            # answered without the lock. A holder in this process says when it is
-            # done; one elsewhere is polled for, with jittered, growing pauses.
-            if pauses.expired():
-                waiting.end("gave-up")
-                raise LockBusy()
-            if not await locks.wait_for_local_holder(task_hub, self.id, pauses.remaining()):
-                await pauses.sleep()
+            # answered without the lock.
             status = await self.durable.status(self.id)
             action = self._decide(status)
             if not action.takes_lock:  # the holder's start shows: answered without the lock
                 waiting.end("answered-from-status")
                 return await self._answered_without_start(locks, action, status)
+        return await self._holding(held, status, action)
 
     async def _holding(
         self, held: HeldLock, status: Optional[InstanceStatus], action: Action
@@ -473,16 +459,34 @@ async def hold_lock(
     """Take the id's lock, waiting at most ``wait_seconds`` for another holder (then
     :class:`LockBusy`); for an operation that must not interleave with a start or a
     next run of the id."""
-    pauses = Pauses(FIRST_PAUSE_SECONDS, MAX_PAUSE_SECONDS, wait_seconds, jitter=0.5)
-    while True:
-        with telemetry.step("lock.acquire"):
-            held = await locks.try_acquire(task_hub, instance_id)
-        if held is not None:
-            return held
-        if pauses.expired():
-            raise LockBusy()
-        if not await locks.wait_for_local_holder(task_hub, instance_id, pauses.remaining()):
-            await pauses.sleep()
+    pauses, waiting = _lock_pauses(wait_seconds), telemetry.LockWait()
+    while (held := await _try_or_wait(locks, task_hub, instance_id, pauses, waiting)) is None:
+        pass
+    return held
+
+
+def _lock_pauses(wait_seconds: float) -> Pauses:
+    return Pauses(FIRST_PAUSE_SECONDS, MAX_PAUSE_SECONDS, wait_seconds, jitter=0.5)
+
+
+async def _try_or_wait(
+    locks: StartLocks, task_hub: str, instance_id: str, pauses: Pauses, waiting: telemetry.LockWait
+) -> Optional[HeldLock]:
+    """One try at the id's lock: the lock, or None once its other holder is likely done
+    with it (a holder in this process says when; one elsewhere is polled for, with
+    jittered, growing ``pauses``); LockBusy once they are spent."""
+    with telemetry.step("lock.acquire"):
+        held = await locks.try_acquire(task_hub, instance_id)
+    if held is not None:
+        waiting.end("acquired")
+        return held
+    waiting.begin()
+    if pauses.expired():
+        waiting.end("gave-up")
+        raise LockBusy()
+    if not await locks.wait_for_local_holder(task_hub, instance_id, pauses.remaining()):
+        await pauses.sleep()
+    return None
 
 
 #: The answer to a request whose Idempotency-Key started the current execution: its 202,

@@ -36,7 +36,7 @@ _meter = metrics.get_meter(_SCOPE)
 decisions = _meter.create_counter(
     "singleton.decisions", unit="{request}", description="Start requests by decision"
 )
-#: How long a start waited for an id's lock held by another caller.
+#: How long a request (a start, a terminate) waited for an id's lock held by another caller.
 lock_wait = _meter.create_histogram(
     "singleton.lock.wait", unit="ms", description="Time spent waiting for a busy start lock"
 )
