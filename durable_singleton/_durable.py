@@ -59,6 +59,7 @@ from . import _telemetry as telemetry
 from ._errors import NotStarted, OutcomeUnknown
 from ._lock import Fenced
 from ._policy import FINISHED, is_stuck
+from ._waiting import utc_now
 
 #: The placeholder the binding's management URL templates hold in place of an id.
 _ID_PLACEHOLDER = "INSTANCEID"
@@ -308,7 +309,7 @@ class DurableClient:
 
     def _read(self, document: Mapping[str, Any]) -> InstanceStatus:
         """A status document the API sent, as read now."""
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = utc_now()
         return InstanceStatus.from_json(document, now, self.stuck_after)
 
     async def start(

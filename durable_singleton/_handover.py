@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
 import functools
 import logging
 import uuid
@@ -37,7 +36,7 @@ from ._next_run_store import ChannelWriteUnknown
 from ._policy import FINISHED, OnConflict
 from ._request import StartRequest
 from ._root import Root
-from ._waiting import Pauses
+from ._waiting import Pauses, utc_now
 
 logger = logging.getLogger("durable_singleton._starter")
 
@@ -126,7 +125,7 @@ class Handover:
             return self.request.input, None, None
         due_at = latest_at = None
         if self.request.debounce is not None:
-            due_at, latest_at = self.request.debounce.times(_utc_now())
+            due_at, latest_at = self.request.debounce.times(utc_now())
         member = start_member(self.run_id, self.durable.task_hub, due_at, latest_at)
         self.due_at = due_at
         return {**(self.request.input or {}), "run": member}, due_at, latest_at
@@ -209,7 +208,7 @@ class Handover:
         request_id, input_ = self.request_id, self.request.input
         asked = None
         if self.request.debounce is not None:
-            asked, _ = self.request.debounce.times(_utc_now())
+            asked, _ = self.request.debounce.times(utc_now())
 
         def offering(channel: Any) -> "tuple[Any, Optional[Offered]]":
             if not takes_requests(channel, shown):
@@ -331,7 +330,3 @@ async def _in_channel(
 
 def _new_id() -> str:
     return str(uuid.uuid4())
-
-
-def _utc_now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc)

@@ -21,6 +21,7 @@ from ._lock import HeldLock, LockLost, LockUnavailable, StartLocks
 from ._problems import ProblemError
 from ._request import StartRequest
 from ._settings import Settings
+from ._waiting import utc_now
 
 logger = logging.getLogger("durable_singleton._starter")
 
@@ -65,7 +66,7 @@ class KeyRecords:
         keyed = self.request.keyed
         assert keyed is not None
         instance_id = self.request.instance_id
-        now = _utc_now()
+        now = utc_now()
         verdict = judge(records, keyed, status, now)
         if verdict is Verdict.MISMATCH:
             raise ProblemError(problems.idempotency_key_mismatch(instance_id))
@@ -95,7 +96,7 @@ class KeyRecords:
         """
         keyed = self.request.keyed
         prior = await self.held(held)
-        now = _utc_now()
+        now = utc_now()
         own = prior.live_current(now)
         if keyed is None and own is None:
             return
@@ -108,7 +109,7 @@ class KeyRecords:
             # The record's window: from now to the end of the time the lease is proven
             # held; the start call is bounded by that time.
             await held.fence(self.durable_timeout + self.settings.storage_timeout_seconds)
-            began = _utc_now()
+            began = utc_now()
             record = Record(
                 keyed.key_digest,
                 keyed.fingerprint,
@@ -127,7 +128,7 @@ class KeyRecords:
         records = self.written
         if records is None or records.current is None:
             return
-        landed = dataclasses.replace(records.current, landed=True, window_to=_utc_now())
+        landed = dataclasses.replace(records.current, landed=True, window_to=utc_now())
         with contextlib.suppress(LockLost, LockUnavailable):
             with telemetry.step("idempotency.record"):
                 await held.write_metadata(records.with_current(landed).metadata())
@@ -150,12 +151,8 @@ async def _past_the_second_of(before: Optional[InstanceStatus]) -> None:
     created = created_second(before)
     if created is None:
         return
-    wait = (created + datetime.timedelta(seconds=1) - _utc_now()).total_seconds()
+    wait = (created + datetime.timedelta(seconds=1) - utc_now()).total_seconds()
     if wait > MAX_SECOND_WAIT:
         logger.warning("The instance before this start was created %.1f s ahead.", wait)
     if wait > 0:
         await asyncio.sleep(min(wait, MAX_SECOND_WAIT))
-
-
-def _utc_now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc)

@@ -25,7 +25,7 @@ from ._root import Root
 from ._settings import Settings
 from ._slots import QueueStore, parse_slot
 from ._starter import InstanceEnding, start_singleton
-from ._waiting import Pauses
+from ._waiting import Pauses, utc_now
 
 logger = logging.getLogger("durable_singleton.limited")
 
@@ -461,11 +461,11 @@ def _began(status: Optional[InstanceStatus], slot: rules.Slot) -> bool:
 
 def _older(since: str, grace: datetime.timedelta) -> bool:
     moment = datetime.datetime.fromisoformat(since.replace("Z", "+00:00"))
-    return datetime.datetime.now(datetime.timezone.utc) - moment > grace
+    return utc_now() - moment > grace
 
 
 def _now() -> str:
-    return iso(datetime.datetime.now(datetime.timezone.utc))
+    return iso(utc_now())
 
 
 #: The most queues one listing reads (about a page of blob names).

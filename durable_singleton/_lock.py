@@ -34,7 +34,7 @@ from azure.core.exceptions import (
 from azure.storage.blob.aio import BlobClient, BlobLeaseClient, ContainerClient
 
 from ._errors import NotStarted
-from ._waiting import Pauses
+from ._waiting import Pauses, utc_now
 
 LEASE_SECONDS = 15
 RENEW_EVERY_SECONDS = LEASE_SECONDS / 3
@@ -646,7 +646,7 @@ class HeldLock:
         if seen is not None and seen[0] == self._etag:
             return dict(seen[1])
         modified = self._lease.last_modified
-        if modified is not None and modified + within <= _utc_now():
+        if modified is not None and modified + within <= utc_now():
             return {}
         return None
 
@@ -738,10 +738,6 @@ class HeldLock:
                     return
                 logger.warning("Start lock renewal failed (%s); retrying.", error)
                 pause = RENEW_RETRY_SECONDS
-
-
-def _utc_now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc)
 
 
 def _code(error: AzureError) -> Optional[str]:

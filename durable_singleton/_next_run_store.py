@@ -5,7 +5,6 @@ through which a job takes its next run."""
 
 from __future__ import annotations
 
-import datetime
 from typing import Any, Dict, Optional
 
 from azure.storage.blob.aio import ContainerClient
@@ -15,6 +14,7 @@ from ._documents import BlobDocuments, DocumentWriteUnknown
 from ._lock import LOCK_SUFFIX, lock_blob_name
 from ._next_run import Channel
 from ._slots import QueueStore, take_queued
+from ._waiting import utc_now
 
 #: The name the channel's callers know this failure by.
 ChannelWriteUnknown = DocumentWriteUnknown
@@ -63,7 +63,7 @@ async def handle(
             None if following is None else {"request": following.request, "input": following.input}
         )
     if request["op"] == "begin":
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = utc_now()
         decision = await store.change(hub, instance_id, lambda c: protocol.begin(c, now))
         if isinstance(decision, protocol.Wait):
             return {"wait": decision.due_at}

@@ -21,6 +21,7 @@ from ._catalog import Catalog
 from ._invocation import Invocation
 from ._settings import ConfigurationError, load_schedule
 from ._validation import read_whole_number
+from ._waiting import utc_now
 
 #: The page, kept beside this module.
 PAGE_TEMPLATE = Path(__file__).with_name("page.html")
@@ -36,7 +37,7 @@ async def page(call: Invocation) -> Tuple[func.HttpResponse, str]:
     refresh = (
         read_whole_number(call.req, "refresh", 1, MAX_REFRESH_SECONDS) or DEFAULT_REFRESH_SECONDS
     )
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = utc_now()
     config = {
         "orchestrators": sorted(call.root.catalog.names),
         # Those offered Stop beside Terminate: the ones that wait for it.

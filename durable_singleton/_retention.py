@@ -27,6 +27,7 @@ from ._problems import Problem, printable
 from ._root import Root
 from ._settings import Retention, load_retention
 from ._slots import parse_slot
+from ._waiting import utc_now
 
 logger = logging.getLogger("durable_singleton.retention")
 
@@ -106,7 +107,7 @@ async def run_retention(
     """One pass over what may be removed, within the retention's bounds, ages reckoned from
     ``now`` (the clock's by default). Raises what the instance query or a listing raises; what
     was removed before that is logged and counted already."""
-    tick = _Tick(root, durable, retention, now or datetime.datetime.now(datetime.timezone.utc))
+    tick = _Tick(root, durable, retention, now or utc_now())
     # The bound is kept between calls (no call begins after it); this backstop only
     # covers a call that overruns its own time limit.
     settings = root.settings

@@ -3,7 +3,6 @@ a run's end (SingletonNextRun ``take``); the rules are durable_singleton._limit'
 
 from __future__ import annotations
 
-import datetime
 import re
 from typing import Any, Optional, Tuple
 
@@ -13,6 +12,7 @@ from . import _limit as rules
 from ._documents import BlobDocuments
 from ._limit import Queue, queue_blob_name, queue_metadata
 from ._next_run import iso
+from ._waiting import utc_now
 
 #: The queues of the keys with a limit, in the lock container (Root.queues).
 QueueStore = BlobDocuments[Queue]
@@ -46,6 +46,6 @@ async def take_queued(queues: QueueStore, hub: str, instance_id: str, run: str) 
     if slot is None:
         return None
     key, number = slot
-    now = iso(datetime.datetime.now(datetime.timezone.utc))
+    now = iso(utc_now())
     head = await queues.change(hub, key, lambda q: rules.take(q, number, run, now))
     return None if head is None else {"request": head.request, "input": head.input}

@@ -48,7 +48,7 @@ from ._policy import (
 from ._request import StartRequest
 from ._root import Root
 from ._stop import STOP_EVENT
-from ._waiting import Pauses
+from ._waiting import Pauses, utc_now
 
 logger = logging.getLogger("durable_singleton._starter")
 
@@ -209,7 +209,7 @@ class _StartRun:
         self, held: HeldLock, status: Optional[InstanceStatus], action: Action
     ) -> Outcome:
         """Carry the start out under ``held``, and let go of the lease as is safe."""
-        acquired_at = _utc_now()
+        acquired_at = utc_now()
         try:
             answer = await self._under_lock(held, status, action)
         except _Ambiguous as ambiguous:
@@ -502,10 +502,6 @@ class _Ambiguous(Exception):
         super().__init__()
         self.before = before
         self.cancelled = cancelled
-
-
-def _utc_now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc)
 
 
 def _created_since(

@@ -4,12 +4,18 @@ with pauses that start short, double up to a cap, are jittered and never pass th
 from __future__ import annotations
 
 import asyncio
+import datetime
 import math
 import random
 import time
 from typing import AsyncIterator, Awaitable, Callable, TypeVar
 
 T = TypeVar("T")
+
+
+def utc_now() -> datetime.datetime:
+    """The wall-clock time now, in UTC: what the app dates its records and reads ages by."""
+    return datetime.datetime.now(datetime.timezone.utc)
 
 
 class Pauses:
