@@ -112,6 +112,25 @@ async def test_a_lock_wait_is_measured(start, durable, spans) -> None:
     assert "lock.wait.begin" in events and "lock.wait.end" in events
 
 
+async def test_a_terminates_wait_for_the_lock_is_measured_too(
+    start, instance, durable, spans
+) -> None:
+    durable.reset(start_check_delay=0.3)
+
+    async def terminate_while_the_start_holds_the_lock() -> Any:
+        # The start is sent under the lease, and the double holds it start_check_delay.
+        while durable.calls["start"] == 0:
+            await asyncio.sleep(0.01)
+        return await instance("DELETE", "t-term-wait", "mode=terminate")
+
+    started, terminated = await asyncio.gather(
+        start("t-term-wait"), terminate_while_the_start_holds_the_lock()
+    )
+    assert (started.status_code, terminated.status_code) == (202, 202)
+    [wait] = points("singleton.lock.wait")
+    assert wait.count == 1 and wait.sum > 0 and wait.attributes["outcome"] == "acquired"
+
+
 @pytest.mark.parametrize(
     "failure,dependency,kind",
     [
