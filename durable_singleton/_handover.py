@@ -260,6 +260,8 @@ async def stop_through_channel(
         if dropped is not None:
             try:
                 await send(stop_event(channel.run))
+            except InstanceEnded:
+                pass  # its timer fired meanwhile and found the run dropped: it ended so
             except (DurableUnavailable, DurableFailure) as error:
                 # Dropped all the same: the instance ends when its timer finds it so.
                 logger.warning("A waiting run was dropped; its Stop was not sent: %s", error)

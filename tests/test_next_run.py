@@ -1082,3 +1082,24 @@ async def test_a_stop_whose_drop_of_a_waiting_run_cannot_be_written_sends_nothin
         assert durable.instances["wait-cut"].status in ("Pending", "Running")
     finally:
         await app.close()
+
+
+async def test_a_stop_that_dropped_a_waiting_run_says_so_when_the_instance_ended_before_the_event(
+    start, instance, durable
+) -> None:
+    """A Stop of a waiting (debounced) run writes the drop first, then sends the event.
+    If the run's due time falls in between, the instance finds its run dropped and
+    completes, and the event is answered 410. The drop was made all the same: the answer
+    is 202 naming the request dropped, never 409 ``instance-not-running`` (which says
+    nothing was stopped, and would leave the caller told ``debounced`` with no answer
+    naming its request)."""
+    durable.reset(stop_delay=0.05)
+    assert (await start("wait-ends", {"items": ["a"]}, "debounceSeconds=30")).status_code == 202
+    told = body_of(await start("wait-ends", {"items": ["b"]}, "debounceSeconds=30"))
+    assert told["outcome"] == "debounced"
+    durable.due_before_event = True
+    response = await instance("DELETE", "wait-ends")
+    assert response.status_code == 202, body_of(response)
+    assert body_of(response)["droppedRequestId"] == told["requestId"]
+    assert durable.instances["wait-ends"].status == "Completed"
+    assert run_ids(durable) == []  # the dropped run never began

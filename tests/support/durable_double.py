@@ -160,6 +160,11 @@ class DurableDouble:
     #: Awaited with the id before a status read is answered (once, then cleared): the
     #: read is held open until it returns, as a caller paused mid-request sees it.
     hold_status: Optional[Callable[[str], Awaitable[None]]] = None
+    #: The next event raised to an instance whose run waits (debounced) arrives just after
+    #: the run's due time (once, then cleared): its timer fires first and the job asks its
+    #: channel to begin the run (op ``begin``), so an instance whose waiting run was dropped
+    #: has completed, and the event is answered 410 as for any finished instance.
+    due_before_event: bool = False
 
     def __post_init__(self) -> None:
         self._forget()
@@ -711,6 +716,11 @@ class DurableDouble:
         self.activity.append((time.monotonic(), instance_id, False))
 
     async def _raise_event(self, request: web.Request) -> web.Response:
+        target = self.instances.get(request.match_info["id"])
+        if self.due_before_event and target is not None and target.run is not None:
+            if target.run.waiting:
+                self.due_before_event = False
+                await self._due(request.match_info["id"], target)
         found = await self._active_instance("raiseEvent", request)
         if isinstance(found, web.Response):
             return found
