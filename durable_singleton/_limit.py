@@ -78,6 +78,12 @@ class Slot:
     confirmed: bool = False
     after: Optional[str] = None
 
+    @property
+    def reserved(self) -> bool:
+        """Whether a start (not a take) holds the slot and is not known to have landed: the
+        slot's instance may not exist."""
+        return not self.confirmed and self.after is None
+
 
 @dataclass(frozen=True)
 class Queue:

@@ -364,8 +364,7 @@ async def sweep_key(
             continue
         # A reservation is left to its starter for a while; a take is not (its instance
         # continues as new into the run at once, or has ended without it).
-        reserved = not slot.confirmed and slot.after is None
-        if reserved and not _older(slot.since, reservation_grace(root.settings)):
+        if slot.reserved and not _older(slot.since, reservation_grace(root.settings)):
             continue
         await _vacate_under_lock(key, number, slot, durable, root)
     # Heads for the slots free now (the vacated ones' and any others').
@@ -453,9 +452,9 @@ def _began(status: Optional[InstanceStatus], slot: rules.Slot) -> bool:
     """Whether the ended instance of a slot began the run of the slot's request: its
     status shows that run. A purged instance's status cannot be read: a start known to
     have landed (confirmed), or a take, is taken to have begun, so that nothing runs
-    twice; a start never confirmed did not create the instance."""
+    twice; a reservation (a start never confirmed) did not create the instance."""
     if status is None:
-        return slot.confirmed or slot.after is not None
+        return not slot.reserved
     return shown_run(status.custom_status) == slot.request
 
 
