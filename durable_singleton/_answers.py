@@ -7,6 +7,7 @@ its problem+json answer (RFC 9457, constructors in :mod:`durable_singleton._prob
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import re
@@ -24,6 +25,7 @@ from ._durable import (
     StartOutcomeUnknown,
     StopOutcomeUnknown,
 )
+from ._errors import SingletonError
 from ._handover import NextRunOutcomeUnknown
 from ._idempotency import REPLAYED_HEADER
 from ._limited import (
@@ -180,8 +182,18 @@ def for_outcome(
         body = {**instance, **_outcome_members(outcome)}
         return json_response(200, body, {"Location": instance["statusQueryGetUri"]})
     if outcome.action is Action.REJECT_FINISHED:
-        return problem_response(problems.instance_finished(instance, reuse.value))
-    return problem_response(problems.instance_active(instance))
+        refused = problems.instance_finished(instance, reuse.value)
+    else:
+        refused = problems.instance_active(instance)
+    return problem_response(_naming_dropped(refused, outcome.dropped))
+
+
+def _naming_dropped(problem: Problem, dropped: Optional[str]) -> Problem:
+    """``problem``, naming the request whose next run a replace dropped before the start
+    failed (``droppedRequestId``), when one did."""
+    if dropped is None:
+        return problem
+    return dataclasses.replace(problem, members={**problem.members, "droppedRequestId": dropped})
 
 
 def for_admitted(admitted: Admitted, links: Links, request_url: str) -> func.HttpResponse:
@@ -351,7 +363,8 @@ def for_failure(error: BaseException, links: Optional[Links]) -> Problem:
     counted (``singleton.dependency.failures``) against the dependency it blames."""
     for kind, answer, dependency in FAILURES:
         if isinstance(error, kind):
-            problem = answer(error, links)
+            dropped = error.dropped_request_id if isinstance(error, SingletonError) else None
+            problem = _naming_dropped(answer(error, links), dropped)
             if dependency:
                 logger.warning("%s failure: %s", dependency, _describe(error))
                 telemetry.record_failure(dependency, problem.kind)

@@ -13,9 +13,16 @@ The kinds beneath them (``LockBusy``, ``StartOutcomeUnknown``, ...) say why.
 
 from __future__ import annotations
 
+from typing import Optional
+
 
 class SingletonError(Exception):
     """Base of every failure the library raises."""
+
+    #: The request whose next (or waiting) run was dropped before this failure: a
+    #: replacing start (``STOP_EXISTING``, ``TERMINATE_EXISTING``) that failed after its
+    #: Stop or terminate dropped it. That run never runs; None when nothing was dropped.
+    dropped_request_id: Optional[str] = None
 
 
 class NotStarted(SingletonError):

@@ -15,7 +15,7 @@ from typing import Any, Awaitable, Callable, Optional, TypeVar
 from . import _telemetry as telemetry
 from ._documents import Tagged
 from ._durable import DurableClient, DurableFailure, DurableUnavailable, InstanceEnded
-from ._errors import OutcomeUnknown
+from ._errors import OutcomeUnknown, SingletonError
 from ._lock import HeldLock, LockLost, LockUnavailable
 from ._next_run import (
     Channel,
@@ -265,6 +265,11 @@ async def stop_through_channel(
             except (DurableUnavailable, DurableFailure) as error:
                 # Dropped all the same: the instance ends when its timer finds it so.
                 logger.warning("A waiting run was dropped; its Stop was not sent: %s", error)
+            except SingletonError as error:
+                # Not sent (the fence refused it): the caller goes no further, and the
+                # answer names the run dropped all the same.
+                error.dropped_request_id = dropped.dropped
+                raise
             return dropped.dropped
         channel = await root.next_runs().read(task_hub, instance_id)  # it began meanwhile
     run = channel.run if channel is not None else None

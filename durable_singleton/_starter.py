@@ -23,7 +23,7 @@ from ._durable import (
     StartOutcomeUnknown,
     may_still_land,
 )
-from ._errors import NotStarted
+from ._errors import NotStarted, SingletonError
 from ._handover import (
     FIRST_END_POLL_SECONDS,
     MAX_END_POLL_SECONDS,
@@ -147,8 +147,17 @@ async def start_singleton(request: StartRequest, durable: DurableClient, root: R
     """Start ``request``'s orchestrator under its id unless the policy says otherwise; the
     outcome says it started, or what was done about the existing instance. Raises LockBusy,
     ReplaceTimedOut, InstanceVanished, StartOutcomeUnknown, or a dependency's or setting's
-    failure."""
-    return await _StartRun(request, durable, root).execute()
+    failure: once a replace dropped the instance's next run, its ``dropped_request_id``
+    names it."""
+    run = _StartRun(request, durable, root)
+    try:
+        return await run.execute()
+    except SingletonError as error:
+        # A drop that landed stands whatever failed after it: the answer names it, as
+        # the 202 would, or the caller told the run was buffered would never hear of it.
+        if run.dropped is not None and error.dropped_request_id is None:
+            error.dropped_request_id = run.dropped
+        raise
 
 
 class _StartRun:
@@ -450,7 +459,7 @@ class _StartRun:
         if status is None:
             # Only reachable if the instance vanished (purged) between two reads.
             raise InstanceVanished(self.id)
-        return Outcome(action, status, started=False)
+        return Outcome(action, status, started=False, dropped=self.dropped)
 
 
 async def hold_lock(

@@ -52,3 +52,21 @@ async def test_policies_are_keywords_and_bad_input_changes_nothing(client_app, d
         await client.stop("Job", "never-started", mode=StopMode.TERMINATE)
     assert missing.value.problem.status == 404
     assert durable.created == [] and durable.terminations == []
+
+
+async def test_a_replace_that_fails_after_dropping_the_next_run_names_it(
+    client_app, durable, monkeypatch
+) -> None:
+    """The error of a start whose replace dropped the old instance's next run and then
+    timed out carries the request dropped, as the HTTP answer's droppedRequestId does."""
+    from durable_singleton.errors import ReplaceTimedOut
+    from tests.support.app import change_setting
+
+    await change_setting(monkeypatch, "SINGLETON_TERMINATE_TIMEOUT_SECONDS", "1")
+    durable.reset(orchestrators={"Job"}, terminate_delay=None)  # it never ends
+    client = client_app.client(durable.starter())
+    await client.start("Job", "c-2", {"n": 1})
+    buffered = await client.start("Job", "c-2", {"n": 2}, on_conflict=OnConflict.BUFFER_ONE)
+    with pytest.raises(ReplaceTimedOut) as raised:
+        await client.start("Job", "c-2", {"n": 3}, on_conflict=OnConflict.TERMINATE_EXISTING)
+    assert raised.value.dropped_request_id == buffered.request_id

@@ -493,6 +493,62 @@ async def test_a_holder_paused_before_it_opens_the_channel_writes_nothing(
         await holder.close()
 
 
+async def test_a_replacing_start_paused_after_it_dropped_a_waiting_run_names_it(
+    durable, azurite, app_env
+) -> None:
+    """``onConflict=stopExisting`` of an instance whose debounced run waits writes the drop
+    first, then sends the Stop under the lease, fenced. The process is paused as the drop
+    lands (its clock jumps past the lease, and storage breaks the lease as expiry does):
+    the Stop must not be sent, and nothing is started (503 ``lock-lost``), but the drop
+    stands (the instance ends when the run's timer finds it dropped), so the answer must
+    name the request dropped: its caller was told ``debounced``."""
+    pause = Pause()
+    armed = [False]
+    lock = lock_blob_name("TestHubName", "fenced-drop")
+
+    def paused_as_the_drop_lands(response: Any) -> None:  # the Storage SDK's hook
+        http = response.http_request
+        written = (
+            http.method == "PUT"
+            and http.url.split("?")[0].endswith(".next")
+            and response.http_response.status_code in (200, 201)
+        )
+        if armed and armed[0] and written:
+            armed.clear()
+            with SyncBlobClient.from_connection_string(
+                azurite.connection_string, app_env, lock
+            ) as blob:
+                SyncLeaseClient(blob).break_lease(lease_break_period=0)
+            pause.advance(LEASE_SECONDS + 5)
+
+    holder = SingletonApp(
+        Catalog.from_folders(APP_ROOT),
+        os.environ,
+        blob_options={"raw_response_hook": paused_as_the_drop_lands},
+        clock=pause.clock,
+    )
+    durable.reset(stop_delay=0.05)
+
+    async def start(items: list, query: str) -> Any:
+        request = start_request("SingletonOrchestrator", "fenced-drop", {"items": items}, query)
+        return await holder.http_start(request, durable.starter())
+
+    try:
+        assert kind(await start(["a"], "debounceSeconds=30")) == "202"
+        told = json.loads((await start(["b"], "debounceSeconds=30")).get_body())
+        assert told["outcome"] == "debounced"
+        armed[0] = True
+        answer = await start(["c"], "onConflict=stopExisting")
+        assert not armed  # the pause came as the drop landed
+        assert kind(answer) == "lock-lost"
+        assert json.loads(answer.get_body())["droppedRequestId"] == told["requestId"]
+        assert durable.events == []  # no Stop was sent without the lease
+        channel = await root_of(holder).next_runs().read("TestHubName", "fenced-drop")
+        assert channel is not None and channel.stopped  # the drop stands
+    finally:
+        await holder.close()
+
+
 class Pause:
     """A monotonic clock that a test can move on, as a paused process finds it."""
 

@@ -400,6 +400,27 @@ async def test_a_replacing_start_names_the_next_run_it_drops(start, durable, pol
     assert told["requestId"] not in run_ids(durable)
 
 
+@pytest.mark.parametrize(
+    "policy,refused",
+    [("stopExisting", "stop-timeout"), ("terminateExisting", "termination-timeout")],
+)
+async def test_a_replacing_start_that_times_out_still_names_the_next_run_it_dropped(
+    start, durable, monkeypatch, policy, refused
+) -> None:
+    """The Stop (or terminate) is sent and the instance's next run dropped, then the old
+    instance does not end in time: nothing is started (409), but the drop stands, so the
+    answer names the request dropped; otherwise its caller, told ``buffered``, would never
+    hear that its run will not run."""
+    await change_setting(monkeypatch, "SINGLETON_TERMINATE_TIMEOUT_SECONDS", "1")
+    durable.reset(stop_delay=None, terminate_delay=None)  # it never ends
+    await start("reindex", {"items": ["a"]})
+    told = body_of(await start("reindex", {"items": ["b"]}, query=BUFFER))
+    response = await start("reindex", {"items": ["c"]}, query=f"onConflict={policy}")
+    assert problem(response, 409, refused)["droppedRequestId"] == told["requestId"]
+    channel = await channel_of()
+    assert channel is not None and channel.next is None  # dropped: it never runs
+
+
 async def test_a_terminate_drops_the_next_run_and_closes_the_channel(
     start, instance, durable, monkeypatch
 ) -> None:
