@@ -105,6 +105,12 @@ def problem(
     return Problem(kind, status, title, detail, members or {}, headers or {})
 
 
+def refusal(kind: str, detail: str) -> ProblemError:
+    """The error that answers with the problem ``kind`` of :func:`problem` (bad input: the
+    request stops here, nothing sent)."""
+    return ProblemError(problem(kind, detail))
+
+
 def _retry(seconds: int) -> Dict[str, str]:
     return {"Retry-After": str(seconds)}
 

@@ -145,7 +145,7 @@ def checked_limited_start(
         check_instance_id(slot_id(key, limit - 1))
     except ProblemError as refused:
         rule = refused.problem.detail.replace("instance id", "key (with its slot suffix)")
-        raise ProblemError(problems.problem("invalid-key", rule)) from None
+        raise problems.refusal("invalid-key", rule) from None
     if raw is None:
         raw = _as_json(input_)
     checked = _checked_input(catalog, settings, function_name, raw, None)
@@ -171,7 +171,7 @@ def _as_json(input_: Any) -> bytes:
     try:
         return json.dumps(input_, allow_nan=False).encode("utf-8")
     except (TypeError, ValueError):
-        raise ProblemError(problems.problem("invalid-body", "The input is not JSON.")) from None
+        raise problems.refusal("invalid-body", "The input is not JSON.") from None
 
 
 def effective_on_conflict(
@@ -183,13 +183,11 @@ def effective_on_conflict(
     if debounce is None:
         return given or default
     if given is not None and given is not OnConflict.BUFFER_ONE:
-        raise ProblemError(
-            problems.problem(
-                "conflicting-parameters",
-                "debounceSeconds runs the request after the active instance's run, "
-                "as onConflict=bufferOne does; it cannot be combined with "
-                f"onConflict={given.value}.",
-            )
+        raise problems.refusal(
+            "conflicting-parameters",
+            "debounceSeconds runs the request after the active instance's run, "
+            "as onConflict=bufferOne does; it cannot be combined with "
+            f"onConflict={given.value}.",
         )
     return OnConflict.BUFFER_ONE
 
@@ -199,10 +197,8 @@ def debounce_of(seconds: Optional[int], max_seconds: Optional[int]) -> Optional[
     (a 400 problem); ``max_seconds`` defaults to 10 times ``seconds``."""
     if seconds is None:
         if max_seconds is not None:
-            raise ProblemError(
-                problems.problem(
-                    "conflicting-parameters", "debounceMaxSeconds needs debounceSeconds."
-                )
+            raise problems.refusal(
+                "conflicting-parameters", "debounceMaxSeconds needs debounceSeconds."
             )
         return None
     if not MIN_DEBOUNCE_SECONDS <= seconds <= MAX_DEBOUNCE_SECONDS:
@@ -226,13 +222,11 @@ def check_next_run(catalog: Catalog, function_name: str, key: Optional[str]) -> 
     if not catalog.accepts_next_run(function_name):
         raise ProblemError(problems.next_run_not_supported(function_name))
     if key is not None:
-        raise ProblemError(
-            problems.problem(
-                "conflicting-parameters",
-                "An Idempotency-Key cannot be combined with onConflict=bufferOne or "
-                "debounceSeconds; send the request without it (its answer's requestId "
-                "shows in the instance's status as its run once its input runs).",
-            )
+        raise problems.refusal(
+            "conflicting-parameters",
+            "An Idempotency-Key cannot be combined with onConflict=bufferOne or "
+            "debounceSeconds; send the request without it (its answer's requestId "
+            "shows in the instance's status as its run once its input runs).",
         )
 
 
@@ -258,16 +252,14 @@ def check_input(catalog: Catalog, function_name: str, value: Any) -> None:
         try:
             rule(value)
         except InvalidInput as error:
-            raise ProblemError(problems.problem("invalid-input", str(error))) from None
+            raise problems.refusal("invalid-input", str(error)) from None
     if catalog.accepts_next_run(function_name) and not (
         value is None or (isinstance(value, dict) and "run" not in value)
     ):
-        raise ProblemError(
-            problems.problem(
-                "invalid-input",
-                f"{function_name} takes next runs: its input is a JSON object (or no body), "
-                "without the member run, which the app sets.",
-            )
+        raise problems.refusal(
+            "invalid-input",
+            f"{function_name} takes next runs: its input is a JSON object (or no body), "
+            "without the member run, which the app sets.",
         )
 
 
@@ -294,7 +286,7 @@ def check_instance_id(value: str) -> str:
         reason = "The instance id is made of dots only."
     else:
         return value
-    raise ProblemError(problems.problem("invalid-instance-id", f"{reason} {INSTANCE_ID_RULE}"))
+    raise problems.refusal("invalid-instance-id", f"{reason} {INSTANCE_ID_RULE}")
 
 
 def read_json_body(raw: bytes, limit: int) -> Any:
@@ -309,10 +301,8 @@ def read_json_body(raw: bytes, limit: int) -> Any:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
-        raise ProblemError(
-            problems.problem(
-                "invalid-body", f"The request body is not valid UTF-8 (byte {error.start})."
-            )
+        raise problems.refusal(
+            "invalid-body", f"The request body is not valid UTF-8 (byte {error.start})."
         ) from None
     try:
         document = json.loads(
@@ -323,19 +313,17 @@ def read_json_body(raw: bytes, limit: int) -> Any:
             object_hook=_refuse_envelope,
         )
     except _Refused as refused:
-        raise ProblemError(problems.problem("invalid-body", str(refused))) from None
+        raise problems.refusal("invalid-body", str(refused)) from None
     except json.JSONDecodeError as error:
-        raise ProblemError(
-            problems.problem(
-                "invalid-body",
-                "The request body is not valid JSON (error at line "
-                f"{error.lineno}, column {error.colno}).",
-            )
+        raise problems.refusal(
+            "invalid-body",
+            "The request body is not valid JSON (error at line "
+            f"{error.lineno}, column {error.colno}).",
         ) from None
     except RecursionError:
-        raise ProblemError(problems.problem("invalid-body", _TOO_DEEP)) from None
+        raise problems.refusal("invalid-body", _TOO_DEEP) from None
     if _depth(document) > MAX_NESTING_DEPTH:
-        raise ProblemError(problems.problem("invalid-body", _TOO_DEEP))
+        raise problems.refusal("invalid-body", _TOO_DEEP)
     return document
 
 

@@ -91,7 +91,7 @@ def read_idempotency_key(req: func.HttpRequest) -> Optional[str]:
     if value is None:
         return None
     if not valid_key(str(value)):
-        raise ProblemError(problems.problem("invalid-idempotency-key", KEY_RULE))
+        raise problems.refusal("invalid-idempotency-key", KEY_RULE)
     return str(value)
 
 
