@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import logging
 from dataclasses import dataclass
 from typing import Any, Iterator, Optional, Tuple
 
@@ -28,6 +29,8 @@ from ._handover import close_channel, dropped_by_terminate, stop_through_channel
 from ._invocation import Invocation
 from ._limited import pass_on_terminated, slot_of
 from ._links import Links
+from ._lock import LockUnavailable
+from ._next_run import Closed
 from ._policy import FINISHED
 from ._problems import ProblemError
 from ._request import check_stop
@@ -37,6 +40,8 @@ from ._stop import STOP_EVENT
 from ._validation import read_choice, read_route
 
 TERMINATE_REASON = "Terminated through DELETE with mode=terminate."
+
+logger = logging.getLogger(__name__)
 
 
 class StopMode(str, enum.Enum):
@@ -119,7 +124,7 @@ async def end_instance(
             fenced = await held.fence(durable.timeout)
             with _sent_may_have_acted(instance_id):
                 await durable.terminate(instance_id, TERMINATE_REASON, fenced)
-            closed = await close_channel(root, hub, function_name, instance_id)
+            closed = await _closed_after_terminate(root, hub, function_name, instance_id)
     except BaseException as error:
         if may_still_land(error):
             held.abandon()  # the terminate may still land: no start of the id may come first
@@ -135,6 +140,19 @@ async def end_instance(
     # Read (bounded) once the lock is let go: a start need not wait for this instance's end.
     wait = root.settings.next_run_wait_seconds
     return Ended(status, await dropped_by_terminate(durable, instance_id, closed, wait))
+
+
+async def _closed_after_terminate(
+    root: Root, task_hub: str, function_name: str, instance_id: str
+) -> Closed:
+    """Close the id's channel once the terminate landed. When storage fails the close the
+    terminate stands, so the answer still says it was carried out; the next run is not
+    dropped, and runs after the id's next start (as one an instance that failed left)."""
+    try:
+        return await close_channel(root, task_hub, function_name, instance_id)
+    except LockUnavailable as error:
+        logger.warning("A terminate was carried out; its next run was not dropped: %s", error)
+        return Closed(None)
 
 
 @contextlib.contextmanager

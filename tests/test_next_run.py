@@ -1023,6 +1023,35 @@ async def test_a_stop_whose_drop_storage_fails_keeps_the_next_run_and_names_noth
         await app.close()
 
 
+async def test_a_terminate_whose_channel_storage_fails_after_it_says_it_was_carried_out(
+    durable, app_env
+) -> None:
+    """DELETE ``mode=terminate``: the terminate lands; then storage fails every call of the
+    close that would drop the next run. The instance is terminated, so the answer is 202
+    ``stopRequested``, never a 503 saying the request failed; it names nothing dropped, and
+    the next run, kept, runs after the id's next start (as a next run of an instance that
+    failed does)."""
+    app, cut = app_with_channel_writes_cut(reads_too=lambda: bool(durable.terminations))
+    durable.reset(complete_after=0.3)
+    try:
+        buffered = await buffered_behind_a_run(app, durable, app_env)
+        cut[0] = True
+        request = instance_request(
+            "DELETE", "SingletonOrchestrator", "keep-next", "mode=terminate"
+        )
+        response = await app.http_instance(request, durable.starter())
+        cut[0] = False
+        assert response.status_code == 202, body_of(response)
+        assert body_of(response)["outcome"] == "stopRequested"
+        assert "droppedRequestId" not in body_of(response)
+        await until(lambda: durable.instances["keep-next"].status == "Terminated")
+        again = start_request("SingletonOrchestrator", "keep-next", {"items": ["c"]})
+        assert (await app.http_start(again, durable.starter())).status_code == 202
+        await until(lambda: buffered in run_ids(durable))  # kept: it runs after c's run
+    finally:
+        await app.close()
+
+
 async def test_a_stop_whose_drop_is_lost_says_the_next_run_may_be_dropped_and_keeps_it(
     durable, app_env
 ) -> None:
