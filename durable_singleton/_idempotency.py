@@ -24,6 +24,8 @@ KEY_RULE = f"An Idempotency-Key is 1 to {MAX_KEY_LENGTH} printable ASCII charact
 #: Metadata names on the lock blob (letters only: metadata names are C# identifiers).
 _FIELDS = ("idemkey", "idemfingerprint", "idemto", "idembefore", "idemexpires", "idemlanded")
 _SUPERSEDED = "idemsuperseded"
+#: Only when the key's start dropped a next run (a replace's): the request dropped.
+_DROPPED = "idemdropped"
 #: Superseded keys remembered per id (the oldest forgotten first); each costs 44 bytes of
 #: the lock blob's metadata (Blob Storage allows 8 KiB).
 MAX_SUPERSEDED = 64
@@ -69,6 +71,8 @@ class Record:
     expires: datetime.datetime
     #: Whether the Durable API answered its start 202.
     landed: bool = False
+    #: The request whose next run its start's replace dropped (its answer names it).
+    dropped: Optional[str] = None
 
     def live(self, now: datetime.datetime) -> bool:
         """Whether it still counts at ``now``."""
@@ -84,7 +88,10 @@ class Record:
             self.expires.isoformat(),
             "1" if self.landed else "0",
         )
-        return dict(zip(_FIELDS, values, strict=True))
+        metadata = dict(zip(_FIELDS, values, strict=True))
+        if self.dropped is not None:
+            metadata[_DROPPED] = self.dropped
+        return metadata
 
     @classmethod
     def from_metadata(cls, metadata: Mapping[str, str]) -> Optional["Record"]:
@@ -98,6 +105,7 @@ class Record:
                 before,
                 datetime.datetime.fromisoformat(expires),
                 landed == "1",
+                metadata.get(_DROPPED),
             )
         except (KeyError, ValueError):
             return None

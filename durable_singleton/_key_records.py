@@ -53,15 +53,17 @@ class KeyRecords:
     def _ttl(self) -> datetime.timedelta:
         return datetime.timedelta(seconds=self.settings.idempotency_ttl_seconds)
 
-    async def replayed(self, locks: StartLocks, status: Optional[InstanceStatus]) -> bool:
-        """Whether the request's key started the current execution (its answer is given
-        again), read without the lease; raises the key's problem (mismatch, in progress,
-        superseded); False for a start to decide as an ordinary one."""
+    async def replayed(
+        self, locks: StartLocks, status: Optional[InstanceStatus]
+    ) -> Optional[Record]:
+        """The key's record when the request's key started the current execution (its answer
+        is given again), read without the lease; raises the key's problem (mismatch, in
+        progress, superseded); None for a start to decide as an ordinary one."""
         with telemetry.step("idempotency.read"):
             metadata = await locks.read_record(self.task_hub, self.request.instance_id)
         return self.replayed_by(Records.from_metadata(metadata or {}), status)
 
-    def replayed_by(self, records: Records, status: Optional[InstanceStatus]) -> bool:
+    def replayed_by(self, records: Records, status: Optional[InstanceStatus]) -> Optional[Record]:
         """:meth:`replayed`, given ``records``."""
         keyed = self.request.keyed
         assert keyed is not None
@@ -76,7 +78,7 @@ class KeyRecords:
             raise ProblemError(problems.idempotency_key_in_progress(instance_id, wait))
         if verdict is Verdict.SUPERSEDED:
             raise ProblemError(problems.idempotency_key_superseded(instance_id))
-        return verdict is Verdict.REPLAY
+        return records.current if verdict is Verdict.REPLAY else None
 
     async def held(self, held: HeldLock) -> Records:
         """The id's key records, read under the lease only when they may have changed
@@ -87,9 +89,12 @@ class KeyRecords:
                 metadata = await held.read_metadata()
         return Records.from_metadata(metadata)
 
-    async def record_start(self, held: HeldLock, before: Optional[InstanceStatus]) -> None:
+    async def record_start(
+        self, held: HeldLock, before: Optional[InstanceStatus], dropped: Optional[str]
+    ) -> None:
         """Under the lease, before the start is sent: move a live key record aside (this
-        start comes after its key's), and for a request with a key write its own.
+        start comes after its key's), and for a request with a key write its own, naming
+        the next run its replace ``dropped`` (for the answer given again).
 
         Costs no storage call for a request without a key unless a record may be live
         (see :meth:`HeldLock.known_metadata`).
@@ -116,6 +121,7 @@ class KeyRecords:
                 began + datetime.timedelta(seconds=max(held.remaining(), 0.0)),
                 created_text(before),
                 began + self._ttl,
+                dropped=dropped,
             )
             records = records.with_current(record)
         with telemetry.step("idempotency.record"):

@@ -33,9 +33,7 @@ from ._handover import (
     shown_by,
     stop_through_channel,
 )
-from ._idempotency import (
-    created_second,
-)
+from ._idempotency import Record, created_second
 from ._key_records import KeyRecords
 from ._lock import HeldLock, LockLost, StartLocks
 from ._policy import (
@@ -184,8 +182,9 @@ class _StartRun:
         locks.prepare(self.durable.task_hub, self.id)
         status = await self.durable.status(self.id)
         if self.request.keyed is not None:
-            if await self.keys.replayed(locks, status):
-                return _REPLAYED
+            record = await self.keys.replayed(locks, status)
+            if record is not None:
+                return _replayed(record)
         action = self._decide(status)
         if not action.takes_lock:
             # Fast path: refusing or pointing at the running instance needs no lock.
@@ -267,8 +266,9 @@ class _StartRun:
         if request.keyed is not None:
             # The key's records as they are under the lease: a request with the same
             # key that started (and, a quick job, finished) meanwhile is answered.
-            if self.keys.replayed_by(await self.keys.held(held), status):
-                return _REPLAYED
+            record = self.keys.replayed_by(await self.keys.held(held), status)
+            if record is not None:
+                return _replayed(record)
         action = self._decide(status)
         if action is Action.BUFFER:
             return await self._offer_or_start(held, status)
@@ -291,7 +291,7 @@ class _StartRun:
             await self._replace_and_wait(held, action, status)
         input_, due_at, latest_at = self.handover.start_input()
         previous = await self.handover.open(held, due_at, latest_at, checked)
-        await self.keys.record_start(held, status)
+        await self.keys.record_start(held, status, self.dropped)
         try:
             outcome = await self.durable.start(
                 request.function_name,
@@ -434,8 +434,10 @@ class _StartRun:
     ) -> Outcome:
         """The answer when another caller's start shows: for a request with a key, the
         key's own start may be that one."""
-        if self.request.keyed is not None and await self.keys.replayed(locks, status):
-            return _REPLAYED
+        if self.request.keyed is not None:
+            record = await self.keys.replayed(locks, status)
+            if record is not None:
+                return _replayed(record)
         return self._not_started(action, status)
 
     def _reads_again(self, action: Action) -> bool:
@@ -498,9 +500,10 @@ async def _try_or_wait(
     return None
 
 
-#: The answer to a request whose Idempotency-Key started the current execution: its 202,
-#: given again.
-_REPLAYED = Outcome(Action.START, None, started=True, replayed=True)
+def _replayed(record: Record) -> Outcome:
+    """The answer to a request whose Idempotency-Key started the current execution (its
+    ``record``): its 202, given again, naming the next run its replace dropped."""
+    return Outcome(Action.START, None, started=True, replayed=True, dropped=record.dropped)
 
 
 class _Ambiguous(Exception):

@@ -4,6 +4,7 @@ and Azurite, with the faults of the fault proxy."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime
 import json
 from typing import Any, Optional
@@ -146,6 +147,8 @@ def test_records_keep_no_key_and_no_body_and_read_back() -> None:
     assert "secret-key-42" not in text and "hunter2" not in text
     assert Records.from_metadata(kept.metadata()) == kept
     assert Records.from_metadata({}) == Records(None, ())
+    dropping = kept.with_current(dataclasses.replace(kept.current, dropped="req-1"))
+    assert Records.from_metadata(dropping.metadata()) == dropping
     broken = Records.from_metadata({**kept.metadata(), "idemto": "not a time"})
     assert broken.current is None and broken.superseded == kept.superseded
 
@@ -293,6 +296,26 @@ async def test_a_retry_of_terminate_existing_terminates_nothing(start, durable) 
         again = await start("job", {"items": [1]}, query=query, key="k-16")
         assert again.status_code == 202 and again.headers["Idempotent-Replayed"] == "true"
     assert len(durable.terminations) == 1 and len(durable.accepted_starts) == 1
+
+
+@pytest.mark.parametrize("policy", ["terminateExisting", "stopExisting"])
+async def test_a_retry_of_a_replace_that_dropped_a_next_run_names_it_again(
+    start, durable, policy
+) -> None:
+    """The first answer named the next run its replace dropped (``droppedRequestId``); the
+    retry is given that answer again, whole: if the first was lost, the retry's is the only
+    one that says the buffered request will never run."""
+    durable.reset(stop_delay=0.05)
+    await start("job", {"items": [1]})
+    told = json.loads(
+        (await start("job", {"items": [2]}, query="onConflict=bufferOne")).get_body()
+    )
+    query = f"onConflict={policy}"
+    first = await start("job", {"items": [3]}, query=query, key=f"k-drop-{policy}")
+    assert json.loads(first.get_body())["droppedRequestId"] == told["requestId"]
+    again = await start("job", {"items": [3]}, query=query, key=f"k-drop-{policy}")
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.get_body() == first.get_body()
 
 
 async def test_a_retry_after_the_job_continued_as_new_is_its_own_start(start, durable) -> None:
