@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import json
 import logging
 import os
 import time
@@ -91,6 +92,27 @@ async def test_a_tick_while_running_replaces_per_policy(
         assert [i for i, _ in durable.terminations] == ["nightly"] and durable.events == []
     [line] = tick_lines(caplog)
     assert f"decision={decision}" in line
+
+
+@pytest.mark.parametrize(
+    "ends,decision", [(True, "replaced-existing"), (False, "termination-timeout")]
+)
+async def test_a_tick_that_replaces_a_run_logs_the_next_run_it_dropped(
+    durable, schedule, caplog, start, ends, decision
+) -> None:
+    """No caller hears of a next run a tick's terminateOther drops, so the tick's line
+    names it, whether the start then happened or timed out waiting for the old run's end."""
+    caplog.set_level(logging.INFO)
+    schedule.setenv(f"{PREFIX}_OVERLAP", "terminateOther")
+    await change_setting(schedule, "SINGLETON_TERMINATE_TIMEOUT_SECONDS", "1")
+    durable.reset(terminate_delay=0.05 if ends else None)
+    await start("nightly", {"items": ["x"]})
+    told = json.loads(
+        (await start("nightly", {"items": ["y"]}, "onConflict=bufferOne")).get_body()
+    )
+    await tick(durable)
+    [line] = tick_lines(caplog)
+    assert f"decision={decision}" in line and f"dropped={told['requestId']}" in line
 
 
 async def test_a_tick_during_a_run_buffers_one_more_run(durable, schedule, caplog) -> None:
