@@ -13,7 +13,7 @@ import json
 import os
 import threading
 import time
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
 from azure.storage.blob import BlobClient as SyncBlobClient
@@ -454,32 +454,13 @@ async def test_a_holder_paused_before_it_opens_the_channel_writes_nothing(
     as the lease is granted (its clock jumps past the lease, and storage breaks the lease
     as expiry does): it must not then write the channel, which by then may be another
     holder's."""
-    pause = Pause()
-    armed = [True]
     lock = lock_blob_name("TestHubName", "fenced-open")
 
-    def paused_as_the_lease_is_granted(response: Any) -> None:  # the Storage SDK's hook
-        http = response.http_request
-        granted = (
-            http.method == "PUT"
-            and http.url.split("?")[0].endswith(lock)
-            and http.headers.get("x-ms-lease-action") == "acquire"
-            and response.http_response.status_code == 201
-        )
-        if armed and granted:
-            armed.clear()
-            with SyncBlobClient.from_connection_string(
-                azurite.connection_string, app_env, lock
-            ) as blob:
-                SyncLeaseClient(blob).break_lease(lease_break_period=0)
-            pause.advance(LEASE_SECONDS + 5)
+    def granted(http: Any) -> bool:
+        lease_action = http.headers.get("x-ms-lease-action")
+        return http.url.split("?")[0].endswith(lock) and lease_action == "acquire"
 
-    holder = SingletonApp(
-        Catalog.from_folders(APP_ROOT),
-        os.environ,
-        blob_options={"raw_response_hook": paused_as_the_lease_is_granted},
-        clock=pause.clock,
-    )
+    holder, armed = paused_holder(azurite, app_env, lock, granted, armed=True)
     try:
         answer = await holder.http_start(
             start_request("SingletonOrchestrator", "fenced-open", {"items": ["a"]}),
@@ -502,31 +483,12 @@ async def test_a_replacing_start_paused_after_it_dropped_a_waiting_run_names_it(
     the Stop must not be sent, and nothing is started (503 ``lock-lost``), but the drop
     stands (the instance ends when the run's timer finds it dropped), so the answer must
     name the request dropped: its caller was told ``debounced``."""
-    pause = Pause()
-    armed = [False]
     lock = lock_blob_name("TestHubName", "fenced-drop")
 
-    def paused_as_the_drop_lands(response: Any) -> None:  # the Storage SDK's hook
-        http = response.http_request
-        written = (
-            http.method == "PUT"
-            and http.url.split("?")[0].endswith(".next")
-            and response.http_response.status_code in (200, 201)
-        )
-        if armed and armed[0] and written:
-            armed.clear()
-            with SyncBlobClient.from_connection_string(
-                azurite.connection_string, app_env, lock
-            ) as blob:
-                SyncLeaseClient(blob).break_lease(lease_break_period=0)
-            pause.advance(LEASE_SECONDS + 5)
+    def written(http: Any) -> bool:
+        return http.url.split("?")[0].endswith(".next")
 
-    holder = SingletonApp(
-        Catalog.from_folders(APP_ROOT),
-        os.environ,
-        blob_options={"raw_response_hook": paused_as_the_drop_lands},
-        clock=pause.clock,
-    )
+    holder, armed = paused_holder(azurite, app_env, lock, written, armed=False)
     durable.reset(stop_delay=0.05)
 
     async def start(items: list, query: str) -> Any:
@@ -547,6 +509,36 @@ async def test_a_replacing_start_paused_after_it_dropped_a_waiting_run_names_it(
         assert channel is not None and channel.stopped  # the drop stands
     finally:
         await holder.close()
+
+
+def paused_holder(
+    azurite: Any, app_env: str, lock: str, when: Callable[[Any], bool], armed: bool
+) -> "tuple[SingletonApp, list]":
+    """An app whose process is paused (its clock jumps past the lease, and storage breaks
+    the lease on blob ``lock`` as expiry does) as the first successful PUT for which
+    ``when(request)`` holds is answered, once ``armed[0]`` is True (the list it
+    returns; emptied by the pause)."""
+    pause = Pause()
+    switch = [armed]
+
+    def paused(response: Any) -> None:  # the Storage SDK's hook
+        http, status = response.http_request, response.http_response.status_code
+        succeeded = http.method == "PUT" and status in (200, 201)
+        if switch and switch[0] and succeeded and when(http):
+            switch.clear()
+            with SyncBlobClient.from_connection_string(
+                azurite.connection_string, app_env, lock
+            ) as blob:
+                SyncLeaseClient(blob).break_lease(lease_break_period=0)
+            pause.advance(LEASE_SECONDS + 5)
+
+    app = SingletonApp(
+        Catalog.from_folders(APP_ROOT),
+        os.environ,
+        blob_options={"raw_response_hook": paused},
+        clock=pause.clock,
+    )
+    return app, switch
 
 
 class Pause:
