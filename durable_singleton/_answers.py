@@ -7,7 +7,6 @@ its problem+json answer (RFC 9457, constructors in :mod:`durable_singleton._prob
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import re
@@ -193,7 +192,7 @@ def _naming_dropped(problem: Problem, dropped: Optional[str]) -> Problem:
     failed (``droppedRequestId``), when one did."""
     if dropped is None:
         return problem
-    return dataclasses.replace(problem, members={**problem.members, "droppedRequestId": dropped})
+    return problem.with_members({"droppedRequestId": dropped})
 
 
 def for_admitted(admitted: Admitted, links: Links, request_url: str) -> func.HttpResponse:

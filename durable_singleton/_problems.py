@@ -84,6 +84,10 @@ class Problem:
         document.update(self.members)
         return document
 
+    def with_members(self, members: Mapping[str, Any]) -> "Problem":
+        """This problem with ``members`` added to its own."""
+        return dataclasses.replace(self, members={**self.members, **members})
+
 
 class ProblemError(NotStarted):
     """Raised anywhere in a request to answer with ``problem`` and stop."""
@@ -298,7 +302,7 @@ def next_run_outcome_unknown(
         links,
         retry_after,
     )
-    return dataclasses.replace(found, members={**found.members, **members})
+    return found.with_members(members)
 
 
 def body_too_large(limit: int) -> Problem:
